@@ -1,0 +1,35 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const BUILD_SCRIPT = join(import.meta.dirname, 'go', 'build.sh');
+export const REQUIRED_BINARIES = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kubectl', 'etcd', 'helm'];
+
+/**
+ * The directory holding the cluster's binaries, built from the Go module proxy on first use and cached outside the
+ * repo keyed by version (see test/cluster/go/build.sh). STRONGROOM_CLUSTER_BIN overrides it with a prebuilt set.
+ */
+export async function ensureBinaries(log: (line: string) => void): Promise<string> {
+  const override = process.env.STRONGROOM_CLUSTER_BIN;
+  if (override) {
+    const missing = REQUIRED_BINARIES.filter((b) => !existsSync(join(override, b)));
+    if (missing.length > 0) throw new Error(`STRONGROOM_CLUSTER_BIN=${override} lacks ${missing.join(', ')}`);
+    return override;
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+      for (const line of b.toString().trimEnd().split('\n')) log(line);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const dir = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && dir) resolve(dir);
+      else reject(new Error(`building the cluster binaries failed (exit ${code}):\n${err.slice(-3000)}`));
+    });
+  });
+}

@@ -1,0 +1,277 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureBinaries } from './binaries.ts';
+import { startControlPlane } from './controlplane.ts';
+import {
+  cniNetworkNamespaces,
+  linkExists,
+  mountsUnder,
+  processesMatching,
+  removeKubeletCgroups,
+  removeKubeletChains,
+  stopProcesses,
+  unmountAll,
+  vethInterfaces,
+} from './host.ts';
+import { kubectl, run, type ClusterInfo } from './kubectl.ts';
+import { DEFAULT_POD_NETWORK, NODE_NAME, nodePaths, startNode, type PodNetwork } from './node.ts';
+import type { Component } from './process.ts';
+
+export type { ClusterInfo } from './kubectl.ts';
+
+const WORKDIR_PREFIX = 'strongroom-cluster-';
+
+/** What teardown needs, written to `<workDir>/cluster.json` so a cluster whose owner died can still be cleaned up. */
+interface ClusterState {
+  readonly ownerPid: number;
+  readonly workDir: string;
+  readonly binDir: string;
+  readonly kubeconfig: string | null;
+}
+
+/** Written to `<workDir>/node.json` while a node runs, so whoever tears down the cluster also stops the node. */
+interface NodeState {
+  readonly network: PodNetwork;
+  readonly ipForwardBefore: string;
+}
+
+export interface StartOptions {
+  /** Also start a real node (containerd + runc + CNI + kubelet). Needs root. */
+  readonly node?: boolean;
+  readonly network?: PodNetwork;
+  /** Progress lines; default: none. */
+  readonly log?: (line: string) => void;
+}
+
+export interface Cluster extends ClusterInfo {
+  readonly versions: { readonly apiserver: string; readonly kubelet: string | null };
+  /** Stops everything started, in order, and removes the work directory. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Something was left behind by a cluster that should be gone. */
+export interface Leftovers {
+  readonly processes: readonly string[];
+  readonly mounts: readonly string[];
+  readonly workDirExists: boolean;
+  readonly bridgeExists: boolean;
+  readonly cniNetns: readonly string[];
+  readonly veths: readonly string[];
+}
+
+function writeState(state: ClusterState): void {
+  writeFileSync(join(state.workDir, 'cluster.json'), JSON.stringify(state, null, 2));
+}
+
+function ownerAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops the node recorded in `<workDir>/node.json`, if any: pods first, then kubelet and containerd, then the network. */
+async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | null): Promise<void> {
+  const nodeFile = join(workDir, 'node.json');
+  if (!existsSync(nodeFile)) return;
+  const node = JSON.parse(readFileSync(nodeFile, 'utf8')) as NodeState;
+  const running = (program: string) => processesMatching(workDir).filter((p) => p.program === program);
+  const paths = nodePaths(workDir);
+  const apiUp = running('kube-apiserver').length > 0 && kubeconfig !== null;
+  if (apiUp && running('kubelet').length > 0 && kubeconfig) {
+    const cluster = { binDir, kubeconfig };
+    await kubectl(cluster, ['delete', 'deploy,job,daemonset,statefulset,replicaset', '-A', '--all', '--cascade=orphan', '--wait=true', '--timeout=30s']);
+    await kubectl(cluster, ['delete', 'pod', '-A', '--all', '--grace-period=1', '--wait=true', '--timeout=60s'], { timeoutMs: 90_000 });
+  }
+  if (running('containerd').length > 0) {
+    const ctr = ['-a', paths.socket, '-n', 'k8s.io', 'tasks'];
+    const tasks = (await run('ctr', [...ctr, 'ls', '-q'])).stdout.split('\n').filter(Boolean);
+    for (const t of tasks) await run('ctr', [...ctr, 'kill', '-s', 'SIGKILL', t]);
+    for (const t of tasks) await run('ctr', [...ctr, 'delete', '-f', t]);
+  }
+  await stopProcesses(running('kubelet'), 15_000);
+  await stopProcesses(running('containerd'), 10_000);
+  // containerd-shim processes outlive containerd; their command line names the socket under workDir.
+  await stopProcesses(
+    processesMatching(workDir).filter((p) => p.program.startsWith('containerd-shim')),
+    5_000,
+  );
+  await unmountAll(workDir);
+  await removeKubeletChains();
+  await removeKubeletCgroups();
+  if (await linkExists(node.network.bridge)) await run('ip', ['link', 'del', node.network.bridge]);
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', node.ipForwardBefore);
+  rmSync(nodeFile);
+}
+
+/**
+ * Stops a cluster from its recorded state alone. The order matters (see docs/testing.md): the kubelet removes the
+ * pods itself (so CNI DEL removes their veths and network namespaces), containerd kills what is left, then node,
+ * then control plane (scheduler, controller manager, API server, etcd), then the bridge, then the directory.
+ */
+async function teardown(state: ClusterState, log: (line: string) => void): Promise<void> {
+  const { workDir } = state;
+  await stopNodeIn(workDir, state.binDir, state.kubeconfig);
+  const running = (program: string) => processesMatching(workDir).filter((p) => p.program === program);
+  for (const name of ['kube-scheduler', 'kube-controller-manager', 'kube-apiserver', 'etcd']) {
+    await stopProcesses(running(name), name === 'kube-apiserver' ? 20_000 : 10_000);
+  }
+  await stopProcesses(processesMatching(workDir), 5_000);
+  await unmountAll(workDir);
+  rmSync(workDir, { recursive: true, force: true });
+  log(`cluster: stopped and removed ${workDir}`);
+}
+
+/** Cleans up clusters left by a process that died without tearing down (SIGKILL, crash, power cut of a session). */
+export async function sweepStaleClusters(log: (line: string) => void = () => undefined): Promise<number> {
+  let swept = 0;
+  for (const entry of readdirSync(tmpdir())) {
+    if (!entry.startsWith(WORKDIR_PREFIX)) continue;
+    const workDir = join(tmpdir(), entry);
+    let state: ClusterState;
+    try {
+      state = JSON.parse(readFileSync(join(workDir, 'cluster.json'), 'utf8')) as ClusterState;
+    } catch {
+      // No state yet: either just being created by a live owner, or broken. Leave it unless nothing runs there.
+      if (processesMatching(workDir).length > 0) continue;
+      rmSync(workDir, { recursive: true, force: true });
+      continue;
+    }
+    if (ownerAlive(state.ownerPid) && state.ownerPid !== process.pid) continue;
+    log(`cluster: cleaning up a stale cluster of dead process ${state.ownerPid} in ${workDir}`);
+    await teardown(state, log);
+    swept++;
+  }
+  return swept;
+}
+
+/** What is still on the host from a cluster in `workDir`; every list empty and both flags false means clean. */
+export async function findLeftovers(workDir: string, network: PodNetwork = DEFAULT_POD_NETWORK): Promise<Leftovers> {
+  return {
+    processes: processesMatching(workDir).map((p) => `${p.pid} ${p.command.slice(0, 120)}`),
+    mounts: mountsUnder(workDir),
+    workDirExists: existsSync(workDir),
+    bridgeExists: await linkExists(network.bridge),
+    cniNetns: cniNetworkNamespaces(),
+    veths: await vethInterfaces(),
+  };
+}
+
+async function versionOf(binary: string, args: readonly string[]): Promise<string> {
+  const r = await run(binary, args);
+  return (r.stdout + r.stderr).trim().split('\n')[0] ?? '';
+}
+
+/** A node started on an existing cluster, by whichever process needs pods. */
+export interface Node {
+  readonly name: string;
+  readonly network: PodNetwork;
+  readonly containerdSocket: string;
+  readonly kubeletVersion: string;
+  /** Deletes every pod, stops kubelet and containerd, unmounts, removes the bridge. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a real node on a running cluster: containerd + runc + CNI bridge + kubelet. It is recorded in the cluster's
+ * work directory, so the cluster's teardown stops it too if its owner never does.
+ */
+export async function attachNode(
+  cluster: ClusterInfo,
+  options: { readonly network?: PodNetwork; readonly log?: (line: string) => void } = {},
+): Promise<Node> {
+  const log = options.log ?? (() => undefined);
+  const network = options.network ?? DEFAULT_POD_NETWORK;
+  if (process.getuid?.() !== 0) throw new Error('a test node needs root (containerd, network namespaces, mounts)');
+  if (existsSync(join(cluster.workDir, 'node.json'))) throw new Error(`a node already runs on the cluster in ${cluster.workDir}`);
+  if (await linkExists(network.bridge)) {
+    throw new Error(`bridge ${network.bridge} already exists: another test cluster with a node is running on this machine`);
+  }
+  const state: NodeState = { network, ipForwardBefore: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() };
+  writeFileSync(join(cluster.workDir, 'node.json'), JSON.stringify(state, null, 2));
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => (stopping ??= stopNodeIn(cluster.workDir, cluster.binDir, cluster.kubeconfig));
+  try {
+    const started = Date.now();
+    const node = await startNode({
+      ...cluster,
+      network,
+      onStarted: (c: Component) => {
+        log(`cluster: started ${c.name} (pid ${c.pid})`);
+      },
+    });
+    const kubeletVersion = await versionOf(join(cluster.binDir, 'kubelet'), ['--version']);
+    log(`cluster: node ${NODE_NAME} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${kubeletVersion})`);
+    return { name: NODE_NAME, network, containerdSocket: node.containerdSocket, kubeletVersion, stop };
+  } catch (error) {
+    log(`cluster: node start failed, stopping what was started: ${String(error)}`);
+    await stop();
+    throw error;
+  }
+}
+
+/**
+ * Starts a real cluster: control plane always, a node on request. On any failure everything already started is
+ * stopped before the error propagates. SIGINT, SIGTERM and SIGHUP stop the cluster before the process exits.
+ */
+export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
+  const log = options.log ?? (() => undefined);
+  await sweepStaleClusters(log);
+  const binDir = await ensureBinaries(log);
+  const workDir = mkdtempSync(join(tmpdir(), WORKDIR_PREFIX));
+  let state: ClusterState = { ownerPid: process.pid, workDir, binDir, kubeconfig: null };
+  writeState(state);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      for (const sig of signals) process.off(sig, onSignal);
+      await teardown(state, log);
+    })();
+    return stopping;
+  };
+  function onSignal(sig: NodeJS.Signals): void {
+    log(`cluster: ${sig}: stopping the cluster`);
+    stop().then(
+      () => process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)),
+      (error: unknown) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
+  }
+  for (const sig of signals) process.on(sig, onSignal);
+
+  try {
+    const started = Date.now();
+    const cp = await startControlPlane({
+      binDir,
+      workDir,
+      extraServingIps: [(options.network ?? DEFAULT_POD_NETWORK).gateway],
+      onStarted: (c: Component) => {
+        log(`cluster: started ${c.name} (pid ${c.pid})`);
+      },
+    });
+    state = { ...state, kubeconfig: cp.kubeconfig };
+    writeState(state);
+    log(`cluster: control plane up at ${cp.server} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const version = JSON.parse((await kubectl({ binDir, kubeconfig: cp.kubeconfig }, ['version', '-o', 'json'])).stdout) as {
+      serverVersion?: { gitVersion?: string };
+    };
+    const info: ClusterInfo = { binDir, kubeconfig: cp.kubeconfig, server: cp.server, workDir, nodeName: null };
+    const node = options.node ? await attachNode(info, { ...(options.network ? { network: options.network } : {}), log }) : null;
+    return {
+      ...info,
+      nodeName: node?.name ?? null,
+      versions: { apiserver: `kube-apiserver ${version.serverVersion?.gitVersion ?? 'unknown'}`, kubelet: node?.kubeletVersion ?? null },
+      stop,
+    };
+  } catch (error) {
+    log(`cluster: start failed, stopping what was started: ${String(error)}`);
+    await stop();
+    throw error;
+  }
+}

@@ -1,0 +1,28 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['{core,operator,sidecar,test}/**/*.test.ts'],
+          exclude: ['**/*.int.test.ts', 'node_modules/**'],
+          environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['{core,operator,sidecar,test}/**/*.int.test.ts'],
+          globalSetup: ['test/cluster/global-setup.ts'],
+          // One real cluster is shared by every file; files run one after another so that they never race
+          // for the node, and each test gets generous time because real pods take seconds to start.
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+        },
+      },
+    ],
+  },
+});
