@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import SummaryLineReporter from './test/summary-reporter.ts';
 
 export default defineConfig({
   test: {
+    reporters: ['default', new SummaryLineReporter()],
     projects: [
       {
         test: {

@@ -3,7 +3,15 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BUILD_SCRIPT = join(import.meta.dirname, 'go', 'build.sh');
-export const REQUIRED_BINARIES = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kubectl', 'etcd', 'helm'];
+export const REQUIRED_BINARIES = [
+  'kube-apiserver',
+  'kube-controller-manager',
+  'kube-scheduler',
+  'kubelet',
+  'kubectl',
+  'etcd',
+  'helm',
+];
 
 /**
  * The directory holding the cluster's binaries, built from the Go module proxy on first use and cached outside the

@@ -83,8 +83,20 @@ async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | 
   const apiUp = running('kube-apiserver').length > 0 && kubeconfig !== null;
   if (apiUp && running('kubelet').length > 0 && kubeconfig) {
     const cluster = { binDir, kubeconfig };
-    await kubectl(cluster, ['delete', 'deploy,job,daemonset,statefulset,replicaset', '-A', '--all', '--cascade=orphan', '--wait=true', '--timeout=30s']);
-    await kubectl(cluster, ['delete', 'pod', '-A', '--all', '--grace-period=1', '--wait=true', '--timeout=60s'], { timeoutMs: 90_000 });
+    await kubectl(cluster, [
+      'delete',
+      'deploy,job,daemonset,statefulset,replicaset',
+      '-A',
+      '--all',
+      '--cascade=orphan',
+      '--wait=true',
+      '--timeout=30s',
+    ]);
+    await kubectl(
+      cluster,
+      ['delete', 'pod', '-A', '--all', '--grace-period=1', '--wait=true', '--timeout=60s'],
+      { timeoutMs: 90_000 },
+    );
   }
   if (running('containerd').length > 0) {
     const ctr = ['-a', paths.socket, '-n', 'k8s.io', 'tasks'];
@@ -149,7 +161,10 @@ export async function sweepStaleClusters(log: (line: string) => void = () => und
 }
 
 /** What is still on the host from a cluster in `workDir`; every list empty and both flags false means clean. */
-export async function findLeftovers(workDir: string, network: PodNetwork = DEFAULT_POD_NETWORK): Promise<Leftovers> {
+export async function findLeftovers(
+  workDir: string,
+  network: PodNetwork = DEFAULT_POD_NETWORK,
+): Promise<Leftovers> {
   return {
     processes: processesMatching(workDir).map((p) => `${p.pid} ${p.command.slice(0, 120)}`),
     mounts: mountsUnder(workDir),
@@ -185,15 +200,23 @@ export async function attachNode(
 ): Promise<Node> {
   const log = options.log ?? (() => undefined);
   const network = options.network ?? DEFAULT_POD_NETWORK;
-  if (process.getuid?.() !== 0) throw new Error('a test node needs root (containerd, network namespaces, mounts)');
-  if (existsSync(join(cluster.workDir, 'node.json'))) throw new Error(`a node already runs on the cluster in ${cluster.workDir}`);
+  if (process.getuid?.() !== 0)
+    throw new Error('a test node needs root (containerd, network namespaces, mounts)');
+  if (existsSync(join(cluster.workDir, 'node.json')))
+    throw new Error(`a node already runs on the cluster in ${cluster.workDir}`);
   if (await linkExists(network.bridge)) {
-    throw new Error(`bridge ${network.bridge} already exists: another test cluster with a node is running on this machine`);
+    throw new Error(
+      `bridge ${network.bridge} already exists: another test cluster with a node is running on this machine`,
+    );
   }
-  const state: NodeState = { network, ipForwardBefore: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() };
+  const state: NodeState = {
+    network,
+    ipForwardBefore: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
+  };
   writeFileSync(join(cluster.workDir, 'node.json'), JSON.stringify(state, null, 2));
   let stopping: Promise<void> | null = null;
-  const stop = (): Promise<void> => (stopping ??= stopNodeIn(cluster.workDir, cluster.binDir, cluster.kubeconfig));
+  const stop = (): Promise<void> =>
+    (stopping ??= stopNodeIn(cluster.workDir, cluster.binDir, cluster.kubeconfig));
   try {
     const started = Date.now();
     const node = await startNode({
@@ -204,7 +227,9 @@ export async function attachNode(
       },
     });
     const kubeletVersion = await versionOf(join(cluster.binDir, 'kubelet'), ['--version']);
-    log(`cluster: node ${NODE_NAME} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${kubeletVersion})`);
+    log(
+      `cluster: node ${NODE_NAME} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${kubeletVersion})`,
+    );
     return { name: NODE_NAME, network, containerdSocket: node.containerdSocket, kubeletVersion, stop };
   } catch (error) {
     log(`cluster: node start failed, stopping what was started: ${String(error)}`);
@@ -258,15 +283,28 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
     state = { ...state, kubeconfig: cp.kubeconfig };
     writeState(state);
     log(`cluster: control plane up at ${cp.server} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const version = JSON.parse((await kubectl({ binDir, kubeconfig: cp.kubeconfig }, ['version', '-o', 'json'])).stdout) as {
+    const version = JSON.parse(
+      (await kubectl({ binDir, kubeconfig: cp.kubeconfig }, ['version', '-o', 'json'])).stdout,
+    ) as {
       serverVersion?: { gitVersion?: string };
     };
-    const info: ClusterInfo = { binDir, kubeconfig: cp.kubeconfig, server: cp.server, workDir, nodeName: null };
-    const node = options.node ? await attachNode(info, { ...(options.network ? { network: options.network } : {}), log }) : null;
+    const info: ClusterInfo = {
+      binDir,
+      kubeconfig: cp.kubeconfig,
+      server: cp.server,
+      workDir,
+      nodeName: null,
+    };
+    const node = options.node
+      ? await attachNode(info, { ...(options.network ? { network: options.network } : {}), log })
+      : null;
     return {
       ...info,
       nodeName: node?.name ?? null,
-      versions: { apiserver: `kube-apiserver ${version.serverVersion?.gitVersion ?? 'unknown'}`, kubelet: node?.kubeletVersion ?? null },
+      versions: {
+        apiserver: `kube-apiserver ${version.serverVersion?.gitVersion ?? 'unknown'}`,
+        kubelet: node?.kubeletVersion ?? null,
+      },
       stop,
     };
   } catch (error) {

@@ -44,7 +44,13 @@ function createPki(workDir: string, extraIps: readonly string[]): { ca: KeyPair;
     issueCertificate(ca, {
       commonName: 'kube-apiserver',
       usage: 'server',
-      dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+      dnsNames: [
+        'localhost',
+        'kubernetes',
+        'kubernetes.default',
+        'kubernetes.default.svc',
+        'kubernetes.default.svc.cluster.local',
+      ],
       ipAddresses: ['127.0.0.1', '10.0.0.1', ...extraIps],
     }),
   );
@@ -52,7 +58,11 @@ function createPki(workDir: string, extraIps: readonly string[]): { ca: KeyPair;
   writePair(
     workDir,
     'apiserver-kubelet-client',
-    issueCertificate(clientCa, { commonName: 'kube-apiserver-kubelet-client', organizations: ['system:masters'], usage: 'client' }),
+    issueCertificate(clientCa, {
+      commonName: 'kube-apiserver-kubelet-client',
+      organizations: ['system:masters'],
+      usage: 'client',
+    }),
   );
   const sa = createSigningKey();
   writeFileSync(pkiPath(workDir, 'sa.key'), sa.privatePem, { mode: 0o600 });
@@ -136,14 +146,24 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       join(logs, 'kube-apiserver.log'),
     ),
   );
-  await waitUntil('kube-apiserver /readyz', async () => (await httpsGet(`${server}/readyz`, ca.certPem)).status === 200, {
-    timeoutMs: 180_000,
-    component: apiserver,
-  });
+  await waitUntil(
+    'kube-apiserver /readyz',
+    async () => (await httpsGet(`${server}/readyz`, ca.certPem)).status === 200,
+    {
+      timeoutMs: 180_000,
+      component: apiserver,
+    },
+  );
 
-  const admin = issueCertificate(clientCa, { commonName: 'strongroom-test-admin', organizations: ['system:masters'], usage: 'client' });
+  const admin = issueCertificate(clientCa, {
+    commonName: 'strongroom-test-admin',
+    organizations: ['system:masters'],
+    usage: 'client',
+  });
   const kubeconfig = join(workDir, 'admin.kubeconfig');
-  writeFileSync(kubeconfig, renderKubeconfig(server, ca.certPem, 'strongroom-test-admin', admin), { mode: 0o600 });
+  writeFileSync(kubeconfig, renderKubeconfig(server, ca.certPem, 'strongroom-test-admin', admin), {
+    mode: 0o600,
+  });
 
   started(
     startComponent(
@@ -174,7 +194,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const [, kcm] = components.slice(1);
   await waitUntil(
     'the default ServiceAccount (kube-controller-manager running)',
-    async () => (await kubectl({ binDir, kubeconfig }, ['-n', 'default', 'get', 'serviceaccount', 'default'])).code === 0,
+    async () =>
+      (await kubectl({ binDir, kubeconfig }, ['-n', 'default', 'get', 'serviceaccount', 'default'])).code ===
+      0,
     { timeoutMs: 60_000, ...(kcm ? { component: kcm } : {}) },
   );
   return { server, kubeconfig, components };

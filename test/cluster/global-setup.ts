@@ -31,7 +31,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       ...left.cniNetns.map((n) => `network namespace ${n}`),
       ...left.veths.map((v) => `veth ${v}`),
     ];
-    if (problems.length > 0) throw new Error(`test cluster teardown left behind:\n  ${problems.join('\n  ')}`);
+    if (problems.length > 0)
+      throw new Error(`test cluster teardown left behind:\n  ${problems.join('\n  ')}`);
     log('teardown complete: no process, mount, bridge, namespace or directory left');
   };
 }

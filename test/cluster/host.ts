@@ -34,7 +34,8 @@ export function processesMatching(needle: string): HostProcess[] {
       continue;
     }
     const command = argv.join(' ').trim();
-    if (command.includes(needle) && !isZombieOrGone(pid)) found.push({ pid, program: basename(argv[0] ?? ''), command });
+    if (command.includes(needle) && !isZombieOrGone(pid))
+      found.push({ pid, program: basename(argv[0] ?? ''), command });
   }
   return found;
 }
@@ -95,7 +96,8 @@ export async function removeKubeletChains(): Promise<void> {
     await run(ipt, ['-D', 'OUTPUT', '-j', 'KUBE-FIREWALL']);
     await run(ipt, ['-F', 'KUBE-FIREWALL']);
     await run(ipt, ['-X', 'KUBE-FIREWALL']);
-    for (const table of ['filter', 'nat', 'mangle']) await run(ipt, ['-t', table, '-X', 'KUBE-KUBELET-CANARY']);
+    for (const table of ['filter', 'nat', 'mangle'])
+      await run(ipt, ['-t', table, '-X', 'KUBE-KUBELET-CANARY']);
     await run(ipt, ['-t', 'mangle', '-X', 'KUBE-IPTABLES-HINT']);
   }
 }

@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { run } from './kubectl.ts';
 
@@ -20,12 +28,28 @@ async function mustRun(file: string, args: readonly string[]): Promise<void> {
  * Writes a docker-archive image tarball (one layer) from a root filesystem directory, with no daemon and no registry.
  * containerd imports it with `ctr images import`; podman and docker load it too.
  */
-export async function writeImageArchive(rootfs: string, ref: string, out: string, config: ImageConfig): Promise<void> {
+export async function writeImageArchive(
+  rootfs: string,
+  ref: string,
+  out: string,
+  config: ImageConfig,
+): Promise<void> {
   const staging = mkdtempSync(`${out}.staging-`);
   try {
     const layer = join(staging, 'layer.tar');
     // Reproducible: sorted names, root-owned, epoch mtimes.
-    await mustRun('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-C', rootfs, '-cf', layer, '.']);
+    await mustRun('tar', [
+      '--sort=name',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--mtime=@0',
+      '-C',
+      rootfs,
+      '-cf',
+      layer,
+      '.',
+    ]);
     const diffId = `sha256:${createHash('sha256').update(readFileSync(layer)).digest('hex')}`;
     const imageConfig = JSON.stringify({
       architecture: 'amd64',
@@ -42,15 +66,49 @@ export async function writeImageArchive(rootfs: string, ref: string, out: string
     });
     const configName = `${createHash('sha256').update(imageConfig).digest('hex')}.json`;
     writeFileSync(join(staging, configName), imageConfig);
-    writeFileSync(join(staging, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]));
-    await mustRun('tar', ['--owner=0', '--group=0', '--numeric-owner', '-C', staging, '-cf', out, 'manifest.json', configName, 'layer.tar']);
+    writeFileSync(
+      join(staging, 'manifest.json'),
+      JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]),
+    );
+    await mustRun('tar', [
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-C',
+      staging,
+      '-cf',
+      out,
+      'manifest.json',
+      configName,
+      'layer.tar',
+    ]);
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
 }
 
 /** The busybox tools linked into the test image. */
-const BUSYBOX_APPLETS = ['sh', 'sleep', 'ls', 'cat', 'echo', 'id', 'mount', 'df', 'wget', 'test', 'touch', 'cut', 'grep', 'true', 'head', 'sha256sum', 'stat', 'rm', 'mkdir'];
+const BUSYBOX_APPLETS = [
+  'sh',
+  'sleep',
+  'ls',
+  'cat',
+  'echo',
+  'id',
+  'mount',
+  'df',
+  'wget',
+  'test',
+  'touch',
+  'cut',
+  'grep',
+  'true',
+  'head',
+  'sha256sum',
+  'stat',
+  'rm',
+  'mkdir',
+];
 
 /**
  * Builds the two images every test node needs from Debian's static busybox: `localhost/pause:test` (the sandbox
@@ -58,10 +116,14 @@ const BUSYBOX_APPLETS = ['sh', 'sleep', 'ls', 'cat', 'echo', 'id', 'mount', 'df'
  */
 export async function buildBaseImages(dir: string): Promise<{ pause: string; busybox: string }> {
   const rootfs = join(dir, 'busybox-rootfs');
-  for (const d of ['bin', 'tmp', 'proc', 'sys', 'dev', 'etc']) mkdirSync(join(rootfs, d), { recursive: true });
+  for (const d of ['bin', 'tmp', 'proc', 'sys', 'dev', 'etc'])
+    mkdirSync(join(rootfs, d), { recursive: true });
   copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
   for (const applet of BUSYBOX_APPLETS) symlinkSync('busybox', join(rootfs, 'bin', applet));
-  writeFileSync(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n');
+  writeFileSync(
+    join(rootfs, 'etc', 'passwd'),
+    'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n',
+  );
   writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
   const pause = join(dir, 'pause.tar');
   const busybox = join(dir, 'busybox.tar');

@@ -32,18 +32,31 @@ export const pkiPath = (workDir: string, name: string): string => join(workDir, 
  * it. Tests use it to act as different people (say `alice` in `ml-researchers`) through the real API server;
  * what they may do is then decided by the API server's real RBAC.
  */
-export function userKubeconfig(cluster: Pick<ClusterInfo, 'workDir' | 'server'>, user: string, groups: readonly string[] = []): string {
+export function userKubeconfig(
+  cluster: Pick<ClusterInfo, 'workDir' | 'server'>,
+  user: string,
+  groups: readonly string[] = [],
+): string {
   if (!/^[a-z0-9:._@-]{1,128}$/i.test(user)) throw new Error(`invalid user name ${JSON.stringify(user)}`);
   const clientCa: KeyPair = {
     certPem: readFileSync(pkiPath(cluster.workDir, 'client-ca.crt'), 'utf8'),
     keyPem: readFileSync(pkiPath(cluster.workDir, 'client-ca.key'), 'utf8'),
   };
-  const client = issueCertificate(clientCa, { commonName: user, organizations: groups, usage: 'client', validDays: 2 });
+  const client = issueCertificate(clientCa, {
+    commonName: user,
+    organizations: groups,
+    usage: 'client',
+    validDays: 2,
+  });
   const dir = join(cluster.workDir, 'users');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${user.replace(/[^a-z0-9._-]/gi, '_')}.kubeconfig`);
-  writeFileSync(path, renderKubeconfig(cluster.server, readFileSync(pkiPath(cluster.workDir, 'ca.crt'), 'utf8'), user, client), {
-    mode: 0o600,
-  });
+  writeFileSync(
+    path,
+    renderKubeconfig(cluster.server, readFileSync(pkiPath(cluster.workDir, 'ca.crt'), 'utf8'), user, client),
+    {
+      mode: 0o600,
+    },
+  );
   return path;
 }

@@ -35,10 +35,14 @@ export function kubectl(
   args: readonly string[],
   options: KubectlOptions = {},
 ): Promise<CommandResult> {
-  return run(join(cluster.binDir, 'kubectl'), ['--kubeconfig', options.kubeconfig ?? cluster.kubeconfig, ...args], {
-    ...(options.input === undefined ? {} : { input: options.input }),
-    timeoutMs: options.timeoutMs ?? 60_000,
-  });
+  return run(
+    join(cluster.binDir, 'kubectl'),
+    ['--kubeconfig', options.kubeconfig ?? cluster.kubeconfig, ...args],
+    {
+      ...(options.input === undefined ? {} : { input: options.input }),
+      timeoutMs: options.timeoutMs ?? 60_000,
+    },
+  );
 }
 
 /** Runs a command to completion, collecting its output. */
@@ -55,8 +59,8 @@ export function run(
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', reject);
     child.on('close', (code, signal) => {
       resolve({

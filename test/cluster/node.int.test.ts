@@ -26,7 +26,13 @@ describe('a real node', () => {
   });
 
   it('registers as Ready with the kubelet version that was built', async () => {
-    const r = await kubectl(cluster, ['get', 'node', node.name, '-o', 'jsonpath={.status.nodeInfo.kubeletVersion}']);
+    const r = await kubectl(cluster, [
+      'get',
+      'node',
+      node.name,
+      '-o',
+      'jsonpath={.status.nodeInfo.kubeletVersion}',
+    ]);
     expect(r.stdout).toBe('v1.35.4');
     expect(node.kubeletVersion).toBe('Kubernetes v1.35.4');
   });
@@ -34,7 +40,17 @@ describe('a real node', () => {
   it('rejects a pod that breaks the restricted profile, through the real API server', async () => {
     await kubectl(cluster, ['create', 'namespace', ns]);
     await kubectl(cluster, ['label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted']);
-    const r = await kubectl(cluster, ['-n', ns, 'run', 'rooty', `--image=${BUSYBOX_IMAGE}`, '--image-pull-policy=Never', '--', 'sleep', '1']);
+    const r = await kubectl(cluster, [
+      '-n',
+      ns,
+      'run',
+      'rooty',
+      `--image=${BUSYBOX_IMAGE}`,
+      '--image-pull-policy=Never',
+      '--',
+      'sleep',
+      '1',
+    ]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('violates PodSecurity "restricted:latest"');
   });
@@ -50,10 +66,22 @@ describe('a real node', () => {
       kind: 'Pod',
       metadata: { name: 'gated', namespace: ns },
       spec: {
-        securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534, seccompProfile: { type: 'RuntimeDefault' } },
+        securityContext: {
+          runAsNonRoot: true,
+          runAsUser: 65534,
+          runAsGroup: 65534,
+          seccompProfile: { type: 'RuntimeDefault' },
+        },
         volumes: [
           { name: 'plain', emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
-          { name: 'token', projected: { sources: [{ serviceAccountToken: { audience: 'strongroom', expirationSeconds: 600, path: 'token' } }] } },
+          {
+            name: 'token',
+            projected: {
+              sources: [
+                { serviceAccountToken: { audience: 'strongroom', expirationSeconds: 600, path: 'token' } },
+              ],
+            },
+          },
         ],
         initContainers: [
           {
@@ -62,8 +90,16 @@ describe('a real node', () => {
             imagePullPolicy: 'Never',
             restartPolicy: 'Always',
             // Writes after a delay so that an app that started early would find nothing.
-            command: ['/bin/sh', '-c', 'sleep 3; echo "secret-model-bytes" > /plain/model.txt; touch /plain/.ready; while :; do sleep 1; done'],
-            startupProbe: { exec: { command: ['test', '-f', '/plain/.ready'] }, periodSeconds: 1, failureThreshold: 60 },
+            command: [
+              '/bin/sh',
+              '-c',
+              'sleep 3; echo "secret-model-bytes" > /plain/model.txt; touch /plain/.ready; while :; do sleep 1; done',
+            ],
+            startupProbe: {
+              exec: { command: ['test', '-f', '/plain/.ready'] },
+              periodSeconds: 1,
+              failureThreshold: 60,
+            },
             securityContext: restricted,
             volumeMounts: [
               { name: 'plain', mountPath: '/plain' },
@@ -76,7 +112,11 @@ describe('a real node', () => {
             name: 'app',
             image: BUSYBOX_IMAGE,
             imagePullPolicy: 'Never',
-            command: ['/bin/sh', '-c', 'cat /models/model.txt; grep -c tmpfs /proc/mounts >/dev/null && grep " /models " /proc/mounts | cut -d" " -f3; test -e /var/run/strongroom/token || echo no-token; sleep 3600'],
+            command: [
+              '/bin/sh',
+              '-c',
+              'cat /models/model.txt; grep -c tmpfs /proc/mounts >/dev/null && grep " /models " /proc/mounts | cut -d" " -f3; test -e /var/run/strongroom/token || echo no-token; sleep 3600',
+            ],
             securityContext: restricted,
             volumeMounts: [{ name: 'plain', mountPath: '/models', readOnly: true }],
           },
@@ -85,13 +125,23 @@ describe('a real node', () => {
     };
     const created = await kubectl(cluster, ['apply', '-f', '-'], { input: JSON.stringify(pod) });
     expect(created.stderr).toBe('');
-    const wait = await kubectl(cluster, ['-n', ns, 'wait', 'pod/gated', '--for=condition=Ready', '--timeout=90s'], { timeoutMs: 100_000 });
+    const wait = await kubectl(
+      cluster,
+      ['-n', ns, 'wait', 'pod/gated', '--for=condition=Ready', '--timeout=90s'],
+      { timeoutMs: 100_000 },
+    );
     expect(wait.code, wait.stderr).toBe(0);
 
-    const status = JSON.parse((await kubectl(cluster, ['-n', ns, 'get', 'pod', 'gated', '-o', 'json'])).stdout) as {
+    const status = JSON.parse(
+      (await kubectl(cluster, ['-n', ns, 'get', 'pod', 'gated', '-o', 'json'])).stdout,
+    ) as {
       status: {
         podIP: string;
-        initContainerStatuses: { name: string; started: boolean; state: { running?: { startedAt: string } } }[];
+        initContainerStatuses: {
+          name: string;
+          started: boolean;
+          state: { running?: { startedAt: string } };
+        }[];
         containerStatuses: { name: string; state: { running?: { startedAt: string } } }[];
       };
     };

@@ -16,7 +16,11 @@ export interface PodNetwork {
   readonly gateway: string;
 }
 
-export const DEFAULT_POD_NETWORK: PodNetwork = { bridge: 'srbr0', subnet: '10.244.0.0/24', gateway: '10.244.0.1' };
+export const DEFAULT_POD_NETWORK: PodNetwork = {
+  bridge: 'srbr0',
+  subnet: '10.244.0.0/24',
+  gateway: '10.244.0.1',
+};
 
 /** The node is named 127.0.0.1 so that the API server reaches its kubelet over loopback for logs and exec. */
 export const NODE_NAME = '127.0.0.1';
@@ -73,7 +77,9 @@ function containerdConfig(defaults: string, paths: ReturnType<typeof nodePaths>)
   let config = defaults;
   for (const [pattern, replacement, what] of edits) {
     if (what !== 'SystemdCgroup' && !pattern.test(config)) {
-      throw new Error(`containerd's default config has no ${what} setting to change; this containerd version is not supported`);
+      throw new Error(
+        `containerd's default config has no ${what} setting to change; this containerd version is not supported`,
+      );
     }
     config = config.replace(pattern, replacement);
   }
@@ -95,10 +101,15 @@ async function ensureBridge(network: PodNetwork): Promise<void> {
 export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const { binDir, workDir, network } = options;
   const paths = nodePaths(workDir);
-  for (const d of [paths.dir, paths.cniConf, paths.cniState, paths.images, paths.kubeletRoot]) mkdirSync(d, { recursive: true });
+  for (const d of [paths.dir, paths.cniConf, paths.cniState, paths.images, paths.kubeletRoot])
+    mkdirSync(d, { recursive: true });
   for (const tool of ['containerd', 'runc', 'ctr', '/usr/lib/cni/bridge', '/bin/busybox']) {
-    if (tool.startsWith('/') ? !existsSync(tool) : (await run('sh', ['-c', `command -v ${tool}`])).code !== 0) {
-      throw new Error(`${tool} is missing: run 'npm run host-setup' (it installs containerd, runc, CNI plugins and busybox)`);
+    if (
+      tool.startsWith('/') ? !existsSync(tool) : (await run('sh', ['-c', `command -v ${tool}`])).code !== 0
+    ) {
+      throw new Error(
+        `${tool} is missing: run 'npm run host-setup' (it installs containerd, runc, CNI plugins and busybox)`,
+      );
     }
   }
   const components: Component[] = [];
@@ -142,26 +153,52 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     startComponent(
       'containerd',
       'containerd',
-      ['--config', configFile, '--root', join(paths.dir, 'root'), '--state', join(paths.dir, 'state'), '--address', paths.socket],
+      [
+        '--config',
+        configFile,
+        '--root',
+        join(paths.dir, 'root'),
+        '--state',
+        join(paths.dir, 'state'),
+        '--address',
+        paths.socket,
+      ],
       join(workDir, 'logs', 'containerd.log'),
     ),
   );
   const images = await buildBaseImages(paths.images);
-  await waitUntil('containerd socket', async () => (await run('ctr', ['-a', paths.socket, 'version'])).code === 0, {
-    timeoutMs: 30_000,
-    component: containerd,
-  });
+  await waitUntil(
+    'containerd socket',
+    async () => (await run('ctr', ['-a', paths.socket, 'version'])).code === 0,
+    {
+      timeoutMs: 30_000,
+      component: containerd,
+    },
+  );
   for (const archive of [images.pause, images.busybox]) await importImage(paths.socket, archive);
 
   const clientCa = {
     certPem: readFileSync(pkiPath(workDir, 'client-ca.crt'), 'utf8'),
     keyPem: readFileSync(pkiPath(workDir, 'client-ca.key'), 'utf8'),
   };
-  const nodeCert = issueCertificate(clientCa, { commonName: `system:node:${NODE_NAME}`, organizations: ['system:nodes'], usage: 'client' });
-  const kubeletKubeconfig = join(workDir, 'kubelet.kubeconfig');
-  writeFileSync(kubeletKubeconfig, renderKubeconfig(options.server, readFileSync(pkiPath(workDir, 'ca.crt'), 'utf8'), `system:node:${NODE_NAME}`, nodeCert), {
-    mode: 0o600,
+  const nodeCert = issueCertificate(clientCa, {
+    commonName: `system:node:${NODE_NAME}`,
+    organizations: ['system:nodes'],
+    usage: 'client',
   });
+  const kubeletKubeconfig = join(workDir, 'kubelet.kubeconfig');
+  writeFileSync(
+    kubeletKubeconfig,
+    renderKubeconfig(
+      options.server,
+      readFileSync(pkiPath(workDir, 'ca.crt'), 'utf8'),
+      `system:node:${NODE_NAME}`,
+      nodeCert,
+    ),
+    {
+      mode: 0o600,
+    },
+  );
   const kubeletConfig = join(paths.dir, 'kubelet.yaml');
   writeFileSync(
     kubeletConfig,
@@ -178,7 +215,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       healthzBindAddress: '127.0.0.1',
       healthzPort: await freePort(),
       readOnlyPort: 0,
-      authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: pkiPath(workDir, 'client-ca.crt') } },
+      authentication: {
+        anonymous: { enabled: false },
+        webhook: { enabled: false },
+        x509: { clientCAFile: pkiPath(workDir, 'client-ca.crt') },
+      },
       authorization: { mode: 'AlwaysAllow' },
       evictionHard: { 'memory.available': '100Mi', 'nodefs.available': '1%', 'imagefs.available': '1%' },
       imageGCHighThresholdPercent: 100,
@@ -203,7 +244,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   await waitUntil(
     'node Ready',
     async () => {
-      const r = await kubectl(options, ['get', 'node', NODE_NAME, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+      const r = await kubectl(options, [
+        'get',
+        'node',
+        NODE_NAME,
+        '-o',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+      ]);
       return r.stdout.trim() === 'True';
     },
     { timeoutMs: 120_000, component: kubelet, intervalMs: 500 },

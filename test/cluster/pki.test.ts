@@ -13,7 +13,11 @@ describe('test cluster PKI', () => {
   });
 
   it('issues a client certificate whose subject carries the user and the groups', () => {
-    const leaf = issueCertificate(ca, { commonName: 'alice', organizations: ['ml-researchers', 'dev'], usage: 'client' });
+    const leaf = issueCertificate(ca, {
+      commonName: 'alice',
+      organizations: ['ml-researchers', 'dev'],
+      usage: 'client',
+    });
     const cert = new X509Certificate(leaf.certPem);
     expect(cert.subject.split('\n')).toEqual(['O=ml-researchers', 'O=dev', 'CN=alice']);
     expect(cert.ca).toBe(false);

@@ -94,7 +94,9 @@ export async function waitUntil(
       lastError = error;
     }
     if (Date.now() > deadline) {
-      const log = options.component ? `\nlast log lines (${options.component.logFile}):\n${logTail(options.component.logFile)}` : '';
+      const log = options.component
+        ? `\nlast log lines (${options.component.logFile}):\n${logTail(options.component.logFile)}`
+        : '';
       throw new ComponentError(`timed out after ${options.timeoutMs} ms waiting for ${what}${log}`, {
         cause: lastError,
       });

@@ -9,20 +9,31 @@ import { kubectl } from './kubectl.ts';
 const shared = inject('cluster');
 
 /** Starts hold-cluster.ts in a child process and resolves with its work directory once the cluster is up. */
-function holdCluster(): Promise<{ child: ReturnType<typeof spawn>; workDir: string; exited: Promise<number | null> }> {
+function holdCluster(): Promise<{
+  child: ReturnType<typeof spawn>;
+  workDir: string;
+  exited: Promise<number | null>;
+}> {
   const child = spawn(process.execPath, [join(import.meta.dirname, 'fixtures', 'hold-cluster.ts')], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, STRONGROOM_CLUSTER_BIN: shared.binDir },
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code, signal) => {
+      resolve(code ?? (signal ? -1 : null));
+    });
+  });
   return new Promise((resolve, reject) => {
     let out = '';
-    child.stdout?.on('data', (b: Buffer) => {
+    child.stdout.on('data', (b: Buffer) => {
       out += b.toString();
       const line = out.split('\n')[0];
-      if (out.includes('\n') && line) resolve({ child, workDir: (JSON.parse(line) as { workDir: string }).workDir, exited });
+      if (out.includes('\n') && line)
+        resolve({ child, workDir: (JSON.parse(line) as { workDir: string }).workDir, exited });
     });
-    child.once('exit', (code) => reject(new Error(`hold-cluster exited early (${code})`)));
+    child.once('exit', (code) => {
+      reject(new Error(`hold-cluster exited early (${String(code)})`));
+    });
   });
 }
 
@@ -39,7 +50,9 @@ describe('test cluster teardown', () => {
     expect(running.sort()).toEqual(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler']);
     // A second, independent control plane: its own ports, PKI and etcd.
     expect(cluster.server).not.toBe(shared.server);
-    expect((await kubectl(cluster, ['get', 'namespace', 'default', '-o', 'name'])).stdout.trim()).toBe('namespace/default');
+    expect((await kubectl(cluster, ['get', 'namespace', 'default', '-o', 'name'])).stdout.trim()).toBe(
+      'namespace/default',
+    );
     await cluster.stop();
     await cluster.stop(); // idempotent
     expectNothingLeft(await findLeftovers(cluster.workDir));

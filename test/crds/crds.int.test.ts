@@ -91,7 +91,7 @@ function resourceOf(object: KubeObject): string {
 }
 
 beforeAll(async () => {
-  await ok(['apply', '--server-side', '--field-manager', FIELD_MANAGER, '-f', join(root, 'crds')]);
+  await ok(['apply', '-f', join(root, 'crds')]);
   await ok([
     'wait',
     '--for=condition=Established',

@@ -1,0 +1,27 @@
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { findLeftovers } from '../cluster/cluster.ts';
+import { run } from '../cluster/kubectl.ts';
+
+const shared = inject('cluster');
+
+describe('the README demo command (npm run demo)', () => {
+  it('starts its own cluster with a node, installs the CRDs and the examples, prints how to use it, and cleans up', async () => {
+    const r = await run(process.execPath, [join(import.meta.dirname, 'demo.ts'), '--once'], {
+      timeoutMs: 240_000,
+      env: { ...process.env, STRONGROOM_CLUSTER_BIN: shared.binDir },
+    });
+    expect(r.code, r.stderr + r.stdout.slice(-2000)).toBe(0);
+    expect(r.stdout).toContain(
+      'customresourcedefinition.apiextensions.k8s.io/modelartifacts.strongroom.dev condition met',
+    );
+    expect(r.stdout).toContain('modelartifact.strongroom.dev/resnet50 serverside-applied');
+    expect(r.stdout).toMatch(/127\.0\.0\.1\s+Ready/);
+    const workDir = /export KUBECONFIG=(\S+)\/admin\.kubeconfig/.exec(r.stdout)?.[1];
+    expect(workDir).toMatch(/strongroom-cluster-/);
+    const left = await findLeftovers(workDir ?? '');
+    expect(left.processes).toEqual([]);
+    expect(left.workDirExists).toBe(false);
+    expect(left.bridgeExists).toBe(false);
+  });
+});
