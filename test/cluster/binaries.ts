@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BUILD_SCRIPT = join(import.meta.dirname, 'go', 'build.sh');
@@ -40,4 +40,14 @@ export async function ensureBinaries(log: (line: string) => void): Promise<strin
       else reject(new Error(`building the cluster binaries failed (exit ${code}):\n${err.slice(-3000)}`));
     });
   });
+}
+
+/** The older kube-apiserver built for CRD compatibility tests (see go/kube-1.30), as `{ version, path }`. */
+export function compatApiserver(binDir: string): { readonly version: string; readonly path: string } {
+  const dir = join(binDir, 'compat');
+  const version = existsSync(dir) ? readdirSync(dir).sort().at(0) : undefined;
+  const path = version ? join(dir, version, 'kube-apiserver') : '';
+  if (!version || !existsSync(path))
+    throw new Error(`no compatibility kube-apiserver under ${dir}: run test/cluster/go/build.sh`);
+  return { version, path };
 }

@@ -40,6 +40,8 @@ export interface StartOptions {
   /** Also start a real node (containerd + runc + CNI + kubelet). Needs root. */
   readonly node?: boolean;
   readonly network?: PodNetwork;
+  /** Run this kube-apiserver binary instead, with etcd only (no controller manager, scheduler or node). */
+  readonly apiserverBinary?: string;
   /** Progress lines; default: none. */
   readonly log?: (line: string) => void;
 }
@@ -244,6 +246,8 @@ export async function attachNode(
  */
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
   const log = options.log ?? (() => undefined);
+  if (options.apiserverBinary && options.node)
+    throw new Error('a node needs the matching control plane; drop apiserverBinary');
   await sweepStaleClusters(log);
   const binDir = await ensureBinaries(log);
   const workDir = mkdtempSync(join(tmpdir(), WORKDIR_PREFIX));
@@ -276,6 +280,7 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
       binDir,
       workDir,
       extraServingIps: [(options.network ?? DEFAULT_POD_NETWORK).gateway],
+      ...(options.apiserverBinary ? { apiserverBinary: options.apiserverBinary } : {}),
       onStarted: (c: Component) => {
         log(`cluster: started ${c.name} (pid ${c.pid})`);
       },

@@ -11,6 +11,11 @@ export interface ControlPlaneOptions {
   readonly workDir: string;
   /** Extra IP SANs for the API server's certificate (for example the pod bridge's gateway). */
   readonly extraServingIps?: readonly string[];
+  /**
+   * Another kube-apiserver binary (say an older release, for compatibility tests). The controller manager and
+   * scheduler are then not started: they must never be newer than the API server.
+   */
+  readonly apiserverBinary?: string;
   /** Called with each component as soon as it has started, so a caller can record it for teardown. */
   readonly onStarted: (component: Component) => void;
 }
@@ -18,7 +23,7 @@ export interface ControlPlaneOptions {
 export interface ControlPlane {
   readonly server: string;
   readonly kubeconfig: string;
-  /** Components in start order: etcd, kube-apiserver, kube-controller-manager, kube-scheduler. */
+  /** Components in start order: etcd, kube-apiserver, and (without apiserverBinary) controller manager, scheduler. */
   readonly components: readonly Component[];
 }
 
@@ -119,7 +124,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const apiserver = started(
     startComponent(
       'kube-apiserver',
-      join(binDir, 'kube-apiserver'),
+      options.apiserverBinary ?? join(binDir, 'kube-apiserver'),
       [
         `--etcd-servers=${etcdUrl}`,
         '--bind-address=127.0.0.1',
@@ -165,6 +170,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     mode: 0o600,
   });
 
+  if (options.apiserverBinary) return { server, kubeconfig, components };
   started(
     startComponent(
       'kube-controller-manager',

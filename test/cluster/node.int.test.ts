@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachNode, findLeftovers, type Node } from './cluster.ts';
 import { BUSYBOX_IMAGE } from './image.ts';
@@ -161,6 +163,63 @@ describe('a real node', () => {
     }
     // The app read the sidecar's file from a memory-backed volume, and has no token of its own.
     expect(logs.split('\n')).toEqual(['secret-model-bytes', 'tmpfs', 'no-token', '']);
+  });
+
+  it('lets pods reach a host server at the bridge gateway, and gives them no default route', async () => {
+    const body = `weights-${Date.now()}`;
+    const server = createServer((_req, res) => {
+      res.end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, node.network.gateway, resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'fetch', namespace: ns },
+        spec: {
+          restartPolicy: 'Never',
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65534,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          containers: [
+            {
+              name: 'fetch',
+              image: BUSYBOX_IMAGE,
+              imagePullPolicy: 'Never',
+              command: [
+                '/bin/sh',
+                '-c',
+                `wget -q -O - http://${node.network.gateway}:${port}/; echo; ip route`,
+              ],
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+            },
+          ],
+        },
+      };
+      expect((await kubectl(cluster, ['apply', '-f', '-'], { input: JSON.stringify(pod) })).code).toBe(0);
+      const done = await kubectl(
+        cluster,
+        ['-n', ns, 'wait', 'pod/fetch', '--for=jsonpath={.status.phase}=Succeeded', '--timeout=60s'],
+        {
+          timeoutMs: 70_000,
+        },
+      );
+      expect(done.code, done.stderr).toBe(0);
+      const lines = (await kubectl(cluster, ['-n', ns, 'logs', 'fetch'])).stdout.trim().split('\n');
+      expect(lines[0]).toBe(body);
+      // Only the pod subnet is routed: the gateway is the one host address a pod can reach.
+      expect(lines.slice(1).some((l) => l.startsWith('default'))).toBe(false);
+      expect(lines.slice(1).join('\n')).toContain('10.244.0.0/24');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('stops cleanly: no kubelet, containerd, mount, bridge, pod namespace or veth left', async () => {

@@ -14,56 +14,24 @@
  * transition rules (immutability, classification only rising, append-only lists) are tested. The test sets
  * metadata.namespace of fixtures to its own namespace, so fixtures carry none.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
+import { parseAllDocuments } from 'yaml';
 import { kubectl, type CommandResult } from '../cluster/kubectl.ts';
+import {
+  exampleFiles,
+  loadBase,
+  loadInvalidFixtures,
+  resourceOf,
+  root,
+  type KubeObject,
+} from './fixtures.ts';
 
 const cluster = inject('cluster');
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const NS = 'strongroom-crds-test';
 const FIELD_MANAGER = 'strongroom-crds-test';
 
-interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
-  spec?: Record<string, unknown>;
-  status?: Record<string, unknown>;
-}
-
-interface InvalidFixture {
-  readonly file: string;
-  readonly expect: string;
-  readonly updateOf: string | undefined;
-  readonly object: KubeObject;
-}
-
-function loadInvalidFixtures(): InvalidFixture[] {
-  const dir = join(root, 'test', 'crds', 'invalid');
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.yaml'))
-    .sort()
-    .map((file) => {
-      const text = readFileSync(join(dir, file), 'utf8');
-      const header = (key: string): string | undefined =>
-        new RegExp(`^# ${key}: (.+)$`, 'm').exec(text)?.[1]?.trimEnd();
-      const expected = header('expect');
-      if (!expected) throw new Error(`${file}: missing "# expect: <message>" header`);
-      return { file, expect: expected, updateOf: header('update-of'), object: parse(text) as KubeObject };
-    });
-}
-
-function loadBase(file: string, name: string): KubeObject {
-  const object = parse(readFileSync(join(root, 'test', 'crds', 'base', file), 'utf8')) as KubeObject;
-  return { ...object, metadata: { ...object.metadata, name } };
-}
-
-const exampleFiles = readdirSync(join(root, 'docs', 'examples'))
-  .filter((f) => f.endsWith('.yaml'))
-  .sort();
 const invalidFixtures = loadInvalidFixtures();
 
 function inNamespace(object: KubeObject, name = object.metadata.name): KubeObject {
@@ -83,11 +51,6 @@ async function ok(args: readonly string[], input?: string): Promise<string> {
 
 function create(object: KubeObject, ...extra: string[]): Promise<CommandResult> {
   return k(['create', '--validate=strict', ...extra, '-f', '-'], JSON.stringify(object));
-}
-
-function resourceOf(object: KubeObject): string {
-  const group = object.apiVersion.includes('/') ? `.${object.apiVersion.split('/')[0] ?? ''}` : '';
-  return `${object.kind.toLowerCase()}${group}`;
 }
 
 beforeAll(async () => {
