@@ -1,0 +1,214 @@
+/**
+ * Directory artifacts: every regular file is encrypted on its own (its relative path bound into its keys) under an
+ * opaque object name, and an encrypted manifest lists paths, sizes and SHA-256 digests. File names are not exposed.
+ * Decryption builds the whole tree in a staging directory and renames it into place only when everything verified.
+ */
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, posix, sep } from 'node:path';
+import { decryptBytes, encryptBytes } from './bytes.ts';
+import { EnvelopeError } from './errors.ts';
+import { decryptFile, encryptFile } from './file.ts';
+import type { EnvelopeContext } from './format.ts';
+import type { SegmentPool } from './pool.ts';
+
+export const MANIFEST_FILE = 'manifest.sre';
+const OBJECTS_DIR = 'objects';
+/** The manifest's own context path: a NUL byte never occurs in a real path. */
+const MANIFEST_PATH = '\u0000manifest';
+
+export interface ManifestEntry {
+  readonly path: string;
+  readonly object: string;
+  readonly size: number;
+  readonly sha256: string;
+}
+
+export interface Manifest {
+  readonly format: 'strongroom-manifest/v1';
+  readonly files: readonly ManifestEntry[];
+}
+
+export interface DirectoryOptions {
+  readonly dek: Uint8Array;
+  readonly keyId: string;
+  /** Artifact uid, name and version; each file's path is added per file. */
+  readonly context: Omit<EnvelopeContext, 'path'>;
+  readonly pool?: SegmentPool;
+}
+
+async function listFiles(root: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of (await readdir(join(root, prefix), { withFileTypes: true })).sort((a, b) =>
+    a.name.localeCompare(b.name),
+  )) {
+    const rel = prefix ? posix.join(prefix, entry.name) : entry.name;
+    if (entry.isDirectory()) out.push(...(await listFiles(root, rel)));
+    else if (entry.isFile()) out.push(rel);
+    else
+      throw new EnvelopeError(
+        'invalid',
+        `${rel}: only regular files and directories can be encrypted (no symlinks or devices)`,
+      );
+  }
+  return out;
+}
+
+function checkPath(path: string): void {
+  const parts = path.split('/');
+  if (
+    path === '' ||
+    path.startsWith('/') ||
+    parts.some((p) => p === '' || p === '.' || p === '..') ||
+    path.includes('\u0000') ||
+    path.includes('\\')
+  ) {
+    throw new EnvelopeError('manifest', `unsafe path in manifest: ${JSON.stringify(path)}`);
+  }
+}
+
+async function assertAbsent(path: string): Promise<void> {
+  const exists = await lstat(path).then(
+    () => true,
+    () => false,
+  );
+  if (exists) throw new EnvelopeError('invalid', `${path} already exists`);
+}
+
+/** Encrypts the tree under `source` into a new directory `target` (which must not exist). */
+export async function encryptDirectory(
+  source: string,
+  target: string,
+  options: DirectoryOptions,
+): Promise<Manifest> {
+  await assertAbsent(target);
+  const files = await listFiles(source);
+  const staging = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
+  await mkdir(join(staging, OBJECTS_DIR), { recursive: true, mode: 0o700 });
+  try {
+    const entries: ManifestEntry[] = [];
+    for (const [i, path] of files.entries()) {
+      const object = `${OBJECTS_DIR}/${String(i).padStart(6, '0')}.sre`;
+      const result = await encryptFile(
+        join(source, ...path.split('/')),
+        join(staging, ...object.split('/')),
+        {
+          dek: options.dek,
+          keyId: options.keyId,
+          context: { ...options.context, path },
+          ...(options.pool ? { pool: options.pool } : {}),
+        },
+      );
+      entries.push({ path, object, size: result.plaintextLength, sha256: result.digest ?? '' });
+    }
+    const manifest: Manifest = { format: 'strongroom-manifest/v1', files: entries };
+    await writeFile(
+      join(staging, MANIFEST_FILE),
+      encryptBytes(Buffer.from(JSON.stringify(manifest)), {
+        dek: options.dek,
+        keyId: options.keyId,
+        context: { ...options.context, path: MANIFEST_PATH },
+      }),
+    );
+    await rename(staging, target);
+    return manifest;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+function parseManifest(text: string): Manifest {
+  const raw = JSON.parse(text) as unknown;
+  const bad = (why: string) => new EnvelopeError('manifest', `malformed manifest: ${why}`);
+  if (typeof raw !== 'object' || raw === null) throw bad('not an object');
+  const { format, files } = raw as { format?: unknown; files?: unknown };
+  if (format !== 'strongroom-manifest/v1') throw bad(`unknown format ${JSON.stringify(format)}`);
+  if (!Array.isArray(files)) throw bad('files is not a list');
+  return {
+    format,
+    files: files.map((f: unknown, i) => {
+      const e = f as Partial<Record<keyof ManifestEntry, unknown>>;
+      if (
+        typeof e.path !== 'string' ||
+        typeof e.object !== 'string' ||
+        typeof e.sha256 !== 'string' ||
+        !Number.isSafeInteger(e.size)
+      ) {
+        throw bad(`entry ${i} lacks path, object, size or sha256`);
+      }
+      return { path: e.path, object: e.object, size: e.size as number, sha256: e.sha256 };
+    }),
+  };
+}
+
+/** Decrypts and checks the manifest of an encrypted directory. */
+export async function readManifest(
+  source: string,
+  options: Pick<DirectoryOptions, 'dek' | 'context'>,
+): Promise<Manifest> {
+  const bytes = await readFile(join(source, MANIFEST_FILE)).catch((cause: unknown) => {
+    throw new EnvelopeError('manifest', `${source} has no ${MANIFEST_FILE}`, { cause });
+  });
+  const { plaintext } = decryptBytes(bytes, {
+    dek: options.dek,
+    context: { ...options.context, path: MANIFEST_PATH },
+  });
+  const manifest = parseManifest(plaintext.toString('utf8'));
+  const seen = new Set<string>();
+  for (const f of manifest.files) {
+    checkPath(f.path);
+    if (seen.has(f.path)) throw new EnvelopeError('manifest', `duplicate path in manifest: ${f.path}`);
+    seen.add(f.path);
+    if (!/^objects\/\d{6}\.sre$/.test(f.object))
+      throw new EnvelopeError('manifest', `bad object name ${JSON.stringify(f.object)}`);
+  }
+  return manifest;
+}
+
+/** Decrypts an encrypted directory into `target` (which must not exist), all or nothing. */
+export async function decryptDirectory(
+  source: string,
+  target: string,
+  options: DirectoryOptions,
+): Promise<Manifest> {
+  await assertAbsent(target);
+  const manifest = await readManifest(source, options);
+  const objects = new Set(
+    (await readdir(join(source, OBJECTS_DIR)).catch(() => [] as string[])).map((o) => `${OBJECTS_DIR}/${o}`),
+  );
+  const listed = new Set(manifest.files.map((f) => f.object));
+  const extra = [...objects].filter((o) => !listed.has(o));
+  const missing = [...listed].filter((o) => !objects.has(o));
+  if (extra.length > 0 || missing.length > 0) {
+    throw new EnvelopeError(
+      'manifest',
+      `objects do not match the manifest (missing: ${missing.join(', ') || 'none'}; extra: ${extra.join(', ') || 'none'})`,
+    );
+  }
+  const staging = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
+  await mkdir(staging, { mode: 0o700 });
+  try {
+    for (const file of manifest.files) {
+      const out = join(staging, ...file.path.split('/'));
+      if (!out.startsWith(staging + sep))
+        throw new EnvelopeError('manifest', `path escapes the target: ${file.path}`);
+      await mkdir(dirname(out), { recursive: true });
+      const result = await decryptFile(join(source, ...file.object.split('/')), out, {
+        dek: options.dek,
+        context: { ...options.context, path: file.path },
+        ...(options.pool ? { pool: options.pool } : {}),
+      });
+      if (result.plaintextLength !== file.size)
+        throw new EnvelopeError(
+          'manifest',
+          `${file.path}: size ${result.plaintextLength} does not match the manifest's ${file.size}`,
+        );
+    }
+    await rename(staging, target);
+    return manifest;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}

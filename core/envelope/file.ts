@@ -1,0 +1,237 @@
+/**
+ * Encrypt, decrypt and verify one file. Output always goes to a temporary file in the destination directory and is
+ * renamed into place only after every segment has verified; on any failure the temporary file is removed, so no
+ * partial plaintext is ever left behind.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { EnvelopeError } from './errors.ts';
+import {
+  DEFAULT_SEGMENT_LOG2,
+  NONCE_PREFIX_LENGTH,
+  SALT_LENGTH,
+  authenticateHeader,
+  ciphertextLength,
+  deriveKeys,
+  encodeHeader,
+  parseHeader,
+  segmentCount,
+  type DerivedKeys,
+  type EnvelopeContext,
+  type Header,
+} from './format.ts';
+import type { SegmentPool } from './pool.ts';
+import { newWorkCounter, runSegments, type SegmentJob } from './segments.ts';
+
+export interface EncryptOptions {
+  readonly dek: Uint8Array;
+  /** Names the DEK in the header (the wrapped DEK lives in artifact metadata). */
+  readonly keyId: string;
+  readonly context: EnvelopeContext;
+  readonly segmentLog2?: number;
+  /** Workers for large files; without one, segments are processed on the calling thread. */
+  readonly pool?: SegmentPool;
+  /** Compute the plaintext's SHA-256 while encrypting (default true). */
+  readonly digest?: boolean;
+}
+
+export interface EncryptResult {
+  readonly plaintextLength: number;
+  readonly ciphertextLength: number;
+  /** `sha256:<hex>` of the plaintext, when requested. */
+  readonly digest: string | null;
+}
+
+export interface DecryptOptions {
+  readonly dek: Uint8Array;
+  readonly context: EnvelopeContext;
+  readonly pool?: SegmentPool;
+}
+
+export interface DecryptResult {
+  readonly plaintextLength: number;
+  readonly keyId: string;
+}
+
+/** Enough to hold any header (key ids are at most 1 KiB). */
+const HEADER_READ = 4096;
+
+function zero(keys: DerivedKeys): void {
+  keys.segmentKey.fill(0);
+  keys.headerKey.fill(0);
+  keys.commitKey.fill(0);
+}
+
+async function runJob(job: SegmentJob, pool: SegmentPool | undefined): Promise<void> {
+  const segments = segmentCount(job.plaintextLength, job.segmentLog2);
+  if (pool && segments > 1) await pool.run(job, segments);
+  else runSegments(job, newWorkCounter());
+}
+
+/** A fresh temporary file beside `target`, created exclusively and private to the owner. */
+async function createTemp(target: string, size: number): Promise<string> {
+  const temp = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
+  const handle = await open(temp, 'wx', 0o600);
+  try {
+    await handle.truncate(size);
+  } finally {
+    await handle.close();
+  }
+  return temp;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+export async function encryptFile(
+  input: string,
+  output: string,
+  options: EncryptOptions,
+): Promise<EncryptResult> {
+  const info = await stat(input).catch((cause: unknown) => {
+    throw new EnvelopeError('io', `cannot read ${input}`, { cause });
+  });
+  if (!info.isFile()) throw new EnvelopeError('invalid', `${input} is not a regular file`);
+  const salt = randomBytes(SALT_LENGTH);
+  const header: Header = {
+    segmentLog2: options.segmentLog2 ?? DEFAULT_SEGMENT_LOG2,
+    plaintextLength: info.size,
+    salt,
+    noncePrefix: randomBytes(NONCE_PREFIX_LENGTH),
+    keyId: options.keyId,
+  };
+  const keys = deriveKeys(options.dek, salt, options.context);
+  let temp: string | null = null;
+  try {
+    const headerBytes = encodeHeader(header, keys);
+    const total = ciphertextLength(header);
+    temp = await createTemp(output, total);
+    const handle = await open(temp, 'r+');
+    try {
+      await handle.write(headerBytes, 0, headerBytes.length, 0);
+    } finally {
+      await handle.close();
+    }
+    const job: SegmentJob = {
+      op: 'encrypt',
+      input,
+      output: temp,
+      segmentKey: keys.segmentKey,
+      noncePrefix: header.noncePrefix,
+      segmentLog2: header.segmentLog2,
+      headerLength: headerBytes.length,
+      plaintextLength: header.plaintextLength,
+    };
+    const [, digest] = await Promise.all([
+      runJob(job, options.pool),
+      options.digest === false ? null : sha256File(input),
+    ]);
+    if ((await stat(input)).size !== info.size)
+      throw new EnvelopeError('io', `${input} changed size while it was being encrypted`);
+    const handleSync = await open(temp, 'r+');
+    try {
+      await handleSync.sync();
+    } finally {
+      await handleSync.close();
+    }
+    await rename(temp, output);
+    temp = null;
+    return { plaintextLength: info.size, ciphertextLength: total, digest };
+  } finally {
+    zero(keys);
+    if (temp !== null) await unlink(temp).catch(() => undefined);
+  }
+}
+
+/** Opens, parses and authenticates the header, and checks the file's length. Returns what decryption needs. */
+async function openEnvelope(input: string, options: DecryptOptions) {
+  const handle = await open(input, 'r').catch((cause: unknown) => {
+    throw new EnvelopeError('io', `cannot read ${input}`, { cause });
+  });
+  try {
+    const size = (await handle.stat()).size;
+    const buffer = Buffer.alloc(Math.min(HEADER_READ, size));
+    await handle.read(buffer, 0, buffer.length, 0);
+    const header = parseHeader(buffer);
+    const keys = deriveKeys(options.dek, header.salt, options.context);
+    try {
+      authenticateHeader(header, keys);
+    } catch (error) {
+      zero(keys);
+      throw error;
+    }
+    const expected = ciphertextLength(header);
+    if (size !== expected) {
+      zero(keys);
+      throw size < expected
+        ? new EnvelopeError(
+            'truncated',
+            `the file is ${expected - size} bytes shorter than its header says (${size} of ${expected})`,
+          )
+        : new EnvelopeError('extended', `the file has ${size - expected} bytes more than its header says`);
+    }
+    return { header, keys };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Checks every segment without writing any plaintext. */
+export async function verifyFile(input: string, options: DecryptOptions): Promise<DecryptResult> {
+  const { header, keys } = await openEnvelope(input, options);
+  try {
+    await runJob(
+      {
+        op: 'verify',
+        input,
+        output: null,
+        segmentKey: keys.segmentKey,
+        noncePrefix: header.noncePrefix,
+        segmentLog2: header.segmentLog2,
+        headerLength: header.length,
+        plaintextLength: header.plaintextLength,
+      },
+      options.pool,
+    );
+    return { plaintextLength: header.plaintextLength, keyId: header.keyId };
+  } finally {
+    zero(keys);
+  }
+}
+
+/** Decrypts into `output` atomically: a temporary file beside it, renamed only when every segment verified. */
+export async function decryptFile(
+  input: string,
+  output: string,
+  options: DecryptOptions,
+): Promise<DecryptResult> {
+  const { header, keys } = await openEnvelope(input, options);
+  let temp: string | null = null;
+  try {
+    temp = await createTemp(output, header.plaintextLength);
+    await runJob(
+      {
+        op: 'decrypt',
+        input,
+        output: temp,
+        segmentKey: keys.segmentKey,
+        noncePrefix: header.noncePrefix,
+        segmentLog2: header.segmentLog2,
+        headerLength: header.length,
+        plaintextLength: header.plaintextLength,
+      },
+      options.pool,
+    );
+    await rename(temp, output);
+    temp = null;
+    return { plaintextLength: header.plaintextLength, keyId: header.keyId };
+  } finally {
+    zero(keys);
+    if (temp !== null) await unlink(temp).catch(() => undefined);
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Strongroom's envelope encryption (format: docs/format.md). The public surface: seal and open files, directories
+ * and small payloads under a per-version DEK, bound to an artifact context; seal a DEK to a recipient public key.
+ */
+export { EnvelopeError, type EnvelopeErrorKind } from './errors.ts';
+export type { EnvelopeContext } from './format.ts';
+export {
+  encryptFile,
+  decryptFile,
+  verifyFile,
+  type EncryptOptions,
+  type EncryptResult,
+  type DecryptOptions,
+  type DecryptResult,
+} from './file.ts';
+export {
+  encryptDirectory,
+  decryptDirectory,
+  readManifest,
+  type Manifest,
+  type ManifestEntry,
+  type DirectoryOptions,
+} from './directory.ts';
+export { encryptBytes, decryptBytes } from './bytes.ts';
+export { SegmentPool } from './pool.ts';
+export {
+  newDek,
+  generateRecipientKeyPair,
+  sealDek,
+  unsealDek,
+  type SealedDek,
+  type SealContext,
+  type RecipientKeyPair,
+} from './seal.ts';

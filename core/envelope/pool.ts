@@ -1,0 +1,92 @@
+/**
+ * A pool of worker threads for segment work, created once and reused (a warm pool saves ~50 ms per artifact).
+ * Workers claim batches of segments from a shared counter, so a slow core never holds up the rest.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { EnvelopeError } from './errors.ts';
+import type { WorkerReply, WorkerRequest } from './segment-worker.ts';
+import { newWorkCounter, type SegmentJob } from './segments.ts';
+
+// Source runs as .ts (Node's type stripping), the build as .js: load the worker beside this module either way.
+const WORKER_URL = new URL(
+  `./segment-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`,
+  import.meta.url,
+);
+
+export class SegmentPool {
+  readonly size: number;
+  readonly #workers: Worker[];
+  readonly #pending = new Map<number, (reply: WorkerReply) => void>();
+  #nextId = 0;
+  #closed = false;
+
+  constructor(size = availableParallelism()) {
+    if (!Number.isInteger(size) || size < 1 || size > 64)
+      throw new EnvelopeError('invalid', `pool size ${size} is not 1..64`);
+    this.size = size;
+    this.#workers = Array.from({ length: size }, () => {
+      const worker = new Worker(WORKER_URL);
+      worker.on('message', (reply: WorkerReply) => {
+        const resolve = this.#pending.get(reply.id);
+        this.#pending.delete(reply.id);
+        resolve?.(reply);
+      });
+      worker.on('error', (error: Error) => {
+        // A crashed worker fails every job in flight; the pool is unusable afterwards.
+        this.#closed = true;
+        for (const [id, resolve] of this.#pending) {
+          resolve({
+            id,
+            error: { kind: 'io', message: `segment worker crashed: ${error.message}`, segment: undefined },
+          });
+        }
+        this.#pending.clear();
+      });
+      worker.unref();
+      return worker;
+    });
+  }
+
+  /** Runs a job across the workers; throws the first failure as an EnvelopeError. */
+  async run(job: SegmentJob, segments: number): Promise<void> {
+    if (this.#closed) throw new EnvelopeError('invalid', 'the segment pool is closed');
+    const counter = newWorkCounter();
+    const helpers = this.#workers.slice(0, Math.max(1, Math.min(this.size, Math.ceil(segments / 8))));
+    for (const w of helpers) w.ref();
+    try {
+      const replies = await Promise.all(
+        helpers.map(
+          (worker) =>
+            new Promise<WorkerReply>((resolve) => {
+              const id = this.#nextId++;
+              this.#pending.set(id, resolve);
+              const request: WorkerRequest = {
+                id,
+                job: { ...job, segmentKey: Uint8Array.from(job.segmentKey) },
+                counter,
+              };
+              worker.postMessage(request);
+            }),
+        ),
+      );
+      const failures = replies.flatMap((r) => (r.error ? [r.error] : []));
+      // Report the earliest failing segment: the most useful diagnosis when several workers failed.
+      failures.sort((a, b) => (a.segment ?? Infinity) - (b.segment ?? Infinity));
+      const first = failures[0];
+      if (first)
+        throw new EnvelopeError(
+          first.kind,
+          first.message,
+          first.segment === undefined ? {} : { segment: first.segment },
+        );
+    } finally {
+      for (const w of helpers) w.unref();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
