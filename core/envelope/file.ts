@@ -4,7 +4,6 @@
  * partial plaintext is ever left behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { EnvelopeError } from './errors.ts';
@@ -82,9 +81,27 @@ async function createTemp(target: string, size: number): Promise<string> {
   return temp;
 }
 
+/** SHA-256 of a file, reading the next 4 MiB while hashing the current one, into two reused buffers. */
 async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  const buffers = [Buffer.allocUnsafe(4 << 20), Buffer.allocUnsafe(4 << 20)] as const;
+  const handle = await open(path, 'r');
+  try {
+    let position = 0;
+    let turn = 0;
+    let pending = handle.read(buffers[0], 0, buffers[0].length, 0);
+    for (;;) {
+      const { bytesRead, buffer } = await pending;
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      turn ^= 1;
+      const next = turn === 0 ? buffers[0] : buffers[1];
+      pending = handle.read(next, 0, next.length, position);
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
   return `sha256:${hash.digest('hex')}`;
 }
 
