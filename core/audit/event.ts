@@ -1,0 +1,226 @@
+/**
+ * Audit events: what the log records. Secrets (tokens, key material) never appear in an event: the only way
+ * to put one in is `redact`, which stores HMAC-SHA256(audit key, secret) so a known value can still be
+ * searched for (like Vault's /sys/audit-hash) while the log itself reveals nothing, and shredding stays possible.
+ */
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
+import { AuditError } from './errors.ts';
+
+export type Decision = 'allow' | 'deny';
+
+/** The workload a key was (or was not) released to, from its verified token and client certificate. */
+export interface WorkloadIdentity {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly podUid: string;
+  readonly certificateSerial: string;
+}
+
+export interface ArtifactRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly version: string;
+  readonly classification: string;
+  readonly environment: string;
+}
+
+export interface KeyRef {
+  readonly id: string;
+  readonly version: string;
+}
+
+export interface ApprovalRef {
+  readonly uid: string;
+  readonly resourceVersion: string;
+  readonly approver: string;
+}
+
+export interface GrantRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+  readonly resourceVersion: string;
+}
+
+/** A key-release decision. `grant` is null when no grant matched (a deny). */
+export interface KeyReleaseEvent {
+  readonly type: 'key-release';
+  readonly decision: Decision;
+  /** A stable machine-readable reason code, e.g. `granted`, `no-grant`, `expired`, `quarantined`. */
+  readonly reason: string;
+  readonly workload: WorkloadIdentity;
+  readonly artifact: ArtifactRef;
+  readonly key: KeyRef;
+  readonly grant: (GrantRef & { readonly approvals: readonly ApprovalRef[] }) | null;
+  /** Secrets seen by the decision, by name, each only as `hmac-sha256:<base64>` (see redact). */
+  readonly secrets: Readonly<Record<string, string>>;
+}
+
+export type GrantEventType = 'grant-created' | 'grant-approved' | 'grant-revoked' | 'grant-quarantined';
+export const GRANT_EVENT_TYPES: readonly GrantEventType[] = [
+  'grant-created',
+  'grant-approved',
+  'grant-revoked',
+  'grant-quarantined',
+];
+
+/** An administrative change to a grant. `actor` is the Kubernetes username that caused it. */
+export interface GrantEvent {
+  readonly type: GrantEventType;
+  readonly grant: GrantRef;
+  readonly actor: string;
+  readonly reason: string;
+  /** For grant-approved: the approval object. */
+  readonly approval?: ApprovalRef;
+}
+
+/** Written every `intervalMs` by a live writer, so that a silent gap in the record is visible. */
+export interface HeartbeatEvent {
+  readonly type: 'heartbeat';
+  readonly intervalMs: number;
+}
+
+/** Written when a writer opens its log: the size it found and how many torn bytes it cut off. */
+export interface WriterStartedEvent {
+  readonly type: 'writer-started';
+  readonly previousSize: number;
+  readonly repairedBytes: number;
+}
+
+export type AuditEvent = KeyReleaseEvent | GrantEvent | HeartbeatEvent | WriterStartedEvent;
+
+const HMAC_PREFIX = 'hmac-sha256:';
+
+/** The key under which secrets are HMAC'd. It never serializes or inspects to its value. */
+export class AuditKey {
+  readonly #key: KeyObject;
+  constructor(bytes: Uint8Array) {
+    if (bytes.length < 32) throw new AuditError('invalid', 'an audit key is at least 32 bytes');
+    this.#key = createSecretKey(Buffer.from(bytes));
+  }
+  /** `hmac-sha256:<base64>` of a secret. */
+  redact(secret: string | Uint8Array): string {
+    return HMAC_PREFIX + createHmac('sha256', this.#key).update(secret).digest('base64');
+  }
+  toJSON(): string {
+    return '[audit key]';
+  }
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return 'AuditKey [redacted]';
+  }
+}
+
+export interface KeyReleaseInput extends Omit<KeyReleaseEvent, 'type' | 'secrets'> {
+  /** Secrets the decision saw (the bearer token, the wrapped key, ...). Only their HMACs are recorded. */
+  readonly secrets?: Readonly<Record<string, string | Uint8Array>>;
+}
+
+/** A key-release event with every secret replaced by its HMAC under `key`. */
+export function keyReleaseEvent(input: KeyReleaseInput, key: AuditKey): KeyReleaseEvent {
+  const secrets: Record<string, string> = {};
+  for (const [name, value] of Object.entries(input.secrets ?? {})) secrets[name] = key.redact(value);
+  return {
+    type: 'key-release',
+    decision: input.decision,
+    reason: input.reason,
+    workload: input.workload,
+    artifact: input.artifact,
+    key: input.key,
+    grant: input.grant,
+    secrets,
+  };
+}
+
+function isString(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= 1024;
+}
+
+function requireStrings(obj: unknown, fields: readonly string[], where: string): void {
+  if (typeof obj !== 'object' || obj === null) throw new AuditError('invalid', `${where} is missing`);
+  for (const f of fields) {
+    if (!isString((obj as Record<string, unknown>)[f])) {
+      throw new AuditError('invalid', `${where}.${f} must be a non-empty string`);
+    }
+  }
+}
+
+interface Loose {
+  type?: unknown;
+  decision?: unknown;
+  workload?: unknown;
+  artifact?: unknown;
+  key?: unknown;
+  grant?: { approvals?: unknown } | null;
+  secrets?: unknown;
+  intervalMs?: unknown;
+  approval?: unknown;
+}
+
+const GRANT_FIELDS = ['namespace', 'name', 'uid', 'resourceVersion'] as const;
+const APPROVAL_FIELDS = ['uid', 'resourceVersion', 'approver'] as const;
+
+/** Throws AuditError('invalid') unless `event` is a well-formed AuditEvent. Fail closed on caller bugs. */
+export function validateEvent(input: AuditEvent): void {
+  // Typed callers can still pass anything at run time (JSON, casts); check it as unknown data.
+  const event = input as unknown as Loose;
+  const e = input as unknown as Record<string, unknown>;
+  switch (event.type) {
+    case 'key-release': {
+      if (event.decision !== 'allow' && event.decision !== 'deny') {
+        throw new AuditError('invalid', 'decision must be allow or deny');
+      }
+      requireStrings(e, ['reason'], 'event');
+      requireStrings(
+        event.workload,
+        ['namespace', 'serviceAccount', 'podUid', 'certificateSerial'],
+        'workload',
+      );
+      requireStrings(
+        event.artifact,
+        ['namespace', 'name', 'version', 'classification', 'environment'],
+        'artifact',
+      );
+      requireStrings(event.key, ['id', 'version'], 'key');
+      if (event.grant !== null && event.grant !== undefined) {
+        requireStrings(event.grant, GRANT_FIELDS, 'grant');
+        const approvals = event.grant.approvals;
+        if (!Array.isArray(approvals)) throw new AuditError('invalid', 'grant.approvals must be a list');
+        approvals.forEach((a: unknown, i) => {
+          requireStrings(a, APPROVAL_FIELDS, `grant.approvals[${i}]`);
+        });
+      } else if (event.decision === 'allow' || event.grant === undefined) {
+        throw new AuditError('invalid', 'an allow decision names the grant that allowed it');
+      }
+      if (typeof event.secrets !== 'object' || event.secrets === null) {
+        throw new AuditError('invalid', 'secrets must be an object of HMACs');
+      }
+      for (const [name, value] of Object.entries(event.secrets as Record<string, unknown>)) {
+        if (typeof value !== 'string' || !value.startsWith(HMAC_PREFIX)) {
+          throw new AuditError(
+            'invalid',
+            `secret ${name} is not an HMAC: use keyReleaseEvent or AuditKey.redact`,
+          );
+        }
+      }
+      return;
+    }
+    case 'heartbeat':
+      if (
+        typeof event.intervalMs !== 'number' ||
+        !Number.isSafeInteger(event.intervalMs) ||
+        event.intervalMs <= 0
+      ) {
+        throw new AuditError('invalid', 'heartbeat intervalMs must be a positive integer');
+      }
+      return;
+    case 'writer-started':
+      return;
+    default:
+      if (!(GRANT_EVENT_TYPES as readonly unknown[]).includes(event.type)) {
+        throw new AuditError('invalid', `unknown event type ${JSON.stringify(event.type)}`);
+      }
+      requireStrings(event.grant, GRANT_FIELDS, 'grant');
+      requireStrings(e, ['actor', 'reason'], 'event');
+      if (event.approval !== undefined) requireStrings(event.approval, APPROVAL_FIELDS, 'approval');
+  }
+}

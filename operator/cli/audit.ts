@@ -1,0 +1,295 @@
+/**
+ * `strongroom audit …`: verify a log offline, print inclusion proofs and checkpoints, follow a log.
+ * Exit codes: 0 verified, 1 tampering or a failed check, 2 bad usage or unreadable input.
+ */
+import { readFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError } from 'commander';
+import {
+  formatFindings,
+  generateNoteKey,
+  parseVerifierKey,
+  tailLog,
+  verifyInclusion,
+  verifyLog,
+  type NoteVerifier,
+  type VerifyReport,
+} from '../../core/audit/index.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_TAMPERED = 1;
+export const EXIT_USAGE = 2;
+
+/** Where the commands write; tests and the main entry point pass process streams. */
+export interface CliIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly setExitCode: (code: number) => void;
+}
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError('not a non-negative integer');
+  return n;
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function loadVerifiers(path: string | undefined): Promise<NoteVerifier[] | undefined> {
+  if (path === undefined) return undefined;
+  const text = await readText(path, 'public key');
+  const keys = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !l.startsWith('#'));
+  try {
+    return keys.map((k) => parseVerifierKey(k));
+  } catch (err) {
+    throw new UsageError(`${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function loadReport(
+  logPath: string,
+  opts: {
+    publicKey?: string;
+    trustedCheckpoint?: string;
+    origin?: string;
+    maxGapMs?: number;
+    strict?: boolean;
+  },
+): Promise<VerifyReport> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(logPath);
+  } catch (err) {
+    throw new UsageError(`cannot read log ${logPath}: ${(err as Error).message}`, { cause: err });
+  }
+  const verifiers = await loadVerifiers(opts.publicKey);
+  const trusted =
+    opts.trustedCheckpoint === undefined
+      ? undefined
+      : await readText(opts.trustedCheckpoint, 'trusted checkpoint');
+  return verifyLog(bytes, {
+    ...(verifiers === undefined ? {} : { verifiers }),
+    ...(trusted === undefined ? {} : { trustedCheckpoint: trusted }),
+    ...(opts.origin === undefined ? {} : { origin: opts.origin }),
+    ...(opts.maxGapMs === undefined ? {} : { maxGapMs: opts.maxGapMs }),
+    strict: opts.strict === true,
+  });
+}
+
+/** Runs an action, turning UsageError (and other failures) into exit code 2 with a message. */
+function guarded<A extends unknown[]>(
+  io: CliIo,
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      io.err(`strongroom: ${(err as Error).message}\n`);
+      io.setExitCode(EXIT_USAGE);
+    }
+  };
+}
+
+export function auditCommand(io: CliIo): Command {
+  // Set before the subcommands are defined, so that they inherit it: usage errors throw instead of exiting.
+  const audit = new Command('audit')
+    .description('tamper-evident audit log: verify, prove, tail')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  audit
+    .command('verify')
+    .description(
+      'verify a log offline: signatures, tree vs every checkpoint, consistency, sequence, time, gaps',
+    )
+    .argument('<log>', 'the log file')
+    .option('--public-key <file>', 'trusted verifier key(s), one `name+hash+key` per line')
+    .option(
+      '--trusted-checkpoint <file>',
+      'a signed checkpoint the log must extend (detects rollback and forks)',
+    )
+    .option('--origin <origin>', 'the origin the log must have')
+    .option(
+      '--max-gap-ms <ms>',
+      'largest silence allowed between entries (default: 2 × heartbeat interval)',
+      nonNegativeInt,
+    )
+    .option('--strict', 'treat warnings (unsigned tail, torn tail, restarts) as failures')
+    .option('--json', 'print the report as JSON')
+    .action(
+      guarded(
+        io,
+        async (
+          log: string,
+          opts: {
+            publicKey?: string;
+            trustedCheckpoint?: string;
+            origin?: string;
+            maxGapMs?: number;
+            strict?: boolean;
+            json?: boolean;
+          },
+        ) => {
+          const report = await loadReport(log, opts);
+          if (opts.json === true) {
+            io.out(
+              JSON.stringify(
+                {
+                  ok: report.ok,
+                  origin: report.origin,
+                  entries: report.entries,
+                  checkpoints: report.checkpoints,
+                  latest:
+                    report.latest === undefined
+                      ? null
+                      : { size: report.latest.size, rootHash: report.latest.rootHash.toString('base64') },
+                  findings: report.findings,
+                },
+                null,
+                2,
+              ) + '\n',
+            );
+          } else {
+            const findings = formatFindings(report);
+            if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
+            const latest =
+              report.latest === undefined
+                ? 'none'
+                : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
+            io.out(
+              `${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
+            );
+          }
+          io.setExitCode(report.ok ? EXIT_OK : EXIT_TAMPERED);
+        },
+      ),
+    );
+
+  audit
+    .command('prove')
+    .description('print the inclusion proof of an entry against the latest signed checkpoint')
+    .argument('<log>', 'the log file')
+    .requiredOption('--entry <n>', 'the entry (seq)', nonNegativeInt)
+    .option('--public-key <file>', 'trusted verifier key(s)')
+    .action(
+      guarded(io, async (log: string, opts: { entry: number; publicKey?: string }) => {
+        const report = await loadReport(log, opts);
+        const latest = report.latest;
+        if (!report.ok || latest === undefined) {
+          io.err(`${formatFindings(report)}\nstrongroom: the log does not verify; no proof is printed\n`);
+          io.setExitCode(EXIT_TAMPERED);
+          return;
+        }
+        if (opts.entry >= latest.size) {
+          io.err(
+            `strongroom: entry ${opts.entry} is not covered by the latest signed checkpoint (size ${latest.size})\n`,
+          );
+          io.setExitCode(EXIT_TAMPERED);
+          return;
+        }
+        const leaf = report.tree.leaf(opts.entry);
+        const proof = report.tree.inclusionProof(opts.entry, latest.size);
+        if (!verifyInclusion(opts.entry, latest.size, leaf, proof, latest.rootHash)) {
+          throw new Error('internal error: the proof does not verify');
+        }
+        io.out(
+          JSON.stringify(
+            {
+              origin: latest.origin,
+              entry: opts.entry,
+              treeSize: latest.size,
+              leafHash: leaf.toString('hex'),
+              inclusionProof: proof.map((p) => p.toString('hex')),
+              rootHash: latest.rootHash.toString('hex'),
+              checkpoint: latest.note,
+            },
+            null,
+            2,
+          ) + '\n',
+        );
+        io.setExitCode(EXIT_OK);
+      }),
+    );
+
+  audit
+    .command('checkpoint')
+    .description(
+      'print the latest signed checkpoint of a verified log (save it to pass as --trusted-checkpoint later)',
+    )
+    .argument('<log>', 'the log file')
+    .option('--public-key <file>', 'trusted verifier key(s)')
+    .action(
+      guarded(io, async (log: string, opts: { publicKey?: string }) => {
+        const report = await loadReport(log, opts);
+        if (!report.ok || report.latest === undefined) {
+          io.err(`${formatFindings(report)}\nstrongroom: the log does not verify\n`);
+          io.setExitCode(EXIT_TAMPERED);
+          return;
+        }
+        io.out(report.latest.note);
+        io.setExitCode(EXIT_OK);
+      }),
+    );
+
+  audit
+    .command('tail')
+    .description('print entries (one JSON line each) as they are written')
+    .argument('<log>', 'the log file')
+    .option('--from <seq>', 'start at this entry', nonNegativeInt)
+    .option('--no-follow', 'stop at the end of the file')
+    .option('--checkpoints', 'print checkpoint records too')
+    .action(
+      guarded(io, async (log: string, opts: { from?: number; follow: boolean; checkpoints?: boolean }) => {
+        const controller = new AbortController();
+        const stop = (): void => {
+          controller.abort();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        try {
+          for await (const record of tailLog(log, {
+            follow: opts.follow,
+            fromSeq: opts.from ?? 0,
+            signal: controller.signal,
+          })) {
+            if (record.kind === 'entry' || opts.checkpoints === true) io.out(record.line + '\n');
+          }
+        } finally {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
+        io.setExitCode(EXIT_OK);
+      }),
+    );
+
+  audit
+    .command('keygen')
+    .description(
+      'generate an Ed25519 checkpoint key pair for an origin (prints the signer and verifier keys)',
+    )
+    .requiredOption('--name <origin>', 'the key name, conventionally the log origin')
+    .action(
+      guarded(io, (opts: { name: string }) => {
+        const keys = generateNoteKey(opts.name);
+        io.out(`${JSON.stringify(keys, null, 2)}\n`);
+        io.setExitCode(EXIT_OK);
+        return Promise.resolve();
+      }),
+    );
+
+  return audit;
+}

@@ -1,0 +1,31 @@
+/**
+ * The `strongroom` command. Run as `node operator/cli/strongroom.ts <group> <command>`; later issues add groups.
+ */
+import { Command } from 'commander';
+import { auditCommand, EXIT_USAGE, type CliIo } from './audit.ts';
+
+export function program(io: CliIo): Command {
+  return new Command('strongroom')
+    .description('Strongroom: encrypted ML artifacts released only to authorized pods')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .addCommand(auditCommand(io));
+}
+
+const io: CliIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  setExitCode: (code) => {
+    process.exitCode = code;
+  },
+};
+
+if (import.meta.main) {
+  try {
+    await program(io).parseAsync(process.argv);
+  } catch (err) {
+    // exitOverride: commander throws for --help (exit 0) and for usage errors (exit non-zero), after printing.
+    const code = (err as { exitCode?: unknown }).exitCode;
+    process.exitCode = typeof code === 'number' && code !== 0 ? EXIT_USAGE : 0;
+  }
+}
