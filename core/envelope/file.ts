@@ -20,6 +20,7 @@ import {
   type DerivedKeys,
   type EnvelopeContext,
   type Header,
+  type ParsedHeader,
 } from './format.ts';
 import type { SegmentPool } from './pool.ts';
 import { newWorkCounter, runSegments, type SegmentJob } from './segments.ts';
@@ -198,23 +199,31 @@ async function openEnvelope(input: string, options: DecryptOptions) {
   }
 }
 
+/** The segment job that verifies (output null) or decrypts an opened envelope. */
+function openJob(
+  op: 'verify' | 'decrypt',
+  input: string,
+  output: string | null,
+  header: ParsedHeader,
+  keys: DerivedKeys,
+): SegmentJob {
+  return {
+    op,
+    input,
+    output,
+    segmentKey: keys.segmentKey,
+    noncePrefix: header.noncePrefix,
+    segmentLog2: header.segmentLog2,
+    headerLength: header.length,
+    plaintextLength: header.plaintextLength,
+  };
+}
+
 /** Checks every segment without writing any plaintext. */
 export async function verifyFile(input: string, options: DecryptOptions): Promise<DecryptResult> {
   const { header, keys } = await openEnvelope(input, options);
   try {
-    await runJob(
-      {
-        op: 'verify',
-        input,
-        output: null,
-        segmentKey: keys.segmentKey,
-        noncePrefix: header.noncePrefix,
-        segmentLog2: header.segmentLog2,
-        headerLength: header.length,
-        plaintextLength: header.plaintextLength,
-      },
-      options.pool,
-    );
+    await runJob(openJob('verify', input, null, header, keys), options.pool);
     return { plaintextLength: header.plaintextLength, keyId: header.keyId };
   } finally {
     zero(keys);
@@ -231,19 +240,7 @@ export async function decryptFile(
   let temp: string | null = null;
   try {
     temp = await createTemp(output, header.plaintextLength);
-    await runJob(
-      {
-        op: 'decrypt',
-        input,
-        output: temp,
-        segmentKey: keys.segmentKey,
-        noncePrefix: header.noncePrefix,
-        segmentLog2: header.segmentLog2,
-        headerLength: header.length,
-        plaintextLength: header.plaintextLength,
-      },
-      options.pool,
-    );
+    await runJob(openJob('decrypt', input, temp, header, keys), options.pool);
     await rename(temp, output);
     temp = null;
     return { plaintextLength: header.plaintextLength, keyId: header.keyId };
