@@ -1,0 +1,23 @@
+/**
+ * The key service's half of the write path that needs no secret: a writer sealed a fresh DEK to the artifact's
+ * recipient public key (core/envelope/seal.ts); the key service unseals it with the recipient private key and wraps
+ * it under the KMS KEK, so from then on it is like any other version's DEK. The plaintext DEK is zeroed either way.
+ */
+import { unsealDek, type SealContext, type SealedDek } from '../envelope/index.ts';
+import type { KmsProvider, WrappedKey } from './provider.ts';
+
+export async function rewrapSealedDek(
+  sealed: SealedDek,
+  recipientPrivateKey: Uint8Array,
+  context: SealContext,
+  kms: KmsProvider,
+  keyId: string,
+  aad: Uint8Array,
+): Promise<WrappedKey> {
+  const dek = await unsealDek(recipientPrivateKey, sealed, context);
+  try {
+    return await kms.wrap(keyId, dek, aad);
+  } finally {
+    dek.fill(0);
+  }
+}
