@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { EnvelopeError } from './errors.ts';
 import {
@@ -64,9 +65,9 @@ function zero(keys: DerivedKeys): void {
   keys.commitKey.fill(0);
 }
 
-async function runJob(job: SegmentJob, pool: SegmentPool | undefined): Promise<void> {
+async function runJob(job: SegmentJob, pool: SegmentPool | undefined, maxWorkers?: number): Promise<void> {
   const segments = segmentCount(job.plaintextLength, job.segmentLog2);
-  if (pool && segments > 1) await pool.run(job, segments);
+  if (pool && segments > 1) await pool.run(job, segments, maxWorkers);
   else runSegments(job, newWorkCounter());
 }
 
@@ -146,7 +147,12 @@ export async function encryptFile(
       plaintextLength: header.plaintextLength,
     };
     const [, digest] = await Promise.all([
-      runJob(job, options.pool),
+      // The digest is one sequential SHA-256 pass on this thread: leave it a core rather than oversubscribe.
+      runJob(
+        job,
+        options.pool,
+        options.digest === false ? undefined : Math.max(1, availableParallelism() - 1),
+      ),
       options.digest === false ? null : sha256File(input),
     ]);
     if ((await stat(input)).size !== info.size)

@@ -48,11 +48,17 @@ export class SegmentPool {
     });
   }
 
-  /** Runs a job across the workers; throws the first failure as an EnvelopeError. */
-  async run(job: SegmentJob, segments: number): Promise<void> {
+  /**
+   * Runs a job across the workers (at most `maxWorkers`, to leave a core to the caller); throws the first failure
+   * as an EnvelopeError.
+   */
+  async run(job: SegmentJob, segments: number, maxWorkers = this.size): Promise<void> {
     if (this.#closed) throw new EnvelopeError('invalid', 'the segment pool is closed');
     const counter = newWorkCounter();
-    const helpers = this.#workers.slice(0, Math.max(1, Math.min(this.size, Math.ceil(segments / 8))));
+    const helpers = this.#workers.slice(
+      0,
+      Math.max(1, Math.min(this.size, maxWorkers, Math.ceil(segments / 8))),
+    );
     for (const w of helpers) w.ref();
     try {
       const replies = await Promise.all(
