@@ -72,11 +72,14 @@ async function runJob(job: SegmentJob, pool: SegmentPool | undefined, maxWorkers
 }
 
 /** A fresh temporary file beside `target`, created exclusively and private to the owner. */
-async function createTemp(target: string, size: number): Promise<string> {
+async function createTemp(target: string, size: number, header?: Buffer): Promise<string> {
   const temp = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
-  const handle = await open(temp, 'wx', 0o600);
+  const handle = await open(temp, 'wx', 0o600).catch((cause: unknown) => {
+    throw new EnvelopeError('io', `cannot create the output beside ${target}`, { cause });
+  });
   try {
     await handle.truncate(size);
+    if (header) await handle.write(header, 0, header.length, 0);
   } finally {
     await handle.close();
   }
@@ -129,13 +132,7 @@ export async function encryptFile(
   try {
     const headerBytes = encodeHeader(header, keys);
     const total = ciphertextLength(header);
-    temp = await createTemp(output, total);
-    const handle = await open(temp, 'r+');
-    try {
-      await handle.write(headerBytes, 0, headerBytes.length, 0);
-    } finally {
-      await handle.close();
-    }
+    temp = await createTemp(output, total, headerBytes);
     const job: SegmentJob = {
       op: 'encrypt',
       input,
