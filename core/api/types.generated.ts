@@ -561,6 +561,38 @@ export interface ModelArtifactVersionEncryption {
    * Rule: metadataPath must not contain "." or ".." segments
    */
   metadataPath?: string;
+  /**
+   * The version's DEK sealed to the artifact's recipient public key with HPKE (RFC 9180, DHKEM(X25519,
+   * HKDF-SHA256), HKDF-SHA256, AES-256-GCM; info binds the artifact's uid, name and version).
+   * Ciphertext, safe to store here: only the operator's recipient private key opens it. The operator
+   * unseals it once and keeps the DEK wrapped under the KMS key-encryption key (status.keys). Written
+   * by `strongroom publish` and by the key broker's PublishVersion.
+   */
+  sealedKey?: ModelArtifactVersionEncryptionSealedKey;
+}
+
+/**
+ * The version's DEK sealed to the artifact's recipient public key with HPKE (RFC 9180, DHKEM(X25519,
+ * HKDF-SHA256), HKDF-SHA256, AES-256-GCM; info binds the artifact's uid, name and version).
+ * Ciphertext, safe to store here: only the operator's recipient private key opens it. The operator
+ * unseals it once and keeps the DEK wrapped under the KMS key-encryption key (status.keys). Written by
+ * `strongroom publish` and by the key broker's PublishVersion.
+ */
+export interface ModelArtifactVersionEncryptionSealedKey {
+  /**
+   * The HPKE suite; only HPKE-Base-X25519-SHA256-AES256GCM exists.
+   */
+  suite: 'HPKE-Base-X25519-SHA256-AES256GCM';
+  /**
+   * The HPKE encapsulated key, base64.
+   * Constraints: pattern `^[A-Za-z0-9+/]*={0,2}$`; maxLength 64.
+   */
+  enc: string;
+  /**
+   * The sealed DEK, base64.
+   * Constraints: pattern `^[A-Za-z0-9+/]*={0,2}$`; maxLength 256.
+   */
+  ciphertext: string;
 }
 
 /**
@@ -650,9 +682,10 @@ export interface ModelArtifactStatus {
    */
   recipientPublicKey?: ModelArtifactStatusRecipientPublicKey;
   /**
-   * The operator's record of each version's data-encryption key (DEK), wrapped with the artifact's
-   * recipient public key and copied from the version's encryption header once verified. Wrapped keys
-   * are ciphertext and safe to store here: only the operator's private key unwraps them.
+   * The operator's record of each version's data-encryption key (DEK), unsealed once from
+   * spec.versions[].encryption.sealedKey and wrapped under the KMS key-encryption key (KEK) named by
+   * kekId and kekVersion; rewrapped (never re-encrypted) when the KEK rotates. Wrapped keys are
+   * ciphertext and safe to store here: only the KMS unwraps them.
    * Constraints: maxItems 100; unique by version.
    */
   keys?: ModelArtifactStatusKey[];
@@ -699,7 +732,7 @@ export interface ModelArtifactStatusCondition {
  */
 export interface ModelArtifactStatusRecipientPublicKey {
   /**
-   * Key-wrapping algorithm of the key, for example "RSA-OAEP-256".
+   * Key-wrapping algorithm of the key, for example "HPKE-Base-X25519-SHA256-AES256GCM".
    * Constraints: minLength 1; maxLength 64.
    */
   algorithm: string;
@@ -736,10 +769,20 @@ export interface ModelArtifactStatusKey {
    */
   keyFingerprint: string;
   /**
-   * The wrapped DEK, base64-encoded.
+   * The KMS-wrapped DEK, base64 of the JSON record {provider, keyId, keyVersion, ciphertext}.
    * Constraints: pattern `^[A-Za-z0-9+/]*={0,2}$`; maxLength 4096.
    */
   wrappedKey?: string;
+  /**
+   * The KMS key-encryption key that wraps the DEK.
+   * Constraints: maxLength 512.
+   */
+  kekId?: string;
+  /**
+   * The version of that KEK; RotationCompliant is False until it is the primary.
+   * Constraints: maxLength 64.
+   */
+  kekVersion?: string;
   /**
    * A Secret in the artifact's namespace holding the wrapped DEK.
    */
