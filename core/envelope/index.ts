@@ -24,6 +24,7 @@ export {
 export { encryptBytes, decryptBytes } from './bytes.ts';
 export { SegmentPool } from './pool.ts';
 export {
+  SEAL_SUITE,
   newDek,
   generateRecipientKeyPair,
   sealDek,

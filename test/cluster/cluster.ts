@@ -16,7 +16,9 @@ import {
 } from './host.ts';
 import { kubectl, run, type ClusterInfo } from './kubectl.ts';
 import { DEFAULT_POD_NETWORK, NODE_NAME, nodePaths, startNode, type PodNetwork } from './node.ts';
-import type { Component } from './process.ts';
+import { pkiPath } from './kubeconfig.ts';
+import { httpsGet } from './net.ts';
+import { startComponent, waitUntil, type Component } from './process.ts';
 
 export type { ClusterInfo } from './kubectl.ts';
 
@@ -50,6 +52,13 @@ export interface Cluster extends ClusterInfo {
   readonly versions: { readonly apiserver: string; readonly kubelet: string | null };
   /** Stops everything started, in order, and removes the work directory. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Stops kube-apiserver (SIGTERM, then SIGKILL after 20 s) and resolves once it is gone, with a function that
+   * starts it again with the same binary, arguments and log file (so on the same port, with the same PKI and etcd)
+   * and resolves once /readyz answers 200. The restarted process names the work directory on its command line, so
+   * `stop()` and the sweep of stale clusters find it exactly as they find the original.
+   */
+  stopApiserver(): Promise<() => Promise<void>>;
 }
 
 /** Something was left behind by a cluster that should be gone. */
@@ -175,6 +184,42 @@ export async function findLeftovers(
     cniNetns: cniNetworkNamespaces(),
     veths: await vethInterfaces(),
   };
+}
+
+/**
+ * Stops the cluster's running kube-apiserver and returns a restart function (see `Cluster.stopApiserver`). The
+ * command line is read back from /proc, so the restart is exactly the process that ran, whoever started it.
+ */
+async function stopApiserverIn(
+  workDir: string,
+  server: string,
+  isStopping: () => boolean,
+): Promise<() => Promise<void>> {
+  const running = processesMatching(workDir).filter((p) => p.program === 'kube-apiserver');
+  const [apiserver] = running;
+  if (!apiserver || running.length > 1)
+    throw new Error(`expected one running kube-apiserver in ${workDir}, found ${running.length}`);
+  const argv = readFileSync(`/proc/${apiserver.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  const [file, ...args] = argv;
+  if (!file) throw new Error(`cannot read the command line of kube-apiserver (pid ${apiserver.pid})`);
+  await stopProcesses([apiserver], 20_000);
+  let restarting: Promise<void> | null = null;
+  return () =>
+    (restarting ??= (async () => {
+      if (isStopping()) throw new Error('the cluster is being stopped: not restarting kube-apiserver');
+      const component = startComponent(
+        'kube-apiserver',
+        file,
+        args,
+        join(workDir, 'logs', 'kube-apiserver.log'),
+      );
+      const caPem = readFileSync(pkiPath(workDir, 'ca.crt'), 'utf8');
+      await waitUntil(
+        'kube-apiserver /readyz after a restart',
+        async () => (await httpsGet(`${server}/readyz`, caPem)).status === 200,
+        { timeoutMs: 180_000, component },
+      );
+    })());
 }
 
 async function versionOf(binary: string, args: readonly string[]): Promise<string> {
@@ -311,6 +356,7 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
         kubelet: node?.kubeletVersion ?? null,
       },
       stop,
+      stopApiserver: () => stopApiserverIn(workDir, cp.server, () => stopping !== null),
     };
   } catch (error) {
     log(`cluster: start failed, stopping what was started: ${String(error)}`);

@@ -1,0 +1,184 @@
+/**
+ * `npm run bench:operator`: how fast the operator brings many objects to Ready on this machine, with the operator,
+ * etcd and kube-apiserver all sharing its cores. It starts its own control plane (no node), the operator as a real
+ * process with its least-privilege RBAC, and measures:
+ *   1. N artifacts created at once → all Ready (finalizer, recipient key, status);
+ *   2. a sealed version appended to each and N read grants created at once → all grants Active;
+ *   3. a restart: the operator is stopped and started again with M artifacts and M grants present → every object
+ *      reconciled once (a full resync), with the operator's peak RSS.
+ *
+ *   node bench/operator.ts [--count 1000] [--resync-count 10000] [--json out.json]
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { startCluster } from '../test/cluster/cluster.ts';
+import { kubectl } from '../test/cluster/kubectl.ts';
+import {
+  clients,
+  installCrds,
+  installOperatorIdentity,
+  startOperator,
+  type OperatorProcess,
+} from '../test/operator/harness.ts';
+import { artifactBody, grantBody, sealedVersion } from '../test/operator/objects.ts';
+import type { AccessGrant, ModelArtifact } from '../core/api/index.ts';
+
+const { values } = parseArgs({
+  options: {
+    count: { type: 'string', default: '1000' },
+    'resync-count': { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '24' },
+    json: { type: 'string' },
+  },
+});
+const count = Number(values.count);
+const resyncCount = Number(values['resync-count']);
+const concurrency = Number(values.concurrency);
+const log = (line: string): void => {
+  process.stderr.write(`[bench:operator] ${line}\n`);
+};
+
+async function pool<T>(items: readonly T[], fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const item = items[next++] as T;
+        await fn(item);
+      }
+    }),
+  );
+}
+
+const cluster = await startCluster({ log });
+const results: Record<string, number> = { count, resyncCount };
+let operator: OperatorProcess | undefined;
+try {
+  await installCrds(cluster);
+  const kubeconfig = await installOperatorIdentity(cluster, 'strongroom-system');
+  await kubectl(cluster, ['create', 'namespace', 'bench']);
+  const { custom } = clients(cluster.kubeconfig);
+  const group = { group: 'strongroom.dev', version: 'v1alpha1', namespace: 'bench' };
+  const listArtifacts = async (): Promise<ModelArtifact[]> =>
+    (
+      (await custom.listNamespacedCustomObject({ ...group, plural: 'modelartifacts' })) as {
+        items: ModelArtifact[];
+      }
+    ).items;
+  const listGrants = async (): Promise<AccessGrant[]> =>
+    (
+      (await custom.listNamespacedCustomObject({ ...group, plural: 'accessgrants' })) as {
+        items: AccessGrant[];
+      }
+    ).items;
+  const until = async (what: string, done: () => Promise<boolean>, timeoutMs: number): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await done())) {
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+  const readyArtifacts = async (): Promise<number> =>
+    (await listArtifacts()).filter((a) =>
+      a.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    ).length;
+  const activeGrants = async (): Promise<number> =>
+    (await listGrants()).filter((g) => g.status?.phase === 'Active').length;
+
+  operator = startOperator({
+    namespace: 'strongroom-system',
+    kubeconfig,
+    identity: 'bench',
+    args: ['--workers=8', '--log-level=warn'],
+  });
+  await operator.healthPort();
+
+  const names = Array.from({ length: resyncCount }, (_, i) => `m${String(i).padStart(5, '0')}`);
+  const first = names.slice(0, count);
+  let t0 = performance.now();
+  await pool(first, (name) =>
+    custom.createNamespacedCustomObject({ ...group, plural: 'modelartifacts', body: artifactBody(name) }),
+  );
+  const created = performance.now() - t0;
+  await until('artifacts Ready', async () => (await readyArtifacts()) >= count, 600_000);
+  results.artifactsReadyMs = Math.round(performance.now() - t0);
+  results.artifactsCreateMs = Math.round(created);
+  log(
+    `${count} artifacts Ready in ${results.artifactsReadyMs} ms (creating them took ${Math.round(created)} ms)`,
+  );
+
+  const byName = new Map((await listArtifacts()).map((a) => [a.metadata.name ?? '', a]));
+  t0 = performance.now();
+  await pool(first, async (name) => {
+    const a = byName.get(name) as ModelArtifact;
+    const { version } = await sealedVersion(a, 'v1');
+    await custom.patchNamespacedCustomObject({
+      ...group,
+      plural: 'modelartifacts',
+      name,
+      body: [{ op: 'add', path: '/spec/versions', value: [version] }],
+    });
+    await custom.createNamespacedCustomObject({
+      ...group,
+      plural: 'accessgrants',
+      body: grantBody(`g-${name}`, name, { subjects: [{ namespace: 'bench', serviceAccount: 'trainer' }] }),
+    });
+  });
+  await until('grants Active', async () => (await activeGrants()) >= count, 600_000);
+  results.versionsAndGrantsActiveMs = Math.round(performance.now() - t0);
+  log(`${count} versions sealed and ${count} grants Active in ${results.versionsAndGrantsActiveMs} ms`);
+
+  if (resyncCount > count) {
+    const rest = names.slice(count);
+    log(`creating ${rest.length} more artifacts and grants for the resync measurement`);
+    await pool(rest, async (name) => {
+      await custom.createNamespacedCustomObject({
+        ...group,
+        plural: 'modelartifacts',
+        body: artifactBody(name),
+      });
+      await custom.createNamespacedCustomObject({
+        ...group,
+        plural: 'accessgrants',
+        body: grantBody(`g-${name}`, name, {
+          subjects: [{ namespace: 'bench', serviceAccount: 'trainer' }],
+          mode: 'publish',
+          versions: { match: 'all' },
+        }),
+      });
+    });
+    await until('all artifacts Ready', async () => (await readyArtifacts()) >= resyncCount, 1_800_000);
+    await until('all grants Active', async () => (await activeGrants()) >= resyncCount, 1_800_000);
+  }
+  await operator.stop();
+
+  operator = startOperator({
+    namespace: 'strongroom-system',
+    kubeconfig,
+    identity: 'bench-2',
+    args: ['--workers=8', '--log-level=warn'],
+  });
+  t0 = performance.now();
+  const reconciled = async (): Promise<boolean> => {
+    const m = (await operator?.get('/metrics'))?.body ?? '';
+    const total = (queue: string): number =>
+      [
+        ...m.matchAll(
+          new RegExp(`strongroom_reconcile_total\\{queue="${queue}",outcome="[a-z]+"\\} (\\d+)`, 'g'),
+        ),
+      ].reduce((s, x) => s + Number(x[1]), 0);
+    return total('modelartifact') >= resyncCount && total('accessgrant') >= resyncCount;
+  };
+  await until('full resync', reconciled, 600_000);
+  results.resyncMs = Math.round(performance.now() - t0);
+  const status = readFileSync(`/proc/${operator.pid}/status`, 'utf8');
+  results.operatorPeakRssMiB = Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024);
+  log(
+    `full resync of ${resyncCount} artifacts and ${resyncCount} grants in ${results.resyncMs} ms (from process start); peak RSS ${results.operatorPeakRssMiB} MiB`,
+  );
+} finally {
+  await operator?.stop();
+  await cluster.stop();
+}
+console.log(JSON.stringify(results, null, 2));
+if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));

@@ -1,0 +1,855 @@
+/* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node's models are classes used as plain data shapes: fixtures are object literals */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type {
+  AccessGrant,
+  AccessGrantSpec,
+  AccessGrantStatus,
+  AccessGrantVersions,
+  Classification,
+  ModelArtifact,
+  ModelArtifactStatusKey,
+} from '../api/index.ts';
+import { statusEqual } from './conditions.ts';
+import {
+  DEFAULT_GRANT_POLICY,
+  REVOKED_ANNOTATION,
+  endsAccess,
+  evaluateGrant,
+  grantStatus,
+  type GrantDecision,
+  type GrantInput,
+  type GrantPhase,
+  type NamespaceFacts,
+} from './grant.ts';
+
+const NOT_BEFORE = '2026-12-01T00:00:00Z';
+const EXPIRES = '2027-01-15T00:00:00Z';
+const NOW = new Date('2026-12-10T12:00:00.500Z');
+const at = (iso: string, deltaMs = 0) => new Date(new Date(iso).getTime() + deltaMs);
+const FP = `sha256:${'a'.repeat(64)}`;
+
+interface ArtifactOptions {
+  classification?: Classification;
+  versions?: string[];
+  withdrawn?: string[];
+  sealed?: string[];
+  keyState?: Partial<Record<string, ModelArtifactStatusKey['state'] | 'absent' | 'stateless'>>;
+  latest?: string;
+  deleting?: boolean;
+  name?: string;
+  namespace?: string;
+}
+
+function artifact(opts: ArtifactOptions = {}): ModelArtifact {
+  const versions = opts.versions ?? ['v1', 'v2', 'v3'];
+  const withdrawn = opts.withdrawn ?? [];
+  const sealed = opts.sealed ?? versions;
+  const keys: ModelArtifactStatusKey[] = [];
+  for (const v of versions) {
+    const state =
+      opts.keyState?.[v] ?? (withdrawn.includes(v) ? 'Withdrawn' : sealed.includes(v) ? 'Sealed' : 'absent');
+    if (state === 'absent') continue;
+    keys.push({
+      version: v,
+      keyFingerprint: FP,
+      wrappedKey: 'AAAA',
+      ...(state === 'stateless' ? {} : { state }),
+    });
+  }
+  return {
+    apiVersion: 'strongroom.dev/v1alpha1',
+    kind: 'ModelArtifact',
+    metadata: {
+      name: opts.name ?? 'resnet50',
+      namespace: opts.namespace ?? 'ml-dev',
+      generation: 4,
+      ...(opts.deleting === true ? { deletionTimestamp: new Date('2026-12-09T00:00:00Z') } : {}),
+    },
+    spec: {
+      classification: opts.classification ?? 'internal',
+      owner: { team: 'vision' },
+      storage: { persistentVolumeClaim: { claimName: 'store' }, path: 'vision/resnet50' },
+      versions: versions.map((name) => ({
+        name,
+        digest: `sha256:${'b'.repeat(64)}`,
+        size: 10,
+        encryption: { format: 'v1', keyFingerprint: FP },
+        publisher: 'system:serviceaccount:ml-dev:trainer',
+        publishedAt: '2026-10-01T00:00:00Z',
+      })),
+      withdrawnVersions: withdrawn,
+    },
+    status: {
+      keys,
+      ...(opts.latest === undefined ? {} : { latestVersion: opts.latest }),
+    },
+  };
+}
+
+/** A table row: description, spec.versions, artifact options, expectation. */
+type VersionRow<T> = [string, AccessGrantVersions, ArtifactOptions, T];
+
+function grant(
+  spec: Partial<AccessGrantSpec> = {},
+  opts: { annotations?: Record<string, string>; status?: AccessGrantStatus; namespace?: string } = {},
+): AccessGrant {
+  return {
+    apiVersion: 'strongroom.dev/v1alpha1',
+    kind: 'AccessGrant',
+    metadata: {
+      name: 'g1',
+      namespace: opts.namespace ?? 'ml-dev',
+      generation: 2,
+      ...(opts.annotations === undefined ? {} : { annotations: opts.annotations }),
+    },
+    spec: {
+      artifactRef: { name: 'resnet50' },
+      versions: { match: 'named', names: ['v2'] },
+      mode: 'read',
+      subjects: [{ namespace: 'ml-dev', serviceAccount: 'trainer' }],
+      notBefore: NOT_BEFORE,
+      expiresAt: EXPIRES,
+      purpose: 'tests',
+      ...spec,
+    },
+    ...(opts.status === undefined ? {} : { status: opts.status }),
+  };
+}
+
+const NAMESPACES: ReadonlyMap<string, NamespaceFacts> = new Map([
+  ['ml-dev', { exists: true, environment: 'dev' }],
+  ['ml-dev-2', { exists: true, environment: 'dev' }],
+  ['ml-prod', { exists: true, environment: 'prod' }],
+  ['plain', { exists: true, environment: undefined }],
+  ['plain-2', { exists: true, environment: undefined }],
+  ['gone', { exists: false, environment: 'dev' }],
+]);
+
+const approvals = (n: number) =>
+  Array.from({ length: n }, (_, i) => ({
+    approver: `approver-${String(i)}@example.com`,
+    approvedAt: NOT_BEFORE,
+  }));
+const prodSubject = { namespace: 'ml-prod', serviceAccount: 'inference' };
+
+function evaluate(g: AccessGrant, overrides: Partial<Omit<GrantInput, 'grant'>> = {}): GrantDecision {
+  return evaluateGrant({
+    grant: g,
+    artifact: 'artifact' in overrides ? overrides.artifact : artifact(),
+    namespaces: overrides.namespaces ?? NAMESPACES,
+    policy: overrides.policy ?? DEFAULT_GRANT_POLICY,
+    now: overrides.now ?? NOW,
+  });
+}
+
+describe('evaluateGrant: each rule', () => {
+  it('grants a valid read grant (Active/Granted) until expiresAt', () => {
+    const d = evaluate(grant());
+    expect(d).toMatchObject({
+      phase: 'Active',
+      reason: 'Granted',
+      resolvedVersions: ['v2'],
+      crossEnvironmentSubjects: [],
+    });
+    expect(d.nextEvaluationAt).toEqual(at(EXPIRES));
+    expect(d.message).toBe(
+      `AccessGrant ml-dev/g1 grants read access to ModelArtifact ml-dev/resnet50 (v2) to ml-dev/trainer until ${EXPIRES}.`,
+    );
+  });
+
+  it.each([
+    ['the annotation with a reason', { [REVOKED_ANNOTATION]: ' leaked token ' }, ': leaked token.'],
+    ['an empty annotation', { [REVOKED_ANNOTATION]: '' }, 'revoked by an administrator. Revocation'],
+  ])('1. revokes on %s (Revoked/RevokedByAdministrator, final)', (_what, annotations, text) => {
+    const d = evaluate(grant({}, { annotations }));
+    expect(d).toMatchObject({ phase: 'Revoked', reason: 'RevokedByAdministrator', resolvedVersions: [] });
+    expect(d.message).toContain('AccessGrant ml-dev/g1');
+    expect(d.message).toContain(text);
+    expect(d.nextEvaluationAt).toBeUndefined();
+  });
+
+  it('1. keeps an administrator revocation after the annotation is removed, with its message', () => {
+    const status: AccessGrantStatus = {
+      phase: 'Revoked',
+      reason: 'RevokedByAdministrator',
+      message: 'revoked: leak',
+    };
+    const d = evaluate(grant({}, { status }));
+    expect(d).toMatchObject({ phase: 'Revoked', reason: 'RevokedByAdministrator', message: 'revoked: leak' });
+  });
+
+  it.each(['ArtifactDeleted', 'VersionsWithdrawn'])('1. does not make revocation for %s sticky', (reason) => {
+    const d = evaluate(grant({}, { status: { phase: 'Revoked', reason } }));
+    expect(d.phase).toBe('Active');
+  });
+
+  it('2. denies when the artifact does not exist (Denied/ArtifactNotFound, not changed by time)', () => {
+    const d = evaluate(grant(), { artifact: undefined });
+    expect(d).toMatchObject({ phase: 'Denied', reason: 'ArtifactNotFound' });
+    expect(d.message).toBe('ModelArtifact ml-dev/resnet50, named by AccessGrant ml-dev/g1, does not exist.');
+    expect(d.nextEvaluationAt).toBeUndefined();
+  });
+
+  it.each([
+    ['another name', artifact({ name: 'other' })],
+    ['another namespace', artifact({ namespace: 'ml-prod' })],
+  ])('2. treats an artifact with %s as missing (fail closed)', (_what, wrong) => {
+    expect(evaluate(grant(), { artifact: wrong }).reason).toBe('ArtifactNotFound');
+  });
+
+  it('2. revokes when the artifact is being deleted (Revoked/ArtifactDeleted)', () => {
+    const d = evaluate(grant(), { artifact: artifact({ deleting: true }) });
+    expect(d).toMatchObject({ phase: 'Revoked', reason: 'ArtifactDeleted', nextEvaluationAt: undefined });
+    expect(d.message).toContain('ModelArtifact ml-dev/resnet50 is being deleted');
+  });
+
+  it('3. expires at expiresAt exactly, not a millisecond before', () => {
+    const before = evaluate(grant(), { now: at(EXPIRES, -1) });
+    expect(before).toMatchObject({ phase: 'Active', nextEvaluationAt: at(EXPIRES) });
+    const d = evaluate(grant(), { now: at(EXPIRES) });
+    expect(d).toMatchObject({
+      phase: 'Expired',
+      reason: 'Expired',
+      resolvedVersions: [],
+      nextEvaluationAt: undefined,
+    });
+    expect(d.message).toBe(`AccessGrant ml-dev/g1 expired at ${EXPIRES}.`);
+    expect(evaluate(grant(), { now: at(EXPIRES, 86_400_000) }).phase).toBe('Expired');
+  });
+
+  it('3. honours a timezone offset in expiresAt', () => {
+    const g = grant({ expiresAt: '2026-12-10T13:00:00+01:00' }); // = 12:00:00Z, before NOW
+    expect(evaluate(g).phase).toBe('Expired');
+  });
+
+  it('4. is Pending/NotYetValid before notBefore and Active from notBefore exactly', () => {
+    const d = evaluate(grant(), { now: at(NOT_BEFORE, -1) });
+    expect(d).toMatchObject({ phase: 'Pending', reason: 'NotYetValid', nextEvaluationAt: at(NOT_BEFORE) });
+    expect(d.message).toContain(NOT_BEFORE);
+    expect(evaluate(grant(), { now: at(NOT_BEFORE) })).toMatchObject({
+      phase: 'Active',
+      nextEvaluationAt: at(EXPIRES),
+    });
+  });
+
+  it('4. without notBefore is valid from the start', () => {
+    const g = grant();
+    delete g.spec.notBefore;
+    expect(evaluate(g, { now: at(NOT_BEFORE, -86_400_000) }).phase).toBe('Active');
+  });
+
+  it.each([
+    ['an unreadable expiresAt', { expiresAt: 'tomorrow' }],
+    ['an unreadable notBefore', { notBefore: 'soon' }],
+  ])('3. denies %s (Denied/InvalidTimeWindow, fail closed)', (_what, spec) => {
+    expect(evaluate(grant(spec))).toMatchObject({ phase: 'Denied', reason: 'InvalidTimeWindow' });
+  });
+
+  it.each([
+    [
+      'the grant namespace is absent from the map',
+      'ml-qa',
+      [{ namespace: 'ml-qa', serviceAccount: 'a' }],
+      'Namespace ml-qa',
+    ],
+    [
+      'the grant namespace does not exist',
+      'gone',
+      [{ namespace: 'ml-dev', serviceAccount: 'a' }],
+      'Namespace gone',
+    ],
+    [
+      'a subject namespace does not exist',
+      'ml-dev',
+      [{ namespace: 'gone', serviceAccount: 'a' }],
+      'Namespace gone',
+    ],
+    [
+      'two subject namespaces are missing',
+      'ml-dev',
+      [
+        { namespace: 'nowhere', serviceAccount: 'a' },
+        { namespace: 'ml-dev', serviceAccount: 'b' },
+        { namespace: 'gone', serviceAccount: 'c' },
+      ],
+      'Namespaces nowhere, gone, used by AccessGrant ml-dev/g1, do not exist.',
+    ],
+  ])('5. is Pending/NamespaceNotFound when %s', (_what, namespace, subjects, text) => {
+    const d = evaluate(grant({ subjects }, { namespace }), { artifact: artifact({ namespace }) });
+    expect(d).toMatchObject({ phase: 'Pending', reason: 'NamespaceNotFound', nextEvaluationAt: at(EXPIRES) });
+    expect(d.message).toContain(text);
+    expect(d.approved).toMatchObject({ status: 'Unknown', reason: 'NamespaceNotFound' });
+  });
+
+  describe('6. environments', () => {
+    it.each([
+      ['two namespaces with the same label', 'ml-dev', 'ml-dev-2', false],
+      ['two unlabelled namespaces', 'plain', 'plain-2', false],
+      ['dev and prod', 'ml-dev', 'ml-prod', true],
+      ['a labelled grant namespace and an unlabelled subject namespace', 'ml-dev', 'plain', true],
+      ['an unlabelled grant namespace and a labelled subject namespace', 'plain', 'ml-dev', true],
+    ])('%s (%s vs %s): crosses %s', (_what, home, subjectNs, crosses) => {
+      const g = grant({ subjects: [{ namespace: subjectNs, serviceAccount: 'sa' }] }, { namespace: home });
+      const d = evaluate(g, { artifact: artifact({ namespace: home }) });
+      expect(d.crossEnvironmentSubjects).toEqual(crosses ? [`${subjectNs}/sa`] : []);
+      expect(d).toMatchObject(
+        crosses
+          ? { phase: 'Denied', reason: 'CrossEnvironmentNotAllowed' }
+          : { phase: 'Active', reason: 'Granted' },
+      );
+    });
+
+    it('denies a crossing grant without spec.crossEnvironment, naming the subjects and environments', () => {
+      const d = evaluate(grant({ subjects: [{ namespace: 'ml-dev', serviceAccount: 'a' }, prodSubject] }));
+      expect(d).toMatchObject({
+        phase: 'Denied',
+        reason: 'CrossEnvironmentNotAllowed',
+        crossEnvironmentSubjects: ['ml-prod/inference'],
+        nextEvaluationAt: at(EXPIRES),
+      });
+      expect(d.message).toContain(
+        'ml-prod/inference (environment "prod") is not in the environment of ml-dev',
+      );
+      expect(d.message).toContain('must set spec.crossEnvironment');
+    });
+
+    it('denies a restricted artifact across environments even when approved (RestrictedCannotCrossEnvironments)', () => {
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(8) });
+      const d = evaluate(g, { artifact: artifact({ classification: 'restricted' }) });
+      expect(d).toMatchObject({ phase: 'Denied', reason: 'RestrictedCannotCrossEnvironments' });
+      expect(d.message).toContain('ModelArtifact ml-dev/resnet50 is restricted');
+    });
+
+    it('allows a restricted artifact within one environment', () => {
+      const g = grant({ subjects: [{ namespace: 'ml-dev-2', serviceAccount: 'a' }] });
+      expect(evaluate(g, { artifact: artifact({ classification: 'restricted' }) }).phase).toBe('Active');
+    });
+
+    it.each([
+      ['public', 0, 'InsufficientApprovals'],
+      ['public', 1, 'Granted'],
+      ['internal', 1, 'Granted'],
+      ['confidential', 1, 'InsufficientApprovals'],
+      ['confidential', 2, 'Granted'],
+      ['confidential', 3, 'Granted'],
+    ] as const)('%s with %d approvals → %s', (classification, n, reason) => {
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(n) });
+      expect(evaluate(g, { artifact: artifact({ classification }) }).reason).toBe(reason);
+    });
+
+    it('says how many approvals are needed and present', () => {
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) });
+      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }) });
+      expect(d.phase).toBe('Denied');
+      expect(d.message).toContain('needs 2 approvals, AccessGrant ml-dev/g1 has 1');
+    });
+
+    it('counts each approver once', () => {
+      const twice = [
+        { approver: 'alice', approvedAt: NOT_BEFORE },
+        { approver: 'alice', approvedAt: NOT_BEFORE },
+      ];
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: twice });
+      expect(evaluate(g, { artifact: artifact({ classification: 'confidential' }) }).reason).toBe(
+        'InsufficientApprovals',
+      );
+    });
+
+    it.each([
+      ['0', 0, 0, 'InsufficientApprovals'],
+      ['-3', -3, 0, 'InsufficientApprovals'],
+      ['NaN', Number.NaN, 8, 'InsufficientApprovals'],
+      ['1.5', 1.5, 1, 'InsufficientApprovals'],
+      ['1.5', 1.5, 2, 'Granted'],
+      ['3', 3, 3, 'Granted'],
+    ])(
+      'reads a policy of %s required approvals fail-closed (%d → with %d given: %s)',
+      (_label, required, n, reason) => {
+        const policy = {
+          approvalsRequired: { ...DEFAULT_GRANT_POLICY.approvalsRequired, internal: required },
+        };
+        const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(n) });
+        expect(evaluate(g, { policy }).reason).toBe(reason);
+      },
+    );
+
+    it('lists approvers in the message of an approved crossing grant', () => {
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) });
+      const d = evaluate(g);
+      expect(d).toMatchObject({ phase: 'Active', crossEnvironmentSubjects: ['ml-prod/inference'] });
+      expect(d.message).toContain('approved by approver-0@example.com (1 required for internal)');
+      expect(d.approved).toMatchObject({ status: 'True', reason: 'Approved' });
+    });
+
+    it('7. allows crossEnvironment without any crossing subject, and says so', () => {
+      const d = evaluate(grant({ crossEnvironment: true, approvals: approvals(1) }));
+      expect(d).toMatchObject({ phase: 'Active', reason: 'Granted', crossEnvironmentSubjects: [] });
+      expect(d.message).toContain(
+        'spec.crossEnvironment is set although every subject is in the environment of ml-dev',
+      );
+      expect(d.approved).toMatchObject({ status: 'True', reason: 'NotRequired' });
+    });
+  });
+
+  describe('8. versions of read grants', () => {
+    it.each([
+      [
+        'named ∩ published, in publication order',
+        { match: 'named', names: ['v3', 'v1', 'v9'] },
+        {},
+        ['v1', 'v3'],
+      ],
+      ['latest', { match: 'latest' }, { latest: 'v2' }, ['v2']],
+      ['all', { match: 'all' }, {}, ['v1', 'v2', 'v3']],
+      ['all minus withdrawn', { match: 'all' }, { withdrawn: ['v2'] }, ['v1', 'v3']],
+      ['all minus unsealed', { match: 'all' }, { sealed: ['v1', 'v3'] }, ['v1', 'v3']],
+      ['named minus withdrawn', { match: 'named', names: ['v1', 'v2'] }, { withdrawn: ['v1'] }, ['v2']],
+      [
+        'only keys in state Sealed',
+        { match: 'all' },
+        { keyState: { v1: 'Invalid', v2: 'stateless', v3: 'Sealed' } },
+        ['v3'],
+      ],
+    ] satisfies VersionRow<string[]>[])('resolves %s', (_what, versions, art, expected) => {
+      const d = evaluate(grant({ versions }), { artifact: artifact(art) });
+      expect(d).toMatchObject({ phase: 'Active', reason: 'Granted', resolvedVersions: expected });
+    });
+
+    it('mentions versions it names but cannot release', () => {
+      const g = grant({ versions: { match: 'named', names: ['v1', 'v2', 'v9'] } });
+      const d = evaluate(g, { artifact: artifact({ withdrawn: ['v1'] }) });
+      expect(d.resolvedVersions).toEqual(['v2']);
+      expect(d.message).toContain('Not covered (v9 is not published; v1 is withdrawn).');
+    });
+
+    it('revokes when every named version was withdrawn (Revoked/VersionsWithdrawn)', () => {
+      const g = grant({ versions: { match: 'named', names: ['v1', 'v2'] } });
+      const d = evaluate(g, { artifact: artifact({ withdrawn: ['v1', 'v2'] }) });
+      expect(d).toMatchObject({ phase: 'Revoked', reason: 'VersionsWithdrawn', resolvedVersions: [] });
+      expect(d.message).toContain('(v1, v2) has been withdrawn from ModelArtifact ml-dev/resnet50');
+    });
+
+    it.each([
+      ['a named version not published yet', { match: 'named', names: ['v9'] }, {}, 'v9 is not published'],
+      [
+        'a named version withdrawn and another not published',
+        { match: 'named', names: ['v1', 'v9'] },
+        { withdrawn: ['v1'] },
+        'v9 is not published; v1 is withdrawn',
+      ],
+      [
+        'a named version not sealed',
+        { match: 'named', names: ['v2'] },
+        { sealed: ['v1'] },
+        'v2 is not sealed yet',
+      ],
+      ['latest without status.latestVersion', { match: 'latest' }, {}, 'status.latestVersion ""'],
+      [
+        'latest naming an unknown version',
+        { match: 'latest' },
+        { latest: 'v7' },
+        'status.latestVersion "v7"',
+      ],
+      [
+        'latest naming a withdrawn version (stale status)',
+        { match: 'latest' },
+        { latest: 'v3', withdrawn: ['v3'] },
+        'v3 is withdrawn',
+      ],
+      ['all, nothing sealed', { match: 'all' }, { sealed: [] }, 'v1, v2, v3 are not sealed yet'],
+      ['all, no versions', { match: 'all' }, { versions: [] }, 'all versions.'],
+      [
+        'all, every version withdrawn',
+        { match: 'all' },
+        { withdrawn: ['v1', 'v2', 'v3'] },
+        'v1, v2, v3 are withdrawn',
+      ],
+    ] satisfies VersionRow<string>[])('is Pending/NoSealedVersion for %s', (_what, versions, art, text) => {
+      const d = evaluate(grant({ versions }), { artifact: artifact(art) });
+      expect(d).toMatchObject({
+        phase: 'Pending',
+        reason: 'NoSealedVersion',
+        resolvedVersions: [],
+        nextEvaluationAt: at(EXPIRES),
+      });
+      expect(d.message).toContain('covers no releasable');
+      expect(d.message).toContain(text);
+    });
+  });
+
+  describe('8. publish grants', () => {
+    it.each([
+      ['named, none published yet', { match: 'named', names: ['v4', 'v5'] }, []],
+      ['named, partly published', { match: 'named', names: ['v4', 'v2'] }, ['v2']],
+      ['all', { match: 'all' }, ['v1', 'v2', 'v3']],
+    ] as const)('is Active for %s with the published ones resolved', (_what, versions, expected) => {
+      const spec: Partial<AccessGrantSpec> = {
+        mode: 'publish',
+        versions: { match: versions.match, ...('names' in versions ? { names: [...versions.names] } : {}) },
+      };
+      const d = evaluate(grant(spec), { artifact: artifact({ sealed: [] }) });
+      expect(d).toMatchObject({ phase: 'Active', reason: 'Granted', resolvedVersions: expected });
+      expect(d.message).toContain('grants publish access');
+    });
+
+    it('denies a publish grant for latest (the CRD forbids it; fail closed)', () => {
+      const d = evaluate(grant({ mode: 'publish', versions: { match: 'latest' } }));
+      expect(d).toMatchObject({ phase: 'Denied', reason: 'LatestNotAllowedForPublish' });
+    });
+
+    it('applies the environment rules to publish grants too', () => {
+      const d = evaluate(grant({ mode: 'publish', subjects: [prodSubject] }));
+      expect(d.reason).toBe('CrossEnvironmentNotAllowed');
+    });
+  });
+});
+
+describe('evaluateGrant: precedence', () => {
+  // Start from a grant that breaks every rule at once, then repair one rule at a time: each step must surface
+  // the next rule's reason, proving the order 1 > 2 > 3 > 5 > 6 > 8 (and 4 > 5 separately).
+  const crossing = [prodSubject, { namespace: 'gone', serviceAccount: 'x' }];
+  const broken = {
+    annotations: { [REVOKED_ANNOTATION]: 'stop' } as Record<string, string> | undefined,
+    artifact: undefined as ModelArtifact | undefined,
+    now: at(EXPIRES, 1000),
+    subjects: crossing,
+    classification: 'restricted' as Classification,
+    crossEnvironment: false,
+    approvals: 0,
+    withdrawn: ['v1', 'v2', 'v3'],
+  };
+  const steps: [string, (s: typeof broken) => void][] = [
+    ['RevokedByAdministrator', (s) => (s.annotations = undefined)],
+    ['ArtifactNotFound', (s) => (s.artifact = artifact({ deleting: true }))],
+    ['ArtifactDeleted', (s) => (s.artifact = undefined)],
+    ['Expired', (s) => (s.now = NOW)],
+    ['NamespaceNotFound', (s) => (s.subjects = [prodSubject])],
+    ['RestrictedCannotCrossEnvironments', (s) => (s.classification = 'confidential')],
+    ['CrossEnvironmentNotAllowed', (s) => (s.crossEnvironment = true)],
+    ['InsufficientApprovals', (s) => (s.approvals = 2)],
+    ['VersionsWithdrawn', (s) => (s.withdrawn = ['v1'])],
+    ['Granted', () => undefined],
+  ];
+
+  it('applies the rules in order', () => {
+    const state = { ...broken };
+    const seen: string[] = [];
+    for (const [expected, repair] of steps) {
+      const art =
+        state.artifact === undefined &&
+        expected !== 'ArtifactNotFound' &&
+        expected !== 'RevokedByAdministrator'
+          ? artifact({ classification: state.classification, withdrawn: state.withdrawn })
+          : state.artifact;
+      const g = grant(
+        {
+          subjects: state.subjects,
+          crossEnvironment: state.crossEnvironment,
+          approvals: approvals(state.approvals),
+          versions: { match: 'named', names: ['v1', 'v2', 'v3'] },
+        },
+        state.annotations === undefined ? {} : { annotations: state.annotations },
+      );
+      seen.push(evaluate(g, { artifact: art, now: state.now }).reason);
+      repair(state);
+    }
+    expect(seen).toEqual(steps.map(([reason]) => reason));
+  });
+
+  it('puts NotYetValid before NamespaceNotFound and a broken environment', () => {
+    const g = grant({ subjects: [prodSubject, { namespace: 'gone', serviceAccount: 'x' }] });
+    expect(evaluate(g, { now: at(NOT_BEFORE, -1) }).reason).toBe('NotYetValid');
+  });
+
+  it('puts Expired before NotYetValid when the window is inverted', () => {
+    const g = grant({ notBefore: '2027-02-01T00:00:00Z', expiresAt: '2026-12-01T00:00:00Z' });
+    expect(evaluate(g).reason).toBe('Expired');
+  });
+
+  it('puts ArtifactDeleted before an administrator revocation only if the annotation is absent', () => {
+    const g = grant({}, { annotations: { [REVOKED_ANNOTATION]: 'x' } });
+    expect(evaluate(g, { artifact: artifact({ deleting: true }) }).reason).toBe('RevokedByAdministrator');
+  });
+});
+
+describe('evaluateGrant: subjectSummary', () => {
+  it.each([
+    [[{ namespace: 'ml-prod', serviceAccount: 'inference' }], 'ml-prod/inference'],
+    [
+      [
+        { namespace: 'ml-prod', serviceAccount: 'inference' },
+        { namespace: 'ml-dev', serviceAccount: 'a' },
+        { namespace: 'ml-dev', serviceAccount: 'b' },
+      ],
+      'ml-prod/inference (+2)',
+    ],
+  ])('%j → %s', (subjects, summary) => {
+    expect(evaluate(grant({ subjects })).subjectSummary).toBe(summary);
+  });
+
+  it('stays within 256 characters and keeps the count', () => {
+    const subjects = [
+      { namespace: 'n'.repeat(63), serviceAccount: 's'.repeat(253) },
+      { namespace: 'ml-dev', serviceAccount: 'a' },
+    ];
+    const summary = evaluate(grant({ subjects })).subjectSummary;
+    expect(summary.length).toBe(256);
+    expect(summary.endsWith('… (+1)')).toBe(true);
+    expect(summary.startsWith(`${'n'.repeat(63)}/sss`)).toBe(true);
+  });
+});
+
+describe('grantStatus', () => {
+  const T1 = new Date('2026-12-10T12:00:00.900Z');
+
+  it('writes phase, reason, message, summary, versions, expiresAt echo, generation and both conditions', () => {
+    const g = grant();
+    const status = grantStatus(undefined, evaluate(g), g, T1);
+    expect(status).toEqual({
+      observedGeneration: 2,
+      phase: 'Active',
+      reason: 'Granted',
+      message: expect.stringContaining('grants read access') as string,
+      subjectSummary: 'ml-dev/trainer',
+      resolvedVersions: ['v2'],
+      expiresAt: EXPIRES,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'Granted',
+          message: status.message,
+          lastTransitionTime: '2026-12-10T12:00:00Z',
+          observedGeneration: 2,
+        },
+        {
+          type: 'Approved',
+          status: 'True',
+          reason: 'NotRequired',
+          message: expect.stringContaining('no approval is needed') as string,
+          lastTransitionTime: '2026-12-10T12:00:00Z',
+          observedGeneration: 2,
+        },
+      ],
+    });
+  });
+
+  it.each([
+    ['Pending', grant(), at(NOT_BEFORE, -1)],
+    ['Expired', grant(), at(EXPIRES)],
+    ['Denied', grant({ subjects: [prodSubject] }), NOW],
+    ['Revoked', grant({}, { annotations: { [REVOKED_ANNOTATION]: '' } }), NOW],
+  ])('Ready is False when %s', (phase, g, now) => {
+    const status = grantStatus(undefined, evaluate(g, { now }), g, now);
+    expect(status.phase).toBe(phase);
+    expect(status.conditions.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: status.reason,
+    });
+  });
+
+  it.each([
+    ['crossing without approval', grant({ subjects: [prodSubject] }), 'False', 'CrossEnvironmentNotAllowed'],
+    [
+      'crossing, too few approvals',
+      grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) }),
+      'False',
+      'InsufficientApprovals',
+    ],
+    [
+      'crossing, approved',
+      grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(2) }),
+      'True',
+      'Approved',
+    ],
+    ['not crossing', grant(), 'True', 'NotRequired'],
+  ])('Approved reflects %s, whatever decided the phase', (_what, g, status, reason) => {
+    const art = artifact({ classification: 'confidential' });
+    for (const now of [NOW, at(EXPIRES), at(NOT_BEFORE, -1)]) {
+      const s = grantStatus(undefined, evaluate(g, { artifact: art, now }), g, now);
+      expect(s.conditions.find((c) => c.type === 'Approved')).toMatchObject({ status, reason });
+    }
+  });
+
+  it('is Approved Unknown when the artifact is missing and the grant crosses', () => {
+    const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) });
+    const s = grantStatus(undefined, evaluate(g, { artifact: undefined }), g, NOW);
+    expect(s.conditions.find((c) => c.type === 'Approved')).toMatchObject({
+      status: 'Unknown',
+      reason: 'ArtifactNotFound',
+    });
+  });
+
+  it('recomputed later with nothing changed, keeps lastTransitionTime and equals the old status, also after a JSON round trip', () => {
+    const g = grant();
+    const first = grantStatus(undefined, evaluate(g), g, T1);
+    const stored = JSON.parse(JSON.stringify(first)) as AccessGrantStatus;
+    const later = at(EXPIRES, -60_000);
+    const again = grantStatus(stored, evaluate({ ...g, status: stored }, { now: later }), g, later);
+    expect(statusEqual(again, stored)).toBe(true);
+    expect(statusEqual(again, first)).toBe(true);
+  });
+
+  it('stamps a new lastTransitionTime on Ready only when the phase flips, and keeps foreign conditions', () => {
+    const g = grant();
+    const foreign = {
+      type: 'Audited',
+      status: 'True' as const,
+      reason: 'X',
+      message: '',
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+    };
+    const first = grantStatus({ conditions: [foreign] }, evaluate(g), g, T1);
+    const expiredAt = at(EXPIRES, 1500);
+    const expired = grantStatus(first, evaluate(g, { now: expiredAt }), g, expiredAt);
+    expect(expired.phase).toBe('Expired');
+    expect(expired.conditions.map((c) => c.type)).toEqual(['Audited', 'Ready', 'Approved']);
+    expect(expired.conditions.find((c) => c.type === 'Ready')?.lastTransitionTime).toBe(
+      '2027-01-15T00:00:01Z',
+    );
+    expect(expired.conditions.find((c) => c.type === 'Approved')?.lastTransitionTime).toBe(
+      '2026-12-10T12:00:00Z',
+    );
+    expect(expired.conditions[0]).toEqual(foreign);
+    expect(statusEqual(expired, first)).toBe(false);
+  });
+
+  it('leaves observedGeneration out when the grant has no generation', () => {
+    const g = grant();
+    delete g.metadata.generation;
+    const s = grantStatus(undefined, evaluate(g), g, NOW);
+    expect(s).not.toHaveProperty('observedGeneration');
+    expect(s.conditions[0]).not.toHaveProperty('observedGeneration');
+  });
+});
+
+describe('endsAccess', () => {
+  const phases: GrantPhase[] = ['Pending', 'Active', 'Expired', 'Revoked', 'Denied'];
+  it.each([undefined, ...phases].flatMap((from) => phases.map((to) => [from, to] as const)))(
+    '%s → %s',
+    (from, to) => {
+      expect(endsAccess(from, to)).toBe(from === 'Active' && to !== 'Active');
+    },
+  );
+});
+
+describe('evaluateGrant: properties', () => {
+  const VERSIONS = ['v1', 'v2', 'v3', 'v4'];
+  const subset = fc.subarray(VERSIONS);
+  const nsName = fc.constantFrom('ml-dev', 'ml-dev-2', 'ml-prod', 'plain', 'gone', 'missing');
+  const world = fc.record({
+    classification: fc.constantFrom<Classification>('public', 'internal', 'confidential', 'restricted'),
+    versions: subset,
+    withdrawnPick: subset,
+    sealedPick: subset,
+    latest: fc.option(fc.constantFrom(...VERSIONS), { nil: undefined }),
+    artifactExists: fc.boolean(),
+    deleting: fc.boolean(),
+    mode: fc.constantFrom<'read' | 'publish'>('read', 'publish'),
+    match: fc.constantFrom<'named' | 'latest' | 'all'>('named', 'latest', 'all'),
+    names: fc.subarray([...VERSIONS, 'v9'], { minLength: 1 }),
+    home: fc.constantFrom('ml-dev', 'plain', 'gone'),
+    subjects: fc.uniqueArray(fc.record({ namespace: nsName, serviceAccount: fc.constantFrom('a', 'b') }), {
+      minLength: 1,
+      maxLength: 4,
+      selector: (s) => `${s.namespace}/${s.serviceAccount}`,
+    }),
+    crossEnvironment: fc.boolean(),
+    approvals: fc.nat({ max: 3 }),
+    revoked: fc.boolean(),
+    notBeforeSet: fc.boolean(),
+    startOffsetH: fc.integer({ min: -2000, max: 2000 }),
+    lengthH: fc.integer({ min: 1, max: 2160 }),
+    nowA: fc.integer({ min: -3000, max: 3000 }),
+    nowB: fc.integer({ min: -3000, max: 3000 }),
+  });
+  const H = 3_600_000;
+  const BASE = new Date('2026-12-01T00:00:00Z').getTime();
+
+  type World = typeof world extends fc.Arbitrary<infer R> ? R : never;
+  function build(w: World) {
+    const versions = w.versions;
+    const art = w.artifactExists
+      ? artifact({
+          namespace: w.home,
+          classification: w.classification,
+          versions,
+          withdrawn: w.withdrawnPick.filter((v) => versions.includes(v)),
+          sealed: w.sealedPick,
+          deleting: w.deleting,
+          ...(w.latest === undefined ? {} : { latest: w.latest }),
+        })
+      : undefined;
+    const start = new Date(BASE + w.startOffsetH * H);
+    const g = grant(
+      {
+        mode: w.mode,
+        versions: w.match === 'named' ? { match: 'named', names: w.names } : { match: w.match },
+        subjects: w.subjects,
+        crossEnvironment: w.crossEnvironment,
+        approvals: approvals(w.approvals),
+        expiresAt: new Date(start.getTime() + w.lengthH * H).toISOString(),
+        ...(w.notBeforeSet ? { notBefore: start.toISOString() } : {}),
+      },
+      { namespace: w.home, ...(w.revoked ? { annotations: { [REVOKED_ANNOTATION]: 'r' } } : {}) },
+    );
+    if (!w.notBeforeSet) delete g.spec.notBefore;
+    return { g, art, start };
+  }
+
+  it('never releases outside the window, across environments without approval, or an unreleasable version', () => {
+    fc.assert(
+      fc.property(world, (w) => {
+        const { g, art } = build(w);
+        const now = new Date(BASE + w.nowA * H);
+        const d = evaluate(g, { artifact: art, now });
+        if (d.phase !== 'Active') return;
+        expect(w.revoked).toBe(false);
+        expect(art).toBeDefined();
+        if (art === undefined) return;
+        expect(art.metadata.deletionTimestamp).toBeUndefined();
+        expect(now.getTime()).toBeLessThan(new Date(g.spec.expiresAt).getTime());
+        if (g.spec.notBefore !== undefined)
+          expect(now.getTime()).toBeGreaterThanOrEqual(new Date(g.spec.notBefore).getTime());
+        const envOf = (ns: string) => NAMESPACES.get(ns)?.environment ?? '';
+        for (const s of g.spec.subjects) expect(NAMESPACES.get(s.namespace)?.exists).toBe(true);
+        const crosses = g.spec.subjects.some((s) => envOf(s.namespace) !== envOf(w.home));
+        if (crosses) {
+          expect(w.classification).not.toBe('restricted');
+          expect(g.spec.crossEnvironment).toBe(true);
+          expect(w.approvals).toBeGreaterThanOrEqual(w.classification === 'confidential' ? 2 : 1);
+        }
+        if (g.spec.mode === 'read') {
+          expect(d.resolvedVersions.length).toBeGreaterThan(0);
+          const sealed = new Set(
+            (art.status?.keys ?? []).filter((k) => k.state === 'Sealed').map((k) => k.version),
+          );
+          for (const v of d.resolvedVersions) {
+            expect(art.spec.withdrawnVersions).not.toContain(v);
+            expect(sealed.has(v)).toBe(true);
+          }
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('changes by time alone only at nextEvaluationAt, and its message never depends on the clock', () => {
+    fc.assert(
+      fc.property(world, (w) => {
+        const { g, art } = build(w);
+        const a = new Date(BASE + Math.min(w.nowA, w.nowB) * H);
+        const b = new Date(BASE + Math.max(w.nowA, w.nowB) * H);
+        const da = evaluate(g, { artifact: art, now: a });
+        const db = evaluate(g, { artifact: art, now: b });
+        if (da.nextEvaluationAt !== undefined)
+          expect(da.nextEvaluationAt.getTime()).toBeGreaterThan(a.getTime());
+        const boundary = da.nextEvaluationAt?.getTime() ?? Number.POSITIVE_INFINITY;
+        if (b.getTime() < boundary) expect(db).toEqual(da);
+        if (da.phase === db.phase && da.reason === db.reason) expect(db.message).toBe(da.message);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});

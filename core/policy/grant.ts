@@ -1,0 +1,470 @@
+/**
+ * The AccessGrant phase decision: grant × artifact × namespaces' environments × time → a phase with a reason.
+ * Pure; the controller gathers the facts and writes the status. The rules and their precedence are in
+ * docs/policy.md.
+ */
+import type {
+  AccessGrant,
+  AccessGrantStatus,
+  AccessGrantStatusCondition,
+  Classification,
+  ModelArtifact,
+} from '../api/index.ts';
+import { setCondition, type ConditionStatus } from './conditions.ts';
+
+/** The lifecycle phase of an AccessGrant (status.phase). */
+export type GrantPhase = 'Pending' | 'Active' | 'Expired' | 'Revoked' | 'Denied';
+
+/** Annotation on an AccessGrant that revokes it for good; its value is the administrator's free-text reason. */
+export const REVOKED_ANNOTATION = 'strongroom.dev/revoked';
+
+/** What the controller knows about one namespace. */
+export interface NamespaceFacts {
+  exists: boolean;
+  /** Value of the label strongroom.dev/environment; undefined when the label is absent. */
+  environment: string | undefined;
+}
+
+/** Operator-wide grant policy. */
+export interface GrantPolicy {
+  /**
+   * Approvals a cross-environment grant needs, by the artifact's classification. Restricted artifacts never
+   * cross environments, whatever the table says. Fewer than 1 (or NaN) is read as 1: the CRD demands one.
+   */
+  approvalsRequired: Readonly<Record<Classification, number>>;
+}
+
+/** public 1, internal 1, confidential 2, restricted: never crosses (Infinity). */
+export const DEFAULT_GRANT_POLICY: GrantPolicy = Object.freeze({
+  approvalsRequired: Object.freeze({
+    public: 1,
+    internal: 1,
+    confidential: 2,
+    restricted: Number.POSITIVE_INFINITY,
+  }),
+});
+
+/** Everything {@link evaluateGrant} looks at. */
+export interface GrantInput {
+  grant: AccessGrant;
+  /** The ModelArtifact named by spec.artifactRef in the grant's namespace; undefined if it does not exist. */
+  artifact: ModelArtifact | undefined;
+  /** The grant's own namespace and every subject namespace; an absent entry counts as a missing namespace. */
+  namespaces: ReadonlyMap<string, NamespaceFacts>;
+  policy: GrantPolicy;
+  now: Date;
+}
+
+/** The outcome for one grant. */
+export interface GrantDecision {
+  phase: GrantPhase;
+  /** CamelCase. */
+  reason: string;
+  /** A sentence a platform engineer understands, naming the objects. Never depends on `now`. */
+  message: string;
+  resolvedVersions: string[];
+  subjectSummary: string;
+  /** "ns/sa" of every subject whose namespace is in another environment than the grant's namespace. */
+  crossEnvironmentSubjects: string[];
+  /** The next instant the decision can change by time alone: notBefore or expiresAt, whichever is next. */
+  nextEvaluationAt: Date | undefined;
+  /** The "Approved" condition, judged on its own even when an earlier rule decided the phase. */
+  approved: { status: ConditionStatus; reason: string; message: string };
+}
+
+const SUMMARY_MAX = 256;
+
+/** Decides the phase of an AccessGrant; see docs/policy.md for the rules in precedence order. */
+export function evaluateGrant(input: GrantInput): GrantDecision {
+  const { grant, namespaces, now } = input;
+  const namespace = grant.metadata.namespace ?? '';
+  const grantRef = `AccessGrant ${namespace}/${grant.metadata.name ?? ''}`;
+  const artifactRef = `ModelArtifact ${namespace}/${grant.spec.artifactRef.name}`;
+  const artifact = matchingArtifact(input.artifact, grant);
+  const env = environments(grant, namespaces);
+  const approved = judgeApproval(grant, artifact, env, input.policy, grantRef, artifactRef);
+  const base = {
+    subjectSummary: summarizeSubjects(grant),
+    crossEnvironmentSubjects: env.crossing.map((c) => c.subject),
+    approved,
+  };
+  const decide = (
+    phase: GrantPhase,
+    reason: string,
+    message: string,
+    nextEvaluationAt?: Date,
+    resolvedVersions: string[] = [],
+  ): GrantDecision => ({ phase, reason, message, resolvedVersions, nextEvaluationAt, ...base });
+
+  // 1. Administrator revocation, sticky once recorded.
+  const annotation = grant.metadata.annotations?.[REVOKED_ANNOTATION];
+  if (annotation !== undefined) {
+    const why = annotation.trim() === '' ? '' : `: ${annotation.trim()}`;
+    return decide(
+      'Revoked',
+      'RevokedByAdministrator',
+      `${grantRef} was revoked by an administrator${why}. Revocation is permanent; create a new grant to restore access.`,
+    );
+  }
+  if (grant.status?.phase === 'Revoked' && grant.status.reason === 'RevokedByAdministrator') {
+    return decide(
+      'Revoked',
+      'RevokedByAdministrator',
+      grant.status.message ??
+        `${grantRef} was revoked by an administrator. Revocation is permanent; create a new grant to restore access.`,
+    );
+  }
+
+  // 2. The artifact.
+  if (artifact === undefined) {
+    return decide('Denied', 'ArtifactNotFound', `${artifactRef}, named by ${grantRef}, does not exist.`);
+  }
+  if (artifact.metadata.deletionTimestamp !== undefined) {
+    return decide(
+      'Revoked',
+      'ArtifactDeleted',
+      `${artifactRef} is being deleted, so ${grantRef} no longer releases its keys.`,
+    );
+  }
+
+  // 3-4. Time.
+  const expiresAt = new Date(grant.spec.expiresAt);
+  const notBefore = grant.spec.notBefore === undefined ? undefined : new Date(grant.spec.notBefore);
+  if (Number.isNaN(expiresAt.getTime()) || (notBefore !== undefined && Number.isNaN(notBefore.getTime()))) {
+    return decide(
+      'Denied',
+      'InvalidTimeWindow',
+      `${grantRef} has an unreadable time window (notBefore ${JSON.stringify(grant.spec.notBefore ?? '')}, expiresAt ${JSON.stringify(grant.spec.expiresAt)}).`,
+    );
+  }
+  if (now.getTime() >= expiresAt.getTime()) {
+    return decide('Expired', 'Expired', `${grantRef} expired at ${grant.spec.expiresAt}.`);
+  }
+  if (notBefore !== undefined && now.getTime() < notBefore.getTime()) {
+    return decide(
+      'Pending',
+      'NotYetValid',
+      `${grantRef} becomes valid at ${grant.spec.notBefore ?? ''} (notBefore).`,
+      notBefore,
+    );
+  }
+  // From here on only expiresAt can change the decision by time alone.
+  const until = (phase: GrantPhase, reason: string, message: string, versions: string[] = []) =>
+    decide(phase, reason, message, expiresAt, versions);
+
+  // 5. Namespaces.
+  if (env.missing.length > 0) {
+    const [one] = env.missing;
+    const names = env.missing.join(', ');
+    return until(
+      'Pending',
+      'NamespaceNotFound',
+      env.missing.length === 1 && one !== undefined
+        ? `Namespace ${one}, used by ${grantRef}, does not exist.`
+        : `Namespaces ${names}, used by ${grantRef}, do not exist.`,
+    );
+  }
+
+  // 6. Environments and approvals.
+  if (env.crossing.length > 0 && approved.status !== 'True') {
+    return until('Denied', approved.reason, approved.message);
+  }
+
+  // 7-9. Versions.
+  const notes: string[] = [];
+  if (grant.spec.crossEnvironment === true && env.crossing.length === 0) {
+    notes.push(`spec.crossEnvironment is set although every subject is in the environment of ${namespace}.`);
+  }
+  if (env.crossing.length > 0) notes.push(approved.message);
+  const resolution = resolveVersions(grant, artifact, artifactRef, grantRef);
+  if (resolution.phase !== 'Active') return until(resolution.phase, resolution.reason, resolution.message);
+  notes.push(...resolution.notes);
+  const who = grant.spec.subjects.map(subjectName).join(', ');
+  const what =
+    resolution.versions.length === 0 ? 'no published versions yet' : resolution.versions.join(', ');
+  return until(
+    'Active',
+    'Granted',
+    [
+      `${grantRef} grants ${grant.spec.mode} access to ${artifactRef} (${what}) to ${who} until ${grant.spec.expiresAt}.`,
+      ...notes,
+    ].join(' '),
+    resolution.versions,
+  );
+}
+
+/**
+ * The status the controller should write: phase, reason, message, subjectSummary, resolvedVersions, expiresAt
+ * (echo of spec), observedGeneration, and conditions via setCondition: Ready (True iff Active) and Approved
+ * (from decision.approved). Conditions of other types in `previous` are kept.
+ */
+export function grantStatus(
+  previous: AccessGrantStatus | undefined,
+  decision: GrantDecision,
+  grant: AccessGrant,
+  now: Date,
+): AccessGrantStatus & { conditions: AccessGrantStatusCondition[] } {
+  const generation = grant.metadata.generation;
+  const ready = setCondition(
+    previous?.conditions,
+    {
+      type: 'Ready',
+      status: decision.phase === 'Active' ? 'True' : 'False',
+      reason: decision.reason,
+      message: decision.message,
+    },
+    generation,
+    now,
+  );
+  const conditions = setCondition(ready, { type: 'Approved', ...decision.approved }, generation, now);
+  return {
+    ...(generation === undefined ? {} : { observedGeneration: generation }),
+    phase: decision.phase,
+    reason: decision.reason,
+    message: decision.message,
+    subjectSummary: decision.subjectSummary,
+    resolvedVersions: [...decision.resolvedVersions],
+    expiresAt: grant.spec.expiresAt,
+    conditions,
+  };
+}
+
+/** True when a phase change ends access that existed: previous phase Active and new phase not Active. */
+export function endsAccess(previous: GrantPhase | undefined, next: GrantPhase): boolean {
+  return previous === 'Active' && next !== 'Active';
+}
+
+/** The artifact, unless it is not the one the grant names (then it counts as missing: fail closed). */
+function matchingArtifact(
+  artifact: ModelArtifact | undefined,
+  grant: AccessGrant,
+): ModelArtifact | undefined {
+  if (artifact === undefined) return undefined;
+  const sameName = artifact.metadata.name === grant.spec.artifactRef.name;
+  const sameNamespace = artifact.metadata.namespace === grant.metadata.namespace;
+  return sameName && sameNamespace ? artifact : undefined;
+}
+
+function subjectName(s: { namespace: string; serviceAccount: string }): string {
+  return `${s.namespace}/${s.serviceAccount}`;
+}
+
+/** "ns/sa" of the first subject plus " (+N)" when there are more, at most 256 characters. */
+function summarizeSubjects(grant: AccessGrant): string {
+  const [first] = grant.spec.subjects;
+  if (first === undefined) return '';
+  const more = grant.spec.subjects.length > 1 ? ` (+${String(grant.spec.subjects.length - 1)})` : '';
+  const name = subjectName(first);
+  const room = SUMMARY_MAX - more.length;
+  return (name.length > room ? `${name.slice(0, room - 1)}…` : name) + more;
+}
+
+interface Crossing {
+  subject: string;
+  environment: string;
+}
+
+interface Environments {
+  /** The grant's environment ("" when unlabelled). */
+  home: string;
+  missing: string[];
+  crossing: Crossing[];
+}
+
+function environments(grant: AccessGrant, namespaces: ReadonlyMap<string, NamespaceFacts>): Environments {
+  const missing: string[] = [];
+  const facts = (name: string | undefined): NamespaceFacts | undefined => {
+    const found = name === undefined ? undefined : namespaces.get(name);
+    if (found?.exists !== true) {
+      const label = name ?? '(none)';
+      if (!missing.includes(label)) missing.push(label);
+      return undefined;
+    }
+    return found;
+  };
+  const homeFacts = facts(grant.metadata.namespace);
+  const home = homeFacts?.environment ?? '';
+  const crossing: Crossing[] = [];
+  for (const subject of grant.spec.subjects) {
+    const own = facts(subject.namespace);
+    if (own === undefined || homeFacts === undefined) continue;
+    const environment = own.environment ?? '';
+    if (environment !== home) crossing.push({ subject: subjectName(subject), environment });
+  }
+  return { home, missing, crossing };
+}
+
+function describeEnvironment(environment: string): string {
+  return environment === '' ? 'no environment label' : `environment "${environment}"`;
+}
+
+function judgeApproval(
+  grant: AccessGrant,
+  artifact: ModelArtifact | undefined,
+  env: Environments,
+  policy: GrantPolicy,
+  grantRef: string,
+  artifactRef: string,
+): GrantDecision['approved'] {
+  if (env.missing.length > 0) {
+    return {
+      status: 'Unknown',
+      reason: 'NamespaceNotFound',
+      message: `Cannot tell whether ${grantRef} crosses environments: namespace ${env.missing.join(', ')} does not exist.`,
+    };
+  }
+  const namespace = grant.metadata.namespace ?? '';
+  if (env.crossing.length === 0) {
+    return {
+      status: 'True',
+      reason: 'NotRequired',
+      message: `Every subject of ${grantRef} is in the environment of ${namespace} (${describeEnvironment(env.home)}); no approval is needed.`,
+    };
+  }
+  const crossing = `${env.crossing.map((c) => `${c.subject} (${describeEnvironment(c.environment)})`).join(', ')} ${env.crossing.length === 1 ? 'is' : 'are'} not in the environment of ${namespace} (${describeEnvironment(env.home)})`;
+  if (artifact === undefined) {
+    return {
+      status: 'Unknown',
+      reason: 'ArtifactNotFound',
+      message: `${crossing}; the approvals needed depend on the classification of ${artifactRef}, which does not exist.`,
+    };
+  }
+  const classification = artifact.spec.classification;
+  if (classification === 'restricted') {
+    return {
+      status: 'False',
+      reason: 'RestrictedCannotCrossEnvironments',
+      message: `${artifactRef} is restricted and is never released across environments, but ${crossing}.`,
+    };
+  }
+  if (grant.spec.crossEnvironment !== true) {
+    return {
+      status: 'False',
+      reason: 'CrossEnvironmentNotAllowed',
+      message: `${crossing}; ${grantRef} must set spec.crossEnvironment and carry the approvals it needs.`,
+    };
+  }
+  const configured = policy.approvalsRequired[classification];
+  const required = Number.isNaN(configured) ? Number.POSITIVE_INFINITY : Math.max(1, Math.ceil(configured));
+  const approvers = [...new Set((grant.spec.approvals ?? []).map((a) => a.approver))];
+  const needed = Number.isFinite(required) ? String(required) : 'more';
+  if (approvers.length < required) {
+    return {
+      status: 'False',
+      reason: 'InsufficientApprovals',
+      message: `${crossing}; a cross-environment grant for a ${classification} artifact needs ${needed} approval${required === 1 ? '' : 's'}, ${grantRef} has ${String(approvers.length)}.`,
+    };
+  }
+  return {
+    status: 'True',
+    reason: 'Approved',
+    message: `Cross-environment access approved by ${approvers.join(', ')} (${needed} required for ${classification}).`,
+  };
+}
+
+interface Resolution {
+  phase: GrantPhase;
+  reason: string;
+  message: string;
+  versions: string[];
+  notes: string[];
+}
+
+function resolveVersions(
+  grant: AccessGrant,
+  artifact: ModelArtifact,
+  artifactRef: string,
+  grantRef: string,
+): Resolution {
+  const published = (artifact.spec.versions ?? []).map((v) => v.name);
+  const publishedSet = new Set(published);
+  const withdrawn = new Set(artifact.spec.withdrawnVersions ?? []);
+  const sealed = new Set(
+    (artifact.status?.keys ?? []).filter((k) => k.state === 'Sealed').map((k) => k.version),
+  );
+  const { match } = grant.spec.versions;
+  const names = grant.spec.versions.names ?? [];
+  const result = (
+    phase: GrantPhase,
+    reason: string,
+    message: string,
+    versions: string[] = [],
+    notes: string[] = [],
+  ) => ({
+    phase,
+    reason,
+    message,
+    versions,
+    notes,
+  });
+
+  if (grant.spec.mode === 'publish') {
+    if (match === 'latest') {
+      return result(
+        'Denied',
+        'LatestNotAllowedForPublish',
+        `${grantRef} is a publish grant and must name its versions or allow all; "latest" is not allowed.`,
+      );
+    }
+    const wanted = match === 'named' ? new Set(names) : publishedSet;
+    return result(
+      'Active',
+      'Granted',
+      '',
+      published.filter((v) => wanted.has(v)),
+    );
+  }
+
+  let candidates: string[];
+  if (match === 'named') {
+    if (names.length > 0 && names.every((n) => withdrawn.has(n))) {
+      return result(
+        'Revoked',
+        'VersionsWithdrawn',
+        `Every version ${grantRef} names (${names.join(', ')}) has been withdrawn from ${artifactRef}.`,
+      );
+    }
+    const wanted = new Set(names);
+    candidates = published.filter((v) => wanted.has(v));
+  } else if (match === 'latest') {
+    const latest = artifact.status?.latestVersion;
+    candidates = latest !== undefined && publishedSet.has(latest) ? [latest] : [];
+  } else {
+    candidates = published;
+  }
+  const versions = candidates.filter((v) => !withdrawn.has(v) && sealed.has(v));
+
+  const problems: string[] = [];
+  const list = (vs: string[], what: string) => {
+    if (vs.length > 0) problems.push(`${vs.join(', ')} ${vs.length === 1 ? 'is' : 'are'} ${what}`);
+  };
+  if (match === 'named')
+    list(
+      names.filter((n) => !publishedSet.has(n)),
+      'not published',
+    );
+  list(
+    candidates.filter((v) => withdrawn.has(v)),
+    'withdrawn',
+  );
+  list(
+    candidates.filter((v) => !withdrawn.has(v) && !sealed.has(v)),
+    'not sealed yet',
+  );
+  const detail = problems.length > 0 ? ` (${problems.join('; ')})` : '';
+
+  if (versions.length === 0) {
+    const selection =
+      match === 'named'
+        ? `named versions ${names.join(', ')}`
+        : match === 'latest'
+          ? `the latest version, status.latestVersion ${JSON.stringify(artifact.status?.latestVersion ?? '')}`
+          : 'all versions';
+    return result(
+      'Pending',
+      'NoSealedVersion',
+      `${grantRef} covers no releasable (published, sealed, not withdrawn) version of ${artifactRef} yet: ${selection}${detail}.`,
+    );
+  }
+  return result('Active', 'Granted', '', versions, problems.length > 0 ? [`Not covered${detail}.`] : []);
+}

@@ -1,0 +1,553 @@
+import { hostname } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, type OperatorConfig } from './config.ts';
+
+const NS = ['--namespace', 'strongroom-system'];
+
+function fails(argv: readonly string[], env: NodeJS.ProcessEnv = {}): ConfigError {
+  try {
+    parseConfig(argv, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`parseConfig(${JSON.stringify(argv)}, ${JSON.stringify(env)}) did not fail`);
+}
+
+describe('parseConfig defaults', () => {
+  it('fills every default when only the namespace is given', () => {
+    const config = parseConfig(NS, {});
+    const { identity, ...rest } = config;
+    expect(rest).toEqual({
+      namespace: 'strongroom-system',
+      kubeconfig: undefined,
+      healthAddress: { host: '0.0.0.0', port: 8080 },
+      logLevel: 'info',
+      leaderElection: {
+        enabled: true,
+        leaseName: 'strongroom-operator',
+        leaseDurationMs: 15_000,
+        renewDeadlineMs: 10_000,
+        retryPeriodMs: 2_000,
+      },
+      workers: 4,
+      kms: { provider: 'local' },
+      rotation: '',
+      resyncPeriodMs: 600_000,
+      watchStallTimeoutMs: 90_000,
+      shutdownTimeoutMs: 25_000,
+      auditLogDir: '/var/lib/strongroom/audit',
+    } satisfies Omit<OperatorConfig, 'identity'>);
+    expect(identity).toMatch(
+      new RegExp(`^${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_[0-9a-f]{8}$`),
+    );
+  });
+
+  it('gives each process a different default identity', () => {
+    expect(parseConfig(NS, {}).identity).not.toBe(parseConfig(NS, {}).identity);
+  });
+
+  it('requires the namespace, naming both the flag and the variable', () => {
+    const err = fails([]);
+    expect(err.message).toContain('--namespace');
+    expect(err.message).toContain('STRONGROOM_NAMESPACE');
+    expect(err.setting).toBe('--namespace');
+  });
+});
+
+describe('every flag', () => {
+  it('reads each flag into its field', () => {
+    const config = parseConfig(
+      [
+        '--namespace=ops',
+        '--kubeconfig',
+        '/home/me/.kube/config',
+        '--identity',
+        'replica-a',
+        '--health-address',
+        '127.0.0.1:0',
+        '--log-level',
+        'debug',
+        '--leader-elect=false',
+        '--lease-name',
+        'my-lease',
+        '--lease-duration',
+        '1m',
+        '--renew-deadline',
+        '40s',
+        '--retry-period',
+        '5s',
+        '--workers',
+        '64',
+        '--kek-rotation',
+        'restricted=30d,confidential=90d',
+        '--resync-period',
+        '1h30m',
+        '--watch-stall-timeout',
+        '2m',
+        '--shutdown-timeout',
+        '1.5s',
+        '--audit-log-dir',
+        '/data/audit',
+      ],
+      {},
+    );
+    expect(config).toEqual({
+      namespace: 'ops',
+      kubeconfig: '/home/me/.kube/config',
+      identity: 'replica-a',
+      healthAddress: { host: '127.0.0.1', port: 0 },
+      logLevel: 'debug',
+      leaderElection: {
+        enabled: false,
+        leaseName: 'my-lease',
+        leaseDurationMs: 60_000,
+        renewDeadlineMs: 40_000,
+        retryPeriodMs: 5_000,
+      },
+      workers: 64,
+      kms: { provider: 'local' },
+      rotation: 'restricted=30d,confidential=90d',
+      resyncPeriodMs: 5_400_000,
+      watchStallTimeoutMs: 120_000,
+      shutdownTimeoutMs: 1_500,
+      auditLogDir: '/data/audit',
+    } satisfies OperatorConfig);
+  });
+
+  it.each([
+    [['--leader-elect'], true],
+    [['--leader-elect=true'], true],
+    [['--leader-elect', 'false'], false],
+    [['--leader-elect=0'], false],
+    [['--leader-elect=1'], true],
+    [['--no-leader-elect'], false],
+  ])('leader election %j → %s', (flags, enabled) => {
+    expect(parseConfig([...NS, ...flags], {}).leaderElection.enabled).toBe(enabled);
+  });
+
+  it.each([
+    ['[::1]:9090', { host: '::1', port: 9090 }],
+    [':8081', { host: '0.0.0.0', port: 8081 }],
+    ['localhost:65535', { host: 'localhost', port: 65535 }],
+  ])('health address %s', (value, expected) => {
+    expect(parseConfig([...NS, '--health-address', value], {}).healthAddress).toEqual(expected);
+  });
+
+  it.each(['error', 'warn', 'info', 'debug'] as const)('log level %s', (level) => {
+    expect(parseConfig([...NS, '--log-level', level], {}).logLevel).toBe(level);
+  });
+
+  it.each([
+    ['500ms', 500],
+    ['15s', 15_000],
+    ['10m', 600_000],
+    ['1h', 3_600_000],
+    ['1h30m', 5_400_000],
+    ['2m30.5s', 150_500],
+    ['596h', 2_145_600_000],
+  ])('duration %s = %d ms', (value, ms) => {
+    expect(parseConfig([...NS, '--resync-period', value], {}).resyncPeriodMs).toBe(ms);
+  });
+
+  it('accepts the bounds of --workers', () => {
+    expect(parseConfig([...NS, '--workers', '1'], {}).workers).toBe(1);
+    expect(parseConfig([...NS, '--workers', '64'], {}).workers).toBe(64);
+  });
+});
+
+describe('every environment variable', () => {
+  const env = {
+    STRONGROOM_NAMESPACE: 'from-env',
+    KUBECONFIG: '/etc/kubeconfig',
+    STRONGROOM_IDENTITY: 'pod-xyz',
+    STRONGROOM_HEALTH_ADDRESS: '10.0.0.1:9000',
+    STRONGROOM_LOG_LEVEL: 'warn',
+    STRONGROOM_LEADER_ELECT: 'false',
+    STRONGROOM_LEASE_NAME: 'env-lease',
+    STRONGROOM_LEASE_DURATION: '30s',
+    STRONGROOM_RENEW_DEADLINE: '20s',
+    STRONGROOM_RETRY_PERIOD: '3s',
+    STRONGROOM_WORKERS: '8',
+    STRONGROOM_KEK_ROTATION: 'restricted=7d',
+    STRONGROOM_RESYNC_PERIOD: '5m',
+    STRONGROOM_WATCH_STALL_TIMEOUT: '45s',
+    STRONGROOM_SHUTDOWN_TIMEOUT: '20s',
+    STRONGROOM_AUDIT_LOG_DIR: '/srv/audit',
+  };
+
+  it('reads each variable into its field', () => {
+    expect(parseConfig([], env)).toEqual({
+      namespace: 'from-env',
+      kubeconfig: '/etc/kubeconfig',
+      identity: 'pod-xyz',
+      healthAddress: { host: '10.0.0.1', port: 9000 },
+      logLevel: 'warn',
+      leaderElection: {
+        enabled: false,
+        leaseName: 'env-lease',
+        leaseDurationMs: 30_000,
+        renewDeadlineMs: 20_000,
+        retryPeriodMs: 3_000,
+      },
+      workers: 8,
+      kms: { provider: 'local' },
+      rotation: 'restricted=7d',
+      resyncPeriodMs: 300_000,
+      watchStallTimeoutMs: 45_000,
+      shutdownTimeoutMs: 20_000,
+      auditLogDir: '/srv/audit',
+    } satisfies OperatorConfig);
+  });
+
+  it('lets every flag win over its variable', () => {
+    const config = parseConfig(
+      [
+        '--namespace=flag-ns',
+        '--kubeconfig=/flag/kubeconfig',
+        '--identity=flag-id',
+        '--health-address=127.0.0.1:1234',
+        '--log-level=error',
+        '--leader-elect',
+        '--lease-name=flag-lease',
+        '--lease-duration=60s',
+        '--renew-deadline=50s',
+        '--retry-period=10s',
+        '--workers=2',
+        '--kek-rotation=confidential=1d',
+        '--resync-period=1m',
+        '--watch-stall-timeout=1m',
+        '--shutdown-timeout=1m',
+        '--audit-log-dir=/flag/audit',
+      ],
+      env,
+    );
+    expect(config).toEqual({
+      namespace: 'flag-ns',
+      kubeconfig: '/flag/kubeconfig',
+      identity: 'flag-id',
+      healthAddress: { host: '127.0.0.1', port: 1234 },
+      logLevel: 'error',
+      leaderElection: {
+        enabled: true,
+        leaseName: 'flag-lease',
+        leaseDurationMs: 60_000,
+        renewDeadlineMs: 50_000,
+        retryPeriodMs: 10_000,
+      },
+      workers: 2,
+      kms: { provider: 'local' },
+      rotation: 'confidential=1d',
+      resyncPeriodMs: 60_000,
+      watchStallTimeoutMs: 60_000,
+      shutdownTimeoutMs: 60_000,
+      auditLogDir: '/flag/audit',
+    } satisfies OperatorConfig);
+  });
+
+  it('--no-leader-elect wins over STRONGROOM_LEADER_ELECT=true', () => {
+    expect(
+      parseConfig(['--no-leader-elect'], { ...env, STRONGROOM_LEADER_ELECT: 'true' }).leaderElection.enabled,
+    ).toBe(false);
+  });
+
+  it('treats empty variables as unset', () => {
+    const config = parseConfig(NS, { KUBECONFIG: '', STRONGROOM_WORKERS: '', STRONGROOM_LEADER_ELECT: '' });
+    expect(config.kubeconfig).toBeUndefined();
+    expect(config.workers).toBe(4);
+    expect(config.leaderElection.enabled).toBe(true);
+  });
+
+  it('ignores unrelated STRONGROOM_ variables (Kubernetes service links inject them)', () => {
+    const config = parseConfig(NS, {
+      STRONGROOM_SERVICE_HOST: '10.0.0.1',
+      STRONGROOM_PORT: 'tcp://10.0.0.1:443',
+    });
+    expect(config.namespace).toBe('strongroom-system');
+  });
+
+  it('names the variable, not the flag, when the bad value came from the environment', () => {
+    const err = fails(NS, { STRONGROOM_WORKERS: '65' });
+    expect(err.message).toBe('STRONGROOM_WORKERS="65" is invalid: expected an integer from 1 to 64');
+    expect(err.setting).toBe('STRONGROOM_WORKERS');
+  });
+
+  it('does not consult a variable whose flag was given a bad value', () => {
+    const err = fails([...NS, '--workers', 'many'], { STRONGROOM_WORKERS: '8' });
+    expect(err.message).toBe('--workers="many" is invalid: expected an integer from 1 to 64');
+  });
+});
+
+describe('bad values', () => {
+  it.each([
+    [['--namespace', 'Strongroom'], '--namespace="Strongroom" is invalid'],
+    [['--namespace', ''], '--namespace="" is invalid'],
+    [['--namespace', '-ns'], '--namespace="-ns" is invalid'],
+    [['--namespace', 'a'.repeat(64)], 'is invalid: expected a DNS-1123 label'],
+    [[...NS, '--kubeconfig='], '--kubeconfig="" is invalid: expected a non-empty value'],
+    [[...NS, '--identity', 'has space'], '--identity="has space" is invalid'],
+    [[...NS, '--identity', ''], '--identity="" is invalid'],
+    [[...NS, '--identity', 'x'.repeat(254)], 'is invalid: expected 1 to 253 printable ASCII'],
+    [[...NS, '--health-address', '8080'], '--health-address="8080" is invalid: expected host:port'],
+    [[...NS, '--health-address', 'host:65536'], '--health-address="host:65536" is invalid'],
+    [[...NS, '--health-address', 'host:-1'], '--health-address="host:-1" is invalid'],
+    [[...NS, '--health-address', '::1:80'], '--health-address="::1:80" is invalid'],
+    [[...NS, '--health-address', 'host:'], '--health-address="host:" is invalid'],
+    [
+      [...NS, '--log-level', 'trace'],
+      '--log-level="trace" is invalid: expected one of error, warn, info, debug',
+    ],
+    [[...NS, '--log-level', 'INFO'], '--log-level="INFO" is invalid'],
+    [[...NS, '--leader-elect=yes'], '--leader-elect="yes" is invalid: expected true or false'],
+    [[...NS, '--lease-name', 'Bad_Name'], '--lease-name="Bad_Name" is invalid: expected a DNS-1123 label'],
+    [[...NS, '--workers', '0'], '--workers="0" is invalid: expected an integer from 1 to 64'],
+    [[...NS, '--workers', '65'], '--workers="65" is invalid'],
+    [[...NS, '--workers', '2.5'], '--workers="2.5" is invalid'],
+    [[...NS, '--workers', '-1'], '--workers="-1" is invalid'],
+    [[...NS, '--workers', '0x10'], '--workers="0x10" is invalid'],
+    [[...NS, '--kek-rotation', ' '], '--kek-rotation=" " is invalid: expected a non-empty value'],
+    [
+      [...NS, '--audit-log-dir', 'relative/dir'],
+      '--audit-log-dir="relative/dir" is invalid: expected an absolute path',
+    ],
+    [[...NS, '--audit-log-dir='], '--audit-log-dir="" is invalid'],
+  ])('%j → %s', (argv, message) => {
+    const err = fails(argv);
+    expect(err.message).toContain(message);
+    expect(err.helpRequested).toBe(false);
+  });
+
+  it.each(['15', '15S', '1d', '-5s', '0s', '0.0001s', '1h-5m', '', 's', '1.s', '597h', '10 s', 'PT15S'])(
+    'rejects duration %j in every duration setting',
+    (value) => {
+      for (const flag of [
+        '--lease-duration',
+        '--renew-deadline',
+        '--retry-period',
+        '--resync-period',
+        '--watch-stall-timeout',
+        '--shutdown-timeout',
+      ]) {
+        const err = fails([...NS, `${flag}=${value}`]);
+        expect(err.message).toBe(
+          `${flag}=${JSON.stringify(value)} is invalid: expected a positive Go-style duration such as 500ms, 15s, 10m or 1h30m, at most 596h`,
+        );
+        expect(err.setting).toBe(flag);
+      }
+    },
+  );
+
+  it('requires renew deadline < lease duration', () => {
+    expect(fails([...NS, '--lease-duration', '10s']).message).toBe(
+      '--renew-deadline (10000ms) must be shorter than --lease-duration (10000ms)',
+    );
+    expect(fails([...NS, '--renew-deadline', '20s']).setting).toBe('--renew-deadline');
+  });
+
+  it('requires retry period < renew deadline', () => {
+    const err = fails([...NS, '--renew-deadline', '2s']);
+    expect(err.message).toBe('--retry-period (2000ms) must be shorter than --renew-deadline (2000ms)');
+    expect(fails([...NS, '--retry-period', '11s']).setting).toBe('--retry-period');
+  });
+
+  it('checks the lease ordering even with leader election off (the values would be wrong if turned on)', () => {
+    expect(fails([...NS, '--no-leader-elect', '--retry-period', '1m']).message).toContain('must be shorter');
+  });
+});
+
+describe('commander errors become ConfigError', () => {
+  it('rejects unknown flags and suggests the near one', () => {
+    const err = fails(['--namespce', 'x']);
+    expect(err.message).toContain("unknown option '--namespce'");
+    expect(err.message).toContain('--namespace');
+  });
+
+  it('rejects positional arguments', () => {
+    expect(fails([...NS, 'extra']).message).toContain('too many arguments');
+  });
+
+  it('rejects a flag without its value', () => {
+    expect(fails(['--namespace']).message).toContain("option '--namespace <name>' argument missing");
+  });
+
+  it('turns --help into a ConfigError carrying the help text, mentioning every variable', () => {
+    for (const argv of [['--help'], ['-h'], [...NS, '--help']]) {
+      const err = fails(argv);
+      expect(err.helpRequested).toBe(true);
+      expect(err.message).toContain('Usage: strongroom-operator');
+      for (const name of [
+        'STRONGROOM_NAMESPACE',
+        'KUBECONFIG',
+        'STRONGROOM_PKCS11_PIN_FILE',
+        'STRONGROOM_LEADER_ELECT',
+      ]) {
+        expect(err.message).toContain(name);
+      }
+    }
+  });
+
+  it('keeps the CommanderError as the cause', () => {
+    expect(fails(['--nope']).cause).toMatchObject({ code: 'commander.unknownOption' });
+  });
+});
+
+describe('KMS', () => {
+  const RING = 'projects/p1/locations/europe-west4/keyRings/strongroom';
+
+  it('local takes no options', () => {
+    expect(parseConfig([...NS, '--kms', 'local'], {}).kms).toEqual({ provider: 'local' });
+  });
+
+  it('gcp with a key ring, with and without an endpoint, from flags or env', () => {
+    expect(parseConfig([...NS, '--kms', 'gcp', '--gcp-key-ring', RING], {}).kms).toEqual({
+      provider: 'gcp',
+      keyRing: RING,
+    });
+    expect(
+      parseConfig(NS, {
+        STRONGROOM_KMS: 'gcp',
+        STRONGROOM_GCP_KEY_RING: RING,
+        STRONGROOM_GCP_ENDPOINT: 'kms.internal:8443',
+      }).kms,
+    ).toEqual({ provider: 'gcp', keyRing: RING, endpoint: 'kms.internal:8443' });
+    expect(
+      parseConfig([...NS, '--gcp-endpoint', 'flag:1'], {
+        STRONGROOM_KMS: 'gcp',
+        STRONGROOM_GCP_KEY_RING: RING,
+        STRONGROOM_GCP_ENDPOINT: 'env:2',
+      }).kms,
+    ).toEqual({ provider: 'gcp', keyRing: RING, endpoint: 'flag:1' });
+  });
+
+  it('gcp without a key ring names the missing flag', () => {
+    const err = fails([...NS, '--kms', 'gcp']);
+    expect(err.message).toBe('--kms gcp needs --gcp-key-ring (or STRONGROOM_GCP_KEY_RING)');
+    expect(err.setting).toBe('--gcp-key-ring');
+  });
+
+  it('gcp rejects a malformed key ring and an empty endpoint', () => {
+    expect(fails([...NS, '--kms', 'gcp', '--gcp-key-ring', 'strongroom']).message).toBe(
+      '--gcp-key-ring="strongroom" is invalid: expected projects/P/locations/L/keyRings/R',
+    );
+    expect(fails([...NS, '--kms', 'gcp', '--gcp-key-ring', `${RING}/cryptoKeys/k`]).message).toContain(
+      'is invalid',
+    );
+    expect(fails([...NS, '--kms', 'gcp', '--gcp-key-ring', RING, '--gcp-endpoint=']).message).toBe(
+      '--gcp-endpoint="" is invalid: expected a non-empty value',
+    );
+  });
+
+  it('pkcs11 with module, token label, optional slot, and PIN file', () => {
+    const base = [...NS, '--kms', 'pkcs11', '--pkcs11-module', '/usr/lib/softhsm/libsofthsm2.so'];
+    expect(
+      parseConfig([...base, '--pkcs11-token-label', 'strongroom', '--pkcs11-pin-file', '/run/pin'], {}).kms,
+    ).toEqual({
+      provider: 'pkcs11',
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      tokenLabel: 'strongroom',
+      pinFile: '/run/pin',
+    });
+    expect(
+      parseConfig(
+        [...base, '--pkcs11-slot', '0', '--pkcs11-token-label=t', '--pkcs11-pin-file', '/run/pin'],
+        {},
+      ).kms,
+    ).toEqual({
+      provider: 'pkcs11',
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      slot: 0,
+      tokenLabel: 't',
+      pinFile: '/run/pin',
+    });
+    expect(
+      parseConfig(NS, {
+        STRONGROOM_KMS: 'pkcs11',
+        STRONGROOM_PKCS11_MODULE: '/m.so',
+        STRONGROOM_PKCS11_SLOT: '7',
+        STRONGROOM_PKCS11_TOKEN_LABEL: 'tok',
+        STRONGROOM_PKCS11_PIN_FILE: '/pin',
+      }).kms,
+    ).toEqual({ provider: 'pkcs11', module: '/m.so', slot: 7, tokenLabel: 'tok', pinFile: '/pin' });
+  });
+
+  it.each([
+    [
+      ['--pkcs11-token-label', 't', '--pkcs11-pin-file', '/p'],
+      '--kms pkcs11 needs --pkcs11-module (or STRONGROOM_PKCS11_MODULE)',
+    ],
+    [
+      ['--pkcs11-module', '/m.so', '--pkcs11-pin-file', '/p'],
+      '--kms pkcs11 needs --pkcs11-token-label (or STRONGROOM_PKCS11_TOKEN_LABEL)',
+    ],
+    [
+      ['--pkcs11-module', '/m.so', '--pkcs11-slot', '0', '--pkcs11-pin-file', '/p'],
+      '--kms pkcs11 needs --pkcs11-token-label (or STRONGROOM_PKCS11_TOKEN_LABEL)',
+    ],
+    [
+      ['--pkcs11-module', '/m.so', '--pkcs11-token-label', 't'],
+      '--kms pkcs11 needs --pkcs11-pin-file (or STRONGROOM_PKCS11_PIN_FILE)',
+    ],
+    [
+      [
+        '--pkcs11-module',
+        '/m.so',
+        '--pkcs11-token-label=t',
+        '--pkcs11-slot',
+        'one',
+        '--pkcs11-pin-file',
+        '/p',
+      ],
+      '--pkcs11-slot="one" is invalid',
+    ],
+    [
+      ['--pkcs11-module', '/m.so', '--pkcs11-token-label=t', '--pkcs11-slot=-1', '--pkcs11-pin-file', '/p'],
+      '--pkcs11-slot="-1" is invalid',
+    ],
+    [
+      ['--pkcs11-module', '/m.so', '--pkcs11-token-label=', '--pkcs11-pin-file', '/p'],
+      '--pkcs11-token-label="" is invalid',
+    ],
+    [
+      ['--pkcs11-module', '', '--pkcs11-token-label', 't', '--pkcs11-pin-file', '/p'],
+      '--pkcs11-module="" is invalid',
+    ],
+  ])('pkcs11 %j → %s', (flags, message) => {
+    expect(fails([...NS, '--kms', 'pkcs11', ...flags]).message).toContain(message);
+  });
+
+  it('rejects an unknown provider', () => {
+    expect(fails([...NS, '--kms', 'aws']).message).toBe(
+      '--kms="aws" is invalid: expected local, gcp or pkcs11',
+    );
+    expect(fails(NS, { STRONGROOM_KMS: 'vault' }).message).toBe(
+      'STRONGROOM_KMS="vault" is invalid: expected local, gcp or pkcs11',
+    );
+  });
+
+  it("rejects another provider's options rather than silently ignoring them", () => {
+    expect(fails([...NS, '--gcp-key-ring', RING]).message).toBe(
+      '--gcp-key-ring does not apply to --kms local; remove it or choose the right --kms',
+    );
+    expect(fails(NS, { STRONGROOM_PKCS11_PIN_FILE: '/pin' }).message).toContain(
+      'STRONGROOM_PKCS11_PIN_FILE does not apply to --kms local',
+    );
+    expect(
+      fails([...NS, '--kms', 'gcp', '--gcp-key-ring', RING, '--pkcs11-module', '/m.so']).message,
+    ).toContain('--pkcs11-module does not apply to --kms gcp');
+    expect(
+      fails([
+        ...NS,
+        '--kms',
+        'pkcs11',
+        '--pkcs11-module',
+        '/m',
+        '--pkcs11-token-label',
+        't',
+        '--pkcs11-pin-file',
+        '/p',
+        '--gcp-endpoint',
+        'e',
+      ]).message,
+    ).toContain('--gcp-endpoint does not apply to --kms pkcs11');
+  });
+});

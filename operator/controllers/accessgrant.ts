@@ -1,0 +1,231 @@
+/**
+ * The AccessGrant controller. Level-triggered like the artifact controller: cache in, pure decision
+ * (core/policy/grant.ts) out, status written only on change. Two things are its own:
+ * - time: the decision says when it can next change by time alone (notBefore, expiresAt), and the reconcile asks the
+ *   queue to come back at exactly that instant, so a grant expires on time without polling;
+ * - revocation: every change that ends access (Active → anything else, a grant deleted while Active, versions dropped
+ *   from an Active grant) is published on the revocation bus before the status is written.
+ */
+import type { CustomObjectsApi, V1Namespace } from '@kubernetes/client-node';
+import type winston from 'winston';
+import {
+  ACCESS_GRANT_PLURAL,
+  ENVIRONMENT_LABEL,
+  type AccessGrant,
+  type AccessGrantSubject,
+  type ModelArtifact,
+} from '../../core/api/index.ts';
+import { statusEqual } from '../../core/policy/conditions.ts';
+import {
+  endsAccess,
+  evaluateGrant,
+  grantStatus,
+  type GrantPhase,
+  type GrantPolicy,
+  type NamespaceFacts,
+} from '../../core/policy/grant.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { ReconcileResult } from '../kube/workqueue.ts';
+import type { OperatorMetrics } from '../observability/metrics.ts';
+import type { RevocationBus, RevocationReason } from '../revocation/bus.ts';
+import { writeStatus } from './status-writer.ts';
+
+const MAX_REQUEUE_MS = 6 * 3600_000;
+
+const PHASE_REASON: Record<GrantPhase, RevocationReason> = {
+  Expired: 'grant-expired',
+  Revoked: 'grant-revoked',
+  Denied: 'grant-denied',
+  Pending: 'grant-suspended',
+  Active: 'grant-suspended',
+};
+
+interface Known {
+  readonly uid: string;
+  readonly phase: GrantPhase | undefined;
+  readonly artifact: { readonly namespace: string; readonly name: string };
+  readonly subjects: readonly AccessGrantSubject[];
+  readonly resolvedVersions: readonly string[];
+}
+
+export interface AccessGrantControllerOptions {
+  readonly custom: CustomObjectsApi;
+  readonly grants: Informer<AccessGrant>;
+  readonly artifacts: Informer<ModelArtifact>;
+  readonly namespaces: Informer<V1Namespace>;
+  readonly events: EventRecorder;
+  readonly bus: RevocationBus;
+  readonly metrics: OperatorMetrics;
+  readonly logger: winston.Logger;
+  readonly policy: GrantPolicy;
+  readonly now?: () => Date;
+}
+
+export class AccessGrantController {
+  readonly #o: AccessGrantControllerOptions;
+  readonly #now: () => Date;
+  /** What this process last decided per grant key, so a grant that disappears can still be revoked. */
+  readonly #known = new Map<string, Known>();
+  /** artifact key → grant keys that reference it. */
+  readonly #byArtifact = new Map<string, Set<string>>();
+
+  constructor(options: AccessGrantControllerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /** Keeps the artifact → grants index; call from the grant informer's event handler. */
+  indexGrant(key: string, grant: AccessGrant, deleted: boolean): void {
+    const artifactKey = `${grant.metadata.namespace ?? ''}/${grant.spec.artifactRef.name}`;
+    const set = this.#byArtifact.get(artifactKey) ?? new Set<string>();
+    if (deleted) set.delete(key);
+    else set.add(key);
+    if (set.size === 0) this.#byArtifact.delete(artifactKey);
+    else this.#byArtifact.set(artifactKey, set);
+  }
+
+  /** The grants to re-evaluate when an artifact changes. */
+  grantsFor(artifactKey: string): readonly string[] {
+    return [...(this.#byArtifact.get(artifactKey) ?? [])];
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const grant = this.#o.grants.get(key);
+    if (!grant || grant.metadata.deletionTimestamp) {
+      this.#forget(key, grant);
+      return undefined;
+    }
+    const now = this.#now();
+    const namespace = grant.metadata.namespace ?? '';
+    const artifact = this.#o.artifacts.get(`${namespace}/${grant.spec.artifactRef.name}`);
+    const decision = evaluateGrant({
+      grant,
+      artifact,
+      namespaces: this.#namespaceFacts(grant),
+      policy: this.#o.policy,
+      now,
+    });
+    const status = grantStatus(grant.status, decision, grant, now);
+    const previous = this.#known.get(key);
+    const previousPhase = grant.status?.phase ?? previous?.phase;
+    const previousVersions = previous?.resolvedVersions ?? grant.status?.resolvedVersions ?? [];
+    const target = { namespace, name: grant.spec.artifactRef.name };
+    if (endsAccess(previousPhase, decision.phase)) {
+      this.#publish(
+        grant,
+        PHASE_REASON[decision.phase],
+        target,
+        [],
+        `${decision.reason}: ${decision.message}`,
+      );
+    } else if (decision.phase === 'Active' && grant.spec.mode === 'read') {
+      const dropped = previousVersions.filter((v) => !decision.resolvedVersions.includes(v));
+      if (dropped.length > 0)
+        this.#publish(
+          grant,
+          'versions-removed',
+          target,
+          dropped,
+          `versions no longer covered: ${dropped.join(', ')}`,
+        );
+    }
+    this.#known.set(key, {
+      uid: grant.metadata.uid ?? '',
+      phase: decision.phase,
+      artifact: target,
+      subjects: grant.spec.subjects,
+      resolvedVersions: decision.resolvedVersions,
+    });
+    if (!statusEqual(grant.status, status)) {
+      await writeStatus(
+        this.#o.custom,
+        ACCESS_GRANT_PLURAL,
+        namespace,
+        grant.metadata.name ?? '',
+        grant.status,
+        status,
+      );
+      if (previousPhase !== decision.phase)
+        this.#o.events.record(
+          grant,
+          decision.phase === 'Denied' || decision.phase === 'Revoked' ? 'Warning' : 'Normal',
+          decision.reason,
+          decision.message,
+        );
+    }
+    if (!decision.nextEvaluationAt) return undefined;
+    const delay = decision.nextEvaluationAt.getTime() - this.#now().getTime();
+    return { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(0, delay)) };
+  }
+
+  #forget(key: string, grant: AccessGrant | undefined): void {
+    const known = this.#known.get(key);
+    this.#known.delete(key);
+    const wasActive = known ? known.phase === 'Active' : grant?.status?.phase === 'Active';
+    if (!wasActive) return;
+    const target = known?.artifact ?? {
+      namespace: grant?.metadata.namespace ?? '',
+      name: grant?.spec.artifactRef.name ?? '',
+    };
+    this.#o.bus.publish({
+      reason: 'grant-deleted',
+      artifact: target,
+      grant: {
+        namespace: key.split('/')[0] ?? '',
+        name: key.split('/')[1] ?? '',
+        uid: known?.uid ?? grant?.metadata.uid ?? '',
+      },
+      subjects: (known?.subjects ?? grant?.spec.subjects ?? []).map((s) => ({
+        namespace: s.namespace,
+        serviceAccount: s.serviceAccount,
+      })),
+      versions: [],
+      message: 'the grant was deleted',
+    });
+    this.#o.metrics.revocations.inc({ reason: 'grant-deleted' });
+  }
+
+  #publish(
+    grant: AccessGrant,
+    reason: RevocationReason,
+    artifact: { namespace: string; name: string },
+    versions: readonly string[],
+    message: string,
+  ): void {
+    this.#o.bus.publish({
+      reason,
+      artifact,
+      grant: {
+        namespace: grant.metadata.namespace ?? '',
+        name: grant.metadata.name ?? '',
+        uid: grant.metadata.uid ?? '',
+      },
+      subjects: grant.spec.subjects.map((s) => ({
+        namespace: s.namespace,
+        serviceAccount: s.serviceAccount,
+      })),
+      versions,
+      message,
+    });
+    this.#o.metrics.revocations.inc({ reason });
+    this.#o.logger.info('published revocation', {
+      namespace: grant.metadata.namespace,
+      name: grant.metadata.name,
+      reason,
+    });
+  }
+
+  #namespaceFacts(grant: AccessGrant): Map<string, NamespaceFacts> {
+    const names = new Set([grant.metadata.namespace ?? '', ...grant.spec.subjects.map((s) => s.namespace)]);
+    const facts = new Map<string, NamespaceFacts>();
+    for (const name of names) {
+      const ns = this.#o.namespaces.get(name);
+      facts.set(name, {
+        exists: ns !== undefined && !ns.metadata?.deletionTimestamp,
+        environment: ns?.metadata?.labels?.[ENVIRONMENT_LABEL],
+      });
+    }
+    return facts;
+  }
+}

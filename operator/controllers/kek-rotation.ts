@@ -1,0 +1,76 @@
+/**
+ * Rotates the shared KEKs (one per classification) on the schedule of the rotation table, and keeps the KEK age and
+ * compliance gauges current. After a rotation, every artifact of that classification is queued so its wrapped keys
+ * move to the new primary version. (Artifact-scoped KEKs are rotated by the artifact controller itself.)
+ */
+import type winston from 'winston';
+import { CLASSIFICATIONS, type Classification, type ModelArtifact } from '../../core/api/index.ts';
+import { KmsError, type KmsProvider } from '../../core/kms/provider.ts';
+import { rotationStatus, type RotationTable } from '../../core/policy/rotation.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { ReconcileResult } from '../kube/workqueue.ts';
+import type { OperatorMetrics } from '../observability/metrics.ts';
+import type { KekScope } from '../keys/artifact-keys.ts';
+
+/** Gauges are refreshed at least this often even when no rotation is near. */
+const REFRESH_MS = 15_000;
+
+export interface KekRotationOptions {
+  readonly kms: KmsProvider;
+  readonly artifacts: Informer<ModelArtifact>;
+  readonly rotation: RotationTable;
+  readonly scopes: Readonly<Record<Classification, KekScope>>;
+  readonly metrics: OperatorMetrics;
+  readonly logger: winston.Logger;
+  /** Queues an artifact key for reconcile. */
+  readonly enqueueArtifact: (key: string) => void;
+  readonly now?: () => Date;
+}
+
+export class KekRotationController {
+  static readonly KEY = 'kek-rotation';
+  readonly #o: KekRotationOptions;
+
+  constructor(options: KekRotationOptions) {
+    this.#o = options;
+  }
+
+  async reconcile(): Promise<ReconcileResult> {
+    let nextMs = REFRESH_MS;
+    for (const classification of CLASSIFICATIONS) {
+      if (this.#o.scopes[classification] !== 'shared') continue;
+      const due = await this.#check(classification);
+      if (due !== undefined) nextMs = Math.min(nextMs, due);
+    }
+    return { requeueAfterMs: Math.max(0, nextMs) };
+  }
+
+  /** Returns ms until this KEK is due, or undefined when the KEK does not exist yet (created on first use). */
+  async #check(classification: Classification): Promise<number | undefined> {
+    const keyId = `strongroom-${classification}`;
+    const period = this.#o.rotation[classification];
+    let versions;
+    try {
+      versions = await this.#o.kms.versions(keyId);
+    } catch (error) {
+      if (error instanceof KmsError && error.code === 'not-found') return undefined;
+      throw error;
+    }
+    const primary = versions.find((v) => v.primary);
+    if (!primary) return undefined;
+    const now = this.#o.now?.() ?? new Date();
+    let state = rotationStatus(new Date(primary.createdAt), period, now);
+    if (!state.compliant) {
+      const version = await this.#o.kms.rotate(keyId);
+      this.#o.metrics.kekRotations.inc({ key: keyId, classification });
+      this.#o.logger.info('rotated KEK', { keyId, kekVersion: version, classification });
+      state = rotationStatus(now, period, now);
+      for (const artifact of this.#o.artifacts.list())
+        if (artifact.spec.classification === classification)
+          this.#o.enqueueArtifact(`${artifact.metadata.namespace ?? ''}/${artifact.metadata.name ?? ''}`);
+    }
+    this.#o.metrics.kekAgeSeconds.set({ key: keyId, classification }, state.ageMs / 1000);
+    this.#o.metrics.kekRotationCompliant.set({ key: keyId, classification }, state.compliant ? 1 : 0);
+    return state.dueAt.getTime() - now.getTime();
+  }
+}

@@ -1,0 +1,322 @@
+/**
+ * The ModelArtifact controller. Level-triggered: it reads the artifact from the cache, makes sure its keys exist and
+ * sit under the current KEK, asks the pure policy (core/policy/artifact.ts) for conditions, and writes status only
+ * when it changed. A finalizer holds deletion until the keys are crypto-shredded.
+ */
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type winston from 'winston';
+import {
+  MODEL_ARTIFACT_PLURAL,
+  type Classification,
+  type ModelArtifact,
+  type ModelArtifactStatus,
+  type ModelArtifactStatusKey,
+} from '../../core/api/index.ts';
+import { KmsError, type KeyVersionInfo, type KmsProvider } from '../../core/kms/provider.ts';
+import { artifactStatus, evaluateArtifact, type VersionKeyFacts } from '../../core/policy/artifact.ts';
+import { findCondition, statusEqual } from '../../core/policy/conditions.ts';
+import type { RotationTable } from '../../core/policy/rotation.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { ReconcileResult } from '../kube/workqueue.ts';
+import type { OperatorMetrics } from '../observability/metrics.ts';
+import type { RevocationBus } from '../revocation/bus.ts';
+import {
+  ArtifactKeyError,
+  decodeWrapped,
+  encodeWrapped,
+  kekIdFor,
+  RECIPIENT_KEY_ALGORITHM,
+  type ArtifactKeyring,
+  type KekScope,
+  type RecipientKey,
+} from '../keys/artifact-keys.ts';
+import { writeFinalizers, writeStatus } from './status-writer.ts';
+
+export const SHRED_FINALIZER = 'strongroom.dev/crypto-shred';
+/** Timers beyond this are re-armed later: setTimeout cannot wait longer than ~24.8 days. */
+const MAX_REQUEUE_MS = 6 * 3600_000;
+
+export interface ModelArtifactControllerOptions {
+  readonly custom: CustomObjectsApi;
+  readonly kms: KmsProvider;
+  readonly keyring: ArtifactKeyring;
+  readonly artifacts: Informer<ModelArtifact>;
+  readonly events: EventRecorder;
+  readonly bus: RevocationBus;
+  readonly metrics: OperatorMetrics;
+  readonly logger: winston.Logger;
+  readonly rotation: RotationTable;
+  readonly scopes: Readonly<Record<Classification, KekScope>>;
+  readonly now?: () => Date;
+}
+
+export class ModelArtifactController {
+  readonly #o: ModelArtifactControllerOptions;
+  readonly #now: () => Date;
+
+  constructor(options: ModelArtifactControllerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const artifact = this.#o.artifacts.get(key);
+    if (!artifact) return undefined;
+    const finalizers = artifact.metadata.finalizers ?? [];
+    if (artifact.metadata.deletionTimestamp) {
+      if (finalizers.includes(SHRED_FINALIZER)) await this.#shred(artifact, finalizers);
+      return undefined;
+    }
+    if (!finalizers.includes(SHRED_FINALIZER)) {
+      // Finalizer first, keys second: a key never exists without the finalizer that will shred it.
+      await writeFinalizers(this.#o.custom, MODEL_ARTIFACT_PLURAL, artifact, [
+        ...finalizers,
+        SHRED_FINALIZER,
+      ]);
+      return undefined;
+    }
+    return this.#sync(artifact);
+  }
+
+  async #sync(artifact: ModelArtifact): Promise<ReconcileResult | undefined> {
+    const now = this.#now();
+    const kekId = kekIdFor(artifact, this.#o.scopes);
+    const scope = this.#o.scopes[artifact.spec.classification];
+    const period = this.#o.rotation[artifact.spec.classification];
+    let kek = await this.#o.keyring.ensureKek(kekId);
+    if (scope === 'artifact') {
+      kek = await this.#rotateOwnKekIfDue(artifact, kekId, kek, period, now);
+      const labels = { key: kekId, classification: artifact.spec.classification };
+      const age = now.getTime() - new Date(kek.createdAt).getTime();
+      this.#o.metrics.kekAgeSeconds.set(labels, age / 1000);
+      this.#o.metrics.kekRotationCompliant.set(labels, age < period ? 1 : 0);
+    }
+
+    let recipient: RecipientKey | undefined;
+    let recipientError: string | undefined;
+    try {
+      recipient = await this.#o.keyring.ensureRecipientKey(artifact, kekId);
+      recipient = await this.#o.keyring.rewrapRecipientKey(artifact, recipient, kekId);
+    } catch (error) {
+      if (!(error instanceof ArtifactKeyError)) throw error;
+      recipientError = error.message;
+    }
+
+    const { keys, facts } = await this.#versionKeys(artifact, recipient, kekId);
+    const decision = evaluateArtifact({
+      artifact,
+      siblings: this.#lineageSiblings(artifact),
+      recipientKeyReady: recipient !== undefined,
+      keys: recipientError
+        ? [...facts, { version: '', sealed: false, kekVersion: undefined, error: recipientError }]
+        : facts,
+      kek: { primaryVersion: kek.version, primaryCreatedAt: new Date(kek.createdAt) },
+      rotationPeriodMs: period,
+      now,
+    });
+    const status = artifactStatus(
+      artifact.status,
+      decision,
+      artifact,
+      {
+        ...(recipient
+          ? {
+              recipientPublicKey: {
+                algorithm: RECIPIENT_KEY_ALGORITHM,
+                fingerprint: recipient.fingerprint,
+                publicKeyPem: recipient.publicKeyPem,
+                createdAt: recipient.createdAt,
+              },
+            }
+          : {}),
+        keys,
+      },
+      now,
+    );
+    this.#publishWithdrawals(artifact, keys);
+    if (!statusEqual(artifact.status, status)) {
+      await writeStatus(
+        this.#o.custom,
+        MODEL_ARTIFACT_PLURAL,
+        artifact.metadata.namespace ?? '',
+        artifact.metadata.name ?? '',
+        artifact.status,
+        status,
+      );
+      this.#announce(artifact, status.conditions);
+    }
+    if (scope !== 'artifact' || !decision.rotationDueAt) return undefined;
+    return {
+      requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(0, decision.rotationDueAt.getTime() - now.getTime())),
+    };
+  }
+
+  async #rotateOwnKekIfDue(
+    artifact: ModelArtifact,
+    kekId: string,
+    kek: KeyVersionInfo,
+    periodMs: number,
+    now: Date,
+  ): Promise<KeyVersionInfo> {
+    if (now.getTime() - new Date(kek.createdAt).getTime() < periodMs) return kek;
+    const version = await this.#o.kms.rotate(kekId);
+    this.#o.metrics.kekRotations.inc({ key: kekId, classification: artifact.spec.classification });
+    this.#o.events.record(artifact, 'Normal', 'KekRotated', `KEK ${kekId} rotated to version ${version}`);
+    this.#o.logger.info('rotated artifact KEK', { keyId: kekId, kekVersion: version });
+    return this.#o.keyring.ensureKek(kekId);
+  }
+
+  async #versionKeys(
+    artifact: ModelArtifact,
+    recipient: RecipientKey | undefined,
+    kekId: string,
+  ): Promise<{ keys: ModelArtifactStatusKey[]; facts: VersionKeyFacts[] }> {
+    const previous = new Map((artifact.status?.keys ?? []).map((k) => [k.version, k]));
+    const withdrawn = new Set(artifact.spec.withdrawnVersions ?? []);
+    const keys: ModelArtifactStatusKey[] = [];
+    const facts: VersionKeyFacts[] = [];
+    for (const version of artifact.spec.versions ?? []) {
+      const state = withdrawn.has(version.name) ? ('Withdrawn' as const) : ('Sealed' as const);
+      const old = previous.get(version.name);
+      try {
+        let entry: ModelArtifactStatusKey;
+        if (old?.wrappedKey) {
+          const wrapped = decodeWrapped(old.wrappedKey);
+          const moved = await this.#o.keyring.rewrapVersion(artifact, version.name, wrapped, kekId);
+          if (moved !== wrapped)
+            this.#o.metrics.keyRewraps.inc({ classification: artifact.spec.classification });
+          entry = {
+            ...old,
+            wrappedKey: encodeWrapped(moved),
+            kekId: moved.keyId,
+            kekVersion: moved.keyVersion,
+            state,
+          };
+        } else {
+          if (!recipient)
+            throw new ArtifactKeyError('RecipientKeyInvalid', 'the recipient key is unavailable');
+          const wrapped = await this.#o.keyring.sealVersion(artifact, version, recipient, kekId);
+          entry = {
+            version: version.name,
+            keyFingerprint: version.encryption.keyFingerprint,
+            wrappedKey: encodeWrapped(wrapped),
+            kekId: wrapped.keyId,
+            kekVersion: wrapped.keyVersion,
+            sealedAt: this.#now().toISOString(),
+            state,
+          };
+          this.#o.events.record(
+            artifact,
+            'Normal',
+            'VersionSealed',
+            `version ${version.name} sealed under ${wrapped.keyId} v${wrapped.keyVersion}`,
+          );
+        }
+        keys.push(entry);
+        facts.push({ version: version.name, sealed: true, kekVersion: entry.kekVersion, error: undefined });
+      } catch (error) {
+        if (
+          !(error instanceof ArtifactKeyError) &&
+          !(error instanceof KmsError && error.code !== 'unavailable')
+        )
+          throw error;
+        // A key that cannot be recovered is reported, not retried forever; the old record (if any) is kept.
+        if (old) keys.push(old);
+        facts.push({
+          version: version.name,
+          sealed: false,
+          kekVersion: undefined,
+          error: (error as Error).message,
+        });
+        this.#o.events.record(
+          artifact,
+          'Warning',
+          error instanceof ArtifactKeyError ? error.reason : 'KeyError',
+          (error as Error).message,
+        );
+      }
+    }
+    return { keys, facts };
+  }
+
+  #lineageSiblings(artifact: ModelArtifact): Map<string, ModelArtifact> {
+    const namespace = artifact.metadata.namespace ?? '';
+    const siblings = new Map<string, ModelArtifact>();
+    for (const version of artifact.spec.versions ?? [])
+      for (const parent of version.lineage?.parents ?? []) {
+        if (parent.kind !== 'ModelArtifact' || siblings.has(parent.name)) continue;
+        const found = this.#o.artifacts.get(`${namespace}/${parent.name}`);
+        if (found) siblings.set(parent.name, found);
+      }
+    return siblings;
+  }
+
+  #publishWithdrawals(artifact: ModelArtifact, keys: readonly ModelArtifactStatusKey[]): void {
+    const before = new Set(
+      (artifact.status?.keys ?? []).filter((k) => k.state === 'Withdrawn').map((k) => k.version),
+    );
+    const newly = keys.filter((k) => k.state === 'Withdrawn' && !before.has(k.version)).map((k) => k.version);
+    if (newly.length === 0 || !artifact.status?.keys) return;
+    this.#o.bus.publish({
+      reason: 'version-withdrawn',
+      artifact: { namespace: artifact.metadata.namespace ?? '', name: artifact.metadata.name ?? '' },
+      subjects: [],
+      versions: newly,
+      message: `version(s) ${newly.join(', ')} withdrawn`,
+    });
+    this.#o.metrics.revocations.inc({ reason: 'version-withdrawn' });
+  }
+
+  #announce(artifact: ModelArtifact, conditions: ModelArtifactStatus['conditions']): void {
+    const before = findCondition(artifact.status?.conditions, 'Ready');
+    const after = findCondition(conditions, 'Ready');
+    if (!after || before?.status === after.status) return;
+    this.#o.events.record(
+      artifact,
+      after.status === 'True' ? 'Normal' : 'Warning',
+      after.reason,
+      after.message,
+    );
+  }
+
+  async #shred(artifact: ModelArtifact, finalizers: readonly string[]): Promise<void> {
+    const kekId = kekIdFor(artifact, this.#o.scopes);
+    const scope = this.#o.scopes[artifact.spec.classification];
+    await this.#o.keyring.shred(artifact, kekId, scope);
+    if (scope === 'artifact') {
+      this.#o.metrics.kekAgeSeconds.remove({ key: kekId, classification: artifact.spec.classification });
+      this.#o.metrics.kekRotationCompliant.remove({
+        key: kekId,
+        classification: artifact.spec.classification,
+      });
+    }
+    this.#o.bus.publish({
+      reason: 'artifact-deleted',
+      artifact: { namespace: artifact.metadata.namespace ?? '', name: artifact.metadata.name ?? '' },
+      subjects: [],
+      versions: [],
+      message: 'the artifact was deleted and its keys crypto-shredded',
+    });
+    this.#o.metrics.revocations.inc({ reason: 'artifact-deleted' });
+    this.#o.metrics.cryptoShreds.inc();
+    this.#o.events.record(
+      artifact,
+      'Normal',
+      'CryptoShredded',
+      `keys of ${artifact.metadata.name} destroyed`,
+    );
+    this.#o.logger.info('crypto-shredded artifact', {
+      namespace: artifact.metadata.namespace,
+      name: artifact.metadata.name,
+      uid: artifact.metadata.uid,
+      keyId: kekId,
+    });
+    await writeFinalizers(
+      this.#o.custom,
+      MODEL_ARTIFACT_PLURAL,
+      artifact,
+      finalizers.filter((f) => f !== SHRED_FINALIZER),
+    );
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Keeps the operator's internal PKI current (leader only): the CA in its Secret (created once, rolled over before it
+ * expires), the serving certificates of the webhook and the key broker (renewed at 2/3 of their life), and the CA
+ * bundle in the webhook configurations the operator owns. Comes back when the earliest renewal is due.
+ */
+import type { KubeConfig } from '@kubernetes/client-node';
+import type winston from 'winston';
+import { InternalCa } from '../pki/internal-ca.ts';
+import type { ReconcileResult } from '../kube/workqueue.ts';
+import type { OperatorMetrics } from '../observability/metrics.ts';
+
+/** Re-checked at least this often, so a deleted Secret or an edited webhook configuration is repaired. */
+const MAX_WAIT_MS = 5 * 60_000;
+
+export interface PkiControllerOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly namespace: string;
+  readonly metrics: OperatorMetrics;
+  readonly logger: winston.Logger;
+}
+
+/** The Services through which the webhook and the broker are reached (the Helm chart creates them). */
+export function servingNames(namespace: string): { webhook: string[]; broker: string[] } {
+  const dns = (service: string): string[] => [
+    service,
+    `${service}.${namespace}`,
+    `${service}.${namespace}.svc`,
+    `${service}.${namespace}.svc.cluster.local`,
+  ];
+  return { webhook: dns('strongroom-webhook'), broker: dns('strongroom-broker') };
+}
+
+export class PkiController {
+  static readonly KEY = 'pki';
+  readonly #o: PkiControllerOptions;
+  readonly ca: InternalCa;
+
+  constructor(options: PkiControllerOptions) {
+    this.#o = options;
+    this.ca = new InternalCa(options.kubeConfig, { namespace: options.namespace, logger: options.logger });
+  }
+
+  async reconcile(): Promise<ReconcileResult> {
+    const state = await this.ca.ensureAuthority();
+    this.#o.metrics.caNotAfterSeconds.set({ ca: 'current' }, state.caNotAfter.getTime() / 1000);
+    const names = servingNames(this.#o.namespace);
+    // The bundle goes out before any certificate signed by a new CA, so no client meets a leaf it cannot verify.
+    const patched = await this.ca.syncCaBundles();
+    if (patched.length > 0) this.#o.logger.info('patched CA bundles', { webhookConfigurations: patched });
+    let next = state.nextCheckAt.getTime();
+    for (const [name, dnsNames] of Object.entries(names)) {
+      const cert = await this.ca.ensureServingCertificate({ name, dnsNames, ipAddresses: ['127.0.0.1'] });
+      if (cert.issued) this.#o.logger.info('issued serving certificate', { name, secret: cert.secretName });
+      next = Math.min(next, cert.renewAt.getTime());
+      this.#o.metrics.certificateNotAfterSeconds.set({ name }, cert.notAfter.getTime() / 1000);
+    }
+    return { requeueAfterMs: Math.min(MAX_WAIT_MS, Math.max(1_000, next - Date.now())) };
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * The operator's Prometheus metrics, on a registry of their own (never prom-client's global one, so that two
+ * operators in one process, as in tests, do not collide). The watch layer and the work queue report through the
+ * {@link WatchObserver} and {@link QueueObserver} adapters; controllers set the domain metrics directly.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** What the watch layer reports; every method is optional (the watch layer's own interface matches structurally). */
+export interface WatchObserver {
+  connected?(resource: string): void;
+  event?(resource: string, type: 'added' | 'modified' | 'deleted' | 'bookmark'): void;
+  error?(resource: string, reason: string): void;
+  relist?(resource: string, cause: 'initial' | 'gone' | 'periodic' | 'stalled' | 'error'): void;
+  healthChanged?(resource: string, healthy: boolean): void;
+}
+
+/** What the work queue reports; every method is optional (the queue's own interface matches structurally). */
+export interface QueueObserver {
+  added?(queue: string): void;
+  processed?(queue: string, outcome: 'success' | 'error' | 'conflict', durationMs: number): void;
+  retried?(queue: string): void;
+  depth?(queue: string, depth: number): void;
+}
+
+/** Reconcile durations from 5 ms to 2 minutes (seconds). */
+const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/** Every metric the operator exports, registered on {@link OperatorMetrics.registry}. */
+export class OperatorMetrics {
+  /** The registry to serve on /metrics: these metrics plus process metrics prefixed `strongroom_operator_`. */
+  readonly registry: Registry;
+
+  /** `strongroom_watch_connected{resource}`: 1 while the watch stream is open. */
+  readonly watchConnected: Gauge<'resource'>;
+  /** `strongroom_watch_healthy{resource}`: 1 while the watch layer reports itself healthy (liveness input). */
+  readonly watchHealthy: Gauge<'resource'>;
+  /** `strongroom_watch_events_total{resource,type}`. */
+  readonly watchEvents: Counter<'resource' | 'type'>;
+  /** `strongroom_watch_errors_total{resource,reason}`. */
+  readonly watchErrors: Counter<'resource' | 'reason'>;
+  /** `strongroom_watch_relists_total{resource,cause}`. */
+  readonly watchRelists: Counter<'resource' | 'cause'>;
+
+  /** `strongroom_queue_depth{queue}`: items waiting. */
+  readonly queueDepth: Gauge<'queue'>;
+  /** `strongroom_queue_adds_total{queue}`. */
+  readonly queueAdds: Counter<'queue'>;
+  /** `strongroom_queue_retries_total{queue}`: items requeued with backoff. */
+  readonly queueRetries: Counter<'queue'>;
+  /** `strongroom_reconcile_duration_seconds{queue,outcome}`. */
+  readonly reconcileDuration: Histogram<'queue' | 'outcome'>;
+  /** `strongroom_reconcile_total{queue,outcome}`. */
+  readonly reconcileTotal: Counter<'queue' | 'outcome'>;
+
+  /** `strongroom_artifacts{namespace,classification,ready}`: ModelArtifacts by readiness ("true"/"false"). */
+  readonly artifacts: Gauge<'namespace' | 'classification' | 'ready'>;
+  /** `strongroom_grants{namespace,phase}`: AccessGrants by phase. */
+  readonly grants: Gauge<'namespace' | 'phase'>;
+  /** `strongroom_kek_age_seconds{key,classification}`: age of the KEK's primary version. */
+  readonly kekAgeSeconds: Gauge<'key' | 'classification'>;
+  /** `strongroom_kek_rotation_compliant{key,classification}`: 1 if the KEK is within its rotation period. */
+  readonly kekRotationCompliant: Gauge<'key' | 'classification'>;
+  /** `strongroom_kek_rotations_total{key,classification}`. */
+  readonly kekRotations: Counter<'key' | 'classification'>;
+  /** `strongroom_key_rewraps_total{classification}`: wrapped DEKs moved to a new KEK version. */
+  readonly keyRewraps: Counter<'classification'>;
+  /** `strongroom_crypto_shreds_total`: KEKs destroyed, making what they wrapped unrecoverable. */
+  readonly cryptoShreds: Counter<never>;
+  /** `strongroom_revocations_published_total{reason}`. */
+  readonly revocations: Counter<'reason'>;
+  /** `strongroom_leader`: 1 while this replica holds the Lease. */
+  readonly leader: Gauge<never>;
+  /** `strongroom_ca_not_after_timestamp_seconds{ca}`: expiry of each CA certificate (Unix time). */
+  readonly caNotAfterSeconds: Gauge<'ca'>;
+  /** `strongroom_certificate_not_after_timestamp_seconds{name}`: expiry of each serving certificate (Unix time). */
+  readonly certificateNotAfterSeconds: Gauge<'name'>;
+
+  constructor() {
+    const registry = new Registry();
+    this.registry = registry;
+    collectDefaultMetrics({ register: registry, prefix: 'strongroom_operator_' });
+    const registers = [registry];
+
+    this.watchConnected = new Gauge({
+      name: 'strongroom_watch_connected',
+      help: '1 while the watch stream of the resource is open, 0 otherwise.',
+      labelNames: ['resource'],
+      registers,
+    });
+    this.watchHealthy = new Gauge({
+      name: 'strongroom_watch_healthy',
+      help: '1 while the watch layer reports the resource healthy, 0 otherwise.',
+      labelNames: ['resource'],
+      registers,
+    });
+    this.watchEvents = new Counter({
+      name: 'strongroom_watch_events_total',
+      help: 'Watch events received, by resource and type.',
+      labelNames: ['resource', 'type'],
+      registers,
+    });
+    this.watchErrors = new Counter({
+      name: 'strongroom_watch_errors_total',
+      help: 'Watch failures, by resource and reason.',
+      labelNames: ['resource', 'reason'],
+      registers,
+    });
+    this.watchRelists = new Counter({
+      name: 'strongroom_watch_relists_total',
+      help: 'Full relists, by resource and cause (initial, gone, periodic, stalled, error).',
+      labelNames: ['resource', 'cause'],
+      registers,
+    });
+
+    this.queueDepth = new Gauge({
+      name: 'strongroom_queue_depth',
+      help: 'Items waiting in the work queue.',
+      labelNames: ['queue'],
+      registers,
+    });
+    this.queueAdds = new Counter({
+      name: 'strongroom_queue_adds_total',
+      help: 'Items added to the work queue.',
+      labelNames: ['queue'],
+      registers,
+    });
+    this.queueRetries = new Counter({
+      name: 'strongroom_queue_retries_total',
+      help: 'Items requeued with backoff after a failed reconcile.',
+      labelNames: ['queue'],
+      registers,
+    });
+    this.reconcileDuration = new Histogram({
+      name: 'strongroom_reconcile_duration_seconds',
+      help: 'Time spent in one reconcile, by queue and outcome.',
+      labelNames: ['queue', 'outcome'],
+      buckets: RECONCILE_BUCKETS,
+      registers,
+    });
+    this.reconcileTotal = new Counter({
+      name: 'strongroom_reconcile_total',
+      help: 'Reconciles, by queue and outcome (success, error, conflict).',
+      labelNames: ['queue', 'outcome'],
+      registers,
+    });
+
+    this.artifacts = new Gauge({
+      name: 'strongroom_artifacts',
+      help: 'ModelArtifacts, by namespace, classification and readiness.',
+      labelNames: ['namespace', 'classification', 'ready'],
+      registers,
+    });
+    this.grants = new Gauge({
+      name: 'strongroom_grants',
+      help: 'AccessGrants, by namespace and phase.',
+      labelNames: ['namespace', 'phase'],
+      registers,
+    });
+    this.kekAgeSeconds = new Gauge({
+      name: 'strongroom_kek_age_seconds',
+      help: "Age of the KEK's primary version in seconds.",
+      labelNames: ['key', 'classification'],
+      registers,
+    });
+    this.kekRotationCompliant = new Gauge({
+      name: 'strongroom_kek_rotation_compliant',
+      help: "1 if the KEK's primary version is younger than its classification's rotation period, 0 otherwise.",
+      labelNames: ['key', 'classification'],
+      registers,
+    });
+    this.kekRotations = new Counter({
+      name: 'strongroom_kek_rotations_total',
+      help: 'KEK rotations performed.',
+      labelNames: ['key', 'classification'],
+      registers,
+    });
+    this.keyRewraps = new Counter({
+      name: 'strongroom_key_rewraps_total',
+      help: "Wrapped DEKs moved to their KEK's primary version.",
+      labelNames: ['classification'],
+      registers,
+    });
+    this.cryptoShreds = new Counter({
+      name: 'strongroom_crypto_shreds_total',
+      help: 'KEKs destroyed (crypto-shredding).',
+      registers,
+    });
+    this.revocations = new Counter({
+      name: 'strongroom_revocations_published_total',
+      help: 'Revocations published to the brokers, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.leader = new Gauge({
+      name: 'strongroom_leader',
+      help: '1 while this replica holds the leader Lease, 0 otherwise.',
+      registers,
+    });
+    this.caNotAfterSeconds = new Gauge({
+      name: 'strongroom_ca_not_after_timestamp_seconds',
+      help: 'Expiry (notAfter) of each CA certificate, Unix seconds.',
+      labelNames: ['ca'],
+      registers,
+    });
+    this.certificateNotAfterSeconds = new Gauge({
+      name: 'strongroom_certificate_not_after_timestamp_seconds',
+      help: 'Expiry (notAfter) of each serving certificate, Unix seconds.',
+      labelNames: ['name'],
+      registers,
+    });
+    this.leader.set(0);
+  }
+
+  /**
+   * An observer for the watch layer. `connected` sets strongroom_watch_connected to 1; `error` and any relist but a
+   * periodic one set it to 0 (the stream is being replaced). `healthChanged` drives strongroom_watch_healthy.
+   */
+  watchObserver(): WatchObserver {
+    return {
+      connected: (resource) => {
+        this.watchConnected.set({ resource }, 1);
+      },
+      event: (resource, type) => {
+        this.watchEvents.inc({ resource, type });
+      },
+      error: (resource, reason) => {
+        this.watchErrors.inc({ resource, reason });
+        this.watchConnected.set({ resource }, 0);
+      },
+      relist: (resource, cause) => {
+        this.watchRelists.inc({ resource, cause });
+        if (cause !== 'periodic') this.watchConnected.set({ resource }, 0);
+      },
+      healthChanged: (resource, healthy) => {
+        this.watchHealthy.set({ resource }, healthy ? 1 : 0);
+      },
+    };
+  }
+
+  /** An observer for the work queue. Durations arrive in milliseconds and are recorded in seconds. */
+  queueObserver(): QueueObserver {
+    return {
+      added: (queue) => {
+        this.queueAdds.inc({ queue });
+      },
+      processed: (queue, outcome, durationMs) => {
+        this.reconcileTotal.inc({ queue, outcome });
+        // A clock step can make a measured duration negative; such a sample is dropped, not recorded as 0.
+        if (Number.isFinite(durationMs) && durationMs >= 0) {
+          this.reconcileDuration.observe({ queue, outcome }, durationMs / 1000);
+        }
+      },
+      retried: (queue) => {
+        this.queueRetries.inc({ queue });
+      },
+      depth: (queue, depth) => {
+        if (Number.isFinite(depth) && depth >= 0) this.queueDepth.set({ queue }, depth);
+      },
+    };
+  }
+}

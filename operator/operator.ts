@@ -1,0 +1,378 @@
+/**
+ * The composition root: builds every part of the operator from its configuration, starts them in order and stops
+ * them in the reverse order. Start order: metrics/health server → informers (on every replica, so a follower's cache
+ * is warm) → leader election → (when leading) the work queues. Shutdown order, each step waiting for the previous:
+ *   1. readiness turns false (load balancers stop sending traffic);
+ *   2. the work queues stop taking keys and wait for in-flight reconciles;
+ *   3. the Lease is released, so another replica takes over at once instead of after the lease duration;
+ *   4. the informers stop;
+ *   5. pending Events are flushed, the KMS is closed;
+ *   6. the health server closes.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  type V1Namespace,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import type winston from 'winston';
+import {
+  ACCESS_GRANT_PLURAL,
+  GROUP,
+  MODEL_ARTIFACT_PLURAL,
+  VERSION,
+  type AccessGrant,
+  type ModelArtifact,
+} from '../core/api/index.ts';
+import { GcpKmsProvider } from '../core/kms/gcp.ts';
+import { LocalKmsProvider } from '../core/kms/local.ts';
+import { Pkcs11KmsProvider } from '../core/kms/pkcs11.ts';
+import type { KmsProvider } from '../core/kms/provider.ts';
+import { DEFAULT_GRANT_POLICY } from '../core/policy/grant.ts';
+import { DEFAULT_ROTATION_TABLE, parseRotationTable } from '../core/policy/rotation.ts';
+import type { OperatorConfig } from './config.ts';
+import { AccessGrantController } from './controllers/accessgrant.ts';
+import { KekRotationController } from './controllers/kek-rotation.ts';
+import { ModelArtifactController } from './controllers/modelartifact.ts';
+import { PkiController } from './controllers/pki.ts';
+import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from './keys/artifact-keys.ts';
+import { SecretKeySetStore } from './keys/secret-keyset-store.ts';
+import { EventRecorder } from './kube/events.ts';
+import { Informer, objectKey } from './kube/informer.ts';
+import { LeaderElector } from './kube/leader.ts';
+import { WorkQueue, type WorkQueueOptions } from './kube/workqueue.ts';
+import { componentLogger } from './log.ts';
+import { HealthServer } from './observability/health-server.ts';
+import { OperatorMetrics } from './observability/metrics.ts';
+import { RevocationBus } from './revocation/bus.ts';
+
+export const KEYSET_SECRET = 'strongroom-kms-local';
+const COMPONENT = 'strongroom-operator';
+
+async function openKms(
+  config: OperatorConfig,
+  core: CoreV1Api,
+  keyset: Informer<V1Secret>,
+): Promise<KmsProvider> {
+  const kms = config.kms;
+  switch (kms.provider) {
+    case 'local':
+      return new LocalKmsProvider(
+        new SecretKeySetStore({
+          core,
+          namespace: config.namespace,
+          name: KEYSET_SECRET,
+          cached: () => (keyset.hasSynced() ? keyset.get(`${config.namespace}/${KEYSET_SECRET}`) : undefined),
+        }),
+      );
+    case 'gcp':
+      return new GcpKmsProvider({
+        keyRing: kms.keyRing,
+        ...(kms.endpoint ? { clientOptions: { apiEndpoint: kms.endpoint } } : {}),
+      });
+    case 'pkcs11':
+      return Pkcs11KmsProvider.open({
+        module: kms.module,
+        tokenLabel: kms.tokenLabel ?? 'strongroom',
+        pin: readFileSync(kms.pinFile, 'utf8').trim(),
+      });
+  }
+}
+
+export class Operator {
+  readonly #config: OperatorConfig;
+  readonly #root: winston.Logger;
+  readonly #log: winston.Logger;
+  readonly metrics = new OperatorMetrics();
+  readonly bus = new RevocationBus();
+  #health: HealthServer | undefined;
+  #informers: Informer<never>[] = [];
+  #queues: WorkQueue[] = [];
+  #elector: LeaderElector | undefined;
+  #events: EventRecorder | undefined;
+  #kms: KmsProvider | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #leading = false;
+  #stopping: Promise<void> | undefined;
+  /** Called when leadership is lost: the process must stop reconciling (main exits non-zero). */
+  onFatal: (reason: string) => void = () => undefined;
+
+  constructor(config: OperatorConfig, root: winston.Logger) {
+    this.#config = config;
+    this.#root = root;
+    this.#log = componentLogger(root, 'operator');
+  }
+
+  /** Starts everything; resolves once the health server listens and the informers have synced. */
+  async start(): Promise<{ healthPort: number }> {
+    const config = this.#config;
+    const kc = new KubeConfig();
+    if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+    else kc.loadFromCluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const rotation = config.rotation ? parseRotationTable(config.rotation) : DEFAULT_ROTATION_TABLE;
+    const observer = this.metrics.watchObserver();
+    const informer = <T extends object>(
+      group: string,
+      version: string,
+      plural: string,
+      extra: { namespace?: string; labelSelector?: string; fieldSelector?: string } = {},
+    ): Informer<T & { metadata?: object }> => {
+      const i = new Informer<T & { metadata?: object }>({
+        kubeConfig: kc,
+        resource: { group, version, plural, ...extra },
+        logger: componentLogger(this.#root, 'watch', { resource: plural }),
+        observer,
+        relistIntervalMs: config.resyncPeriodMs,
+        stallTimeoutMs: config.watchStallTimeoutMs,
+      });
+      this.#informers.push(i as unknown as Informer<never>);
+      return i;
+    };
+    const artifacts = informer<ModelArtifact>(
+      GROUP,
+      VERSION,
+      MODEL_ARTIFACT_PLURAL,
+    ) as unknown as Informer<ModelArtifact>;
+    const grants = informer<AccessGrant>(
+      GROUP,
+      VERSION,
+      ACCESS_GRANT_PLURAL,
+    ) as unknown as Informer<AccessGrant>;
+    const namespaces = informer<V1Namespace>('', 'v1', 'namespaces') as unknown as Informer<V1Namespace>;
+    const keyset = informer<V1Secret>('', 'v1', 'secrets', {
+      namespace: config.namespace,
+      fieldSelector: `metadata.name=${KEYSET_SECRET}`,
+    }) as unknown as Informer<V1Secret>;
+    const managed = { labelSelector: 'app.kubernetes.io/managed-by=strongroom' };
+    const webhookConfigs = [
+      informer<object>('admissionregistration.k8s.io', 'v1', 'mutatingwebhookconfigurations', managed),
+      informer<object>('admissionregistration.k8s.io', 'v1', 'validatingwebhookconfigurations', managed),
+    ];
+    const recipientKeys = informer<V1Secret>('', 'v1', 'secrets', {
+      namespace: config.namespace,
+      labelSelector: 'strongroom.dev/role=recipient-key',
+    }) as unknown as Informer<V1Secret>;
+
+    this.#health = new HealthServer({
+      host: config.healthAddress.host,
+      port: config.healthAddress.port,
+      registry: this.metrics.registry,
+      logger: componentLogger(this.#root, 'health'),
+      liveness: [{ name: 'event-loop', check: () => ({ ok: true }) }],
+      readiness: [
+        ...this.#informers.map((i) => ({
+          name: `watch:${i.resourceName}`,
+          check: () => ({
+            ok: i.healthy(),
+            ...(i.healthy() ? {} : { detail: 'not synced or disconnected' }),
+          }),
+        })),
+        {
+          name: 'leader-election',
+          check: () => ({ ok: this.#elector !== undefined || !config.leaderElection.enabled }),
+        },
+      ],
+    });
+    const { port } = await this.#health.start();
+
+    this.#kms = await openKms(config, core, keyset);
+    this.#events = new EventRecorder({
+      core,
+      component: COMPONENT,
+      instance: config.identity,
+      logger: componentLogger(this.#root, 'events'),
+    });
+    const keyring = new ArtifactKeyring({
+      kms: this.#kms,
+      core,
+      namespace: config.namespace,
+      logger: componentLogger(this.#root, 'keys'),
+      cachedSecret: (name) =>
+        recipientKeys.hasSynced() ? recipientKeys.get(`${config.namespace}/${name}`) : undefined,
+    });
+    const common = { custom, events: this.#events, bus: this.bus, metrics: this.metrics };
+    const artifactController = new ModelArtifactController({
+      ...common,
+      kms: this.#kms,
+      keyring,
+      artifacts,
+      logger: componentLogger(this.#root, 'modelartifact-controller'),
+      rotation,
+      scopes: DEFAULT_KEK_SCOPES,
+    });
+    const grantController = new AccessGrantController({
+      ...common,
+      grants,
+      artifacts,
+      namespaces,
+      logger: componentLogger(this.#root, 'accessgrant-controller'),
+      policy: DEFAULT_GRANT_POLICY,
+    });
+    const queueObserver = this.metrics.queueObserver();
+    const queue = (name: string, workers: number, handler: WorkQueueOptions['handler']): WorkQueue => {
+      const q = new WorkQueue({
+        name,
+        workers,
+        handler,
+        observer: queueObserver,
+        logger: componentLogger(this.#root, 'queue', { queue: name }),
+      });
+      this.#queues.push(q);
+      return q;
+    };
+    const artifactQueue = queue('modelartifact', config.workers, (key) => artifactController.reconcile(key));
+    const grantQueue = queue('accessgrant', config.workers, (key) => grantController.reconcile(key));
+    const rotationController = new KekRotationController({
+      kms: this.#kms,
+      artifacts,
+      rotation,
+      scopes: DEFAULT_KEK_SCOPES,
+      metrics: this.metrics,
+      logger: componentLogger(this.#root, 'kek-rotation'),
+      enqueueArtifact: (key) => { artifactQueue.add(key); },
+    });
+    const pki = new PkiController({
+      kubeConfig: kc,
+      namespace: config.namespace,
+      metrics: this.metrics,
+      logger: componentLogger(this.#root, 'pki'),
+    });
+    const singletons = queue('singleton', 1, async (key) =>
+      key === KekRotationController.KEY ? rotationController.reconcile() : pki.reconcile(),
+    );
+
+    // parent artifact key → artifacts whose lineage names it, so a parent appearing re-checks its children.
+    const children = new Map<string, Set<string>>();
+    artifacts.onEvent((event) => {
+      artifactQueue.add(event.key);
+      const ns = event.object.metadata.namespace ?? '';
+      for (const version of event.object.spec.versions ?? [])
+        for (const parent of version.lineage?.parents ?? [])
+          if (parent.kind === 'ModelArtifact') {
+            const set = children.get(`${ns}/${parent.name}`) ?? new Set<string>();
+            if (event.type === 'deleted') set.delete(event.key);
+            else set.add(event.key);
+            children.set(`${ns}/${parent.name}`, set);
+          }
+      for (const child of children.get(event.key) ?? []) artifactQueue.add(child);
+      for (const g of grantController.grantsFor(event.key)) grantQueue.add(g);
+    });
+    grants.onEvent((event) => {
+      grantController.indexGrant(event.key, event.object, event.type === 'deleted');
+      grantQueue.add(event.key);
+    });
+    namespaces.onEvent(() => {
+      for (const g of grants.list()) grantQueue.add(objectKey(g));
+    });
+    for (const w of webhookConfigs) w.onEvent(() => { singletons.add(PkiController.KEY); });
+    keyset.onEvent(() => {
+      // A KEK created or rotated (by this leader or by an administrator): every artifact re-checks its wraps.
+      for (const a of artifacts.list()) artifactQueue.add(objectKey(a));
+    });
+    recipientKeys.onEvent((event) => {
+      const labels = event.object.metadata?.labels ?? {};
+      const ns = labels['strongroom.dev/artifact-namespace'];
+      const name = labels['strongroom.dev/artifact-name'];
+      if (ns && name) artifactQueue.add(`${ns}/${name}`);
+    });
+
+    await Promise.all(this.#informers.map((i) => i.start()));
+    this.#log.info('caches synced', { informers: this.#informers.map((i) => i.resourceName) });
+
+    const resyncAll = (): void => {
+      for (const a of artifacts.list()) artifactQueue.add(objectKey(a));
+      for (const g of grants.list()) grantQueue.add(objectKey(g));
+      singletons.add(KekRotationController.KEY);
+      singletons.add(PkiController.KEY);
+    };
+    const startLeading = (): void => {
+      this.#leading = true;
+      this.metrics.leader.set(1);
+      this.#log.info('leading: starting controllers', { identity: config.identity });
+      resyncAll();
+      for (const q of this.#queues) q.start();
+    };
+    this.#timers.push(
+      setInterval(() => {
+        if (this.#leading) resyncAll();
+      }, config.resyncPeriodMs).unref(),
+      setInterval(() => { this.#domainGauges(artifacts, grants); }, 5_000).unref(),
+    );
+    if (config.leaderElection.enabled) {
+      this.#elector = new LeaderElector({
+        kubeConfig: kc,
+        namespace: config.namespace,
+        name: config.leaderElection.leaseName,
+        identity: config.identity,
+        leaseDurationMs: config.leaderElection.leaseDurationMs,
+        renewDeadlineMs: config.leaderElection.renewDeadlineMs,
+        retryPeriodMs: config.leaderElection.retryPeriodMs,
+        logger: componentLogger(this.#root, 'leader-election'),
+        onStartedLeading: startLeading,
+        onStoppedLeading: () => {
+          this.metrics.leader.set(0);
+          if (this.#leading && !this.#stopping) this.onFatal('lost the leader lease');
+          this.#leading = false;
+        },
+        onNewLeader: (identity) => this.#log.info('leader observed', { leader: identity }),
+      });
+      this.#elector.start();
+    } else startLeading();
+    return { healthPort: port };
+  }
+
+  #domainGauges(artifacts: Informer<ModelArtifact>, grants: Informer<AccessGrant>): void {
+    const a = new Map<string, { namespace: string; classification: string; ready: string; n: number }>();
+    for (const item of artifacts.list()) {
+      const ready = item.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown';
+      const labels = {
+        namespace: item.metadata.namespace ?? '',
+        classification: item.spec.classification,
+        ready,
+      };
+      const k = JSON.stringify(labels);
+      a.set(k, { ...labels, n: (a.get(k)?.n ?? 0) + 1 });
+    }
+    this.metrics.artifacts.reset();
+    for (const { n, ...labels } of a.values()) this.metrics.artifacts.set(labels, n);
+    const g = new Map<string, { namespace: string; phase: string; n: number }>();
+    for (const item of grants.list()) {
+      const labels = { namespace: item.metadata.namespace ?? '', phase: item.status?.phase ?? 'Unknown' };
+      const k = JSON.stringify(labels);
+      g.set(k, { ...labels, n: (g.get(k)?.n ?? 0) + 1 });
+    }
+    this.metrics.grants.reset();
+    for (const { n, ...labels } of g.values()) this.metrics.grants.set(labels, n);
+  }
+
+  /** Graceful shutdown in the order documented at the top of this file. Safe to call more than once. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
+      try {
+        await fn();
+        this.#log.info('shutdown step done', { step: name });
+      } catch (error) {
+        this.#log.error('shutdown step failed', { step: name, error });
+      }
+    };
+    this.#log.info('shutting down');
+    this.#health?.setShuttingDown();
+    for (const t of this.#timers) clearInterval(t);
+    await step('queues', () => Promise.all(this.#queues.map((q) => q.shutdown())));
+    this.#leading = false;
+    await step('lease', async () => this.#elector?.stop());
+    await step('informers', () => Promise.all(this.#informers.map((i) => i.stop())));
+    await step('events', async () => this.#events?.flush());
+    await step('kms', async () => this.#kms?.close());
+    await step('health', async () => this.#health?.stop());
+  }
+}

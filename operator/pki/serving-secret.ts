@@ -1,0 +1,83 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { SecretLike } from './authority-secret.ts';
+import { leafRenewAt } from './schedule.ts';
+
+/** Pure decision about an existing kubernetes.io/tls serving Secret: keep it, refresh its ca.crt, or issue anew. */
+
+/** The verdict on an existing serving Secret. */
+export type ServingVerdict =
+  | { readonly action: 'keep'; readonly renewAt: Date; readonly notAfter: Date }
+  /** The certificate is good but ca.crt is not the current bundle: rewrite ca.crt only. */
+  | { readonly action: 'update-bundle'; readonly renewAt: Date; readonly notAfter: Date }
+  /** Issue a new key and certificate; `reason` is for logs. */
+  | { readonly action: 'issue'; readonly reason: string };
+
+/** What the serving Secret must satisfy. */
+export interface ServingExpectation {
+  readonly ca: X509Certificate;
+  readonly bundlePem: string;
+  readonly dnsNames: readonly string[];
+  readonly ipAddresses: readonly string[];
+  readonly now: Date;
+}
+
+/**
+ * Judges a serving Secret (null when absent). It is kept only if tls.crt parses, is signed by the current CA, names
+ * exactly the requested DNS names and IP addresses, is already valid, is before 2/3 of its lifetime, and tls.key is
+ * its key. A stale ca.crt alone only asks for a bundle update.
+ */
+export function judgeServingSecret(secret: SecretLike | null, expected: ServingExpectation): ServingVerdict {
+  if (secret === null) return { action: 'issue', reason: 'no Secret' };
+  const certPem = text(secret, 'tls.crt');
+  const keyPem = text(secret, 'tls.key');
+  if (certPem === undefined || keyPem === undefined)
+    return { action: 'issue', reason: 'no tls.crt or tls.key' };
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+    if (!cert.checkPrivateKey(createPrivateKey(keyPem)))
+      return { action: 'issue', reason: 'tls.key does not match' };
+  } catch {
+    return { action: 'issue', reason: 'tls.crt or tls.key does not parse' };
+  }
+  if (!cert.checkIssued(expected.ca) || !cert.verify(expected.ca.publicKey)) {
+    return { action: 'issue', reason: 'not signed by the current CA' };
+  }
+  if (!sameNames(cert, expected)) return { action: 'issue', reason: 'names differ from the request' };
+  if (cert.validFromDate.getTime() > expected.now.getTime())
+    return { action: 'issue', reason: 'not yet valid' };
+  const renewAt = leafRenewAt(cert.validFromDate, cert.validToDate);
+  if (expected.now.getTime() >= renewAt.getTime())
+    return { action: 'issue', reason: 'past 2/3 of its lifetime' };
+  if (text(secret, 'ca.crt') !== expected.bundlePem) return { action: 'update-bundle', renewAt, notAfter: cert.validToDate };
+  return { action: 'keep', renewAt, notAfter: cert.validToDate };
+}
+
+/** The canonical text form of an IP address (IPv6 compressed and lower case), as node prints it in SANs. */
+export function canonicalIp(address: string): string {
+  return isIP(address) === 6 ? new URL(`http://[${address}]`).hostname.slice(1, -1) : address;
+}
+
+function sameNames(cert: X509Certificate, expected: ServingExpectation): boolean {
+  const actual = (cert.subjectAltName ?? '').split(', ').filter((entry) => entry !== '');
+  const wanted = [
+    ...expected.dnsNames.map((name) => `DNS:${name.toLowerCase()}`),
+    ...expected.ipAddresses.map((ip) => `IP Address:${canonicalIp(ip)}`),
+  ];
+  const normalized = actual.map((entry) =>
+    entry.startsWith('DNS:')
+      ? `DNS:${entry.slice('DNS:'.length).toLowerCase()}`
+      : entry.startsWith('IP Address:')
+        ? `IP Address:${canonicalIp(entry.slice('IP Address:'.length))}`
+        : entry,
+  );
+  const a = [...new Set(normalized)].sort();
+  const b = [...new Set(wanted)].sort();
+  return a.length === b.length && a.every((entry, i) => entry === b[i]);
+}
+
+function text(secret: SecretLike, key: string): string | undefined {
+  const value = secret.data?.[key];
+  return value === undefined ? undefined : Buffer.from(value, 'base64').toString();
+}

@@ -1,0 +1,268 @@
+/**
+ * The AccessGrant controller against the real control plane: phases with reasons for every policy outcome, exact
+ * expiry, and revocations published when access ends (seen in the operator's log and metrics; the broker subscribes
+ * to the same bus in-process).
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { AccessGrant } from '../../core/api/index.ts';
+import { kubectl } from '../cluster/kubectl.ts';
+import {
+  clients,
+  eventually,
+  installCrds,
+  installOperatorIdentity,
+  startOperator,
+  type OperatorProcess,
+} from './harness.ts';
+import {
+  appendVersion,
+  artifactBody,
+  condition,
+  createArtifact,
+  createGrant,
+  getArtifact,
+  getGrant,
+  grantBody,
+  sealedVersion,
+} from './objects.ts';
+
+const cluster = inject('cluster');
+const suffix = randomBytes(3).toString('hex');
+const opNs = `strongroom-op-${suffix}`;
+const dev = `ml-dev-${suffix}`;
+const dev2 = `ml-dev2-${suffix}`;
+const prod = `ml-prod-${suffix}`;
+const admin = clients(cluster.kubeconfig);
+let operator: OperatorProcess;
+
+async function phase(name: string, expected: string, ns = dev, timeoutMs = 30_000): Promise<AccessGrant> {
+  return eventually(
+    `grant ${name} ${expected}`,
+    async () => {
+      const g = await getGrant(admin.custom, ns, name);
+      return g.status?.phase === expected ? g : undefined;
+    },
+    timeoutMs,
+    50,
+  );
+}
+
+function revocations(reason: string): number {
+  return operator.lines().filter((l) => l.message === 'published revocation' && l.reason === reason).length;
+}
+
+beforeAll(async () => {
+  await installCrds(cluster);
+  const kubeconfig = await installOperatorIdentity(cluster, opNs);
+  for (const [ns, env] of [
+    [dev, 'dev'],
+    [dev2, 'dev'],
+    [prod, 'prod'],
+  ] as const) {
+    await kubectl(cluster, ['create', 'namespace', ns]);
+    await kubectl(cluster, ['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
+  }
+  operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-grants' });
+  await operator.healthPort();
+  for (const [name, classification] of [
+    ['resnet', 'internal'],
+    ['vault', 'restricted'],
+  ] as const) {
+    await createArtifact(admin.custom, dev, artifactBody(name, classification));
+    const a = await eventually(`artifact ${name} key`, async () => {
+      const x = await getArtifact(admin.custom, dev, name);
+      return x.status?.recipientPublicKey ? x : undefined;
+    });
+    const { version } = await sealedVersion(a, 'v1');
+    await appendVersion(admin.custom, a, version);
+    await eventually(`artifact ${name} v1`, async () => {
+      const x = await getArtifact(admin.custom, dev, name);
+      return x.status?.latestVersion === 'v1' ? x : undefined;
+    });
+  }
+});
+
+afterAll(async () => {
+  await kubectl(cluster, [
+    'delete',
+    'accessgrants,modelartifacts',
+    '--all',
+    '-n',
+    dev,
+    '--wait=true',
+    '--timeout=60s',
+  ]);
+  const exit = await operator.stop();
+  expect(exit.code).toBe(0);
+  await kubectl(cluster, ['delete', 'namespace', dev, dev2, prod, opNs, '--wait=false']);
+});
+
+describe('AccessGrant phases', () => {
+  it('a grant in the same environment is Active, resolves latest, and reads well in kubectl', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('trainer', 'resnet', { subjects: [{ namespace: dev2, serviceAccount: 'trainer' }] }),
+    );
+    const g = await phase('trainer', 'Active');
+    expect(g.status).toMatchObject({
+      reason: 'Granted',
+      resolvedVersions: ['v1'],
+      subjectSummary: `${dev2}/trainer`,
+      observedGeneration: g.metadata.generation,
+    });
+    expect(condition(g, 'Ready')).toMatchObject({
+      status: 'True',
+      observedGeneration: g.metadata.generation,
+    });
+    const table = await kubectl(cluster, ['get', 'accessgrants', '-n', dev, 'trainer']);
+    expect(table.stdout).toMatch(/trainer\s+.*Active/);
+  });
+
+  it('a subject in another environment without crossEnvironment is Denied, and with approval Active', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('to-prod', 'resnet', { subjects: [{ namespace: prod, serviceAccount: 'inference' }] }),
+    );
+    const denied = await phase('to-prod', 'Denied');
+    expect(denied.status?.reason).toBe('CrossEnvironmentNotAllowed');
+    expect(denied.status?.message).toContain(prod);
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('to-prod-approved', 'resnet', {
+        subjects: [{ namespace: prod, serviceAccount: 'inference' }],
+        crossEnvironment: true,
+        approvals: [{ approver: 'security@example.com', approvedAt: new Date().toISOString() }],
+      }),
+    );
+    await phase('to-prod-approved', 'Active');
+    const events = await kubectl(cluster, [
+      'get',
+      'events',
+      '-n',
+      dev,
+      '--field-selector',
+      'involvedObject.name=to-prod',
+    ]);
+    expect(events.stdout).toContain('CrossEnvironmentNotAllowed');
+  });
+
+  it('a restricted artifact never crosses environments, approved or not', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('vault-to-prod', 'vault', {
+        subjects: [{ namespace: prod, serviceAccount: 'inference' }],
+        crossEnvironment: true,
+        approvals: [
+          { approver: 'a@example.com', approvedAt: new Date().toISOString() },
+          { approver: 'b@example.com', approvedAt: new Date().toISOString() },
+        ],
+      }),
+    );
+    expect((await phase('vault-to-prod', 'Denied')).status?.reason).toBe('RestrictedCannotCrossEnvironments');
+  });
+
+  it('a grant for a missing artifact is Denied, and turns Active when the artifact appears', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('early', 'later-model', { subjects: [{ namespace: dev, serviceAccount: 'trainer' }] }),
+    );
+    expect((await phase('early', 'Denied')).status?.reason).toBe('ArtifactNotFound');
+    await createArtifact(admin.custom, dev, artifactBody('later-model'));
+    const a = await eventually('later-model key', async () => {
+      const x = await getArtifact(admin.custom, dev, 'later-model');
+      return x.status?.recipientPublicKey ? x : undefined;
+    });
+    expect((await phase('early', 'Pending')).status?.reason).toBe('NoSealedVersion');
+    const { version } = await sealedVersion(a, 'v1');
+    await appendVersion(admin.custom, a, version);
+    await phase('early', 'Active');
+  });
+
+  it('expires within 1 s of expiresAt, publishing a revocation, with no polling in between', async () => {
+    const expiresAt = new Date(Date.now() + 6_000);
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('short', 'resnet', {
+        subjects: [{ namespace: dev, serviceAccount: 'trainer' }],
+        expiresAt: expiresAt.toISOString(),
+      }),
+    );
+    const active = await phase('short', 'Active');
+    expect(active.status?.expiresAt).toBeDefined();
+    expect(new Date(active.status?.expiresAt ?? 0).getTime()).toBe(expiresAt.getTime());
+    const before = revocations('grant-expired');
+    const expired = await phase('short', 'Expired', dev, 15_000);
+    const seenAt = Date.now();
+    expect(seenAt - expiresAt.getTime()).toBeGreaterThanOrEqual(0);
+    expect(seenAt - expiresAt.getTime()).toBeLessThan(1_000);
+    expect(condition(expired, 'Ready')?.status).toBe('False');
+    // The transition time says when it really flipped.
+    const flipped = new Date(condition(expired, 'Ready')?.lastTransitionTime ?? 0).getTime();
+    expect(Math.abs(flipped - expiresAt.getTime())).toBeLessThan(1_500);
+    await eventually('revocation logged', () =>
+      revocations('grant-expired') > before ? true : undefined,
+    );
+  });
+
+  it('an administrator revocation is sticky and published; deleting an Active grant publishes too', async () => {
+    await kubectl(cluster, [
+      'annotate',
+      'accessgrant',
+      '-n',
+      dev,
+      'trainer',
+      'strongroom.dev/revoked=leak suspected',
+    ]);
+    const revoked = await phase('trainer', 'Revoked');
+    expect(revoked.status?.reason).toBe('RevokedByAdministrator');
+    await eventually('revoked published', () => (revocations('grant-revoked') > 0 ? true : undefined));
+    await kubectl(cluster, ['annotate', 'accessgrant', '-n', dev, 'trainer', 'strongroom.dev/revoked-']);
+    await sleep(1_500);
+    expect((await getGrant(admin.custom, dev, 'trainer')).status?.phase).toBe('Revoked');
+
+    const before = revocations('grant-deleted');
+    await kubectl(cluster, ['delete', 'accessgrant', '-n', dev, 'to-prod-approved']);
+    await eventually('deleted published', () =>
+      revocations('grant-deleted') > before ? true : undefined,
+    );
+    const metrics = (await operator.get('/metrics')).body;
+    expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-deleted"\} [1-9]/);
+    expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-expired"\} [1-9]/);
+  });
+
+  it('withdrawing the only version a grant covers revokes it', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('pinned', 'later-model', {
+        subjects: [{ namespace: dev, serviceAccount: 'trainer' }],
+        versions: { match: 'named', names: ['v1'] },
+      }),
+    );
+    await phase('pinned', 'Active');
+    await kubectl(cluster, [
+      'patch',
+      'modelartifact',
+      '-n',
+      dev,
+      'later-model',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ spec: { withdrawnVersions: ['v1'] } }),
+    ]);
+    expect((await phase('pinned', 'Revoked')).status?.reason).toBe('VersionsWithdrawn');
+    await eventually('withdrawal published', () =>
+      operator.lines().some((l) => l.message === 'published revocation' && l.name === 'pinned')
+        ? true
+        : undefined,
+    );
+  });
+});
