@@ -184,6 +184,11 @@ export class AccessGrantController {
       message: 'the grant was deleted',
     });
     this.#o.metrics.revocations.inc({ reason: 'grant-deleted' });
+    this.#o.logger.info('published revocation', {
+      namespace: key.split('/')[0],
+      name: key.split('/')[1],
+      reason: 'grant-deleted',
+    });
   }
 
   #publish(

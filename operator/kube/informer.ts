@@ -84,9 +84,12 @@ const MIN_HEALTHY_STREAM_MS = 1000;
 /** Consecutive failed watch resumptions after which the informer relists instead. */
 const RESUME_ATTEMPTS = 3;
 
-type WatchOutcome =
-  | { readonly kind: 'ended'; readonly delivered: boolean; readonly durationMs: number }
-  | { readonly kind: 'gone' | 'stalled' | 'error' | 'periodic' | 'stopped' | 'resume' };
+interface WatchOutcome {
+  readonly kind: 'ended' | 'gone' | 'stalled' | 'error' | 'periodic' | 'stopped' | 'resume';
+  /** The stream delivered at least one object event or bookmark. */
+  readonly delivered: boolean;
+  readonly durationMs: number;
+}
 
 interface ActiveWatch {
   end(kind: 'periodic' | 'stopped' | 'resume'): void;
@@ -266,14 +269,16 @@ export class Informer<T extends KubernetesObject> {
     let listCause: RelistCause | null = 'initial';
     let failures = 0;
     let resumeFailures = 0;
+    /** The next watch starts from a list just made: a 410 then means something is off, so back off first. */
+    let freshList = false;
     while (!this.#stopped) {
       if (this.#periodicDue) listCause ??= 'periodic';
       if (listCause !== null) {
         try {
           await this.#relist(listCause);
           listCause = null;
-          failures = 0;
           resumeFailures = 0;
+          freshList = true;
         } catch (error) {
           if (this.#stopController.signal.aborted) return;
           this.#reportError(reasonOf(error), `list failed: ${describe(error)}`);
@@ -283,6 +288,12 @@ export class Informer<T extends KubernetesObject> {
         }
       }
       const outcome = await this.#watchOnce();
+      if (outcome.delivered) {
+        // A stream that worked for a while: whatever ends it starts a new round of backoff.
+        failures = 0;
+        resumeFailures = 0;
+        freshList = false;
+      }
       switch (outcome.kind) {
         case 'stopped':
           return;
@@ -291,7 +302,6 @@ export class Informer<T extends KubernetesObject> {
         case 'ended':
           if (outcome.delivered || outcome.durationMs >= MIN_HEALTHY_STREAM_MS) {
             failures = 0;
-            resumeFailures = 0;
             break;
           }
           this.#reportError('closed-early', 'watch stream closed at once without delivering anything');
@@ -302,6 +312,9 @@ export class Informer<T extends KubernetesObject> {
           await this.#backoff(failures++);
           break;
         case 'gone':
+          if (freshList) await this.#backoff(failures++);
+          listCause = 'gone';
+          break;
         case 'stalled':
         case 'periodic':
           listCause = outcome.kind;
@@ -420,29 +433,29 @@ export class Informer<T extends KubernetesObject> {
       let delivered = false;
       let controller: AbortController | undefined;
       let watchdog: NodeJS.Timeout | undefined;
-      const finish = (outcome: WatchOutcome): void => {
+      const finish = (kind: WatchOutcome['kind']): void => {
         if (finished) return;
         finished = true;
         clearTimeout(watchdog);
         this.#active = null;
         controller?.abort();
         this.#setConnected(false);
-        resolve(outcome);
+        resolve({ kind, delivered, durationMs: performance.now() - openedAt });
       };
       const feedWatchdog = (): void => {
         clearTimeout(watchdog);
         watchdog = setTimeout(() => {
           this.#reportError('stalled', `no event or bookmark for ${this.#stallTimeoutMs} ms`);
-          finish({ kind: 'stalled' });
+          finish('stalled');
         }, this.#stallTimeoutMs);
       };
       this.#active = {
         end: (kind) => {
-          finish({ kind });
+          finish(kind);
         },
       };
       if (this.#stopped) {
-        finish({ kind: 'stopped' });
+        finish('stopped');
         return;
       }
       feedWatchdog();
@@ -456,21 +469,21 @@ export class Informer<T extends KubernetesObject> {
       };
       const onEvent = (phase: string, object: unknown): void => {
         if (finished || droppingWatchEvents.has(this)) return;
-        delivered = true;
         feedWatchdog();
-        const outcome = this.#applyWatchEvent(phase, object);
-        if (outcome) finish(outcome);
+        const end = this.#applyWatchEvent(phase, object);
+        if (end) finish(end);
+        else delivered = true;
       };
       const onDone = (error: unknown): void => {
         if (finished) return;
         if (error === null || error === undefined) {
           this.#log.debug('watch stream ended');
-          finish({ kind: 'ended', delivered, durationMs: performance.now() - openedAt });
+          finish('ended');
           return;
         }
         const reason = reasonOf(error);
         this.#reportError(reason, `watch failed: ${describe(error)}`);
-        finish({ kind: reason === 'gone' ? 'gone' : 'error' });
+        finish(reason === 'gone' ? 'gone' : 'error');
       };
       this.#watch.watch(this.#path, query, onEvent, onDone).then(
         (c) => {
@@ -490,8 +503,8 @@ export class Informer<T extends KubernetesObject> {
     });
   }
 
-  /** Applies one watch event; returns an outcome when the stream must end. */
-  #applyWatchEvent(phase: string, raw: unknown): WatchOutcome | null {
+  /** Applies one watch event; returns how the stream ends when it must end. */
+  #applyWatchEvent(phase: string, raw: unknown): 'gone' | 'error' | null {
     if (typeof raw !== 'object' || raw === null) {
       this.#reportError('malformed', `watch event ${phase} without an object`);
       return null;
@@ -501,7 +514,7 @@ export class Informer<T extends KubernetesObject> {
       const code = typeof status.code === 'number' ? status.code : 0;
       const reason = code === 410 ? 'gone' : `http-${code}`;
       this.#reportError(reason, `watch error event: ${String(status.message)}`);
-      return { kind: reason === 'gone' ? 'gone' : 'error' };
+      return reason === 'gone' ? 'gone' : 'error';
     }
     const object = raw as T;
     const resourceVersion = object.metadata?.resourceVersion;
