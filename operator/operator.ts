@@ -48,6 +48,13 @@ import { HealthServer } from './observability/health-server.ts';
 import { OperatorMetrics } from './observability/metrics.ts';
 import { RevocationBus } from './revocation/bus.ts';
 
+/** The work queues of one leadership term. */
+interface Term {
+  readonly artifacts: WorkQueue;
+  readonly grants: WorkQueue;
+  readonly singletons: WorkQueue;
+}
+
 export const KEYSET_SECRET = 'strongroom-kms-local';
 const COMPONENT = 'strongroom-operator';
 
@@ -89,12 +96,12 @@ export class Operator {
   readonly bus = new RevocationBus();
   #health: HealthServer | undefined;
   #informers: Informer<never>[] = [];
-  #queues: WorkQueue[] = [];
+  #term: Term | undefined;
+  #termEnded: Promise<void> = Promise.resolve();
   #elector: LeaderElector | undefined;
   #events: EventRecorder | undefined;
   #kms: KmsProvider | undefined;
   #timers: NodeJS.Timeout[] = [];
-  #leading = false;
   #stopping: Promise<void> | undefined;
   /** Called when leadership is lost: the process must stop reconciling (main exits non-zero). */
   onFatal: (reason: string) => void = () => undefined;
@@ -213,19 +220,37 @@ export class Operator {
       policy: DEFAULT_GRANT_POLICY,
     });
     const queueObserver = this.metrics.queueObserver();
-    const queue = (name: string, workers: number, handler: WorkQueueOptions['handler']): WorkQueue => {
-      const q = new WorkQueue({
-        name,
-        workers,
-        handler,
-        observer: queueObserver,
-        logger: componentLogger(this.#root, 'queue', { queue: name }),
-      });
-      this.#queues.push(q);
-      return q;
+    // Queues live for one leadership term: made when this replica starts leading, shut down (waiting for in-flight
+    // reconciles) when it stops. Informer handlers only enqueue while a term is running; a new term starts with a
+    // full resync, so nothing seen in between is lost.
+    const newTerm = (): Term => {
+      const make = (name: string, workers: number, handler: WorkQueueOptions['handler']): WorkQueue =>
+        new WorkQueue({
+          name,
+          workers,
+          handler,
+          observer: queueObserver,
+          logger: componentLogger(this.#root, 'queue', { queue: name }),
+        });
+      return {
+        artifacts: make('modelartifact', config.workers, (key) => artifactController.reconcile(key)),
+        grants: make('accessgrant', config.workers, (key) => grantController.reconcile(key)),
+        singletons: make('singleton', 1, (key) =>
+          key === KekRotationController.KEY ? rotationController.reconcile() : pki.reconcile(),
+        ),
+      };
     };
-    const artifactQueue = queue('modelartifact', config.workers, (key) => artifactController.reconcile(key));
-    const grantQueue = queue('accessgrant', config.workers, (key) => grantController.reconcile(key));
+    const enqueue = {
+      artifact: (key: string): void => {
+        this.#term?.artifacts.add(key);
+      },
+      grant: (key: string): void => {
+        this.#term?.grants.add(key);
+      },
+      singleton: (key: string): void => {
+        this.#term?.singletons.add(key);
+      },
+    };
     const rotationController = new KekRotationController({
       kms: this.#kms,
       artifacts,
@@ -233,7 +258,7 @@ export class Operator {
       scopes: DEFAULT_KEK_SCOPES,
       metrics: this.metrics,
       logger: componentLogger(this.#root, 'kek-rotation'),
-      enqueueArtifact: (key) => { artifactQueue.add(key); },
+      enqueueArtifact: enqueue.artifact,
     });
     const pki = new PkiController({
       kubeConfig: kc,
@@ -241,14 +266,11 @@ export class Operator {
       metrics: this.metrics,
       logger: componentLogger(this.#root, 'pki'),
     });
-    const singletons = queue('singleton', 1, async (key) =>
-      key === KekRotationController.KEY ? rotationController.reconcile() : pki.reconcile(),
-    );
 
     // parent artifact key → artifacts whose lineage names it, so a parent appearing re-checks its children.
     const children = new Map<string, Set<string>>();
     artifacts.onEvent((event) => {
-      artifactQueue.add(event.key);
+      enqueue.artifact(event.key);
       const ns = event.object.metadata.namespace ?? '';
       for (const version of event.object.spec.versions ?? [])
         for (const parent of version.lineage?.parents ?? [])
@@ -258,69 +280,92 @@ export class Operator {
             else set.add(event.key);
             children.set(`${ns}/${parent.name}`, set);
           }
-      for (const child of children.get(event.key) ?? []) artifactQueue.add(child);
-      for (const g of grantController.grantsFor(event.key)) grantQueue.add(g);
+      for (const child of children.get(event.key) ?? []) enqueue.artifact(child);
+      for (const g of grantController.grantsFor(event.key)) enqueue.grant(g);
     });
     grants.onEvent((event) => {
       grantController.indexGrant(event.key, event.object, event.type === 'deleted');
-      grantQueue.add(event.key);
+      enqueue.grant(event.key);
     });
     namespaces.onEvent(() => {
-      for (const g of grants.list()) grantQueue.add(objectKey(g));
+      for (const g of grants.list()) enqueue.grant(objectKey(g));
     });
-    for (const w of webhookConfigs) w.onEvent(() => { singletons.add(PkiController.KEY); });
+    for (const w of webhookConfigs)
+      w.onEvent(() => {
+        enqueue.singleton(PkiController.KEY);
+      });
     keyset.onEvent(() => {
       // A KEK created or rotated (by this leader or by an administrator): every artifact re-checks its wraps.
-      for (const a of artifacts.list()) artifactQueue.add(objectKey(a));
+      for (const a of artifacts.list()) enqueue.artifact(objectKey(a));
     });
     recipientKeys.onEvent((event) => {
       const labels = event.object.metadata?.labels ?? {};
       const ns = labels['strongroom.dev/artifact-namespace'];
       const name = labels['strongroom.dev/artifact-name'];
-      if (ns && name) artifactQueue.add(`${ns}/${name}`);
+      if (ns && name) enqueue.artifact(`${ns}/${name}`);
     });
 
     await Promise.all(this.#informers.map((i) => i.start()));
     this.#log.info('caches synced', { informers: this.#informers.map((i) => i.resourceName) });
 
     const resyncAll = (): void => {
-      for (const a of artifacts.list()) artifactQueue.add(objectKey(a));
-      for (const g of grants.list()) grantQueue.add(objectKey(g));
-      singletons.add(KekRotationController.KEY);
-      singletons.add(PkiController.KEY);
+      for (const a of artifacts.list()) enqueue.artifact(objectKey(a));
+      for (const g of grants.list()) enqueue.grant(objectKey(g));
+      enqueue.singleton(KekRotationController.KEY);
+      enqueue.singleton(PkiController.KEY);
     };
     const startLeading = (): void => {
-      this.#leading = true;
+      if (this.#stopping) return;
+      this.#term = newTerm();
       this.metrics.leader.set(1);
       this.#log.info('leading: starting controllers', { identity: config.identity });
       resyncAll();
-      for (const q of this.#queues) q.start();
+      for (const q of [this.#term.artifacts, this.#term.grants, this.#term.singletons]) q.start();
     };
     this.#timers.push(
+      setInterval(resyncAll, config.resyncPeriodMs).unref(),
       setInterval(() => {
-        if (this.#leading) resyncAll();
-      }, config.resyncPeriodMs).unref(),
-      setInterval(() => { this.#domainGauges(artifacts, grants); }, 5_000).unref(),
+        this.#domainGauges(artifacts, grants);
+      }, 5_000).unref(),
     );
     if (config.leaderElection.enabled) {
-      this.#elector = new LeaderElector({
-        kubeConfig: kc,
-        namespace: config.namespace,
-        name: config.leaderElection.leaseName,
-        identity: config.identity,
-        leaseDurationMs: config.leaderElection.leaseDurationMs,
-        renewDeadlineMs: config.leaderElection.renewDeadlineMs,
-        retryPeriodMs: config.leaderElection.retryPeriodMs,
-        logger: componentLogger(this.#root, 'leader-election'),
-        onStartedLeading: startLeading,
-        onStoppedLeading: () => {
-          this.metrics.leader.set(0);
-          if (this.#leading && !this.#stopping) this.onFatal('lost the leader lease');
-          this.#leading = false;
-        },
-        onNewLeader: (identity) => this.#log.info('leader observed', { leader: identity }),
-      });
-      this.#elector.start();
+      const campaign = (): void => {
+        const elector = new LeaderElector({
+          kubeConfig: kc,
+          namespace: config.namespace,
+          name: config.leaderElection.leaseName,
+          identity: config.identity,
+          leaseDurationMs: config.leaderElection.leaseDurationMs,
+          renewDeadlineMs: config.leaderElection.renewDeadlineMs,
+          retryPeriodMs: config.leaderElection.retryPeriodMs,
+          logger: componentLogger(this.#root, 'leader-election'),
+          onStartedLeading: startLeading,
+          onStoppedLeading: () => {
+            this.metrics.leader.set(0);
+            if (this.#stopping) return;
+            // Lost the Lease (API server unreachable, or someone else holds it): stop reconciling at once, then
+            // campaign again. renewDeadline < leaseDuration leaves the queues time to drain before another replica
+            // can acquire.
+            this.#log.warn('lost the Lease: stopping controllers and campaigning again', {
+              identity: config.identity,
+            });
+            this.#termEnded = this.#endTerm().then(
+              () => {
+                if (!this.#stopping) campaign();
+              },
+              (error: unknown) => {
+                this.onFatal(`could not stop the controllers after losing the Lease: ${String(error)}`);
+              },
+            );
+          },
+          onNewLeader: (identity) => {
+            this.#log.info('leader observed', { leader: identity });
+          },
+        });
+        this.#elector = elector;
+        elector.start();
+      };
+      campaign();
     } else startLeading();
     return { healthPort: port };
   }
@@ -349,6 +394,12 @@ export class Operator {
     for (const { n, ...labels } of g.values()) this.metrics.grants.set(labels, n);
   }
 
+  async #endTerm(): Promise<void> {
+    const term = this.#term;
+    this.#term = undefined;
+    if (term) await Promise.all([term.artifacts, term.grants, term.singletons].map((q) => q.shutdown()));
+  }
+
   /** Graceful shutdown in the order documented at the top of this file. Safe to call more than once. */
   stop(): Promise<void> {
     this.#stopping ??= this.#stop();
@@ -367,8 +418,10 @@ export class Operator {
     this.#log.info('shutting down');
     this.#health?.setShuttingDown();
     for (const t of this.#timers) clearInterval(t);
-    await step('queues', () => Promise.all(this.#queues.map((q) => q.shutdown())));
-    this.#leading = false;
+    await step('queues', async () => {
+      await this.#termEnded;
+      await this.#endTerm();
+    });
     await step('lease', async () => this.#elector?.stop());
     await step('informers', () => Promise.all(this.#informers.map((i) => i.stop())));
     await step('events', async () => this.#events?.flush());

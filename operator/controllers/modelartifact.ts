@@ -212,6 +212,13 @@ export class ModelArtifactController {
             'VersionSealed',
             `version ${version.name} sealed under ${wrapped.keyId} v${wrapped.keyVersion}`,
           );
+          this.#o.logger.info('sealed version', {
+            namespace: artifact.metadata.namespace,
+            name: artifact.metadata.name,
+            version: version.name,
+            keyId: wrapped.keyId,
+            keyVersion: wrapped.keyVersion,
+          });
         }
         keys.push(entry);
         facts.push({ version: version.name, sealed: true, kekVersion: entry.kekVersion, error: undefined });

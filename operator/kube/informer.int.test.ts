@@ -2,6 +2,7 @@
  * The informer against a real kube-apiserver: the shared cluster for list/watch, stalls, 410 and periodic relists;
  * a dedicated etcd + kube-apiserver for the restart test, since it stops the API server.
  */
+import { etcdUrl, etcdWrite } from '../../test/cluster/etcd.ts';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -291,20 +292,8 @@ describe('Informer on a real API server', () => {
   });
 });
 
-/** The etcd client URL of a cluster, read from the running etcd's command line. */
-function etcdUrl(workDir: string): string {
-  const etcd = processesMatching(workDir).find((p) => p.program === 'etcd');
-  const url = /--listen-client-urls=(\S+)/.exec(etcd?.command ?? '')?.[1];
-  if (!url) throw new Error('no etcd found');
-  return url;
-}
-
-/** Writes straight to etcd through its JSON gateway: what another API server replica would have written. */
 async function etcd(url: string, op: 'put' | 'deleterange', key: string, value?: object): Promise<void> {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const body = { key: b64(key), ...(value ? { value: b64(JSON.stringify(value)) } : {}) };
-  const res = await fetch(`${url}/v3/kv/${op}`, { method: 'POST', body: JSON.stringify(body) });
-  expect(res.status, await res.text()).toBe(200);
+  await etcdWrite(url, op, key, value);
 }
 
 /** Compacts etcd at its current revision, so that every older resourceVersion is gone for good. */
@@ -361,7 +350,8 @@ describe('Informer across a kube-apiserver restart (dedicated etcd + kube-apiser
       const apiserverLog = readFileSync(join(cluster.workDir, 'logs', 'kube-apiserver.log'), 'utf8').length;
 
       const stopping = Date.now();
-      const restart = await cluster.stopApiserver();
+      // SIGTERM, and SIGKILL 3 s later: with a watch open kube-apiserver stops listening but does not exit by itself.
+      const restart = await cluster.stopApiserver({ graceMs: 3000 });
       const stoppedMs = Date.now() - stopping;
       expect(processesMatching(cluster.workDir).map((p) => p.program)).not.toContain('kube-apiserver');
       // While it is down, another replica (here: a direct etcd write) adds one object and deletes another.

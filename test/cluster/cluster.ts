@@ -53,12 +53,15 @@ export interface Cluster extends ClusterInfo {
   /** Stops everything started, in order, and removes the work directory. Safe to call twice. */
   stop(): Promise<void>;
   /**
-   * Stops kube-apiserver (SIGTERM, then SIGKILL after 20 s) and resolves once it is gone, with a function that
-   * starts it again with the same binary, arguments and log file (so on the same port, with the same PKI and etcd)
-   * and resolves once /readyz answers 200. The restarted process names the work directory on its command line, so
-   * `stop()` and the sweep of stale clusters find it exactly as they find the original.
+   * Stops kube-apiserver (SIGTERM, then SIGKILL after `graceMs`, default 20 s) and resolves once it is gone, with a
+   * function that starts it again with the same binary, arguments and log file (so on the same port, with the same
+   * PKI and etcd) and resolves once /readyz answers 200. The restarted process names the work directory on its
+   * command line, so `stop()` and the sweep of stale clusters find it exactly as they find the original.
+   *
+   * Note: after SIGTERM kube-apiserver stops listening at once, but while a client holds a watch open it does not
+   * exit until killed (the watch stays open and silent), so with watchers the stop takes the whole `graceMs`.
    */
-  stopApiserver(): Promise<() => Promise<void>>;
+  stopApiserver(options?: { readonly graceMs?: number }): Promise<() => Promise<void>>;
 }
 
 /** Something was left behind by a cluster that should be gone. */
@@ -194,6 +197,7 @@ async function stopApiserverIn(
   workDir: string,
   server: string,
   isStopping: () => boolean,
+  graceMs = 20_000,
 ): Promise<() => Promise<void>> {
   const running = processesMatching(workDir).filter((p) => p.program === 'kube-apiserver');
   const [apiserver] = running;
@@ -202,7 +206,7 @@ async function stopApiserverIn(
   const argv = readFileSync(`/proc/${apiserver.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   const [file, ...args] = argv;
   if (!file) throw new Error(`cannot read the command line of kube-apiserver (pid ${apiserver.pid})`);
-  await stopProcesses([apiserver], 20_000);
+  await stopProcesses([apiserver], graceMs);
   let restarting: Promise<void> | null = null;
   return () =>
     (restarting ??= (async () => {
@@ -356,7 +360,8 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
         kubelet: node?.kubeletVersion ?? null,
       },
       stop,
-      stopApiserver: () => stopApiserverIn(workDir, cp.server, () => stopping !== null),
+      stopApiserver: (stopOptions) =>
+        stopApiserverIn(workDir, cp.server, () => stopping !== null, stopOptions?.graceMs),
     };
   } catch (error) {
     log(`cluster: start failed, stopping what was started: ${String(error)}`);

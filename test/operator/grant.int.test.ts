@@ -207,9 +207,7 @@ describe('AccessGrant phases', () => {
     // The transition time says when it really flipped.
     const flipped = new Date(condition(expired, 'Ready')?.lastTransitionTime ?? 0).getTime();
     expect(Math.abs(flipped - expiresAt.getTime())).toBeLessThan(1_500);
-    await eventually('revocation logged', () =>
-      revocations('grant-expired') > before ? true : undefined,
-    );
+    await eventually('revocation logged', () => (revocations('grant-expired') > before ? true : undefined));
   });
 
   it('an administrator revocation is sticky and published; deleting an Active grant publishes too', async () => {
@@ -230,9 +228,7 @@ describe('AccessGrant phases', () => {
 
     const before = revocations('grant-deleted');
     await kubectl(cluster, ['delete', 'accessgrant', '-n', dev, 'to-prod-approved']);
-    await eventually('deleted published', () =>
-      revocations('grant-deleted') > before ? true : undefined,
-    );
+    await eventually('deleted published', () => (revocations('grant-deleted') > before ? true : undefined));
     const metrics = (await operator.get('/metrics')).body;
     expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-deleted"\} [1-9]/);
     expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-expired"\} [1-9]/);

@@ -1,6 +1,6 @@
 /** ModelArtifact and AccessGrant objects for the operator tests, and a writer's side of publishing a version. */
 import { createHash, createPublicKey, randomBytes } from 'node:crypto';
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { ApiException, type CustomObjectsApi } from '@kubernetes/client-node';
 import {
   ACCESS_GRANT_PLURAL,
   API_VERSION,
@@ -107,6 +107,22 @@ export async function sealedVersion(
 }
 
 export async function appendVersion(
+  custom: CustomObjectsApi,
+  artifact: ModelArtifact,
+  version: ModelArtifactVersion,
+): Promise<void> {
+  // The operator writes status concurrently, which moves resourceVersion: retry a conflict with a fresh read.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await appendOnce(custom, artifact, version);
+      return;
+    } catch (error) {
+      if (!(error instanceof ApiException && error.code === 409) || attempt >= 20) throw error;
+    }
+  }
+}
+
+async function appendOnce(
   custom: CustomObjectsApi,
   artifact: ModelArtifact,
   version: ModelArtifactVersion,

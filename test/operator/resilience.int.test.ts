@@ -2,12 +2,13 @@
  * The operator under real-life failures, all real processes: SIGKILL in the middle of reconciling, kube-apiserver
  * stopped and restarted, and leader failover between two operator processes (crash and clean hand-over).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { ModelArtifact } from '../../core/api/index.ts';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
+import { etcdRead, etcdUrl, etcdWrite } from '../cluster/etcd.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
 import {
   clients,
@@ -66,39 +67,53 @@ describe('SIGKILL mid-reconcile', () => {
     await installCrds(shared);
     const kubeconfig = await installOperatorIdentity(shared, opNs);
     await kubectl(shared, ['create', 'namespace', ns]);
+    const count = 30;
+    const created = (p: OperatorProcess): number =>
+      p.lines().filter((l) => l.message === 'created recipient key').length;
+    const sealed = (p: OperatorProcess): number =>
+      p.lines().filter((l) => l.message === 'sealed version').length;
+    // Kill 1: while recipient keys are being created.
     const first = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-1' });
     await first.healthPort();
-    const count = 30;
     await Promise.all(
       Array.from({ length: count }, (_, i) => createArtifact(admin.custom, ns, artifactBody(`m${i}`))),
     );
-    const keyed = await eventually('every artifact has a recipient key', async () => {
-      const items = await Promise.all(
-        Array.from({ length: count }, (_, i) => getArtifact(admin.custom, ns, `m${i}`)),
-      );
-      return items.every((a) => a.status?.recipientPublicKey) ? items : undefined;
-    });
-    // Publish two versions of each, then kill the operator while it is sealing them.
+    await eventually('a few keys created', () => (created(first) >= 3 ? true : undefined), 30_000, 5);
+    first.kill('SIGKILL');
+    expect((await first.exited).signal).toBe('SIGKILL');
+    const keysAtKill1 = created(first);
+
+    // Kill 2: while versions are being sealed.
+    const middle = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-2' });
+    const keyed = await eventually(
+      'every artifact has a recipient key',
+      async () => {
+        const items = await Promise.all(
+          Array.from({ length: count }, (_, i) => getArtifact(admin.custom, ns, `m${i}`)),
+        );
+        return items.every((a) => a.status?.recipientPublicKey) ? items : undefined;
+      },
+      60_000,
+    );
+    middle.kill('SIGSTOP');
     for (const a of keyed) {
       const v1 = await sealedVersion(a, 'v1');
       const v2 = await sealedVersion(a, 'v2');
       await appendVersion(admin.custom, a, v1.version);
-      await appendVersion(
-        admin.custom,
-        await getArtifact(admin.custom, ns, a.metadata.name ?? ''),
-        v2.version,
-      );
+      await appendVersion(admin.custom, a, v2.version);
     }
-    await first
-      .waitForLog((l) => l.message === 'reconciled' || l.component === 'queue', 10_000)
-      .catch(() => undefined);
-    first.kill('SIGKILL');
-    expect((await first.exited).signal).toBe('SIGKILL');
-    const sealedBefore = (
-      await Promise.all(Array.from({ length: count }, (_, i) => getArtifact(admin.custom, ns, `m${i}`)))
-    ).filter((a) => a.status?.keys?.length === 2).length;
+    middle.kill('SIGCONT');
+    await eventually('a few versions sealed', () => (sealed(middle) >= 4 ? true : undefined), 30_000, 5);
+    middle.kill('SIGKILL');
+    expect((await middle.exited).signal).toBe('SIGKILL');
+    const sealedAtKill2 = sealed(middle);
+    console.log(
+      `[sigkill] killed after ${keysAtKill1}/${count} recipient keys, then after ${sealedAtKill2}/${2 * count} version keys`,
+    );
+    expect(keysAtKill1).toBeLessThan(count);
+    expect(sealedAtKill2).toBeLessThan(2 * count);
 
-    const second = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-2' });
+    const second = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-3' });
     try {
       const items = await eventually(
         'all sealed',
@@ -128,10 +143,6 @@ describe('SIGKILL mid-reconcile', () => {
       };
       expect(Object.keys(stored.keys)).toEqual(['strongroom-internal']);
       expect(stored.keys['strongroom-internal']?.versions).toHaveLength(1);
-      // Worth knowing the kill really landed mid-way (not asserted: timing on a 2-core machine varies).
-      console.log(
-        `[sigkill] ${sealedBefore}/${count} artifacts fully sealed when the first operator was killed`,
-      );
       await kubectl(shared, ['delete', 'modelartifacts', '--all', '-n', ns, '--timeout=60s']);
     } finally {
       expect((await second.stop()).code).toBe(0);
@@ -160,15 +171,38 @@ describe('kube-apiserver stopped and restarted', () => {
   });
 
   afterAll(async () => {
-    await operator.stop();
+    const exit = await operator.stop();
+    if (exit.code !== 0)
+      console.log(`[restart] operator exit ${JSON.stringify(exit)}:\n${operator.output().slice(-6000)}`);
     await cluster.stop();
   });
 
-  it('goes unready while the API server is down, then processes the changes made after it returns', async () => {
+  it('goes unready while the API server is down, then processes the changes made meanwhile', async () => {
     const admin = clients(cluster.kubeconfig);
     await createArtifact(admin.custom, ns, artifactBody('before'));
-    await allReady(cluster, ns, 1);
-    const restart = await cluster.stopApiserver();
+    const [before] = await allReady(cluster, ns, 1);
+    if (!before) throw new Error('unreachable');
+    const { version } = await sealedVersion(before, 'v1');
+    const store = etcdUrl(cluster.workDir);
+    const restart = await cluster.stopApiserver({ graceMs: 3_000 });
+    // While it is down, another API server replica (here: a direct etcd write) publishes a version of "before" and
+    // creates a new artifact. Custom resources are stored as JSON.
+    const key = `/registry/strongroom.dev/modelartifacts/${ns}/before`;
+    const stored = await etcdRead<ModelArtifact>(store, key);
+    if (!stored) throw new Error(`${key} not in etcd`);
+    stored.spec.versions = [version];
+    stored.metadata.generation = (stored.metadata.generation ?? 1) + 1;
+    await etcdWrite(store, 'put', key, stored);
+    const born = artifactBody('born-offline');
+    born.metadata = {
+      name: 'born-offline',
+      namespace: ns,
+      uid: randomUUID(),
+      generation: 1,
+      creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z') as unknown as Date,
+    };
+    await etcdWrite(store, 'put', `/registry/strongroom.dev/modelartifacts/${ns}/born-offline`, born);
+
     const unready = await eventually(
       'readyz 503',
       async () => {
@@ -181,11 +215,6 @@ describe('kube-apiserver stopped and restarted', () => {
     expect(unready).toMatch(/watch/);
     expect((await operator.get('/metrics')).body).toMatch(/strongroom_watch_errors_total\{[^}]*\} [1-9]/);
     await restart();
-    // Changed right away, while the operator's watches are still reconnecting.
-    await createArtifact(admin.custom, ns, artifactBody('after'));
-    const before = await getArtifact(admin.custom, ns, 'before');
-    const { version } = await sealedVersion(before, 'v1');
-    await appendVersion(admin.custom, before, version);
     const items = await eventually(
       'both sealed',
       async () => {
@@ -196,7 +225,7 @@ describe('kube-apiserver stopped and restarted', () => {
       },
       90_000,
     );
-    expect(items.map((a) => a.metadata.name).sort()).toEqual(['after', 'before']);
+    expect(items.map((a) => a.metadata.name).sort()).toEqual(['before', 'born-offline']);
     await eventually(
       'readyz 200',
       async () => ((await operator.get('/readyz')).status === 200 ? true : undefined),
@@ -206,6 +235,15 @@ describe('kube-apiserver stopped and restarted', () => {
     expect((await operator.get('/metrics')).body).toMatch(
       /strongroom_watch_connected\{resource="[^"]*modelartifacts"\} 1/,
     );
+    // It kept running throughout: it stepped down while the API server was away and leads again now.
+    expect(
+      operator
+        .lines()
+        .some((l) => l.message === 'lost the Lease: stopping controllers and campaigning again'),
+    ).toBe(true);
+    expect(
+      operator.lines().filter((l) => l.message === 'leading: starting controllers').length,
+    ).toBeGreaterThanOrEqual(2);
     await kubectl(cluster, ['delete', 'modelartifacts', '--all', '-n', ns, '--timeout=60s']);
   });
 });
