@@ -165,7 +165,7 @@ export function createRootLogger(options: { level: string; stream?: NodeJS.Writa
     level: options.level,
     levels: winston.config.npm.levels,
     format: winston.format.combine(redaction(), winston.format.json({ deterministic: false })),
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- winston types its transports against winston-transport's class
+
     transports: [new winston.transports.Stream({ stream })],
     exitOnError: false,
   });

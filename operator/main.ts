@@ -35,9 +35,15 @@ async function main(): Promise<number> {
         resolve();
       });
     };
-    process.once('SIGTERM', () => { stop(0, 'SIGTERM'); });
-    process.once('SIGINT', () => { stop(0, 'SIGINT'); });
-    operator.onFatal = (reason) => { stop(1, reason); };
+    process.once('SIGTERM', () => {
+      stop(0, 'SIGTERM');
+    });
+    process.once('SIGINT', () => {
+      stop(0, 'SIGINT');
+    });
+    operator.onFatal = (reason) => {
+      stop(1, reason);
+    };
   });
   try {
     const { healthPort } = await operator.start();

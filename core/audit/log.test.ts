@@ -237,7 +237,7 @@ describe('AuditLog', () => {
     });
     const logger = winston.createLogger({
       format: winston.format.json(),
-      // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- winston types its transports against winston-transport's class
+
       transports: [new winston.transports.Stream({ stream: sink })],
     });
     const log = await openLog({ exporter: logger });

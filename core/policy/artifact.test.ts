@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node's models are classes used as plain data shapes: fixtures are object literals */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ModelArtifact, ModelArtifactStatus, ModelArtifactVersionLineageParent } from '../api/index.ts';

@@ -226,7 +226,8 @@ export class InternalCa {
       }
       const expected = { ca: record.current.cert, bundlePem, dnsNames: request.dnsNames, ipAddresses, now };
       const verdict = judgeServingSecret(secret, expected);
-      if (verdict.action === 'keep') return { secretName, renewAt: verdict.renewAt, notAfter: verdict.notAfter, issued: false };
+      if (verdict.action === 'keep')
+        return { secretName, renewAt: verdict.renewAt, notAfter: verdict.notAfter, issued: false };
       if (verdict.action === 'update-bundle' && secret !== null) {
         const data = { ...secret.data, 'ca.crt': base64(bundlePem) };
         if (await this.#writeTlsSecret(secretName, data, secret)) {

@@ -53,7 +53,7 @@ function capturingLogger(): { logger: winston.Logger; lines: Record<string, unkn
   });
   const logger = winston.createLogger({
     format: winston.format.json(),
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- winston types its transports against winston-transport's class
+
     transports: [new winston.transports.Stream({ stream })],
   });
   return { logger, lines };

@@ -50,7 +50,8 @@ export function judgeServingSecret(secret: SecretLike | null, expected: ServingE
   const renewAt = leafRenewAt(cert.validFromDate, cert.validToDate);
   if (expected.now.getTime() >= renewAt.getTime())
     return { action: 'issue', reason: 'past 2/3 of its lifetime' };
-  if (text(secret, 'ca.crt') !== expected.bundlePem) return { action: 'update-bundle', renewAt, notAfter: cert.validToDate };
+  if (text(secret, 'ca.crt') !== expected.bundlePem)
+    return { action: 'update-bundle', renewAt, notAfter: cert.validToDate };
   return { action: 'keep', renewAt, notAfter: cert.validToDate };
 }
 

@@ -37,7 +37,7 @@ const elector = new LeaderElector({
   retryPeriodMs: Number(retryMs),
   logger: winston.createLogger({
     level: 'warn',
-    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- winston types its transports against winston-transport's class
+
     transports: [new winston.transports.Stream({ stream: process.stderr })],
   }),
   onStartedLeading: () => {
