@@ -73,7 +73,11 @@ function expectation(now: Date, overrides: Partial<ServingExpectation> = {}): Se
 describe('judging a serving Secret', () => {
   it('keeps a good certificate until 2/3 of its lifetime and renews it from then on', () => {
     const secret = tlsSecret();
-    expect(judgeServingSecret(secret, expectation(at(1)))).toEqual({ action: 'keep', renewAt: at(2) });
+    expect(judgeServingSecret(secret, expectation(at(1)))).toEqual({
+      action: 'keep',
+      renewAt: at(2),
+      notAfter: at(3),
+    });
     expect(judgeServingSecret(secret, expectation(new Date(+at(2) - 1)))).toMatchObject({ action: 'keep' });
     expect(judgeServingSecret(secret, expectation(at(2)))).toEqual({
       action: 'issue',
@@ -130,6 +134,7 @@ describe('judging a serving Secret', () => {
     expect(judgeServingSecret(tlsSecret(), expectation(at(1), { bundlePem: bundle }))).toEqual({
       action: 'update-bundle',
       renewAt: at(2),
+      notAfter: at(3),
     });
     expect(
       judgeServingSecret(tlsSecret({ bundle }), expectation(at(1), { bundlePem: bundle })),
