@@ -17,6 +17,12 @@ describe('the README demo command (npm run demo)', () => {
     );
     expect(r.stdout).toContain('modelartifact.strongroom.dev/resnet50 serverside-applied');
     expect(r.stdout).toMatch(/127\.0\.0\.1\s+Ready/);
+    // The operator ran: the demo artifact is Ready with v1 sealed, the grant Active, the conditions readable.
+    expect(r.stdout).toMatch(/leading; \/healthz \/readyz \/metrics on http:\/\/127\.0\.0\.1:\d+/);
+    expect(r.stdout).toMatch(/resnet-demo\s+confidential\s+v1\s+True/);
+    expect(r.stdout).toMatch(/demo\s+accessgrant\.strongroom\.dev\/trainer\s+resnet-demo\s.*Active/);
+    expect(r.stdout).toContain('KeysReady=True (');
+    expect(r.stdout).toContain('RotationCompliant=True (');
     const workDir = /export KUBECONFIG=(\S+)\/admin\.kubeconfig/.exec(r.stdout)?.[1];
     expect(workDir).toMatch(/strongroom-cluster-/);
     const left = await findLeftovers(workDir ?? '');

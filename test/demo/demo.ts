@@ -7,6 +7,17 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster } from '../cluster/cluster.ts';
 import { kubectl } from '../cluster/kubectl.ts';
+import { clients, eventually, startOperator, type OperatorProcess } from '../operator/harness.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  createGrant,
+  getArtifact,
+  getGrant,
+  grantBody,
+  sealedVersion,
+} from '../operator/objects.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
@@ -32,6 +43,7 @@ const cluster = await startCluster({
   },
 });
 if (!asRoot) say('    (not root: no node, so pods will not run; CRDs and policy objects still work)');
+let operator: OperatorProcess | undefined;
 try {
   step('Installing the Strongroom CRDs');
   say(await must(cluster, ['apply', '--server-side', '-f', join(repo, 'crds')]));
@@ -45,16 +57,77 @@ try {
     ]),
   );
 
-  step('Applying the examples from docs/examples');
+  step('Starting the Strongroom operator (node operator/main.ts --namespace strongroom-system)');
+  await must(cluster, ['create', 'namespace', 'strongroom-system']);
+  operator = startOperator({
+    namespace: 'strongroom-system',
+    kubeconfig: cluster.kubeconfig,
+    identity: 'demo',
+  });
+  const healthPort = await operator.healthPort();
+  await operator.waitForLog((l) => l.message === 'leading: starting controllers');
+  say(`    leading; /healthz /readyz /metrics on http://127.0.0.1:${healthPort}`);
+
+  step('Creating ModelArtifact demo/resnet-demo: the operator makes its keys and publishes a recipient key');
+  await must(cluster, ['create', 'namespace', 'demo']);
+  await must(cluster, ['label', 'namespace', 'demo', 'strongroom.dev/environment=dev']);
+  const { custom } = clients(cluster.kubeconfig);
+  await createArtifact(custom, 'demo', artifactBody('resnet-demo', 'confidential'));
+  const keyed = await eventually('recipient key', async () => {
+    const a = await getArtifact(custom, 'demo', 'resnet-demo');
+    return a.status?.recipientPublicKey ? a : undefined;
+  });
+  say(`    recipient key ${keyed.status?.recipientPublicKey?.fingerprint ?? ''}`);
+
+  step(
+    'Publishing version v1: a writer seals a fresh DEK to that key; the operator rewraps it under the KEK',
+  );
+  const { version, dek } = await sealedVersion(keyed, 'v1');
+  dek.fill(0);
+  await appendVersion(custom, keyed, version);
+  await eventually('v1 sealed', async () => {
+    const a = await getArtifact(custom, 'demo', 'resnet-demo');
+    return a.status?.latestVersion === 'v1' ? a : undefined;
+  });
+
+  step('Granting demo/trainer read access for 2 minutes');
+  await createGrant(
+    custom,
+    'demo',
+    grantBody('trainer', 'resnet-demo', {
+      subjects: [{ namespace: 'demo', serviceAccount: 'trainer' }],
+      expiresAt: new Date(Date.now() + 120_000).toISOString(),
+    }),
+  );
+  await eventually('grant Active', async () => {
+    const g = await getGrant(custom, 'demo', 'trainer');
+    return g.status?.phase === 'Active' ? g : undefined;
+  });
+
+  step(
+    'Applying the examples from docs/examples (their versions carry no sealed key, so they stay KeysReady=False)',
+  );
   const examples = join(repo, 'docs', 'examples');
   for (const file of readdirSync(examples)
     .filter((f) => f.endsWith('.yaml'))
     .sort()) {
     say(await must(cluster, ['apply', '--server-side', '-f', join(examples, file)]));
   }
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
 
   step('What is in the cluster now (kubectl get strongroom -A)');
   say(await must(cluster, ['get', 'strongroom', '-A']));
+  say(
+    await must(cluster, [
+      'get',
+      'modelartifact',
+      '-n',
+      'demo',
+      'resnet-demo',
+      '-o',
+      'jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}',
+    ]),
+  );
   if (cluster.nodeName) say(await must(cluster, ['get', 'nodes', '-o', 'wide']));
 
   step('Use it');
@@ -65,12 +138,20 @@ try {
   say('    kubectl apply -f docs/examples/          # try editing one to see the CEL rules reject it');
   if (values.once) {
     step('--once: tearing down');
+    await operator.stop();
     await cluster.stop();
   } else {
-    say('\nThe cluster runs until you press Ctrl-C; then everything it started is stopped and removed.');
+    say(
+      '\nThe cluster and the operator run until you press Ctrl-C; then everything they started is stopped and removed.',
+    );
+    const running = operator;
+    process.once('SIGINT', () => {
+      void running.stop();
+    });
     setInterval(() => undefined, 3_600_000);
   }
 } catch (error) {
+  await operator?.stop();
   await cluster.stop();
   throw error;
 }
