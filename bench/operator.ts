@@ -61,13 +61,13 @@ try {
   const group = { group: 'strongroom.dev', version: 'v1alpha1', namespace: 'bench' };
   const listArtifacts = async (): Promise<ModelArtifact[]> =>
     (
-      (await custom.listNamespacedCustomObject({ ...group, plural: 'modelartifacts' })) as {
+      (await custom.listNamespacedCustomObject({ ...group, plural: 'modelartifacts', resourceVersion: '0' })) as {
         items: ModelArtifact[];
       }
     ).items;
   const listGrants = async (): Promise<AccessGrant[]> =>
     (
-      (await custom.listNamespacedCustomObject({ ...group, plural: 'accessgrants' })) as {
+      (await custom.listNamespacedCustomObject({ ...group, plural: 'accessgrants', resourceVersion: '0' })) as {
         items: AccessGrant[];
       }
     ).items;
@@ -75,7 +75,8 @@ try {
     const deadline = Date.now() + timeoutMs;
     while (!(await done())) {
       if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-      await new Promise((r) => setTimeout(r, 250));
+      // Polling is part of the load: once a second, served from the API server's watch cache (resourceVersion 0).
+      await new Promise((r) => setTimeout(r, 1_000));
     }
   };
   const readyArtifacts = async (): Promise<number> =>
@@ -89,7 +90,7 @@ try {
     namespace: 'strongroom-system',
     kubeconfig,
     identity: 'bench',
-    args: ['--workers=8', '--log-level=warn'],
+    args: ['--workers=8', '--log-level=info'],
   });
   await operator.healthPort();
 
@@ -156,7 +157,7 @@ try {
     namespace: 'strongroom-system',
     kubeconfig,
     identity: 'bench-2',
-    args: ['--workers=8', '--log-level=warn'],
+    args: ['--workers=8', '--log-level=info'],
   });
   t0 = performance.now();
   const reconciled = async (): Promise<boolean> => {

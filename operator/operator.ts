@@ -10,13 +10,7 @@
  *   6. the health server closes.
  */
 import { readFileSync } from 'node:fs';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  type V1Namespace,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type V1Namespace, type V1Secret } from '@kubernetes/client-node';
 import type winston from 'winston';
 import {
   ACCESS_GRANT_PLURAL,
@@ -26,9 +20,7 @@ import {
   type AccessGrant,
   type ModelArtifact,
 } from '../core/api/index.ts';
-import { GcpKmsProvider } from '../core/kms/gcp.ts';
 import { LocalKmsProvider } from '../core/kms/local.ts';
-import { Pkcs11KmsProvider } from '../core/kms/pkcs11.ts';
 import type { KmsProvider } from '../core/kms/provider.ts';
 import { DEFAULT_GRANT_POLICY } from '../core/policy/grant.ts';
 import { DEFAULT_ROTATION_TABLE, parseRotationTable } from '../core/policy/rotation.ts';
@@ -41,6 +33,7 @@ import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from './keys/artifact-keys.ts';
 import { SecretKeySetStore } from './keys/secret-keyset-store.ts';
 import { EventRecorder } from './kube/events.ts';
 import { Informer, objectKey } from './kube/informer.ts';
+import { PooledKubeConfig } from './kube/kubeconfig.ts';
 import { LeaderElector } from './kube/leader.ts';
 import { WorkQueue, type WorkQueueOptions } from './kube/workqueue.ts';
 import { componentLogger } from './log.ts';
@@ -74,17 +67,22 @@ async function openKms(
           cached: () => (keyset.hasSynced() ? keyset.get(`${config.namespace}/${KEYSET_SECRET}`) : undefined),
         }),
       );
-    case 'gcp':
+    case 'gcp': {
+      // Loaded only when chosen: the Cloud KMS client and its protos cost ~25 MiB of memory.
+      const { GcpKmsProvider } = await import('../core/kms/gcp.ts');
       return new GcpKmsProvider({
         keyRing: kms.keyRing,
         ...(kms.endpoint ? { clientOptions: { apiEndpoint: kms.endpoint } } : {}),
       });
-    case 'pkcs11':
+    }
+    case 'pkcs11': {
+      const { Pkcs11KmsProvider } = await import('../core/kms/pkcs11.ts');
       return Pkcs11KmsProvider.open({
         module: kms.module,
-        tokenLabel: kms.tokenLabel ?? 'strongroom',
+        tokenLabel: kms.tokenLabel ?? '',
         pin: readFileSync(kms.pinFile, 'utf8').trim(),
       });
+    }
   }
 }
 
@@ -96,6 +94,7 @@ export class Operator {
   readonly bus = new RevocationBus();
   #health: HealthServer | undefined;
   #informers: Informer<never>[] = [];
+  #kc: PooledKubeConfig | undefined;
   #term: Term | undefined;
   #termEnded: Promise<void> = Promise.resolve();
   #elector: LeaderElector | undefined;
@@ -115,7 +114,8 @@ export class Operator {
   /** Starts everything; resolves once the health server listens and the informers have synced. */
   async start(): Promise<{ healthPort: number }> {
     const config = this.#config;
-    const kc = new KubeConfig();
+    const kc = new PooledKubeConfig();
+    this.#kc = kc;
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromCluster();
     const core = kc.makeApiClient(CoreV1Api);
@@ -199,7 +199,7 @@ export class Operator {
       namespace: config.namespace,
       logger: componentLogger(this.#root, 'keys'),
       cachedSecret: (name) =>
-        recipientKeys.hasSynced() ? recipientKeys.get(`${config.namespace}/${name}`) : undefined,
+        recipientKeys.hasSynced() ? (recipientKeys.get(`${config.namespace}/${name}`) ?? null) : undefined,
     });
     const common = { custom, events: this.#events, bus: this.bus, metrics: this.metrics };
     const artifactController = new ModelArtifactController({
@@ -427,5 +427,6 @@ export class Operator {
     await step('events', async () => this.#events?.flush());
     await step('kms', async () => this.#kms?.close());
     await step('health', async () => this.#health?.stop());
+    await step('connections', async () => this.#kc?.closePools());
   }
 }

@@ -275,10 +275,13 @@ export class ModelArtifactController {
     this.#o.metrics.revocations.inc({ reason: 'version-withdrawn' });
   }
 
+  /** Events for Ready flips that need attention: turning False, and recovering from False. Becoming Ready the
+   * first time is the normal path and is not worth an API write per artifact. */
   #announce(artifact: ModelArtifact, conditions: ModelArtifactStatus['conditions']): void {
     const before = findCondition(artifact.status?.conditions, 'Ready');
     const after = findCondition(conditions, 'Ready');
     if (!after || before?.status === after.status) return;
+    if (after.status === 'True' && before?.status !== 'False') return;
     this.#o.events.record(
       artifact,
       after.status === 'True' ? 'Normal' : 'Warning',

@@ -87,8 +87,20 @@ function recipientAad(m: Meta): Buffer {
   return Buffer.from(JSON.stringify(['strongroom/recipient-key/v1', m.uid, m.namespace, m.name]));
 }
 
-/** PEM SubjectPublicKeyInfo and "sha256:<hex of the DER SPKI>" of a raw X25519 public key. */
+const described = new Map<string, { pem: string; fingerprint: string }>();
+
+/** PEM SubjectPublicKeyInfo and "sha256:<hex of the DER SPKI>" of a raw X25519 public key (memoized). */
 export function describePublicKey(rawBase64: string): { pem: string; fingerprint: string } {
+  let result = described.get(rawBase64);
+  if (!result) {
+    result = computeDescription(rawBase64);
+    if (described.size >= 50_000) described.clear();
+    described.set(rawBase64, result);
+  }
+  return result;
+}
+
+function computeDescription(rawBase64: string): { pem: string; fingerprint: string } {
   const key = createPublicKey({
     key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(rawBase64, 'base64').toString('base64url') },
     format: 'jwk',
@@ -122,8 +134,11 @@ export interface ArtifactKeyringOptions {
   /** The operator's namespace: recipient-key Secrets live here, out of reach of artifact owners. */
   readonly namespace: string;
   readonly logger: winston.Logger;
-  /** A watch-fed view of the recipient-key Secrets, if the caller keeps one; absent means GET. */
-  readonly cachedSecret?: (name: string) => V1Secret | undefined;
+  /**
+   * A watch-fed view of the recipient-key Secrets, if the caller keeps one: the Secret, null when a synced cache
+   * says it does not exist, undefined when the cache cannot tell (then a GET decides).
+   */
+  readonly cachedSecret?: (name: string) => V1Secret | null | undefined;
 }
 
 export class ArtifactKeyring {
@@ -157,7 +172,8 @@ export class ArtifactKeyring {
   /** The artifact's recipient key if it has one. */
   async recipientKey(artifact: ModelArtifact): Promise<RecipientKey | undefined> {
     const name = recipientSecretName(meta(artifact).uid);
-    const secret = this.#o.cachedSecret?.(name) ?? (await this.#readSecret(name));
+    const cached = this.#o.cachedSecret?.(name);
+    const secret = cached === undefined ? await this.#readSecret(name) : cached;
     return secret ? this.#parseRecipient(secret, name) : undefined;
   }
 

@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../../operator/kube/kubeconfig.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
 
@@ -31,7 +32,7 @@ export interface OperatorProcess {
 }
 
 export function clients(kubeconfig: string): { core: CoreV1Api; custom: CustomObjectsApi; kc: KubeConfig } {
-  const kc = new KubeConfig();
+  const kc = new PooledKubeConfig();
   kc.loadFromFile(kubeconfig);
   return { core: kc.makeApiClient(CoreV1Api), custom: kc.makeApiClient(CustomObjectsApi), kc };
 }
