@@ -45,7 +45,7 @@ export class KekRotationController {
     return { requeueAfterMs: Math.max(0, nextMs) };
   }
 
-  /** Returns ms until this KEK is due, or undefined when the KEK does not exist yet (created on first use). */
+  /** Returns ms until this KEK is due. A missing KEK is created: on first start the key set exists at once. */
   async #check(classification: Classification): Promise<number | undefined> {
     const keyId = `strongroom-${classification}`;
     const period = this.#o.rotation[classification];
@@ -53,8 +53,15 @@ export class KekRotationController {
     try {
       versions = await this.#o.kms.versions(keyId);
     } catch (error) {
-      if (error instanceof KmsError && error.code === 'not-found') return undefined;
-      throw error;
+      if (!(error instanceof KmsError && error.code === 'not-found')) throw error;
+      try {
+        await this.#o.kms.createKey(keyId);
+        this.#o.logger.info('created KEK', { keyId, classification });
+      } catch (createError) {
+        // Created by an artifact reconcile in the meantime.
+        if (!(createError instanceof KmsError && createError.code === 'invalid')) throw createError;
+      }
+      versions = await this.#o.kms.versions(keyId);
     }
     const primary = versions.find((v) => v.primary);
     if (!primary) return undefined;

@@ -58,6 +58,11 @@ export interface InformerOptions {
   readonly backoffMaxMs?: number;
   /** Not connected for this long makes the informer unhealthy; default 30 000 ms. */
   readonly unhealthyAfterMs?: number;
+  /**
+   * Keep metadata.managedFields in cached objects. Default false: controllers never read them and they are often
+   * the largest part of an object (client-go's informers strip them the same way).
+   */
+  readonly keepManagedFields?: boolean;
 }
 
 /** Why the informer failed; `reason` uses the same vocabulary as WatchObserver.error. */
@@ -193,6 +198,15 @@ export class Informer<T extends KubernetesObject> {
       informer.#resourceVersion = resourceVersion;
       informer.#active?.end('resume');
     };
+  }
+
+  #trim(object: T): T {
+    if (this.#options.keepManagedFields || !object.metadata?.managedFields) return object;
+    // Objects here come from JSON.parse: the V1ObjectMeta type is a class only in client-node's declarations.
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread
+    const metadata = { ...object.metadata };
+    delete metadata.managedFields;
+    return { ...object, metadata };
   }
 
   constructor(options: InformerOptions) {
@@ -396,7 +410,9 @@ export class Informer<T extends KubernetesObject> {
       // Items of a list carry no apiVersion/kind; give them the ones watch events carry.
       const kind = page.kind?.replace(/List$/, '');
       for (const item of page.items) {
-        items.push({ ...item, apiVersion: item.apiVersion ?? page.apiVersion, kind: item.kind ?? kind });
+        items.push(
+          this.#trim({ ...item, apiVersion: item.apiVersion ?? page.apiVersion, kind: item.kind ?? kind }),
+        );
       }
       continueToken = page.metadata.continue;
       if (!continueToken) return { items, resourceVersion: page.metadata.resourceVersion };
@@ -538,8 +554,9 @@ export class Informer<T extends KubernetesObject> {
         previous?.metadata?.uid === object.metadata?.uid
       )
         return null;
-      this.#cache.set(key, object);
-      this.#emit({ type: previous ? 'modified' : 'added', key, object });
+      const trimmed = this.#trim(object);
+      this.#cache.set(key, trimmed);
+      this.#emit({ type: previous ? 'modified' : 'added', key, object: trimmed });
     } else if (phase === 'DELETED') {
       if (!previous) return null;
       this.#cache.delete(key);

@@ -75,6 +75,29 @@ afterAll(async () => {
 });
 
 describe('ModelArtifact lifecycle', () => {
+  it('on first start the local KMS key set is created in a Secret, with one KEK per shared classification', async () => {
+    const keyset = await eventually('key set Secret', async () => {
+      try {
+        return await admin.core.readNamespacedSecret({ namespace: opNs, name: KEYSET_SECRET });
+      } catch {
+        return undefined;
+      }
+    });
+    expect(keyset.metadata?.labels?.['strongroom.dev/role']).toBe('local-kms-keyset');
+    for (const c of ['public', 'internal', 'confidential']) {
+      const versions = await eventually(`KEK strongroom-${c}`, async () => {
+        try {
+          return await kms.versions(`strongroom-${c}`);
+        } catch {
+          return undefined;
+        }
+      });
+      expect(versions.find((v) => v.primary)?.state).toBe('enabled');
+    }
+    // Restricted artifacts get a KEK each; there is no shared one.
+    await expect(kms.versions('strongroom-restricted')).rejects.toMatchObject({ code: 'not-found' });
+  });
+
   it('a new artifact gets its finalizer, a recipient key and Ready=True with observedGeneration', async () => {
     await createArtifact(admin.custom, ns, artifactBody('resnet'));
     const a = await ready('resnet');
