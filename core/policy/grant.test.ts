@@ -232,6 +232,21 @@ describe('evaluateGrant: each rule', () => {
     });
   });
 
+  it('3. without notBefore, denies a window of more than 90 days from creation (Denied/WindowTooLong)', () => {
+    const g = grant();
+    delete g.spec.notBefore;
+    const expires = new Date(EXPIRES);
+    g.metadata.creationTimestamp = new Date(expires.getTime() - 90 * 86_400_000 - 1000);
+    const now = new Date(expires.getTime() - 86_400_000);
+    expect(evaluate(g, { now })).toMatchObject({ phase: 'Denied', reason: 'WindowTooLong' });
+    g.metadata.creationTimestamp = new Date(expires.getTime() - 90 * 86_400_000);
+    expect(evaluate(g, { now }).phase).toBe('Active');
+    // With notBefore the CRD's own rule bounds the window; the creation time does not matter.
+    const bounded = grant();
+    bounded.metadata.creationTimestamp = new Date(expires.getTime() - 200 * 86_400_000);
+    expect(evaluate(bounded, { now }).reason).not.toBe('WindowTooLong');
+  });
+
   it('4. without notBefore is valid from the start', () => {
     const g = grant();
     delete g.spec.notBefore;

@@ -75,6 +75,9 @@ export interface GrantDecision {
 const SUMMARY_MAX = 256;
 
 /** Decides the phase of an AccessGrant; see docs/policy.md for the rules in precedence order. */
+/** The longest validity window a grant may have (90 days), as the CRD's CEL rule says for notBefore..expiresAt. */
+const MAX_WINDOW_MS = 90 * 24 * 3600_000;
+
 export function evaluateGrant(input: GrantInput): GrantDecision {
   const { grant, namespaces, now } = input;
   const namespace = grant.metadata.namespace ?? '';
@@ -139,6 +142,20 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   }
   if (now.getTime() >= expiresAt.getTime()) {
     return decide('Expired', 'Expired', `${grantRef} expired at ${grant.spec.expiresAt}.`);
+  }
+  // CEL bounds the window only when notBefore is set; without it the window starts at creation.
+  const created = grant.metadata.creationTimestamp ? new Date(grant.metadata.creationTimestamp) : undefined;
+  if (
+    notBefore === undefined &&
+    created !== undefined &&
+    !Number.isNaN(created.getTime()) &&
+    expiresAt.getTime() - created.getTime() > MAX_WINDOW_MS
+  ) {
+    return decide(
+      'Denied',
+      'WindowTooLong',
+      `${grantRef} would last from its creation (${created.toISOString()}) to ${grant.spec.expiresAt}: more than 90 days. Set an earlier expiresAt.`,
+    );
   }
   if (notBefore !== undefined && now.getTime() < notBefore.getTime()) {
     return decide(
