@@ -28,6 +28,8 @@ const { values } = parseArgs({
     count: { type: 'string', default: '1000' },
     'resync-count': { type: 'string', default: '10000' },
     concurrency: { type: 'string', default: '24' },
+    // Each entry is one resync measurement with these node flags ("" = none), on the same objects.
+    'resync-node-args': { type: 'string', multiple: true, default: [''] },
     json: { type: 'string' },
   },
 });
@@ -61,13 +63,21 @@ try {
   const group = { group: 'strongroom.dev', version: 'v1alpha1', namespace: 'bench' };
   const listArtifacts = async (): Promise<ModelArtifact[]> =>
     (
-      (await custom.listNamespacedCustomObject({ ...group, plural: 'modelartifacts', resourceVersion: '0' })) as {
+      (await custom.listNamespacedCustomObject({
+        ...group,
+        plural: 'modelartifacts',
+        resourceVersion: '0',
+      })) as {
         items: ModelArtifact[];
       }
     ).items;
   const listGrants = async (): Promise<AccessGrant[]> =>
     (
-      (await custom.listNamespacedCustomObject({ ...group, plural: 'accessgrants', resourceVersion: '0' })) as {
+      (await custom.listNamespacedCustomObject({
+        ...group,
+        plural: 'accessgrants',
+        resourceVersion: '0',
+      })) as {
         items: AccessGrant[];
       }
     ).items;
@@ -153,30 +163,59 @@ try {
   }
   await operator.stop();
 
-  operator = startOperator({
-    namespace: 'strongroom-system',
-    kubeconfig,
-    identity: 'bench-2',
-    args: ['--workers=8', '--log-level=info'],
-  });
-  t0 = performance.now();
-  const reconciled = async (): Promise<boolean> => {
-    const m = (await operator?.get('/metrics'))?.body ?? '';
+  const reconciledTotals = async (op: OperatorProcess): Promise<{ artifacts: number; grants: number }> => {
+    const m = (await op.get('/metrics')).body;
     const total = (queue: string): number =>
       [
         ...m.matchAll(
           new RegExp(`strongroom_reconcile_total\\{queue="${queue}",outcome="[a-z]+"\\} (\\d+)`, 'g'),
         ),
       ].reduce((s, x) => s + Number(x[1]), 0);
-    return total('modelartifact') >= resyncCount && total('accessgrant') >= resyncCount;
+    return { artifacts: total('modelartifact'), grants: total('accessgrant') };
   };
-  await until('full resync', reconciled, 600_000);
-  results.resyncMs = Math.round(performance.now() - t0);
-  const status = readFileSync(`/proc/${operator.pid}/status`, 'utf8');
-  results.operatorPeakRssMiB = Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024);
-  log(
-    `full resync of ${resyncCount} artifacts and ${resyncCount} grants in ${results.resyncMs} ms (from process start); peak RSS ${results.operatorPeakRssMiB} MiB`,
-  );
+  const statusField = (pid: number, field: string): number =>
+    Math.round(
+      Number(
+        new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0,
+      ) / 1024,
+    );
+  for (const [n, variant] of values['resync-node-args'].entries()) {
+    const nodeArgs = variant.split(' ').filter((a) => a !== '');
+    const op = startOperator({
+      namespace: 'strongroom-system',
+      kubeconfig,
+      identity: `bench-resync-${n}`,
+      args: ['--workers=8', '--log-level=info'],
+      nodeArgs,
+    });
+    operator = op;
+    t0 = performance.now();
+    await until(
+      'full resync',
+      async () => {
+        const t = await reconciledTotals(op);
+        return t.artifacts >= resyncCount && t.grants >= resyncCount;
+      },
+      600_000,
+    );
+    const label = variant === '' ? 'default' : variant;
+    results[`resyncMs[${label}]`] = Math.round(performance.now() - t0);
+    results[`peakRssMiB[${label}]`] = statusField(op.pid, 'VmHWM');
+    // Settled: 20 s later, with only periodic work.
+    await new Promise((r) => setTimeout(r, 20_000));
+    results[`settledRssMiB[${label}]`] = statusField(op.pid, 'VmRSS');
+    const heap = /strongroom_operator_nodejs_heap_size_used_bytes (\d+)/.exec(
+      (await op.get('/metrics')).body,
+    )?.[1];
+    results[`settledHeapUsedMiB[${label}]`] = Math.round(Number(heap ?? 0) / 1048576);
+    log(
+      `[${label}] full resync of ${resyncCount} artifacts and ${resyncCount} grants in ${results[`resyncMs[${label}]`]} ms ` +
+        `(from process start); peak RSS ${results[`peakRssMiB[${label}]`]} MiB; 20 s later RSS ` +
+        `${results[`settledRssMiB[${label}]`]} MiB, heap used ${results[`settledHeapUsedMiB[${label}]`]} MiB`,
+    );
+    await op.stop();
+    operator = undefined;
+  }
 } finally {
   await operator?.stop();
   await cluster.stop();

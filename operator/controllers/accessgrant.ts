@@ -146,7 +146,15 @@ export class AccessGrantController {
         grant.status,
         status,
       );
-      if (previousPhase !== decision.phase)
+      // Events for what someone must act on or know about: a denial, a revocation, an expiry, and access that
+      // resumes after it had ended. A grant going Pending → Active on creation is the normal path and is visible
+      // in its status; an Event per grant would double the API writes of a large rollout.
+      const noteworthy =
+        decision.phase === 'Denied' ||
+        decision.phase === 'Revoked' ||
+        decision.phase === 'Expired' ||
+        (decision.phase === 'Active' && previousPhase !== undefined && previousPhase !== 'Pending');
+      if (previousPhase !== decision.phase && noteworthy)
         this.#o.events.record(
           grant,
           decision.phase === 'Denied' || decision.phase === 'Revoked' ? 'Warning' : 'Normal',

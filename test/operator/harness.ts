@@ -68,12 +68,15 @@ export interface StartOptions {
   readonly kubeconfig: string;
   readonly identity: string;
   readonly args?: readonly string[];
+  /** Options for node itself (V8 flags), before the script. */
+  readonly nodeArgs?: readonly string[];
 }
 
 export function startOperator(options: StartOptions): OperatorProcess {
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      ...(options.nodeArgs ?? []),
       join(root, 'operator', 'main.ts'),
       `--namespace=${options.namespace}`,
       `--kubeconfig=${options.kubeconfig}`,
