@@ -2,6 +2,8 @@
  * `node operator/main.ts [flags]`: the Strongroom operator process. Exit codes: 0 after a clean shutdown (SIGTERM or
  * SIGINT), 1 when it lost its leader lease or failed at runtime, 2 for invalid configuration.
  */
+import { PolicyError } from '../core/policy/duration.ts';
+import { parseRotationTable } from '../core/policy/rotation.ts';
 import { ConfigError, parseConfig } from './config.ts';
 import { createRootLogger } from './log.ts';
 import { Operator } from './operator.ts';
@@ -16,6 +18,13 @@ async function main(): Promise<number> {
       return error.helpRequested ? 0 : 2;
     }
     throw error;
+  }
+  try {
+    parseRotationTable(config.rotation);
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    process.stderr.write(`--kek-rotation: ${error.message}\n`);
+    return 2;
   }
   const logger = createRootLogger({ level: config.logLevel });
   const operator = new Operator(config, logger);
