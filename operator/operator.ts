@@ -258,6 +258,7 @@ export class Operator {
       scopes: DEFAULT_KEK_SCOPES,
       metrics: this.metrics,
       logger: componentLogger(this.#root, 'kek-rotation'),
+      ensureKek: (keyId) => keyring.ensureKek(keyId),
       enqueueArtifact: enqueue.artifact,
     });
     const pki = new PkiController({

@@ -5,7 +5,7 @@
  */
 import type winston from 'winston';
 import { CLASSIFICATIONS, type Classification, type ModelArtifact } from '../../core/api/index.ts';
-import { KmsError, type KmsProvider } from '../../core/kms/provider.ts';
+import type { KeyVersionInfo, KmsProvider } from '../../core/kms/provider.ts';
 import { rotationStatus, type RotationTable } from '../../core/policy/rotation.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
@@ -22,6 +22,8 @@ export interface KekRotationOptions {
   readonly scopes: Readonly<Record<Classification, KekScope>>;
   readonly metrics: OperatorMetrics;
   readonly logger: winston.Logger;
+  /** The KEK's primary version, creating the KEK if needed (ArtifactKeyring.ensureKek). */
+  readonly ensureKek: (keyId: string) => Promise<KeyVersionInfo>;
   /** Queues an artifact key for reconcile. */
   readonly enqueueArtifact: (key: string) => void;
   readonly now?: () => Date;
@@ -39,32 +41,16 @@ export class KekRotationController {
     let nextMs = REFRESH_MS;
     for (const classification of CLASSIFICATIONS) {
       if (this.#o.scopes[classification] !== 'shared') continue;
-      const due = await this.#check(classification);
-      if (due !== undefined) nextMs = Math.min(nextMs, due);
+      nextMs = Math.min(nextMs, await this.#check(classification));
     }
     return { requeueAfterMs: Math.max(0, nextMs) };
   }
 
   /** Returns ms until this KEK is due. A missing KEK is created: on first start the key set exists at once. */
-  async #check(classification: Classification): Promise<number | undefined> {
+  async #check(classification: Classification): Promise<number> {
     const keyId = `strongroom-${classification}`;
     const period = this.#o.rotation[classification];
-    let versions;
-    try {
-      versions = await this.#o.kms.versions(keyId);
-    } catch (error) {
-      if (!(error instanceof KmsError && error.code === 'not-found')) throw error;
-      try {
-        await this.#o.kms.createKey(keyId);
-        this.#o.logger.info('created KEK', { keyId, classification });
-      } catch (createError) {
-        // Created by an artifact reconcile in the meantime.
-        if (!(createError instanceof KmsError && createError.code === 'invalid')) throw createError;
-      }
-      versions = await this.#o.kms.versions(keyId);
-    }
-    const primary = versions.find((v) => v.primary);
-    if (!primary) return undefined;
+    const primary = await this.#o.ensureKek(keyId);
     const now = this.#o.now?.() ?? new Date();
     let state = rotationStatus(new Date(primary.createdAt), period, now);
     if (!state.compliant) {
