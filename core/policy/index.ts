@@ -1,6 +1,7 @@
 /**
- * Strongroom's pure policy (docs/policy.md): conditions, durations, KEK rotation, the AccessGrant phase decision
- * and the ModelArtifact conditions. No I/O and no Kubernetes client: the controllers gather facts and write status.
+ * Strongroom's pure policy (docs/policy.md): conditions, durations, KEK rotation, the AccessGrant phase decision,
+ * the ModelArtifact conditions, label selectors and the key-release authorization. No I/O and no Kubernetes
+ * client: the controllers and the broker gather facts and act on the decisions.
  */
 export {
   setCondition,
@@ -38,3 +39,12 @@ export {
   type ArtifactInput,
   type VersionKeyFacts,
 } from './artifact.ts';
+export { matchesSelector, selectorMismatch } from './labels.ts';
+export {
+  authorizeRelease,
+  type ReleaseDecision,
+  type ReleaseDenyReason,
+  type ReleaseInput,
+  type ReleaseRequest,
+  type WorkloadIdentity,
+} from './release.ts';
