@@ -276,6 +276,13 @@ export interface AccessGrantStatus {
    */
   expiresAt?: string;
   /**
+   * UID of the ModelArtifact the grant was first evaluated against. A grant binds to that object: if
+   * the artifact is deleted and another one is created under the same name, the grant is Revoked
+   * (ArtifactReplaced) instead of carrying over to data it was never written for.
+   * Constraints: maxLength 64.
+   */
+  artifactUid?: string;
+  /**
    * Standard conditions. "Ready" is True while the grant is Active.
    * Constraints: maxItems 16; unique by type.
    */

@@ -614,6 +614,43 @@ describe('evaluateGrant: subjectSummary', () => {
   });
 });
 
+describe('binding to the artifact object (uid)', () => {
+  it('records the uid of the artifact it was evaluated against, and keeps the first one', () => {
+    const g = grant();
+    const a = artifact();
+    a.metadata.uid = 'uid-1';
+    expect(grantStatus(undefined, evaluate(g, { artifact: a }), g, NOW, a).artifactUid).toBe('uid-1');
+    const other = artifact();
+    other.metadata.uid = 'uid-2';
+    expect(grantStatus({ artifactUid: 'uid-1' }, evaluate(g), g, NOW, other).artifactUid).toBe('uid-1');
+    // An artifact that is not the one the grant names is never recorded.
+    const stranger = artifact();
+    stranger.metadata.name = 'someone-else';
+    stranger.metadata.uid = 'uid-3';
+    expect(grantStatus(undefined, evaluate(g), g, NOW, stranger).artifactUid).toBeUndefined();
+  });
+
+  it('revokes a grant whose artifact was deleted and created again under the same name, and stays revoked', () => {
+    const g = grant();
+    g.status = { artifactUid: 'uid-old', phase: 'Active' };
+    const replacement = artifact();
+    replacement.metadata.uid = 'uid-new';
+    const decision = evaluate(g, { artifact: replacement });
+    expect(decision).toMatchObject({ phase: 'Revoked', reason: 'ArtifactReplaced' });
+    expect(decision.message).toContain('uid-old');
+    expect(endsAccess('Active', decision.phase)).toBe(true);
+    // Sticky even if the recorded uid were lost.
+    g.status = { phase: 'Revoked', reason: 'ArtifactReplaced', message: 'replaced' };
+    expect(evaluate(g, { artifact: replacement })).toMatchObject({
+      phase: 'Revoked',
+      reason: 'ArtifactReplaced',
+    });
+    // The same object keeps working.
+    g.status = { artifactUid: 'uid-new', phase: 'Active' };
+    expect(evaluate(g, { artifact: replacement }).phase).toBe('Active');
+  });
+});
+
 describe('grantStatus', () => {
   const T1 = new Date('2026-12-10T12:00:00.900Z');
 

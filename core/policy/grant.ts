@@ -122,6 +122,21 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   if (artifact === undefined) {
     return decide('Denied', 'ArtifactNotFound', `${artifactRef}, named by ${grantRef}, does not exist.`);
   }
+  const boundUid = grant.status?.artifactUid;
+  if (boundUid !== undefined && boundUid !== '' && artifact.metadata.uid !== boundUid) {
+    return decide(
+      'Revoked',
+      'ArtifactReplaced',
+      `${artifactRef} is not the artifact ${grantRef} was granted for (uid ${boundUid}): it was deleted and created again. Create a new grant for the new artifact.`,
+    );
+  }
+  if (grant.status?.phase === 'Revoked' && grant.status.reason === 'ArtifactReplaced') {
+    return decide(
+      'Revoked',
+      'ArtifactReplaced',
+      grant.status.message ?? `${grantRef} was granted for an artifact that no longer exists.`,
+    );
+  }
   if (artifact.metadata.deletionTimestamp !== undefined) {
     return decide(
       'Revoked',
@@ -220,8 +235,10 @@ export function grantStatus(
   decision: GrantDecision,
   grant: AccessGrant,
   now: Date,
+  artifact?: ModelArtifact,
 ): AccessGrantStatus & { conditions: AccessGrantStatusCondition[] } {
   const generation = grant.metadata.generation;
+  const artifactUid = boundArtifactUid(previous, matchingArtifact(artifact, grant));
   const ready = setCondition(
     previous?.conditions,
     {
@@ -242,8 +259,18 @@ export function grantStatus(
     subjectSummary: decision.subjectSummary,
     resolvedVersions: [...decision.resolvedVersions],
     expiresAt: grant.spec.expiresAt,
+    ...(artifactUid === undefined ? {} : { artifactUid }),
     conditions,
   };
+}
+
+/** The artifact uid a grant is bound to: the one already recorded, else the artifact's once it exists. */
+function boundArtifactUid(
+  previous: AccessGrantStatus | undefined,
+  artifact: ModelArtifact | undefined,
+): string | undefined {
+  if (previous?.artifactUid) return previous.artifactUid;
+  return artifact?.metadata.uid;
 }
 
 /** True when a phase change ends access that existed: previous phase Active and new phase not Active. */

@@ -106,7 +106,7 @@ export class AccessGrantController {
       policy: this.#o.policy,
       now,
     });
-    const status = grantStatus(grant.status, decision, grant, now);
+    const status = grantStatus(grant.status, decision, grant, now, artifact);
     const previous = this.#known.get(key);
     const previousPhase = grant.status?.phase ?? previous?.phase;
     const previousVersions = previous?.resolvedVersions ?? grant.status?.resolvedVersions ?? [];

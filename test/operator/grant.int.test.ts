@@ -234,6 +234,36 @@ describe('AccessGrant phases', () => {
     expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-expired"\} [1-9]/);
   });
 
+  it('a grant binds to the artifact object: deleted and created again under the same name, it stays revoked', async () => {
+    await createArtifact(admin.custom, dev, artifactBody('phoenix'));
+    const first = await eventually('phoenix key', async () => {
+      const x = await getArtifact(admin.custom, dev, 'phoenix');
+      return x.status?.recipientPublicKey ? x : undefined;
+    });
+    await appendVersion(admin.custom, first, (await sealedVersion(first, 'v1')).version);
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('phoenix-reader', 'phoenix', { subjects: [{ namespace: dev, serviceAccount: 'trainer' }] }),
+    );
+    const active = await phase('phoenix-reader', 'Active');
+    expect(active.status?.artifactUid).toBe(first.metadata.uid);
+    await kubectl(cluster, ['delete', 'modelartifact', '-n', dev, 'phoenix', '--timeout=30s']);
+    await createArtifact(admin.custom, dev, artifactBody('phoenix'));
+    const second = await eventually('new phoenix key', async () => {
+      const x = await getArtifact(admin.custom, dev, 'phoenix');
+      return x.status?.recipientPublicKey && x.metadata.uid !== first.metadata.uid ? x : undefined;
+    });
+    await appendVersion(admin.custom, second, (await sealedVersion(second, 'v1')).version);
+    await eventually('new phoenix sealed', async () => {
+      const x = await getArtifact(admin.custom, dev, 'phoenix');
+      return x.status?.latestVersion === 'v1' ? x : undefined;
+    });
+    const replaced = await phase('phoenix-reader', 'Revoked');
+    expect(replaced.status?.reason).toBe('ArtifactReplaced');
+    expect(replaced.status?.artifactUid).toBe(first.metadata.uid);
+  });
+
   it('withdrawing the only version a grant covers revokes it', async () => {
     await createGrant(
       admin.custom,
