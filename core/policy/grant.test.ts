@@ -7,8 +7,19 @@ import type {
   AccessGrantVersions,
   Classification,
   ModelArtifact,
-  ModelArtifactStatusKey,
 } from '../api/index.ts';
+import {
+  NAMESPACES,
+  NOT_BEFORE,
+  EXPIRES,
+  NOW,
+  approvals,
+  prodSubject,
+  artifact as baseArtifact,
+  grant as baseGrant,
+  type ArtifactOptions,
+  type GrantOptions,
+} from './testdata/objects.ts';
 import { statusEqual } from './conditions.ts';
 import {
   DEFAULT_GRANT_POLICY,
@@ -19,118 +30,19 @@ import {
   type GrantDecision,
   type GrantInput,
   type GrantPhase,
-  type NamespaceFacts,
 } from './grant.ts';
 
-const NOT_BEFORE = '2026-12-01T00:00:00Z';
-const EXPIRES = '2027-01-15T00:00:00Z';
-const NOW = new Date('2026-12-10T12:00:00.500Z');
 const at = (iso: string, deltaMs = 0) => new Date(new Date(iso).getTime() + deltaMs);
-const FP = `sha256:${'a'.repeat(64)}`;
 
-interface ArtifactOptions {
-  classification?: Classification;
-  versions?: string[];
-  withdrawn?: string[];
-  sealed?: string[];
-  keyState?: Partial<Record<string, ModelArtifactStatusKey['state'] | 'absent' | 'stateless'>>;
-  latest?: string;
-  deleting?: boolean;
-  name?: string;
-  namespace?: string;
-}
-
-function artifact(opts: ArtifactOptions = {}): ModelArtifact {
-  const versions = opts.versions ?? ['v1', 'v2', 'v3'];
-  const withdrawn = opts.withdrawn ?? [];
-  const sealed = opts.sealed ?? versions;
-  const keys: ModelArtifactStatusKey[] = [];
-  for (const v of versions) {
-    const state =
-      opts.keyState?.[v] ?? (withdrawn.includes(v) ? 'Withdrawn' : sealed.includes(v) ? 'Sealed' : 'absent');
-    if (state === 'absent') continue;
-    keys.push({
-      version: v,
-      keyFingerprint: FP,
-      wrappedKey: 'AAAA',
-      ...(state === 'stateless' ? {} : { state }),
-    });
-  }
-  return {
-    apiVersion: 'strongroom.dev/v1alpha1',
-    kind: 'ModelArtifact',
-    metadata: {
-      name: opts.name ?? 'resnet50',
-      namespace: opts.namespace ?? 'ml-dev',
-      generation: 4,
-      ...(opts.deleting === true ? { deletionTimestamp: new Date('2026-12-09T00:00:00Z') } : {}),
-    },
-    spec: {
-      classification: opts.classification ?? 'internal',
-      owner: { team: 'vision' },
-      storage: { persistentVolumeClaim: { claimName: 'store' }, path: 'vision/resnet50' },
-      versions: versions.map((name) => ({
-        name,
-        digest: `sha256:${'b'.repeat(64)}`,
-        size: 10,
-        encryption: { format: 'v1', keyFingerprint: FP },
-        publisher: 'system:serviceaccount:ml-dev:trainer',
-        publishedAt: '2026-10-01T00:00:00Z',
-      })),
-      withdrawnVersions: withdrawn,
-    },
-    status: {
-      keys,
-      ...(opts.latest === undefined ? {} : { latestVersion: opts.latest }),
-    },
-  };
-}
+/** The shared resnet50, at generation 4. */
+const artifact = (opts: ArtifactOptions = {}): ModelArtifact => baseArtifact({ generation: 4, ...opts });
 
 /** A table row: description, spec.versions, artifact options, expectation. */
 type VersionRow<T> = [string, AccessGrantVersions, ArtifactOptions, T];
 
-function grant(
-  spec: Partial<AccessGrantSpec> = {},
-  opts: { annotations?: Record<string, string>; status?: AccessGrantStatus; namespace?: string } = {},
-): AccessGrant {
-  return {
-    apiVersion: 'strongroom.dev/v1alpha1',
-    kind: 'AccessGrant',
-    metadata: {
-      name: 'g1',
-      namespace: opts.namespace ?? 'ml-dev',
-      generation: 2,
-      ...(opts.annotations === undefined ? {} : { annotations: opts.annotations }),
-    },
-    spec: {
-      artifactRef: { name: 'resnet50' },
-      versions: { match: 'named', names: ['v2'] },
-      mode: 'read',
-      subjects: [{ namespace: 'ml-dev', serviceAccount: 'trainer' }],
-      notBefore: NOT_BEFORE,
-      expiresAt: EXPIRES,
-      purpose: 'tests',
-      ...spec,
-    },
-    ...(opts.status === undefined ? {} : { status: opts.status }),
-  };
-}
-
-const NAMESPACES: ReadonlyMap<string, NamespaceFacts> = new Map([
-  ['ml-dev', { exists: true, environment: 'dev' }],
-  ['ml-dev-2', { exists: true, environment: 'dev' }],
-  ['ml-prod', { exists: true, environment: 'prod' }],
-  ['plain', { exists: true, environment: undefined }],
-  ['plain-2', { exists: true, environment: undefined }],
-  ['gone', { exists: false, environment: 'dev' }],
-]);
-
-const approvals = (n: number) =>
-  Array.from({ length: n }, (_, i) => ({
-    approver: `approver-${String(i)}@example.com`,
-    approvedAt: NOT_BEFORE,
-  }));
-const prodSubject = { namespace: 'ml-prod', serviceAccount: 'inference' };
+/** The shared g1, at generation 2. */
+const grant = (spec: Partial<AccessGrantSpec> = {}, opts: GrantOptions = {}): AccessGrant =>
+  baseGrant(spec, { generation: 2, ...opts });
 
 function evaluate(g: AccessGrant, overrides: Partial<Omit<GrantInput, 'grant'>> = {}): GrantDecision {
   return evaluateGrant({

@@ -1,16 +1,25 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type {
-  AccessGrant,
   AccessGrantSpec,
   AccessGrantStatus,
   AccessGrantSubject,
   AccessGrantSubjectPodSelector,
   Classification,
   ModelArtifact,
-  ModelArtifactStatusKey,
 } from '../api/index.ts';
-import { DEFAULT_GRANT_POLICY, REVOKED_ANNOTATION, evaluateGrant, type NamespaceFacts } from './grant.ts';
+import {
+  EXPIRES,
+  NAMESPACES,
+  NOW,
+  approvals,
+  grant,
+  prodSubject,
+  artifact as baseArtifact,
+  type ArtifactOptions,
+  type GrantOptions,
+} from './testdata/objects.ts';
+import { DEFAULT_GRANT_POLICY, REVOKED_ANNOTATION, evaluateGrant } from './grant.ts';
 import { matchesSelector } from './labels.ts';
 import {
   authorizeRelease,
@@ -20,105 +29,12 @@ import {
   type WorkloadIdentity,
 } from './release.ts';
 
-const NOT_BEFORE = '2026-12-01T00:00:00Z';
-const EXPIRES = '2027-01-15T00:00:00Z';
-const NOW = new Date('2026-12-10T12:00:00.500Z');
 const HOUR = 3600_000;
 const plus = (d: Date | string, ms: number) => new Date(new Date(d).getTime() + ms);
-const FP = `sha256:${'a'.repeat(64)}`;
 
-interface ArtifactOptions {
-  classification?: Classification;
-  versions?: string[];
-  withdrawn?: string[];
-  keyState?: Partial<Record<string, ModelArtifactStatusKey['state'] | 'absent' | 'stateless'>>;
-  latest?: string | null;
-  deleting?: boolean;
-  name?: string;
-  namespace?: string;
-}
-
-/** resnet50 in ml-dev with v1..v3, all sealed, latest v3. */
-function artifact(opts: ArtifactOptions = {}): ModelArtifact {
-  const versions = opts.versions ?? ['v1', 'v2', 'v3'];
-  const withdrawn = opts.withdrawn ?? [];
-  const keys: ModelArtifactStatusKey[] = [];
-  for (const v of versions) {
-    const state = opts.keyState?.[v] ?? (withdrawn.includes(v) ? 'Withdrawn' : 'Sealed');
-    if (state === 'absent') continue;
-    keys.push({
-      version: v,
-      keyFingerprint: FP,
-      wrappedKey: 'AAAA',
-      ...(state === 'stateless' ? {} : { state }),
-    });
-  }
-  const latest = opts.latest === undefined ? 'v3' : opts.latest;
-  return {
-    apiVersion: 'strongroom.dev/v1alpha1',
-    kind: 'ModelArtifact',
-    metadata: {
-      name: opts.name ?? 'resnet50',
-      namespace: opts.namespace ?? 'ml-dev',
-      ...(opts.deleting === true ? { deletionTimestamp: new Date('2026-12-09T00:00:00Z') } : {}),
-    },
-    spec: {
-      classification: opts.classification ?? 'internal',
-      owner: { team: 'vision' },
-      storage: { persistentVolumeClaim: { claimName: 'store' }, path: 'vision/resnet50' },
-      versions: versions.map((name) => ({
-        name,
-        digest: `sha256:${'b'.repeat(64)}`,
-        size: 10,
-        encryption: { format: 'v1', keyFingerprint: FP },
-        publisher: 'system:serviceaccount:ml-dev:trainer',
-        publishedAt: '2026-10-01T00:00:00Z',
-      })),
-      withdrawnVersions: withdrawn,
-    },
-    status: { keys, ...(latest === null ? {} : { latestVersion: latest }) },
-  };
-}
-
-interface GrantOptions {
-  name?: string;
-  namespace?: string;
-  annotations?: Record<string, string>;
-  status?: AccessGrantStatus;
-}
-
-/** g1 in ml-dev: read v2 of resnet50 for ml-dev/trainer, from NOT_BEFORE to EXPIRES. */
-function grant(spec: Partial<AccessGrantSpec> = {}, opts: GrantOptions = {}): AccessGrant {
-  return {
-    apiVersion: 'strongroom.dev/v1alpha1',
-    kind: 'AccessGrant',
-    metadata: {
-      name: opts.name ?? 'g1',
-      namespace: opts.namespace ?? 'ml-dev',
-      ...(opts.annotations === undefined ? {} : { annotations: opts.annotations }),
-    },
-    spec: {
-      artifactRef: { name: 'resnet50' },
-      versions: { match: 'named', names: ['v2'] },
-      mode: 'read',
-      subjects: [{ namespace: 'ml-dev', serviceAccount: 'trainer' }],
-      notBefore: NOT_BEFORE,
-      expiresAt: EXPIRES,
-      purpose: 'tests',
-      ...spec,
-    },
-    ...(opts.status === undefined ? {} : { status: opts.status }),
-  };
-}
-
-const NAMESPACES: ReadonlyMap<string, NamespaceFacts> = new Map([
-  ['ml-dev', { exists: true, environment: 'dev' }],
-  ['ml-dev-2', { exists: true, environment: 'dev' }],
-  ['ml-prod', { exists: true, environment: 'prod' }],
-  ['plain', { exists: true, environment: undefined }],
-  ['plain-2', { exists: true, environment: undefined }],
-  ['gone', { exists: false, environment: 'dev' }],
-]);
+/** The shared resnet50 with latest v3 unless said otherwise (null: no latest version). */
+const artifact = (opts: ArtifactOptions = {}): ModelArtifact =>
+  baseArtifact({ ...opts, latest: opts.latest === undefined ? 'v3' : opts.latest });
 
 const TRAINER: WorkloadIdentity = {
   namespace: 'ml-dev',
@@ -132,12 +48,6 @@ const INFERENCE: WorkloadIdentity = {
   podUid: 'pod-uid-2',
   podLabels: { app: 'serve' },
 };
-const prodSubject = { namespace: 'ml-prod', serviceAccount: 'inference' };
-const approvals = (n: number) =>
-  Array.from({ length: n }, (_, i) => ({
-    approver: `approver-${String(i)}@example.com`,
-    approvedAt: NOT_BEFORE,
-  }));
 /** A cross-environment grant for ml-prod/inference with enough approvals for an internal artifact. */
 const crossGrant = (spec: Partial<AccessGrantSpec> = {}, opts: GrantOptions = {}) =>
   grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1), ...spec }, opts);
