@@ -36,6 +36,15 @@ describe('parseConfig defaults', () => {
       resyncPeriodMs: 600_000,
       watchStallTimeoutMs: 90_000,
       shutdownTimeoutMs: 25_000,
+      broker: {
+        address: { host: '0.0.0.0', port: 9444 },
+        attestAddress: { host: '0.0.0.0', port: 9443 },
+        trustDomain: 'cluster.local',
+        clusterName: 'kubernetes',
+        dekCacheTtlMs: 5000,
+        maxConnectionAgeMs: 600_000,
+        credentialRefreshMs: 30_000,
+      },
       auditLogDir: '/var/lib/strongroom/audit',
     } satisfies Omit<OperatorConfig, 'identity'>);
     expect(identity).toMatch(
@@ -111,6 +120,15 @@ describe('every flag', () => {
       resyncPeriodMs: 5_400_000,
       watchStallTimeoutMs: 120_000,
       shutdownTimeoutMs: 1_500,
+      broker: {
+        address: { host: '0.0.0.0', port: 9444 },
+        attestAddress: { host: '0.0.0.0', port: 9443 },
+        trustDomain: 'cluster.local',
+        clusterName: 'kubernetes',
+        dekCacheTtlMs: 5000,
+        maxConnectionAgeMs: 600_000,
+        credentialRefreshMs: 30_000,
+      },
       auditLogDir: '/data/audit',
     } satisfies OperatorConfig);
   });
@@ -196,6 +214,15 @@ describe('every environment variable', () => {
       resyncPeriodMs: 300_000,
       watchStallTimeoutMs: 45_000,
       shutdownTimeoutMs: 20_000,
+      broker: {
+        address: { host: '0.0.0.0', port: 9444 },
+        attestAddress: { host: '0.0.0.0', port: 9443 },
+        trustDomain: 'cluster.local',
+        clusterName: 'kubernetes',
+        dekCacheTtlMs: 5000,
+        maxConnectionAgeMs: 600_000,
+        credentialRefreshMs: 30_000,
+      },
       auditLogDir: '/srv/audit',
     } satisfies OperatorConfig);
   });
@@ -241,6 +268,15 @@ describe('every environment variable', () => {
       resyncPeriodMs: 60_000,
       watchStallTimeoutMs: 60_000,
       shutdownTimeoutMs: 60_000,
+      broker: {
+        address: { host: '0.0.0.0', port: 9444 },
+        attestAddress: { host: '0.0.0.0', port: 9443 },
+        trustDomain: 'cluster.local',
+        clusterName: 'kubernetes',
+        dekCacheTtlMs: 5000,
+        maxConnectionAgeMs: 600_000,
+        credentialRefreshMs: 30_000,
+      },
       auditLogDir: '/flag/audit',
     } satisfies OperatorConfig);
   });

@@ -47,6 +47,25 @@ export interface OperatorConfig {
   shutdownTimeoutMs: number;
   /** Absolute directory of the tamper-evident audit log. */
   auditLogDir: string;
+  broker: BrokerConfig;
+}
+
+/** The key broker's listeners and limits (docs/broker.md). */
+export interface BrokerConfig {
+  /** Mutual-TLS listener (ReleaseKey, WatchRevocations, PublishVersion). Default 0.0.0.0:9444. */
+  address: { host: string; port: number };
+  /** Server-TLS listener for Attest. Default 0.0.0.0:9443. */
+  attestAddress: { host: string; port: number };
+  /** SPIFFE trust domain of workload certificates. Default cluster.local. */
+  trustDomain: string;
+  /** Cluster name in the audit log origin. Default kubernetes. */
+  clusterName: string;
+  /** How long an unwrapped DEK may stay cached, 0 to 60 s. Default 5 s. */
+  dekCacheTtlMs: number;
+  /** Connections are closed after this long (1 s to 1 h). Default 10 min. */
+  maxConnectionAgeMs: number;
+  /** How often the serving certificate and CA bundle are re-read. Default 30 s. */
+  credentialRefreshMs: number;
 }
 
 /** The log levels the operator accepts, most severe first. */
@@ -148,6 +167,41 @@ const S = {
     'restart a silent watch after (default 90s)',
   ),
   shutdownTimeout: setting('--shutdown-timeout', '<duration>', 'graceful shutdown deadline (default 25s)'),
+  brokerAddress: setting(
+    '--broker-address',
+    '<host:port>',
+    'key broker mutual-TLS listener (default 0.0.0.0:9444)',
+  ),
+  attestAddress: setting(
+    '--attest-address',
+    '<host:port>',
+    'key broker Attest listener (default 0.0.0.0:9443)',
+  ),
+  trustDomain: setting(
+    '--trust-domain',
+    '<domain>',
+    'SPIFFE trust domain of workload certificates (default cluster.local)',
+  ),
+  clusterName: setting(
+    '--cluster-name',
+    '<name>',
+    'cluster name in the audit log origin (default kubernetes)',
+  ),
+  dekCacheTtl: setting(
+    '--dek-cache-ttl',
+    '<duration>',
+    'how long an unwrapped DEK may stay cached, 0s-60s (default 5s)',
+  ),
+  brokerMaxConnectionAge: setting(
+    '--broker-max-connection-age',
+    '<duration>',
+    'close broker connections after, 1s-1h (default 10m)',
+  ),
+  brokerCredentialRefresh: setting(
+    '--broker-credential-refresh',
+    '<duration>',
+    're-read the serving certificate every (default 30s)',
+  ),
   auditLogDir: setting('--audit-log-dir', '<dir>', 'audit log directory (default /var/lib/strongroom/audit)'),
 } as const;
 
@@ -432,5 +486,39 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
     watchStallTimeoutMs: stall ? parseDurationMs(stall) : 90_000,
     shutdownTimeoutMs: shutdown ? parseDurationMs(shutdown) : 25_000,
     auditLogDir: auditLogDir ? parseAbsolutePath(auditLogDir) : '/var/lib/strongroom/audit',
+    broker: parseBroker(get),
+  };
+}
+
+function parseBroker(get: (s: Setting) => Raw | undefined): BrokerConfig {
+  const address = get(S.brokerAddress);
+  const attestAddress = get(S.attestAddress);
+  const trustDomain = get(S.trustDomain);
+  const clusterName = get(S.clusterName);
+  const ttl = get(S.dekCacheTtl);
+  const age = get(S.brokerMaxConnectionAge);
+  const refresh = get(S.brokerCredentialRefresh);
+  const within = (raw: Raw, min: number, max: number, what: string): number => {
+    const ms = raw.value === '0' || raw.value === '0s' ? 0 : parseDurationMs(raw);
+    if (ms < min || ms > max) throw invalid(raw, what);
+    return ms;
+  };
+  if (trustDomain && !/^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/.test(trustDomain.value))
+    throw invalid(
+      trustDomain,
+      'expected a SPIFFE trust domain: lower-case letters, digits, ".", "-" and "_"',
+    );
+  if (clusterName && !/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(clusterName.value))
+    throw invalid(clusterName, 'expected lower-case letters, digits, "." and "-", at most 63');
+  return {
+    address: address ? parseHostPort(address) : { host: '0.0.0.0', port: 9444 },
+    attestAddress: attestAddress ? parseHostPort(attestAddress) : { host: '0.0.0.0', port: 9443 },
+    trustDomain: trustDomain?.value ?? 'cluster.local',
+    clusterName: clusterName?.value ?? 'kubernetes',
+    dekCacheTtlMs: ttl ? within(ttl, 0, 60_000, 'expected a duration from 0s to 60s') : 5000,
+    maxConnectionAgeMs: age ? within(age, 1000, 3_600_000, 'expected a duration from 1s to 1h') : 600_000,
+    credentialRefreshMs: refresh
+      ? within(refresh, 1000, 3_600_000, 'expected a duration from 1s to 1h')
+      : 30_000,
   };
 }

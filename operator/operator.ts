@@ -9,8 +9,16 @@
  *   5. pending Events are flushed, the KMS is closed;
  *   6. the health server closes.
  */
-import { readFileSync } from 'node:fs';
-import { CoreV1Api, CustomObjectsApi, type V1Namespace, type V1Secret } from '@kubernetes/client-node';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AuthenticationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type V1Namespace,
+  type V1Pod,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import type winston from 'winston';
 import {
   ACCESS_GRANT_PLURAL,
@@ -20,10 +28,15 @@ import {
   type AccessGrant,
   type ModelArtifact,
 } from '../core/api/index.ts';
+import { AuditLog, originFor } from '../core/audit/index.ts';
 import { LocalKmsProvider } from '../core/kms/local.ts';
 import type { KmsProvider } from '../core/kms/provider.ts';
 import { DEFAULT_GRANT_POLICY } from '../core/policy/grant.ts';
 import { DEFAULT_ROTATION_TABLE, parseRotationTable } from '../core/policy/rotation.ts';
+import { ensureAuditKeys } from './broker/audit-keys.ts';
+import { BrokerAuditTrail } from './broker/audit-trail.ts';
+import { BrokerServer } from './broker/server.ts';
+import { InformerBrokerView, slimPod } from './broker/view.ts';
 import type { OperatorConfig } from './config.ts';
 import { AccessGrantController } from './controllers/accessgrant.ts';
 import { KekRotationController } from './controllers/kek-rotation.ts';
@@ -39,6 +52,7 @@ import { WorkQueue, type WorkQueueOptions } from './kube/workqueue.ts';
 import { componentLogger } from './log.ts';
 import { HealthServer } from './observability/health-server.ts';
 import { OperatorMetrics } from './observability/metrics.ts';
+import { InternalCa } from './pki/internal-ca.ts';
 import { RevocationBus } from './revocation/bus.ts';
 
 /** The work queues of one leadership term. */
@@ -86,6 +100,24 @@ async function openKms(
   }
 }
 
+/** The key broker of one leadership term. */
+interface BrokerRun {
+  readonly server: BrokerServer;
+  audit: AuditLog | undefined;
+  started: Promise<void>;
+}
+
+/** A replica identity as an audit log writer name: lower-case letters, digits, "." and "-", at most 63. */
+function writerName(identity: string): string {
+  const name = identity
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '')
+    .slice(0, 63)
+    .replace(/[^a-z0-9]+$/, '');
+  return name === '' ? 'operator' : name;
+}
+
 export class Operator {
   readonly #config: OperatorConfig;
   readonly #root: winston.Logger;
@@ -102,6 +134,9 @@ export class Operator {
   #kms: KmsProvider | undefined;
   #timers: NodeJS.Timeout[] = [];
   #stopping: Promise<void> | undefined;
+  /** The key broker and its audit log; they run only while this replica leads (the revocation bus lives here). */
+  #broker: BrokerRun | undefined;
+  #startBroker: (() => void) | undefined;
   /** Called when leadership is lost: the process must stop reconciling (main exits non-zero). */
   onFatal: (reason: string) => void = () => undefined;
 
@@ -159,6 +194,16 @@ export class Operator {
       informer<object>('admissionregistration.k8s.io', 'v1', 'mutatingwebhookconfigurations', managed),
       informer<object>('admissionregistration.k8s.io', 'v1', 'validatingwebhookconfigurations', managed),
     ];
+    const pods = new Informer<V1Pod>({
+      kubeConfig: kc,
+      resource: { group: '', version: 'v1', plural: 'pods' },
+      logger: componentLogger(this.#root, 'watch', { resource: 'pods' }),
+      observer,
+      relistIntervalMs: config.resyncPeriodMs,
+      stallTimeoutMs: config.watchStallTimeoutMs,
+      transform: slimPod,
+    });
+    this.#informers.push(pods as unknown as Informer<never>);
     const recipientKeys = informer<V1Secret>('', 'v1', 'secrets', {
       namespace: config.namespace,
       labelSelector: 'strongroom.dev/role=recipient-key',
@@ -178,6 +223,13 @@ export class Operator {
             ...(i.healthy() ? {} : { detail: 'not synced or disconnected' }),
           }),
         })),
+        {
+          name: 'broker',
+          check: () => {
+            const ok = this.#broker === undefined || this.#broker.server.ready();
+            return { ok, ...(ok ? {} : { detail: 'the key broker is not listening yet' }) };
+          },
+        },
         {
           name: 'leader-election',
           check: () => ({ ok: this.#elector !== undefined || !config.leaderElection.enabled }),
@@ -268,6 +320,81 @@ export class Operator {
       logger: componentLogger(this.#root, 'pki'),
     });
 
+    const view = new InformerBrokerView({
+      artifacts,
+      grants,
+      namespaces,
+      pods,
+    });
+    const kms = this.#kms;
+    this.#startBroker = () => {
+      const brokerLog = componentLogger(this.#root, 'broker');
+      const trail = new BrokerAuditTrail((operation, decision, reason) => {
+        this.metrics.brokerDecisions.inc({ operation, decision, reason });
+      });
+      const server = new BrokerServer({
+        attestAddress: config.broker.attestAddress,
+        brokerAddress: config.broker.address,
+        namespace: config.namespace,
+        core,
+        authentication: kc.makeApiClient(AuthenticationV1Api),
+        custom,
+        ca: new InternalCa(kc, { namespace: config.namespace, logger: brokerLog }),
+        trustDomain: config.broker.trustDomain,
+        logger: brokerLog,
+        view,
+        kms,
+        keyring,
+        scopes: DEFAULT_KEK_SCOPES,
+        policy: DEFAULT_GRANT_POLICY,
+        audit: trail,
+        bus: this.bus,
+        dekCacheTtlMs: config.broker.dekCacheTtlMs,
+        maxConnectionAgeMs: config.broker.maxConnectionAgeMs,
+        credentialRefreshMs: config.broker.credentialRefreshMs,
+        observer: {
+          call: (method, code, seconds) => {
+            this.metrics.brokerCalls.observe({ method, code }, seconds);
+          },
+          streams: (delta) => {
+            this.metrics.brokerStreams.inc(delta);
+          },
+        },
+      });
+      const record: BrokerRun = { server, audit: undefined, started: Promise.resolve() };
+      record.started = (async () => {
+        const keys = await ensureAuditKeys(
+          core,
+          config.namespace,
+          `strongroom.audit/${config.broker.clusterName}`,
+        );
+        mkdirSync(config.auditLogDir, { recursive: true, mode: 0o700 });
+        const writer = writerName(config.identity);
+        const audit = await AuditLog.open({
+          path: join(config.auditLogDir, `${writer}.log`),
+          origin: originFor(config.broker.clusterName, writer),
+          signer: keys.signer,
+          metrics: {
+            onFailure: (error, stage) => {
+              brokerLog.error('audit append failed', { stage, error: error.message });
+            },
+          },
+        });
+        trail.attach(audit, keys.hmac);
+        record.audit = audit;
+        if (this.#broker !== record) return;
+        const ports = await server.start();
+        brokerLog.info('key broker ready', { ...ports, auditLog: audit.path });
+      })().catch((error: unknown) => {
+        if (this.#broker !== record) return;
+        brokerLog.error('the key broker could not start; keys are not released', {
+          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        });
+        this.onFatal(`the key broker could not start: ${String(error)}`);
+      });
+      this.#broker = record;
+    };
+
     // parent artifact key → artifacts whose lineage names it, so a parent appearing re-checks its children.
     const children = new Map<string, Set<string>>();
     artifacts.onEvent((event) => {
@@ -322,6 +449,7 @@ export class Operator {
       this.#log.info('leading: starting controllers', { identity: config.identity });
       resyncAll();
       for (const q of [this.#term.artifacts, this.#term.grants, this.#term.singletons]) q.start();
+      this.#startBroker?.();
     };
     this.#timers.push(
       setInterval(resyncAll, config.resyncPeriodMs).unref(),
@@ -395,7 +523,17 @@ export class Operator {
     for (const { n, ...labels } of g.values()) this.metrics.grants.set(labels, n);
   }
 
+  async #stopBroker(): Promise<void> {
+    const broker = this.#broker;
+    this.#broker = undefined;
+    if (broker === undefined) return;
+    await broker.server.stop();
+    await broker.started;
+    await broker.audit?.close();
+  }
+
   async #endTerm(): Promise<void> {
+    await this.#stopBroker();
     const term = this.#term;
     this.#term = undefined;
     if (term) await Promise.all([term.artifacts, term.grants, term.singletons].map((q) => q.shutdown()));

@@ -87,7 +87,42 @@ export interface WriterStartedEvent {
   readonly repairedBytes: number;
 }
 
-export type AuditEvent = KeyReleaseEvent | GrantEvent | HeartbeatEvent | WriterStartedEvent;
+/** What a {@link BrokerAccessEvent} records. */
+export type BrokerOperation = 'connect' | 'attest' | 'watch-revocations' | 'publish-version';
+export const BROKER_OPERATIONS: readonly BrokerOperation[] = [
+  'connect',
+  'attest',
+  'watch-revocations',
+  'publish-version',
+];
+
+/**
+ * A key-broker decision other than a key release: a refused TLS handshake (`connect`), an attestation, a revocation
+ * stream opened or refused, a version published or refused. `workload` holds what is known of the caller; when
+ * `verified` is false it is only what the caller claimed (for example the SANs of a certificate that failed
+ * verification) and must not be trusted.
+ */
+export interface BrokerAccessEvent {
+  readonly type: 'broker-access';
+  readonly operation: BrokerOperation;
+  readonly decision: Decision;
+  /** A stable machine-readable reason code, e.g. `granted`, `no-client-certificate`, `pod-not-found`. */
+  readonly reason: string;
+  /** The remote address of the connection, `ip:port`. */
+  readonly peer: string;
+  readonly verified: boolean;
+  /** Known facts about the caller: namespace, serviceAccount, podUid, certificateSerial (any subset). */
+  readonly workload: Readonly<Record<string, string>>;
+  /** The artifact concerned, when there is one: namespace, name, version (any subset). */
+  readonly artifact: Readonly<Record<string, string>> | null;
+  /** Human-readable detail, at most 1024 characters; never key material. */
+  readonly detail: string;
+  /** Secrets seen by the decision (the bearer token), each only as `hmac-sha256:<base64>`. */
+  readonly secrets: Readonly<Record<string, string>>;
+}
+
+export type AuditEvent =
+  KeyReleaseEvent | GrantEvent | HeartbeatEvent | WriterStartedEvent | BrokerAccessEvent;
 
 const HMAC_PREFIX = 'hmac-sha256:';
 
@@ -113,6 +148,31 @@ export class AuditKey {
 export interface KeyReleaseInput extends Omit<KeyReleaseEvent, 'type' | 'secrets'> {
   /** Secrets the decision saw (the bearer token, the wrapped key, ...). Only their HMACs are recorded. */
   readonly secrets?: Readonly<Record<string, string | Uint8Array>>;
+}
+
+export interface BrokerAccessInput extends Omit<BrokerAccessEvent, 'type' | 'secrets' | 'detail'> {
+  /** Truncated to 1024 characters. */
+  readonly detail: string;
+  readonly secrets?: Readonly<Record<string, string | Uint8Array>>;
+}
+
+/** A broker-access event with every secret replaced by its HMAC under `key` and the detail bounded. */
+export function brokerAccessEvent(input: BrokerAccessInput, key: AuditKey): BrokerAccessEvent {
+  const secrets: Record<string, string> = {};
+  for (const [name, value] of Object.entries(input.secrets ?? {})) secrets[name] = key.redact(value);
+  const detail = input.detail === '' ? '-' : input.detail;
+  return {
+    type: 'broker-access',
+    operation: input.operation,
+    decision: input.decision,
+    reason: input.reason,
+    peer: input.peer === '' ? 'unknown' : input.peer,
+    verified: input.verified,
+    workload: { ...input.workload },
+    artifact: input.artifact === null ? null : { ...input.artifact },
+    detail: detail.length > 1024 ? `${detail.slice(0, 1021)}...` : detail,
+    secrets,
+  };
 }
 
 /** A key-release event with every secret replaced by its HMAC under `key`. */
@@ -142,6 +202,27 @@ function requireStrings(obj: unknown, fields: readonly string[], where: string):
       throw new AuditError('invalid', `${where}.${f} must be a non-empty string`);
     }
   }
+}
+
+function requireHmacs(secrets: unknown): void {
+  if (typeof secrets !== 'object' || secrets === null) {
+    throw new AuditError('invalid', 'secrets must be an object of HMACs');
+  }
+  for (const [name, value] of Object.entries(secrets as Record<string, unknown>)) {
+    if (typeof value !== 'string' || !value.startsWith(HMAC_PREFIX)) {
+      throw new AuditError(
+        'invalid',
+        `secret ${name} is not an HMAC: use keyReleaseEvent or AuditKey.redact`,
+      );
+    }
+  }
+}
+
+function requireStringMap(obj: unknown, where: string): void {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    throw new AuditError('invalid', `${where} must be an object of strings`);
+  }
+  requireStrings(obj, Object.keys(obj), where);
 }
 
 interface Loose {
@@ -191,17 +272,7 @@ export function validateEvent(input: AuditEvent): void {
       } else if (event.decision === 'allow' || event.grant === undefined) {
         throw new AuditError('invalid', 'an allow decision names the grant that allowed it');
       }
-      if (typeof event.secrets !== 'object' || event.secrets === null) {
-        throw new AuditError('invalid', 'secrets must be an object of HMACs');
-      }
-      for (const [name, value] of Object.entries(event.secrets as Record<string, unknown>)) {
-        if (typeof value !== 'string' || !value.startsWith(HMAC_PREFIX)) {
-          throw new AuditError(
-            'invalid',
-            `secret ${name} is not an HMAC: use keyReleaseEvent or AuditKey.redact`,
-          );
-        }
-      }
+      requireHmacs(event.secrets);
       return;
     }
     case 'heartbeat':
@@ -215,6 +286,21 @@ export function validateEvent(input: AuditEvent): void {
       return;
     case 'writer-started':
       return;
+    case 'broker-access': {
+      const b = input as Partial<BrokerAccessEvent>;
+      if (!(BROKER_OPERATIONS as readonly unknown[]).includes(b.operation)) {
+        throw new AuditError('invalid', `unknown broker operation ${JSON.stringify(b.operation)}`);
+      }
+      if (b.decision !== 'allow' && b.decision !== 'deny') {
+        throw new AuditError('invalid', 'decision must be allow or deny');
+      }
+      requireStrings(e, ['reason', 'peer', 'detail'], 'event');
+      if (typeof b.verified !== 'boolean') throw new AuditError('invalid', 'verified must be a boolean');
+      requireStringMap(b.workload, 'workload');
+      if (b.artifact !== null) requireStringMap(b.artifact, 'artifact');
+      requireHmacs(b.secrets);
+      return;
+    }
     default:
       if (!(GRANT_EVENT_TYPES as readonly unknown[]).includes(event.type)) {
         throw new AuditError('invalid', `unknown event type ${JSON.stringify(event.type)}`);

@@ -7,6 +7,10 @@ export { canonicalize, CanonicalJsonError, type JsonValue } from './canonical-js
 export {
   AuditKey,
   keyReleaseEvent,
+  brokerAccessEvent,
+  type BrokerAccessEvent,
+  type BrokerAccessInput,
+  type BrokerOperation,
   type AuditEvent,
   type KeyReleaseEvent,
   type KeyReleaseInput,

@@ -4,24 +4,34 @@
  * signed by the operator CA kept in a real Secret.
  */
 import { generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import {
   ApiException,
   AuthenticationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import winston from 'winston';
+import { AuditKey, AuditLog, generateNoteKey, parseSignerKey, verifyLog } from '../../core/audit/index.ts';
+import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
+import { DEFAULT_GRANT_POLICY } from '../../core/policy/grant.ts';
 import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 import type { AttestResponse__Output } from '../../proto/generated/strongroom/v1/AttestResponse.ts';
 import { userKubeconfig } from '../../test/cluster/kubeconfig.ts';
 import { kubectl } from '../../test/cluster/kubectl.ts';
+import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from '../keys/artifact-keys.ts';
 import { createAuthorityCertificate, generateRsaKey } from '../pki/certificates.ts';
 import { InternalCa } from '../pki/internal-ca.ts';
+import { RevocationBus } from '../revocation/bus.ts';
+import { BrokerAuditTrail } from './audit-trail.ts';
 import { identityFromCertificate } from './identity.ts';
 import { BrokerServer } from './server.ts';
 
@@ -59,6 +69,10 @@ let server: BrokerServer;
 let client: KeyBrokerClient;
 let bundlePem: string;
 let port: number;
+let brokerPort: number;
+let auditLog: AuditLog;
+const workDir = mkdtempSync(join(tmpdir(), 'strongroom-attest-'));
+const noteKey = generateNoteKey('strongroom.audit/test');
 
 /** The least RBAC of the broker: review tokens, get pods, get the CA Secret. */
 const rbac = `
@@ -212,23 +226,48 @@ beforeAll(async () => {
   // The broker runs as a user with exactly the RBAC above.
   const brokerKc = new KubeConfig();
   brokerKc.loadFromFile(userKubeconfig(cluster, brokerUser));
+  auditLog = await AuditLog.open({
+    path: join(workDir, 'audit.log'),
+    origin: 'strongroom.audit/test/attest',
+    signer: parseSignerKey(noteKey.signerKey),
+  });
+  const trail = new BrokerAuditTrail();
+  trail.attach(auditLog, new AuditKey(randomBytes(32)));
+  const brokerCore = brokerKc.makeApiClient(CoreV1Api);
+  const kms = new LocalKmsProvider(new FileKeySetStore(join(workDir, 'kms.json')));
   server = new BrokerServer({
-    host: '127.0.0.1',
-    port: 0,
+    attestAddress: { host: '127.0.0.1', port: 0 },
+    brokerAddress: { host: '127.0.0.1', port: 0 },
     namespace: opNs,
-    core: brokerKc.makeApiClient(CoreV1Api),
+    core: brokerCore,
     authentication: brokerKc.makeApiClient(AuthenticationV1Api),
+    custom: brokerKc.makeApiClient(CustomObjectsApi),
     ca: new InternalCa(brokerKc, { namespace: opNs, logger }),
     trustDomain: TRUST_DOMAIN,
     logger,
+    // Attest reads no cache: this broker has none synced, so every other RPC would answer UNAVAILABLE.
+    view: {
+      ready: () => false,
+      artifact: () => undefined,
+      grants: () => [],
+      namespaces: () => new Map(),
+      pod: () => undefined,
+    },
+    kms,
+    keyring: new ArtifactKeyring({ kms, core: brokerCore, namespace: opNs, logger }),
+    scopes: DEFAULT_KEK_SCOPES,
+    policy: DEFAULT_GRANT_POLICY,
+    audit: trail,
+    bus: new RevocationBus(),
   });
-  ({ port } = await server.start());
+  ({ attestPort: port, brokerPort } = await server.start());
   client = new keyBroker.Client(`127.0.0.1:${port}`, grpc.credentials.createSsl(Buffer.from(bundlePem)));
 });
 
 afterAll(async () => {
   client.close();
   await server.stop();
+  await auditLog.close();
   await kubectl(cluster, ['delete', 'clusterrolebinding,clusterrole', brokerUser, '--ignore-not-found']);
   await kubectl(cluster, ['delete', 'namespace', opNs, appNs, '--wait=false']);
 });
@@ -368,13 +407,25 @@ describe('Attest over TLS on the real control plane', () => {
     expect('ok' in (await callAttest(token, csrFor().pem))).toBe(true);
   });
 
-  it('answers UNIMPLEMENTED for the RPCs of later slices', async () => {
+  it('serves only Attest on the attest port, and refuses Attest on the mutual-TLS port', async () => {
     const error = await new Promise<grpc.ServiceError | null>((resolve) => {
       client.ReleaseKey({ artifact: { namespace: 'a', name: 'b' }, version: 'v1' }, (e) => {
         resolve(e);
       });
     });
-    expect(error?.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(error?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(error?.details).toMatch(/needs mutual TLS/);
+    // Without a client certificate the mutual-TLS port refuses the handshake itself.
+    const mtls = new keyBroker.Client(
+      `127.0.0.1:${brokerPort}`,
+      grpc.credentials.createSsl(Buffer.from(bundlePem)),
+    );
+    try {
+      const refused = denial(await callAttest('x', csrFor().pem, mtls));
+      expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      mtls.close();
+    }
   });
 
   it('fails the TLS handshake for a client that does not trust the operator CA', async () => {
@@ -402,7 +453,32 @@ describe('Attest over TLS on the real control plane', () => {
       }
     }
     // The broker never saw a call: no attestation was logged.
-    expect(lines.slice(served).join('')).not.toMatch(/attest/);
+    expect(lines.slice(served).join('')).not.toMatch(/attested a pod|attestation refused/);
+  });
+
+  it('audits every attestation, allowed or refused, with the token only as an HMAC, in a log that verifies', async () => {
+    await auditLog.checkpoint();
+    const bytes = readFileSync(join(workDir, 'audit.log'));
+    const report = verifyLog(bytes, { verifiers: [parseSignerKey(noteKey.signerKey).verifier] });
+    expect(report.ok).toBe(true);
+    const events = bytes
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{"event":'))
+      .map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event)
+      .filter((e) => e.type === 'broker-access' && e.operation === 'attest');
+    const allowed = events.filter((e) => e.decision === 'allow');
+    const denied = events.filter((e) => e.decision === 'deny');
+    expect(allowed.length).toBeGreaterThanOrEqual(3);
+    expect(denied.map((e) => e.reason)).toEqual(
+      expect.arrayContaining(['token-rejected', 'invalid-csr', 'pod-mismatch']),
+    );
+    expect(allowed[0]?.workload).toMatchObject({
+      spiffeId: `spiffe://${TRUST_DOMAIN}/ns/${appNs}/sa/trainer`,
+    });
+    const text = bytes.toString('utf8');
+    for (const token of issuedTokens) expect(text).not.toContain(token);
+    expect(text).toMatch(/"token":"hmac-sha256:/);
   });
 
   it('never logs a token or key material', () => {

@@ -1,38 +1,85 @@
 /**
- * The key broker's gRPC server. This slice serves the attest listener only: server-authenticated TLS (a pod has no
- * client certificate before it attests) with the serving certificate of Secret `strongroom-broker-tls` (tls.crt,
- * tls.key; signed by the operator CA, see docs/pki.md). `Attest` is served; ReleaseKey, WatchRevocations and
- * PublishVersion answer UNIMPLEMENTED until the mutual-TLS listener exists. Connections are closed after at most
- * 10 minutes so that CA and serving certificate changes take effect.
+ * The key broker's gRPC server (docs/broker.md). Two TLS 1.3 listeners feed one grpc-js server each, by connection
+ * injection (tls-listener.ts):
+ *   - attest: server-authenticated TLS, serves only `Attest` (a pod has no client certificate yet);
+ *   - broker: mutual TLS, a client certificate chaining to the operator CA bundle is required at the handshake;
+ *     serves `ReleaseKey`, `WatchRevocations` and `PublishVersion`.
+ * The serving certificate (Secret `strongroom-broker-tls`) and the CA bundle (Secret `strongroom-ca`) are re-read
+ * every `credentialRefreshMs` and swapped into both listeners without a restart. Connections live at most
+ * `maxConnectionAgeMs` (default 10 minutes), so certificate expiry and CA rollover take effect. Every decision,
+ * including refused handshakes, is audited before the answer.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ApiException, type AuthenticationV1Api, type CoreV1Api } from '@kubernetes/client-node';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
+import {
+  ApiException,
+  type AuthenticationV1Api,
+  type CoreV1Api,
+  type CustomObjectsApi,
+} from '@kubernetes/client-node';
 import type winston from 'winston';
+import type { Classification } from '../../core/api/index.ts';
+import type { KmsProvider } from '../../core/kms/provider.ts';
+import type { GrantPolicy } from '../../core/policy/grant.ts';
+import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
+import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1/PublishVersionResponse.ts';
+import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
+import type { ReleaseKeyResponse } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
+import type { WatchRevocationsRequest__Output } from '../../proto/generated/strongroom/v1/WatchRevocationsRequest.ts';
+import type { WatchRevocationsResponse } from '../../proto/generated/strongroom/v1/WatchRevocationsResponse.ts';
 import { loadKeyBroker, type KeyBrokerHandlers } from '../../proto/keybroker.ts';
+import type { ArtifactKeyring, KekScope } from '../keys/artifact-keys.ts';
 import type { InternalCa } from '../pki/internal-ca.ts';
-import { attest, AttestError, type AttestStatus } from './attest.ts';
+import type { RevocationBus } from '../revocation/bus.ts';
+import { attest, AttestError } from './attest.ts';
+import type { BrokerAuditTrail } from './audit-trail.ts';
+import { DekCache } from './dek-cache.ts';
+import { BrokerError } from './errors.ts';
 import { checkTrustDomain } from './identity.ts';
+import { peerFromCertificate, podOf, type Peer } from './peer.ts';
+import { publishVersion } from './publish.ts';
+import { releaseKey } from './release.ts';
+import { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
+import { TlsListener, type RefusedHandshake, type TlsIdentity } from './tls-listener.ts';
+import type { BrokerView } from './view.ts';
+
+/** Observations for metrics. */
+export interface BrokerObserver {
+  call?(method: string, code: string, seconds: number): void;
+  streams?(delta: number): void;
+}
 
 /** How the broker server is configured. */
 export interface BrokerServerOptions {
-  /** Address to listen on, e.g. `0.0.0.0` or `127.0.0.1`. */
-  readonly host: string;
-  /** 0 picks a free port. */
-  readonly port: number;
+  readonly attestAddress: { readonly host: string; readonly port: number };
+  readonly brokerAddress: { readonly host: string; readonly port: number };
   /** The operator namespace, which holds the serving Secret. */
   readonly namespace: string;
   /** Default `strongroom-broker-tls`. */
   readonly servingSecretName?: string;
-  /** Reads the serving Secret and the bound pods (get secrets, get pods). */
   readonly core: CoreV1Api;
-  /** TokenReview (create tokenreviews). */
   readonly authentication: AuthenticationV1Api;
+  readonly custom: CustomObjectsApi;
   readonly ca: Pick<InternalCa, 'signLeaf' | 'load'>;
-  /** SPIFFE trust domain of issued certificates. */
   readonly trustDomain: string;
   readonly logger: winston.Logger;
+  readonly view: BrokerView;
+  readonly kms: KmsProvider;
+  readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'sealVersion'>;
+  readonly scopes: Readonly<Record<Classification, KekScope>>;
+  readonly policy: GrantPolicy;
+  readonly audit: BrokerAuditTrail;
+  readonly bus: RevocationBus;
+  /** Default 5000 ms; 0 disables the cache. */
+  readonly dekCacheTtlMs?: number;
   /** Default 10 minutes. */
   readonly maxConnectionAgeMs?: number;
+  /** Default 30 000 ms. */
+  readonly credentialRefreshMs?: number;
+  /** Default 5000 ms. */
+  readonly heartbeatMs?: number;
+  readonly observer?: BrokerObserver;
+  readonly now?: () => Date;
 }
 
 /** Failure to start the broker server. */
@@ -40,106 +87,328 @@ export class BrokerServerError extends Error {
   override readonly name = 'BrokerServerError';
 }
 
-const STATUS: Record<AttestStatus, grpc.status> = {
-  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
-  UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
-  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
-  UNAVAILABLE: grpc.status.UNAVAILABLE,
-  INTERNAL: grpc.status.INTERNAL,
-};
 const SHUTDOWN_GRACE_MS = 5000;
+const CALL_GRACE_MS = 30_000;
 
-/** The key broker gRPC server (attest listener). */
+/** The key broker. */
 export class BrokerServer {
-  readonly #options: BrokerServerOptions;
-  readonly #logger: winston.Logger;
-  #server: grpc.Server | null = null;
+  readonly #o: BrokerServerOptions;
+  readonly #log: winston.Logger;
+  readonly #now: () => Date;
+  readonly #cache: DekCache;
+  readonly #leases = new LeaseTracker();
+  readonly #feed: RevocationFeed;
+  readonly #streams = new Set<() => void>();
+  #listeners: { attest: TlsListener; broker: TlsListener } | undefined;
+  #servers: grpc.Server[] = [];
+  #identity: TlsIdentity | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #stopped = false;
+  #ports = { attest: 0, broker: 0 };
 
   constructor(options: BrokerServerOptions) {
     checkTrustDomain(options.trustDomain);
-    this.#options = options;
-    this.#logger = options.logger.child({ component: 'broker' });
+    this.#o = options;
+    this.#log = options.logger.child({ component: 'broker' });
+    this.#now = options.now ?? (() => new Date());
+    this.#cache = new DekCache({ ttlMs: options.dekCacheTtlMs ?? 5000 });
+    this.#feed = new RevocationFeed({
+      bus: options.bus,
+      leases: this.#leases,
+      ...(options.heartbeatMs === undefined ? {} : { heartbeatMs: options.heartbeatMs }),
+    });
   }
 
-  /** Reads the serving Secret and listens. Throws BrokerServerError when the Secret is missing or unusable. */
-  async start(): Promise<{ port: number }> {
-    if (this.#server !== null) throw new BrokerServerError('the broker server is already started');
-    const credentials = await this.#credentials();
-    const age = this.#options.maxConnectionAgeMs ?? 10 * 60 * 1000;
-    const server = new grpc.Server({
+  /** The epoch of this process's revocation sequence numbers. */
+  get epoch(): string {
+    return this.#feed.epoch;
+  }
+
+  /** True while both listeners are up and the caches are synced. */
+  ready(): boolean {
+    return this.#listeners !== undefined && this.#o.view.ready();
+  }
+
+  /**
+   * Waits for the serving certificate (retrying every 500 ms until `stop()`), then listens on both addresses.
+   * Throws BrokerServerError when an address cannot be bound, or when stopped before starting.
+   */
+  async start(): Promise<{ attestPort: number; brokerPort: number }> {
+    if (this.#listeners !== undefined) throw new BrokerServerError('the broker server is already started');
+    let identity: TlsIdentity | undefined;
+    let lastProblem = '';
+    while (identity === undefined) {
+      if (this.#stopped) throw new BrokerServerError('stopped before the serving certificate was available');
+      try {
+        identity = await this.#readIdentity();
+      } catch (error) {
+        const problem = error instanceof Error ? error.message : String(error);
+        if (problem !== lastProblem) this.#log.info('waiting for the serving certificate', { problem });
+        lastProblem = problem;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    this.#identity = identity;
+    const broker = loadKeyBroker();
+    const age = this.#o.maxConnectionAgeMs ?? 10 * 60 * 1000;
+    const serverOptions = {
       'grpc.max_connection_age_ms': age,
-      'grpc.max_connection_age_grace_ms': 30_000,
+      'grpc.max_connection_age_grace_ms': Math.min(CALL_GRACE_MS, age),
       'grpc.max_receive_message_length': 64 * 1024,
+      'grpc.max_concurrent_streams': 1000,
+    };
+    const attestServer = new grpc.Server(serverOptions);
+    attestServer.addService(broker.service, this.#attestHandlers());
+    const brokerServer = new grpc.Server(serverOptions);
+    brokerServer.addService(broker.service, this.#brokerHandlers());
+    this.#servers = [attestServer, brokerServer];
+    const insecure = grpc.ServerCredentials.createInsecure();
+    const attestInjector = attestServer.createConnectionInjector(insecure);
+    const brokerInjector = brokerServer.createConnectionInjector(insecure);
+    const listeners = {
+      attest: new TlsListener({
+        ...this.#o.attestAddress,
+        mutual: false,
+        onConnection: (socket) => {
+          attestInjector.injectConnection(socket);
+        },
+        onRefused: (refused) => {
+          this.#auditRefused('attest', refused);
+        },
+      }),
+      broker: new TlsListener({
+        ...this.#o.brokerAddress,
+        mutual: true,
+        onConnection: (socket) => {
+          brokerInjector.injectConnection(socket);
+        },
+        onRefused: (refused) => {
+          this.#auditRefused('broker', refused);
+        },
+      }),
+    };
+    try {
+      this.#ports = {
+        attest: await listeners.attest.start(identity),
+        broker: await listeners.broker.start(identity),
+      };
+    } catch (error) {
+      await Promise.all([listeners.attest.stop(), listeners.broker.stop()]);
+      throw new BrokerServerError('cannot listen', { cause: error });
+    }
+    this.#listeners = listeners;
+    this.#timers.push(
+      setInterval(() => {
+        this.refreshIdentity().catch((error: unknown) => {
+          this.#log.warn('could not refresh the serving certificate; keeping the current one', {
+            error: error instanceof Error ? error.message : String(error),
+          });
+        });
+      }, this.#o.credentialRefreshMs ?? 30_000).unref(),
+      setInterval(() => {
+        this.#leases.prune();
+      }, 60_000).unref(),
+    );
+    this.#log.info('broker listening', {
+      attest: `${this.#o.attestAddress.host}:${String(this.#ports.attest)}`,
+      broker: `${this.#o.brokerAddress.host}:${String(this.#ports.broker)}`,
     });
-    server.addService(loadKeyBroker().service, this.#handlers());
-    const host = this.#options.host.includes(':') ? `[${this.#options.host}]` : this.#options.host;
-    const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host}:${this.#options.port}`, credentials, (error, bound) => {
-        if (error)
-          reject(new BrokerServerError(`cannot listen on ${host}:${this.#options.port}`, { cause: error }));
-        else resolve(bound);
-      });
-    });
-    this.#server = server;
-    this.#logger.info('broker listening (attest, server TLS)', { host: this.#options.host, port });
-    return { port };
+    return { attestPort: this.#ports.attest, brokerPort: this.#ports.broker };
   }
 
-  /** Stops taking calls, waits up to 5 s for calls in flight, then closes every connection. */
+  /**
+   * Re-reads the serving certificate and CA bundle and, when either changed, uses them for new handshakes. Returns
+   * true when something changed.
+   */
+  async refreshIdentity(): Promise<boolean> {
+    const next = await this.#readIdentity();
+    const current = this.#identity;
+    if (
+      current !== undefined &&
+      current.cert.equals(next.cert) &&
+      current.key.equals(next.key) &&
+      current.ca.equals(next.ca)
+    )
+      return false;
+    this.#identity = next;
+    this.#listeners?.attest.setIdentity(next);
+    this.#listeners?.broker.setIdentity(next);
+    this.#log.info('serving certificate or CA bundle changed; new handshakes use it');
+    return true;
+  }
+
+  /** Stops listening, ends revocation streams, waits up to 5 s for calls in flight, and zeroes cached keys. */
   async stop(): Promise<void> {
-    const server = this.#server;
-    if (server === null) return;
-    this.#server = null;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, SHUTDOWN_GRACE_MS);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    this.#logger.info('broker stopped');
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    for (const end of this.#streams) end();
+    this.#streams.clear();
+    await Promise.all(
+      this.#servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              server.forceShutdown();
+              resolve();
+            }, SHUTDOWN_GRACE_MS);
+            server.tryShutdown(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      ),
+    );
+    this.#servers = [];
+    if (listeners !== undefined) await Promise.all([listeners.attest.stop(), listeners.broker.stop()]);
+    this.#cache.clear();
+    this.#log.info('broker stopped');
   }
 
-  async #credentials(): Promise<grpc.ServerCredentials> {
-    const name = this.#options.servingSecretName ?? 'strongroom-broker-tls';
-    const where = `Secret ${this.#options.namespace}/${name}`;
+  async #readIdentity(): Promise<TlsIdentity> {
+    const name = this.#o.servingSecretName ?? 'strongroom-broker-tls';
+    const where = `Secret ${this.#o.namespace}/${name}`;
     let data: Record<string, string> | undefined;
     try {
-      data = (await this.#options.core.readNamespacedSecret({ name, namespace: this.#options.namespace }))
-        .data;
+      data = (await this.#o.core.readNamespacedSecret({ name, namespace: this.#o.namespace })).data;
     } catch (error) {
-      const why = error instanceof ApiException ? `HTTP ${error.code}` : 'unreachable API server';
+      const why = error instanceof ApiException ? `HTTP ${String(error.code)}` : 'unreachable API server';
       throw new BrokerServerError(`cannot read ${where}: ${why}`, { cause: error });
     }
     const cert = data?.['tls.crt'];
     const key = data?.['tls.key'];
     if (!cert || !key) throw new BrokerServerError(`${where} lacks tls.crt or tls.key`);
-    return grpc.ServerCredentials.createSsl(
-      null,
-      [{ cert_chain: Buffer.from(cert, 'base64'), private_key: Buffer.from(key, 'base64') }],
-      false,
+    const { bundlePem } = await this.#o.ca.load();
+    return {
+      cert: Buffer.from(cert, 'base64'),
+      key: Buffer.from(key, 'base64'),
+      ca: Buffer.from(bundlePem),
+    };
+  }
+
+  #auditRefused(listener: 'attest' | 'broker', refused: RefusedHandshake): void {
+    const reason =
+      refused.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'
+        ? 'no-client-certificate'
+        : refused.code === 'CERT_HAS_EXPIRED' || refused.code.includes('CERTIFICATE_EXPIRED')
+          ? 'certificate-expired'
+          : /UNABLE_TO_GET_ISSUER|SELF_SIGNED|UNKNOWN_CA|CERT_SIGNATURE_FAILURE|UNABLE_TO_VERIFY/i.test(
+                refused.code,
+              )
+            ? 'untrusted-certificate'
+            : 'tls-handshake-failed';
+    this.#log.info('refused a TLS connection', { listener, peer: refused.peer, code: refused.code, reason });
+    this.#o.audit
+      .access({
+        operation: 'connect',
+        decision: 'deny',
+        reason,
+        peer: refused.peer,
+        verified: false,
+        workload: {
+          ...(refused.claimed.subjectAltName === undefined
+            ? {}
+            : { claimedSubjectAltName: refused.claimed.subjectAltName.slice(0, 1024) }),
+          ...(refused.claimed.serial === undefined ? {} : { claimedSerial: refused.claimed.serial }),
+        },
+        artifact: null,
+        detail: `${listener} listener: ${refused.code}: ${refused.message}`,
+      })
+      .catch((error: unknown) => {
+        this.#log.error('could not audit a refused TLS connection', {
+          error: error instanceof Error ? error.message : String(error),
+        });
+      });
+  }
+
+  /** The peer of an mTLS call; the pod it names must still exist. */
+  #peer(call: ServerSurfaceCall): Peer {
+    return peerFromCertificate(
+      call.getAuthContext().sslPeerCertificate,
+      this.#o.trustDomain,
+      call.getPeer(),
+      this.#now(),
     );
   }
 
-  #handlers(): KeyBrokerHandlers {
-    const unimplemented = (method: string) => (_call: unknown, callback: grpc.sendUnaryData<never>) => {
-      callback({ code: grpc.status.UNIMPLEMENTED, details: `${method} is not served yet` });
+  #answerError(
+    method: string,
+    started: number,
+    error: unknown,
+  ): grpc.ServiceError | Partial<grpc.StatusObject> {
+    if (error instanceof BrokerError) {
+      this.#o.observer?.call?.(method, error.status, (performance.now() - started) / 1000);
+      const log = error.status === 'UNAVAILABLE' || error.status === 'INTERNAL' ? 'warn' : 'info';
+      this.#log[log](`${method} refused`, {
+        status: error.status,
+        reason: error.reason,
+        detail: error.message,
+      });
+      return { code: grpc.status[error.status], details: error.message };
+    }
+    this.#o.observer?.call?.(method, 'INTERNAL', (performance.now() - started) / 1000);
+    this.#log.error(`${method} failed unexpectedly`, {
+      error: error instanceof Error ? `${error.name}: ${error.message}` : 'unknown',
+    });
+    return { code: grpc.status.INTERNAL, details: 'internal error' };
+  }
+
+  #attestHandlers(): KeyBrokerHandlers {
+    const onlyOnBroker = (method: string) => (_call: unknown, callback: grpc.sendUnaryData<never>) => {
+      callback({
+        code: grpc.status.UNAUTHENTICATED,
+        details: `${method} needs mutual TLS: call the broker port with a certificate from Attest`,
+      });
     };
     return {
       Attest: (call, callback) => {
+        const started = performance.now();
+        const token = call.request.serviceAccountToken;
         const deps = {
-          authentication: this.#options.authentication,
-          core: this.#options.core,
-          ca: this.#options.ca,
-          trustDomain: this.#options.trustDomain,
-          logger: this.#logger,
+          authentication: this.#o.authentication,
+          core: this.#o.core,
+          ca: this.#o.ca,
+          trustDomain: this.#o.trustDomain,
+          logger: this.#log,
         };
-        attest({ token: call.request.serviceAccountToken, csrPem: call.request.csrPem }, deps).then(
-          (result) => {
+        const audited = (
+          decision: 'allow' | 'deny',
+          reason: string,
+          detail: string,
+          workload: Record<string, string>,
+        ) =>
+          this.#o.audit.access({
+            operation: 'attest',
+            decision,
+            reason,
+            peer: call.getPeer(),
+            verified: decision === 'allow',
+            workload,
+            artifact: null,
+            detail,
+            ...(token === '' ? {} : { secrets: { token } }),
+          });
+        attest({ token, csrPem: call.request.csrPem }, deps)
+          .then(async (result) => {
+            try {
+              await audited('allow', 'attested', `certificate until ${result.notAfter.toISOString()}`, {
+                spiffeId: result.spiffeId,
+                podUid: result.podUid,
+              });
+            } catch (error) {
+              throw new BrokerError(
+                'UNAVAILABLE',
+                'audit-unavailable',
+                'the audit log is unavailable; retry',
+                {
+                  cause: error,
+                },
+              );
+            }
             const seconds = Math.floor(result.notAfter.getTime() / 1000);
+            this.#o.observer?.call?.('Attest', 'OK', (performance.now() - started) / 1000);
             callback(null, {
               certificateChainPem: result.certificateChainPem,
               caBundlePem: result.caBundlePem,
@@ -147,34 +416,226 @@ export class BrokerServer {
               spiffeId: result.spiffeId,
               podUid: result.podUid,
             });
-          },
-          (error: unknown) => {
+          })
+          .catch(async (error: unknown) => {
+            let refusal = error;
             if (error instanceof AttestError) {
-              const log = error.status === 'UNAVAILABLE' || error.status === 'INTERNAL' ? 'warn' : 'info';
-              this.#logger[log]('attestation refused', {
-                status: error.status,
-                reason: error.message,
-                peer: call.getPeer(),
-              });
-              callback({ code: STATUS[error.status], details: error.message });
-              return;
+              refusal = new BrokerError(error.status, attestReason(error), error.message, { cause: error });
+              try {
+                await audited('deny', attestReason(error), error.message, {});
+              } catch (auditError) {
+                refusal = new BrokerError(
+                  'UNAVAILABLE',
+                  'audit-unavailable',
+                  'the audit log is unavailable; retry',
+                  {
+                    cause: auditError,
+                  },
+                );
+              }
             }
-            this.#logger.error('attestation failed unexpectedly', {
-              error: error instanceof Error ? error.name : 'unknown',
-              peer: call.getPeer(),
-            });
-            callback({ code: grpc.status.INTERNAL, details: 'internal error' });
-          },
-        );
+            callback(this.#answerError('Attest', started, refusal));
+          });
       },
-      ReleaseKey: unimplemented('ReleaseKey'),
-      PublishVersion: unimplemented('PublishVersion'),
+      ReleaseKey: onlyOnBroker('ReleaseKey'),
+      PublishVersion: onlyOnBroker('PublishVersion'),
       WatchRevocations: (call) => {
         call.emit('error', {
-          code: grpc.status.UNIMPLEMENTED,
-          details: 'WatchRevocations is not served yet',
+          code: grpc.status.UNAUTHENTICATED,
+          details: 'WatchRevocations needs mutual TLS: call the broker port with a certificate from Attest',
         });
       },
     };
   }
+
+  #brokerHandlers(): KeyBrokerHandlers {
+    const deps = {
+      view: this.#o.view,
+      policy: this.#o.policy,
+      now: this.#now,
+    };
+    return {
+      Attest: (_call, callback) => {
+        callback({
+          code: grpc.status.UNAUTHENTICATED,
+          details: 'Attest is served on the attest port (server-authenticated TLS)',
+        });
+      },
+      ReleaseKey: (call: grpc.ServerUnaryCall<ReleaseKeyRequest__Output, ReleaseKeyResponse>, callback) => {
+        const started = performance.now();
+        const run = async (): Promise<ReleaseKeyResponse> => {
+          const peer = await this.#peerOrAudit(call, 'release-key');
+          const r = call.request;
+          const result = await releaseKey(
+            peer,
+            {
+              artifactNamespace: r.artifact?.namespace ?? '',
+              artifactName: r.artifact?.name ?? '',
+              version: r.version,
+              fileDigest: r.auditContext?.fileDigest ?? '',
+            },
+            { ...deps, kms: this.#o.kms, audit: this.#o.audit, cache: this.#cache, leases: this.#leases },
+          );
+          const ms = result.leaseExpiresAt.getTime();
+          return {
+            dek: result.dek,
+            version: result.version,
+            leaseExpiresAt: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
+            grant: result.grant,
+            auditIndex: String(result.auditIndex),
+            digest: result.digest,
+          };
+        };
+        run().then(
+          (response) => {
+            this.#o.observer?.call?.('ReleaseKey', 'OK', (performance.now() - started) / 1000);
+            callback(null, response);
+            // The serializer has copied the key into the HTTP/2 frame; drop ours.
+            (response.dek as Buffer).fill(0);
+          },
+          (error: unknown) => {
+            callback(this.#answerError('ReleaseKey', started, error));
+          },
+        );
+      },
+      PublishVersion: (
+        call: grpc.ServerUnaryCall<PublishVersionRequest__Output, PublishVersionResponse>,
+        callback,
+      ) => {
+        const started = performance.now();
+        const run = async (): Promise<PublishVersionResponse> => {
+          const peer = await this.#peerOrAudit(call, 'publish-version');
+          const result = await publishVersion(peer, call.request, {
+            ...deps,
+            custom: this.#o.custom,
+            keyring: this.#o.keyring,
+            scopes: this.#o.scopes,
+            audit: this.#o.audit,
+          });
+          const v = result.version;
+          const ms = new Date(v.publishedAt).getTime();
+          return {
+            version: {
+              name: v.name,
+              digest: v.digest,
+              size: String(v.size),
+              keyFingerprint: v.encryption.keyFingerprint,
+              publisher: v.publisher,
+              publishedAt: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
+            },
+            resourceVersion: result.resourceVersion,
+          };
+        };
+        run().then(
+          (response) => {
+            this.#o.observer?.call?.('PublishVersion', 'OK', (performance.now() - started) / 1000);
+            callback(null, response);
+          },
+          (error: unknown) => {
+            callback(this.#answerError('PublishVersion', started, error));
+          },
+        );
+      },
+      WatchRevocations: (
+        call: grpc.ServerWritableStream<WatchRevocationsRequest__Output, WatchRevocationsResponse>,
+      ) => {
+        const started = performance.now();
+        const run = async (): Promise<void> => {
+          const peer = await this.#peerOrAudit(call, 'watch-revocations');
+          try {
+            await podOf(peer, this.#o.view);
+          } catch (error) {
+            if (error instanceof BrokerError)
+              await this.#auditWatch(peer, 'deny', error.reason, error.message);
+            throw error;
+          }
+          if (this.#stopped)
+            throw new BrokerError('UNAVAILABLE', 'shutting-down', 'the broker is shutting down');
+          await this.#auditWatch(peer, 'allow', 'stream-opened', `epoch ${this.#feed.epoch}`);
+          const end = this.#feed.open(
+            peer,
+            { afterSeq: call.request.afterSeq ?? null, epoch: call.request.epoch },
+            { write: (message) => call.write(message) },
+          );
+          const finish = (): void => {
+            end();
+            if (this.#streams.delete(finish)) this.#o.observer?.streams?.(-1);
+          };
+          this.#streams.add(finish);
+          this.#o.observer?.streams?.(1);
+          call.on('cancelled', finish);
+          call.on('close', finish);
+          call.on('error', finish);
+        };
+        run().catch((error: unknown) => {
+          const answer = this.#answerError('WatchRevocations', started, error);
+          call.emit('error', answer);
+        });
+      },
+    };
+  }
+
+  async #auditWatch(peer: Peer, decision: 'allow' | 'deny', reason: string, detail: string): Promise<void> {
+    try {
+      await this.#o.audit.access({
+        operation: 'watch-revocations',
+        decision,
+        reason,
+        peer: peer.address,
+        verified: true,
+        workload: {
+          namespace: peer.namespace,
+          serviceAccount: peer.serviceAccount,
+          podUid: peer.podUid,
+          certificateSerial: peer.certificateSerial,
+        },
+        artifact: null,
+        detail,
+      });
+    } catch (error) {
+      throw new BrokerError('UNAVAILABLE', 'audit-unavailable', 'the audit log is unavailable; retry', {
+        cause: error,
+      });
+    }
+  }
+
+  /** The verified peer; a refusal (for example the certificate's pod is gone) is audited before it is thrown. */
+  async #peerOrAudit(
+    call: ServerSurfaceCall,
+    operation: 'release-key' | 'publish-version' | 'watch-revocations',
+  ): Promise<Peer> {
+    try {
+      return this.#peer(call);
+    } catch (error) {
+      if (!(error instanceof BrokerError)) throw error;
+      try {
+        await this.#o.audit.access({
+          operation: operation === 'release-key' ? 'connect' : operation,
+          decision: 'deny',
+          reason: error.reason,
+          peer: call.getPeer(),
+          verified: false,
+          workload: {},
+          artifact: null,
+          detail: `${operation}: ${error.message}`,
+        });
+      } catch (auditError) {
+        throw new BrokerError('UNAVAILABLE', 'audit-unavailable', 'the audit log is unavailable; retry', {
+          cause: auditError,
+        });
+      }
+      throw error;
+    }
+  }
+}
+
+function attestReason(error: AttestError): string {
+  const statusReason: Record<string, string> = {
+    INVALID_ARGUMENT: 'invalid-csr',
+    UNAUTHENTICATED: 'token-rejected',
+    PERMISSION_DENIED: 'pod-mismatch',
+    UNAVAILABLE: 'api-unavailable',
+    INTERNAL: 'internal',
+  };
+  return statusReason[error.status] ?? 'refused';
 }

@@ -63,6 +63,11 @@ export interface InformerOptions {
    * the largest part of an object (client-go's informers strip them the same way).
    */
   readonly keepManagedFields?: boolean;
+  /**
+   * Reduces each object before it is cached (after managedFields are stripped), e.g. to keep only the fields of
+   * pods that a consumer reads. It must keep metadata.name, namespace and resourceVersion.
+   */
+  readonly transform?: (object: never) => unknown;
 }
 
 /** Why the informer failed; `reason` uses the same vocabulary as WatchObserver.error. */
@@ -201,6 +206,12 @@ export class Informer<T extends KubernetesObject> {
   }
 
   #trim(object: T): T {
+    const transform = this.#options.transform as ((o: T) => T) | undefined;
+    const trimmed = this.#stripManagedFields(object);
+    return transform === undefined ? trimmed : transform(trimmed);
+  }
+
+  #stripManagedFields(object: T): T {
     if (this.#options.keepManagedFields || !object.metadata?.managedFields) return object;
     // Objects here come from JSON.parse: the V1ObjectMeta type is a class only in client-node's declarations.
     // eslint-disable-next-line @typescript-eslint/no-misused-spread

@@ -75,6 +75,13 @@ export class OperatorMetrics {
   /** `strongroom_certificate_not_after_timestamp_seconds{name}`: expiry of each serving certificate (Unix time). */
   readonly certificateNotAfterSeconds: Gauge<'name'>;
 
+  /** `strongroom_broker_call_duration_seconds{method,code}`: broker RPCs by gRPC status. */
+  readonly brokerCalls: Histogram<'method' | 'code'>;
+  /** `strongroom_broker_revocation_streams`: open WatchRevocations streams. */
+  readonly brokerStreams: Gauge<never>;
+  /** `strongroom_broker_decisions_total{operation,decision,reason}`: audited broker decisions. */
+  readonly brokerDecisions: Counter<'operation' | 'decision' | 'reason'>;
+
   constructor() {
     const registry = new Registry();
     this.registry = registry;
@@ -189,6 +196,24 @@ export class OperatorMetrics {
       name: 'strongroom_revocations_published_total',
       help: 'Revocations published to the brokers, by reason.',
       labelNames: ['reason'],
+      registers,
+    });
+    this.brokerCalls = new Histogram({
+      name: 'strongroom_broker_call_duration_seconds',
+      help: 'Key broker RPC latency by method and gRPC status code.',
+      labelNames: ['method', 'code'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
+      registers,
+    });
+    this.brokerStreams = new Gauge({
+      name: 'strongroom_broker_revocation_streams',
+      help: 'Open WatchRevocations streams.',
+      registers,
+    });
+    this.brokerDecisions = new Counter({
+      name: 'strongroom_broker_decisions_total',
+      help: 'Audited key broker decisions by operation, decision and reason.',
+      labelNames: ['operation', 'decision', 'reason'],
       registers,
     });
     this.leader = new Gauge({

@@ -1,0 +1,281 @@
+/**
+ * `ReleaseKey` (docs/broker.md § ReleaseKey). Order of work: the peer's pod from the cache → the pure decision
+ * `authorizeRelease` → on allow, the DEK from the short-lived cache or a KMS unwrap → the decision appended to the
+ * audit log → the answer. A denial is audited the same way. If the append fails the answer is UNAVAILABLE and the
+ * DEK (already unwrapped) is zeroed: no key leaves the broker unaudited.
+ */
+import type { ModelArtifact } from '../../core/api/index.ts';
+import type { AppendReceipt, KeyReleaseInput } from '../../core/audit/index.ts';
+import type { KmsProvider } from '../../core/kms/provider.ts';
+import type { GrantPolicy } from '../../core/policy/grant.ts';
+import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/release.ts';
+import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
+import type { DekCache } from './dek-cache.ts';
+import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
+import { podOf, type Peer } from './peer.ts';
+import type { BrokerView } from './view.ts';
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** Appends audit events; rejects when the event is not durable. */
+export interface ReleaseAudit {
+  release(input: KeyReleaseInput): Promise<AppendReceipt>;
+}
+
+/** Where the leases handed out are recorded (WatchRevocations sends a client the revocations of what it holds). */
+export interface LeaseBook {
+  record(podUid: string, artifact: { namespace: string; name: string }, until: Date): void;
+}
+
+export interface ReleaseDeps {
+  readonly view: BrokerView;
+  readonly kms: KmsProvider;
+  readonly audit: ReleaseAudit;
+  readonly cache: DekCache;
+  readonly policy: GrantPolicy;
+  readonly leases: LeaseBook;
+  readonly now: () => Date;
+  /** How long to wait for a pod the cache has not seen yet; default 2000 ms. */
+  readonly podWaitMs?: number;
+}
+
+export interface ReleaseRequestInput {
+  readonly artifactNamespace: string;
+  readonly artifactName: string;
+  readonly version: string;
+  readonly fileDigest: string;
+}
+
+export interface ReleaseResult {
+  /** The caller owns this buffer; zero it after sending. */
+  readonly dek: Buffer;
+  readonly version: string;
+  readonly leaseExpiresAt: Date;
+  readonly grant: { namespace: string; name: string; uid: string };
+  readonly auditIndex: number;
+  readonly digest: string;
+}
+
+const DENY_STATUS: Record<ReleaseDenyReason, BrokerStatus> = {
+  NamespaceUnknown: 'PERMISSION_DENIED',
+  RestrictedCannotCrossEnvironments: 'PERMISSION_DENIED',
+  NoGrant: 'PERMISSION_DENIED',
+  CrossEnvironmentNotAllowed: 'PERMISSION_DENIED',
+  GrantNotActive: 'PERMISSION_DENIED',
+  ArtifactNotFound: 'NOT_FOUND',
+  ArtifactDeleted: 'NOT_FOUND',
+  NoLatestVersion: 'NOT_FOUND',
+  VersionNotFound: 'NOT_FOUND',
+  VersionWithdrawn: 'NOT_FOUND',
+  VersionNotSealed: 'FAILED_PRECONDITION',
+  InvalidKeyLease: 'FAILED_PRECONDITION',
+};
+
+/** Runs ReleaseKey for a verified peer. Throws BrokerError (already audited) on every refusal. */
+export async function releaseKey(
+  peer: Peer,
+  request: ReleaseRequestInput,
+  deps: ReleaseDeps,
+): Promise<ReleaseResult> {
+  const workload = {
+    namespace: peer.namespace,
+    serviceAccount: peer.serviceAccount,
+    podUid: peer.podUid,
+    certificateSerial: peer.certificateSerial,
+  };
+  const requested = {
+    namespace: printable(request.artifactNamespace),
+    name: printable(request.artifactName),
+    version: printable(request.version),
+  };
+  const seen: { artifact: ModelArtifact | undefined } = { artifact: undefined };
+  const deny = async (error: BrokerError): Promise<never> => {
+    const artifact = seen.artifact;
+    const facts = artifact === undefined ? undefined : deps.view.namespaces([requested.namespace]);
+    await appendOrUnavailable(deps.audit, {
+      decision: 'deny',
+      reason: error.reason,
+      workload,
+      artifact: {
+        ...requested,
+        classification: artifact?.spec.classification ?? 'unknown',
+        environment: facts?.get(requested.namespace)?.environment ?? 'none',
+      },
+      key: { id: 'none', version: 'none' },
+      grant: null,
+    });
+    throw error;
+  };
+
+  // 1. The request's shape.
+  const invalid = requestProblem(request);
+  if (invalid !== undefined) return deny(new BrokerError('INVALID_ARGUMENT', 'invalid-request', invalid));
+  if (!deps.view.ready())
+    return deny(
+      new BrokerError('UNAVAILABLE', 'broker-not-ready', 'the broker has not synced its caches yet; retry'),
+    );
+
+  // 2. The pod behind the certificate.
+  let labels: Readonly<Record<string, string>>;
+  try {
+    ({ labels } = await podOf(peer, deps.view, deps.podWaitMs));
+  } catch (error) {
+    if (error instanceof BrokerError) return deny(error);
+    throw error;
+  }
+
+  // 3. The decision.
+  const artifact = deps.view.artifact(request.artifactNamespace, request.artifactName);
+  seen.artifact = artifact;
+  const grants = deps.view.grants(request.artifactNamespace);
+  const names = new Set([peer.namespace, request.artifactNamespace]);
+  for (const g of grants) for (const s of g.spec.subjects) names.add(s.namespace);
+  const namespaces = deps.view.namespaces(names);
+  const now = deps.now();
+  const decision = authorizeRelease({
+    identity: {
+      namespace: peer.namespace,
+      serviceAccount: peer.serviceAccount,
+      podUid: peer.podUid,
+      podLabels: labels,
+    },
+    request: {
+      artifactNamespace: request.artifactNamespace,
+      artifactName: request.artifactName,
+      version: request.version,
+    },
+    artifact,
+    grants,
+    namespaces,
+    policy: deps.policy,
+    now,
+  });
+  const environment = namespaces.get(request.artifactNamespace)?.environment ?? 'none';
+  if (!decision.allow) {
+    return deny(new BrokerError(DENY_STATUS[decision.reason], reasonCode(decision.reason), decision.message));
+  }
+  // authorizeRelease allowed, so the artifact exists and the version is published and sealed.
+  const found = artifact as ModelArtifact;
+  const version = decision.version;
+  const key = found.status?.keys?.find((k) => k.version === version && k.state === 'Sealed');
+  const spec = found.spec.versions?.find((v) => v.name === version);
+  if (key?.wrappedKey === undefined || spec === undefined) {
+    return deny(
+      new BrokerError(
+        'FAILED_PRECONDITION',
+        'version-not-sealed',
+        `version ${version} has no wrapped key yet`,
+      ),
+    );
+  }
+
+  // 4. The DEK (cached for a few seconds at most).
+  const uid = found.metadata.uid ?? '';
+  const cacheKey = `${uid}/${version}/${key.wrappedKey}`;
+  let dek = deps.cache.get(cacheKey);
+  if (dek === undefined) {
+    try {
+      dek = await deps.kms.unwrap(decodeWrapped(key.wrappedKey), dekAad(found, version));
+    } catch (error) {
+      return deny(
+        new BrokerError(
+          'UNAVAILABLE',
+          'kms-unwrap-failed',
+          `the KMS could not unwrap the key of version ${version}; retry later`,
+          { cause: error },
+        ),
+      );
+    }
+    deps.cache.set(cacheKey, dek);
+  }
+
+  // 5. Audit, then answer. The lease never outlives the client certificate.
+  const leaseExpiresAt = new Date(Math.min(decision.leaseExpiresAt.getTime(), peer.notAfter.getTime()));
+  const grant = decision.grant;
+  let receipt: AppendReceipt;
+  try {
+    receipt = await deps.audit.release({
+      decision: 'allow',
+      reason: 'granted',
+      workload,
+      artifact: {
+        namespace: request.artifactNamespace,
+        name: request.artifactName,
+        version,
+        classification: found.spec.classification,
+        environment,
+      },
+      key: { id: key.kekId ?? 'unknown', version: key.kekVersion ?? 'unknown' },
+      grant: {
+        namespace: grant.metadata.namespace ?? '',
+        name: grant.metadata.name ?? '',
+        uid: grant.metadata.uid ?? '',
+        resourceVersion: grant.metadata.resourceVersion ?? '',
+        approvals: (grant.spec.approvals ?? []).map((a) => ({
+          uid: grant.metadata.uid ?? '',
+          resourceVersion: grant.metadata.resourceVersion ?? '',
+          approver: a.approver,
+        })),
+      },
+    });
+  } catch (error) {
+    dek.fill(0);
+    throw new BrokerError(
+      'UNAVAILABLE',
+      'audit-unavailable',
+      'the audit log is unavailable, so no key is released; retry later',
+      { cause: error },
+    );
+  }
+  deps.leases.record(
+    peer.podUid,
+    { namespace: request.artifactNamespace, name: request.artifactName },
+    leaseExpiresAt,
+  );
+  return {
+    dek,
+    version,
+    leaseExpiresAt,
+    grant: {
+      namespace: grant.metadata.namespace ?? '',
+      name: grant.metadata.name ?? '',
+      uid: grant.metadata.uid ?? '',
+    },
+    auditIndex: receipt.seq,
+    digest: spec.digest,
+  };
+}
+
+async function appendOrUnavailable(audit: ReleaseAudit, input: KeyReleaseInput): Promise<void> {
+  try {
+    await audit.release(input);
+  } catch (error) {
+    throw new BrokerError(
+      'UNAVAILABLE',
+      'audit-unavailable',
+      'the audit log is unavailable, so the request cannot be decided; retry later',
+      { cause: error },
+    );
+  }
+}
+
+/** Why the request is malformed, or undefined. */
+function requestProblem(r: ReleaseRequestInput): string | undefined {
+  if (!DNS_LABEL.test(r.artifactNamespace))
+    return `artifact namespace ${JSON.stringify(printable(r.artifactNamespace))} is not a DNS-1123 label`;
+  if (r.artifactName.length > 253 || !DNS_SUBDOMAIN.test(r.artifactName))
+    return `artifact name ${JSON.stringify(printable(r.artifactName))} is not a DNS-1123 subdomain`;
+  if (r.version !== 'latest' && !DNS_LABEL.test(r.version))
+    return `version ${JSON.stringify(printable(r.version))} is neither a DNS-1123 label nor "latest"`;
+  if (r.fileDigest !== '' && !DIGEST.test(r.fileDigest))
+    return 'audit_context.file_digest must be "sha256:" followed by 64 lowercase hex digits';
+  return undefined;
+}
+
+/** A bounded, printable rendering of caller input for audit entries and messages (never empty). */
+function printable(text: string): string {
+  const clean = text.replace(/[^\x20-\x7e]/g, '?').slice(0, 253);
+  return clean === '' ? '(empty)' : clean;
+}
