@@ -67,15 +67,47 @@ export class TlsListener {
       // Handled by grpc-js from here on; errors after the handshake end the session only.
       socket.on('error', () => undefined);
       if (o.mutual && !socket.authorized) {
-        this.#refuse(socket, String(socket.authorizationError), 'client not authorized');
+        // Not reached while rejectUnauthorized is set (the keylog hook reports those); kept as a second lock.
         socket.destroy();
         return;
       }
       o.onConnection(socket);
     });
+    // Sockets already reported as refused: their teardown raises a second, meaningless error.
+    const refused = new WeakSet<TLSSocket>();
     server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
-      this.#refuse(socket, error.code ?? 'TLS_ERROR', error.message);
+      if (refused.has(socket)) return;
+      this.#refuse(socket, error.code ?? 'TLS_ERROR', error.message, this.#claimed(socket));
     });
+    if (o.mutual) {
+      // Node verifies the client's chain only after the handshake and then destroys the socket without an event
+      // (no tlsClientError, no secureConnection). 'keylog' is the documented hook that hands us each TLSSocket
+      // during its handshake, so that such refusals (foreign CA, expired certificate) are audited too. The key
+      // log line itself holds TLS secrets and is ignored.
+      const watched = new WeakSet<TLSSocket>();
+      server.on('keylog', (_line: Buffer, socket: TLSSocket) => {
+        if (watched.has(socket)) return;
+        watched.add(socket);
+        let claimed: RefusedHandshake['claimed'] = {};
+        const peer = `${socket.remoteAddress ?? 'unknown'}:${String(socket.remotePort ?? 0)}`;
+        socket.prependOnceListener('secure', () => {
+          claimed = this.#claimed(socket);
+        });
+        socket.once('secure', () => {
+          // Runs after Node's own check, which set authorizationError and destroyed the socket on failure.
+          const code = socket.authorizationError as unknown;
+          if (code !== undefined && code !== null) {
+            refused.add(socket);
+            this.#options.onRefused({
+              peer,
+              code: typeof code === 'string' ? code : 'CERTIFICATE_NOT_TRUSTED',
+              message: 'client certificate not trusted',
+              claimed,
+            });
+          }
+        });
+      });
+    }
     this.#server = server;
     return new Promise<number>((resolve, reject) => {
       server.once('error', reject);
@@ -110,17 +142,19 @@ export class TlsListener {
     return { cert: identity.cert, key: identity.key, ca: identity.ca };
   }
 
-  #refuse(socket: TLSSocket, code: string, message: string): void {
-    let claimed: RefusedHandshake['claimed'] = {};
+  #claimed(socket: TLSSocket): RefusedHandshake['claimed'] {
     try {
       const cert = socket.getPeerCertificate();
-      claimed = {
+      return {
         ...(cert.subjectaltname ? { subjectAltName: cert.subjectaltname } : {}),
         ...(cert.serialNumber ? { serial: cert.serialNumber.toLowerCase() } : {}),
       };
     } catch {
-      // No certificate information after a failed handshake.
+      return {};
     }
+  }
+
+  #refuse(socket: TLSSocket, code: string, message: string, claimed: RefusedHandshake['claimed']): void {
     const peer = `${socket.remoteAddress ?? 'unknown'}:${String(socket.remotePort ?? 0)}`;
     this.#options.onRefused({ peer, code, message, claimed });
   }

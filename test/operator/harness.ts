@@ -3,7 +3,8 @@
  * privilege of test/operator/rbac.yaml, and gives tests its logs, its health port and its metrics.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
@@ -24,6 +25,10 @@ export interface OperatorProcess {
   output(): string;
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   healthPort(): Promise<number>;
+  /** The key broker's ports, once it listens (it listens only while this replica leads). */
+  brokerPorts(timeoutMs?: number): Promise<{ attestPort: number; brokerPort: number }>;
+  /** The directory of this replica's audit log. */
+  readonly auditLogDir: string;
   get(path: string): Promise<{ status: number; body: string }>;
   kill(signal: NodeJS.Signals): void;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -73,6 +78,7 @@ export interface StartOptions {
 }
 
 export function startOperator(options: StartOptions): OperatorProcess {
+  const auditLogDir = mkdtempSync(join(tmpdir(), `strongroom-audit-${options.identity}-`));
   const child: ChildProcess = spawn(
     process.execPath,
     [
@@ -86,6 +92,9 @@ export function startOperator(options: StartOptions): OperatorProcess {
       '--lease-duration=4s',
       '--renew-deadline=3s',
       '--retry-period=500ms',
+      '--broker-address=127.0.0.1:0',
+      '--attest-address=127.0.0.1:0',
+      `--audit-log-dir=${auditLogDir}`,
       ...(options.args ?? []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], cwd: root },
@@ -153,6 +162,11 @@ export function startOperator(options: StartOptions): OperatorProcess {
     output: () => all,
     waitForLog,
     healthPort,
+    auditLogDir,
+    async brokerPorts(timeoutMs = 60_000) {
+      const line = await waitForLog((l) => l.message === 'key broker ready', timeoutMs);
+      return { attestPort: Number(line.attestPort), brokerPort: Number(line.brokerPort) };
+    },
     async get(path) {
       const port = await healthPort();
       const response = await fetch(`http://127.0.0.1:${port}${path}`);

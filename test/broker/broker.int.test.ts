@@ -1,0 +1,768 @@
+/**
+ * The key broker end to end on the real control plane: the real operator process (least-privilege RBAC) runs the
+ * broker; pods are created through the API server, tokens come from TokenRequest, certificates from Attest, and
+ * every call goes over real mutual TLS. Each denial of the issue's matrix is checked for its status, for its audit
+ * entry, and for the absence of key material in every log.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { connect } from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ModelArtifact } from '../../core/api/index.ts';
+import { parseVerifierKey, verifyLog } from '../../core/audit/index.ts';
+import { sealDek } from '../../core/envelope/index.ts';
+import { newDek } from '../../core/envelope/index.ts';
+import { parseAuthoritySecret } from '../../operator/pki/authority-secret.ts';
+import { generateRsaKey, signLeafCertificate } from '../../operator/pki/certificates.ts';
+import { kubectl } from '../cluster/kubectl.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  createGrant,
+  getArtifact,
+  grantBody,
+  rawRecipientKey,
+  sealedVersion,
+} from '../operator/objects.ts';
+import {
+  clients,
+  eventually,
+  installCrds,
+  installOperatorIdentity,
+  root,
+  startOperator,
+  type OperatorProcess,
+} from '../operator/harness.ts';
+import {
+  attest,
+  attestedWorkload,
+  createPod,
+  keyAndCsr,
+  mtlsClient,
+  release,
+  watch,
+  type BrokerEndpoint,
+  type Released,
+  type Workload,
+} from './workload.ts';
+
+const cluster = inject('cluster');
+const suffix = randomBytes(3).toString('hex');
+const opNs = `brk-op-${suffix}`;
+const prod = `brk-prod-${suffix}`;
+const dev = `brk-dev-${suffix}`;
+const staging = `brk-stg-${suffix}`;
+const TRUST_DOMAIN = 'strongroom.test';
+const { core, custom } = clients(cluster.kubeconfig);
+
+let operator: OperatorProcess;
+let endpoint: BrokerEndpoint;
+/** Every DEK the test sealed; none may appear in any log. */
+const deks: Buffer[] = [];
+const tokens: string[] = [];
+const workloads: Workload[] = [];
+
+async function must(args: string[], input?: string): Promise<void> {
+  const result = await kubectl(cluster, args, input === undefined ? {} : { input });
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+}
+
+/** An artifact whose operator-published recipient key has sealed `versions`; resolves once they are Sealed. */
+async function sealedArtifact(
+  namespace: string,
+  name: string,
+  classification: ModelArtifact['spec']['classification'],
+  versions: string[] = ['v1'],
+): Promise<{ artifact: ModelArtifact; deks: Map<string, Buffer> }> {
+  await createArtifact(custom, namespace, artifactBody(name, classification));
+  const withKey = await eventually(`${name} recipient key`, async () => {
+    const a = await getArtifact(custom, namespace, name);
+    return a.status?.recipientPublicKey ? a : undefined;
+  });
+  const keys = new Map<string, Buffer>();
+  for (const v of versions) {
+    const { version, dek } = await sealedVersion(withKey, v);
+    deks.push(dek);
+    keys.set(v, dek);
+    await appendVersion(custom, withKey, version);
+  }
+  const artifact = await eventually(`${name} sealed`, async () => {
+    const a = await getArtifact(custom, namespace, name);
+    const sealed = (a.status?.keys ?? []).filter((k) => k.state === 'Sealed').length;
+    return sealed === versions.length && a.status?.latestVersion === versions.at(-1) ? a : undefined;
+  });
+  return { artifact, deks: keys };
+}
+
+async function workload(
+  namespace: string,
+  name: string,
+  serviceAccount: string,
+  labels: Record<string, string> = {},
+): Promise<Workload> {
+  const w = await attestedWorkload(core, endpoint, namespace, name, serviceAccount, labels);
+  tokens.push(w.token);
+  workloads.push(w);
+  return w;
+}
+
+function denied(outcome: Released): grpc.ServiceError {
+  if ('ok' in outcome) throw new Error(`expected a denial, got a key for ${outcome.ok.version}`);
+  return outcome.error;
+}
+
+function granted(outcome: Released) {
+  if ('error' in outcome)
+    throw new Error(`expected a key, got ${grpc.status[outcome.error.code]}: ${outcome.error.details}`);
+  return outcome.ok;
+}
+
+/** The events of the operator's audit log. */
+function auditEvents(): Record<string, unknown>[] {
+  const dir = operator.auditLogDir;
+  const events: Record<string, unknown>[] = [];
+  for (const file of readdirSync(dir))
+    for (const line of readFileSync(join(dir, file), 'utf8').split('\n'))
+      if (line.startsWith('{"event":'))
+        events.push((JSON.parse(line) as { event: Record<string, unknown> }).event);
+  return events;
+}
+
+async function audited(predicate: (e: Record<string, unknown>) => boolean, what: string) {
+  return eventually(what, () => auditEvents().find(predicate), 10_000);
+}
+
+/** A leaf signed by the real operator CA key, with any names and lifetime (an insider's forgery, or an old cert). */
+async function caSigned(template: {
+  uris: string[];
+  notBefore: Date;
+  notAfter: Date;
+}): Promise<{ certPem: string; keyPem: string }> {
+  const secret = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
+  const { current } = parseAuthoritySecret(secret, 'strongroom-ca');
+  const key = await generateRsaKey(2048);
+  const certPem = signLeafCertificate(current, {
+    publicKeyPem: key.publicKeyPem,
+    commonName: 'forged',
+    uris: template.uris,
+    usages: ['clientAuth'],
+    notBefore: template.notBefore,
+    notAfter: template.notAfter,
+  });
+  return { certPem, keyPem: key.privateKeyPem };
+}
+
+beforeAll(async () => {
+  await installCrds(cluster);
+  const kubeconfig = await installOperatorIdentity(cluster, opNs);
+  for (const [ns, env] of [
+    [prod, 'prod'],
+    [dev, 'dev'],
+    [staging, 'staging'],
+  ] as const) {
+    await must(['create', 'namespace', ns]);
+    await must(['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
+  }
+  for (const sa of ['reader', 'publisher', 'other']) await must(['-n', prod, 'create', 'serviceaccount', sa]);
+  await must(['-n', dev, 'create', 'serviceaccount', 'reader']);
+  await must(['-n', staging, 'create', 'serviceaccount', 'reader']);
+  operator = startOperator({
+    namespace: opNs,
+    kubeconfig,
+    identity: 'op-broker',
+    args: [
+      `--trust-domain=${TRUST_DOMAIN}`,
+      '--broker-credential-refresh=1s',
+      '--broker-max-connection-age=6s',
+      '--dek-cache-ttl=2s',
+    ],
+  });
+  const ports = await operator.brokerPorts();
+  const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
+  endpoint = {
+    ...ports,
+    caPem: Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8'),
+    serverName: `strongroom-broker.${opNs}.svc`,
+  };
+  if (!endpoint.caPem.includes('BEGIN CERTIFICATE')) throw new Error('no CA bundle in strongroom-ca');
+}, 120_000);
+
+afterAll(async () => {
+  for (const w of workloads) w.client.close();
+  await operator.stop();
+  await kubectl(cluster, ['delete', 'namespace', opNs, prod, dev, staging, '--wait=false']);
+});
+
+describe('ReleaseKey over mutual TLS', () => {
+  it('releases the sealed DEK to a granted pod, with a bounded lease, the digest and an audit index', async () => {
+    const { artifact, deks: keys } = await sealedArtifact(prod, 'resnet', 'confidential', ['v1', 'v2']);
+    await createGrant(
+      custom,
+      prod,
+      grantBody('resnet-readers', 'resnet', {
+        subjects: [{ namespace: prod, serviceAccount: 'reader' }],
+        versions: { match: 'all' },
+        keyLeaseDuration: '10m',
+      }),
+    );
+    const w = await workload(prod, 'reader-0', 'reader');
+    const latest = granted(
+      await eventually('release', async () => {
+        const r = await release(w.client, prod, 'resnet');
+        return 'ok' in r ? r : undefined;
+      }),
+    );
+    expect(latest.version).toBe('v2');
+    expect(Buffer.from(latest.dek).equals(keys.get('v2') ?? Buffer.alloc(0))).toBe(true);
+    expect(latest.digest).toBe(artifact.spec.versions?.[1]?.digest);
+    expect(latest.grant?.name).toBe('resnet-readers');
+    const lease = Number(latest.leaseExpiresAt?.seconds) * 1000;
+    expect(lease).toBeGreaterThan(Date.now() + 9 * 60_000);
+    expect(lease).toBeLessThanOrEqual(Date.now() + 10 * 60_000 + 1000);
+    const v1 = granted(await release(w.client, prod, 'resnet', 'v1'));
+    expect(Buffer.from(v1.dek).equals(keys.get('v1') ?? Buffer.alloc(0))).toBe(true);
+    const entry = await audited(
+      (e) =>
+        e.type === 'key-release' &&
+        e.decision === 'allow' &&
+        (e.artifact as { version?: string }).version === 'v1',
+      'the allow entry',
+    );
+    expect(entry.workload).toMatchObject({ namespace: prod, serviceAccount: 'reader', podUid: w.uid });
+    expect((entry.grant as { name: string }).name).toBe('resnet-readers');
+    expect(Number(v1.auditIndex)).toBeGreaterThan(Number(latest.auditIndex));
+  });
+
+  it('refuses a client without a certificate at the TLS handshake, and audits it', async () => {
+    const client = mtlsClient(endpoint, undefined);
+    try {
+      const error = denied(await release(client, prod, 'resnet'));
+      expect(error.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
+    await audited(
+      (e) => e.type === 'broker-access' && e.operation === 'connect' && e.reason === 'no-client-certificate',
+      'no-cert audit',
+    );
+  });
+
+  it('openssl s_client without a certificate is refused by the broker (certificate required)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brk-openssl-'));
+    writeFileSync(join(dir, 'ca.pem'), endpoint.caPem);
+    const output = await new Promise<{ code: number; text: string }>((resolve) => {
+      const child = execFile(
+        'openssl',
+        [
+          's_client',
+          '-connect',
+          `127.0.0.1:${String(endpoint.brokerPort)}`,
+          '-CAfile',
+          join(dir, 'ca.pem'),
+          '-servername',
+          endpoint.serverName,
+          '-alpn',
+          'h2',
+          '-verify_return_error',
+          '-ign_eof',
+        ],
+        { timeout: 15_000 },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number(error.code ?? 1) : 0, text: `${stdout}\n${stderr}` });
+        },
+      );
+      // Send one byte so that the client reads the server's verdict on the (empty) certificate.
+      child.stdin?.end('x');
+    });
+    expect(output.text).toMatch(/Verify return code: 0 \(ok\)/); // the client trusted the broker ...
+    expect(output.text).toMatch(/alert certificate required|certificate required/i); // ... the broker refused it
+    expect(output.code).not.toBe(0);
+  });
+
+  it('refuses a certificate from another CA at the handshake, and audits it', async () => {
+    const { keyPem } = keyAndCsr();
+    const other = await generateRsaKey(2048);
+    const { createAuthorityCertificate } = await import('../../operator/pki/certificates.ts');
+    const foreignCa = createAuthorityCertificate(other, {
+      commonName: 'Evil CA',
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3600_000),
+    });
+    const pod = await createPod(core, prod, 'reader-foreign', 'reader');
+    const { createPublicKey } = await import('node:crypto');
+    const certPem = signLeafCertificate(
+      { certPem: foreignCa, privateKeyPem: other.privateKeyPem },
+      {
+        publicKeyPem: createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString(),
+        commonName: 'reader',
+        uris: [
+          `spiffe://${TRUST_DOMAIN}/ns/${prod}/sa/reader`,
+          `urn:strongroom:pod:${pod.metadata?.uid ?? ''}`,
+        ],
+        usages: ['clientAuth'],
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + 3600_000),
+      },
+    );
+    const client = mtlsClient(endpoint, { certPem, keyPem });
+    try {
+      expect(denied(await release(client, prod, 'resnet')).code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
+    const entry = await audited(
+      (e) => e.type === 'broker-access' && e.operation === 'connect' && e.reason === 'untrusted-certificate',
+      'foreign-CA audit',
+    );
+    expect(JSON.stringify(entry.workload)).toContain(pod.metadata?.uid ?? 'x');
+  });
+
+  it('refuses an expired certificate of the right CA at the handshake, and audits it', async () => {
+    const pod = await createPod(core, prod, 'reader-expired', 'reader');
+    const identity = await caSigned({
+      uris: [
+        `spiffe://${TRUST_DOMAIN}/ns/${prod}/sa/reader`,
+        `urn:strongroom:pod:${pod.metadata?.uid ?? ''}`,
+      ],
+      notBefore: new Date(Date.now() - 7200_000),
+      notAfter: new Date(Date.now() - 3600_000),
+    });
+    const client = mtlsClient(endpoint, identity);
+    try {
+      expect(denied(await release(client, prod, 'resnet')).code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
+    await audited(
+      (e) => e.type === 'broker-access' && e.operation === 'connect' && e.reason === 'certificate-expired',
+      'expired-certificate audit',
+    );
+  });
+
+  it('refuses a certificate naming another pod than the one running as its service account (UNAUTHENTICATED)', async () => {
+    // A CA-signed certificate claiming prod/reader but carrying the UID of a pod that runs as prod/other.
+    const otherPod = await createPod(core, prod, 'other-0', 'other');
+    const forged = await caSigned({
+      uris: [
+        `spiffe://${TRUST_DOMAIN}/ns/${prod}/sa/reader`,
+        `urn:strongroom:pod:${otherPod.metadata?.uid ?? ''}`,
+      ],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 600_000),
+    });
+    const client = mtlsClient(endpoint, forged);
+    try {
+      const error = denied(await release(client, prod, 'resnet'));
+      expect(error.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(error.details).toMatch(/runs as .*\/other, not .*\/reader/);
+    } finally {
+      client.close();
+    }
+    await audited(
+      (e) => e.type === 'key-release' && e.decision === 'deny' && e.reason === 'pod-identity-mismatch',
+      'pod-mismatch audit',
+    );
+    // The genuine certificate of prod/other gets no key either: no grant names it.
+    const other = await workload(prod, 'other-1', 'other');
+    const error = denied(await release(other.client, prod, 'resnet'));
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toMatch(/No AccessGrant|service account is reader, not other/);
+    await audited((e) => e.type === 'key-release' && e.reason === 'no-grant', 'no-grant audit');
+  });
+
+  it('refuses the token and the certificate of a deleted pod', async () => {
+    const w = await workload(prod, 'reader-gone', 'reader');
+    granted(await release(w.client, prod, 'resnet'));
+    await core.deleteNamespacedPod({ name: 'reader-gone', namespace: prod, gracePeriodSeconds: 0 });
+    // Its certificate is still valid for an hour, but the pod it names is gone.
+    const error = await eventually('deleted-pod denial', async () => {
+      const r = await release(w.client, prod, 'resnet');
+      return 'error' in r && r.error.code === grpc.status.UNAUTHENTICATED ? r.error : undefined;
+    });
+    expect(error.details).toMatch(/has been deleted|does not exist/);
+    // Its token no longer attests.
+    const again = await attest(endpoint, w.token, keyAndCsr().csrPem);
+    if (!(again instanceof Error)) throw new Error('a deleted pod attested');
+    // TokenReview normally rejects it (UNAUTHENTICATED); while the API server's pod cache still holds the pod, the
+    // broker's own pod lookup refuses it (PERMISSION_DENIED).
+    expect([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]).toContain(again.code);
+    await audited((e) => e.type === 'key-release' && e.reason === 'pod-deleted', 'pod-deleted audit');
+    await audited(
+      (e) => e.type === 'broker-access' && e.operation === 'attest' && e.decision === 'deny',
+      'attest deny audit',
+    );
+  });
+
+  it('refuses a dev pod asking for a prod artifact (no cross-environment grant)', async () => {
+    await createGrant(
+      custom,
+      prod,
+      grantBody('resnet-dev', 'resnet', {
+        subjects: [{ namespace: dev, serviceAccount: 'reader' }],
+        versions: { match: 'all' },
+      }),
+    );
+    const w = await workload(dev, 'dev-reader', 'reader');
+    const error = denied(await release(w.client, prod, 'resnet'));
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toMatch(/different environments/);
+    await audited(
+      (e) => e.type === 'key-release' && e.reason === 'cross-environment-not-allowed',
+      'cross-env audit',
+    );
+  });
+
+  it('releases across environments only with an Active, approved cross-environment grant', async () => {
+    await sealedArtifact(prod, 'bert', 'internal');
+    await createGrant(
+      custom,
+      prod,
+      grantBody('bert-staging', 'bert', {
+        subjects: [{ namespace: staging, serviceAccount: 'reader' }],
+        crossEnvironment: true,
+        approvals: [
+          { approver: 'security@example.com', approvedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+        ],
+      }),
+    );
+    const w = await workload(staging, 'staging-reader', 'reader');
+    const ok = await eventually('cross-environment release', async () => {
+      const r = await release(w.client, prod, 'bert');
+      return 'ok' in r ? r.ok : undefined;
+    });
+    expect(ok.version).toBe('v1');
+  });
+
+  it('never releases a restricted artifact across environments, even with an approved cross-environment grant', async () => {
+    await sealedArtifact(prod, 'secret-model', 'restricted');
+    await createGrant(
+      custom,
+      prod,
+      grantBody('secret-staging', 'secret-model', {
+        subjects: [{ namespace: staging, serviceAccount: 'reader' }],
+        crossEnvironment: true,
+        approvals: [
+          { approver: 'a@example.com', approvedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+          { approver: 'b@example.com', approvedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
+        ],
+      }),
+    );
+    const w = await workload(staging, 'staging-reader-2', 'reader');
+    const error = denied(await release(w.client, prod, 'secret-model'));
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toMatch(/restricted and is never released across environments/);
+    await audited(
+      (e) => e.type === 'key-release' && e.reason === 'restricted-cannot-cross-environments',
+      'restricted audit',
+    );
+  });
+});
+
+describe('WatchRevocations', () => {
+  it('a grant that expires mid-session: the key lease ends with it, the stream says so within 1 s, and no key follows', async () => {
+    await sealedArtifact(prod, 'short', 'internal');
+    const expiresAt = new Date(Date.now() + 9000);
+    await createGrant(
+      custom,
+      prod,
+      grantBody('short-lived', 'short', {
+        subjects: [{ namespace: prod, serviceAccount: 'reader' }],
+        expiresAt: expiresAt.toISOString(),
+      }),
+    );
+    const w = await workload(prod, 'reader-short', 'reader');
+    const ok = await eventually('release before expiry', async () => {
+      const r = await release(w.client, prod, 'short');
+      return 'ok' in r ? r.ok : undefined;
+    });
+    expect(Number(ok.leaseExpiresAt?.seconds) * 1000).toBeLessThanOrEqual(expiresAt.getTime());
+    const stream = watch(w.client);
+    const revoked = await eventually(
+      'grant-expired revocation',
+      () => stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_EXPIRED'),
+      20_000,
+    );
+    stream.cancel();
+    const lateness = revoked.at - expiresAt.getTime();
+    process.stderr.write(`[broker] grant expiry reached the client ${String(lateness)} ms after expiresAt\n`);
+    expect(lateness).toBeLessThan(1000);
+    expect(revoked.message.revocation?.grant?.name).toBe('short-lived');
+    expect(revoked.message.revocation?.artifact?.name).toBe('short');
+    const error = denied(await release(w.client, prod, 'short'));
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toMatch(/Expired|expired/);
+    expect(stream.messages[0]?.message.heartbeat?.epoch).not.toBe('');
+  });
+
+  it('pushes a deleted grant and a deleted artifact to the holder within 1 s', async () => {
+    await sealedArtifact(prod, 'gone', 'internal');
+    await createGrant(
+      custom,
+      prod,
+      grantBody('gone-readers', 'gone', {
+        subjects: [{ namespace: prod, serviceAccount: 'reader' }],
+      }),
+    );
+    const w = await workload(prod, 'reader-del', 'reader');
+    await eventually('release', async () => {
+      const r = await release(w.client, prod, 'gone');
+      return 'ok' in r ? r.ok : undefined;
+    });
+    const stream = watch(w.client);
+    await eventually('first heartbeat', () => stream.messages[0]);
+    const t0 = Date.now();
+    await must(['-n', prod, 'delete', 'accessgrant', 'gone-readers', '--wait=false']);
+    const deleted = await eventually('grant-deleted', () =>
+      stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_DELETED'),
+    );
+    expect(deleted.at - t0).toBeLessThan(1000);
+    const t1 = Date.now();
+    await must(['-n', prod, 'delete', 'modelartifact', 'gone', '--wait=false']);
+    const gone = await eventually('artifact-deleted', () =>
+      stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_ARTIFACT_DELETED'),
+    );
+    expect(gone.at - t1).toBeLessThan(1000);
+    stream.cancel();
+  });
+
+  it('ends streams at the maximum connection age (UNAVAILABLE) so that certificate expiry bites; a resume with a foreign epoch gets a Resync', async () => {
+    const w = workloads[0];
+    if (w === undefined) throw new Error('no workload');
+    const started = Date.now();
+    const stream = watch(w.client);
+    const ended = await stream.ended;
+    expect(ended?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    const resumed = watch(w.client, { afterSeq: '5', epoch: 'some-other-epoch' });
+    const first = await eventually('resync', () => resumed.messages[0]);
+    expect(first.message.resync?.message).toMatch(/restarted|changed/);
+    resumed.cancel();
+  }, 30_000);
+});
+
+describe('PublishVersion', () => {
+  it('adds a version sealed by a publisher with a publish grant, records its SPIFFE ID, and the DEK is then released to readers', async () => {
+    const { artifact } = await sealedArtifact(prod, 'finetune', 'internal');
+    await createGrant(
+      custom,
+      prod,
+      grantBody('finetune-publish', 'finetune', {
+        subjects: [{ namespace: prod, serviceAccount: 'publisher' }],
+        mode: 'publish',
+        versions: { match: 'all' },
+      }),
+    );
+    await createGrant(
+      custom,
+      prod,
+      grantBody('finetune-read', 'finetune', {
+        subjects: [{ namespace: prod, serviceAccount: 'reader' }],
+        versions: { match: 'all' },
+      }),
+    );
+    const publisher = await workload(prod, 'publisher-0', 'publisher');
+    const reader = await workload(prod, 'reader-ft', 'reader');
+    const key = artifact.status?.recipientPublicKey;
+    if (!key) throw new Error('no recipient key');
+    const dek = newDek();
+    deks.push(dek);
+    const sealed = await sealDek(rawRecipientKey(key.publicKeyPem), dek, {
+      artifactUid: artifact.metadata.uid ?? '',
+      artifactName: 'finetune',
+      version: 'v2',
+    });
+    const request = {
+      artifact: { namespace: prod, name: 'finetune' },
+      version: 'v2',
+      digest: `sha256:${'ab'.repeat(32)}`,
+      size: '4096',
+      sealedKey: {
+        suite: 'HPKE_SUITE_BASE_X25519_SHA256_AES256GCM' as const,
+        enc: Buffer.from(sealed.enc, 'base64'),
+        ciphertext: Buffer.from(sealed.ciphertext, 'base64'),
+      },
+      keyFingerprint: key.fingerprint,
+      lineage: {
+        parents: [{ kind: 'PARENT_KIND_MODEL_ARTIFACT' as const, name: 'finetune', version: 'v1' }],
+      },
+    };
+    const publish = (client: typeof publisher.client, body: typeof request) =>
+      new Promise<{
+        ok?: { resourceVersion: string; version: { publisher: string } | null };
+        error?: grpc.ServiceError;
+      }>((resolve) => {
+        client.PublishVersion(body, (error, response) => {
+          resolve(error ? { error } : { ok: response as never });
+        });
+      });
+    // A reader has no publish grant.
+    const refused = await publish(reader.client, request);
+    expect(refused.error?.code).toBe(grpc.status.PERMISSION_DENIED);
+    const ok = await eventually('publish', async () => {
+      const r = await publish(publisher.client, request);
+      return r.ok;
+    });
+    expect(ok.version?.publisher).toBe(`spiffe://${TRUST_DOMAIN}/ns/${prod}/sa/publisher`);
+    const stored = await getArtifact(custom, prod, 'finetune');
+    const v2 = stored.spec.versions?.find((v) => v.name === 'v2');
+    expect(v2?.publisher).toBe(`spiffe://${TRUST_DOMAIN}/ns/${prod}/sa/publisher`);
+    expect(v2?.lineage?.parents?.[0]).toEqual({ kind: 'ModelArtifact', name: 'finetune', version: 'v1' });
+    const released = await eventually('release of the published version', async () => {
+      const r = await release(reader.client, prod, 'finetune', 'v2');
+      return 'ok' in r ? r.ok : undefined;
+    });
+    expect(Buffer.from(released.dek).equals(dek)).toBe(true);
+    // Versions are immutable: the same name again is ALREADY_EXISTS.
+    const again = await publish(publisher.client, request);
+    expect(again.error?.code).toBe(grpc.status.ALREADY_EXISTS);
+    // A sealed key that does not open (sealed for another version) is refused before anything is written.
+    const wrongSeal = await sealDek(rawRecipientKey(key.publicKeyPem), newDek(), {
+      artifactUid: artifact.metadata.uid ?? '',
+      artifactName: 'finetune',
+      version: 'other',
+    });
+    const bad = await publish(publisher.client, {
+      ...request,
+      version: 'v3',
+      sealedKey: {
+        ...request.sealedKey,
+        enc: Buffer.from(wrongSeal.enc, 'base64'),
+        ciphertext: Buffer.from(wrongSeal.ciphertext, 'base64'),
+      },
+    });
+    expect(bad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await getArtifact(custom, prod, 'finetune')).spec.versions?.some((v) => v.name === 'v3')).toBe(
+      false,
+    );
+    await audited(
+      (e) => e.type === 'broker-access' && e.operation === 'publish-version' && e.decision === 'allow',
+      'publish audit',
+    );
+  });
+});
+
+describe('serving certificate and audit', () => {
+  it('rotates the serving certificate without a restart', async () => {
+    const serial = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect({
+          host: '127.0.0.1',
+          port: endpoint.attestPort,
+          ca: endpoint.caPem,
+          servername: endpoint.serverName,
+          ALPNProtocols: ['h2'],
+        });
+        socket.once('secureConnect', () => {
+          resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
+          socket.destroy();
+        });
+        socket.once('error', reject);
+      });
+    const before = await serial();
+    const secret = await core.readNamespacedSecret({ name: 'strongroom-broker-tls', namespace: opNs });
+    const { current } = parseAuthoritySecret(
+      await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs }),
+      'strongroom-ca',
+    );
+    const key = await generateRsaKey(2048);
+    const old = new X509Certificate(Buffer.from(secret.data?.['tls.crt'] ?? '', 'base64'));
+    const renewed = signLeafCertificate(current, {
+      publicKeyPem: key.publicKeyPem,
+      commonName: 'strongroom-broker',
+      dnsNames: [endpoint.serverName],
+      ipAddresses: ['127.0.0.1'],
+      usages: ['serverAuth'],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: old.validToDate,
+    });
+    await core.patchNamespacedSecret(
+      {
+        name: 'strongroom-broker-tls',
+        namespace: opNs,
+        body: {
+          data: {
+            'tls.crt': Buffer.from(renewed).toString('base64'),
+            'tls.key': Buffer.from(key.privateKeyPem).toString('base64'),
+          },
+        },
+      },
+      (await import('../../operator/controllers/status-writer.ts')).mergePatch,
+    );
+    const after = await eventually('new serving certificate', async () => {
+      const s = await serial();
+      return s !== before ? s : undefined;
+    });
+    expect(after.toLowerCase()).toBe(new X509Certificate(renewed).serialNumber.toLowerCase());
+    // The same process still serves keys with it.
+    const w = workloads[0];
+    if (w === undefined) throw new Error('no workload');
+    granted(
+      await eventually('release after rotation', async () => {
+        const r = await release(w.client, prod, 'resnet');
+        return 'ok' in r ? r : undefined;
+      }),
+    );
+  });
+
+  it('the audit log verifies with the published verifier key and holds every decision, with no key material', async () => {
+    const keys = await core.readNamespacedSecret({ name: 'strongroom-audit-keys', namespace: opNs });
+    const vkey = Buffer.from(keys.data?.verifier ?? '', 'base64').toString('utf8');
+    const files = readdirSync(operator.auditLogDir);
+    expect(files).toHaveLength(1);
+    const path = join(operator.auditLogDir, files[0] ?? '');
+    // Let a checkpoint cover the latest entries (written every second).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const report = verifyLog(readFileSync(path), { verifiers: [parseVerifierKey(vkey)] });
+    expect(report.findings.filter((f) => f.severity === 'error')).toEqual([]);
+    // The one-command check.
+    const dir = mkdtempSync(join(tmpdir(), 'brk-vkey-'));
+    writeFileSync(join(dir, 'audit.vkey'), vkey);
+    const cli = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [
+          join(root, 'operator', 'cli', 'strongroom.ts'),
+          'audit',
+          'verify',
+          path,
+          '--public-key',
+          join(dir, 'audit.vkey'),
+        ],
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr });
+        },
+      );
+    });
+    expect(cli.out).toMatch(/ok|verified/i);
+    expect(cli.code).toBe(0);
+    const events = auditEvents();
+    const reasons = new Set(events.map((e) => `${String(e.type)}:${String(e.reason)}`));
+    for (const expected of [
+      'broker-access:no-client-certificate',
+      'broker-access:untrusted-certificate',
+      'broker-access:certificate-expired',
+      'key-release:pod-identity-mismatch',
+      'key-release:pod-deleted',
+      'key-release:grant-not-active',
+      'key-release:cross-environment-not-allowed',
+      'key-release:restricted-cannot-cross-environments',
+      'key-release:granted',
+    ])
+      expect(reasons, expected).toContain(expected);
+    // No DEK, token or private key anywhere: not in the audit log, not in the operator's output.
+    const texts = [readFileSync(path, 'utf8'), operator.output()];
+    for (const text of texts) {
+      for (const dek of deks) {
+        expect(text).not.toContain(dek.toString('base64'));
+        expect(text).not.toContain(dek.toString('hex'));
+      }
+      for (const token of tokens) expect(text).not.toContain(token);
+      expect(text).not.toMatch(/PRIVATE KEY/);
+    }
+  });
+});

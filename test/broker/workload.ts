@@ -1,0 +1,223 @@
+/**
+ * A workload's side of the key broker for the integration tests: a real pod created through the API server (never
+ * scheduled, so it stays Pending with a real UID), a real pod-bound token from TokenRequest, a real key pair and CSR,
+ * and an mTLS gRPC client with the certificate that Attest returned.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import forge from 'node-forge';
+import type { ReleaseKeyResponse__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
+import type { WatchRevocationsResponse__Output } from '../../proto/generated/strongroom/v1/WatchRevocationsResponse.ts';
+import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
+
+export const keyBroker = loadKeyBroker();
+
+/** A pod that stays Pending (no scheduler picks it up) but exists, with a real UID. */
+export async function createPod(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  serviceAccount: string,
+  labels: Record<string, string> = {},
+): Promise<V1Pod> {
+  return core.createNamespacedPod({
+    namespace,
+    body: {
+      metadata: { name, labels },
+      spec: {
+        serviceAccountName: serviceAccount,
+        schedulerName: 'strongroom-test-no-scheduler',
+        automountServiceAccountToken: false,
+        containers: [{ name: 'main', image: 'localhost/busybox:test', command: ['sleep', '3600'] }],
+      },
+    },
+  });
+}
+
+/** A real projected-style token bound to the pod (TokenRequest). */
+export async function podToken(core: CoreV1Api, pod: V1Pod, audience = 'strongroom'): Promise<string> {
+  const response = await core.createNamespacedServiceAccountToken({
+    name: pod.spec?.serviceAccountName ?? 'default',
+    namespace: pod.metadata?.namespace ?? '',
+    body: {
+      spec: {
+        audiences: [audience],
+        expirationSeconds: 3600,
+        boundObjectRef: {
+          kind: 'Pod',
+          apiVersion: 'v1',
+          name: pod.metadata?.name ?? '',
+          uid: pod.metadata?.uid ?? '',
+        },
+      },
+    },
+  });
+  return response.status?.token ?? '';
+}
+
+/** An RSA key pair and a CSR over it. */
+export function keyAndCsr(): { keyPem: string; csrPem: string } {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
+  csr.setSubject([{ name: 'commonName', value: 'workload' }]);
+  csr.sign(forge.pki.privateKeyFromPem(keyPem), forge.md.sha256.create());
+  return { keyPem, csrPem: forge.pki.certificationRequestToPem(csr) };
+}
+
+/** Where the broker listens and how to verify it. */
+export interface BrokerEndpoint {
+  readonly attestPort: number;
+  readonly brokerPort: number;
+  /** The operator CA bundle (PEM). */
+  readonly caPem: string;
+  /** The name in the broker's serving certificate. */
+  readonly serverName: string;
+}
+
+export function channelOptions(endpoint: BrokerEndpoint): grpc.ChannelOptions {
+  return {
+    'grpc.ssl_target_name_override': endpoint.serverName,
+    'grpc.default_authority': endpoint.serverName,
+  };
+}
+
+/** Calls Attest with a token and CSR over server-authenticated TLS. */
+export function attest(
+  endpoint: BrokerEndpoint,
+  token: string,
+  csrPem: string,
+): Promise<{ certPem: string; notAfter: Date; spiffeId: string } | grpc.ServiceError> {
+  const client = new keyBroker.Client(
+    `127.0.0.1:${String(endpoint.attestPort)}`,
+    grpc.credentials.createSsl(Buffer.from(endpoint.caPem)),
+    channelOptions(endpoint),
+  );
+  return new Promise((resolve) => {
+    client.Attest(
+      { serviceAccountToken: token, csrPem },
+      { deadline: Date.now() + 30_000 },
+      (error, response) => {
+        client.close();
+        if (error) resolve(error);
+        else
+          resolve({
+            certPem: response?.certificateChainPem ?? '',
+            notAfter: new Date(Number(response?.notAfter?.seconds ?? 0) * 1000),
+            spiffeId: response?.spiffeId ?? '',
+          });
+      },
+    );
+  });
+}
+
+/** An mTLS client with the given certificate and key (or none). */
+export function mtlsClient(
+  endpoint: BrokerEndpoint,
+  identity: { certPem: string; keyPem: string } | undefined,
+  caPem = endpoint.caPem,
+): KeyBrokerClient {
+  const credentials =
+    identity === undefined
+      ? grpc.credentials.createSsl(Buffer.from(caPem))
+      : grpc.credentials.createSsl(
+          Buffer.from(caPem),
+          Buffer.from(identity.keyPem),
+          Buffer.from(identity.certPem),
+        );
+  return new keyBroker.Client(
+    `127.0.0.1:${String(endpoint.brokerPort)}`,
+    credentials,
+    channelOptions(endpoint),
+  );
+}
+
+/** A workload that attested: its pod, its key and certificate, and an mTLS client. */
+export interface Workload {
+  readonly pod: V1Pod;
+  readonly uid: string;
+  readonly token: string;
+  readonly keyPem: string;
+  readonly certPem: string;
+  readonly client: KeyBrokerClient;
+}
+
+/** Creates a pod, attests it and connects with its certificate. */
+export async function attestedWorkload(
+  core: CoreV1Api,
+  endpoint: BrokerEndpoint,
+  namespace: string,
+  name: string,
+  serviceAccount: string,
+  labels: Record<string, string> = {},
+): Promise<Workload> {
+  const pod = await createPod(core, namespace, name, serviceAccount, labels);
+  const token = await podToken(core, pod);
+  const { keyPem, csrPem } = keyAndCsr();
+  const result = await attest(endpoint, token, csrPem);
+  if (result instanceof Error) throw new Error(`attest ${namespace}/${name}: ${result.details}`);
+  return {
+    pod,
+    uid: pod.metadata?.uid ?? '',
+    token,
+    keyPem,
+    certPem: result.certPem,
+    client: mtlsClient(endpoint, { certPem: result.certPem, keyPem }),
+  };
+}
+
+export type Released = { ok: ReleaseKeyResponse__Output } | { error: grpc.ServiceError };
+
+/** ReleaseKey as a promise that never rejects. */
+export function release(
+  client: KeyBrokerClient,
+  namespace: string,
+  name: string,
+  version = 'latest',
+): Promise<Released> {
+  return new Promise((resolve) => {
+    client.ReleaseKey(
+      { artifact: { namespace, name }, version },
+      { deadline: Date.now() + 30_000 },
+      (error, response) => {
+        if (error) resolve({ error });
+        else if (response) resolve({ ok: response });
+      },
+    );
+  });
+}
+
+/** A WatchRevocations stream that records every message with the time it arrived. */
+export interface Watch {
+  readonly messages: { at: number; message: WatchRevocationsResponse__Output }[];
+  readonly ended: Promise<grpc.ServiceError | undefined>;
+  cancel(): void;
+}
+
+export function watch(client: KeyBrokerClient, request: { afterSeq?: string; epoch?: string } = {}): Watch {
+  const call = client.WatchRevocations({
+    epoch: request.epoch ?? '',
+    ...(request.afterSeq ? { afterSeq: request.afterSeq } : {}),
+  });
+  const messages: Watch['messages'] = [];
+  call.on('data', (message: WatchRevocationsResponse__Output) => {
+    messages.push({ at: Date.now(), message });
+  });
+  const ended = new Promise<grpc.ServiceError | undefined>((resolve) => {
+    call.on('error', (error: grpc.ServiceError) => {
+      resolve(error);
+    });
+    call.on('end', () => {
+      resolve(undefined);
+    });
+  });
+  return {
+    messages,
+    ended,
+    cancel: () => {
+      call.cancel();
+    },
+  };
+}
