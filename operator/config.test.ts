@@ -587,3 +587,49 @@ describe('KMS', () => {
     ).toContain('--gcp-endpoint does not apply to --kms pkcs11');
   });
 });
+
+describe('parseConfig: the key broker', () => {
+  it('reads every broker flag', () => {
+    const config = parseConfig(
+      [
+        ...NS,
+        '--broker-address=127.0.0.1:7444',
+        '--attest-address=[::1]:7443',
+        '--trust-domain=prod.example.com',
+        '--cluster-name=eu-1',
+        '--dek-cache-ttl=0s',
+        '--broker-max-connection-age=90s',
+        '--broker-credential-refresh=5s',
+      ],
+      {},
+    );
+    expect(config.broker).toEqual({
+      address: { host: '127.0.0.1', port: 7444 },
+      attestAddress: { host: '::1', port: 7443 },
+      trustDomain: 'prod.example.com',
+      clusterName: 'eu-1',
+      dekCacheTtlMs: 0,
+      maxConnectionAgeMs: 90_000,
+      credentialRefreshMs: 5000,
+    });
+  });
+
+  it('reads them from STRONGROOM_ variables too', () => {
+    const config = parseConfig(NS, { STRONGROOM_TRUST_DOMAIN: 'td.local', STRONGROOM_DEK_CACHE_TTL: '30s' });
+    expect(config.broker.trustDomain).toBe('td.local');
+    expect(config.broker.dekCacheTtlMs).toBe(30_000);
+  });
+
+  it.each([
+    ['--dek-cache-ttl=61s', 'expected a duration from 0s to 60s'],
+    ['--dek-cache-ttl=forever', '--dek-cache-ttl="forever" is invalid'],
+    ['--broker-max-connection-age=500ms', 'expected a duration from 1s to 1h'],
+    ['--broker-max-connection-age=2h', 'expected a duration from 1s to 1h'],
+    ['--broker-credential-refresh=0s', 'expected a duration from 1s to 1h'],
+    ['--trust-domain=Bad/Domain', 'expected a SPIFFE trust domain'],
+    ['--cluster-name=EU_1', 'expected lower-case letters'],
+    ['--broker-address=9444', 'expected host:port'],
+  ])('%s is refused', (flag, message) => {
+    expect(fails([...NS, flag]).message).toContain(message);
+  });
+});

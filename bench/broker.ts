@@ -1,0 +1,541 @@
+/**
+ * `npm run bench:broker`: the key broker against the targets of issue 7, side by side with the OpenBao 2.6.2 anchor
+ * measured on this machine. It starts its own control plane (no node), the operator as a real process with its
+ * least-privilege RBAC (the broker runs inside it), a sealed internal artifact with a read grant, and one attested
+ * pod whose certificate, key and the operator CA bundle go to a temporary directory for ghz. Then:
+ *   1. ReleaseKey over mutual TLS with ghz (compiled, `--cpus=1`): a discarded warm-up, then a fixed rate, then
+ *      unlimited; every call must be OK, and the audit log must then hold at least one durable (fdatasync'ed)
+ *      key-release entry per OK call. CPU seconds of ghz, of the operator and of the whole machine are reported.
+ *   2. The same with `--dek-cache-ttl=0s` (a fresh operator), so every release does a KMS unwrap.
+ *   3. Revocation latency (default operator): `streams` pods attested, each with a WatchRevocations stream; each of
+ *      `rounds` rounds creates a grant, waits until it is Active, releases once per pod, deletes the grant through
+ *      the API and times, per stream, the arrival of its grant-deleted revocation from just before the delete.
+ *
+ *   node bench/broker.ts [--duration 15] [--warmup 3] [--rps 500] [--concurrency 50] [--connections 4]
+ *                        [--streams 50] [--rounds 20] [--operator-node-args "--cpu-prof --cpu-prof-dir=/tmp/p"]
+ *                        [--json out.json]
+ *
+ * Exit code 1 when a run is invalid (a failed call, a missing audit entry, a missed revocation); a missed target is
+ * reported as FAIL in the table and does not change the exit code.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import type { AccessGrant } from '../core/api/index.ts';
+import { ACCESS_GRANT_PLURAL, GROUP, VERSION } from '../core/api/index.ts';
+import { KEY_BROKER_PROTO, KEY_BROKER_SERVICE, PROTO_ROOT } from '../proto/keybroker.ts';
+import { startCluster } from '../test/cluster/cluster.ts';
+import { kubectl, type ClusterInfo } from '../test/cluster/kubectl.ts';
+import {
+  attestedWorkload,
+  mtlsClient,
+  release,
+  watch,
+  type BrokerEndpoint,
+  type Watch,
+  type Workload,
+} from '../test/broker/workload.ts';
+import {
+  clients,
+  eventually,
+  installCrds,
+  installOperatorIdentity,
+  startOperator,
+  type OperatorProcess,
+} from '../test/operator/harness.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  createGrant,
+  getArtifact,
+  getGrant,
+  grantBody,
+  sealedVersion,
+} from '../test/operator/objects.ts';
+import { cpuSecondsOf, ensureGhz, runGhz, type GhzResult, type GhzRunOptions } from './ghz.ts';
+
+const { values } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '15' },
+    warmup: { type: 'string', default: '3' },
+    rps: { type: 'string', default: '500' },
+    // The fixed-rate run: a few workers on one connection, as one sidecar would.
+    'fixed-concurrency': { type: 'string', default: '8' },
+    // The unlimited run: enough workers and connections to saturate the broker.
+    concurrency: { type: 'string', default: '50' },
+    connections: { type: 'string', default: '4' },
+    streams: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '20' },
+    'operator-node-args': { type: 'string', default: '' },
+    json: { type: 'string' },
+  },
+});
+const durationSec = Number(values.duration);
+const warmupSec = Number(values.warmup);
+const fixedRps = Number(values.rps);
+const fixedConcurrency = Number(values['fixed-concurrency']);
+const concurrency = Number(values.concurrency);
+const connections = Number(values.connections);
+const streamCount = Number(values.streams);
+const rounds = Number(values.rounds);
+const operatorNodeArgs = values['operator-node-args'].split(' ').filter((a) => a !== '');
+const log = (line: string): void => {
+  process.stderr.write(`[bench:broker] ${line}\n`);
+};
+
+const OPERATOR_NS = 'strongroom-system';
+const APP_NS = 'bench-prod';
+const SERVICE_ACCOUNT = 'reader';
+const ARTIFACT = 'model';
+const SERVER_NAME = `strongroom-broker.${OPERATOR_NS}.svc`;
+const REQUEST = { artifact: { namespace: APP_NS, name: ARTIFACT }, version: 'v1' };
+/** A revocation that has not reached its stream this long after the delete counts as missed. */
+const REVOCATION_TIMEOUT_MS = 5_000;
+
+/** The anchor, OpenBao 2.6.2 Transit decrypt of a 32-byte data key over TLS on loopback, measured on this machine. */
+const ANCHOR = {
+  p99At500Ms: '1.3–1.6 ms',
+  peakRps: '6,400–8,200/s (4,900–5,600/s with a file audit device, no fsync)',
+  revocation: 'no push (clients poll or wait for lease expiry)',
+} as const;
+
+/** One ghz run with the CPU each side used. */
+interface LoadRun {
+  readonly label: string;
+  readonly targetRps: number;
+  readonly concurrency: number;
+  readonly connections: number;
+  readonly wallSec: number;
+  readonly count: number;
+  readonly ok: number;
+  readonly errorCount: number;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly rps: number;
+  readonly p50Ms: number | undefined;
+  readonly p90Ms: number | undefined;
+  readonly p99Ms: number | undefined;
+  readonly ghzCpuSec: number;
+  readonly operatorCpuSec: number;
+  /** Every core's busy time on the machine (ghz, operator, control plane, everything else). */
+  readonly machineCpuSec: number;
+}
+
+/** The load runs against one operator configuration and the audit check that follows them. */
+interface ConfigResult {
+  readonly dekCacheTtl: string;
+  readonly warmup: LoadRun;
+  readonly fixed: LoadRun;
+  readonly unlimited: LoadRun;
+  /** OK calls that ghz counted (warm-up included) plus the bench's own releases before the check. */
+  readonly okCalls: number;
+  /** Allowed key-release entries in the operator's audit log. */
+  readonly auditedReleases: number;
+  /** Lines containing "type":"key-release" (allowed or denied). */
+  readonly keyReleaseLines: number;
+}
+
+interface RevocationResult {
+  readonly streams: number;
+  readonly rounds: number;
+  readonly samples: number;
+  readonly missed: number;
+  readonly p50Ms: number | undefined;
+  readonly p99Ms: number | undefined;
+  readonly maxMs: number | undefined;
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  return clockTicks;
+}
+
+/** Busy (non-idle, non-iowait) CPU seconds of the whole machine so far, from /proc/stat. */
+function machineBusySeconds(): number {
+  const first = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const ticks = first.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.slice(0, 8).reduce((sum, t) => sum + t, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return (total - idle) / ticksPerSecond();
+}
+
+function operatorCpu(operator: OperatorProcess): number {
+  const seconds = cpuSecondsOf(operator.pid);
+  if (seconds === undefined) throw new Error(`the operator (pid ${String(operator.pid)}) is gone`);
+  return seconds;
+}
+
+/** Nearest-rank percentile of sorted values. */
+function percentile(sorted: readonly number[], p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/** The allowed key-release entries and all key-release lines in the operator's audit log. */
+function auditedReleases(operator: OperatorProcess): { allowed: number; lines: number } {
+  let allowed = 0;
+  let lines = 0;
+  for (const file of readdirSync(operator.auditLogDir))
+    for (const line of readFileSync(join(operator.auditLogDir, file), 'utf8').split('\n')) {
+      if (!line.includes('"type":"key-release"')) continue;
+      lines++;
+      const event = (JSON.parse(line) as { event?: { type?: unknown; decision?: unknown } }).event;
+      if (event?.type === 'key-release' && event.decision === 'allow') allowed++;
+    }
+  return { allowed, lines };
+}
+
+async function must(cluster: ClusterInfo, args: string[]): Promise<void> {
+  const result = await kubectl(cluster, args);
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+}
+
+const cluster = await startCluster({ log });
+const failures: string[] = [];
+const started = Date.now();
+const machine = {
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  node: process.version,
+  loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+};
+let operator: OperatorProcess | undefined;
+const workloads: Workload[] = [];
+const watches: Watch[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'strongroom-bench-broker-'));
+// startCluster stops the cluster on these signals and exits; the operator is ours to stop.
+const onSignal = (): void => {
+  operator?.kill('SIGTERM');
+};
+const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+for (const sig of signals) process.on(sig, onSignal);
+const configs: ConfigResult[] = [];
+let revocation: RevocationResult | undefined;
+try {
+  const ghz = await ensureGhz({ log });
+  await installCrds(cluster);
+  const kubeconfig = await installOperatorIdentity(cluster, OPERATOR_NS);
+  await must(cluster, ['create', 'namespace', APP_NS]);
+  await must(cluster, ['label', 'namespace', APP_NS, 'strongroom.dev/environment=prod']);
+  await must(cluster, ['-n', APP_NS, 'create', 'serviceaccount', SERVICE_ACCOUNT]);
+  const { core, custom } = clients(cluster.kubeconfig);
+
+  let generation = 0;
+  const start = async (extraArgs: string[]): Promise<{ op: OperatorProcess; endpoint: BrokerEndpoint }> => {
+    const op = startOperator({
+      namespace: OPERATOR_NS,
+      kubeconfig,
+      identity: `bench-broker-${String(generation++)}`,
+      args: ['--log-level=info', ...extraArgs],
+      nodeArgs: operatorNodeArgs,
+    });
+    operator = op;
+    const ports = await op.brokerPorts();
+    const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: OPERATOR_NS });
+    const caPem = Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8');
+    if (!caPem.includes('BEGIN CERTIFICATE')) throw new Error('no CA bundle in strongroom-ca');
+    return { op, endpoint: { ...ports, caPem, serverName: SERVER_NAME } };
+  };
+  const waitActive = (name: string, intervalMs = 100): Promise<AccessGrant> =>
+    eventually(
+      `grant ${name} Active`,
+      async () => {
+        const g = await getGrant(custom, APP_NS, name);
+        return g.status?.phase === 'Active' ? g : undefined;
+      },
+      30_000,
+      intervalMs,
+    );
+
+  let { op, endpoint } = await start([]);
+
+  // A sealed internal artifact (the writer's side, as a publisher would do it) and a read grant.
+  await createArtifact(custom, APP_NS, artifactBody(ARTIFACT, 'internal'));
+  const withKey = await eventually(`${ARTIFACT} recipient key`, async () => {
+    const a = await getArtifact(custom, APP_NS, ARTIFACT);
+    return a.status?.recipientPublicKey ? a : undefined;
+  });
+  await appendVersion(custom, withKey, (await sealedVersion(withKey, REQUEST.version)).version);
+  await eventually(`${ARTIFACT} sealed`, async () => {
+    const a = await getArtifact(custom, APP_NS, ARTIFACT);
+    return a.status?.keys?.some((k) => k.state === 'Sealed') ? a : undefined;
+  });
+  await createGrant(
+    custom,
+    APP_NS,
+    grantBody('bench-readers', ARTIFACT, { subjects: [{ namespace: APP_NS, serviceAccount: SERVICE_ACCOUNT }] }),
+  );
+  await waitActive('bench-readers');
+
+  const client = await attestedWorkload(core, endpoint, APP_NS, 'bench-client', SERVICE_ACCOUNT);
+  workloads.push(client);
+  const files = {
+    cacert: join(dir, 'ca.crt'),
+    cert: join(dir, 'client.crt'),
+    key: join(dir, 'client.key'),
+  };
+  writeFileSync(files.cacert, endpoint.caPem);
+  writeFileSync(files.cert, client.certPem);
+  writeFileSync(files.key, client.keyPem, { mode: 0o600 });
+
+  /** Releases once through grpc-js until it succeeds (the broker's caches may still be filling); checks the DEK. */
+  const firstRelease = async (c: Workload['client']): Promise<void> => {
+    const ok = await eventually('a first ReleaseKey', async () => {
+      const r = await release(c, APP_NS, ARTIFACT, REQUEST.version);
+      return 'ok' in r ? r.ok : undefined;
+    });
+    if (ok.dek.length !== 32) throw new Error(`ReleaseKey returned a ${String(ok.dek.length)}-byte DEK`);
+  };
+
+  const load = async (
+    label: string,
+    options: Pick<GhzRunOptions, 'rps' | 'concurrency' | 'connections' | 'durationSec'>,
+  ): Promise<LoadRun> => {
+    const opBefore = operatorCpu(op);
+    const machineBefore = machineBusySeconds();
+    const t0 = performance.now();
+    const result: GhzResult = await runGhz({
+      ghz,
+      target: `127.0.0.1:${String(endpoint.brokerPort)}`,
+      protoFile: join(PROTO_ROOT, KEY_BROKER_PROTO),
+      importPaths: [PROTO_ROOT],
+      call: `${KEY_BROKER_SERVICE}.ReleaseKey`,
+      data: REQUEST,
+      tls: { ...files, serverName: SERVER_NAME },
+      cpus: 1,
+      ...options,
+    });
+    const wallSec = (performance.now() - t0) / 1000;
+    const run: LoadRun = {
+      label,
+      targetRps: options.rps,
+      concurrency: options.concurrency,
+      connections: options.connections ?? 1,
+      wallSec,
+      count: result.count,
+      ok: result.statusCodes.OK ?? 0,
+      errorCount: result.errorCount,
+      errors: result.errors,
+      rps: result.rps,
+      p50Ms: result.p50Ms,
+      p90Ms: result.p90Ms,
+      p99Ms: result.p99Ms,
+      ghzCpuSec: result.cpuSeconds,
+      operatorCpuSec: operatorCpu(op) - opBefore,
+      machineCpuSec: machineBusySeconds() - machineBefore,
+    };
+    log(
+      `${label}: ${String(run.count)} calls, ${String(run.errorCount)} errors, ${run.rps.toFixed(0)}/s, ` +
+        `p50 ${ms(run.p50Ms)} p90 ${ms(run.p90Ms)} p99 ${ms(run.p99Ms)}; CPU ghz ${cpu(run, run.ghzCpuSec)}, ` +
+        `operator ${cpu(run, run.operatorCpuSec)}, machine ${cpu(run, run.machineCpuSec)}`,
+    );
+    if (run.errorCount > 0 || run.ok !== run.count)
+      failures.push(`${label}: ${String(run.errorCount)} of ${String(run.count)} calls failed: ${JSON.stringify(run.errors)}`);
+    return run;
+  };
+
+  const measureConfig = async (dekCacheTtl: string, bench: Workload['client']): Promise<ConfigResult> => {
+    await firstRelease(bench);
+    const tag = `ttl ${dekCacheTtl}`;
+    const warmup = await load(`[${tag}] warm-up ${String(fixedRps)}/s`, {
+      rps: fixedRps,
+      concurrency: fixedConcurrency,
+      connections: 1,
+      durationSec: warmupSec,
+    });
+    const fixed = await load(`[${tag}] fixed ${String(fixedRps)}/s`, {
+      rps: fixedRps,
+      concurrency: fixedConcurrency,
+      connections: 1,
+      durationSec,
+    });
+    const unlimited = await load(`[${tag}] unlimited`, { rps: 0, concurrency, connections, durationSec });
+    const okCalls = 1 + warmup.ok + fixed.ok + unlimited.ok;
+    const audit = auditedReleases(op);
+    log(
+      `[${tag}] audit log: ${String(audit.allowed)} allowed key-release entries for ${String(okCalls)} OK calls ` +
+        `(${String(audit.lines)} key-release lines)`,
+    );
+    if (audit.allowed < okCalls)
+      failures.push(
+        `[${tag}] the audit log holds ${String(audit.allowed)} allowed key releases for ${String(okCalls)} OK calls`,
+      );
+    return { dekCacheTtl, warmup, fixed, unlimited, okCalls, auditedReleases: audit.allowed, keyReleaseLines: audit.lines };
+  };
+
+  configs.push(await measureConfig('5s (default)', client.client));
+
+  // Revocation latency, on the default operator.
+  log(`revocation: attesting ${String(streamCount)} pods and opening their WatchRevocations streams`);
+  const watchers: Workload[] = [];
+  for (let i = 0; i < streamCount; i += 5) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(5, streamCount - i) }, (_, j) =>
+        attestedWorkload(core, endpoint, APP_NS, `watcher-${String(i + j).padStart(3, '0')}`, SERVICE_ACCOUNT),
+      ),
+    );
+    watchers.push(...batch);
+    workloads.push(...batch);
+  }
+  for (const w of watchers) watches.push(watch(w.client));
+  await eventually('a first message (heartbeat) on every stream', () =>
+    watches.every((s) => s.messages.length > 0) ? true : undefined,
+  );
+  const samples: number[] = [];
+  let missed = 0;
+  for (let round = 0; round < rounds; round++) {
+    const name = `revoke-${String(round).padStart(3, '0')}`;
+    await createGrant(
+      custom,
+      APP_NS,
+      grantBody(name, ARTIFACT, { subjects: [{ namespace: APP_NS, serviceAccount: SERVICE_ACCOUNT }] }),
+    );
+    await waitActive(name, 20);
+    await Promise.all(watchers.map((w) => firstRelease(w.client)));
+    const t0 = Date.now();
+    await custom.deleteNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: APP_NS,
+      plural: ACCESS_GRANT_PLURAL,
+      name,
+    });
+    const arrival = (s: Watch): number | undefined =>
+      s.messages.find(
+        (m) =>
+          m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_DELETED' &&
+          m.message.revocation.grant?.name === name,
+      )?.at;
+    const deadline = t0 + REVOCATION_TIMEOUT_MS;
+    while (Date.now() < deadline && !watches.every((s) => arrival(s) !== undefined))
+      await new Promise((r) => setTimeout(r, 5));
+    const roundSamples: number[] = [];
+    for (const s of watches) {
+      const at = arrival(s);
+      if (at === undefined) missed++;
+      else roundSamples.push(at - t0);
+    }
+    samples.push(...roundSamples);
+    log(
+      `revocation round ${String(round + 1)}/${String(rounds)}: ${String(roundSamples.length)}/${String(watches.length)} ` +
+        `streams in max ${String(Math.max(...roundSamples))} ms`,
+    );
+  }
+  for (const s of watches) s.cancel();
+  const sorted = [...samples].sort((a, b) => a - b);
+  revocation = {
+    streams: watches.length,
+    rounds,
+    samples: samples.length,
+    missed,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: sorted.at(-1),
+  };
+  if (missed > 0)
+    failures.push(`revocation: ${String(missed)} of ${String(watches.length * rounds)} (stream, round) samples missed`);
+
+  // Every release unwraps through the KMS: a fresh operator with the DEK cache off.
+  await op.stop();
+  ({ op, endpoint } = await start(['--dek-cache-ttl=0s']));
+  const fresh = mtlsClient(endpoint, { certPem: client.certPem, keyPem: client.keyPem });
+  try {
+    configs.push(await measureConfig('0s (off)', fresh));
+  } finally {
+    fresh.close();
+  }
+  await op.stop();
+  operator = undefined;
+} catch (error) {
+  failures.push(`the benchmark did not complete: ${String(error)}`);
+  log(String((error as Error).stack ?? error));
+  if (operator) log(`operator output (tail):\n${operator.output().slice(-3000)}`);
+} finally {
+  for (const s of watches) s.cancel();
+  for (const w of workloads) w.client.close();
+  await operator?.stop();
+  await cluster.stop();
+  for (const sig of signals) process.off(sig, onSignal);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function ms(value: number | undefined): string {
+  return value === undefined ? '–' : `${value.toFixed(2)} ms`;
+}
+function cpu(run: Pick<LoadRun, 'wallSec'>, seconds: number): string {
+  return `${seconds.toFixed(1)} s (${((seconds / run.wallSec) * 100).toFixed(0)}%)`;
+}
+function verdict(ok: boolean): string {
+  return ok ? 'PASS' : 'FAIL';
+}
+const thousands = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+const results = {
+  machine,
+  options: { durationSec, warmupSec, fixedRps, fixedConcurrency, concurrency, connections, streamCount, rounds },
+  configs,
+  revocation,
+  failures,
+  totalSec: Math.round((Date.now() - started) / 1000),
+};
+
+const out: string[] = [];
+out.push(
+  `Key broker benchmark: ${machine.cpuModel}, ${String(machine.cores)} cores, Node ${machine.node}, ` +
+    `load average at start ${machine.loadAverageAtStart.join(' ')}; ghz --cpus=1, the operator, etcd and ` +
+    `kube-apiserver share the cores. ${String(results.totalSec)} s in all.`,
+  '',
+  '| Target (issue 7) | Strongroom | OpenBao 2.6.2 anchor | Target | Result |',
+  '|---|---|---|---|---|',
+);
+for (const c of configs) {
+  const p99 = c.fixed.p99Ms;
+  const valid = c.fixed.errorCount === 0 && c.fixed.count > 0;
+  out.push(
+    `| ReleaseKey p99 at ${String(fixedRps)}/s, mTLS + local KMS + durable audit, DEK cache ${c.dekCacheTtl} | ` +
+      `${ms(p99)} | ${ANCHOR.p99At500Ms} | ≤ 2 ms | ${verdict(valid && p99 !== undefined && p99 <= 2)} |`,
+  );
+}
+for (const c of configs) {
+  const valid = c.unlimited.errorCount === 0 && c.auditedReleases >= c.okCalls;
+  out.push(
+    `| Releases/s with durable audit, DEK cache ${c.dekCacheTtl} | ${thousands(c.unlimited.rps)}/s ` +
+      `(p99 ${ms(c.unlimited.p99Ms)}) | ${ANCHOR.peakRps} | ≥ 5,000/s | ${verdict(valid && c.unlimited.rps >= 5000)} |`,
+  );
+}
+if (revocation) {
+  const p99 = revocation.p99Ms;
+  const valid = revocation.missed === 0 && p99 !== undefined;
+  out.push(
+    `| Revocation reaches a connected client, p99 (${String(revocation.streams)} streams × ` +
+      `${String(revocation.rounds)} rounds) | ${ms(p99)} (p50 ${ms(revocation.p50Ms)}, max ${ms(revocation.maxMs)}, ` +
+      `${String(revocation.missed)} missed) | ${ANCHOR.revocation} | ≤ 1 s (stretch ≤ 100 ms) | ` +
+      `${verdict(valid && p99 <= 1000)}${valid && p99 <= 100 ? ' (stretch PASS)' : ' (stretch FAIL)'} |`,
+  );
+}
+out.push(
+  '',
+  '| Run | Calls | Errors | Rate | p50 | p90 | p99 | CPU ghz | CPU operator | CPU machine (of 200%) |',
+  '|---|---|---|---|---|---|---|---|---|---|',
+);
+for (const c of configs)
+  for (const run of [c.fixed, c.unlimited])
+    out.push(
+      `| ${run.label} (c=${String(run.concurrency)}, ${String(run.connections)} conn) | ${thousands(run.count)} | ` +
+        `${String(run.errorCount)} | ${thousands(run.rps)}/s | ${ms(run.p50Ms)} | ${ms(run.p90Ms)} | ${ms(run.p99Ms)} | ` +
+        `${cpu(run, run.ghzCpuSec)} | ${cpu(run, run.operatorCpuSec)} | ${cpu(run, run.machineCpuSec)} |`,
+    );
+out.push('');
+for (const c of configs)
+  out.push(
+    `Audit (DEK cache ${c.dekCacheTtl}): ${thousands(c.auditedReleases)} allowed key-release entries, fdatasync'ed, ` +
+      `for ${thousands(c.okCalls)} OK calls: ${verdict(c.auditedReleases >= c.okCalls)}`,
+  );
+out.push(failures.length === 0 ? 'Every run valid.' : `INVALID RUNS:\n  ${failures.join('\n  ')}`);
+console.log(out.join('\n'));
+if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));
+if (failures.length > 0) process.exitCode = 1;
