@@ -100,9 +100,9 @@ describe('authorizePublish', () => {
       'GrantNotActive',
     ],
     [
-      'a publish grant recorded as Suspended by the operator',
+      'a publish grant recorded as Denied by the operator',
       {
-        grants: [grant({ mode: 'publish', versions: { match: 'all' } }, { status: { phase: 'Suspended' } })],
+        grants: [grant({ mode: 'publish', versions: { match: 'all' } }, { status: { phase: 'Denied' } })],
       },
       'GrantNotActive',
     ],

@@ -59,7 +59,7 @@ const request: ReleaseRequestInput = {
 /** The fixture grant as the API server returns it (with uid and resourceVersion). */
 function liveGrant(): AccessGrant {
   const g = grant();
-  return { ...g, metadata: { ...g.metadata, uid: 'grant-uid-1', resourceVersion: '7' } };
+  return { ...g, metadata: Object.assign({}, g.metadata, { uid: 'grant-uid-1', resourceVersion: '7' }) };
 }
 
 function view(
@@ -122,7 +122,7 @@ async function refusal(promise: Promise<unknown>): Promise<BrokerError> {
 beforeAll(async () => {
   await kms.createKey('strongroom-internal');
   const base = fixtureArtifact({ latest: 'v3' });
-  artifact = { ...base, metadata: { ...base.metadata, uid: 'artifact-uid-1' } };
+  artifact = { ...base, metadata: Object.assign({}, base.metadata, { uid: 'artifact-uid-1' }) };
   const keys = [];
   for (const key of artifact.status?.keys ?? []) {
     const dek = randomBytes(32);
@@ -256,7 +256,7 @@ describe('releaseKey', () => {
   });
 
   it('denies with UNAVAILABLE, audited, when the KMS cannot unwrap (a wrapped key bound to another artifact)', async () => {
-    const other = { ...artifact, metadata: { ...artifact.metadata, uid: 'another-uid' } };
+    const other = { ...artifact, metadata: Object.assign({}, artifact.metadata, { uid: 'another-uid' }) };
     const error = await refusal(releaseKey(peer, request, deps({ view: view({ artifact: other }) })));
     expect(error.status).toBe('UNAVAILABLE');
     expect(error.reason).toBe('kms-unwrap-failed');

@@ -96,7 +96,7 @@ describe('RevocationFeed', () => {
     expect(foreign.messages.some((m) => m.revocation)).toBe(false);
     const dropped = sink();
     feed.open(reader, { afterSeq: '1', epoch: feed.epoch }, dropped)();
-    expect(dropped.messages.some((m) => m.resync?.message.includes('dropped'))).toBe(true);
+    expect(dropped.messages.some((m) => m.resync?.message?.includes('dropped'))).toBe(true);
   });
 
   it('refuses after_seq without its epoch, and an out-of-range after_seq', () => {
