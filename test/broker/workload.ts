@@ -141,6 +141,8 @@ export interface Workload {
   readonly token: string;
   readonly keyPem: string;
   readonly certPem: string;
+  readonly spiffeId: string;
+  readonly notAfter: Date;
   readonly client: KeyBrokerClient;
 }
 
@@ -164,6 +166,8 @@ export async function attestedWorkload(
     token,
     keyPem,
     certPem: result.certPem,
+    spiffeId: result.spiffeId,
+    notAfter: result.notAfter,
     client: mtlsClient(endpoint, { certPem: result.certPem, keyPem }),
   };
 }

@@ -23,6 +23,14 @@ describe('the README demo command (npm run demo)', () => {
     expect(r.stdout).toMatch(/demo\s+accessgrant\.strongroom\.dev\/trainer\s+resnet-demo\s.*Active/);
     expect(r.stdout).toContain('KeysReady=True (');
     expect(r.stdout).toContain('RotationCompliant=True (');
+    // The key broker: the trainer's pod attests and gets the very DEK the writer sealed; a pod without a grant
+    // does not; the audit log verifies with one command.
+    expect(r.stdout).toContain('attested: spiffe://cluster.local/ns/demo/sa/trainer');
+    const fingerprints = /\(sha256 ([0-9a-f]{16})…, the writer sealed ([0-9a-f]{16})…\)/.exec(r.stdout);
+    expect(fingerprints?.[1]).toBeDefined();
+    expect(fingerprints?.[1]).toBe(fingerprints?.[2]);
+    expect(r.stdout).toMatch(/pod demo\/intern-0 \(no grant\): No AccessGrant/);
+    expect(r.stdout).toMatch(/audit verify .*\n\s+(OK|ok|verified)/);
     const workDir = /export KUBECONFIG=(\S+)\/admin\.kubeconfig/.exec(r.stdout)?.[1];
     expect(workDir).toMatch(/strongroom-cluster-/);
     const left = await findLeftovers(workDir ?? '');

@@ -2,7 +2,9 @@
 // and the examples from docs/examples, then instructions for using kubectl against it. Ctrl-C tears it all down.
 //   npm run demo            keep the cluster until Ctrl-C
 //   npm run demo -- --once  tear down right after (used by the tests)
-import { readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startCluster } from '../cluster/cluster.ts';
@@ -18,6 +20,7 @@ import {
   grantBody,
   sealedVersion,
 } from '../operator/objects.ts';
+import { attestedWorkload, release } from '../broker/workload.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
@@ -83,6 +86,7 @@ try {
     'Publishing version v1: a writer seals a fresh DEK to that key; the operator rewraps it under the KEK',
   );
   const { version, dek } = await sealedVersion(keyed, 'v1');
+  const sealedFingerprint = createHash('sha256').update(dek).digest('hex').slice(0, 16);
   dek.fill(0);
   await appendVersion(custom, keyed, version);
   await eventually('v1 sealed', async () => {
@@ -103,6 +107,58 @@ try {
     const g = await getGrant(custom, 'demo', 'trainer');
     return g.status?.phase === 'Active' ? g : undefined;
   });
+
+  step('A trainer pod asks the key broker: Attest with its pod-bound token, then ReleaseKey over mutual TLS');
+  const { core } = clients(cluster.kubeconfig);
+  for (const sa of ['trainer', 'intern']) await must(cluster, ['-n', 'demo', 'create', 'serviceaccount', sa]);
+  const ports = await operator.brokerPorts();
+  const caSecret = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: 'strongroom-system' });
+  const endpoint = {
+    ...ports,
+    caPem: Buffer.from(caSecret.data?.['ca.crt'] ?? '', 'base64').toString('utf8'),
+    serverName: 'strongroom-broker.strongroom-system.svc',
+  };
+  const trainer = await attestedWorkload(core, endpoint, 'demo', 'trainer-0', 'trainer');
+  say(
+    `    pod demo/trainer-0 attested: ${trainer.spiffeId}, certificate until ${trainer.notAfter.toISOString()}`,
+  );
+  const released = await eventually('release', async () => {
+    const r = await release(trainer.client, 'demo', 'resnet-demo');
+    return 'ok' in r ? r.ok : undefined;
+  });
+  const releasedFingerprint = createHash('sha256').update(released.dek).digest('hex').slice(0, 16);
+  say(
+    `    released the DEK of ${released.version} (sha256 ${releasedFingerprint}…, the writer sealed ${sealedFingerprint}…), audit entry #${released.auditIndex}, lease until ${new Date(Number(released.leaseExpiresAt?.seconds ?? 0) * 1000).toISOString()}`,
+  );
+  trainer.client.close();
+  const intern = await attestedWorkload(core, endpoint, 'demo', 'intern-0', 'intern');
+  const refused = await release(intern.client, 'demo', 'resnet-demo');
+  intern.client.close();
+  say(
+    `    pod demo/intern-0 (no grant): ${'error' in refused ? refused.error.details.slice(0, 160) : 'released?!'}`,
+  );
+
+  step("Verifying the broker's audit log with one command (strongroom audit verify)");
+  const vkey = await core.readNamespacedSecret({
+    name: 'strongroom-audit-keys',
+    namespace: 'strongroom-system',
+  });
+  const vkeyFile = join(operator.auditLogDir, '..', 'demo-audit.vkey');
+  writeFileSync(vkeyFile, Buffer.from(vkey.data?.verifier ?? '', 'base64'));
+  await new Promise((resolve) => setTimeout(resolve, 1_200)); // the next signed checkpoint
+  const log = join(operator.auditLogDir, readdirSync(operator.auditLogDir)[0] ?? '');
+  say(`    npm run strongroom -- audit verify ${log} --public-key ${vkeyFile}`);
+  say(
+    execFileSync(
+      process.execPath,
+      [join(repo, 'operator', 'cli', 'strongroom.ts'), 'audit', 'verify', log, '--public-key', vkeyFile],
+      {
+        encoding: 'utf8',
+      },
+    )
+      .trim()
+      .replace(/^/gm, '    '),
+  );
 
   step(
     'Applying the examples from docs/examples (their versions carry no sealed key, so they stay KeysReady=False)',
