@@ -23,7 +23,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
 import type { AccessGrant } from '../core/api/index.ts';
 import { ACCESS_GRANT_PLURAL, GROUP, VERSION } from '../core/api/index.ts';
 import { KEY_BROKER_PROTO, KEY_BROKER_SERVICE, PROTO_ROOT } from '../proto/keybroker.ts';
@@ -100,7 +99,7 @@ const REVOCATION_TIMEOUT_MS = 5_000;
 const ANCHOR = {
   p99At500Ms: '1.3–1.6 ms',
   peakRps: '6,400–8,200/s (4,900–5,600/s with a file audit device, no fsync)',
-  revocation: 'no push (clients poll or wait for lease expiry)',
+  revocation: '– (not measured)',
 } as const;
 
 /** One ghz run with the CPU each side used. */
@@ -120,7 +119,9 @@ interface LoadRun {
   readonly p99Ms: number | undefined;
   readonly ghzCpuSec: number;
   readonly operatorCpuSec: number;
-  /** Every core's busy time on the machine (ghz, operator, control plane, everything else). */
+  /** etcd, kube-apiserver and the rest of this bench's control plane. */
+  readonly controlPlaneCpuSec: number;
+  /** Every core's busy time on the machine (ghz, operator, control plane, this process, anything else running). */
   readonly machineCpuSec: number;
 }
 
@@ -163,6 +164,22 @@ function machineBusySeconds(): number {
   return (total - idle) / ticksPerSecond();
 }
 
+/** CPU seconds so far of the processes that name the control plane's work directory (etcd, kube-apiserver, ...). */
+function controlPlaneCpu(workDir: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (cmdline.includes(workDir)) total += cpuSecondsOf(Number(entry)) ?? 0;
+  }
+  return total;
+}
+
 function operatorCpu(operator: OperatorProcess): number {
   const seconds = cpuSecondsOf(operator.pid);
   if (seconds === undefined) throw new Error(`the operator (pid ${String(operator.pid)}) is gone`);
@@ -194,9 +211,9 @@ async function must(cluster: ClusterInfo, args: string[]): Promise<void> {
   if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
 }
 
+const started = Date.now();
 const cluster = await startCluster({ log });
 const failures: string[] = [];
-const started = Date.now();
 const machine = {
   cpuModel: cpus()[0]?.model ?? 'unknown',
   cores: cpus().length,
@@ -267,7 +284,9 @@ try {
   await createGrant(
     custom,
     APP_NS,
-    grantBody('bench-readers', ARTIFACT, { subjects: [{ namespace: APP_NS, serviceAccount: SERVICE_ACCOUNT }] }),
+    grantBody('bench-readers', ARTIFACT, {
+      subjects: [{ namespace: APP_NS, serviceAccount: SERVICE_ACCOUNT }],
+    }),
   );
   await waitActive('bench-readers');
 
@@ -296,6 +315,7 @@ try {
     options: Pick<GhzRunOptions, 'rps' | 'concurrency' | 'connections' | 'durationSec'>,
   ): Promise<LoadRun> => {
     const opBefore = operatorCpu(op);
+    const controlPlaneBefore = controlPlaneCpu(cluster.workDir);
     const machineBefore = machineBusySeconds();
     const t0 = performance.now();
     const result: GhzResult = await runGhz({
@@ -326,15 +346,18 @@ try {
       p99Ms: result.p99Ms,
       ghzCpuSec: result.cpuSeconds,
       operatorCpuSec: operatorCpu(op) - opBefore,
+      controlPlaneCpuSec: controlPlaneCpu(cluster.workDir) - controlPlaneBefore,
       machineCpuSec: machineBusySeconds() - machineBefore,
     };
     log(
       `${label}: ${String(run.count)} calls, ${String(run.errorCount)} errors, ${run.rps.toFixed(0)}/s, ` +
         `p50 ${ms(run.p50Ms)} p90 ${ms(run.p90Ms)} p99 ${ms(run.p99Ms)}; CPU ghz ${cpu(run, run.ghzCpuSec)}, ` +
-        `operator ${cpu(run, run.operatorCpuSec)}, machine ${cpu(run, run.machineCpuSec)}`,
+        `operator ${cpu(run, run.operatorCpuSec)}, control plane ${cpu(run, run.controlPlaneCpuSec)}, machine ${cpu(run, run.machineCpuSec)}`,
     );
     if (run.errorCount > 0 || run.ok !== run.count)
-      failures.push(`${label}: ${String(run.errorCount)} of ${String(run.count)} calls failed: ${JSON.stringify(run.errors)}`);
+      failures.push(
+        `${label}: ${String(run.errorCount)} of ${String(run.count)} calls failed: ${JSON.stringify(run.errors)}`,
+      );
     return run;
   };
 
@@ -364,7 +387,15 @@ try {
       failures.push(
         `[${tag}] the audit log holds ${String(audit.allowed)} allowed key releases for ${String(okCalls)} OK calls`,
       );
-    return { dekCacheTtl, warmup, fixed, unlimited, okCalls, auditedReleases: audit.allowed, keyReleaseLines: audit.lines };
+    return {
+      dekCacheTtl,
+      warmup,
+      fixed,
+      unlimited,
+      okCalls,
+      auditedReleases: audit.allowed,
+      keyReleaseLines: audit.lines,
+    };
   };
 
   configs.push(await measureConfig('5s (default)', client.client));
@@ -375,7 +406,13 @@ try {
   for (let i = 0; i < streamCount; i += 5) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(5, streamCount - i) }, (_, j) =>
-        attestedWorkload(core, endpoint, APP_NS, `watcher-${String(i + j).padStart(3, '0')}`, SERVICE_ACCOUNT),
+        attestedWorkload(
+          core,
+          endpoint,
+          APP_NS,
+          `watcher-${String(i + j).padStart(3, '0')}`,
+          SERVICE_ACCOUNT,
+        ),
       ),
     );
     watchers.push(...batch);
@@ -437,7 +474,9 @@ try {
     maxMs: sorted.at(-1),
   };
   if (missed > 0)
-    failures.push(`revocation: ${String(missed)} of ${String(watches.length * rounds)} (stream, round) samples missed`);
+    failures.push(
+      `revocation: ${String(missed)} of ${String(watches.length * rounds)} (stream, round) samples missed`,
+    );
 
   // Every release unwraps through the KMS: a fresh operator with the DEK cache off.
   await op.stop();
@@ -476,7 +515,16 @@ const thousands = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 const results = {
   machine,
-  options: { durationSec, warmupSec, fixedRps, fixedConcurrency, concurrency, connections, streamCount, rounds },
+  options: {
+    durationSec,
+    warmupSec,
+    fixedRps,
+    fixedConcurrency,
+    concurrency,
+    connections,
+    streamCount,
+    rounds,
+  },
   configs,
   revocation,
   failures,
@@ -519,17 +567,23 @@ if (revocation) {
 }
 out.push(
   '',
-  '| Run | Calls | Errors | Rate | p50 | p90 | p99 | CPU ghz | CPU operator | CPU machine (of 200%) |',
-  '|---|---|---|---|---|---|---|---|---|---|',
+  '| Run | Calls | Errors | Rate | p50 | p90 | p99 | CPU ghz | CPU operator | CPU control plane | CPU machine |',
+  '|---|---|---|---|---|---|---|---|---|---|---|',
 );
 for (const c of configs)
   for (const run of [c.fixed, c.unlimited])
     out.push(
       `| ${run.label} (c=${String(run.concurrency)}, ${String(run.connections)} conn) | ${thousands(run.count)} | ` +
         `${String(run.errorCount)} | ${thousands(run.rps)}/s | ${ms(run.p50Ms)} | ${ms(run.p90Ms)} | ${ms(run.p99Ms)} | ` +
-        `${cpu(run, run.ghzCpuSec)} | ${cpu(run, run.operatorCpuSec)} | ${cpu(run, run.machineCpuSec)} |`,
+        `${cpu(run, run.ghzCpuSec)} | ${cpu(run, run.operatorCpuSec)} | ${cpu(run, run.controlPlaneCpuSec)} | ` +
+        `${cpu(run, run.machineCpuSec)} |`,
     );
-out.push('');
+out.push(
+  '',
+  `CPU columns: seconds used during the run and % of one core over its wall time (${String(machine.cores)} cores = ` +
+    `${String(machine.cores * 100)}%); "machine" is every busy core (from /proc/stat), so it includes anything else ` +
+    'running on this host.',
+);
 for (const c of configs)
   out.push(
     `Audit (DEK cache ${c.dekCacheTtl}): ${thousands(c.auditedReleases)} allowed key-release entries, fdatasync'ed, ` +

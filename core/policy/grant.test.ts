@@ -23,6 +23,7 @@ import {
 import { statusEqual } from './conditions.ts';
 import {
   DEFAULT_GRANT_POLICY,
+  QUARANTINE_ANNOTATION,
   REVOKED_ANNOTATION,
   endsAccess,
   evaluateGrant,
@@ -88,6 +89,20 @@ describe('evaluateGrant: each rule', () => {
     };
     const d = evaluate(grant({}, { status }));
     expect(d).toMatchObject({ phase: 'Revoked', reason: 'RevokedByAdministrator', message: 'revoked: leak' });
+  });
+
+  it('1b. quarantines while the annotation is there (Denied/Quarantined), and only then', () => {
+    const d = evaluate(grant({}, { annotations: { [QUARANTINE_ANNOTATION]: 'incident 42' } }));
+    expect(d).toMatchObject({ phase: 'Denied', reason: 'Quarantined', resolvedVersions: [] });
+    expect(d.message).toContain('quarantined by a security team: incident 42');
+    // Reversible: the recorded Denied/Quarantined status does not stick once the annotation is gone.
+    const lifted = evaluate(grant({}, { status: { phase: 'Denied', reason: 'Quarantined' } }));
+    expect(lifted.phase).toBe('Active');
+    // An administrator revocation still wins over a quarantine.
+    const both = evaluate(
+      grant({}, { annotations: { [QUARANTINE_ANNOTATION]: '', [REVOKED_ANNOTATION]: 'leak' } }),
+    );
+    expect(both.phase).toBe('Revoked');
   });
 
   it.each(['ArtifactDeleted', 'VersionsWithdrawn'])('1. does not make revocation for %s sticky', (reason) => {

@@ -17,6 +17,12 @@ export type GrantPhase = 'Pending' | 'Active' | 'Expired' | 'Revoked' | 'Denied'
 
 /** Annotation on an AccessGrant that revokes it for good; its value is the administrator's free-text reason. */
 export const REVOKED_ANNOTATION = 'strongroom.dev/revoked';
+/**
+ * Annotation by which a security team quarantines a grant: it stops releasing keys at once (phase Denied, reason
+ * Quarantined, revocation pushed to its holders) until the annotation is removed. Unlike a revocation it is
+ * reversible, for an investigation.
+ */
+export const QUARANTINE_ANNOTATION = 'strongroom.dev/quarantined';
 
 /** What the controller knows about one namespace. */
 export interface NamespaceFacts {
@@ -115,6 +121,17 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
       'RevokedByAdministrator',
       grant.status.message ??
         `${grantRef} was revoked by an administrator. Revocation is permanent; create a new grant to restore access.`,
+    );
+  }
+
+  // 1b. Quarantine, reversible.
+  const quarantine = grant.metadata.annotations?.[QUARANTINE_ANNOTATION];
+  if (quarantine !== undefined) {
+    const why = quarantine.trim() === '' ? '' : `: ${quarantine.trim()}`;
+    return decide(
+      'Denied',
+      'Quarantined',
+      `${grantRef} is quarantined by a security team${why}. Remove the annotation ${QUARANTINE_ANNOTATION} to restore it.`,
     );
   }
 

@@ -114,7 +114,7 @@ export class AccessGrantController {
     if (endsAccess(previousPhase, decision.phase)) {
       this.#publish(
         grant,
-        PHASE_REASON[decision.phase],
+        decision.reason === 'Quarantined' ? 'grant-suspended' : PHASE_REASON[decision.phase],
         target,
         [],
         `${decision.reason}: ${decision.message}`,

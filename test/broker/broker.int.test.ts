@@ -530,6 +530,44 @@ describe('WatchRevocations', () => {
     stream.cancel();
   });
 
+  it('pushes a quarantine (reversible) and an administrator revocation (final) within 1 s', async () => {
+    await sealedArtifact(prod, 'quarantine', 'internal');
+    await createGrant(
+      custom,
+      prod,
+      grantBody('q-readers', 'quarantine', { subjects: [{ namespace: prod, serviceAccount: 'reader' }] }),
+    );
+    const w = await workload(prod, 'reader-q', 'reader');
+    const released = async () =>
+      eventually('release', async () => {
+        const r = await release(w.client, prod, 'quarantine');
+        return 'ok' in r ? r.ok : undefined;
+      });
+    await released();
+    const stream = watch(w.client);
+    await eventually('first heartbeat', () => stream.messages[0]);
+    const t0 = Date.now();
+    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/quarantined=incident-7']);
+    const suspended = await eventually('grant-suspended', () =>
+      stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_SUSPENDED'),
+    );
+    expect(suspended.at - t0).toBeLessThan(1000);
+    const refused = denied(await release(w.client, prod, 'quarantine'));
+    expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(refused.details).toMatch(/quarantined/);
+    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/quarantined-']);
+    await released();
+    const t1 = Date.now();
+    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/revoked=leaked']);
+    const revoked = await eventually('grant-revoked', () =>
+      stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_REVOKED'),
+    );
+    expect(revoked.at - t1).toBeLessThan(1000);
+    stream.cancel();
+    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/revoked-']);
+    expect(denied(await release(w.client, prod, 'quarantine')).code).toBe(grpc.status.PERMISSION_DENIED);
+  });
+
   it('ends streams at the maximum connection age (UNAVAILABLE) so that certificate expiry bites; a resume with a foreign epoch gets a Resync', async () => {
     const w = workloads[0];
     if (w === undefined) throw new Error('no workload');
