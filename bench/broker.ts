@@ -12,7 +12,7 @@
  *      the API and times, per stream, the arrival of its grant-deleted revocation from just before the delete.
  *
  *   node bench/broker.ts [--duration 15] [--warmup 3] [--rps 500] [--concurrency 50] [--connections 4]
- *                        [--streams 50] [--rounds 20] [--operator-node-args "--cpu-prof --cpu-prof-dir=/tmp/p"]
+ *                        [--streams 50] [--rounds 20] [--operator-node-args="--cpu-prof --cpu-prof-dir=/tmp/p"]
  *                        [--json out.json]
  *
  * Exit code 1 when a run is invalid (a failed call, a missing audit entry, a missed revocation); a missed target is

@@ -3,7 +3,8 @@
  * them in the reverse order. Start order: metrics/health server → informers (on every replica, so a follower's cache
  * is warm) → leader election → (when leading) the work queues. Shutdown order, each step waiting for the previous:
  *   1. readiness turns false (load balancers stop sending traffic);
- *   2. the work queues stop taking keys and wait for in-flight reconciles;
+ *   2. the key broker stops (connections closed, cached DEKs zeroed, audit log closed), then the work queues stop
+ *      taking keys and wait for in-flight reconciles;
  *   3. the Lease is released, so another replica takes over at once instead of after the lease duration;
  *   4. the informers stop;
  *   5. pending Events are flushed, the KMS is closed;
