@@ -36,7 +36,7 @@ import type { BrokerAuditTrail } from './audit-trail.ts';
 import { DekCache } from './dek-cache.ts';
 import { BrokerError } from './errors.ts';
 import { checkTrustDomain } from './identity.ts';
-import { peerFromCertificate, podOf, type Peer } from './peer.ts';
+import { peerFromCertificate, podOf, type Peer, type PeerCertificate } from './peer.ts';
 import { publishVersion } from './publish.ts';
 import { releaseKey } from './release.ts';
 import { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
@@ -105,6 +105,13 @@ export class BrokerServer {
   #timers: NodeJS.Timeout[] = [];
   #stopped = false;
   #ports = { attest: 0, broker: 0 };
+  /**
+   * The verified identity of each open mTLS connection, keyed by the remote `ip:port` that grpc-js reports as the
+   * call's peer: the client certificate is parsed once per connection, not once per call (it cannot change within a
+   * TLS session). Validity is still checked on every call.
+   */
+  readonly #connections = new Map<string, { certificate: PeerCertificate }>();
+  readonly #identities = new WeakMap<object, { peer?: Peer; error?: BrokerError }>();
 
   constructor(options: BrokerServerOptions) {
     checkTrustDomain(options.trustDomain);
@@ -180,6 +187,11 @@ export class BrokerServer {
         ...this.#o.brokerAddress,
         mutual: true,
         onConnection: (socket) => {
+          const address = `${socket.remoteAddress ?? 'unknown'}:${String(socket.remotePort ?? 0)}`;
+          this.#connections.set(address, { certificate: socket.getPeerCertificate() });
+          socket.once('close', () => {
+            this.#connections.delete(address);
+          });
           brokerInjector.injectConnection(socket);
         },
         onRefused: (refused) => {
@@ -323,14 +335,32 @@ export class BrokerServer {
       });
   }
 
-  /** The peer of an mTLS call; the pod it names must still exist. */
+  /** The peer of an mTLS call, from its connection's verified certificate. */
   #peer(call: ServerSurfaceCall): Peer {
-    return peerFromCertificate(
-      call.getAuthContext().sslPeerCertificate,
-      this.#o.trustDomain,
-      call.getPeer(),
-      this.#now(),
-    );
+    const address = call.getPeer();
+    const now = this.#now();
+    const known = this.#connections.get(address);
+    if (known === undefined)
+      return peerFromCertificate(call.getAuthContext().sslPeerCertificate, this.#o.trustDomain, address, now);
+    let cached = this.#identities.get(known);
+    if (cached === undefined) {
+      try {
+        cached = { peer: peerFromCertificate(known.certificate, this.#o.trustDomain, address, now) };
+      } catch (error) {
+        if (!(error instanceof BrokerError)) throw error;
+        cached = { error };
+      }
+      this.#identities.set(known, cached);
+    }
+    if (cached.error !== undefined) throw cached.error;
+    const peer = cached.peer;
+    if (peer === undefined || now.getTime() >= peer.notAfter.getTime())
+      throw new BrokerError(
+        'UNAUTHENTICATED',
+        'certificate-expired',
+        'the client certificate has expired; attest again',
+      );
+    return peer;
   }
 
   #answerError(

@@ -1,4 +1,12 @@
-import { createPublicKey, generateKeyPair, randomBytes } from 'node:crypto';
+import {
+  constants,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPair,
+  privateEncrypt,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
@@ -58,6 +66,37 @@ export function randomSerialHex(): string {
   return serial.toString('hex');
 }
 
+/** DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017 §9.2, note 1). */
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+const privateKeys = new Map<string, KeyObject>();
+
+/**
+ * A signer for forge's `cert.sign`: forge builds the TBSCertificate and hashes it, OpenSSL (node:crypto) makes the
+ * RSA PKCS#1 v1.5 signature. forge's own RSA is pure JavaScript and blocks the event loop for 100 ms and more per
+ * signature, which every broker call would wait behind; OpenSSL takes about 1 ms.
+ */
+function nativeSigner(privateKeyPem: string): forge.pki.rsa.PrivateKey {
+  let key = privateKeys.get(privateKeyPem);
+  if (key === undefined) {
+    key = createPrivateKey(privateKeyPem);
+    if (privateKeys.size >= 8) privateKeys.clear();
+    privateKeys.set(privateKeyPem, key);
+  }
+  const privateKey = key;
+  return {
+    sign: (md: forge.md.MessageDigest) => {
+      if (md.algorithm !== 'sha256')
+        throw new PkiError('invalid', 'certificates are signed with SHA-256 only');
+      const digest = Buffer.from(md.digest().getBytes(), 'binary');
+      const signature = privateEncrypt(
+        { key: privateKey, padding: constants.RSA_PKCS1_PADDING },
+        Buffer.concat([SHA256_DIGEST_INFO, digest]),
+      );
+      return signature.toString('binary');
+    },
+  } as unknown as forge.pki.rsa.PrivateKey;
+}
+
 /** A self-signed CA certificate: CA:true with pathLen 0, keyCertSign + cRLSign, a subject key identifier. */
 export function createAuthorityCertificate(
   key: RsaKeyPem,
@@ -81,7 +120,7 @@ export function createAuthorityCertificate(
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(forge.pki.privateKeyFromPem(key.privateKeyPem), forge.md.sha256.create());
+  cert.sign(nativeSigner(key.privateKeyPem), forge.md.sha256.create());
   return toLf(forge.pki.certificateToPem(cert));
 }
 
@@ -116,7 +155,7 @@ export function signLeafCertificate(issuer: SigningAuthority, template: LeafTemp
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
     ...(altNames.length > 0 ? [{ name: 'subjectAltName', altNames }] : []),
   ]);
-  cert.sign(forge.pki.privateKeyFromPem(issuer.privateKeyPem), forge.md.sha256.create());
+  cert.sign(nativeSigner(issuer.privateKeyPem), forge.md.sha256.create());
   return toLf(forge.pki.certificateToPem(cert));
 }
 
