@@ -5,14 +5,14 @@
  * pod whose certificate, key and the operator CA bundle go to a temporary directory for ghz. Then:
  *   1. ReleaseKey over mutual TLS with ghz (compiled, `--cpus=1`): a discarded warm-up, then a fixed rate, then
  *      unlimited; every call must be OK, and the audit log must then hold at least one durable (fdatasync'ed)
- *      key-release entry per OK call. CPU seconds of ghz, of the operator and of the whole machine are reported.
- *   2. The same with `--dek-cache-ttl=0s` (a fresh operator), so every release does a KMS unwrap.
- *   3. Revocation latency (default operator): `streams` pods attested, each with a WatchRevocations stream; each of
+ *      key-release entry per OK call. CPU seconds of ghz, of the operator and of the control plane are reported.
+ *   2. Revocation latency (default operator): `streams` pods attested, each with a WatchRevocations stream; each of
  *      `rounds` rounds creates a grant, waits until it is Active, releases once per pod, deletes the grant through
  *      the API and times, per stream, the arrival of its grant-deleted revocation from just before the delete.
+ *   3. Step 1 again on a fresh operator with `--dek-cache-ttl=0s`, so that every release does a KMS unwrap.
  *
- *   node bench/broker.ts [--duration 15] [--warmup 3] [--rps 500] [--concurrency 50] [--connections 4]
- *                        [--streams 50] [--rounds 20] [--operator-node-args="--cpu-prof --cpu-prof-dir=/tmp/p"]
+ *   node bench/broker.ts [--duration 15] [--warmup 3] [--rps 500] [--fixed-concurrency 8] [--concurrency 50]
+ *                        [--connections 4] [--streams 50] [--rounds 20] [--operator-node-args="--cpu-prof --cpu-prof-dir=/tmp/p"]
  *                        [--json out.json]
  *
  * Exit code 1 when a run is invalid (a failed call, a missing audit entry, a missed revocation); a missed target is
@@ -121,13 +121,33 @@ interface LoadRun {
   readonly operatorCpuSec: number;
   /** etcd, kube-apiserver and the rest of this bench's control plane. */
   readonly controlPlaneCpuSec: number;
-  /** Every core's busy time on the machine (ghz, operator, control plane, this process, anything else running). */
+  /**
+   * Busy time of every core from /proc/stat (anything running on the host). JSON only: in this VM it is at times
+   * below the sum of the per-process figures, so it is not printed.
+   */
   readonly machineCpuSec: number;
+  /** The operator's own view of the run, from its /metrics (see {@link OperatorStats}). */
+  readonly operatorStats: OperatorStats;
+}
+
+/**
+ * What the operator's Node runtime did during a run, from its prom-client default metrics: event-loop delay (the
+ * monitor resets at every scrape, and the bench scrapes just before the run) and garbage-collection pauses.
+ */
+interface OperatorStats {
+  readonly eventLoopDelayP99Ms: number;
+  readonly eventLoopDelayMaxMs: number;
+  /** Total GC pause time, by kind (major, minor, incremental, weakcb). */
+  readonly gcPauseMs: Readonly<Record<string, number>>;
+  /** GC pauses of 10 ms or more (any kind). */
+  readonly gcPausesOver10Ms: number;
 }
 
 /** The load runs against one operator configuration and the audit check that follows them. */
 interface ConfigResult {
   readonly dekCacheTtl: string;
+  /** durable: ext4 with fdatasync per batch (the target); tmpfs: the same code on /dev/shm, where fdatasync is free. */
+  readonly audit: 'durable' | 'tmpfs';
   readonly warmup: LoadRun;
   readonly fixed: LoadRun;
   readonly unlimited: LoadRun;
@@ -164,11 +184,14 @@ function machineBusySeconds(): number {
   return (total - idle) / ticksPerSecond();
 }
 
-/** CPU seconds so far of the processes that name the control plane's work directory (etcd, kube-apiserver, ...). */
-function controlPlaneCpu(workDir: string): number {
+/**
+ * CPU seconds so far of the processes that name the control plane's work directory (etcd, kube-apiserver, ...), but
+ * not `exclude` (the operator names its kubeconfig there too).
+ */
+function controlPlaneCpu(workDir: string, exclude: number): number {
   let total = 0;
   for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) === exclude || Number(entry) === process.pid) continue;
     let cmdline: string;
     try {
       cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
@@ -184,6 +207,42 @@ function operatorCpu(operator: OperatorProcess): number {
   const seconds = cpuSecondsOf(operator.pid);
   if (seconds === undefined) throw new Error(`the operator (pid ${String(operator.pid)}) is gone`);
   return seconds;
+}
+
+/** The operator's runtime metrics now: event-loop delay since the last scrape, GC histogram totals so far. */
+async function scrapeOperator(operator: OperatorProcess): Promise<{
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
+  gcSumSec: Record<string, number>;
+  gcCount: number;
+  gcUnder10Ms: number;
+}> {
+  const { status, body } = await operator.get('/metrics');
+  if (status !== 200) throw new Error(`operator /metrics answered ${String(status)}`);
+  const prefix = 'strongroom_operator_nodejs_';
+  const gauge = (name: string): number => {
+    const value = new RegExp(`^${prefix}${name} (\\S+)$`, 'm').exec(body)?.[1];
+    if (value === undefined) throw new Error(`operator /metrics has no ${prefix}${name}`);
+    return Number(value);
+  };
+  const gcSumSec: Record<string, number> = {};
+  let gcCount = 0;
+  let gcUnder10Ms = 0;
+  for (const line of body.split('\n')) {
+    if (!line.startsWith(`${prefix}gc_duration_seconds`)) continue;
+    const kind = /kind="(\w+)"/.exec(line)?.[1] ?? '?';
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith(`${prefix}gc_duration_seconds_sum`)) gcSumSec[kind] = value;
+    else if (line.startsWith(`${prefix}gc_duration_seconds_count`)) gcCount += value;
+    else if (line.includes('le="0.01"')) gcUnder10Ms += value;
+  }
+  return {
+    eventLoopDelayP99Ms: gauge('eventloop_lag_p99_seconds') * 1000,
+    eventLoopDelayMaxMs: gauge('eventloop_lag_max_seconds') * 1000,
+    gcSumSec,
+    gcCount,
+    gcUnder10Ms,
+  };
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -224,6 +283,8 @@ let operator: OperatorProcess | undefined;
 const workloads: Workload[] = [];
 const watches: Watch[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'strongroom-bench-broker-'));
+/** The operators' audit logs (tens of MB each): removed at the end, once counted. */
+const auditDirs: string[] = [];
 // startCluster stops the cluster on these signals and exits; the operator is ours to stop.
 const onSignal = (): void => {
   operator?.kill('SIGTERM');
@@ -242,15 +303,20 @@ try {
   const { core, custom } = clients(cluster.kubeconfig);
 
   let generation = 0;
-  const start = async (extraArgs: string[]): Promise<{ op: OperatorProcess; endpoint: BrokerEndpoint }> => {
+  const start = async (
+    extraArgs: string[],
+    auditLogDir?: string,
+  ): Promise<{ op: OperatorProcess; endpoint: BrokerEndpoint }> => {
     const op = startOperator({
       namespace: OPERATOR_NS,
       kubeconfig,
       identity: `bench-broker-${String(generation++)}`,
       args: ['--log-level=info', ...extraArgs],
       nodeArgs: operatorNodeArgs,
+      ...(auditLogDir === undefined ? {} : { auditLogDir }),
     });
     operator = op;
+    auditDirs.push(op.auditLogDir);
     const ports = await op.brokerPorts();
     const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: OPERATOR_NS });
     const caPem = Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8');
@@ -315,8 +381,9 @@ try {
     options: Pick<GhzRunOptions, 'rps' | 'concurrency' | 'connections' | 'durationSec'>,
   ): Promise<LoadRun> => {
     const opBefore = operatorCpu(op);
-    const controlPlaneBefore = controlPlaneCpu(cluster.workDir);
+    const controlPlaneBefore = controlPlaneCpu(cluster.workDir, op.pid);
     const machineBefore = machineBusySeconds();
+    const before = await scrapeOperator(op);
     const t0 = performance.now();
     const result: GhzResult = await runGhz({
       ghz,
@@ -330,6 +397,7 @@ try {
       ...options,
     });
     const wallSec = (performance.now() - t0) / 1000;
+    const after = await scrapeOperator(op);
     const run: LoadRun = {
       label,
       targetRps: options.rps,
@@ -346,13 +414,27 @@ try {
       p99Ms: result.p99Ms,
       ghzCpuSec: result.cpuSeconds,
       operatorCpuSec: operatorCpu(op) - opBefore,
-      controlPlaneCpuSec: controlPlaneCpu(cluster.workDir) - controlPlaneBefore,
+      controlPlaneCpuSec: controlPlaneCpu(cluster.workDir, op.pid) - controlPlaneBefore,
       machineCpuSec: machineBusySeconds() - machineBefore,
+      operatorStats: {
+        eventLoopDelayP99Ms: after.eventLoopDelayP99Ms,
+        eventLoopDelayMaxMs: after.eventLoopDelayMaxMs,
+        gcPauseMs: Object.fromEntries(
+          Object.entries(after.gcSumSec).map(([kind, sec]) => [
+            kind,
+            (sec - (before.gcSumSec[kind] ?? 0)) * 1000,
+          ]),
+        ),
+        gcPausesOver10Ms: after.gcCount - after.gcUnder10Ms - (before.gcCount - before.gcUnder10Ms),
+      },
     };
     log(
       `${label}: ${String(run.count)} calls, ${String(run.errorCount)} errors, ${run.rps.toFixed(0)}/s, ` +
         `p50 ${ms(run.p50Ms)} p90 ${ms(run.p90Ms)} p99 ${ms(run.p99Ms)}; CPU ghz ${cpu(run, run.ghzCpuSec)}, ` +
-        `operator ${cpu(run, run.operatorCpuSec)}, control plane ${cpu(run, run.controlPlaneCpuSec)}, machine ${cpu(run, run.machineCpuSec)}`,
+        `operator ${cpu(run, run.operatorCpuSec)}, control plane ${cpu(run, run.controlPlaneCpuSec)}; ` +
+        `operator event-loop delay p99 ${ms(run.operatorStats.eventLoopDelayP99Ms)} max ` +
+        `${ms(run.operatorStats.eventLoopDelayMaxMs)}, GC ${gc(run.operatorStats)} ` +
+        `(${String(run.operatorStats.gcPausesOver10Ms)} pauses ≥ 10 ms)`,
     );
     if (run.errorCount > 0 || run.ok !== run.count)
       failures.push(
@@ -361,9 +443,13 @@ try {
     return run;
   };
 
-  const measureConfig = async (dekCacheTtl: string, bench: Workload['client']): Promise<ConfigResult> => {
+  const measureConfig = async (
+    dekCacheTtl: string,
+    bench: Workload['client'],
+    auditOn: ConfigResult['audit'] = 'durable',
+  ): Promise<ConfigResult> => {
     await firstRelease(bench);
-    const tag = `ttl ${dekCacheTtl}`;
+    const tag = `ttl ${dekCacheTtl}${auditOn === 'tmpfs' ? ', audit on tmpfs' : ''}`;
     const warmup = await load(`[${tag}] warm-up ${String(fixedRps)}/s`, {
       rps: fixedRps,
       concurrency: fixedConcurrency,
@@ -389,6 +475,7 @@ try {
       );
     return {
       dekCacheTtl,
+      audit: auditOn,
       warmup,
       fixed,
       unlimited,
@@ -488,6 +575,17 @@ try {
     fresh.close();
   }
   await op.stop();
+
+  // The same broker with its audit log on tmpfs, where fdatasync costs nothing: what the disk adds, and the
+  // configuration closest to the anchor's file audit device (which does not fsync). Not a target run.
+  ({ op, endpoint } = await start([], mkdtempSync('/dev/shm/strongroom-audit-bench-')));
+  const shm = mtlsClient(endpoint, { certPem: client.certPem, keyPem: client.keyPem });
+  try {
+    configs.push(await measureConfig('5s (default)', shm, 'tmpfs'));
+  } finally {
+    shm.close();
+  }
+  await op.stop();
   operator = undefined;
 } catch (error) {
   failures.push(`the benchmark did not complete: ${String(error)}`);
@@ -500,6 +598,7 @@ try {
   await cluster.stop();
   for (const sig of signals) process.off(sig, onSignal);
   rmSync(dir, { recursive: true, force: true });
+  for (const d of auditDirs) rmSync(d, { recursive: true, force: true });
 }
 
 function ms(value: number | undefined): string {
@@ -507,6 +606,12 @@ function ms(value: number | undefined): string {
 }
 function cpu(run: Pick<LoadRun, 'wallSec'>, seconds: number): string {
   return `${seconds.toFixed(1)} s (${((seconds / run.wallSec) * 100).toFixed(0)}%)`;
+}
+function gc(stats: OperatorStats): string {
+  const parts = Object.entries(stats.gcPauseMs)
+    .filter(([, pause]) => pause > 0)
+    .map(([kind, pause]) => `${kind} ${pause.toFixed(0)} ms`);
+  return parts.join(', ') || 'none';
 }
 function verdict(ok: boolean): string {
   return ok ? 'PASS' : 'FAIL';
@@ -540,19 +645,23 @@ out.push(
   '| Target (issue 7) | Strongroom | OpenBao 2.6.2 anchor | Target | Result |',
   '|---|---|---|---|---|',
 );
+const auditKind = (c: ConfigResult): string =>
+  c.audit === 'durable' ? 'durable audit' : 'audit on tmpfs (not durable)';
+const judged = (c: ConfigResult, ok: boolean): string =>
+  c.audit === 'durable' ? verdict(ok) : `reference (${ok ? 'would pass' : 'would fail'})`;
 for (const c of configs) {
   const p99 = c.fixed.p99Ms;
   const valid = c.fixed.errorCount === 0 && c.fixed.count > 0;
   out.push(
-    `| ReleaseKey p99 at ${String(fixedRps)}/s, mTLS + local KMS + durable audit, DEK cache ${c.dekCacheTtl} | ` +
-      `${ms(p99)} | ${ANCHOR.p99At500Ms} | ≤ 2 ms | ${verdict(valid && p99 !== undefined && p99 <= 2)} |`,
+    `| ReleaseKey p99 at ${String(fixedRps)}/s, mTLS + local KMS + ${auditKind(c)}, DEK cache ${c.dekCacheTtl} | ` +
+      `${ms(p99)} | ${ANCHOR.p99At500Ms} | ≤ 2 ms | ${judged(c, valid && p99 !== undefined && p99 <= 2)} |`,
   );
 }
 for (const c of configs) {
   const valid = c.unlimited.errorCount === 0 && c.auditedReleases >= c.okCalls;
   out.push(
-    `| Releases/s with durable audit, DEK cache ${c.dekCacheTtl} | ${thousands(c.unlimited.rps)}/s ` +
-      `(p99 ${ms(c.unlimited.p99Ms)}) | ${ANCHOR.peakRps} | ≥ 5,000/s | ${verdict(valid && c.unlimited.rps >= 5000)} |`,
+    `| Releases/s with ${auditKind(c)}, DEK cache ${c.dekCacheTtl} | ${thousands(c.unlimited.rps)}/s ` +
+      `(p99 ${ms(c.unlimited.p99Ms)}) | ${ANCHOR.peakRps} | ≥ 5,000/s | ${judged(c, valid && c.unlimited.rps >= 5000)} |`,
   );
 }
 if (revocation) {
@@ -567,26 +676,41 @@ if (revocation) {
 }
 out.push(
   '',
-  '| Run | Calls | Errors | Rate | p50 | p90 | p99 | CPU ghz | CPU operator | CPU control plane | CPU machine |',
-  '|---|---|---|---|---|---|---|---|---|---|---|',
+  '| Run | Calls | Errors | Rate | p50 | p90 | p99 | CPU ghz | CPU operator | CPU control plane |',
+  '|---|---|---|---|---|---|---|---|---|---|',
 );
 for (const c of configs)
   for (const run of [c.fixed, c.unlimited])
     out.push(
       `| ${run.label} (c=${String(run.concurrency)}, ${String(run.connections)} conn) | ${thousands(run.count)} | ` +
         `${String(run.errorCount)} | ${thousands(run.rps)}/s | ${ms(run.p50Ms)} | ${ms(run.p90Ms)} | ${ms(run.p99Ms)} | ` +
-        `${cpu(run, run.ghzCpuSec)} | ${cpu(run, run.operatorCpuSec)} | ${cpu(run, run.controlPlaneCpuSec)} | ` +
-        `${cpu(run, run.machineCpuSec)} |`,
+        `${cpu(run, run.ghzCpuSec)} | ${cpu(run, run.operatorCpuSec)} | ${cpu(run, run.controlPlaneCpuSec)} |`,
     );
 out.push(
   '',
-  `CPU columns: seconds used during the run and % of one core over its wall time (${String(machine.cores)} cores = ` +
-    `${String(machine.cores * 100)}%); "machine" is every busy core (from /proc/stat), so it includes anything else ` +
-    'running on this host.',
+  '| Run | Operator event-loop delay p99 / max | Operator GC pause time | GC pauses ≥ 10 ms |',
+  '|---|---|---|---|',
+);
+for (const c of configs)
+  for (const run of [c.fixed, c.unlimited]) {
+    const stats = run.operatorStats;
+    const total = Object.values(stats.gcPauseMs).reduce((sum, pause) => sum + pause, 0);
+    out.push(
+      `| ${run.label} | ${ms(stats.eventLoopDelayP99Ms)} / ${ms(stats.eventLoopDelayMaxMs)} | ` +
+        `${total.toFixed(0)} ms (${gc(stats)}) | ${String(stats.gcPausesOver10Ms)} |`,
+    );
+  }
+out.push(
+  '',
+  `CPU: seconds used during the run (user + system, from /proc/<pid>/stat) and % of one core over its wall time ` +
+    `(${String(machine.cores)} cores = ${String(machine.cores * 100)}%). Load average at the end: ` +
+    `${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (other work on this host shows here).`,
 );
 for (const c of configs)
   out.push(
-    `Audit (DEK cache ${c.dekCacheTtl}): ${thousands(c.auditedReleases)} allowed key-release entries, fdatasync'ed, ` +
+    `Audit (DEK cache ${c.dekCacheTtl}, ${auditKind(c)}): ${thousands(c.auditedReleases)} allowed key-release entries${c.audit === 'durable' ? ", fdatasync'ed," : ''} ` +
       `for ${thousands(c.okCalls)} OK calls: ${verdict(c.auditedReleases >= c.okCalls)}`,
   );
 out.push(failures.length === 0 ? 'Every run valid.' : `INVALID RUNS:\n  ${failures.join('\n  ')}`);

@@ -187,18 +187,46 @@ function enumChecker(definition: protoLoader.PackageDefinition, rootName: string
   // Fail at load time, not at the first call, if the schema cannot be walked.
   describe(rootName);
 
-  const checkMessage = (value: unknown, typeName: string, path: string): void => {
-    if (value === null || value === undefined || typeof value !== 'object') return;
+  /** Per message type, its fields that are enums or messages that (transitively) hold enums, resolved once. */
+  const plans = new Map<string, { name: string; target: string; isEnum: boolean }[]>();
+  const holdsEnum = new Map<string, boolean>();
+  const plan = (typeName: string): { name: string; target: string; isEnum: boolean }[] => {
+    const known = plans.get(typeName);
+    if (known !== undefined) return known;
+    const steps: { name: string; target: string; isEnum: boolean }[] = [];
+    plans.set(typeName, steps); // recursive types see the (partial) plan, not an infinite loop
     const fields = (describe(typeName).type as { field?: FieldDescriptor[] }).field ?? [];
     for (const field of fields) {
       if (field.type !== 'TYPE_ENUM' && field.type !== 'TYPE_MESSAGE') continue;
-      const raw: unknown = (value as Record<string, unknown>)[field.name];
       const target = resolveTypeName(definition, field.typeName, typeName);
+      const isEnum = field.type === 'TYPE_ENUM';
+      if (isEnum || enumsIn(target)) steps.push({ name: field.name, target, isEnum });
+    }
+    return steps;
+  };
+  const enumsIn = (typeName: string): boolean => {
+    const known = holdsEnum.get(typeName);
+    if (known !== undefined) return known;
+    holdsEnum.set(typeName, false);
+    const fields = (describe(typeName).type as { field?: FieldDescriptor[] }).field ?? [];
+    const result = fields.some(
+      (f) =>
+        f.type === 'TYPE_ENUM' ||
+        (f.type === 'TYPE_MESSAGE' && enumsIn(resolveTypeName(definition, f.typeName, typeName))),
+    );
+    holdsEnum.set(typeName, result);
+    return result;
+  };
+
+  const checkMessage = (value: unknown, typeName: string, path: string): void => {
+    if (value === null || value === undefined || typeof value !== 'object') return;
+    for (const field of plan(typeName)) {
+      const raw: unknown = (value as Record<string, unknown>)[field.name];
       const items: unknown[] = Array.isArray(raw) ? raw : [raw];
       items.forEach((item, index) => {
         const itemPath = `${path}${field.name}${Array.isArray(raw) ? `[${index}]` : ''}`;
-        if (field.type === 'TYPE_MESSAGE') checkMessage(item, target, `${itemPath}.`);
-        else checkEnum(item, target, itemPath);
+        if (field.isEnum) checkEnum(item, field.target, itemPath);
+        else checkMessage(item, field.target, `${itemPath}.`);
       });
     }
   };
@@ -210,6 +238,8 @@ function enumChecker(definition: protoLoader.PackageDefinition, rootName: string
       throw new UnknownEnumValueError(path, typeName, value);
   };
 
+  // A message type without enums anywhere in it (ReleaseKey's, Attest's) costs nothing per call.
+  if (!enumsIn(rootName)) return <T>(value: T): T => value;
   return <T>(value: T): T => {
     checkMessage(value, rootName, '');
     return value;

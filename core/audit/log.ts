@@ -15,7 +15,7 @@ import { dirname } from 'node:path';
 import { isValidOrigin, signCheckpoint } from './checkpoint.ts';
 import { AuditError } from './errors.ts';
 import { validateEvent, type AuditEvent, type KeyReleaseEvent } from './event.ts';
-import { leafHash, MerkleTree } from './merkle.ts';
+import { CompactMerkleTree, leafHash } from './merkle.ts';
 import type { NoteSigner } from './note.ts';
 import { checkpointLine, entryLine, headerLine } from './record.ts';
 import { formatFindings, verifyLog } from './verify.ts';
@@ -70,7 +70,7 @@ export class AuditLog {
   readonly path: string;
   readonly #fh: FileHandle;
   readonly #signer: NoteSigner;
-  readonly #tree: MerkleTree;
+  readonly #tree: CompactMerkleTree;
   readonly #exporter: AuditExporter | undefined;
   readonly #metrics: AuditMetrics;
   readonly #now: () => number;
@@ -91,7 +91,7 @@ export class AuditLog {
   private constructor(
     fh: FileHandle,
     options: AuditLogOptions,
-    tree: MerkleTree,
+    tree: CompactMerkleTree,
     checkpointed: number,
     lastTime: number,
   ) {
@@ -104,7 +104,7 @@ export class AuditLog {
     this.#metrics = options.metrics ?? {};
     this.#now = options.now ?? Date.now;
     this.#checkpointIntervalMs = options.checkpointIntervalMs ?? 1000;
-    this.#prev = tree.size === 0 ? '' : tree.leaf(tree.size - 1).toString('base64');
+    this.#prev = tree.lastLeaf?.toString('base64') ?? '';
     this.#lastTime = lastTime;
     this.#checkpointed = checkpointed;
     this.#lastCheckpointAt = this.#now();
@@ -138,7 +138,7 @@ export class AuditLog {
     fh: FileHandle,
     options: AuditLogOptions,
   ): Promise<{
-    tree: MerkleTree;
+    tree: CompactMerkleTree;
     checkpointed: number;
     lastTime: number;
     repaired: number;
@@ -150,7 +150,7 @@ export class AuditLog {
       await fh.write(headerLine(options.origin, vkey) + '\n');
       await fh.sync();
       await syncDirectory(options.path);
-      return { tree: new MerkleTree(), checkpointed: 0, lastTime: 0, repaired: 0, previousSize: 0 };
+      return { tree: new CompactMerkleTree(), checkpointed: 0, lastTime: 0, repaired: 0, previousSize: 0 };
     }
     const report = verifyLog(bytes, {
       verifiers: [options.signer.verifier],
@@ -176,7 +176,7 @@ export class AuditLog {
       await fh.sync();
     }
     return {
-      tree: report.tree,
+      tree: CompactMerkleTree.from(report.tree),
       checkpointed: report.latest?.size ?? 0,
       lastTime: report.lastTime === undefined ? 0 : Date.parse(report.lastTime),
       repaired,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  CompactMerkleTree,
   EMPTY_ROOT,
   MerkleTree,
   leafHash,
@@ -200,5 +201,28 @@ describe('consistency proofs', () => {
     expect(verifyConsistency(5, 4, [], t.root(5), t.root(4))).toBe(false);
     expect(verifyConsistency(3, 8, [], t.root(3), t.root(8))).toBe(false);
     expect(verifyConsistency(8, 8, [], t.root(8), t.root(7))).toBe(false);
+  });
+});
+
+describe('CompactMerkleTree', () => {
+  it('has the root, size and last leaf of the full tree at every size, holding O(log n) nodes', () => {
+    const full = new MerkleTree();
+    const compact = new CompactMerkleTree();
+    expect(compact.root()).toEqual(EMPTY_ROOT);
+    expect(compact.lastLeaf).toBeUndefined();
+    for (let i = 0; i < 300; i++) {
+      const leaf = leafHash(Buffer.from(`entry ${String(i)}`));
+      full.push(leaf);
+      compact.push(leaf);
+      expect(compact.size).toBe(full.size);
+      expect(compact.root().equals(full.root())).toBe(true);
+      expect(compact.lastLeaf?.equals(leaf)).toBe(true);
+    }
+    const restored = CompactMerkleTree.from(full);
+    expect(restored.root().equals(full.root())).toBe(true);
+    expect(restored.size).toBe(300);
+    expect(() => {
+      compact.push(Buffer.alloc(31));
+    }).toThrow(RangeError);
   });
 });

@@ -108,6 +108,56 @@ export class MerkleTree {
   }
 }
 
+/**
+ * The append-only tree as a writer needs it: its size, its current root and its last leaf, in O(log n) memory (the
+ * roots of its perfect subtrees, RFC 6962's "compact range"). Proofs are built offline from the log file
+ * (`strongroom audit prove`), so a long-running writer never holds every leaf.
+ */
+export class CompactMerkleTree {
+  readonly #stack: Buffer[] = [];
+  #size = 0;
+  #last: Buffer | undefined;
+
+  /** The compact form of the first `size` leaves of `tree` (default all). */
+  static from(tree: MerkleTree): CompactMerkleTree {
+    const compact = new CompactMerkleTree();
+    for (let i = 0; i < tree.size; i++) compact.push(tree.leaf(i));
+    return compact;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The last leaf hash appended, if any. */
+  get lastLeaf(): Buffer | undefined {
+    return this.#last;
+  }
+
+  /** Appends a leaf by its leaf hash. */
+  push(leaf: Buffer): void {
+    if (leaf.length !== HASH_SIZE)
+      throw new RangeError(`a leaf hash is ${HASH_SIZE} bytes, not ${leaf.length}`);
+    let node = leaf;
+    for (let n = this.#size; (n & 1) === 1; n = Math.floor(n / 2)) {
+      node = nodeHash(this.#stack.pop() as Buffer, node);
+    }
+    this.#stack.push(node);
+    this.#size += 1;
+    this.#last = leaf;
+  }
+
+  /** The root hash of the whole tree. */
+  root(): Buffer {
+    let acc: Buffer | undefined;
+    for (let i = this.#stack.length - 1; i >= 0; i--) {
+      const node = this.#stack[i] as Buffer;
+      acc = acc === undefined ? node : nodeHash(node, acc);
+    }
+    return acc ?? EMPTY_ROOT;
+  }
+}
+
 function checkSize(size: number, have: number): void {
   if (!Number.isSafeInteger(size) || size < 0 || size > have) {
     throw new RangeError(`tree size ${size} is outside 0..${have}`);

@@ -75,10 +75,13 @@ export interface StartOptions {
   readonly args?: readonly string[];
   /** Options for node itself (V8 flags), before the script. */
   readonly nodeArgs?: readonly string[];
+  /** Where the audit log goes; default a fresh directory under the system temp directory. */
+  readonly auditLogDir?: string;
 }
 
 export function startOperator(options: StartOptions): OperatorProcess {
-  const auditLogDir = mkdtempSync(join(tmpdir(), `strongroom-audit-${options.identity}-`));
+  const auditLogDir =
+    options.auditLogDir ?? mkdtempSync(join(tmpdir(), `strongroom-audit-${options.identity}-`));
   const child: ChildProcess = spawn(
     process.execPath,
     [
