@@ -69,7 +69,8 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '4' },
     streams: { type: 'string', default: '50' },
     rounds: { type: 'string', default: '20' },
-    'operator-node-args': { type: 'string', default: '' },
+    // The V8 flags of `npm run operator` (package.json), so that the operator is measured as it is run.
+    'operator-node-args': { type: 'string', default: '--max-semi-space-size=4 --max-old-space-size=200' },
     json: { type: 'string' },
   },
 });

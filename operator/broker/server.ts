@@ -163,6 +163,8 @@ export class BrokerServer {
       'grpc.max_connection_age_grace_ms': Math.min(CALL_GRACE_MS, age),
       'grpc.max_receive_message_length': 64 * 1024,
       'grpc.max_concurrent_streams': 1000,
+      // Channelz (grpc-js's introspection service) is not served; its per-call bookkeeping is pure overhead.
+      'grpc.enable_channelz': 0,
     };
     const attestServer = new grpc.Server(serverOptions);
     attestServer.addService(broker.service, this.#attestHandlers());
