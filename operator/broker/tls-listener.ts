@@ -56,6 +56,8 @@ export class TlsListener {
       minVersion: 'TLSv1.3',
       ALPNProtocols: ['h2'],
       handshakeTimeout: o.handshakeTimeoutMs ?? 10_000,
+      // gRPC answers are several small frames; Nagle's algorithm would hold them back behind delayed ACKs.
+      noDelay: true,
     });
     server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
