@@ -143,10 +143,10 @@ try {
     name: 'strongroom-audit-keys',
     namespace: 'strongroom-system',
   });
-  const vkeyFile = join(operator.auditLogDir, '..', 'demo-audit.vkey');
+  const log = join(operator.auditLogDir, readdirSync(operator.auditLogDir)[0] ?? '');
+  const vkeyFile = join(operator.auditLogDir, 'audit.vkey');
   writeFileSync(vkeyFile, Buffer.from(vkey.data?.verifier ?? '', 'base64'));
   await new Promise((resolve) => setTimeout(resolve, 1_200)); // the next signed checkpoint
-  const log = join(operator.auditLogDir, readdirSync(operator.auditLogDir)[0] ?? '');
   say(`    npm run strongroom -- audit verify ${log} --public-key ${vkeyFile}`);
   say(
     execFileSync(

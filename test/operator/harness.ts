@@ -3,7 +3,7 @@
  * privilege of test/operator/rbac.yaml, and gives tests its logs, its health port and its metrics.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -185,7 +185,10 @@ export function startOperator(options: StartOptions): OperatorProcess {
         child.kill('SIGKILL');
         return exited;
       });
-      return Promise.race([exited, timeout]);
+      const result = await Promise.race([exited, timeout]);
+      // The audit log directory this harness made goes with the process (read it before stopping).
+      if (options.auditLogDir === undefined) rmSync(auditLogDir, { recursive: true, force: true });
+      return result;
     },
   };
 }
