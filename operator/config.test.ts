@@ -3,6 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type OperatorConfig } from './config.ts';
 
 const NS = ['--namespace', 'strongroom-system'];
+const DEFAULT_BROKER: OperatorConfig['broker'] = {
+  address: { host: '0.0.0.0', port: 9444 },
+  attestAddress: { host: '0.0.0.0', port: 9443 },
+  trustDomain: 'cluster.local',
+  clusterName: 'kubernetes',
+  dekCacheTtlMs: 5000,
+  maxConnectionAgeMs: 600_000,
+  credentialRefreshMs: 30_000,
+};
 
 function fails(argv: readonly string[], env: NodeJS.ProcessEnv = {}): ConfigError {
   try {
@@ -36,15 +45,7 @@ describe('parseConfig defaults', () => {
       resyncPeriodMs: 600_000,
       watchStallTimeoutMs: 90_000,
       shutdownTimeoutMs: 25_000,
-      broker: {
-        address: { host: '0.0.0.0', port: 9444 },
-        attestAddress: { host: '0.0.0.0', port: 9443 },
-        trustDomain: 'cluster.local',
-        clusterName: 'kubernetes',
-        dekCacheTtlMs: 5000,
-        maxConnectionAgeMs: 600_000,
-        credentialRefreshMs: 30_000,
-      },
+      broker: DEFAULT_BROKER,
       auditLogDir: '/var/lib/strongroom/audit',
     } satisfies Omit<OperatorConfig, 'identity'>);
     expect(identity).toMatch(
@@ -120,15 +121,7 @@ describe('every flag', () => {
       resyncPeriodMs: 5_400_000,
       watchStallTimeoutMs: 120_000,
       shutdownTimeoutMs: 1_500,
-      broker: {
-        address: { host: '0.0.0.0', port: 9444 },
-        attestAddress: { host: '0.0.0.0', port: 9443 },
-        trustDomain: 'cluster.local',
-        clusterName: 'kubernetes',
-        dekCacheTtlMs: 5000,
-        maxConnectionAgeMs: 600_000,
-        credentialRefreshMs: 30_000,
-      },
+      broker: DEFAULT_BROKER,
       auditLogDir: '/data/audit',
     } satisfies OperatorConfig);
   });
@@ -214,15 +207,7 @@ describe('every environment variable', () => {
       resyncPeriodMs: 300_000,
       watchStallTimeoutMs: 45_000,
       shutdownTimeoutMs: 20_000,
-      broker: {
-        address: { host: '0.0.0.0', port: 9444 },
-        attestAddress: { host: '0.0.0.0', port: 9443 },
-        trustDomain: 'cluster.local',
-        clusterName: 'kubernetes',
-        dekCacheTtlMs: 5000,
-        maxConnectionAgeMs: 600_000,
-        credentialRefreshMs: 30_000,
-      },
+      broker: DEFAULT_BROKER,
       auditLogDir: '/srv/audit',
     } satisfies OperatorConfig);
   });
@@ -268,15 +253,7 @@ describe('every environment variable', () => {
       resyncPeriodMs: 60_000,
       watchStallTimeoutMs: 60_000,
       shutdownTimeoutMs: 60_000,
-      broker: {
-        address: { host: '0.0.0.0', port: 9444 },
-        attestAddress: { host: '0.0.0.0', port: 9443 },
-        trustDomain: 'cluster.local',
-        clusterName: 'kubernetes',
-        dekCacheTtlMs: 5000,
-        maxConnectionAgeMs: 600_000,
-        credentialRefreshMs: 30_000,
-      },
+      broker: DEFAULT_BROKER,
       auditLogDir: '/flag/audit',
     } satisfies OperatorConfig);
   });

@@ -82,6 +82,21 @@ export function peerFromCertificate(
   };
 }
 
+/** The peer as an audit log's workload record. */
+export function workloadOf(peer: Peer): {
+  namespace: string;
+  serviceAccount: string;
+  podUid: string;
+  certificateSerial: string;
+} {
+  return {
+    namespace: peer.namespace,
+    serviceAccount: peer.serviceAccount,
+    podUid: peer.podUid,
+    certificateSerial: peer.certificateSerial,
+  };
+}
+
 /** What {@link podOf} reads. */
 export interface PodLookup {
   pod(uid: string):

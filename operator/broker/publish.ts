@@ -34,7 +34,8 @@ import {
   type KekScope,
 } from '../keys/artifact-keys.ts';
 import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
-import { podOf, type Peer } from './peer.ts';
+import { decisionFacts, type DecisionFacts } from './facts.ts';
+import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -89,12 +90,7 @@ export async function publishVersion(
         reason,
         peer: peer.address,
         verified: true,
-        workload: {
-          namespace: peer.namespace,
-          serviceAccount: peer.serviceAccount,
-          podUid: peer.podUid,
-          certificateSerial: peer.certificateSerial,
-        },
+        workload: workloadOf(peer),
         artifact: {
           namespace: printable(artifactRef.namespace),
           name: printable(artifactRef.name),
@@ -115,35 +111,27 @@ export async function publishVersion(
 
   const problem = requestProblem(request);
   if (problem !== undefined) return deny(new BrokerError('INVALID_ARGUMENT', 'invalid-request', problem));
-  if (!deps.view.ready())
-    return deny(
-      new BrokerError('UNAVAILABLE', 'broker-not-ready', 'the broker has not synced its caches yet'),
-    );
-  let labels: Readonly<Record<string, string>>;
+  let facts: DecisionFacts;
   try {
-    ({ labels } = await podOf(peer, deps.view, deps.podWaitMs));
+    facts = await decisionFacts(peer, deps.view, artifactRef, deps.podWaitMs);
   } catch (error) {
     if (error instanceof BrokerError) return deny(error);
     throw error;
   }
-
-  const artifact = deps.view.artifact(artifactRef.namespace, artifactRef.name);
-  const grants = deps.view.grants(artifactRef.namespace);
-  const names = new Set([peer.namespace, artifactRef.namespace]);
-  for (const g of grants) for (const s of g.spec.subjects) names.add(s.namespace);
+  const { artifact, grants, namespaces } = facts;
   const decision = authorizePublish({
     identity: {
       namespace: peer.namespace,
       serviceAccount: peer.serviceAccount,
       podUid: peer.podUid,
-      podLabels: labels,
+      podLabels: facts.podLabels,
     },
     artifactNamespace: artifactRef.namespace,
     artifactName: artifactRef.name,
     version: request.version,
     artifact,
     grants,
-    namespaces: deps.view.namespaces(names),
+    namespaces,
     policy: deps.policy,
     now: deps.now(),
   });

@@ -12,7 +12,8 @@ import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/rele
 import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
 import type { DekCache } from './dek-cache.ts';
 import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
-import { podOf, type Peer } from './peer.ts';
+import { decisionFacts, type DecisionFacts } from './facts.ts';
+import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -79,12 +80,7 @@ export async function releaseKey(
   request: ReleaseRequestInput,
   deps: ReleaseDeps,
 ): Promise<ReleaseResult> {
-  const workload = {
-    namespace: peer.namespace,
-    serviceAccount: peer.serviceAccount,
-    podUid: peer.podUid,
-    certificateSerial: peer.certificateSerial,
-  };
+  const workload = workloadOf(peer);
   const requested = {
     namespace: printable(request.artifactNamespace),
     name: printable(request.artifactName),
@@ -112,34 +108,31 @@ export async function releaseKey(
   // 1. The request's shape.
   const invalid = requestProblem(request);
   if (invalid !== undefined) return deny(new BrokerError('INVALID_ARGUMENT', 'invalid-request', invalid));
-  if (!deps.view.ready())
-    return deny(
-      new BrokerError('UNAVAILABLE', 'broker-not-ready', 'the broker has not synced its caches yet; retry'),
-    );
 
-  // 2. The pod behind the certificate.
-  let labels: Readonly<Record<string, string>>;
+  // 2. The caches, the pod behind the certificate, the artifact and its grants.
+  let facts: DecisionFacts;
   try {
-    ({ labels } = await podOf(peer, deps.view, deps.podWaitMs));
+    facts = await decisionFacts(
+      peer,
+      deps.view,
+      { namespace: request.artifactNamespace, name: request.artifactName },
+      deps.podWaitMs,
+    );
   } catch (error) {
     if (error instanceof BrokerError) return deny(error);
     throw error;
   }
+  const { artifact, grants, namespaces } = facts;
+  seen.artifact = artifact;
 
   // 3. The decision.
-  const artifact = deps.view.artifact(request.artifactNamespace, request.artifactName);
-  seen.artifact = artifact;
-  const grants = deps.view.grants(request.artifactNamespace);
-  const names = new Set([peer.namespace, request.artifactNamespace]);
-  for (const g of grants) for (const s of g.spec.subjects) names.add(s.namespace);
-  const namespaces = deps.view.namespaces(names);
   const now = deps.now();
   const decision = authorizeRelease({
     identity: {
       namespace: peer.namespace,
       serviceAccount: peer.serviceAccount,
       podUid: peer.podUid,
-      podLabels: labels,
+      podLabels: facts.podLabels,
     },
     request: {
       artifactNamespace: request.artifactNamespace,

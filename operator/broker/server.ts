@@ -36,7 +36,7 @@ import type { BrokerAuditTrail } from './audit-trail.ts';
 import { DekCache } from './dek-cache.ts';
 import { BrokerError } from './errors.ts';
 import { checkTrustDomain } from './identity.ts';
-import { peerFromCertificate, podOf, type Peer, type PeerCertificate } from './peer.ts';
+import { peerFromCertificate, podOf, workloadOf, type Peer, type PeerCertificate } from './peer.ts';
 import { publishVersion } from './publish.ts';
 import { releaseKey } from './release.ts';
 import { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
@@ -615,12 +615,7 @@ export class BrokerServer {
         reason,
         peer: peer.address,
         verified: true,
-        workload: {
-          namespace: peer.namespace,
-          serviceAccount: peer.serviceAccount,
-          podUid: peer.podUid,
-          certificateSerial: peer.certificateSerial,
-        },
+        workload: workloadOf(peer),
         artifact: null,
         detail,
       });
