@@ -98,7 +98,8 @@ export class BrokerServer {
   readonly #cache: DekCache;
   readonly #leases = new LeaseTracker();
   readonly #feed: RevocationFeed;
-  readonly #streams = new Set<() => void>();
+  /** Open WatchRevocations streams: each entry ends its stream (with UNAVAILABLE when the broker stops). */
+  readonly #streams = new Map<() => void, () => void>();
   #listeners: { attest: TlsListener; broker: TlsListener } | undefined;
   #servers: grpc.Server[] = [];
   #identity: TlsIdentity | undefined;
@@ -258,7 +259,9 @@ export class BrokerServer {
     this.#timers = [];
     const listeners = this.#listeners;
     this.#listeners = undefined;
-    for (const end of this.#streams) end();
+    // Streams never end on their own: close each with UNAVAILABLE so that clients resume elsewhere at once and
+    // the server does not wait out its shutdown grace for them.
+    for (const close of [...this.#streams.values()]) close();
     this.#streams.clear();
     await Promise.all(
       this.#servers.map(
@@ -593,7 +596,10 @@ export class BrokerServer {
             end();
             if (this.#streams.delete(finish)) this.#o.observer?.streams?.(-1);
           };
-          this.#streams.add(finish);
+          this.#streams.set(finish, () => {
+            finish();
+            call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the broker is shutting down' });
+          });
           this.#o.observer?.streams?.(1);
           call.on('cancelled', finish);
           call.on('close', finish);

@@ -804,3 +804,21 @@ describe('serving certificate and audit', () => {
     }
   });
 });
+
+describe('shutdown', () => {
+  it('ends open revocation streams with UNAVAILABLE at once and exits cleanly', async () => {
+    const w = workloads.find((x) => x.pod.metadata?.name === 'reader-0');
+    if (w === undefined) throw new Error('no workload');
+    const stream = watch(w.client);
+    await eventually('first heartbeat', () => stream.messages[0]);
+    const started = Date.now();
+    const ending = stream.ended.then((error) => ({ error, after: Date.now() - started }));
+    const exit = await operator.stop();
+    const ended = await ending;
+    expect(ended.error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(ended.error?.details).toBe('the broker is shutting down');
+    expect(exit.code).toBe(0);
+    // Closed by the broker as its first shutdown step, not by the 5 s grace running out.
+    expect(ended.after).toBeLessThan(3000);
+  });
+});
