@@ -261,8 +261,11 @@ export class BrokerServer {
     this.#listeners = undefined;
     // Streams never end on their own: close each with UNAVAILABLE so that clients resume elsewhere at once and
     // the server does not wait out its shutdown grace for them.
-    for (const close of [...this.#streams.values()]) close();
+    const open = [...this.#streams.values()];
+    for (const close of open) close();
     this.#streams.clear();
+    // Let the status frames go out before the sessions are closed.
+    if (open.length > 0) await new Promise((resolve) => setTimeout(resolve, 100));
     await Promise.all(
       this.#servers.map(
         (server) =>
