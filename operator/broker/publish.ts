@@ -33,14 +33,12 @@ import {
   type ArtifactKeyring,
   type KekScope,
 } from '../keys/artifact-keys.ts';
+import { artifactRefProblem, isDnsLabel, isSha256Digest, printable } from './request-fields.ts';
 import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
 import { decisionFacts, type DecisionFacts } from './facts.ts';
 import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const COMMIT = /^[0-9a-f]{7,64}$/;
 const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
@@ -311,14 +309,14 @@ function lineageOf(
 function requestProblem(r: PublishVersionRequest__Output): string | undefined {
   const ns = r.artifact?.namespace ?? '';
   const name = r.artifact?.name ?? '';
-  if (!DNS_LABEL.test(ns)) return 'artifact.namespace must be a DNS-1123 label';
-  if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) return 'artifact.name must be a DNS-1123 subdomain';
-  if (!DNS_LABEL.test(r.version) || r.version === 'latest')
+  const ref = artifactRefProblem(ns, name);
+  if (ref !== undefined) return ref;
+  if (!isDnsLabel(r.version) || r.version === 'latest')
     return 'version must be a DNS-1123 label of at most 63 characters, and not "latest"';
-  if (!DIGEST.test(r.digest)) return 'digest must be "sha256:" followed by 64 lowercase hex digits';
+  if (!isSha256Digest(r.digest)) return 'digest must be "sha256:" followed by 64 lowercase hex digits';
   if (!/^[1-9]\d{0,15}$/.test(r.size) || !Number.isSafeInteger(Number(r.size)))
     return 'size must be a positive integer number of bytes';
-  if (!DIGEST.test(r.keyFingerprint))
+  if (!isSha256Digest(r.keyFingerprint))
     return 'key_fingerprint must be "sha256:" followed by 64 lowercase hex digits';
   const sealed = r.sealedKey;
   if (sealed === null) return 'sealed_key is required';
@@ -350,9 +348,4 @@ function apiMessage(error: ApiException<unknown>): string {
   } catch {
     return `HTTP ${String(error.code)}`;
   }
-}
-
-function printable(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, '?').slice(0, 253);
-  return clean === '' ? '(empty)' : clean;
 }

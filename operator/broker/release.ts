@@ -11,14 +11,11 @@ import type { GrantPolicy } from '../../core/policy/grant.ts';
 import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/release.ts';
 import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
 import type { DekCache } from './dek-cache.ts';
+import { artifactRefProblem, isDnsLabel, isSha256Digest, printable } from './request-fields.ts';
 import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
 import { decisionFacts, type DecisionFacts } from './facts.ts';
 import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** Appends audit events; rejects when the event is not durable. */
 export interface ReleaseAudit {
@@ -256,19 +253,11 @@ async function appendOrUnavailable(audit: ReleaseAudit, input: KeyReleaseInput):
 
 /** Why the request is malformed, or undefined. */
 function requestProblem(r: ReleaseRequestInput): string | undefined {
-  if (!DNS_LABEL.test(r.artifactNamespace))
-    return `artifact namespace ${JSON.stringify(printable(r.artifactNamespace))} is not a DNS-1123 label`;
-  if (r.artifactName.length > 253 || !DNS_SUBDOMAIN.test(r.artifactName))
-    return `artifact name ${JSON.stringify(printable(r.artifactName))} is not a DNS-1123 subdomain`;
-  if (r.version !== 'latest' && !DNS_LABEL.test(r.version))
+  const ref = artifactRefProblem(r.artifactNamespace, r.artifactName);
+  if (ref !== undefined) return ref;
+  if (r.version !== 'latest' && !isDnsLabel(r.version))
     return `version ${JSON.stringify(printable(r.version))} is neither a DNS-1123 label nor "latest"`;
-  if (r.fileDigest !== '' && !DIGEST.test(r.fileDigest))
+  if (r.fileDigest !== '' && !isSha256Digest(r.fileDigest))
     return 'audit_context.file_digest must be "sha256:" followed by 64 lowercase hex digits';
   return undefined;
-}
-
-/** A bounded, printable rendering of caller input for audit entries and messages (never empty). */
-function printable(text: string): string {
-  const clean = text.replace(/[^\x20-\x7e]/g, '?').slice(0, 253);
-  return clean === '' ? '(empty)' : clean;
 }

@@ -677,6 +677,30 @@ describe('PublishVersion', () => {
     expect((await getArtifact(custom, prod, 'finetune')).spec.versions?.some((v) => v.name === 'v3')).toBe(
       false,
     );
+    // A DEK sealed to another key, and malformed fields, are refused before anything is written; each is audited.
+    const otherKey = await publish(publisher.client, {
+      ...request,
+      version: 'v4',
+      keyFingerprint: `sha256:${'0'.repeat(64)}`,
+    });
+    expect(otherKey.error?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(otherKey.error?.details).toMatch(/recipient key is sha256:/);
+    const badDigest = await publish(publisher.client, { ...request, version: 'v5', digest: 'md5:abc' });
+    expect(badDigest.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badDigest.error?.details).toMatch(/digest must be/);
+    const noKind = await publish(publisher.client, {
+      ...request,
+      version: 'v6',
+      lineage: { parents: [{ kind: 'PARENT_KIND_UNSPECIFIED' as never, name: 'finetune', version: 'v1' }] },
+    });
+    expect(noKind.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const stored2 = await getArtifact(custom, prod, 'finetune');
+    expect(stored2.spec.versions?.map((v) => v.name)).toEqual(['v1', 'v2']);
+    for (const reason of ['recipient-key-mismatch', 'invalid-request', 'no-publish-grant'])
+      await audited(
+        (e) => e.type === 'broker-access' && e.operation === 'publish-version' && e.reason === reason,
+        `publish ${reason} audit`,
+      );
     await audited(
       (e) => e.type === 'broker-access' && e.operation === 'publish-version' && e.decision === 'allow',
       'publish audit',
