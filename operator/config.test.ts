@@ -13,6 +13,15 @@ const DEFAULT_BROKER: OperatorConfig['broker'] = {
   credentialRefreshMs: 30_000,
 };
 
+const defaultInjection = (namespace: string): OperatorConfig['injection'] => ({
+  address: { host: '0.0.0.0', port: 9445 },
+  image: 'ghcr.io/strongroom/strongroom:0.1.0',
+  imagePullPolicy: 'IfNotPresent',
+  brokerAddress: `strongroom-broker.${namespace}.svc:9444`,
+  attestAddress: `strongroom-broker.${namespace}.svc:9443`,
+  brokerServerName: `strongroom-broker.${namespace}.svc`,
+});
+
 function fails(argv: readonly string[], env: NodeJS.ProcessEnv = {}): ConfigError {
   try {
     parseConfig(argv, env);
@@ -46,6 +55,7 @@ describe('parseConfig defaults', () => {
       watchStallTimeoutMs: 90_000,
       shutdownTimeoutMs: 25_000,
       broker: DEFAULT_BROKER,
+      injection: defaultInjection('strongroom-system'),
       auditLogDir: '/var/lib/strongroom/audit',
     } satisfies Omit<OperatorConfig, 'identity'>);
     expect(identity).toMatch(
@@ -122,6 +132,7 @@ describe('every flag', () => {
       watchStallTimeoutMs: 120_000,
       shutdownTimeoutMs: 1_500,
       broker: DEFAULT_BROKER,
+      injection: defaultInjection('ops'),
       auditLogDir: '/data/audit',
     } satisfies OperatorConfig);
   });
@@ -208,6 +219,7 @@ describe('every environment variable', () => {
       watchStallTimeoutMs: 45_000,
       shutdownTimeoutMs: 20_000,
       broker: DEFAULT_BROKER,
+      injection: defaultInjection('from-env'),
       auditLogDir: '/srv/audit',
     } satisfies OperatorConfig);
   });
@@ -254,6 +266,7 @@ describe('every environment variable', () => {
       watchStallTimeoutMs: 60_000,
       shutdownTimeoutMs: 60_000,
       broker: DEFAULT_BROKER,
+      injection: defaultInjection('flag-ns'),
       auditLogDir: '/flag/audit',
     } satisfies OperatorConfig);
   });
@@ -606,6 +619,49 @@ describe('parseConfig: the key broker', () => {
     ['--trust-domain=Bad/Domain', 'expected a SPIFFE trust domain'],
     ['--cluster-name=EU_1', 'expected lower-case letters'],
     ['--broker-address=9444', 'expected host:port'],
+  ])('%s is refused', (flag, message) => {
+    expect(fails([...NS, flag]).message).toContain(message);
+  });
+});
+
+describe('injection settings', () => {
+  it('reads every flag', () => {
+    const config = parseConfig(
+      [
+        ...NS,
+        '--webhook-address=127.0.0.1:0',
+        '--sidecar-image=localhost/strongroom:test',
+        '--sidecar-image-pull-policy=Never',
+        '--sidecar-broker-address=10.88.0.1:9444',
+        '--sidecar-attest-address=10.88.0.1:9443',
+        '--sidecar-broker-server-name=broker.example.test',
+      ],
+      {},
+    );
+    expect(config.injection).toEqual({
+      address: { host: '127.0.0.1', port: 0 },
+      image: 'localhost/strongroom:test',
+      imagePullPolicy: 'Never',
+      brokerAddress: '10.88.0.1:9444',
+      attestAddress: '10.88.0.1:9443',
+      brokerServerName: 'broker.example.test',
+    });
+  });
+
+  it('reads them from STRONGROOM_ variables too', () => {
+    const config = parseConfig(NS, {
+      STRONGROOM_SIDECAR_IMAGE: 'registry.example:5000/team/strongroom@sha256:' + 'a'.repeat(64),
+    });
+    expect(config.injection.image).toBe(`registry.example:5000/team/strongroom@sha256:${'a'.repeat(64)}`);
+  });
+
+  it.each([
+    ['--sidecar-image=Not An Image', 'expected an image reference'],
+    ['--sidecar-image-pull-policy=Sometimes', 'expected Always, IfNotPresent or Never'],
+    ['--sidecar-broker-address=:9444', 'not a wildcard'],
+    ['--sidecar-attest-address=broker', 'expected host:port'],
+    ['--sidecar-broker-server-name=Broker_Name', 'expected a DNS name'],
+    ['--webhook-address=9445', 'expected host:port'],
   ])('%s is refused', (flag, message) => {
     expect(fails([...NS, flag]).message).toContain(message);
   });

@@ -48,6 +48,21 @@ export interface OperatorConfig {
   /** Absolute directory of the tamper-evident audit log. */
   auditLogDir: string;
   broker: BrokerConfig;
+  injection: InjectionConfig;
+}
+
+/** The sidecar-injecting webhook and what it injects (docs/injection.md). */
+export interface InjectionConfig {
+  /** The webhook's HTTPS listener. Default 0.0.0.0:9445. */
+  address: { host: string; port: number };
+  /** The Strongroom image the sidecar runs. */
+  image: string;
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** Where injected sidecars reach the broker's mutual-TLS and Attest listeners, as host:port. */
+  brokerAddress: string;
+  attestAddress: string;
+  /** The name the sidecar checks the broker's serving certificate against. */
+  brokerServerName: string;
 }
 
 /** The key broker's listeners and limits (docs/broker.md). */
@@ -67,6 +82,9 @@ export interface BrokerConfig {
   /** How often the serving certificate and CA bundle are re-read. Default 30 s. */
   credentialRefreshMs: number;
 }
+
+/** The sidecar image injected by default: this release's image. */
+export const DEFAULT_SIDECAR_IMAGE = 'ghcr.io/strongroom/strongroom:0.1.0';
 
 /** The log levels the operator accepts, most severe first. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -201,6 +219,36 @@ const S = {
     '--broker-credential-refresh',
     '<duration>',
     're-read the serving certificate every (default 30s)',
+  ),
+  webhookAddress: setting(
+    '--webhook-address',
+    '<host:port>',
+    'sidecar-injecting webhook HTTPS listener (default 0.0.0.0:9445)',
+  ),
+  sidecarImage: setting(
+    '--sidecar-image',
+    '<image>',
+    `image of the injected sidecar (default ${DEFAULT_SIDECAR_IMAGE})`,
+  ),
+  sidecarImagePullPolicy: setting(
+    '--sidecar-image-pull-policy',
+    '<policy>',
+    'Always, IfNotPresent or Never (default IfNotPresent)',
+  ),
+  sidecarBrokerAddress: setting(
+    '--sidecar-broker-address',
+    '<host:port>',
+    'where sidecars reach the broker (default strongroom-broker.<namespace>.svc:9444)',
+  ),
+  sidecarAttestAddress: setting(
+    '--sidecar-attest-address',
+    '<host:port>',
+    'where sidecars reach Attest (default strongroom-broker.<namespace>.svc:9443)',
+  ),
+  sidecarBrokerServerName: setting(
+    '--sidecar-broker-server-name',
+    '<dns name>',
+    "the broker certificate's name sidecars check (default strongroom-broker.<namespace>.svc)",
   ),
   auditLogDir: setting('--audit-log-dir', '<dir>', 'audit log directory (default /var/lib/strongroom/audit)'),
 } as const;
@@ -467,13 +515,14 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
   const kubeconfig = get(S.kubeconfig);
   const health = get(S.healthAddress);
   const workers = get(S.workers);
+  const namespace = parseNamespace(get(S.namespace));
   const rotation = get(S.kekRotation);
   const resync = get(S.resyncPeriod);
   const stall = get(S.watchStallTimeout);
   const shutdown = get(S.shutdownTimeout);
   const auditLogDir = get(S.auditLogDir);
   return {
-    namespace: parseNamespace(get(S.namespace)),
+    namespace,
     kubeconfig: kubeconfig ? nonEmpty(kubeconfig) : undefined,
     identity: parseIdentity(get(S.identity)),
     healthAddress: health ? parseHostPort(health) : { host: '0.0.0.0', port: 8080 },
@@ -487,6 +536,40 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
     shutdownTimeoutMs: shutdown ? parseDurationMs(shutdown) : 25_000,
     auditLogDir: auditLogDir ? parseAbsolutePath(auditLogDir) : '/var/lib/strongroom/audit',
     broker: parseBroker(get),
+    injection: parseInjection(get, namespace),
+  };
+}
+
+const IMAGE_REF =
+  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
+const DNS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function parseInjection(get: (s: Setting) => Raw | undefined, namespace: string): InjectionConfig {
+  const address = get(S.webhookAddress);
+  const image = get(S.sidecarImage);
+  const policy = get(S.sidecarImagePullPolicy);
+  const broker = get(S.sidecarBrokerAddress);
+  const attest = get(S.sidecarAttestAddress);
+  const serverName = get(S.sidecarBrokerServerName);
+  if (image && !IMAGE_REF.test(image.value))
+    throw invalid(image, 'expected an image reference such as registry.example/strongroom:1.0');
+  if (policy && !['Always', 'IfNotPresent', 'Never'].includes(policy.value))
+    throw invalid(policy, 'expected Always, IfNotPresent or Never');
+  const endpoint = (raw: Raw | undefined, port: number): string => {
+    if (!raw) return `strongroom-broker.${namespace}.svc:${String(port)}`;
+    const parsed = parseHostPort(raw);
+    if (parsed.host === '0.0.0.0' || parsed.host === '')
+      throw invalid(raw, 'expected an address sidecars can dial, not a wildcard');
+    return raw.value;
+  };
+  if (serverName && !DNS_NAME.test(serverName.value)) throw invalid(serverName, 'expected a DNS name');
+  return {
+    address: address ? parseHostPort(address) : { host: '0.0.0.0', port: 9445 },
+    image: image?.value ?? DEFAULT_SIDECAR_IMAGE,
+    imagePullPolicy: (policy?.value ?? 'IfNotPresent') as InjectionConfig['imagePullPolicy'],
+    brokerAddress: endpoint(broker, 9444),
+    attestAddress: endpoint(attest, 9443),
+    brokerServerName: serverName?.value ?? `strongroom-broker.${namespace}.svc`,
   };
 }
 

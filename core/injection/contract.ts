@@ -26,6 +26,12 @@ export const INJECTION_VERSION = 'v1';
 
 /** A namespace whose pods must never be injected carries this label with value `disabled`. */
 export const LABEL_INJECTION = 'strongroom.dev/injection';
+/** A pod opts in to strict admission with this label, value `true`: the webhook's objectSelector matches it, so
+ * `failurePolicy: Fail` applies only to opted-in pods, and a labelled pod without {@link ANNOTATION_ARTIFACTS} or
+ * {@link ANNOTATION_PUBLISH} is denied. */
+export const LABEL_INJECT = 'strongroom.dev/inject';
+/** At most this many entries in {@link ANNOTATION_ARTIFACTS}. */
+export const MAX_ARTIFACTS = 16;
 
 /** The injected native sidecar (an init container with `restartPolicy: Always`). */
 export const SIDECAR_CONTAINER = 'strongroom-sidecar';
@@ -66,6 +72,9 @@ export const SIDECAR_COMMAND: readonly string[] = ['/usr/local/bin/node', '/app/
 export const ENV = {
   brokerAddress: 'STRONGROOM_BROKER_ADDRESS',
   attestAddress: 'STRONGROOM_ATTEST_ADDRESS',
+  /** The DNS name the broker's serving certificate is checked against (`strongroom-broker.<operator ns>.svc`),
+   * since the addresses above may be IPs (tests reach the host's broker at the pod bridge's gateway). */
+  brokerServerName: 'STRONGROOM_BROKER_SERVER_NAME',
   /** The operator CA bundle (PEM) the sidecar verifies the broker with; never the public roots. */
   caBundle: 'STRONGROOM_CA_BUNDLE',
   tokenPath: 'STRONGROOM_TOKEN_PATH',

@@ -1,0 +1,73 @@
+/**
+ * The MutatingWebhookConfiguration of the sidecar injector, as a pure builder (the Helm chart renders the same
+ * object; tests create it with a `url` client config because the operator runs on the host). Scoping follows the
+ * issue: the webhook sees pod CREATEs only, only for pods labelled `strongroom.dev/inject: "true"` (the opt-in the
+ * annotation then details), never in the operator's namespace, kube-system or a namespace labelled
+ * `strongroom.dev/injection: disabled`. Within that scope `failurePolicy: Fail`: an opted-in pod that cannot be
+ * injected is refused rather than started without its artifacts.
+ */
+import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
+import { LABEL_INJECTION } from '../../core/injection/contract.ts';
+import { MUTATE_PODS_PATH } from './server.ts';
+
+export const WEBHOOK_CONFIGURATION_NAME = 'strongroom-sidecar-injector';
+export const WEBHOOK_NAME = 'inject.strongroom.dev';
+/** The pod label that opts in (objectSelector), value "true". */
+export const OPT_IN_LABEL = 'strongroom.dev/inject';
+
+export type WebhookClient =
+  | { readonly service: { readonly namespace: string; readonly name: string; readonly port: number } }
+  | { readonly url: string };
+
+/** Builds the configuration; `caBundle` (base64 PEM) may be left out: the operator fills it in (managed-by label). */
+export function injectorConfiguration(options: {
+  readonly operatorNamespace: string;
+  readonly client: WebhookClient;
+  readonly caBundle?: string;
+  readonly timeoutSeconds?: number;
+}): V1MutatingWebhookConfiguration {
+  const clientConfig =
+    'url' in options.client
+      ? { url: `${options.client.url.replace(/\/$/, '')}${MUTATE_PODS_PATH}` }
+      : { service: { ...options.client.service, path: MUTATE_PODS_PATH } };
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: {
+      name: WEBHOOK_CONFIGURATION_NAME,
+      labels: { 'app.kubernetes.io/managed-by': 'strongroom', 'app.kubernetes.io/name': 'strongroom' },
+    },
+    webhooks: [
+      {
+        name: WEBHOOK_NAME,
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        failurePolicy: 'Fail',
+        matchPolicy: 'Equivalent',
+        reinvocationPolicy: 'Never',
+        timeoutSeconds: options.timeoutSeconds ?? 5,
+        clientConfig: { ...clientConfig, ...(options.caBundle ? { caBundle: options.caBundle } : {}) },
+        rules: [
+          {
+            apiGroups: [''],
+            apiVersions: ['v1'],
+            operations: ['CREATE'],
+            resources: ['pods'],
+            scope: 'Namespaced',
+          },
+        ],
+        namespaceSelector: {
+          matchExpressions: [
+            {
+              key: 'kubernetes.io/metadata.name',
+              operator: 'NotIn',
+              values: [options.operatorNamespace, 'kube-system'],
+            },
+            { key: LABEL_INJECTION, operator: 'NotIn', values: ['disabled'] },
+          ],
+        },
+        objectSelector: { matchLabels: { [OPT_IN_LABEL]: 'true' } },
+      },
+    ],
+  };
+}
