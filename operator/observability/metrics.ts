@@ -81,6 +81,8 @@ export class OperatorMetrics {
   readonly brokerStreams: Gauge<never>;
   /** `strongroom_broker_decisions_total{operation,decision,reason}`: audited broker decisions. */
   readonly brokerDecisions: Counter<'operation' | 'decision' | 'reason'>;
+  /** `strongroom_webhook_admission_duration_seconds{outcome}`: time from request to answer at the webhook. */
+  readonly webhookAdmissions: Histogram<'outcome'>;
 
   constructor() {
     const registry = new Registry();
@@ -208,6 +210,13 @@ export class OperatorMetrics {
     this.brokerStreams = new Gauge({
       name: 'strongroom_broker_revocation_streams',
       help: 'Open WatchRevocations streams.',
+      registers,
+    });
+    this.webhookAdmissions = new Histogram({
+      name: 'strongroom_webhook_admission_duration_seconds',
+      help: 'Sidecar-injecting webhook latency by outcome (injected, skipped, denied, error, bad-request).',
+      labelNames: ['outcome'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
       registers,
     });
     this.brokerDecisions = new Counter({
