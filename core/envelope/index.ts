@@ -21,6 +21,7 @@ export {
   type ManifestEntry,
   type DirectoryOptions,
 } from './directory.ts';
+export { treeDigest, assertDigestablePath } from './tree-digest.ts';
 export { encryptBytes, decryptBytes } from './bytes.ts';
 export { SegmentPool } from './pool.ts';
 export {

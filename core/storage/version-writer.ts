@@ -1,0 +1,326 @@
+/**
+ * A version's ciphertext on the artifact's storage (docs/format.md, "Directory versions on disk"): where it lives,
+ * `<storage root>/<spec.storage.path>/<version.path ?? version.name>`, and how a publisher writes it without any
+ * secret of the operator's: a fresh DEK encrypts the plaintext tree in the directory-artifact format, the DEK is
+ * sealed to the artifact's recipient public key and zeroed, and the directory appears under its final name in one
+ * rename, complete and synced, or not at all.
+ *
+ * The tree is encrypted here rather than with `encryptDirectory` because a publisher must leave files out (the
+ * publish marker) and sync everything before the rename; the output is the same format, and `decryptDirectory`
+ * reads it (tested).
+ */
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import type { ModelArtifactSpec, ModelArtifactVersion } from '../api/index.ts';
+import {
+  EnvelopeError,
+  assertDigestablePath,
+  encryptBytes,
+  encryptFile,
+  newDek,
+  sealDek,
+  treeDigest,
+  type Manifest,
+  type ManifestEntry,
+  type SealedDek,
+  type SegmentPool,
+} from '../envelope/index.ts';
+import { StorageError } from './errors.ts';
+
+/** The encrypted manifest's file name and its envelope context path (docs/format.md, "Directory artifacts"). */
+const MANIFEST_FILE = 'manifest.sre';
+const MANIFEST_CONTEXT_PATH = '\u0000manifest';
+const OBJECTS_DIR = 'objects';
+/** Published ciphertext is readable by every reader's sidecar, whatever its UID: it is ciphertext, names hidden. */
+const DIR_MODE = 0o755;
+const FILE_MODE = 0o644;
+/** spec.storage.path and spec.versions[].path (the CRD's pattern; "." and ".." segments are refused separately). */
+const RELATIVE_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** The artifact a version belongs to; both are bound into every envelope and into the sealed DEK. */
+export interface ArtifactIdentity {
+  readonly uid: string;
+  readonly name: string;
+}
+
+export interface WriteVersionOptions {
+  /** The plaintext directory. Only regular files and directories; symlinks and devices are refused. */
+  readonly source: string;
+  /** Absolute path where the artifact's volume is mounted. */
+  readonly storageRoot: string;
+  /** The artifact's `spec.storage.path` inside the volume, or `''` when `storageRoot` is the artifact's directory. */
+  readonly storagePath: string;
+  readonly artifact: ArtifactIdentity;
+  /** The new version's name: a DNS-1123 label, not "latest". Its directory is named after it. */
+  readonly version: string;
+  /** The artifact's recipient public key: raw X25519, base64 (the key behind `status.recipientPublicKey`). */
+  readonly recipientPublicKey: string;
+  readonly pool?: SegmentPool;
+  /** Relative paths (`/`-separated) in `source` to leave out, for example the publish marker. */
+  readonly exclude?: readonly string[];
+}
+
+/** What PublishVersion and a `spec.versions[]` entry need. No secret: the DEK is sealed and zeroed. */
+export interface WrittenVersion {
+  /** The version's ciphertext directory (absolute). */
+  readonly path: string;
+  /** The tree digest of the plaintext, `sha256:<hex>` (`treeDigest`). */
+  readonly digest: string;
+  /** Total plaintext bytes. */
+  readonly size: number;
+  /** The DEK sealed to the recipient key, bound to the artifact's uid and name and the version. */
+  readonly sealedKey: SealedDek;
+  /** `sha256:<hex>` of the recipient key's DER SubjectPublicKeyInfo (`status.recipientPublicKey.fingerprint`). */
+  readonly keyFingerprint: string;
+}
+
+function relativePathProblem(path: string): string | undefined {
+  if (!RELATIVE_PATH.test(path))
+    return 'must be relative, of letters, digits, ".", "_", "-" and "/" segments';
+  if (path.split('/').some((s) => s === '.' || s === '..')) return 'must not contain "." or ".." segments';
+  return undefined;
+}
+
+function checkRoot(storageRoot: string): string {
+  if (!isAbsolute(storageRoot))
+    throw new StorageError(
+      'invalid',
+      `the storage root must be absolute, got ${JSON.stringify(storageRoot)}`,
+    );
+  return resolve(storageRoot);
+}
+
+/** Joins relative `/`-separated segments under `root`, and fails if the result is not strictly inside it. */
+function inside(root: string, ...segments: string[]): string {
+  const path = resolve(root, ...segments.flatMap((s) => (s === '' ? [] : s.split('/'))));
+  const rel = relative(root, path);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel) || !path.startsWith(root + sep))
+    throw new StorageError('unsafe-path', `${segments.join('/')} is not inside ${root}`);
+  return path;
+}
+
+/**
+ * The ciphertext directory of a version: `<storageRoot>/<spec.storage.path>/<version.path ?? version.name>`.
+ *
+ * @throws StorageError kind 'invalid' for a relative root, a malformed storage path, version path or version name;
+ *   'unsafe-path' for anything that would resolve outside the root.
+ */
+export function versionDirectory(
+  storageRoot: string,
+  spec: Pick<ModelArtifactSpec, 'storage'>,
+  version: Pick<ModelArtifactVersion, 'name' | 'path'>,
+): string {
+  const root = checkRoot(storageRoot);
+  const storagePath = spec.storage.path;
+  const storageProblem = relativePathProblem(storagePath);
+  if (storageProblem !== undefined)
+    throw new StorageError('invalid', `spec.storage.path ${JSON.stringify(storagePath)} ${storageProblem}`);
+  if (version.path !== undefined) {
+    const problem = relativePathProblem(version.path);
+    if (problem !== undefined)
+      throw new StorageError('invalid', `the path of version ${version.name} ${problem}`);
+    return inside(root, storagePath, version.path);
+  }
+  if (!DNS_LABEL.test(version.name) || version.name.length > 63)
+    throw new StorageError('invalid', `version name ${JSON.stringify(version.name)} is not a DNS-1123 label`);
+  return inside(root, storagePath, version.name);
+}
+
+/** `sha256:<hex>` of the DER SubjectPublicKeyInfo of a raw X25519 public key (base64), as the operator computes it. */
+export function recipientKeyFingerprint(rawBase64: string): string {
+  const raw = Buffer.from(rawBase64, 'base64');
+  if (raw.length !== 32 || raw.toString('base64') !== rawBase64)
+    throw new StorageError('invalid', 'the recipient public key is not a base64 32-byte X25519 key');
+  const der = createPublicKey({
+    key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') },
+    format: 'jwk',
+  }).export({ type: 'spki', format: 'der' });
+  return `sha256:${createHash('sha256').update(der).digest('hex')}`;
+}
+
+/** The regular files under `root` (relative, `/`-separated) in byte order of their paths, minus `exclude`. */
+async function listFiles(root: string, exclude: ReadonlySet<string>, prefix = ''): Promise<string[]> {
+  const entries = await readdir(prefix === '' ? root : join(root, ...prefix.split('/')), {
+    withFileTypes: true,
+  });
+  const out: string[] = [];
+  for (const entry of entries) {
+    const rel = prefix === '' ? entry.name : posix.join(prefix, entry.name);
+    if (exclude.has(rel)) continue;
+    if (entry.isDirectory()) out.push(...(await listFiles(root, exclude, rel)));
+    else if (entry.isFile()) out.push(rel);
+    else
+      throw new StorageError(
+        'unsafe-path',
+        `${rel}: only regular files and directories can be published (no symlinks, sockets or devices)`,
+      );
+  }
+  return out.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+}
+
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    (error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw new StorageError('io', `cannot inspect ${path}`, { cause: error });
+    },
+  );
+}
+
+function asStorageError(error: unknown, what: string): StorageError {
+  if (error instanceof StorageError) return error;
+  if (error instanceof EnvelopeError && error.kind === 'invalid')
+    return new StorageError('invalid', `${what}: ${error.message}`, { cause: error });
+  const message = error instanceof Error ? error.message : String(error);
+  return new StorageError('io', `${what}: ${message}`, { cause: error });
+}
+
+function checkOptions(options: WriteVersionOptions): void {
+  const { version, storagePath, artifact } = options;
+  if (!DNS_LABEL.test(version) || version.length > 63 || version === 'latest')
+    throw new StorageError(
+      'invalid',
+      `version ${JSON.stringify(version)} must be a DNS-1123 label of at most 63 characters, and not "latest"`,
+    );
+  if (storagePath !== '') {
+    const problem = relativePathProblem(storagePath);
+    if (problem !== undefined)
+      throw new StorageError('invalid', `storage path ${JSON.stringify(storagePath)} ${problem}`);
+  }
+  if (artifact.uid === '' || artifact.name === '')
+    throw new StorageError(
+      'invalid',
+      'the artifact uid and name are required (they are bound into the ciphertext)',
+    );
+}
+
+/**
+ * Encrypts the plaintext directory `source` with a fresh DEK into `<storageRoot>/<storagePath>/<version>`: into a
+ * sibling staging directory (`.<version>.staging-<random>`, mode 0700 while written), every file and directory
+ * synced, then renamed into place (directories 0755, files 0644: ciphertext with hidden names). The DEK is sealed
+ * to the recipient key (HPKE info: artifact uid, name, version) and zeroed before this returns or throws.
+ *
+ * @throws StorageError kind 'exists' if the version's directory exists (checked first, and again by the rename,
+ *   which never replaces a non-empty directory); 'invalid', 'unsafe-path', 'empty' or 'io' otherwise. On any
+ *   failure nothing is left at the target or in staging.
+ */
+export async function writeVersion(options: WriteVersionOptions): Promise<WrittenVersion> {
+  checkOptions(options);
+  const root = checkRoot(options.storageRoot);
+  const parent = options.storagePath === '' ? root : inside(root, options.storagePath);
+  const target = inside(parent, options.version);
+  if (await exists(target))
+    throw new StorageError('exists', `${target} already exists: versions are immutable`);
+  const keyFingerprint = recipientKeyFingerprint(options.recipientPublicKey);
+  const files = await listFiles(options.source, new Set(options.exclude ?? [])).catch((error: unknown) => {
+    throw asStorageError(error, `cannot read ${options.source}`);
+  });
+  for (const path of files) {
+    try {
+      assertDigestablePath(path);
+    } catch (error) {
+      throw new StorageError('unsafe-path', (error as Error).message, { cause: error });
+    }
+  }
+  const context = {
+    artifactUid: options.artifact.uid,
+    artifactName: options.artifact.name,
+    version: options.version,
+  };
+  const keyId = `${options.artifact.uid}/${options.version}`;
+  const dek = newDek();
+  let staging: string | undefined;
+  try {
+    const sealedKey = await sealDek(options.recipientPublicKey, dek, {
+      artifactUid: context.artifactUid,
+      artifactName: context.artifactName,
+      version: context.version,
+    }).catch((error: unknown) => {
+      throw asStorageError(error, 'cannot seal the DEK to the recipient key');
+    });
+    try {
+      await mkdir(parent, { recursive: true, mode: DIR_MODE });
+      staging = join(parent, `.${options.version}.staging-${randomBytes(6).toString('hex')}`);
+      await mkdir(staging, { mode: 0o700 });
+      await mkdir(join(staging, OBJECTS_DIR), { mode: 0o700 });
+    } catch (error) {
+      throw asStorageError(error, `cannot create the version's directory under ${parent}`);
+    }
+    const entries: ManifestEntry[] = [];
+    for (const [i, path] of files.entries()) {
+      const object = `${OBJECTS_DIR}/${String(i).padStart(6, '0')}.sre`;
+      const output = join(staging, OBJECTS_DIR, `${String(i).padStart(6, '0')}.sre`);
+      const result = await encryptFile(join(options.source, ...path.split('/')), output, {
+        dek,
+        keyId,
+        context: { ...context, path },
+        ...(options.pool ? { pool: options.pool } : {}),
+      }).catch((error: unknown) => {
+        throw asStorageError(error, `cannot encrypt ${path}`);
+      });
+      await chmod(output, FILE_MODE);
+      entries.push({ path, object, size: result.plaintextLength, sha256: result.digest ?? '' });
+    }
+    const size = entries.reduce((sum, e) => sum + e.size, 0);
+    if (size === 0)
+      throw new StorageError(
+        'empty',
+        `${options.source} holds no bytes to publish (a version is at least 1 byte)`,
+      );
+    const manifest: Manifest = { format: 'strongroom-manifest/v1', files: entries };
+    const digest = treeDigest(manifest);
+    const manifestFile = join(staging, MANIFEST_FILE);
+    try {
+      await writeFile(
+        manifestFile,
+        encryptBytes(Buffer.from(JSON.stringify(manifest)), {
+          dek,
+          keyId,
+          context: { ...context, path: MANIFEST_CONTEXT_PATH },
+        }),
+        { mode: FILE_MODE, flag: 'wx' },
+      );
+      await syncPath(manifestFile);
+      await chmod(join(staging, OBJECTS_DIR), DIR_MODE);
+      await syncPath(join(staging, OBJECTS_DIR));
+      await chmod(staging, DIR_MODE);
+      await syncPath(staging);
+    } catch (error) {
+      throw asStorageError(error, `cannot write ${options.version}'s manifest`);
+    }
+    try {
+      await rename(staging, target);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTEMPTY')
+        throw new StorageError('exists', `${target} appeared while it was written: versions are immutable`, {
+          cause: error,
+        });
+      throw asStorageError(error, `cannot move the version into ${target}`);
+    }
+    staging = undefined;
+    try {
+      await syncPath(parent);
+    } catch (error) {
+      // The rename may not be durable: take the version back rather than leave one that might vanish.
+      await rm(target, { recursive: true, force: true });
+      throw asStorageError(error, `cannot sync ${parent}`);
+    }
+    return { path: target, digest, size, sealedKey, keyFingerprint };
+  } finally {
+    dek.fill(0);
+    if (staging !== undefined) await rm(staging, { recursive: true, force: true });
+  }
+}
