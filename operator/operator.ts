@@ -54,6 +54,7 @@ import { componentLogger } from './log.ts';
 import { HealthServer } from './observability/health-server.ts';
 import { OperatorMetrics } from './observability/metrics.ts';
 import { InternalCa } from './pki/internal-ca.ts';
+import { SidecarInjector } from './webhook/injector.ts';
 import { RevocationBus } from './revocation/bus.ts';
 
 /** The work queues of one leadership term. */
@@ -138,6 +139,9 @@ export class Operator {
   /** The key broker and its audit log; they run only while this replica leads (the revocation bus lives here). */
   #broker: BrokerRun | undefined;
   #startBroker: (() => void) | undefined;
+  #injector: SidecarInjector | undefined;
+  #injectorStarted: Promise<void> = Promise.resolve();
+  readonly #abort = new AbortController();
   /** Called when leadership is lost: the process must stop reconciling (main exits non-zero). */
   onFatal: (reason: string) => void = () => undefined;
 
@@ -224,6 +228,13 @@ export class Operator {
             ...(i.healthy() ? {} : { detail: 'not synced or disconnected' }),
           }),
         })),
+        {
+          name: 'webhook',
+          check: () => {
+            const ok = this.#injector?.ready() === true;
+            return { ok, ...(ok ? {} : { detail: 'the injection webhook is not listening yet' }) };
+          },
+        },
         {
           name: 'broker',
           check: () => {
@@ -437,6 +448,31 @@ export class Operator {
     await Promise.all(this.#informers.map((i) => i.start()));
     this.#log.info('caches synced', { informers: this.#informers.map((i) => i.resourceName) });
 
+    // The webhook runs on every replica: its decisions read only the caches. It waits for the serving certificate,
+    // which the leader issues, so it is started without being awaited; readiness reports it.
+    const webhookLog = componentLogger(this.#root, 'webhook');
+    const injector = new SidecarInjector({
+      config: config.injection,
+      namespace: config.namespace,
+      core,
+      artifacts,
+      ca: new InternalCa(kc, { namespace: config.namespace, logger: webhookLog }),
+      credentialRefreshMs: config.broker.credentialRefreshMs,
+      logLevel: config.logLevel,
+      logger: webhookLog,
+      observe: (outcome, seconds) => {
+        this.metrics.webhookAdmissions.observe({ outcome }, seconds);
+      },
+    });
+    this.#injector = injector;
+    this.#injectorStarted = injector.start(this.#abort.signal).then(
+      () => undefined,
+      (error: unknown) => {
+        if (this.#abort.signal.aborted) return;
+        this.onFatal(`the injection webhook could not start: ${String(error)}`);
+      },
+    );
+
     const resyncAll = (): void => {
       for (const a of artifacts.list()) enqueue.artifact(objectKey(a));
       for (const g of grants.list()) enqueue.grant(objectKey(g));
@@ -558,6 +594,11 @@ export class Operator {
     this.#log.info('shutting down');
     this.#health?.setShuttingDown();
     for (const t of this.#timers) clearInterval(t);
+    this.#abort.abort();
+    await step('webhook', async () => {
+      await this.#injectorStarted;
+      await this.#injector?.stop();
+    });
     await step('queues', async () => {
       await this.#termEnded;
       await this.#endTerm();

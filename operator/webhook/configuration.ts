@@ -7,13 +7,13 @@
  * injected is refused rather than started without its artifacts.
  */
 import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
-import { LABEL_INJECTION } from '../../core/injection/contract.ts';
+import { LABEL_INJECT, LABEL_INJECTION } from '../../core/injection/contract.ts';
 import { MUTATE_PODS_PATH } from './server.ts';
 
 export const WEBHOOK_CONFIGURATION_NAME = 'strongroom-sidecar-injector';
 export const WEBHOOK_NAME = 'inject.strongroom.dev';
 /** The pod label that opts in (objectSelector), value "true". */
-export const OPT_IN_LABEL = 'strongroom.dev/inject';
+export const OPT_IN_LABEL = LABEL_INJECT;
 
 export type WebhookClient =
   | { readonly service: { readonly namespace: string; readonly name: string; readonly port: number } }

@@ -27,6 +27,8 @@ export interface OperatorProcess {
   healthPort(): Promise<number>;
   /** The key broker's ports, once it listens (it listens only while this replica leads). */
   brokerPorts(timeoutMs?: number): Promise<{ attestPort: number; brokerPort: number }>;
+  /** The sidecar-injecting webhook's port, once it listens (every replica serves it). */
+  webhookPort(timeoutMs?: number): Promise<number>;
   /** The directory of this replica's audit log. */
   readonly auditLogDir: string;
   get(path: string): Promise<{ status: number; body: string }>;
@@ -97,6 +99,7 @@ export function startOperator(options: StartOptions): OperatorProcess {
       '--retry-period=500ms',
       '--broker-address=127.0.0.1:0',
       '--attest-address=127.0.0.1:0',
+      '--webhook-address=127.0.0.1:0',
       `--audit-log-dir=${auditLogDir}`,
       ...(options.args ?? []),
     ],
@@ -169,6 +172,10 @@ export function startOperator(options: StartOptions): OperatorProcess {
     async brokerPorts(timeoutMs = 60_000) {
       const line = await waitForLog((l) => l.message === 'key broker ready', timeoutMs);
       return { attestPort: Number(line.attestPort), brokerPort: Number(line.brokerPort) };
+    },
+    async webhookPort(timeoutMs = 60_000) {
+      const line = await waitForLog((l) => l.message === 'admission webhook listening', timeoutMs);
+      return Number(line.port);
     },
     async get(path) {
       const port = await healthPort();

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { ANNOTATION_ARTIFACTS, ANNOTATION_CIPHERTEXT_CLAIM } from './contract.ts';
+import { plaintextSizeLimit } from './plan.ts';
+import { MIB, artifact, lookupIn, uidOf, version } from './testdata/artifacts.ts';
+import { planOf as plan, refusal } from './testdata/plans.ts';
+
+describe('plaintextSizeLimit', () => {
+  it.each([
+    [1, '17Mi'],
+    [MIB, '18Mi'],
+    [10 * MIB, '27Mi'],
+    [100 * MIB, '126Mi'],
+    [2 * 1024 * MIB, '2269Mi'],
+    [1024 * 1024 * MIB, '1153450Mi'], // 1 TiB
+  ])('%d bytes -> %s (size * 1.1 + 16 MiB, rounded up)', (size, limit) => {
+    expect(plaintextSizeLimit(size)).toBe(limit);
+  });
+  it.each([0, -1, 1.5, Number.NaN, 2 ** 60])('refuses size %d', (size) => {
+    expect(() => plaintextSizeLimit(size)).toThrow(/is not a positive whole number of bytes/);
+  });
+});
+
+describe('planInjection: reading', () => {
+  it('resolves latest to the newest version that is not withdrawn and a named version to itself', () => {
+    const p = plan({ [ANNOTATION_ARTIFACTS]: 'resnet50@latest:/models/latest,imagenet@2024-06-01:/data' });
+    expect(p.resolved).toEqual(['ml-dev/resnet50@v2', 'ml-dev/imagenet@2024-06-01']);
+    expect(p.sidecar.artifacts).toEqual([
+      {
+        namespace: 'ml-dev',
+        name: 'resnet50',
+        uid: uidOf('resnet50'),
+        version: 'v2',
+        digest: version('v2', 1).digest,
+        ciphertextPath: '/var/run/strongroom/cipher/0/vision/resnet50/v2-final',
+        plaintextDir: '/var/run/strongroom/plain/0',
+        mountPath: '/models/latest',
+      },
+      {
+        namespace: 'ml-dev',
+        name: 'imagenet',
+        uid: uidOf('imagenet'),
+        version: '2024-06-01',
+        digest: version('2024-06-01', 1).digest,
+        ciphertextPath: '/var/run/strongroom/cipher/1/imagenet/2024-06-01',
+        plaintextDir: '/var/run/strongroom/plain/1',
+        mountPath: '/data',
+      },
+    ]);
+    expect(p.sidecar.publish).toBeUndefined();
+    expect(p.output).toBeUndefined();
+    expect(p.plaintext).toEqual([
+      {
+        name: 'strongroom-plain-0',
+        sizeLimit: '2269Mi',
+        sidecarPath: '/var/run/strongroom/plain/0',
+        mountPath: '/models/latest',
+      },
+      {
+        name: 'strongroom-plain-1',
+        sizeLimit: '17Mi',
+        sidecarPath: '/var/run/strongroom/plain/1',
+        mountPath: '/data',
+      },
+    ]);
+  });
+
+  it('mounts one read-only volume per distinct claim', () => {
+    const p = plan({ [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/a,imagenet@latest:/b,resnet50@v2:/c' });
+    expect(p.ciphertext).toEqual([
+      {
+        name: 'strongroom-cipher-0',
+        claimName: 'models',
+        readOnly: true,
+        sidecarPath: '/var/run/strongroom/cipher/0',
+      },
+      {
+        name: 'strongroom-cipher-1',
+        claimName: 'datasets',
+        readOnly: true,
+        sidecarPath: '/var/run/strongroom/cipher/1',
+      },
+    ]);
+    expect(p.sidecar.artifacts.map((a) => a.ciphertextPath)).toEqual([
+      '/var/run/strongroom/cipher/0/vision/resnet50/v1',
+      '/var/run/strongroom/cipher/1/imagenet/2024-06-01',
+      '/var/run/strongroom/cipher/0/vision/resnet50/v2-final',
+    ]);
+  });
+
+  it('uses the ciphertext-claim annotation for every artifact, which makes other namespaces readable', () => {
+    const p = plan(
+      { [ANNOTATION_ARTIFACTS]: 'ml-dev/resnet50@v1:/a,bert@v1:/b', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+      'ml-shared',
+    );
+    expect(p.ciphertext.map((c) => c.claimName)).toEqual(['mirror']);
+    expect(p.resolved).toEqual(['ml-dev/resnet50@v1', 'ml-shared/bert@v1']);
+    expect(p.sidecar.artifacts[1]?.ciphertextPath).toBe('/var/run/strongroom/cipher/0/nlp/bert/v1');
+  });
+
+  it.each([
+    ['a missing artifact', 'nope@v1:/m', 'entry "nope@v1:/m": ModelArtifact ml-dev/nope does not exist'],
+    [
+      'an artifact in another namespace that is absent',
+      'ml-shared/resnet50@v1:/m',
+      'ModelArtifact ml-shared/resnet50 does not exist',
+    ],
+    [
+      'a missing version',
+      'resnet50@v9:/m',
+      'ModelArtifact ml-dev/resnet50 has no version v9 (available: v1, v2)',
+    ],
+    [
+      'a withdrawn version',
+      'resnet50@v3:/m',
+      'version v3 of ModelArtifact ml-dev/resnet50 is withdrawn (available: v1, v2)',
+    ],
+    [
+      'latest without versions',
+      'fresh@latest:/m',
+      'ModelArtifact ml-dev/fresh has no published version that is not withdrawn',
+    ],
+    ['an artifact being deleted', 'dying@v1:/m', 'ModelArtifact ml-dev/dying is being deleted'],
+    [
+      'another namespace without a claim annotation',
+      'ml-shared/bert@v1:/m',
+      'a pod in ml-dev cannot mount; set strongroom.dev/ciphertext-claim',
+    ],
+  ])('refuses %s', (_, value, message) => {
+    const error = refusal({ [ANNOTATION_ARTIFACTS]: value });
+    expect(error.kind).toBe('resolution');
+    expect(error.annotation).toBe(ANNOTATION_ARTIFACTS);
+    expect(error.message).toMatch(new RegExp(`^annotation ${ANNOTATION_ARTIFACTS}: entry "${value}": `));
+    expect(error.message).toContain(message);
+  });
+
+  it('resolves latest to nothing when every version is withdrawn', () => {
+    const all = artifact('old', { versions: [version('v1', 1), version('v2', 1)], withdrawn: ['v1', 'v2'] });
+    expect(refusal({ [ANNOTATION_ARTIFACTS]: 'old@latest:/m' }, 'ml-dev', lookupIn([all])).message).toContain(
+      'has no published version that is not withdrawn',
+    );
+  });
+
+  it('refuses a version path that would leave the ciphertext volume', () => {
+    const evil = artifact('evil', { path: '..', versions: [version('v1', 1, '../../..')] });
+    expect(refusal({ [ANNOTATION_ARTIFACTS]: 'evil@v1:/m' }, 'ml-dev', lookupIn([evil])).message).toContain(
+      'leaves the ciphertext volume',
+    );
+  });
+
+  it('refuses an artifact whose recorded size is not a byte count', () => {
+    const odd = artifact('odd', { versions: [version('v1', 0)] });
+    expect(refusal({ [ANNOTATION_ARTIFACTS]: 'odd@v1:/m' }, 'ml-dev', lookupIn([odd])).message).toContain(
+      'recorded size 0',
+    );
+  });
+});

@@ -1,0 +1,293 @@
+/**
+ * Resolves a parsed {@link InjectionRequest} against the ModelArtifacts it names into the sidecar's plan and the
+ * volumes the pod needs: `@latest` becomes a concrete version, every version is checked to exist and be
+ * releasable, and each artifact gets a memory-backed plaintext volume sized from its recorded size. Pure: the
+ * caller passes a lookup over its informer cache.
+ */
+import { createHash, createPublicKey } from 'node:crypto';
+import { posix } from 'node:path';
+import type { ModelArtifact, ModelArtifactVersion } from '../api/index.ts';
+import { LATEST, type ArtifactEntry, type InjectionRequest } from './annotation.ts';
+import {
+  ANNOTATION_CIPHERTEXT_CLAIM,
+  DEFAULT_OUTPUT_SIZE,
+  INJECTION_VERSION,
+  SIDECAR_OUTPUT_DIR,
+  VOLUME_CIPHERTEXT_PREFIX,
+  VOLUME_OUTPUT,
+  VOLUME_PLAINTEXT_PREFIX,
+  sidecarCiphertextDir,
+  sidecarPlaintextDir,
+  type PlannedArtifact,
+  type PlannedPublish,
+  type SidecarPlan,
+} from './contract.ts';
+import { InjectionError } from './errors.ts';
+
+/** Finds a ModelArtifact by namespace and name (for example in an informer cache); undefined when absent. */
+export type ArtifactLookup = (namespace: string, name: string) => ModelArtifact | undefined;
+
+/** A PersistentVolumeClaim holding ciphertext, mounted in the sidecar only. */
+export interface CiphertextVolume {
+  readonly name: string;
+  readonly claimName: string;
+  /** False only when the pod publishes to this claim. */
+  readonly readOnly: boolean;
+  /** Mount path in the sidecar. */
+  readonly sidecarPath: string;
+}
+
+/** A memory-backed emptyDir: written by the sidecar, read by the app containers. */
+export interface MemoryVolume {
+  readonly name: string;
+  /** A quantity such as `123Mi`. */
+  readonly sizeLimit: string;
+  /** Mount path in the sidecar. */
+  readonly sidecarPath: string;
+  /** Mount path in the app containers. */
+  readonly mountPath: string;
+}
+
+/** Everything the patch builder needs: the sidecar's plan and the volume layout around it. */
+export interface InjectionPlan {
+  readonly sidecar: SidecarPlan;
+  readonly ciphertext: readonly CiphertextVolume[];
+  /** One per read artifact, in annotation order (mounted read-only in the app containers). */
+  readonly plaintext: readonly MemoryVolume[];
+  /** The publish output directory (mounted read-write in the app containers). */
+  readonly output: MemoryVolume | undefined;
+  /** `<namespace>/<artifact>@<version>` per read artifact: what `@latest` meant. */
+  readonly resolved: readonly string[];
+}
+
+const MI = 1024n * 1024n;
+/** Head room for the plaintext volume: 10 % plus 16 MiB on top of the recorded size (file system overhead). */
+const PLAINTEXT_OVERHEAD = 16n * MI;
+/** DER prefix of an X25519 SubjectPublicKeyInfo; the raw key follows. */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+const fail = (message: string, cause?: unknown): never => {
+  throw new InjectionError('resolution', message, cause === undefined ? undefined : { cause });
+};
+
+/** Runs `resolve` for one entry; a refusal is prefixed with the annotation and the entry it is about. */
+function forEntry<T>(entry: ArtifactEntry, resolve: () => T): T {
+  try {
+    return resolve();
+  } catch (error) {
+    if (!(error instanceof InjectionError)) throw error;
+    throw new InjectionError(
+      error.kind,
+      `annotation ${entry.annotation}: entry "${entry.entry}": ${error.message}`,
+      {
+        annotation: entry.annotation,
+        ...(error.cause === undefined ? {} : { cause: error.cause }),
+      },
+    );
+  }
+}
+
+/** `size * 1.1 + 16 MiB`, rounded up to a whole MiB, as a quantity string. */
+export function plaintextSizeLimit(size: number): string {
+  if (!Number.isSafeInteger(size) || size < 1)
+    fail(`recorded size ${size} is not a positive whole number of bytes`);
+  const bytes = BigInt(size);
+  const tenths = bytes * 11n + PLAINTEXT_OVERHEAD * 10n;
+  const mebibytes = (tenths + MI * 10n - 1n) / (MI * 10n);
+  return `${mebibytes.toString()}Mi`;
+}
+
+/** The artifact an entry names, if it exists and is not being deleted. */
+function findArtifact(entry: ArtifactEntry, namespace: string, lookup: ArtifactLookup): ModelArtifact {
+  const found = lookup(namespace, entry.name);
+  const ref = `ModelArtifact ${namespace}/${entry.name}`;
+  if (found === undefined) return fail(`${ref} does not exist`);
+  if (found.metadata.deletionTimestamp !== undefined) fail(`${ref} is being deleted`);
+  if (found.metadata.uid === undefined || found.metadata.uid === '') fail(`${ref} has no uid`);
+  return found;
+}
+
+/** The version an entry asks for: a named, non-withdrawn version, or for `latest` the newest non-withdrawn one. */
+export function resolveVersion(artifact: ModelArtifact, version: string): ModelArtifactVersion | undefined {
+  const withdrawn = new Set(artifact.spec.withdrawnVersions ?? []);
+  const versions = artifact.spec.versions ?? [];
+  if (version === LATEST) return versions.findLast((v) => !withdrawn.has(v.name));
+  return versions.find((v) => v.name === version && !withdrawn.has(v.name));
+}
+
+function versionMissing(entry: ArtifactEntry, artifact: ModelArtifact): never {
+  const ref = `ModelArtifact ${artifact.metadata.namespace ?? ''}/${artifact.metadata.name ?? ''}`;
+  const withdrawn = artifact.spec.withdrawnVersions ?? [];
+  const available = (artifact.spec.versions ?? []).map((v) => v.name).filter((v) => !withdrawn.includes(v));
+  const list = available.length === 0 ? 'none' : available.join(', ');
+  if (entry.version === LATEST) return fail(`${ref} has no published version that is not withdrawn`);
+  if (withdrawn.includes(entry.version))
+    return fail(`version ${entry.version} of ${ref} is withdrawn (available: ${list})`);
+  return fail(`${ref} has no version ${entry.version} (available: ${list})`);
+}
+
+/** A path inside `dir`, normalized; refuses anything that would leave it. */
+function inside(dir: string, ...parts: string[]): string {
+  const path = posix.join(dir, ...parts);
+  if (!path.startsWith(`${dir}/`)) fail(`the storage path ${parts.join('/')} leaves the ciphertext volume`);
+  return path;
+}
+
+/** The raw base64 X25519 key of status.recipientPublicKey, checked against its fingerprint. */
+function recipientKey(artifact: ModelArtifact): string {
+  const ref = `ModelArtifact ${artifact.metadata.namespace ?? ''}/${artifact.metadata.name ?? ''}`;
+  const key = artifact.status?.recipientPublicKey;
+  if (key === undefined)
+    return fail(`${ref} has no status.recipientPublicKey yet (not Ready); retry when it is Ready`);
+  let der: Buffer;
+  try {
+    der = createPublicKey(key.publicKeyPem).export({ type: 'spki', format: 'der' });
+  } catch (error) {
+    return fail(`the recipient public key of ${ref} is not a valid PEM public key`, error);
+  }
+  const fingerprint = `sha256:${createHash('sha256').update(der).digest('hex')}`;
+  if (
+    der.length !== X25519_SPKI_PREFIX.length + 32 ||
+    !der.subarray(0, X25519_SPKI_PREFIX.length).equals(X25519_SPKI_PREFIX)
+  )
+    fail(`the recipient public key of ${ref} is not an X25519 key`);
+  if (fingerprint !== key.fingerprint)
+    fail(`the recipient public key of ${ref} does not match its fingerprint ${key.fingerprint}`);
+  return der.subarray(X25519_SPKI_PREFIX.length).toString('base64');
+}
+
+/** Collects one ciphertext volume per distinct claim; read-write if any use needs it. */
+class Claims {
+  readonly volumes: { name: string; claimName: string; readOnly: boolean; sidecarPath: string }[] = [];
+  use(claimName: string, readOnly: boolean): string {
+    let volume = this.volumes.find((v) => v.claimName === claimName);
+    if (volume === undefined) {
+      const i = this.volumes.length;
+      volume = {
+        name: `${VOLUME_CIPHERTEXT_PREFIX}${String(i)}`,
+        claimName,
+        readOnly,
+        sidecarPath: sidecarCiphertextDir(i),
+      };
+      this.volumes.push(volume);
+    }
+    volume.readOnly &&= readOnly;
+    return volume.sidecarPath;
+  }
+}
+
+function claimFor(
+  artifact: ModelArtifact,
+  entry: ArtifactEntry,
+  podNamespace: string,
+  claim: string | undefined,
+): string {
+  if (claim !== undefined) return claim;
+  const namespace = artifact.metadata.namespace ?? '';
+  if (namespace !== podNamespace)
+    fail(
+      `ModelArtifact ${namespace}/${entry.name} stores its ciphertext in a claim in namespace ${namespace}, which a pod in ${podNamespace} cannot mount; set ${ANNOTATION_CIPHERTEXT_CLAIM} to a claim in ${podNamespace} that holds it`,
+    );
+  return artifact.spec.storage.persistentVolumeClaim.claimName;
+}
+
+/**
+ * Resolves the request for a pod in `podNamespace`. Throws {@link InjectionError} (kind `resolution`) naming the
+ * entry when an artifact or version is missing, withdrawn or being deleted, when a publish target is not Ready or
+ * already has the version, or when the ciphertext claim cannot be mounted from the pod's namespace.
+ */
+export function planInjection(
+  request: InjectionRequest,
+  podNamespace: string,
+  lookup: ArtifactLookup,
+): InjectionPlan {
+  const claims = new Claims();
+  const artifacts: PlannedArtifact[] = [];
+  const plaintext: MemoryVolume[] = [];
+  for (const [i, entry] of request.artifacts.entries()) {
+    const planned = forEntry(entry, () => planRead(entry, i, podNamespace, lookup, claims, request));
+    artifacts.push(planned.artifact);
+    plaintext.push(planned.volume);
+  }
+  const entry = request.publish;
+  const publish =
+    entry === undefined
+      ? undefined
+      : forEntry(entry, () => planPublish(entry, podNamespace, lookup, claims, request));
+  const output: MemoryVolume | undefined =
+    publish === undefined
+      ? undefined
+      : {
+          name: VOLUME_OUTPUT,
+          sizeLimit: request.outputSize ?? DEFAULT_OUTPUT_SIZE,
+          sidecarPath: SIDECAR_OUTPUT_DIR,
+          mountPath: publish.mountPath,
+        };
+  return {
+    sidecar: { version: INJECTION_VERSION, artifacts, ...(publish === undefined ? {} : { publish }) },
+    ciphertext: claims.volumes.map((v) => ({ ...v })),
+    plaintext,
+    output,
+    resolved: artifacts.map((a) => `${a.namespace}/${a.name}@${a.version}`),
+  };
+}
+
+function planRead(
+  entry: ArtifactEntry,
+  i: number,
+  podNamespace: string,
+  lookup: ArtifactLookup,
+  claims: Claims,
+  request: InjectionRequest,
+): { artifact: PlannedArtifact; volume: MemoryVolume } {
+  const namespace = entry.namespace ?? podNamespace;
+  const artifact = findArtifact(entry, namespace, lookup);
+  const version = resolveVersion(artifact, entry.version) ?? versionMissing(entry, artifact);
+  const dir = claims.use(claimFor(artifact, entry, podNamespace, request.ciphertextClaim), true);
+  const plaintextDir = sidecarPlaintextDir(i);
+  return {
+    artifact: {
+      namespace,
+      name: entry.name,
+      uid: artifact.metadata.uid ?? '',
+      version: version.name,
+      digest: version.digest,
+      ciphertextPath: inside(dir, artifact.spec.storage.path, version.path ?? version.name),
+      plaintextDir,
+      mountPath: entry.mountPath,
+    },
+    volume: {
+      name: `${VOLUME_PLAINTEXT_PREFIX}${String(i)}`,
+      sizeLimit: plaintextSizeLimit(version.size),
+      sidecarPath: plaintextDir,
+      mountPath: entry.mountPath,
+    },
+  };
+}
+
+function planPublish(
+  entry: ArtifactEntry,
+  podNamespace: string,
+  lookup: ArtifactLookup,
+  claims: Claims,
+  request: InjectionRequest,
+): PlannedPublish {
+  const namespace = entry.namespace ?? podNamespace;
+  const artifact = findArtifact(entry, namespace, lookup);
+  if ((artifact.spec.versions ?? []).some((v) => v.name === entry.version))
+    fail(
+      `ModelArtifact ${namespace}/${entry.name} already has a version ${entry.version}; published versions are immutable, choose a new version name`,
+    );
+  const recipientPublicKey = recipientKey(artifact);
+  const dir = claims.use(claimFor(artifact, entry, podNamespace, request.ciphertextClaim), false);
+  return {
+    namespace,
+    name: entry.name,
+    uid: artifact.metadata.uid ?? '',
+    version: entry.version,
+    outputDir: SIDECAR_OUTPUT_DIR,
+    ciphertextPath: inside(dir, artifact.spec.storage.path, entry.version),
+    recipientPublicKey,
+    mountPath: entry.mountPath,
+  };
+}

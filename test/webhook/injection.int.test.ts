@@ -1,0 +1,255 @@
+/**
+ * The sidecar-injecting webhook through the real API server: the operator runs as a process with its
+ * least-privilege RBAC and serves the webhook on loopback; the MutatingWebhookConfiguration (built by
+ * operator/webhook/configuration.ts, a `url` client config, caBundle filled in by the operator itself) sends it pod
+ * CREATEs. Pods are created with kubectl/client-node in a namespace that enforces Pod Security "restricted", so the
+ * API server's own PodSecurity admission (which runs after mutation) checks every injected container.
+ */
+import {
+  ApiException,
+  type AdmissionregistrationV1Api,
+  type CoreV1Api,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api as AdmissionApi } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { ModelArtifact } from '../../core/api/index.ts';
+import {
+  ANNOTATION_ARTIFACTS,
+  ANNOTATION_INJECTED,
+  ANNOTATION_RESOLVED,
+  LABEL_INJECT,
+  SIDECAR_CONTAINER,
+  VOLUME_TOKEN,
+} from '../../core/injection/contract.ts';
+import {
+  injectorConfiguration,
+  WEBHOOK_CONFIGURATION_NAME,
+  WEBHOOK_NAME,
+} from '../../operator/webhook/configuration.ts';
+import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
+import {
+  clients,
+  eventually,
+  installCrds,
+  installOperatorIdentity,
+  startOperator,
+  type OperatorProcess,
+} from '../operator/harness.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  getArtifact,
+  sealedVersion,
+} from '../operator/objects.ts';
+
+const NS = 'strongroom-webhook-test';
+const APPS = 'wh-apps';
+let cluster: ClusterInfo;
+let operator: OperatorProcess;
+let core: CoreV1Api;
+let admission: AdmissionregistrationV1Api;
+
+function pod(
+  name: string,
+  annotations: Record<string, string>,
+  labels: Record<string, string> = { [LABEL_INJECT]: 'true' },
+): V1Pod {
+  return {
+    metadata: { name, labels, annotations },
+    spec: {
+      automountServiceAccountToken: false,
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: 'train',
+          image: 'localhost/busybox:test',
+          command: ['sh', '-c', 'sleep 3600'],
+          securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+        },
+      ],
+    },
+  };
+}
+
+async function create(namespace: string, body: V1Pod): Promise<V1Pod> {
+  return core.createNamespacedPod({ namespace, body });
+}
+
+async function refusal(namespace: string, body: V1Pod): Promise<string> {
+  try {
+    await create(namespace, body);
+  } catch (error) {
+    if (error instanceof ApiException)
+      return String((JSON.parse(String(error.body)) as { message?: string }).message);
+    throw error;
+  }
+  throw new Error(`pod ${body.metadata?.name ?? ''} was admitted`);
+}
+
+beforeAll(async () => {
+  cluster = inject('cluster');
+  await installCrds(cluster);
+  const kubeconfig = await installOperatorIdentity(cluster, NS);
+  ({ core } = clients(cluster.kubeconfig));
+  admission = clients(cluster.kubeconfig).kc.makeApiClient(AdmissionApi);
+  operator = startOperator({
+    namespace: NS,
+    kubeconfig,
+    identity: 'webhook-test',
+    args: ['--sidecar-image=localhost/strongroom:test', '--sidecar-broker-address=10.88.0.1:9444'],
+  });
+  const port = await operator.webhookPort();
+  await admission.createMutatingWebhookConfiguration({
+    body: injectorConfiguration({
+      operatorNamespace: NS,
+      client: { url: `https://127.0.0.1:${String(port)}` },
+    }),
+  });
+  // The operator fills in caBundle (the configuration carries its managed-by label).
+  await eventually('the caBundle on the webhook configuration', async () => {
+    const config = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
+    return (config.webhooks?.[0]?.clientConfig.caBundle ?? '') !== '' ? true : undefined;
+  });
+  for (const args of [
+    ['create', 'namespace', APPS],
+    [
+      'label',
+      'namespace',
+      APPS,
+      'pod-security.kubernetes.io/enforce=restricted',
+      'strongroom.dev/environment=dev',
+    ],
+  ]) {
+    const r = await kubectl(cluster, args);
+    if (r.code !== 0) throw new Error(r.stderr);
+  }
+  const { custom } = clients(cluster.kubeconfig);
+  await createArtifact(custom, APPS, artifactBody('resnet50'));
+  const ready = await eventually('the artifact recipient key', async () => {
+    const a = await getArtifact(custom, APPS, 'resnet50');
+    return a.status?.recipientPublicKey ? a : undefined;
+  });
+  for (const v of ['v1', 'v2']) {
+    const { version } = await sealedVersion(ready as ModelArtifact, v, { size: 300 * 1024 * 1024 });
+    await appendVersion(custom, ready as ModelArtifact, version);
+  }
+  // The webhook reads artifacts from its cache: wait until it has the versions.
+  await eventually('the webhook to see both versions', async () => {
+    const created = await create(
+      APPS,
+      pod('warmup', { [ANNOTATION_ARTIFACTS]: 'resnet50@v2:/models/resnet50' }),
+    ).catch(() => undefined);
+    if (created) await core.deleteNamespacedPod({ namespace: APPS, name: 'warmup', gracePeriodSeconds: 0 });
+    return created;
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await admission
+    .deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME })
+    .catch(() => undefined);
+  await operator.stop();
+  await kubectl(cluster, ['delete', 'namespace', APPS, '--wait=false']);
+});
+
+describe('the sidecar-injecting webhook on the real API server', () => {
+  it('injects an opted-in pod, which then passes Pod Security "restricted"', async () => {
+    const created = await create(
+      APPS,
+      pod('trainer', { [ANNOTATION_ARTIFACTS]: 'resnet50@latest:/models/resnet50' }),
+    );
+    const sidecar = created.spec?.initContainers?.[0];
+    expect(sidecar?.name).toBe(SIDECAR_CONTAINER);
+    expect(sidecar?.restartPolicy).toBe('Always');
+    expect(sidecar?.image).toBe('localhost/strongroom:test');
+    expect(sidecar?.startupProbe?.httpGet).toBeDefined();
+    expect(created.metadata?.annotations?.[ANNOTATION_INJECTED]).toBe('v1');
+    expect(created.metadata?.annotations?.[ANNOTATION_RESOLVED]).toContain(`${APPS}/resnet50@v2`);
+    const app = created.spec?.containers[0];
+    const mount = app?.volumeMounts?.find((m) => m.mountPath === '/models/resnet50');
+    expect(mount?.readOnly).toBe(true);
+    expect(app?.volumeMounts?.some((m) => m.name === VOLUME_TOKEN)).toBe(false);
+    const plain = created.spec?.volumes?.find((v) => v.name === mount?.name);
+    expect(plain?.emptyDir?.medium).toBe('Memory');
+    // 300 MiB × 1.1 + 16 MiB, rounded up to a whole MiB.
+    expect(plain?.emptyDir?.sizeLimit).toBe('346Mi');
+    const env = Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value]));
+    expect(env['STRONGROOM_BROKER_ADDRESS']).toBe('10.88.0.1:9444');
+    expect(env['STRONGROOM_CA_BUNDLE']).toContain('BEGIN CERTIFICATE');
+  });
+
+  it('changes nothing on a second admission of an injected pod', async () => {
+    const first = await create(APPS, pod('twice', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }));
+    const again: V1Pod = {
+      metadata: {
+        name: 'twice-again',
+        labels: first.metadata?.labels ?? {},
+        annotations: first.metadata?.annotations ?? {},
+      },
+      spec: Object.assign({}, first.spec),
+    };
+    const second = await create(APPS, again);
+    expect(second.spec?.initContainers).toEqual(first.spec?.initContainers);
+    expect(second.spec?.containers).toEqual(first.spec?.containers);
+    expect(second.spec?.volumes?.length).toBe(first.spec?.volumes?.length);
+  });
+
+  it.each([
+    ['no @version', 'resnet50:/models/r', 'resnet50'],
+    ['a relative path', 'resnet50@v1:models/r', 'models/r'],
+    ['a missing artifact', 'nope@v1:/models/r', 'nope'],
+    ['a missing version', 'resnet50@v9:/models/r', 'v9'],
+  ])('refuses %s with a message that says what is wrong', async (_what, value, mentioned) => {
+    const message = await refusal(
+      APPS,
+      pod(`bad-${String(Math.random()).slice(2, 8)}`, { [ANNOTATION_ARTIFACTS]: value }),
+    );
+    expect(message).toContain(WEBHOOK_NAME);
+    expect(message).toContain('strongroom: ');
+    expect(message).toContain(mentioned);
+  });
+
+  it('refuses a pod that opted in by label but names no artifact', async () => {
+    const message = await refusal(APPS, pod('label-only', {}));
+    expect(message).toContain(ANNOTATION_ARTIFACTS);
+  });
+
+  it('leaves pods alone that did not opt in, and the operator namespace', async () => {
+    const plain = await create(APPS, pod('plain', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }, {}));
+    expect(plain.spec?.initContainers ?? []).toEqual([]);
+    const own = await create(NS, pod('own', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }));
+    expect(own.spec?.initContainers ?? []).toEqual([]);
+  });
+
+  it("is timed by the API server's own admission metric", async () => {
+    const r = await kubectl(cluster, ['get', '--raw', '/metrics']);
+    // One series per (operation, rejected, type): admitted and rejected calls together.
+    const calls = r.stdout
+      .split('\n')
+      .filter(
+        (l) =>
+          l.startsWith('apiserver_admission_webhook_admission_duration_seconds_count') &&
+          l.includes(`name="${WEBHOOK_NAME}"`),
+      )
+      .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+    // warm-up, trainer, twice ×2, four refusals, label-only: at least 9 calls reached the webhook.
+    expect(calls).toBeGreaterThanOrEqual(9);
+    const own = await operator.get('/metrics');
+    expect(own.body).toMatch(
+      /strongroom_webhook_admission_duration_seconds_count\{outcome="injected"\} [1-9]/,
+    );
+  });
+
+  it('fails closed: with the webhook down an opted-in pod is refused, others are not', async () => {
+    await operator.stop();
+    const message = await refusal(
+      APPS,
+      pod('while-down', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }),
+    );
+    expect(message).toMatch(/failed calling webhook/);
+    const plain = await create(APPS, pod('plain-while-down', {}, {}));
+    expect(plain.metadata?.name).toBe('plain-while-down');
+  });
+});
