@@ -6,12 +6,14 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decryptDirectory, encryptDirectory, readManifest } from './directory.ts';
+import { decryptDirectory, encryptDirectory, listTree, readManifest } from './directory.ts';
 import { EnvelopeError } from './errors.ts';
 
 const dek = randomBytes(32);
@@ -110,5 +112,80 @@ describe('directory artifacts', () => {
     await expect(encryptDirectory(withLink, join(root, 'sealed-link'), options)).rejects.toThrow(
       /only regular files/,
     );
+  });
+
+  it('leaves out excluded files and whole excluded directories, in the order listTree gives', async () => {
+    const src = join(root, 'src-exclude');
+    mkdirSync(join(src, 'logs', 'deep'), { recursive: true });
+    mkdirSync(join(src, 'weights'));
+    writeFileSync(join(src, 'a.bin'), 'a');
+    writeFileSync(join(src, '.strongroom-complete'), 'marker');
+    writeFileSync(join(src, 'logs', 'deep', 'x'), 'log');
+    writeFileSync(join(src, 'weights', 'w'), 'w');
+    writeFileSync(join(src, 'weights', 'skip'), 's');
+    const exclude = ['.strongroom-complete', 'logs', 'weights/skip', 'not/there'];
+    expect(await listTree(src, exclude)).toEqual(['a.bin', 'weights/w']);
+    expect(await listTree(src)).toEqual(['.strongroom-complete', 'a.bin', 'logs/deep/x', 'weights/skip', 'weights/w']);
+
+    const out = join(root, 'sealed-exclude');
+    const manifest = await encryptDirectory(src, out, { ...options, exclude });
+    expect(manifest.files.map((f) => f.path)).toEqual(['a.bin', 'weights/w']);
+    expect(readdirSync(join(out, 'objects')).sort()).toEqual(['000000.sre', '000001.sre']);
+    await decryptDirectory(out, join(root, 'plain-exclude'), options);
+    expect(tree(join(root, 'plain-exclude'))).toEqual({
+      'a.bin': Buffer.from('a').toString('hex'),
+      'weights/w': Buffer.from('w').toString('hex'),
+    });
+  });
+
+  it('keeps objects 0600 and directories 0700 by default, and applies the modes it is given to the whole tree', () => {
+    const mode = (p: string) => statSync(p).mode & 0o777;
+    expect(mode(sealed)).toBe(0o700);
+    expect(mode(join(sealed, 'objects'))).toBe(0o700);
+    for (const o of readdirSync(join(sealed, 'objects'))) expect(mode(join(sealed, 'objects', o))).toBe(0o600);
+    return (async () => {
+      const out = join(root, 'sealed-modes');
+      await encryptDirectory(source, out, { ...options, modes: { file: 0o640, dir: 0o750 } });
+      expect(mode(out)).toBe(0o750);
+      expect(mode(join(out, 'objects'))).toBe(0o750);
+      expect(mode(join(out, 'manifest.sre'))).toBe(0o640);
+      const objects = readdirSync(join(out, 'objects'));
+      expect(objects).toHaveLength(3);
+      for (const o of objects) expect(mode(join(out, 'objects', o))).toBe(0o640);
+    })();
+  });
+
+  it('durable output round-trips and leaves no staging directory beside the target', async () => {
+    const parent = join(root, 'durable');
+    mkdirSync(parent);
+    const out = join(parent, 'v1');
+    await encryptDirectory(source, out, { ...options, durable: true, modes: { file: 0o644, dir: 0o755 } });
+    expect(readdirSync(parent)).toEqual(['v1']);
+    await decryptDirectory(out, join(root, 'plain-durable'), options);
+    expect(tree(join(root, 'plain-durable'))).toEqual(tree(source));
+  });
+
+  it('a failure part-way removes the staging directory and leaves no target', async () => {
+    const parent = join(root, 'failing');
+    mkdirSync(parent);
+    // A manifest key id longer than the header allows fails after the objects were written.
+    const error = await encryptDirectory(source, join(parent, 'v1'), {
+      ...options,
+      keyId: 'k'.repeat(100_000),
+      durable: true,
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  it('listTree refuses symlinks like encryptDirectory does', async () => {
+    const withLink = join(root, 'list-link');
+    mkdirSync(withLink);
+    symlinkSync('/etc/passwd', join(withLink, 'link'));
+    const error = await listTree(withLink).catch((e: unknown) => e);
+    expect((error as EnvelopeError).kind).toBe('invalid');
+    expect((error as EnvelopeError).message).toMatch(/link: only regular files/);
+    // Excluding it is enough.
+    expect(await listTree(withLink, ['link'])).toEqual([]);
   });
 });

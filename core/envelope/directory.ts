@@ -4,7 +4,7 @@
  * Decryption builds the whole tree in a staging directory and renames it into place only when everything verified.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, posix, sep } from 'node:path';
 import { decryptBytes, encryptBytes } from './bytes.ts';
 import { EnvelopeError } from './errors.ts';
@@ -37,13 +37,42 @@ export interface DirectoryOptions {
   readonly pool?: SegmentPool;
 }
 
-async function listFiles(root: string, prefix = ''): Promise<string[]> {
+/** What `encryptDirectory` can do beyond the default (no exclusions, owner-only modes while written, no fsync). */
+export interface EncryptDirectoryOptions extends DirectoryOptions {
+  /** Relative, `/`-separated paths in `source` to leave out; a directory's whole subtree is left out with it. */
+  readonly exclude?: readonly string[];
+  /**
+   * Modes for every file and every directory of the finished tree, set before it is renamed into place. Without it
+   * the objects stay 0600 and the directories 0700 (the manifest as the umask leaves it).
+   */
+  readonly modes?: { readonly file: number; readonly dir: number };
+  /**
+   * Sync every written file, the objects directory and the staging directory before the rename, and the target's
+   * parent after it. If that last sync fails the target is removed again and the error thrown: the directory is
+   * then either complete and synced, or absent.
+   */
+  readonly durable?: boolean;
+}
+
+/**
+ * The regular files under `source` as `encryptDirectory` encrypts them: relative, `/`-separated, in its order (the
+ * manifest's), minus `exclude` (exact relative paths; an excluded directory is not entered).
+ *
+ * @throws EnvelopeError kind 'invalid' for anything that is not a regular file or a directory (symlinks, devices);
+ *   the file system's error if `source` cannot be read.
+ */
+export async function listTree(source: string, exclude: readonly string[] = []): Promise<string[]> {
+  return listFiles(source, new Set(exclude));
+}
+
+async function listFiles(root: string, exclude: ReadonlySet<string>, prefix = ''): Promise<string[]> {
   const out: string[] = [];
   for (const entry of (await readdir(join(root, prefix), { withFileTypes: true })).sort((a, b) =>
     a.name.localeCompare(b.name),
   )) {
     const rel = prefix ? posix.join(prefix, entry.name) : entry.name;
-    if (entry.isDirectory()) out.push(...(await listFiles(root, rel)));
+    if (exclude.has(rel)) continue;
+    if (entry.isDirectory()) out.push(...(await listFiles(root, exclude, rel)));
     else if (entry.isFile()) out.push(rel);
     else
       throw new EnvelopeError(
@@ -75,16 +104,31 @@ async function assertAbsent(path: string): Promise<void> {
   if (exists) throw new EnvelopeError('invalid', `${path} already exists`);
 }
 
-/** Encrypts the tree under `source` into a new directory `target` (which must not exist). */
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Encrypts the tree under `source` into a new directory `target` (which must not exist), through a staging directory
+ * beside it (`.<name>.partial-<random>`) that is renamed into place only when complete; any failure removes it. See
+ * `EncryptDirectoryOptions` for leaving paths out, the finished tree's modes and syncing.
+ */
 export async function encryptDirectory(
   source: string,
   target: string,
-  options: DirectoryOptions,
+  options: EncryptDirectoryOptions,
 ): Promise<Manifest> {
   await assertAbsent(target);
-  const files = await listFiles(source);
+  const files = await listTree(source, options.exclude);
   const staging = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
-  await mkdir(join(staging, OBJECTS_DIR), { recursive: true, mode: 0o700 });
+  const objects = join(staging, OBJECTS_DIR);
+  await mkdir(objects, { recursive: true, mode: 0o700 });
+  let manifest: Manifest;
   try {
     const entries: ManifestEntry[] = [];
     for (const [i, path] of files.entries()) {
@@ -101,7 +145,11 @@ export async function encryptDirectory(
       );
       entries.push({ path, object, size: result.plaintextLength, sha256: result.digest ?? '' });
     }
-    const manifest: Manifest = { format: 'strongroom-manifest/v1', files: entries };
+    manifest = { format: 'strongroom-manifest/v1', files: entries };
+    const written = [
+      ...entries.map((e) => join(staging, ...e.object.split('/'))),
+      join(staging, MANIFEST_FILE),
+    ];
     await writeFile(
       join(staging, MANIFEST_FILE),
       encryptBytes(Buffer.from(JSON.stringify(manifest)), {
@@ -109,13 +157,31 @@ export async function encryptDirectory(
         keyId: options.keyId,
         context: { ...options.context, path: MANIFEST_PATH },
       }),
+      { flag: 'wx' },
     );
+    if (options.modes) {
+      for (const file of written) await chmod(file, options.modes.file);
+      await chmod(objects, options.modes.dir);
+      await chmod(staging, options.modes.dir);
+    }
+    if (options.durable === true) {
+      for (const path of [...written, objects, staging]) await syncPath(path);
+    }
     await rename(staging, target);
-    return manifest;
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
+  if (options.durable === true) {
+    try {
+      await syncPath(dirname(target));
+    } catch (error) {
+      // The rename may not survive a crash: take the directory back rather than leave one that might vanish.
+      await rm(target, { recursive: true, force: true });
+      throw error;
+    }
+  }
+  return manifest;
 }
 
 function parseManifest(text: string): Manifest {

@@ -17,9 +17,11 @@ export {
   encryptDirectory,
   decryptDirectory,
   readManifest,
+  listTree,
   type Manifest,
   type ManifestEntry,
   type DirectoryOptions,
+  type EncryptDirectoryOptions,
 } from './directory.ts';
 export { treeDigest, assertDigestablePath } from './tree-digest.ts';
 export { encryptBytes, decryptBytes } from './bytes.ts';

@@ -3,35 +3,27 @@
  * `<storage root>/<spec.storage.path>/<version.path ?? version.name>`, and how a publisher writes it without any
  * secret of the operator's: a fresh DEK encrypts the plaintext tree in the directory-artifact format, the DEK is
  * sealed to the artifact's recipient public key and zeroed, and the directory appears under its final name in one
- * rename, complete and synced, or not at all.
- *
- * The tree is encrypted here rather than with `encryptDirectory` because a publisher must leave files out (the
- * publish marker) and sync everything before the rename; the output is the same format, and `decryptDirectory`
- * reads it (tested).
+ * rename, complete and synced, or not at all. The tree itself is written by `encryptDirectory` (leaving the publish
+ * marker out, public modes, durable).
  */
-import { createHash, createPublicKey, randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { isAbsolute, join, posix, relative, resolve, sep } from 'node:path';
+import { createHash, createPublicKey } from 'node:crypto';
+import { lstat, mkdir, rm } from 'node:fs/promises';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { ModelArtifactSpec, ModelArtifactVersion } from '../api/index.ts';
 import {
   EnvelopeError,
   assertDigestablePath,
-  encryptBytes,
-  encryptFile,
+  encryptDirectory,
+  listTree,
   newDek,
   sealDek,
   treeDigest,
   type Manifest,
-  type ManifestEntry,
   type SealedDek,
   type SegmentPool,
 } from '../envelope/index.ts';
 import { StorageError } from './errors.ts';
 
-/** The encrypted manifest's file name and its envelope context path (docs/format.md, "Directory artifacts"). */
-const MANIFEST_FILE = 'manifest.sre';
-const MANIFEST_CONTEXT_PATH = '\u0000manifest';
-const OBJECTS_DIR = 'objects';
 /** Published ciphertext is readable by every reader's sidecar, whatever its UID: it is ciphertext, names hidden. */
 const DIR_MODE = 0o755;
 const FILE_MODE = 0o644;
@@ -140,35 +132,6 @@ export function recipientKeyFingerprint(rawBase64: string): string {
   return `sha256:${createHash('sha256').update(der).digest('hex')}`;
 }
 
-/** The regular files under `root` (relative, `/`-separated) in byte order of their paths, minus `exclude`. */
-async function listFiles(root: string, exclude: ReadonlySet<string>, prefix = ''): Promise<string[]> {
-  const entries = await readdir(prefix === '' ? root : join(root, ...prefix.split('/')), {
-    withFileTypes: true,
-  });
-  const out: string[] = [];
-  for (const entry of entries) {
-    const rel = prefix === '' ? entry.name : posix.join(prefix, entry.name);
-    if (exclude.has(rel)) continue;
-    if (entry.isDirectory()) out.push(...(await listFiles(root, exclude, rel)));
-    else if (entry.isFile()) out.push(rel);
-    else
-      throw new StorageError(
-        'unsafe-path',
-        `${rel}: only regular files and directories can be published (no symlinks, sockets or devices)`,
-      );
-  }
-  return out.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 async function exists(path: string): Promise<boolean> {
   return lstat(path).then(
     () => true,
@@ -206,11 +169,42 @@ function checkOptions(options: WriteVersionOptions): void {
     );
 }
 
+/** The files of `source` minus `exclude`, refused unless each can be part of a tree digest. */
+async function sourceFiles(source: string, exclude: readonly string[]): Promise<string[]> {
+  const files = await listTree(source, exclude).catch((error: unknown) => {
+    if (error instanceof EnvelopeError && error.kind === 'invalid')
+      throw new StorageError('unsafe-path', `cannot publish ${source}: ${error.message}`, { cause: error });
+    throw asStorageError(error, `cannot read ${source}`);
+  });
+  for (const path of files) {
+    try {
+      assertDigestablePath(path);
+    } catch (error) {
+      throw new StorageError('unsafe-path', (error as Error).message, { cause: error });
+    }
+  }
+  return files;
+}
+
+/** The written version's digest and size; throws 'empty' or 'unsafe-path' for a tree that is not a version. */
+function measure(manifest: Manifest, source: string): { digest: string; size: number } {
+  const size = manifest.files.reduce((sum, f) => sum + f.size, 0);
+  if (size === 0)
+    throw new StorageError('empty', `${source} holds no bytes to publish (a version is at least 1 byte)`);
+  try {
+    return { digest: treeDigest(manifest), size };
+  } catch (error) {
+    // The tree changed after it was checked: a name sha256sum would escape.
+    throw new StorageError('unsafe-path', (error as Error).message, { cause: error });
+  }
+}
+
 /**
- * Encrypts the plaintext directory `source` with a fresh DEK into `<storageRoot>/<storagePath>/<version>`: into a
- * sibling staging directory (`.<version>.staging-<random>`, mode 0700 while written), every file and directory
- * synced, then renamed into place (directories 0755, files 0644: ciphertext with hidden names). The DEK is sealed
- * to the recipient key (HPKE info: artifact uid, name, version) and zeroed before this returns or throws.
+ * Encrypts the plaintext directory `source` with a fresh DEK into `<storageRoot>/<storagePath>/<version>` with
+ * `encryptDirectory`: into a sibling staging directory (`.<version>.partial-<random>`, mode 0700 while written),
+ * every file and directory synced, then renamed into place (directories 0755, files 0644: ciphertext with hidden
+ * names) and the parent synced. A tree of no bytes is removed again after it was written. The DEK is sealed to the
+ * recipient key (HPKE info: artifact uid, name, version) and zeroed before this returns or throws.
  *
  * @throws StorageError kind 'exists' if the version's directory exists (checked first, and again by the rename,
  *   which never replaces a non-empty directory); 'invalid', 'unsafe-path', 'empty' or 'io' otherwise. On any
@@ -224,103 +218,44 @@ export async function writeVersion(options: WriteVersionOptions): Promise<Writte
   if (await exists(target))
     throw new StorageError('exists', `${target} already exists: versions are immutable`);
   const keyFingerprint = recipientKeyFingerprint(options.recipientPublicKey);
-  const files = await listFiles(options.source, new Set(options.exclude ?? [])).catch((error: unknown) => {
-    throw asStorageError(error, `cannot read ${options.source}`);
-  });
-  for (const path of files) {
-    try {
-      assertDigestablePath(path);
-    } catch (error) {
-      throw new StorageError('unsafe-path', (error as Error).message, { cause: error });
-    }
-  }
+  const exclude = options.exclude ?? [];
+  await sourceFiles(options.source, exclude);
   const context = {
     artifactUid: options.artifact.uid,
     artifactName: options.artifact.name,
     version: options.version,
   };
-  const keyId = `${options.artifact.uid}/${options.version}`;
   const dek = newDek();
-  let staging: string | undefined;
   try {
-    const sealedKey = await sealDek(options.recipientPublicKey, dek, {
-      artifactUid: context.artifactUid,
-      artifactName: context.artifactName,
-      version: context.version,
-    }).catch((error: unknown) => {
+    const sealedKey = await sealDek(options.recipientPublicKey, dek, context).catch((error: unknown) => {
       throw asStorageError(error, 'cannot seal the DEK to the recipient key');
     });
-    try {
-      await mkdir(parent, { recursive: true, mode: DIR_MODE });
-      staging = join(parent, `.${options.version}.staging-${randomBytes(6).toString('hex')}`);
-      await mkdir(staging, { mode: 0o700 });
-      await mkdir(join(staging, OBJECTS_DIR), { mode: 0o700 });
-    } catch (error) {
+    await mkdir(parent, { recursive: true, mode: DIR_MODE }).catch((error: unknown) => {
       throw asStorageError(error, `cannot create the version's directory under ${parent}`);
-    }
-    const entries: ManifestEntry[] = [];
-    for (const [i, path] of files.entries()) {
-      const object = `${OBJECTS_DIR}/${String(i).padStart(6, '0')}.sre`;
-      const output = join(staging, OBJECTS_DIR, `${String(i).padStart(6, '0')}.sre`);
-      const result = await encryptFile(join(options.source, ...path.split('/')), output, {
-        dek,
-        keyId,
-        context: { ...context, path },
-        ...(options.pool ? { pool: options.pool } : {}),
-      }).catch((error: unknown) => {
-        throw asStorageError(error, `cannot encrypt ${path}`);
-      });
-      await chmod(output, FILE_MODE);
-      entries.push({ path, object, size: result.plaintextLength, sha256: result.digest ?? '' });
-    }
-    const size = entries.reduce((sum, e) => sum + e.size, 0);
-    if (size === 0)
-      throw new StorageError(
-        'empty',
-        `${options.source} holds no bytes to publish (a version is at least 1 byte)`,
-      );
-    const manifest: Manifest = { format: 'strongroom-manifest/v1', files: entries };
-    const digest = treeDigest(manifest);
-    const manifestFile = join(staging, MANIFEST_FILE);
-    try {
-      await writeFile(
-        manifestFile,
-        encryptBytes(Buffer.from(JSON.stringify(manifest)), {
-          dek,
-          keyId,
-          context: { ...context, path: MANIFEST_CONTEXT_PATH },
-        }),
-        { mode: FILE_MODE, flag: 'wx' },
-      );
-      await syncPath(manifestFile);
-      await chmod(join(staging, OBJECTS_DIR), DIR_MODE);
-      await syncPath(join(staging, OBJECTS_DIR));
-      await chmod(staging, DIR_MODE);
-      await syncPath(staging);
-    } catch (error) {
-      throw asStorageError(error, `cannot write ${options.version}'s manifest`);
-    }
-    try {
-      await rename(staging, target);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' || code === 'ENOTEMPTY')
+    });
+    const manifest = await encryptDirectory(options.source, target, {
+      dek,
+      keyId: `${options.artifact.uid}/${options.version}`,
+      context,
+      exclude,
+      modes: { file: FILE_MODE, dir: DIR_MODE },
+      durable: true,
+      ...(options.pool ? { pool: options.pool } : {}),
+    }).catch(async (error: unknown) => {
+      // encryptDirectory leaves nothing of its own behind: a target there now is another writer's.
+      if (await exists(target).catch(() => false))
         throw new StorageError('exists', `${target} appeared while it was written: versions are immutable`, {
           cause: error,
         });
-      throw asStorageError(error, `cannot move the version into ${target}`);
-    }
-    staging = undefined;
+      throw asStorageError(error, `cannot write ${options.version} to ${target}`);
+    });
     try {
-      await syncPath(parent);
+      return { path: target, ...measure(manifest, options.source), sealedKey, keyFingerprint };
     } catch (error) {
-      // The rename may not be durable: take the version back rather than leave one that might vanish.
       await rm(target, { recursive: true, force: true });
-      throw asStorageError(error, `cannot sync ${parent}`);
+      throw error;
     }
-    return { path: target, digest, size, sealedKey, keyFingerprint };
   } finally {
     dek.fill(0);
-    if (staging !== undefined) await rm(staging, { recursive: true, force: true });
   }
 }

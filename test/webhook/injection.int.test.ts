@@ -132,8 +132,8 @@ beforeAll(async () => {
     return a.status?.recipientPublicKey ? a : undefined;
   });
   for (const v of ['v1', 'v2']) {
-    const { version } = await sealedVersion(ready as ModelArtifact, v, { size: 300 * 1024 * 1024 });
-    await appendVersion(custom, ready as ModelArtifact, version);
+    const { version } = await sealedVersion(ready, v, { size: 300 * 1024 * 1024 });
+    await appendVersion(custom, ready, version);
   }
   // The webhook reads artifacts from its cache: wait until it has the versions.
   await eventually('the webhook to see both versions', async () => {
