@@ -13,7 +13,6 @@ import {
 } from '@kubernetes/client-node';
 import { AdmissionregistrationV1Api as AdmissionApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { ModelArtifact } from '../../core/api/index.ts';
 import {
   ANNOTATION_ARTIFACTS,
   ANNOTATION_INJECTED,
