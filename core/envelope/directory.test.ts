@@ -125,7 +125,13 @@ describe('directory artifacts', () => {
     writeFileSync(join(src, 'weights', 'skip'), 's');
     const exclude = ['.strongroom-complete', 'logs', 'weights/skip', 'not/there'];
     expect(await listTree(src, exclude)).toEqual(['a.bin', 'weights/w']);
-    expect(await listTree(src)).toEqual(['.strongroom-complete', 'a.bin', 'logs/deep/x', 'weights/skip', 'weights/w']);
+    expect(await listTree(src)).toEqual([
+      '.strongroom-complete',
+      'a.bin',
+      'logs/deep/x',
+      'weights/skip',
+      'weights/w',
+    ]);
 
     const out = join(root, 'sealed-exclude');
     const manifest = await encryptDirectory(src, out, { ...options, exclude });
@@ -142,7 +148,8 @@ describe('directory artifacts', () => {
     const mode = (p: string) => statSync(p).mode & 0o777;
     expect(mode(sealed)).toBe(0o700);
     expect(mode(join(sealed, 'objects'))).toBe(0o700);
-    for (const o of readdirSync(join(sealed, 'objects'))) expect(mode(join(sealed, 'objects', o))).toBe(0o600);
+    for (const o of readdirSync(join(sealed, 'objects')))
+      expect(mode(join(sealed, 'objects', o))).toBe(0o600);
     return (async () => {
       const out = join(root, 'sealed-modes');
       await encryptDirectory(source, out, { ...options, modes: { file: 0o640, dir: 0o750 } });
@@ -165,10 +172,10 @@ describe('directory artifacts', () => {
     expect(tree(join(root, 'plain-durable'))).toEqual(tree(source));
   });
 
-  it('a failure part-way removes the staging directory and leaves no target', async () => {
+  it('a failure after the staging directory was made removes it and leaves no target', async () => {
     const parent = join(root, 'failing');
     mkdirSync(parent);
-    // A manifest key id longer than the header allows fails after the objects were written.
+    // A key id longer than a header can hold fails the first object, inside the staging directory.
     const error = await encryptDirectory(source, join(parent, 'v1'), {
       ...options,
       keyId: 'k'.repeat(100_000),
@@ -176,6 +183,9 @@ describe('directory artifacts', () => {
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(Error);
     expect(readdirSync(parent)).toEqual([]);
+    // The same call with a valid key id succeeds: nothing was left in its way.
+    await encryptDirectory(source, join(parent, 'v1'), { ...options, durable: true });
+    expect(readdirSync(parent)).toEqual(['v1']);
   });
 
   it('listTree refuses symlinks like encryptDirectory does', async () => {

@@ -1,0 +1,304 @@
+/**
+ * The whole Strongroom path on the harness's real node, shared by the end-to-end tests and the demo:
+ * the Strongroom image built without a daemon and imported into the node's containerd, the operator as a host
+ * process (webhook on loopback for the API server, broker and Attest on the pod bridge's gateway for sidecars),
+ * the injector's MutatingWebhookConfiguration, application namespaces that enforce Pod Security "restricted", a
+ * `local` PersistentVolume per namespace for ciphertext, and sample artifacts encrypted and published to it.
+ */
+import { createServer } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AdmissionregistrationV1Api,
+  type CoreV1Api,
+  type CustomObjectsApi,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
+import { LABEL_INJECT, ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH } from '../../core/injection/contract.ts';
+import { writeVersion } from '../../core/storage/index.ts';
+import { injectorConfiguration, WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
+import { buildAppImage } from '../cluster/app-image.ts';
+import type { Node } from '../cluster/cluster.ts';
+import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
+import { importImage } from '../cluster/node.ts';
+import {
+  clients,
+  eventually,
+  installCrds,
+  installOperatorIdentity,
+  startOperator,
+  type OperatorProcess,
+} from '../operator/harness.ts';
+import { appendVersion, artifactBody, createArtifact, getArtifact, rawRecipientKey } from '../operator/objects.ts';
+
+export const OPERATOR_NAMESPACE = 'strongroom-system';
+/** The claim every application namespace gets, bound to its own local PersistentVolume. */
+export const MODELS_CLAIM = 'models';
+
+export interface Stack {
+  readonly cluster: ClusterInfo;
+  readonly node: Node;
+  readonly operator: OperatorProcess;
+  readonly core: CoreV1Api;
+  readonly custom: CustomObjectsApi;
+  /** The image every injected sidecar runs. */
+  readonly image: string;
+  /** The host directory behind a namespace's `models` claim. */
+  storageDir(namespace: string): string;
+  stop(): Promise<void>;
+}
+
+async function must(cluster: ClusterInfo, args: string[], input?: string): Promise<string> {
+  const r = await kubectl(cluster, args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => {
+        resolve(typeof address === 'object' && address !== null ? address.port : 0);
+      });
+    });
+  });
+}
+
+/** Starts the operator against `cluster` (whose node must be attached) and wires the injector. */
+export async function startStack(options: {
+  readonly cluster: ClusterInfo;
+  readonly node: Node;
+  readonly log?: (line: string) => void;
+  readonly operatorArgs?: readonly string[];
+}): Promise<Stack> {
+  const { cluster, node } = options;
+  const log = options.log ?? (() => undefined);
+  const image = await buildAppImage({ log });
+  log(`image ${image.ref} (${image.cached ? 'cached' : 'built'}): importing into the node's containerd`);
+  await importImage(node.containerdSocket, image.archive);
+  await installCrds(cluster);
+  const kubeconfig = await installOperatorIdentity(cluster, OPERATOR_NAMESPACE);
+  const gateway = node.network.gateway;
+  const [brokerPort, attestPort] = [await freePort(gateway), await freePort(gateway)];
+  const broker = `${gateway}:${String(brokerPort)}`;
+  const attest = `${gateway}:${String(attestPort)}`;
+  const operator = startOperator({
+    namespace: OPERATOR_NAMESPACE,
+    kubeconfig,
+    identity: 'e2e',
+    args: [
+      `--broker-address=${broker}`,
+      `--attest-address=${attest}`,
+      `--sidecar-image=${image.ref}`,
+      '--sidecar-image-pull-policy=Never',
+      `--sidecar-broker-address=${broker}`,
+      `--sidecar-attest-address=${attest}`,
+      ...(options.operatorArgs ?? []),
+    ],
+  });
+  const { core, custom, kc } = clients(cluster.kubeconfig);
+  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+  try {
+    const webhookPort = await operator.webhookPort();
+    await operator.brokerPorts();
+    await admission.createMutatingWebhookConfiguration({
+      body: injectorConfiguration({
+        operatorNamespace: OPERATOR_NAMESPACE,
+        client: { url: `https://127.0.0.1:${String(webhookPort)}` },
+      }),
+    });
+    await eventually('the operator to set the webhook caBundle', async () => {
+      const c = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
+      return (c.webhooks?.[0]?.clientConfig.caBundle ?? '') !== '' ? true : undefined;
+    });
+  } catch (error) {
+    await operator.stop();
+    throw error;
+  }
+  const storageRoot = join(cluster.workDir, 'storage');
+  return {
+    cluster,
+    node,
+    operator,
+    core,
+    custom,
+    image: image.ref,
+    storageDir: (namespace) => join(storageRoot, namespace),
+    stop: async () => {
+      await admission.deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME }).catch(() => undefined);
+      await operator.stop();
+    },
+  };
+}
+
+/**
+ * An application namespace: Pod Security "restricted" enforced, the `strongroom.dev/environment` label, service
+ * accounts, and the `models` claim bound to a local PersistentVolume on the node.
+ */
+export async function appNamespace(
+  stack: Stack,
+  namespace: string,
+  environment: string,
+  serviceAccounts: readonly string[] = ['trainer'],
+): Promise<void> {
+  const { cluster } = stack;
+  await must(cluster, ['create', 'namespace', namespace]);
+  await must(cluster, [
+    'label',
+    'namespace',
+    namespace,
+    'pod-security.kubernetes.io/enforce=restricted',
+    `strongroom.dev/environment=${environment}`,
+  ]);
+  for (const sa of serviceAccounts) await must(cluster, ['-n', namespace, 'create', 'serviceaccount', sa]);
+  const dir = stack.storageDir(namespace);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const pv = `strongroom-e2e-${namespace}`;
+  const manifest = {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolume',
+        metadata: { name: pv },
+        spec: {
+          capacity: { storage: '10Gi' },
+          accessModes: ['ReadWriteOnce'],
+          persistentVolumeReclaimPolicy: 'Retain',
+          storageClassName: 'strongroom-local',
+          claimRef: { namespace, name: MODELS_CLAIM },
+          local: { path: dir },
+          nodeAffinity: {
+            required: {
+              nodeSelectorTerms: [
+                {
+                  matchExpressions: [
+                    { key: 'kubernetes.io/hostname', operator: 'In', values: [stack.node.name] },
+                  ],
+                },
+              ],
+            },
+          },
+        },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name: MODELS_CLAIM, namespace },
+        spec: {
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: 'strongroom-local',
+          volumeName: pv,
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    ],
+  };
+  await must(cluster, ['apply', '-f', '-'], JSON.stringify(manifest));
+}
+
+/** Creates (or reuses) a ModelArtifact on the `models` claim, encrypts `files` as `version` and publishes it. */
+export async function publishSample(
+  stack: Stack,
+  namespace: string,
+  name: string,
+  version: string,
+  files: Readonly<Record<string, string | Buffer>>,
+  classification: ModelArtifact['spec']['classification'] = 'internal',
+): Promise<{ artifact: ModelArtifact; version: ModelArtifactVersion; source: string }> {
+  const { custom } = stack;
+  const existing = await getArtifact(custom, namespace, name).catch(() => undefined);
+  if (existing === undefined) {
+    const body = artifactBody(name, classification);
+    body.spec.storage = { persistentVolumeClaim: { claimName: MODELS_CLAIM }, path: name };
+    await createArtifact(custom, namespace, body);
+  }
+  const keyed = await eventually(`${namespace}/${name}'s recipient key`, async () => {
+    const a = await getArtifact(custom, namespace, name);
+    return a.status?.recipientPublicKey ? a : undefined;
+  });
+  const source = join(stack.cluster.workDir, 'plaintext', namespace, name, version);
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(source, path, '..'), { recursive: true });
+    await writeFile(join(source, path), content);
+  }
+  const key = keyed.status?.recipientPublicKey;
+  if (key === undefined) throw new Error('no recipient key');
+  const written = await writeVersion({
+    source,
+    storageRoot: stack.storageDir(namespace),
+    storagePath: name,
+    artifact: { uid: keyed.metadata.uid ?? '', name },
+    version,
+    recipientPublicKey: rawRecipientKey(key.publicKeyPem),
+  });
+  const entry: ModelArtifactVersion = {
+    name: version,
+    digest: written.digest,
+    size: written.size,
+    encryption: { format: 'v1', keyFingerprint: written.keyFingerprint, sealedKey: written.sealedKey },
+    publisher: 'e2e@strongroom.dev',
+    publishedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  };
+  await appendVersion(custom, keyed, entry);
+  const sealed = await eventually(`${namespace}/${name}@${version} sealed by the operator`, async () => {
+    const a = await getArtifact(custom, namespace, name);
+    return a.status?.keys?.some((k) => k.version === version) === true ? a : undefined;
+  });
+  return { artifact: sealed, version: entry, source };
+}
+
+/** A pod (restricted-compliant) that opts in to injection and runs `script` in busybox as uid 1000. */
+export function injectedPod(options: {
+  readonly name: string;
+  readonly serviceAccount?: string;
+  readonly artifacts?: string;
+  readonly publish?: string;
+  readonly script: string;
+  readonly restartPolicy?: 'Always' | 'Never';
+  readonly labels?: Readonly<Record<string, string>>;
+}): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: options.name,
+      labels: { [LABEL_INJECT]: 'true', ...(options.labels ?? {}) },
+      annotations: {
+        ...(options.artifacts === undefined ? {} : { [ANNOTATION_ARTIFACTS]: options.artifacts }),
+        ...(options.publish === undefined ? {} : { [ANNOTATION_PUBLISH]: options.publish }),
+      },
+    },
+    spec: {
+      serviceAccountName: options.serviceAccount ?? 'trainer',
+      automountServiceAccountToken: false,
+      restartPolicy: options.restartPolicy ?? 'Always',
+      terminationGracePeriodSeconds: 10,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 1000,
+        runAsGroup: 1000,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      containers: [
+        {
+          name: 'app',
+          image: 'localhost/busybox:test',
+          imagePullPolicy: 'Never',
+          command: ['/bin/sh', '-c', options.script],
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'] },
+          },
+        },
+      ],
+    },
+  };
+}
