@@ -1,0 +1,126 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encryptDirectory, newDek, readManifest } from '../core/envelope/index.ts';
+import { treeDigest } from '../core/envelope/tree-digest.ts';
+import type { PlannedArtifact } from '../core/injection/contract.ts';
+import { materialize, MaterializeError } from './materialize.ts';
+
+let work: string;
+let artifact: PlannedArtifact;
+let dek: Buffer;
+const files: Record<string, Buffer> = {
+  'config.json': Buffer.from('{"layers":50}'),
+  'weights/model.safetensors': randomBytes(1024 * 1024 + 3),
+  'weights/shards/part-0': randomBytes(4096),
+  'empty.txt': Buffer.alloc(0),
+};
+
+beforeEach(async () => {
+  work = await mkdtemp('/dev/shm/strongroom-materialize-test-');
+  const source = join(work, 'source');
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(source, path, '..'), { recursive: true });
+    await writeFile(join(source, path), content);
+  }
+  dek = newDek();
+  const context = { artifactUid: 'uid-1', artifactName: 'resnet', version: 'v1' };
+  const manifest = await encryptDirectory(source, join(work, 'cipher'), { dek, keyId: 'k', context });
+  await mkdir(join(work, 'plain'));
+  artifact = {
+    namespace: 'ml',
+    name: 'resnet',
+    uid: 'uid-1',
+    version: 'v1',
+    digest: treeDigest(manifest),
+    ciphertextPath: join(work, 'cipher'),
+    plaintextDir: join(work, 'plain'),
+    mountPath: '/models/resnet',
+  };
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function tree(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    out.push(rel);
+    if (e.isDirectory()) out.push(...(await tree(dir, rel)));
+  }
+  return out.sort();
+}
+
+describe('materialize', () => {
+  it('installs byte-identical files, files 0444 and directories 0555, no staging left, and zeroes the DEK', async () => {
+    const key = Buffer.from(dek);
+    const result = await materialize(artifact, key);
+    expect(result).toMatchObject({ files: 4, digest: artifact.digest });
+    for (const [path, content] of Object.entries(files)) {
+      const installed = join(artifact.plaintextDir, path);
+      expect((await readFile(installed)).equals(content), path).toBe(true);
+      expect((await stat(installed)).mode & 0o777, path).toBe(0o444);
+    }
+    for (const dir of ['weights', 'weights/shards'])
+      expect((await stat(join(artifact.plaintextDir, dir))).mode & 0o777, dir).toBe(0o555);
+    expect(await tree(artifact.plaintextDir)).toEqual([
+      'config.json',
+      'empty.txt',
+      'weights',
+      'weights/model.safetensors',
+      'weights/shards',
+      'weights/shards/part-0',
+    ]);
+    expect(key.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('refuses a tree whose digest is not the planned one, leaving nothing behind', async () => {
+    const other = `sha256:${createHash('sha256').update('other').digest('hex')}`;
+    const key = Buffer.from(dek);
+    const error = await materialize({ ...artifact, digest: other }, key).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(MaterializeError);
+    expect((error as MaterializeError).step).toBe('verify');
+    expect((error as Error).message).toMatch(/is not the planned/);
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
+    expect(key.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('refuses the wrong DEK and a ciphertext of another artifact (context), leaving nothing behind', async () => {
+    const wrong = await materialize(artifact, newDek()).catch((e: unknown) => e);
+    expect((wrong as MaterializeError).step).toBe('decrypt');
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
+    const foreign = await materialize({ ...artifact, uid: 'uid-2' }, Buffer.from(dek)).catch(
+      (e: unknown) => e,
+    );
+    expect((foreign as MaterializeError).step).toBe('decrypt');
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
+  });
+
+  it('refuses a tampered object (one flipped byte) and never shows a partial file', async () => {
+    const manifest = await readManifest(artifact.ciphertextPath, {
+      dek,
+      context: { artifactUid: 'uid-1', artifactName: 'resnet', version: 'v1' },
+    });
+    const big = manifest.files.find((f) => f.path === 'weights/model.safetensors');
+    const object = join(artifact.ciphertextPath, big?.object ?? '');
+    const bytes = await readFile(object);
+    bytes[bytes.length - 100] = (bytes[bytes.length - 100] ?? 0) ^ 1;
+    await writeFile(object, bytes);
+    const error = await materialize(artifact, Buffer.from(dek)).catch((e: unknown) => e);
+    expect((error as MaterializeError).step).toBe('decrypt');
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
+  });
+
+  it('wipes leftovers of an earlier attempt first, and installs nothing when aborted', async () => {
+    await writeFile(join(artifact.plaintextDir, 'stale'), 'old plaintext');
+    const controller = new AbortController();
+    controller.abort();
+    const error = await materialize(artifact, Buffer.from(dek), controller.signal).catch((e: unknown) => e);
+    expect((error as MaterializeError).step).toBe('aborted');
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
+    await materialize(artifact, Buffer.from(dek));
+    expect(await readdir(artifact.plaintextDir)).not.toContain('stale');
+  });
+});

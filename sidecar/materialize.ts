@@ -1,0 +1,157 @@
+/**
+ * Turning one planned artifact version into plain files the application can read:
+ *
+ * 1. whatever is in the plaintext directory is wiped (leftovers of an earlier, interrupted attempt);
+ * 2. the version's ciphertext directory is decrypted (core/envelope `decryptDirectory`) into a staging directory
+ *    INSIDE the plaintext directory, so the final moves stay on one file system (the memory volume) and are
+ *    renames, never copies;
+ * 3. the staged plaintext is verified: every file is hashed again and must match the manifest's size and SHA-256,
+ *    and the tree digest (`treeDigest`) of those hashes must equal the planned digest;
+ * 4. files become 0444 and directories 0555, then each top-level entry is renamed into the plaintext directory's
+ *    root (one atomic rename per entry; nothing partial is ever visible under its final name).
+ *
+ * Any failure wipes everything written so far and throws a {@link MaterializeError}. The DEK is zeroed when this
+ * returns, whatever happened.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { chmod, mkdir, readdir, rename, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { decryptDirectory, type Manifest, type ManifestEntry } from '../core/envelope/index.ts';
+import { treeDigest } from '../core/envelope/tree-digest.ts';
+import type { PlannedArtifact } from '../core/injection/contract.ts';
+import { wipeDirectory } from './wipe.ts';
+
+/** Staging directories start with this; no artifact may have a top-level entry of that name. */
+export const STAGING_PREFIX = '.strongroom-staging-';
+const HASH_CONCURRENCY = 4;
+
+/** Why materializing failed (the `cause` has the details). */
+export type MaterializeStep = 'decrypt' | 'verify' | 'install' | 'aborted';
+
+/** Materializing failed at `step`; the plaintext directory was wiped. */
+export class MaterializeError extends Error {
+  override readonly name = 'MaterializeError';
+  readonly step: MaterializeStep;
+  constructor(step: MaterializeStep, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.step = step;
+  }
+}
+
+/** What was installed. */
+export interface Materialized {
+  readonly files: number;
+  readonly bytes: number;
+  readonly digest: string;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/** Hashes the staged files again and checks them against the manifest and the planned tree digest. */
+async function verify(tree: string, manifest: Manifest, expected: string): Promise<void> {
+  const actual: ManifestEntry[] = new Array<ManifestEntry>(manifest.files.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < manifest.files.length) {
+      const i = next++;
+      const entry = manifest.files[i] as ManifestEntry;
+      if (entry.path.split('/')[0]?.startsWith(STAGING_PREFIX))
+        throw new MaterializeError(
+          'verify',
+          `${entry.path}: a top-level name starting with ${STAGING_PREFIX} is reserved`,
+        );
+      const sha256 = await sha256File(join(tree, ...entry.path.split('/')));
+      if (sha256 !== entry.sha256)
+        throw new MaterializeError(
+          'verify',
+          `${entry.path}: its content does not match the manifest's digest`,
+        );
+      actual[i] = { ...entry, sha256 };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, manifest.files.length) }, worker));
+  const digest = treeDigest({ files: actual });
+  if (digest !== expected)
+    throw new MaterializeError(
+      'verify',
+      `the decrypted tree's digest ${digest} is not the planned ${expected}`,
+    );
+}
+
+/** Makes every file 0444 and every directory below the top level 0555; returns the top-level directory names. */
+async function seal(dir: string, depth = 0): Promise<string[]> {
+  const topDirs: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      await seal(path, depth + 1);
+      // A directory renamed to a new parent must stay writable until it has moved (its `..` entry changes).
+      if (depth === 0) topDirs.push(entry.name);
+      else await chmod(path, 0o555);
+    } else if (entry.isFile()) await chmod(path, 0o444);
+    else throw new MaterializeError('install', `${path}: not a regular file or directory`);
+  }
+  return topDirs;
+}
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+/**
+ * Decrypts, verifies and installs `artifact` into `artifact.plaintextDir` with `dek` (see the module comment).
+ * When `signal` aborts (a revocation arrived meanwhile) nothing is installed and the directory is wiped.
+ */
+export async function materialize(
+  artifact: PlannedArtifact,
+  dek: Buffer,
+  signal?: AbortSignal,
+): Promise<Materialized> {
+  const root = artifact.plaintextDir;
+  const staging = join(root, `${STAGING_PREFIX}${randomBytes(6).toString('hex')}`);
+  const tree = join(staging, 'tree');
+  try {
+    await wipeDirectory(root);
+    await mkdir(staging, { mode: 0o700 });
+    let manifest: Manifest;
+    try {
+      manifest = await decryptDirectory(artifact.ciphertextPath, tree, {
+        dek,
+        keyId: '',
+        context: { artifactUid: artifact.uid, artifactName: artifact.name, version: artifact.version },
+      });
+    } catch (cause) {
+      throw new MaterializeError('decrypt', `cannot decrypt ${artifact.ciphertextPath}`, { cause });
+    } finally {
+      dek.fill(0);
+    }
+    await verify(tree, manifest, artifact.digest);
+    if (isAborted(signal)) throw new MaterializeError('aborted', 'access ended while decrypting');
+    const topDirs = await seal(tree);
+    try {
+      for (const name of await readdir(tree)) await rename(join(tree, name), join(root, name));
+      for (const name of topDirs) await chmod(join(root, name), 0o555);
+      await rmdir(tree);
+      await rmdir(staging);
+    } catch (cause) {
+      throw new MaterializeError('install', `cannot move the plaintext into ${root}`, { cause });
+    }
+    if (isAborted(signal)) throw new MaterializeError('aborted', 'access ended while installing');
+    return {
+      files: manifest.files.length,
+      bytes: manifest.files.reduce((sum, f) => sum + f.size, 0),
+      digest: artifact.digest,
+    };
+  } catch (error) {
+    dek.fill(0);
+    await wipeDirectory(root).catch(() => undefined);
+    if (error instanceof MaterializeError) throw error;
+    throw new MaterializeError('install', `cannot materialize into ${root}`, { cause: error });
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * The sidecar runtime, wired: probe server first (so the kubelet gets 503s rather than refused connections), then
+ * attestation, the revocation stream (opened before any key is released, so no revocation can fall between a
+ * release and the stream), then every planned artifact in parallel, each under its {@link ArtifactSupervisor}.
+ * {@link Sidecar.shutdown} wipes every plaintext directory and the output directory.
+ */
+import type winston from 'winston';
+import { componentLogger } from '../core/logging/index.ts';
+import type { Revocation__Output } from '../proto/generated/strongroom/v1/Revocation.ts';
+import type { KeyBroker, KeyBrokerClient } from '../proto/keybroker.ts';
+import type { SidecarConfig } from './config.ts';
+import { WorkloadIdentity } from './identity.ts';
+import { startProbeServer, type ProbeServer, type ProbeState } from './probe.ts';
+import { revocationConcerns, RevocationWatcher } from './revocation.ts';
+import { ArtifactSupervisor } from './supervisor.ts';
+import { wipeDirectory } from './wipe.ts';
+
+export interface SidecarOptions {
+  readonly config: SidecarConfig;
+  readonly keyBroker: KeyBroker;
+  /** The root logger; the sidecar makes its component children. */
+  readonly logger: winston.Logger;
+}
+
+/** The running sidecar. */
+export class Sidecar {
+  readonly #o: SidecarOptions;
+  readonly #log: winston.Logger;
+  readonly #identity: WorkloadIdentity;
+  readonly #watcher: RevocationWatcher;
+  readonly #supervisors: readonly ArtifactSupervisor[];
+  #probe: ProbeServer | undefined;
+  #started = false;
+
+  constructor(options: SidecarOptions) {
+    this.#o = options;
+    const { config, logger } = options;
+    this.#log = componentLogger(logger, 'sidecar');
+    this.#identity = new WorkloadIdentity({
+      config,
+      keyBroker: options.keyBroker,
+      logger: componentLogger(logger, 'sidecar/identity'),
+    });
+    const client = (): KeyBrokerClient => this.#identity.client();
+    this.#supervisors = config.plan.artifacts.map(
+      (artifact) =>
+        new ArtifactSupervisor({
+          artifact,
+          client,
+          logger: componentLogger(logger, 'sidecar/artifact', { mountPath: artifact.mountPath }),
+          onChange: () => {
+            this.#onChange();
+          },
+        }),
+    );
+    this.#watcher = new RevocationWatcher({
+      client,
+      logger: componentLogger(logger, 'sidecar/revocation'),
+      onRevocation: (revocation) => {
+        this.#onRevocation(revocation);
+      },
+      onResync: (why) => {
+        for (const s of this.#supervisors) s.recheck(why);
+      },
+    });
+    this.#identity.onRenewed(() => {
+      this.#watcher.reconnect();
+    });
+  }
+
+  /** The probe port (useful when configured as 0). */
+  get probePort(): number | undefined {
+    return this.#probe?.port;
+  }
+
+  /** What the probes answer from. */
+  state(): ProbeState {
+    if (this.#supervisors.length === 0) return { started: true, ready: true, detail: '' };
+    const waiting = this.#supervisors.filter((s) => s.phase !== 'materialized');
+    const detail = waiting
+      .map((s) => {
+        const a = s.artifact;
+        const error = s.lastError;
+        return `${a.namespace}/${a.name}@${a.version} ${s.phase}${error ? ` (${error.codeName})` : ''}`;
+      })
+      .join('; ');
+    return { started: this.#started, ready: this.#started && waiting.length === 0, detail };
+  }
+
+  /** Starts everything; resolves once the artifacts' work has begun (not when they are in place). */
+  async start(): Promise<void> {
+    this.#probe = await startProbeServer({ port: this.#o.config.probePort, state: () => this.state() });
+    this.#log.info('sidecar starting', {
+      probePort: this.#probe.port,
+      artifacts: this.#o.config.plan.artifacts.map((a) => `${a.namespace}/${a.name}@${a.version}`),
+      publish: this.#o.config.plan.publish
+        ? `${this.#o.config.plan.publish.namespace}/${this.#o.config.plan.publish.name}@${this.#o.config.plan.publish.version}`
+        : undefined,
+    });
+    await this.#identity.start();
+    if (this.#supervisors.length === 0) return;
+    await this.#watcher.start();
+    for (const s of this.#supervisors) s.start();
+  }
+
+  /** The current mutual-TLS client (for publish mode). */
+  client(): KeyBrokerClient {
+    return this.#identity.client();
+  }
+
+  /** Stops the revocation stream and every supervisor, wipes all plaintext and the output directory, closes. */
+  async shutdown(): Promise<void> {
+    await this.#watcher.stop();
+    const dirs = this.#o.config.plan.publish ? [this.#o.config.plan.publish.outputDir] : [];
+    const results = await Promise.allSettled([
+      ...this.#supervisors.map((s) => s.wipeForShutdown()),
+      ...dirs.map(async (dir) => {
+        const report = await wipeDirectory(dir);
+        this.#log.info('wiped the output directory', { dir, ...report });
+      }),
+    ]);
+    this.#identity.stop();
+    await this.#probe?.close();
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length > 0)
+      throw new AggregateError(
+        failed.map((r) => r.reason as unknown),
+        'wiping on shutdown failed',
+      );
+  }
+
+  #onChange(): void {
+    if (!this.#started && this.#supervisors.every((s) => s.phase === 'materialized')) {
+      this.#started = true;
+      this.#log.info('every artifact is decrypted and verified; started');
+    }
+  }
+
+  #onRevocation(revocation: Revocation__Output): void {
+    const hit = this.#supervisors.filter((s) => revocationConcerns(revocation, s.artifact));
+    const fields = {
+      reason: revocation.reason,
+      artifact: revocation.artifact
+        ? `${revocation.artifact.namespace}/${revocation.artifact.name}`
+        : undefined,
+      versions: revocation.versions,
+      grant: revocation.grant?.name,
+      seq: revocation.seq,
+      detail: revocation.message,
+    };
+    if (hit.length === 0) {
+      this.#log.info('revocation does not concern a planned artifact', fields);
+      return;
+    }
+    this.#log.warn('revocation', { ...fields, affected: hit.length });
+    for (const s of hit) s.revoke(`${revocation.reason}: ${revocation.message}`);
+  }
+}
