@@ -364,6 +364,14 @@ export class Operator {
         dekCacheTtlMs: config.broker.dekCacheTtlMs,
         maxConnectionAgeMs: config.broker.maxConnectionAgeMs,
         credentialRefreshMs: config.broker.credentialRefreshMs,
+        onRefusedRelease: (pod, message) => {
+          this.#events?.record(
+            { apiVersion: 'v1', kind: 'Pod', metadata: pod },
+            'Warning',
+            'KeyReleaseDenied',
+            message,
+          );
+        },
         observer: {
           call: (method, code, seconds) => {
             this.metrics.brokerCalls.observe({ method, code }, seconds);

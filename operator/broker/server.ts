@@ -79,6 +79,14 @@ export interface BrokerServerOptions {
   /** Default 5000 ms. */
   readonly heartbeatMs?: number;
   readonly observer?: BrokerObserver;
+  /**
+   * Told of every refused ReleaseKey whose caller is a known pod, so the refusal shows in `kubectl describe pod`
+   * (the operator records a Warning Event `KeyReleaseDenied`). Called after the refusal is audited.
+   */
+  readonly onRefusedRelease?: (
+    pod: { namespace: string; name: string; uid: string },
+    message: string,
+  ) => void;
   readonly now?: () => Date;
 }
 
@@ -393,6 +401,21 @@ export class BrokerServer {
     return { code: grpc.status.INTERNAL, details: 'internal error' };
   }
 
+  /** A refusal the pod's owner can act on (not a transient one) becomes an Event on the pod. */
+  #tellPod(peer: Peer | undefined, error: unknown, request: ReleaseKeyRequest__Output): void {
+    if (peer === undefined || !(error instanceof BrokerError) || this.#o.onRefusedRelease === undefined)
+      return;
+    if (error.status === 'UNAVAILABLE' || error.status === 'INTERNAL' || error.status === 'UNAUTHENTICATED')
+      return;
+    const pod = this.#o.view.pod(peer.podUid);
+    if (pod === undefined || pod === 'deleted') return;
+    const artifact = `${request.artifact?.namespace ?? ''}/${request.artifact?.name ?? ''}@${request.version}`;
+    this.#o.onRefusedRelease(
+      { namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      `Strongroom refused the key of ${artifact} to ${peer.spiffeId}: ${error.status} (${error.reason}): ${error.message}`,
+    );
+  }
+
   #attestHandlers(): KeyBrokerHandlers {
     const onlyOnBroker = (method: string) => (_call: unknown, callback: grpc.sendUnaryData<never>) => {
       callback({
@@ -501,8 +524,10 @@ export class BrokerServer {
       },
       ReleaseKey: (call: grpc.ServerUnaryCall<ReleaseKeyRequest__Output, ReleaseKeyResponse>, callback) => {
         const started = performance.now();
+        let caller: Peer | undefined;
         const run = async (): Promise<ReleaseKeyResponse> => {
           const peer = await this.#peerOrAudit(call, 'release-key');
+          caller = peer;
           const r = call.request;
           const result = await releaseKey(
             peer,
@@ -533,6 +558,7 @@ export class BrokerServer {
           },
           (error: unknown) => {
             callback(this.#answerError('ReleaseKey', started, error));
+            this.#tellPod(caller, error, call.request);
           },
         );
       },

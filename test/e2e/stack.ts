@@ -30,7 +30,13 @@ import {
   startOperator,
   type OperatorProcess,
 } from '../operator/harness.ts';
-import { appendVersion, artifactBody, createArtifact, getArtifact, rawRecipientKey } from '../operator/objects.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  getArtifact,
+  rawRecipientKey,
+} from '../operator/objects.ts';
 
 export const OPERATOR_NAMESPACE = 'strongroom-system';
 /** The claim every application namespace gets, bound to its own local PersistentVolume. */
@@ -129,7 +135,9 @@ export async function startStack(options: {
     image: image.ref,
     storageDir: (namespace) => join(storageRoot, namespace),
     stop: async () => {
-      await admission.deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME }).catch(() => undefined);
+      await admission
+        .deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME })
+        .catch(() => undefined);
       await operator.stop();
     },
   };
