@@ -114,11 +114,7 @@ describe('planInjection: reading', () => {
       'resnet50@v3:/m',
       'version v3 of ModelArtifact ml-dev/resnet50 is withdrawn (available: v1, v2)',
     ],
-    [
-      'latest without versions',
-      'fresh@latest:/m',
-      'ModelArtifact ml-dev/fresh has no published version that is not withdrawn',
-    ],
+    ['latest without versions', 'fresh@latest:/m', 'ModelArtifact ml-dev/fresh has no latest version yet'],
     ['an artifact being deleted', 'dying@v1:/m', 'ModelArtifact ml-dev/dying is being deleted'],
     [
       'another namespace without a claim annotation',
@@ -133,10 +129,24 @@ describe('planInjection: reading', () => {
     expect(error.message).toContain(message);
   });
 
+  it('resolves latest as the broker does: status.latestVersion, not a newer version the operator has not sealed', () => {
+    const a = artifact('sealing', { versions: [version('v1', 1), version('v2', 1)] });
+    const sealedOnlyV1: typeof a = { ...a, status: { ...a.status, latestVersion: 'v1' } };
+    const p = plan({ [ANNOTATION_ARTIFACTS]: 'sealing@latest:/m' }, 'ml-dev', lookupIn([sealedOnlyV1]));
+    expect(p.resolved).toEqual(['ml-dev/sealing@v1']);
+    const { latestVersion: _dropped, ...rest } = a.status ?? {};
+    const unsealed: typeof a = { ...a, status: rest };
+    expect(
+      refusal({ [ANNOTATION_ARTIFACTS]: 'sealing@latest:/m' }, 'ml-dev', lookupIn([unsealed])).message,
+    ).toContain(
+      'has no latest version yet: status.latestVersion names no sealed, non-withdrawn version (available: v1, v2)',
+    );
+  });
+
   it('resolves latest to nothing when every version is withdrawn', () => {
     const all = artifact('old', { versions: [version('v1', 1), version('v2', 1)], withdrawn: ['v1', 'v2'] });
     expect(refusal({ [ANNOTATION_ARTIFACTS]: 'old@latest:/m' }, 'ml-dev', lookupIn([all])).message).toContain(
-      'has no published version that is not withdrawn',
+      'has no latest version yet',
     );
   });
 

@@ -107,12 +107,17 @@ function findArtifact(entry: ArtifactEntry, namespace: string, lookup: ArtifactL
   return found;
 }
 
-/** The version an entry asks for: a named, non-withdrawn version, or for `latest` the newest non-withdrawn one. */
+/**
+ * The version an entry asks for: a named, non-withdrawn version, or for `latest` the artifact's
+ * `status.latestVersion` (the newest version the operator has sealed), which is what the broker's ReleaseKey and a
+ * grant's `versions.match: latest` mean by latest too.
+ */
 export function resolveVersion(artifact: ModelArtifact, version: string): ModelArtifactVersion | undefined {
   const withdrawn = new Set(artifact.spec.withdrawnVersions ?? []);
   const versions = artifact.spec.versions ?? [];
-  if (version === LATEST) return versions.findLast((v) => !withdrawn.has(v.name));
-  return versions.find((v) => v.name === version && !withdrawn.has(v.name));
+  const wanted = version === LATEST ? artifact.status?.latestVersion : version;
+  if (wanted === undefined || wanted === '') return undefined;
+  return versions.find((v) => v.name === wanted && !withdrawn.has(v.name));
 }
 
 function versionMissing(entry: ArtifactEntry, artifact: ModelArtifact): never {
@@ -120,7 +125,10 @@ function versionMissing(entry: ArtifactEntry, artifact: ModelArtifact): never {
   const withdrawn = artifact.spec.withdrawnVersions ?? [];
   const available = (artifact.spec.versions ?? []).map((v) => v.name).filter((v) => !withdrawn.includes(v));
   const list = available.length === 0 ? 'none' : available.join(', ');
-  if (entry.version === LATEST) return fail(`${ref} has no published version that is not withdrawn`);
+  if (entry.version === LATEST)
+    return fail(
+      `${ref} has no latest version yet: status.latestVersion names no sealed, non-withdrawn version (available: ${list})`,
+    );
   if (withdrawn.includes(entry.version))
     return fail(`version ${entry.version} of ${ref} is withdrawn (available: ${list})`);
   return fail(`${ref} has no version ${entry.version} (available: ${list})`);

@@ -45,6 +45,12 @@ export interface ArtifactFixture {
   deleting?: boolean;
 }
 
+function latestOf(f: ArtifactFixture): { latestVersion?: string } {
+  const withdrawn = new Set(f.withdrawn ?? []);
+  const latest = (f.versions ?? []).findLast((v) => !withdrawn.has(v.name));
+  return latest === undefined ? {} : { latestVersion: latest.name };
+}
+
 export function artifact(name: string, f: ArtifactFixture = {}): ModelArtifact {
   return {
     apiVersion: 'strongroom.dev/v1alpha1',
@@ -66,6 +72,8 @@ export function artifact(name: string, f: ArtifactFixture = {}): ModelArtifact {
       f.ready === false
         ? {}
         : {
+            // What the operator records once a version is sealed: the newest sealed, not withdrawn version.
+            ...latestOf(f),
             recipientPublicKey: {
               algorithm: 'HPKE-Base-X25519-SHA256-AES256GCM',
               fingerprint: RECIPIENT_FINGERPRINT,
