@@ -134,7 +134,8 @@ describe('planInjection: reading', () => {
     const sealedOnlyV1: typeof a = { ...a, status: { ...a.status, latestVersion: 'v1' } };
     const p = plan({ [ANNOTATION_ARTIFACTS]: 'sealing@latest:/m' }, 'ml-dev', lookupIn([sealedOnlyV1]));
     expect(p.resolved).toEqual(['ml-dev/sealing@v1']);
-    const unsealed: typeof a = { ...a, status: { recipientPublicKey: a.status?.recipientPublicKey } };
+    const unsealed: typeof a = { ...a, status: Object.assign({}, a.status) };
+    delete unsealed.status?.latestVersion;
     expect(
       refusal({ [ANNOTATION_ARTIFACTS]: 'sealing@latest:/m' }, 'ml-dev', lookupIn([unsealed])).message,
     ).toContain(
