@@ -134,6 +134,10 @@ beforeAll(async () => {
     const { version } = await sealedVersion(ready, v, { size: 300 * 1024 * 1024 });
     await appendVersion(custom, ready, version);
   }
+  await eventually('v2 sealed (status.latestVersion)', async () => {
+    const a = await getArtifact(custom, APPS, 'resnet50');
+    return a.status?.latestVersion === 'v2' ? a : undefined;
+  });
   // The webhook reads artifacts from its cache: wait until it has the versions.
   await eventually('the webhook to see both versions', async () => {
     const created = await create(
