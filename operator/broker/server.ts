@@ -12,7 +12,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import {
-  ApiException,
   type AuthenticationV1Api,
   type CoreV1Api,
   type CustomObjectsApi,
@@ -36,6 +35,7 @@ import type { BrokerAuditTrail } from './audit-trail.ts';
 import { DekCache } from './dek-cache.ts';
 import { BrokerError } from './errors.ts';
 import { checkTrustDomain } from './identity.ts';
+import { readServingCertificate } from '../pki/serving-secret.ts';
 import { peerFromCertificate, podOf, workloadOf, type Peer, type PeerCertificate } from './peer.ts';
 import { publishVersion } from './publish.ts';
 import { releaseKey } from './release.ts';
@@ -297,23 +297,13 @@ export class BrokerServer {
 
   async #readIdentity(): Promise<TlsIdentity> {
     const name = this.#o.servingSecretName ?? 'strongroom-broker-tls';
-    const where = `Secret ${this.#o.namespace}/${name}`;
-    let data: Record<string, string> | undefined;
-    try {
-      data = (await this.#o.core.readNamespacedSecret({ name, namespace: this.#o.namespace })).data;
-    } catch (error) {
-      const why = error instanceof ApiException ? `HTTP ${String(error.code)}` : 'unreachable API server';
-      throw new BrokerServerError(`cannot read ${where}: ${why}`, { cause: error });
-    }
-    const cert = data?.['tls.crt'];
-    const key = data?.['tls.key'];
-    if (!cert || !key) throw new BrokerServerError(`${where} lacks tls.crt or tls.key`);
+    const { cert, key } = await readServingCertificate(this.#o.core, this.#o.namespace, name).catch(
+      (error: unknown) => {
+        throw new BrokerServerError((error as Error).message, { cause: error });
+      },
+    );
     const { bundlePem } = await this.#o.ca.load();
-    return {
-      cert: Buffer.from(cert, 'base64'),
-      key: Buffer.from(key, 'base64'),
-      ca: Buffer.from(bundlePem),
-    };
+    return { cert, key, ca: Buffer.from(bundlePem) };
   }
 
   #auditRefused(listener: 'attest' | 'broker', refused: RefusedHandshake): void {

@@ -1,5 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
+import { ApiException, type CoreV1Api } from '@kubernetes/client-node';
+import { PkiError } from './errors.ts';
 import type { SecretLike } from './authority-secret.ts';
 import { leafRenewAt } from './schedule.ts';
 
@@ -81,4 +83,28 @@ function sameNames(cert: X509Certificate, expected: ServingExpectation): boolean
 function text(secret: SecretLike, key: string): string | undefined {
   const value = secret.data?.[key];
   return value === undefined ? undefined : Buffer.from(value, 'base64').toString();
+}
+
+/**
+ * Reads a serving certificate and key from a `kubernetes.io/tls` Secret for a TLS server (the broker and the
+ * webhook). Throws PkiError `missing` when the Secret cannot be read (not issued yet, or the API server is
+ * unreachable) and `malformed` when it lacks `tls.crt` or `tls.key`.
+ */
+export async function readServingCertificate(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+): Promise<{ cert: Buffer; key: Buffer }> {
+  const where = `Secret ${namespace}/${name}`;
+  let data: Record<string, string> | undefined;
+  try {
+    data = (await core.readNamespacedSecret({ name, namespace })).data;
+  } catch (error) {
+    const why = error instanceof ApiException ? `HTTP ${String(error.code)}` : 'unreachable API server';
+    throw new PkiError('missing', `cannot read ${where}: ${why}`, { cause: error });
+  }
+  const cert = data?.['tls.crt'];
+  const key = data?.['tls.key'];
+  if (!cert || !key) throw new PkiError('malformed', `${where} lacks tls.crt or tls.key`);
+  return { cert: Buffer.from(cert, 'base64'), key: Buffer.from(key, 'base64') };
 }

@@ -11,8 +11,9 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApiException, type CoreV1Api } from '@kubernetes/client-node';
+import type { CoreV1Api } from '@kubernetes/client-node';
 import type winston from 'winston';
+import { readServingCertificate } from '../pki/serving-secret.ts';
 
 /** The webhook's path for pods; the MutatingWebhookConfiguration points here. */
 export const MUTATE_PODS_PATH = '/mutate/pods';
@@ -211,18 +212,12 @@ export class WebhookServer {
 
   async #readIdentity(): Promise<{ cert: string; key: string }> {
     const name = this.#o.servingSecretName ?? 'strongroom-webhook-tls';
-    const where = `Secret ${this.#o.namespace}/${name}`;
-    let data: Record<string, string> | undefined;
-    try {
-      data = (await this.#o.core.readNamespacedSecret({ name, namespace: this.#o.namespace })).data;
-    } catch (error) {
-      const why = error instanceof ApiException ? `HTTP ${String(error.code)}` : 'unreachable API server';
-      throw new WebhookServerError(`cannot read ${where}: ${why}`, { cause: error });
-    }
-    const cert = data?.['tls.crt'];
-    const key = data?.['tls.key'];
-    if (!cert || !key) throw new WebhookServerError(`${where} lacks tls.crt or tls.key`);
-    return { cert: Buffer.from(cert, 'base64').toString(), key: Buffer.from(key, 'base64').toString() };
+    const { cert, key } = await readServingCertificate(this.#o.core, this.#o.namespace, name).catch(
+      (error: unknown) => {
+        throw new WebhookServerError((error as Error).message, { cause: error });
+      },
+    );
+    return { cert: cert.toString(), key: key.toString() };
   }
 }
 

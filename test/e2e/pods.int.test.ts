@@ -316,6 +316,25 @@ describe('revocation and expiry wipe the plaintext from the running pod', () => 
   });
 });
 
+/** Runs `template` as a Job (no retries) and waits for it to complete. */
+async function runJob(namespace: string, name: string, template: V1Pod): Promise<void> {
+  const job = {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name },
+    spec: {
+      backoffLimit: 0,
+      template: {
+        metadata: { labels: template.metadata?.labels, annotations: template.metadata?.annotations },
+        spec: template.spec,
+      },
+    },
+  };
+  const r = await kubectl(cluster, ['-n', namespace, 'apply', '-f', '-'], { input: JSON.stringify(job) });
+  expect(r.code, r.stderr).toBe(0);
+  await must(['-n', namespace, 'wait', '--for=condition=Complete', '--timeout=90s', `job/${name}`]);
+}
+
 describe('Jobs', () => {
   it('completes a Job whose pod has the injected native sidecar', async () => {
     await createGrant(
@@ -329,21 +348,7 @@ describe('Jobs', () => {
       script: 'cd /models/resnet50 && sha256sum config.json && test -s weights/layer1.bin',
       restartPolicy: 'Never',
     });
-    const job = {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: { name: 'reads-and-exits' },
-      spec: {
-        backoffLimit: 0,
-        template: {
-          metadata: { labels: template.metadata?.labels, annotations: template.metadata?.annotations },
-          spec: template.spec,
-        },
-      },
-    };
-    const r = await kubectl(cluster, ['-n', DEV, 'apply', '-f', '-'], { input: JSON.stringify(job) });
-    expect(r.code).toBe(0);
-    await must(['-n', DEV, 'wait', '--for=condition=Complete', '--timeout=90s', 'job/reads-and-exits']);
+    await runJob(DEV, 'reads-and-exits', template);
   });
 
   it('publishes what a Job writes as a new version, which a reader then gets back byte for byte', async () => {
@@ -363,21 +368,7 @@ describe('Jobs', () => {
       script: `mkdir -p /output/weights && echo fine-tuned > /output/weights/delta.bin && echo '{"epochs":3}' > /output/config.json && touch /output/${PUBLISH_COMPLETE_MARKER}`,
       restartPolicy: 'Never',
     });
-    const job = {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: { name: 'fine-tune' },
-      spec: {
-        backoffLimit: 0,
-        template: {
-          metadata: { labels: template.metadata?.labels, annotations: template.metadata?.annotations },
-          spec: template.spec,
-        },
-      },
-    };
-    const r = await kubectl(cluster, ['-n', DEV, 'apply', '-f', '-'], { input: JSON.stringify(job) });
-    expect(r.code).toBe(0);
-    await must(['-n', DEV, 'wait', '--for=condition=Complete', '--timeout=90s', 'job/fine-tune']);
+    await runJob(DEV, 'fine-tune', template);
     const artifact = await eventually('version v2 in the artifact', async () => {
       const a = await getArtifact(stack.custom, DEV, 'resnet50');
       return a.spec.versions?.some((v) => v.name === 'v2') === true ? a : undefined;
