@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { findLeftovers } from '../cluster/cluster.ts';
@@ -5,37 +6,104 @@ import { run } from '../cluster/kubectl.ts';
 
 const shared = inject('cluster');
 
+/** The text between the step line containing `title` and the next step line. */
+function section(stdout: string, title: string): string {
+  const start = stdout.indexOf(`==> ${title}`);
+  if (start < 0) return '';
+  const end = stdout.indexOf('\n==> ', start + 4);
+  return stdout.slice(start, end < 0 ? undefined : end);
+}
+
 describe('the README demo command (npm run demo)', () => {
-  it('starts its own cluster with a node, installs the CRDs and the examples, prints how to use it, and cleans up', async () => {
+  it('runs the whole path on its own cluster and node, shows each step’s evidence, and cleans up', async () => {
     const r = await run(process.execPath, [join(import.meta.dirname, 'demo.ts'), '--once'], {
-      timeoutMs: 240_000,
+      timeoutMs: 300_000,
       env: { ...process.env, STRONGROOM_CLUSTER_BIN: shared.binDir },
     });
-    expect(r.code, r.stderr + r.stdout.slice(-2000)).toBe(0);
-    expect(r.stdout).toContain(
-      'customresourcedefinition.apiextensions.k8s.io/modelartifacts.strongroom.dev condition met',
+    const out = r.stdout;
+    expect(r.code, r.stderr + out.slice(-3000)).toBe(0);
+
+    // 1. A cluster with a real node, the image imported into its containerd, the operator with its broker.
+    expect(out).toMatch(/control plane up at https:\/\/127\.0\.0\.1:\d+/);
+    expect(out).toMatch(/node 127\.0\.0\.1 Ready in/);
+    expect(out).toMatch(
+      /image localhost\/strongroom:\S+ \((cached|built)\): importing into the node's containerd/,
     );
-    expect(r.stdout).toContain('modelartifact.strongroom.dev/resnet50 serverside-applied');
-    expect(r.stdout).toMatch(/127\.0\.0\.1\s+Ready/);
-    // The operator ran: the demo artifact is Ready with v1 sealed, the grant Active, the conditions readable.
-    expect(r.stdout).toMatch(/leading; \/healthz \/readyz \/metrics on http:\/\/127\.0\.0\.1:\d+/);
-    expect(r.stdout).toMatch(/resnet-demo\s+confidential\s+v1\s+True/);
-    expect(r.stdout).toMatch(/demo\s+accessgrant\.strongroom\.dev\/trainer\s+resnet-demo\s.*Active/);
-    expect(r.stdout).toContain('KeysReady=True (');
-    expect(r.stdout).toContain('RotationCompliant=True (');
-    // The key broker: the trainer's pod attests and gets the very DEK the writer sealed; a pod without a grant
-    // does not; the audit log verifies with one command.
-    expect(r.stdout).toContain('attested: spiffe://cluster.local/ns/demo/sa/trainer');
-    const fingerprints = /\(sha256 ([0-9a-f]{16})…, the writer sealed ([0-9a-f]{16})…\)/.exec(r.stdout);
-    expect(fingerprints?.[1]).toBeDefined();
-    expect(fingerprints?.[1]).toBe(fingerprints?.[2]);
-    expect(r.stdout).toMatch(/pod demo\/intern-0 \(no grant\): No AccessGrant/);
-    expect(r.stdout).toMatch(/audit verify [^\n]*\n(\s+WARNING[^\n]*\n)*\s+OK: \d+ entries/);
-    const workDir = /export KUBECONFIG=(\S+)\/admin\.kubeconfig/.exec(r.stdout)?.[1];
+    expect(out).toMatch(/key broker at 10\.244\.0\.1:\d+ on the pod bridge/);
+
+    // 2. The model encrypted and published: a digest, opaque object names on the volume, no plaintext names.
+    const publish = section(out, 'Encrypting a sample model');
+    expect(publish).toMatch(/digest sha256:[0-9a-f]{64}, \d+ bytes/);
+    const volume = publish.slice(publish.indexOf('on the volume'), publish.indexOf('ciphertext check'));
+    expect(volume).toContain('manifest.sre');
+    expect(volume).toMatch(/objects\/000002\.sre/);
+    expect(volume).not.toMatch(/config\.json|weights\.bin|vocab\.txt/);
+    expect(publish).toContain('ciphertext check: no plaintext name');
+    expect(publish).toMatch(/resnet50\s+confidential\s+v1\s+True/);
+
+    // 3. The grant is Active.
+    expect(section(out, 'Granting ml-dev/trainer')).toMatch(
+      /trainer-reads\s+resnet50\s+read\s+ml-dev\/trainer\s+Active/,
+    );
+
+    // 4. The authorized pod's app container saw exactly the original bytes: compare the two lists here, too.
+    const originals = new Map(
+      [...publish.matchAll(/plaintext (\S+)\s+\d+ bytes\s+sha256 ([0-9a-f]{64})/g)].map((m) => [m[1], m[2]]),
+    );
+    expect(originals.size).toBe(3);
+    const authorized = section(out, 'An authorized pod');
+    const inPod = new Map([...authorized.matchAll(/([0-9a-f]{64}) {2}\.\/(\S+)/g)].map((m) => [m[2], m[1]]));
+    expect(inPod).toEqual(originals);
+    expect(authorized).toContain('the webhook injected: strongroom-sidecar');
+    expect(authorized).toContain('byte-identical: all 3 files match the SHA-256 of the originals');
+
+    // 5. The unauthorized pod is refused with its reason, and its app container never ran.
+    const refused = section(out, 'An unauthorized pod');
+    expect(refused).toMatch(
+      /Warning KeyReleaseDenied: .*PERMISSION_DENIED \(no-grant\): No AccessGrant releases version v1 of ModelArtifact ml-dev\/resnet50 to ml-dev\/intern/,
+    );
+    expect(refused).toMatch(/sidecar: key release denied for ml-dev\/resnet50@v1: PERMISSION_DENIED/);
+    expect(refused).toContain('app container: waiting (PodInitializing), never started; pod Ready=false');
+    expect(refused).toContain('container "app" in pod "intern" is waiting to start');
+    expect(out).toMatch(/intern\s+0\/2\s+Init:0\/1/);
+
+    // 6. Revocation wipes the files from the running pod within 1 s, and the pod turns not-ready.
+    const revocation = section(out, 'Revoking the grant');
+    const [before, after] = revocation.split('delete accessgrant trainer-reads');
+    expect(before).toMatch(/4194304 [^\n]* weights\.bin/);
+    expect(before).toContain('config.json');
+    expect(after).toMatch(/^\s+total 0$/m);
+    expect(after).not.toMatch(/weights\.bin|config\.json|tokenizer/);
+    const wiped = /wiped (\d+) ms after kubectl delete/.exec(revocation);
+    expect(wiped).not.toBeNull();
+    expect(Number(wiped?.[1])).toBeLessThan(1000);
+    expect(revocation).toMatch(/trainer\s+1\/2\s+Running/);
+    expect(revocation).toMatch(/pod trainer not ready \d+ ms after the delete/);
+
+    // 7. The audit log records both decisions and verifies offline.
+    const audit = section(out, "Verifying the key broker's audit log");
+    expect(audit).toMatch(
+      /key release of ml-dev\/resnet50@v1 to pod ml-dev\/trainer \(sa trainer\): allow \(granted\)/,
+    );
+    expect(audit).toMatch(
+      /key release of ml-dev\/resnet50@v1 to pod ml-dev\/intern \(sa intern\): deny \(no-grant\)/,
+    );
+    expect(audit).toMatch(/audit verify [^\n]*\n(\s+WARNING[^\n]*\n)*\s+OK: \d+ entries/);
+    expect(audit).toContain("the unauthorized pod's app container still has not run");
+
+    // The hints, the total time, and nothing left behind: processes, mounts, work dir, bridge, audit log.
+    expect(out).toMatch(/ml-dev\s+modelartifact\.strongroom\.dev\/resnet50\s+confidential\s+v1\s+True/);
+    expect(out).toContain('kubectl get strongroom -A');
+    expect(out).toMatch(/Total time: \d+\.\d s/);
+    const workDir = /export KUBECONFIG=(\S+)\/admin\.kubeconfig/.exec(out)?.[1];
     expect(workDir).toMatch(/strongroom-cluster-/);
     const left = await findLeftovers(workDir ?? '');
     expect(left.processes).toEqual([]);
+    expect(left.mounts).toEqual([]);
     expect(left.workDirExists).toBe(false);
     expect(left.bridgeExists).toBe(false);
-  });
+    const auditLog = /audit verify (\S+) --public-key/.exec(audit)?.[1];
+    expect(auditLog).toBeDefined();
+    expect(existsSync(auditLog ?? '')).toBe(false);
+  }, 320_000);
 });

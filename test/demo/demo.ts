@@ -1,213 +1,422 @@
-// Strongroom's demo on the embedded default: a real local cluster (control plane and, as root, a node), the CRDs,
-// and the examples from docs/examples, then instructions for using kubectl against it. Ctrl-C tears it all down.
+// Strongroom's demo on the embedded default, the whole path on a real local cluster: a node (kubelet, containerd,
+// runc, CNI), the Strongroom image built without a daemon, the operator (webhook and key broker), a model encrypted
+// and published, a grant, an authorized pod that reads byte-identical files, an unauthorized pod that never starts,
+// a revocation that wipes the files from the running pod, and the audit log verified offline.
 //   npm run demo            keep the cluster until Ctrl-C
 //   npm run demo -- --once  tear down right after (used by the tests)
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { startCluster } from '../cluster/cluster.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import { attachNode, startCluster, type Cluster } from '../cluster/cluster.ts';
 import { kubectl } from '../cluster/kubectl.ts';
-import { clients, eventually, startOperator, type OperatorProcess } from '../operator/harness.ts';
-import {
-  appendVersion,
-  artifactBody,
-  createArtifact,
-  createGrant,
-  getArtifact,
-  getGrant,
-  grantBody,
-  sealedVersion,
-} from '../operator/objects.ts';
-import { attestedWorkload, release } from '../broker/workload.ts';
+import { eventually, installCrds } from '../operator/harness.ts';
+import { grantBody } from '../operator/objects.ts';
+import { appNamespace, injectedPod, publishSample, startStack, type Stack } from '../e2e/stack.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
-const say = (line: string) => {
+const began = performance.timeOrigin;
+const NS = 'ml-dev';
+const ARTIFACT = 'resnet50';
+const MOUNT = '/models/resnet50';
+
+const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
-const step = (line: string) => {
+const fact = (line: string): void => {
+  say(`    ${line}`);
+};
+const step = (line: string): void => {
   say(`\n==> ${line}`);
 };
+/** The kubectl command that does (or shows) the same thing, for the reader to try later. */
+const equivalent = (command: string): void => {
+  say(`    $ ${command}`);
+};
+const indent = (text: string): string => text.trimEnd().replace(/^/gm, '      ');
+const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
-async function must(cluster: { binDir: string; kubeconfig: string }, args: string[]): Promise<string> {
-  const r = await kubectl(cluster, args);
+/** One entry of the audit log file, as far as the demo prints it (docs/audit.md). */
+interface AuditLine {
+  readonly seq: number;
+  readonly event: {
+    readonly type: string;
+    readonly operation?: string;
+    readonly decision?: string;
+    readonly reason?: string;
+    readonly workload?: {
+      readonly namespace: string;
+      readonly serviceAccount: string;
+      readonly podUid: string;
+    };
+    readonly artifact?: { readonly namespace: string; readonly name: string; readonly version: string };
+  };
+}
+
+/** A sample model: a config, a tokenizer vocabulary and 4 MiB of weights, all generated deterministically. */
+function sampleModel(): Record<string, Buffer> {
+  const key = createHash('sha256').update('strongroom demo weights').digest();
+  const weights = createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(4 * 1024 * 1024));
+  const vocab = Array.from({ length: 2000 }, (_, i) => `token-${String(i)}`).join('\n');
+  return {
+    'config.json': Buffer.from(JSON.stringify({ architecture: 'resnet50', classes: 1000, dtype: 'float32' })),
+    'tokenizer/vocab.txt': Buffer.from(`${vocab}\n`),
+    'weights.bin': weights,
+  };
+}
+
+function sha256(content: Buffer): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => statSync(join(dir, f)).isFile())
+    .sort();
+}
+
+async function must(cluster: Cluster, args: string[], input?: string): Promise<string> {
+  const r = await kubectl(cluster, args, input === undefined ? {} : { input });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed:\n${r.stderr}`);
   return r.stdout;
 }
 
-step('Starting a local Kubernetes 1.35 cluster (etcd, API server, controller manager, scheduler, kubelet)');
-const asRoot = process.getuid?.() === 0;
-const cluster = await startCluster({
-  node: asRoot,
-  log: (l) => {
-    say(`    ${l}`);
-  },
-});
-if (!asRoot) say('    (not root: no node, so pods will not run; CRDs and policy objects still work)');
-let operator: OperatorProcess | undefined;
-try {
-  step('Installing the Strongroom CRDs');
-  say(await must(cluster, ['apply', '--server-side', '-f', join(repo, 'crds')]));
-  say(
-    await must(cluster, [
-      'wait',
-      '--for=condition=Established',
-      '--timeout=60s',
-      'crd/modelartifacts.strongroom.dev',
-      'crd/accessgrants.strongroom.dev',
-    ]),
-  );
+function isReady(pod: V1Pod): boolean {
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+}
 
-  step('Starting the Strongroom operator (node operator/main.ts --namespace strongroom-system)');
-  await must(cluster, ['create', 'namespace', 'strongroom-system']);
-  operator = startOperator({
-    namespace: 'strongroom-system',
-    kubeconfig: cluster.kubeconfig,
-    identity: 'demo',
+/** The app container's state in words, and whether it has ever run. */
+function appState(pod: V1Pod): { ran: boolean; words: string } {
+  const app = pod.status?.containerStatuses?.find((c) => c.name === 'app');
+  if (app === undefined) return { ran: false, words: 'no status yet' };
+  const ran =
+    app.state?.running !== undefined ||
+    app.state?.terminated !== undefined ||
+    app.lastState?.terminated !== undefined ||
+    app.restartCount > 0;
+  const waiting = app.state?.waiting?.reason;
+  return { ran, words: waiting === undefined ? (ran ? 'started' : 'unknown') : `waiting (${waiting})` };
+}
+
+/** Runs the demo's steps; `started` receives the stack as soon as it runs, so a failure later still stops it. */
+async function runDemo(
+  cluster: Cluster,
+  asRoot: boolean,
+  started: (stack: Stack) => void,
+): Promise<Stack | undefined> {
+  if (!asRoot) {
+    step('Installing the Strongroom CRDs (no node: pods cannot run without root, so the demo stops here)');
+    equivalent('kubectl apply -f crds/');
+    await installCrds(cluster);
+    say(indent(await must(cluster, ['get', 'crd', '-o', 'name'])));
+    fact('not root: containerd, network namespaces and mounts need root, so there is no node and no pod;');
+    fact(
+      'run the demo as root to see encryption, injection, denial, revocation and the audit log end to end.',
+    );
+    return undefined;
+  }
+
+  step('Starting a real node, building the Strongroom image and starting the operator');
+  const node = await attachNode(cluster, { log: fact });
+  const stack = await startStack({ cluster, node, log: fact });
+  started(stack);
+  const ports = await stack.operator.brokerPorts();
+  fact(`operator (node operator/main.ts) runs on the host, pid ${String(stack.operator.pid)}`);
+  fact(`key broker at ${node.network.gateway}:${String(ports.brokerPort)} on the pod bridge (mutual TLS)`);
+  fact(`admission webhook on loopback; every pod labelled strongroom.dev/inject=true goes through it`);
+  fact(`sidecar image ${stack.image}, imported into the node's containerd (no registry, no Docker)`);
+  equivalent('kubectl get mutatingwebhookconfigurations');
+  say(indent(await must(cluster, ['get', 'mutatingwebhookconfigurations'])));
+
+  step(`Encrypting a sample model and publishing it as ${NS}/${ARTIFACT}@v1`);
+  await appNamespace(stack, NS, 'dev', ['trainer', 'intern']);
+  fact(`namespace ${NS}: Pod Security "restricted" enforced, service accounts trainer and intern,`);
+  fact(`claim "models" bound to a local PersistentVolume at ${stack.storageDir(NS)}`);
+  const files = sampleModel();
+  const published = await publishSample(stack, NS, ARTIFACT, 'v1', files, 'confidential');
+  for (const [path, content] of Object.entries(files))
+    fact(
+      `plaintext ${path.padEnd(20)} ${String(content.length).padStart(8)} bytes  sha256 ${sha256(content)}`,
+    );
+  fact(`digest ${published.version.digest}, ${String(published.version.size)} bytes`);
+  fact(`data key sealed to the artifact's recipient key ${published.version.encryption.keyFingerprint}`);
+  fact(`then rewrapped by the operator under its KEK; the key never touches the volume`);
+  const cipherDir = join(stack.storageDir(NS), ARTIFACT, 'v1');
+  const cipherFiles = filesUnder(cipherDir);
+  fact(`on the volume (${cipherDir}):`);
+  for (const f of cipherFiles)
+    fact(`  ${f.padEnd(22)} ${String(statSync(join(cipherDir, f)).size).padStart(8)} bytes`);
+  const secrets = [
+    ...Object.keys(files).flatMap((p) => [p, p.split('/').at(-1) ?? p]),
+    'resnet50", "classes',
+  ];
+  const leaked = cipherFiles.filter((f) => {
+    const bytes = readFileSync(join(cipherDir, f));
+    return secrets.some((s) => f.includes(s) || bytes.includes(Buffer.from(s)));
   });
-  const healthPort = await operator.healthPort();
-  await operator.waitForLog((l) => l.message === 'leading: starting controllers');
-  say(`    leading; /healthz /readyz /metrics on http://127.0.0.1:${healthPort}`);
+  if (leaked.length > 0) throw new Error(`plaintext names found in the ciphertext: ${leaked.join(', ')}`);
+  fact(
+    `ciphertext check: no plaintext name (${Object.keys(files).join(', ')}) in any file name or byte on the volume`,
+  );
+  equivalent(`kubectl -n ${NS} get modelartifact ${ARTIFACT}`);
+  say(indent(await must(cluster, ['-n', NS, 'get', 'modelartifact', ARTIFACT])));
 
-  step('Creating ModelArtifact demo/resnet-demo: the operator makes its keys and publishes a recipient key');
-  await must(cluster, ['create', 'namespace', 'demo']);
-  await must(cluster, ['label', 'namespace', 'demo', 'strongroom.dev/environment=dev']);
-  const { custom } = clients(cluster.kubeconfig);
-  await createArtifact(custom, 'demo', artifactBody('resnet-demo', 'confidential'));
-  const keyed = await eventually('recipient key', async () => {
-    const a = await getArtifact(custom, 'demo', 'resnet-demo');
-    return a.status?.recipientPublicKey ? a : undefined;
+  step(`Granting ${NS}/trainer read access to ${ARTIFACT} for one hour`);
+  const grant = grantBody('trainer-reads', ARTIFACT, {
+    subjects: [{ namespace: NS, serviceAccount: 'trainer' }],
+    purpose: 'demo: evaluate resnet50',
   });
-  say(`    recipient key ${keyed.status?.recipientPublicKey?.fingerprint ?? ''}`);
-
-  step(
-    'Publishing version v1: a writer seals a fresh DEK to that key; the operator rewraps it under the KEK',
+  equivalent(
+    `kubectl -n ${NS} apply -f accessgrant.yaml   # subjects: [{namespace: ${NS}, serviceAccount: trainer}]`,
   );
-  const { version, dek } = await sealedVersion(keyed, 'v1');
-  const sealedFingerprint = createHash('sha256').update(dek).digest('hex').slice(0, 16);
-  dek.fill(0);
-  await appendVersion(custom, keyed, version);
-  await eventually('v1 sealed', async () => {
-    const a = await getArtifact(custom, 'demo', 'resnet-demo');
-    return a.status?.latestVersion === 'v1' ? a : undefined;
+  await must(cluster, ['-n', NS, 'apply', '-f', '-'], JSON.stringify(grant));
+  await eventually('the grant to become Active', async () => {
+    const out = await must(cluster, [
+      '-n',
+      NS,
+      'get',
+      'accessgrant',
+      'trainer-reads',
+      '-o',
+      'jsonpath={.status.phase}',
+    ]);
+    return out === 'Active' ? true : undefined;
   });
+  say(indent(await must(cluster, ['-n', NS, 'get', 'accessgrant', 'trainer-reads'])));
 
-  step('Granting demo/trainer read access for 2 minutes');
-  await createGrant(
-    custom,
-    'demo',
-    grantBody('trainer', 'resnet-demo', {
-      subjects: [{ namespace: 'demo', serviceAccount: 'trainer' }],
-      expiresAt: new Date(Date.now() + 120_000).toISOString(),
-    }),
-  );
-  await eventually('grant Active', async () => {
-    const g = await getGrant(custom, 'demo', 'trainer');
-    return g.status?.phase === 'Active' ? g : undefined;
+  step(`An authorized pod (service account trainer) reads the model at ${MOUNT}`);
+  const script = `cd ${MOUNT} && find . -type f | sort | while read -r f; do sha256sum "$f"; done; echo END-OF-LIST; sleep 3600`;
+  const trainer = injectedPod({
+    name: 'trainer',
+    serviceAccount: 'trainer',
+    artifacts: `${ARTIFACT}@v1:${MOUNT}`,
+    script,
   });
-
-  step('A trainer pod asks the key broker: Attest with its pod-bound token, then ReleaseKey over mutual TLS');
-  const { core } = clients(cluster.kubeconfig);
-  for (const sa of ['trainer', 'intern']) await must(cluster, ['-n', 'demo', 'create', 'serviceaccount', sa]);
-  const ports = await operator.brokerPorts();
-  const caSecret = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: 'strongroom-system' });
-  const endpoint = {
-    ...ports,
-    caPem: Buffer.from(caSecret.data?.['ca.crt'] ?? '', 'base64').toString('utf8'),
-    serverName: 'strongroom-broker.strongroom-system.svc',
-  };
-  const trainer = await attestedWorkload(core, endpoint, 'demo', 'trainer-0', 'trainer');
-  say(
-    `    pod demo/trainer-0 attested: ${trainer.spiffeId}, certificate until ${trainer.notAfter.toISOString()}`,
+  fact(`label strongroom.dev/inject=true, annotation strongroom.dev/artifacts: "${ARTIFACT}@v1:${MOUNT}"`);
+  fact(`the app container (busybox, uid 1000) prints the SHA-256 of every file it finds there`);
+  equivalent(`kubectl -n ${NS} apply -f trainer-pod.yaml`);
+  const podStarted = Date.now();
+  await must(cluster, ['-n', NS, 'apply', '-f', '-'], JSON.stringify(trainer));
+  const readyPod = await eventually(
+    'pod trainer to be Ready',
+    async () => {
+      const p = await stack.core.readNamespacedPod({ namespace: NS, name: 'trainer' });
+      return isReady(p) ? p : undefined;
+    },
+    90_000,
+    200,
   );
-  const released = await eventually('release', async () => {
-    const r = await release(trainer.client, 'demo', 'resnet-demo');
-    return 'ok' in r ? r.ok : undefined;
+  const injected = (readyPod.spec?.initContainers ?? []).map((c) => c.name).join(', ');
+  fact(`Ready ${seconds(Date.now() - podStarted)} after kubectl apply; the webhook injected: ${injected}`);
+  fact(`the sidecar attested, released the key and decrypted into memory before the app container started`);
+  const listing = await eventually('the app to list the files', async () => {
+    const r = await kubectl(cluster, ['-n', NS, 'logs', 'trainer', '-c', 'app']);
+    return r.stdout.includes('END-OF-LIST') ? r.stdout : undefined;
   });
-  const releasedFingerprint = createHash('sha256').update(released.dek).digest('hex').slice(0, 16);
-  say(
-    `    released the DEK of ${released.version} (sha256 ${releasedFingerprint}…, the writer sealed ${sealedFingerprint}…), audit entry #${released.auditIndex}, lease until ${new Date(Number(released.leaseExpiresAt?.seconds ?? 0) * 1000).toISOString()}`,
+  equivalent(`kubectl -n ${NS} logs trainer -c app`);
+  say(indent(listing.replace('END-OF-LIST\n', '')));
+  const seen = new Map(
+    listing
+      .split('\n')
+      .map((l) => /^([0-9a-f]{64}) {2}\.\/(.+)$/.exec(l))
+      .filter((m) => m !== null)
+      .map((m) => [m[2] ?? '', m[1] ?? '']),
   );
-  trainer.client.close();
-  const intern = await attestedWorkload(core, endpoint, 'demo', 'intern-0', 'intern');
-  const refused = await release(intern.client, 'demo', 'resnet-demo');
-  intern.client.close();
-  say(
-    `    pod demo/intern-0 (no grant): ${'error' in refused ? refused.error.details.slice(0, 160) : 'released?!'}`,
-  );
+  const mismatched = Object.entries(files).filter(([path, content]) => seen.get(path) !== sha256(content));
+  if (mismatched.length > 0 || seen.size !== Object.keys(files).length)
+    throw new Error(
+      `the pod's files differ from the originals: ${mismatched.map(([p]) => p).join(', ')} (pod saw ${String(seen.size)} files)`,
+    );
+  fact(`byte-identical: all ${String(seen.size)} files match the SHA-256 of the originals`);
 
-  step("Verifying the broker's audit log with one command (strongroom audit verify)");
-  const vkey = await core.readNamespacedSecret({
+  step('An unauthorized pod (service account intern, no grant) asks for the same model');
+  const intern = injectedPod({
+    name: 'intern',
+    serviceAccount: 'intern',
+    artifacts: `${ARTIFACT}@v1:${MOUNT}`,
+    script,
+  });
+  equivalent(`kubectl -n ${NS} apply -f intern-pod.yaml`);
+  await must(cluster, ['-n', NS, 'apply', '-f', '-'], JSON.stringify(intern));
+  const denied = await eventually(
+    'the KeyReleaseDenied event',
+    async () => {
+      const events = await stack.core.listNamespacedEvent({
+        namespace: NS,
+        fieldSelector: 'involvedObject.name=intern,reason=KeyReleaseDenied',
+      });
+      return events.items[0];
+    },
+    60_000,
+    250,
+  );
+  equivalent(
+    `kubectl -n ${NS} get events --field-selector involvedObject.name=intern,reason=KeyReleaseDenied`,
+  );
+  fact(`${denied.type ?? ''} ${denied.reason ?? ''}: ${denied.message ?? ''}`);
+  const sidecarLog = await kubectl(cluster, ['-n', NS, 'logs', 'intern', '-c', 'strongroom-sidecar']);
+  const deniedLine = sidecarLog.stdout.split('\n').find((l) => l.includes('"key release denied"'));
+  if (deniedLine !== undefined) {
+    const l = JSON.parse(deniedLine) as Record<string, unknown>;
+    equivalent(`kubectl -n ${NS} logs intern -c strongroom-sidecar`);
+    fact(
+      `sidecar: ${String(l.message)} for ${String(l.artifact)}@${String(l.version)}: ${String(l.code)} (${String(l.reason)}); it retries, the app waits`,
+    );
+  }
+  const internPod = await stack.core.readNamespacedPod({ namespace: NS, name: 'intern' });
+  const internApp = appState(internPod);
+  if (internApp.ran) throw new Error('the unauthorized pod started its app container');
+  fact(`app container: ${internApp.words}, never started; pod Ready=${String(isReady(internPod))}`);
+  equivalent(`kubectl -n ${NS} logs intern -c app`);
+  const appLogs = await kubectl(cluster, ['-n', NS, 'logs', 'intern', '-c', 'app']);
+  fact((appLogs.stderr.trim() || appLogs.stdout.trim()).replace(/^error: /, ''));
+
+  step(`Revoking the grant: the sidecar wipes the files from the running pod`);
+  equivalent(`kubectl -n ${NS} exec trainer -c app -- ls -l ${MOUNT}`);
+  const before = await must(cluster, ['-n', NS, 'exec', 'trainer', '-c', 'app', '--', 'ls', '-l', MOUNT]);
+  say(indent(before));
+  equivalent(`kubectl -n ${NS} delete accessgrant trainer-reads`);
+  const revoked = Date.now();
+  await must(cluster, ['-n', NS, 'delete', 'accessgrant', 'trainer-reads', '--wait=false']);
+  const wipedAfter = await eventually(
+    'the files to vanish',
+    async () => {
+      const r = await kubectl(cluster, [
+        '-n',
+        NS,
+        'exec',
+        'trainer',
+        '-c',
+        'app',
+        '--',
+        '/bin/sh',
+        '-c',
+        `ls -A ${MOUNT} | wc -l`,
+      ]);
+      return r.code === 0 && r.stdout.trim() === '0' ? Date.now() - revoked : undefined;
+    },
+    10_000,
+    20,
+  );
+  equivalent(`kubectl -n ${NS} exec trainer -c app -- ls -l ${MOUNT}`);
+  const after = await must(cluster, ['-n', NS, 'exec', 'trainer', '-c', 'app', '--', 'ls', '-l', MOUNT]);
+  say(indent(after));
+  fact(`wiped ${String(wipedAfter)} ms after kubectl delete (polled with kubectl exec, so an upper bound)`);
+  const notReady = await eventually(
+    'pod trainer to turn not-ready',
+    async () => {
+      const p = await stack.core.readNamespacedPod({ namespace: NS, name: 'trainer' });
+      return isReady(p) ? undefined : Date.now() - revoked;
+    },
+    10_000,
+    100,
+  );
+  equivalent(`kubectl -n ${NS} get pod trainer`);
+  say(indent(await must(cluster, ['-n', NS, 'get', 'pod', 'trainer'])));
+  fact(`pod trainer not ready ${String(notReady)} ms after the delete: its sidecar's readiness probe fails`);
+
+  step("Verifying the key broker's audit log offline (strongroom audit verify)");
+  const vkey = await stack.core.readNamespacedSecret({
     name: 'strongroom-audit-keys',
     namespace: 'strongroom-system',
   });
-  const log = join(operator.auditLogDir, readdirSync(operator.auditLogDir)[0] ?? '');
-  const vkeyFile = join(operator.auditLogDir, 'audit.vkey');
+  const logDir = stack.operator.auditLogDir;
+  const log = join(logDir, readdirSync(logDir).find((f) => !f.endsWith('.vkey')) ?? '');
+  const vkeyFile = join(logDir, 'audit.vkey');
   writeFileSync(vkeyFile, Buffer.from(vkey.data?.verifier ?? '', 'base64'));
-  await new Promise((resolve) => setTimeout(resolve, 1_200)); // the next signed checkpoint
-  say(`    npm run strongroom -- audit verify ${log} --public-key ${vkeyFile}`);
-  say(
-    execFileSync(
-      process.execPath,
-      [join(repo, 'operator', 'cli', 'strongroom.ts'), 'audit', 'verify', log, '--public-key', vkeyFile],
-      {
-        encoding: 'utf8',
-      },
-    )
-      .trim()
-      .replace(/^/gm, '    '),
-  );
-
-  step(
-    'Applying the examples from docs/examples (their versions carry no sealed key, so they stay KeysReady=False)',
-  );
-  const examples = join(repo, 'docs', 'examples');
-  for (const file of readdirSync(examples)
-    .filter((f) => f.endsWith('.yaml'))
-    .sort()) {
-    say(await must(cluster, ['apply', '--server-side', '-f', join(examples, file)]));
+  await sleep(1_200); // the next signed checkpoint covers the last entries
+  const podNames = new Map<string, string>();
+  for (const name of ['trainer', 'intern']) {
+    const p = await stack.core.readNamespacedPod({ namespace: NS, name });
+    podNames.set(p.metadata?.uid ?? '', name);
   }
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
-
-  step('What is in the cluster now (kubectl get strongroom -A)');
-  say(await must(cluster, ['get', 'strongroom', '-A']));
-  say(
-    await must(cluster, [
-      'get',
-      'modelartifact',
-      '-n',
-      'demo',
-      'resnet-demo',
-      '-o',
-      'jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}){"\\n"}{end}',
-    ]),
+  const others = new Map<string, number>();
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    if (!line.startsWith('{"event"')) continue;
+    const { event, seq } = JSON.parse(line) as AuditLine;
+    const { workload: w, artifact: a } = event;
+    if (event.type !== 'key-release' || w === undefined || a === undefined) {
+      const what = [event.operation ?? event.type, event.decision ?? ''].join(' ').trim();
+      others.set(what, (others.get(what) ?? 0) + 1);
+      continue;
+    }
+    const pod = podNames.get(w.podUid) ?? w.podUid;
+    fact(
+      `entry #${String(seq)}: key release of ${a.namespace}/${a.name}@${a.version} to pod ${w.namespace}/${pod} (sa ${w.serviceAccount}): ${event.decision ?? '?'} (${event.reason ?? '?'})`,
+    );
+  }
+  const rest = [...others].map(([what, n]) => `${what} ×${String(n)}`).join(', ');
+  fact(`other entries: ${rest}`);
+  equivalent(
+    `kubectl -n strongroom-system get secret strongroom-audit-keys -o jsonpath='{.data.verifier}' | base64 -d > ${vkeyFile}`,
   );
-  if (cluster.nodeName) say(await must(cluster, ['get', 'nodes', '-o', 'wide']));
+  equivalent(`node operator/cli/strongroom.ts audit verify ${log} --public-key ${vkeyFile}`);
+  say(
+    indent(
+      execFileSync(
+        process.execPath,
+        [join(repo, 'operator', 'cli', 'strongroom.ts'), 'audit', 'verify', log, '--public-key', vkeyFile],
+        { encoding: 'utf8' },
+      ),
+    ),
+  );
+  const stillIntern = appState(await stack.core.readNamespacedPod({ namespace: NS, name: 'intern' }));
+  if (stillIntern.ran) throw new Error('the unauthorized pod started its app container later');
+  fact(`(the unauthorized pod's app container still has not run: ${stillIntern.words})`);
+
+  step('What is in the cluster now');
+  equivalent('kubectl get strongroom -A');
+  say(indent(await must(cluster, ['get', 'strongroom', '-A'])));
+  equivalent(`kubectl -n ${NS} get pods`);
+  say(indent(await must(cluster, ['-n', NS, 'get', 'pods'])));
+  return stack;
+}
+
+step('Starting a local Kubernetes 1.35 cluster (etcd, API server, controller manager, scheduler)');
+const asRoot = process.getuid?.() === 0;
+const cluster = await startCluster({ node: false, log: fact });
+let stack: Stack | undefined;
+try {
+  stack = await runDemo(cluster, asRoot, (s) => {
+    stack = s;
+  });
 
   step('Use it');
-  say(`    export KUBECONFIG=${cluster.kubeconfig}`);
-  say(`    export PATH=${cluster.binDir}:$PATH      # kubectl and helm v1.35-matched`);
-  say('    kubectl get modelartifacts,accessgrants -A');
-  say('    kubectl explain modelartifact.spec.versions');
-  say('    kubectl apply -f docs/examples/          # try editing one to see the CEL rules reject it');
+  fact(`export KUBECONFIG=${cluster.kubeconfig}`);
+  fact(`export PATH=${cluster.binDir}:$PATH      # kubectl and helm v1.35-matched`);
+  fact('kubectl get strongroom -A');
+  if (stack) {
+    fact(`kubectl -n ${NS} describe pod intern                 # the denial, in the pod's events`);
+    fact(`kubectl -n ${NS} get pod trainer -o yaml             # what the webhook injected`);
+  }
+  fact('kubectl explain modelartifact.spec.versions');
+  if (stack)
+    fact(`kubectl -n ${NS} get modelartifact ${ARTIFACT} -o yaml      # versions, wrapped keys, conditions`);
+  else fact('kubectl apply -f docs/examples/          # try editing one to see the CEL rules reject it');
   if (values.once) {
     step('--once: tearing down');
-    await operator.stop();
+    await stack?.stop();
     await cluster.stop();
+    say(`\nTotal time: ${seconds(Date.now() - began)}`);
+    // Everything is stopped and removed; exit now rather than wait out the operator harness's 30 s kill timer.
+    process.exit(0);
   } else {
+    say(`\nTotal time: ${seconds(Date.now() - began)}`);
     say(
       '\nThe cluster and the operator run until you press Ctrl-C; then everything they started is stopped and removed.',
     );
-    const running = operator;
+    const running = stack;
     process.once('SIGINT', () => {
-      void running.stop();
+      void running?.stop();
     });
     setInterval(() => undefined, 3_600_000);
   }
 } catch (error) {
-  await operator?.stop();
+  await stack?.stop();
   await cluster.stop();
   throw error;
 }
