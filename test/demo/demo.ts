@@ -402,7 +402,7 @@ try {
     await stack?.stop();
     await cluster.stop();
     say(`\nTotal time: ${seconds(Date.now() - began)}`);
-    // Everything is stopped and removed; exit now rather than wait out the operator harness's 30 s kill timer.
+    // Everything is stopped and removed; exit now rather than wait for any handle a library left open.
     process.exit(0);
   } else {
     say(`\nTotal time: ${seconds(Date.now() - began)}`);

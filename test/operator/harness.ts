@@ -188,11 +188,17 @@ export function startOperator(options: StartOptions): OperatorProcess {
     exited,
     async stop() {
       if (alive) child.kill('SIGTERM');
-      const timeout = sleep(30_000).then(() => {
-        child.kill('SIGKILL');
-        return exited;
-      });
+      // The SIGKILL timer is cancelled once the process has exited, so it never keeps the caller alive.
+      const cancel = new AbortController();
+      const timeout = sleep(30_000, undefined, { signal: cancel.signal }).then(
+        () => {
+          child.kill('SIGKILL');
+          return exited;
+        },
+        () => exited,
+      );
       const result = await Promise.race([exited, timeout]);
+      cancel.abort();
       // The audit log directory this harness made goes with the process (read it before stopping).
       if (options.auditLogDir === undefined) rmSync(auditLogDir, { recursive: true, force: true });
       return result;
