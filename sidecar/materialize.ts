@@ -13,12 +13,11 @@
  * Any failure wipes everything written so far and throws a {@link MaterializeError}. The DEK is zeroed when this
  * returns, whatever happened.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { decryptDirectory, type Manifest, type ManifestEntry } from '../core/envelope/index.ts';
+import { decryptDirectory, sha256File, type Manifest, type ManifestEntry } from '../core/envelope/index.ts';
+import type { SegmentPool } from '../core/envelope/pool.ts';
 import { treeDigest } from '../core/envelope/tree-digest.ts';
 import type { PlannedArtifact } from '../core/injection/contract.ts';
 import { wipeDirectory } from './wipe.ts';
@@ -45,12 +44,6 @@ export interface Materialized {
   readonly files: number;
   readonly bytes: number;
   readonly digest: string;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
-  return `sha256:${hash.digest('hex')}`;
 }
 
 /** Hashes the staged files again and checks them against the manifest and the planned tree digest. */
@@ -112,6 +105,7 @@ export async function materialize(
   artifact: PlannedArtifact,
   dek: Buffer,
   signal?: AbortSignal,
+  pool?: SegmentPool,
 ): Promise<Materialized> {
   const root = artifact.plaintextDir;
   const staging = join(root, `${STAGING_PREFIX}${randomBytes(6).toString('hex')}`);
@@ -125,6 +119,7 @@ export async function materialize(
         dek,
         keyId: '',
         context: { artifactUid: artifact.uid, artifactName: artifact.name, version: artifact.version },
+        ...(pool === undefined ? {} : { pool }),
       });
     } catch (cause) {
       throw new MaterializeError('decrypt', `cannot decrypt ${artifact.ciphertextPath}`, { cause });

@@ -4,6 +4,7 @@
  * release and the stream), then every planned artifact in parallel, each under its {@link ArtifactSupervisor}.
  * {@link Sidecar.shutdown} wipes every plaintext directory and the output directory.
  */
+import { SegmentPool } from '../core/envelope/pool.ts';
 import type winston from 'winston';
 import { componentLogger } from '../core/logging/index.ts';
 import type { Revocation__Output } from '../proto/generated/strongroom/v1/Revocation.ts';
@@ -31,6 +32,7 @@ export class Sidecar {
   readonly #supervisors: readonly ArtifactSupervisor[];
   #probe: ProbeServer | undefined;
   #started = false;
+  readonly #pool: SegmentPool | undefined;
 
   constructor(options: SidecarOptions) {
     this.#o = options;
@@ -42,11 +44,15 @@ export class Sidecar {
       logger: componentLogger(logger, 'sidecar/identity'),
     });
     const client = (): KeyBrokerClient => this.#identity.client();
+    // One pool of decrypting worker threads for every artifact, so that parallel artifacts share the cores.
+    this.#pool = config.plan.artifacts.length > 0 ? new SegmentPool() : undefined;
+    const pool = this.#pool;
     this.#supervisors = config.plan.artifacts.map(
       (artifact) =>
         new ArtifactSupervisor({
           artifact,
           client,
+          ...(pool === undefined ? {} : { pool }),
           logger: componentLogger(logger, 'sidecar/artifact', { mountPath: artifact.mountPath }),
           onChange: () => {
             this.#onChange();
@@ -120,6 +126,7 @@ export class Sidecar {
       }),
     ]);
     this.#identity.stop();
+    await this.#pool?.close();
     await this.#probe?.close();
     const failed = results.filter((r) => r.status === 'rejected');
     if (failed.length > 0)

@@ -16,6 +16,7 @@
  * meanwhile, so a rename racing the wipe cannot leave files behind. Materializations and renewals of one artifact
  * never overlap: they run one after another.
  */
+import type { SegmentPool } from '../core/envelope/pool.ts';
 import * as grpc from '@grpc/grpc-js';
 import type winston from 'winston';
 import type { PlannedArtifact } from '../core/injection/contract.ts';
@@ -45,6 +46,8 @@ export function leaseRenewalTime(now: number, end: number): number {
 export interface SupervisorOptions {
   readonly artifact: PlannedArtifact;
   readonly client: () => KeyBrokerClient;
+  /** Worker threads that decrypt segments in parallel (shared by the sidecar's artifacts). */
+  readonly pool?: SegmentPool;
   readonly logger: winston.Logger;
   /** Called on every phase change. */
   readonly onChange: () => void;
@@ -193,7 +196,7 @@ export class ArtifactSupervisor {
         return;
       }
       const started = Date.now();
-      const result = await materialize(this.#o.artifact, key.dek, inflight.signal);
+      const result = await materialize(this.#o.artifact, key.dek, inflight.signal, this.#o.pool);
       // Revoked right after the last check inside materialize: the revocation's wipe removes what was installed.
       if (isAborted(inflight) || this.#isStopped()) return;
       this.#attempts = 0;

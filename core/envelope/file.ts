@@ -86,8 +86,11 @@ async function createTemp(target: string, size: number, header?: Buffer): Promis
   return temp;
 }
 
-/** SHA-256 of a file, reading the next 4 MiB while hashing the current one, into two reused buffers. */
-async function sha256File(path: string): Promise<string> {
+/**
+ * `sha256:<hex>` of a file's bytes, reading the next 4 MiB while hashing the current one, into two reused buffers
+ * (the digest of a plaintext file; the sidecar checks decrypted files with it).
+ */
+export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   const buffers = [Buffer.allocUnsafe(4 << 20), Buffer.allocUnsafe(4 << 20)] as const;
   const handle = await open(path, 'r');

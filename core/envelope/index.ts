@@ -8,6 +8,7 @@ export {
   encryptFile,
   decryptFile,
   verifyFile,
+  sha256File,
   type EncryptOptions,
   type EncryptResult,
   type DecryptOptions,
