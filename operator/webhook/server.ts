@@ -158,7 +158,10 @@ export class WebhookServer {
           : answer.response.patch
             ? 'injected'
             : 'skipped';
-        if (outcome !== 'skipped') this.#o.logger.info('admission', { ...describe(body), outcome });
+        // Refusals at info (someone's pod did not start); injections at debug: they are on every opted-in pod
+        // create's critical path, and the metric counts them.
+        if (outcome === 'denied') this.#o.logger.info('admission refused', { ...describe(body), outcome });
+        else if (outcome === 'injected') this.#o.logger.debug('admission', { ...describe(body), outcome });
         finish(200, answer, outcome);
       } catch (error) {
         this.#o.logger.error('admission review failed; denying', {
