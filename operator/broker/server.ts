@@ -11,11 +11,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
-import {
-  type AuthenticationV1Api,
-  type CoreV1Api,
-  type CustomObjectsApi,
-} from '@kubernetes/client-node';
+import { type AuthenticationV1Api, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import type winston from 'winston';
 import type { Classification } from '../../core/api/index.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
