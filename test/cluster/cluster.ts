@@ -130,6 +130,9 @@ async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | 
   await removeKubeletCgroups();
   if (await linkExists(node.network.bridge)) await run('ip', ['link', 'del', node.network.bridge]);
   writeFileSync('/proc/sys/net/ipv4/ip_forward', node.ipForwardBefore);
+  // The node's state (containerd's root, the kubelet's directory, the base images) goes too, so that another node
+  // can be attached to the same cluster later (test files attach and stop their own, one after another).
+  rmSync(paths.dir, { recursive: true, force: true });
   rmSync(nodeFile);
 }
 

@@ -193,6 +193,11 @@ describe('kube-apiserver stopped and restarted', () => {
     await createArtifact(admin.custom, ns, artifactBody('before'));
     const [before] = await allReady(cluster, ns, 1);
     if (!before) throw new Error('unreachable');
+    // Fully ready first (the webhook listens once the leader has issued its certificate), so that the 503 below
+    // is the API server's absence and nothing else.
+    await eventually('readyz 200', async () =>
+      (await operator.get('/readyz')).status === 200 ? true : undefined,
+    );
     const { version } = await sealedVersion(before, 'v1');
     const store = etcdUrl(cluster.workDir);
     const restart = await cluster.stopApiserver({ graceMs: 3_000 });
