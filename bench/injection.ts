@@ -53,6 +53,7 @@ import { attachNode, startCluster, type Cluster, type Node } from '../test/clust
 import { kubectl } from '../test/cluster/kubectl.ts';
 import {
   appNamespace,
+  execInApp,
   injectedPod,
   OPERATOR_NAMESPACE,
   publishSample,
@@ -682,21 +683,8 @@ async function measureRevocation(
   failures: string[],
 ): Promise<RevocationResult> {
   const { core, custom } = stack;
-  const exec = async (pod: string, command: string): Promise<string> => {
-    const r = await kubectl(cluster, [
-      '-n',
-      REVOKE_NS,
-      'exec',
-      pod,
-      '-c',
-      'app',
-      '--',
-      '/bin/sh',
-      '-c',
-      command,
-    ]);
-    return r.stdout + r.stderr;
-  };
+  const exec = async (pod: string, command: string): Promise<string> =>
+    (await execInApp(cluster, REVOKE_NS, pod, command)).out;
   const out: RevocationRound[] = [];
   for (let round = 1; round <= rounds; round++) {
     const name = `revoke-${String(round).padStart(3, '0')}`;

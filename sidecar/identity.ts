@@ -141,8 +141,8 @@ export class WorkloadIdentity {
     this.#retired.clear();
   }
 
-  async #attestUntilDone(): Promise<void> {
-    const log = this.#o.logger;
+  /** Attests until it succeeds or the identity stops, with jittered backoff; `what` names it in the log. */
+  async #attestUntilDone(what = 'attest'): Promise<void> {
     for (let attempt = 1; !this.#stopping.signal.aborted; attempt++) {
       try {
         await this.#attestOnce();
@@ -151,7 +151,7 @@ export class WorkloadIdentity {
         const delay = backoffDelay(attempt, this.#o.backoff);
         const code =
           error instanceof AttestError && error.code !== undefined ? grpc.status[error.code] : undefined;
-        log.warn('attest failed; retrying', { err: error, code, retryInMs: delay, attempt });
+        this.#o.logger.warn(`${what} failed; retrying`, { err: error, code, retryInMs: delay, attempt });
         await pause(delay, this.#stopping.signal);
       }
     }
@@ -234,28 +234,11 @@ export class WorkloadIdentity {
     if (this.#stopping.signal.aborted) return;
     this.#renewTimer = setTimeout(
       () => {
-        void this.#renew();
+        void this.#attestUntilDone('certificate renewal');
       },
       Math.max(0, delayMs),
     );
     this.#renewTimer.unref();
-  }
-
-  async #renew(): Promise<void> {
-    for (let attempt = 1; !this.#stopping.signal.aborted; attempt++) {
-      try {
-        await this.#attestOnce();
-        return;
-      } catch (error) {
-        const delay = backoffDelay(attempt, this.#o.backoff);
-        this.#o.logger.warn('certificate renewal failed; retrying', {
-          err: error,
-          retryInMs: delay,
-          attempt,
-        });
-        await pause(delay, this.#stopping.signal);
-      }
-    }
   }
 
   #retire(client: KeyBrokerClient): void {

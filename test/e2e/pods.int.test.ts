@@ -15,7 +15,15 @@ import { attachNode, type Node } from '../cluster/cluster.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
 import { eventually } from '../operator/harness.ts';
 import { createGrant, getArtifact, grantBody } from '../operator/objects.ts';
-import { appNamespace, injectedPod, MODELS_CLAIM, publishSample, startStack, type Stack } from './stack.ts';
+import {
+  appNamespace,
+  execInApp,
+  injectedPod,
+  MODELS_CLAIM,
+  publishSample,
+  startStack,
+  type Stack,
+} from './stack.ts';
 
 const DEV = 'e2e-dev';
 const OTHER = 'e2e-other';
@@ -73,19 +81,7 @@ async function logs(namespace: string, pod: string, container: string): Promise<
 }
 
 async function exec(namespace: string, pod: string, command: string): Promise<{ code: number; out: string }> {
-  const r = await kubectl(cluster, [
-    '-n',
-    namespace,
-    'exec',
-    pod,
-    '-c',
-    'app',
-    '--',
-    '/bin/sh',
-    '-c',
-    command,
-  ]);
-  return { code: r.code, out: r.stdout + r.stderr };
+  return execInApp(cluster, namespace, pod, command);
 }
 
 function auditEntries(): Record<string, unknown>[] {

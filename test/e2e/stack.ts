@@ -310,3 +310,25 @@ export function injectedPod(options: {
     },
   };
 }
+
+/** Runs `command` with `/bin/sh -c` in the app container (`app`) of a running pod; stdout and stderr together. */
+export async function execInApp(
+  cluster: ClusterInfo,
+  namespace: string,
+  pod: string,
+  command: string,
+): Promise<{ code: number; out: string }> {
+  const r = await kubectl(cluster, [
+    '-n',
+    namespace,
+    'exec',
+    pod,
+    '-c',
+    'app',
+    '--',
+    '/bin/sh',
+    '-c',
+    command,
+  ]);
+  return { code: r.code, out: r.stdout + r.stderr };
+}
