@@ -44,6 +44,28 @@ describe('revocationConcerns', () => {
       ),
     ).toBe(true);
   });
+
+  it('ignores the end of another grant than the one the key was released under, and fails closed when unsure', () => {
+    // Released under g1: g2 ending leaves access in place (the next renewal re-authorizes anyway).
+    expect(
+      revocationConcerns(revocation({ grant: { namespace: 'ml', name: 'other', uid: 'g2' } }), planned, 'g1'),
+    ).toBe(false);
+    expect(revocationConcerns(revocation(), planned, 'g1')).toBe(true);
+    // Not known what the key was released under, or no grant named (the artifact went away): it applies.
+    expect(
+      revocationConcerns(revocation({ grant: { namespace: 'ml', name: 'other', uid: 'g2' } }), planned),
+    ).toBe(true);
+    expect(
+      revocationConcerns(
+        revocation({ grant: null, reason: 'REVOCATION_REASON_ARTIFACT_DELETED' }),
+        planned,
+        'g1',
+      ),
+    ).toBe(true);
+    expect(
+      revocationConcerns(revocation({ grant: { namespace: 'ml', name: 'x', uid: '' } }), planned, 'g1'),
+    ).toBe(true);
+  });
 });
 
 describe('advance', () => {

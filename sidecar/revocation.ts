@@ -21,18 +21,24 @@ import { backoffDelay, pause, type BackoffPolicy } from './backoff.ts';
 const DEFAULT_HEARTBEAT_MS = 5000;
 
 /**
- * Whether `revocation` ends access to `artifact`: same namespace and name, and either no versions listed (every
- * version) or the planned version among them. Fails closed: a revocation without an artifact, or with reason
- * `REVOCATION_REASON_UNSPECIFIED`, concerns every artifact.
+ * Whether `revocation` ends access to `artifact`: same namespace and name, either no versions listed (every
+ * version) or the planned version among them, and, when both are known, the grant that ended is the one the key
+ * was released under (`heldUnder`, a grant uid). Fails closed: a revocation without an artifact, or with reason
+ * `REVOCATION_REASON_UNSPECIFIED`, concerns every artifact; one that names no grant concerns every holder.
  */
 export function revocationConcerns(
-  revocation: Pick<Revocation__Output, 'reason' | 'artifact' | 'versions'>,
+  revocation: Pick<Revocation__Output, 'reason' | 'artifact' | 'versions' | 'grant'>,
   artifact: Pick<PlannedArtifact, 'namespace' | 'name' | 'version'>,
+  heldUnder?: string,
 ): boolean {
   if (revocation.reason === 'REVOCATION_REASON_UNSPECIFIED' || revocation.artifact === null) return true;
   if (revocation.artifact.namespace !== artifact.namespace || revocation.artifact.name !== artifact.name)
     return false;
-  return revocation.versions.length === 0 || revocation.versions.includes(artifact.version);
+  if (revocation.versions.length > 0 && !revocation.versions.includes(artifact.version)) return false;
+  // The end of another grant does not end the one the key was released under (a renewal re-authorizes anyway).
+  // Unknown on either side (no grant named, or not known what the key was released under): it applies.
+  const ended = revocation.grant?.uid ?? '';
+  return heldUnder === undefined || heldUnder === '' || ended === '' || ended === heldUnder;
 }
 
 /** Where to resume: the last sequence number seen in an epoch. */

@@ -144,7 +144,7 @@ export class Sidecar {
   }
 
   #onRevocation(revocation: Revocation__Output): void {
-    const hit = this.#supervisors.filter((s) => revocationConcerns(revocation, s.artifact));
+    const hit = this.#supervisors.filter((s) => revocationConcerns(revocation, s.artifact, s.heldUnder));
     const fields = {
       reason: revocation.reason,
       artifact: revocation.artifact

@@ -63,6 +63,8 @@ export class ArtifactSupervisor {
   #queue: Promise<void> = Promise.resolve();
   #stopped = false;
   #leaseEnd = 0;
+  /** The uid of the grant the current key lease was released under (from ReleaseKey), if any. */
+  #heldUnder: string | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -77,6 +79,12 @@ export class ArtifactSupervisor {
     this.#o = options;
     const a = options.artifact;
     this.#fields = { artifact: `${a.namespace}/${a.name}`, version: a.version };
+  }
+
+  /** The uid of the grant the plaintext is currently held under; undefined when not known (then any revocation of
+   * the artifact applies). */
+  get heldUnder(): string | undefined {
+    return this.#phase === 'materialized' ? this.#heldUnder : undefined;
   }
 
   get artifact(): PlannedArtifact {
@@ -211,6 +219,7 @@ export class ArtifactSupervisor {
         leaseExpiresAt: key.leaseExpiresAt.toISOString(),
       });
       this.#setPhase('materialized');
+      this.#heldUnder = key.grant?.uid;
       this.#holdLease(key.leaseExpiresAt.getTime());
     } catch (error) {
       if (!(error instanceof ReleaseError))
@@ -266,6 +275,7 @@ export class ArtifactSupervisor {
       const key = await this.#release();
       key.dek.fill(0);
       if (this.#currentPhase() !== 'materialized') return;
+      this.#heldUnder = key.grant?.uid;
       this.#holdLease(key.leaseExpiresAt.getTime());
     } catch (error) {
       if (this.#currentPhase() !== 'materialized') return;
