@@ -14,7 +14,7 @@ import { ANNOTATION_CIPHERTEXT_CLAIM, PUBLISH_COMPLETE_MARKER } from '../../core
 import { attachNode, type Node } from '../cluster/cluster.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
 import { eventually } from '../operator/harness.ts';
-import { createGrant, getArtifact, grantBody } from '../operator/objects.ts';
+import { createGrant, getArtifact, getGrant, grantBody } from '../operator/objects.ts';
 import {
   appNamespace,
   execInApp,
@@ -309,6 +309,49 @@ describe('revocation and expiry wipe the plaintext from the running pod', () => 
       async () => (ready(await podNamed(DEV, 'expiring')) ? undefined : true),
       10_000,
     );
+  });
+
+  it('keeps the files when another covering grant ends, and wipes them when the one in use ends', async () => {
+    for (const name of ['cover-a', 'cover-b'])
+      await createGrant(
+        stack.custom,
+        DEV,
+        grantBody(name, 'resnet50', { subjects: [{ namespace: DEV, serviceAccount: 'trainer' }] }),
+      );
+    await eventually('both grants Active', async () => {
+      const phases = await Promise.all(
+        ['cover-a', 'cover-b'].map(async (n) => (await getGrant(stack.custom, DEV, n)).status?.phase),
+      );
+      return phases.every((p) => p === 'Active') ? true : undefined;
+    });
+    await createPod(
+      DEV,
+      injectedPod({ name: 'covered', artifacts: 'resnet50@v1:/models/resnet50', script: 'sleep 3600' }),
+    );
+    await waitReady(DEV, 'covered');
+    const materialized = (await logs(DEV, 'covered', 'strongroom-sidecar'))
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { message?: string; grant?: string })
+      .find((l) => l.message === 'materialized');
+    const used = materialized?.grant;
+    expect(['cover-a', 'cover-b']).toContain(used);
+    const other = used === 'cover-a' ? 'cover-b' : 'cover-a';
+    await must(['-n', DEV, 'delete', 'accessgrant', other]);
+    // Give a wrong wipe time to happen (revocations arrive in tens of milliseconds), then look.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect((await exec(DEV, 'covered', 'ls /models/resnet50')).out).toContain('config.json');
+    expect(ready(await podNamed(DEV, 'covered'))).toBe(true);
+    const started = Date.now();
+    await must(['-n', DEV, 'delete', 'accessgrant', used ?? '', '--wait=false']);
+    await eventually(
+      'the files to vanish once the grant in use is gone',
+      async () =>
+        (await exec(DEV, 'covered', 'ls -A /models/resnet50 | wc -l')).out.trim() === '0' ? true : undefined,
+      10_000,
+      20,
+    );
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 });
 
