@@ -12,6 +12,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { AdmissionregistrationV1Api as AdmissionApi } from '@kubernetes/client-node';
+import { request as httpsRequest } from 'node:https';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   ANNOTATION_ARTIFACTS,
@@ -26,6 +27,7 @@ import {
   WEBHOOK_CONFIGURATION_NAME,
   WEBHOOK_NAME,
 } from '../../operator/webhook/configuration.ts';
+import { MUTATE_PODS_PATH } from '../../operator/webhook/server.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
 import {
   clients,
@@ -49,6 +51,7 @@ let cluster: ClusterInfo;
 let operator: OperatorProcess;
 let core: CoreV1Api;
 let admission: AdmissionregistrationV1Api;
+let webhookPort: number;
 
 function pod(
   name: string,
@@ -100,6 +103,7 @@ beforeAll(async () => {
     args: ['--sidecar-image=localhost/strongroom:test', '--sidecar-broker-address=10.88.0.1:9444'],
   });
   const port = await operator.webhookPort();
+  webhookPort = port;
   await admission.createMutatingWebhookConfiguration({
     body: injectorConfiguration({
       operatorNamespace: NS,
@@ -242,6 +246,48 @@ describe('the sidecar-injecting webhook on the real API server', () => {
     const own = await operator.get('/metrics');
     expect(own.body).toMatch(
       /strongroom_webhook_admission_duration_seconds_count\{outcome="injected"\} [1-9]/,
+    );
+  });
+
+  it('answers what is not an AdmissionReview with a clear HTTP error, which the API server treats as a failure', async () => {
+    const secret = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: NS });
+    const ca = Buffer.from(secret.data?.['ca.crt'] ?? '', 'base64');
+    const post = (
+      path: string,
+      body: string | Buffer,
+      method = 'POST',
+    ): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: webhookPort, path, method, ca, servername: '127.0.0.1' },
+          (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+            res.on('end', () => {
+              resolve({ status: res.statusCode ?? 0, body: text });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    expect(await post('/other', '{}')).toMatchObject({ status: 404 });
+    expect(await post(MUTATE_PODS_PATH, '', 'GET')).toMatchObject({ status: 404 });
+    const notJson = await post(MUTATE_PODS_PATH, 'not json');
+    expect(notJson.status).toBe(400);
+    expect(notJson.body).toContain('not JSON');
+    const notReview = await post(MUTATE_PODS_PATH, JSON.stringify({ apiVersion: 'v1', kind: 'Pod' }));
+    expect(notReview.status).toBe(400);
+    expect(notReview.body).toContain('AdmissionReview');
+    const huge = await post(MUTATE_PODS_PATH, Buffer.alloc(4 * 1024 * 1024, 0x20)).catch(
+      // The server may close the connection while the client still writes the body.
+      (error: unknown) => ({ status: -1, body: String(error) }),
+    );
+    expect([413, -1]).toContain(huge.status);
+    if (huge.status === 413) expect(huge.body).toContain('over');
+    const own = await operator.get('/metrics');
+    expect(own.body).toMatch(
+      /strongroom_webhook_admission_duration_seconds_count\{outcome="bad-request"\} [3-9]/,
     );
   });
 
