@@ -258,15 +258,21 @@ async function runDemo(
     `kubectl -n ${NS} get events --field-selector involvedObject.name=intern,reason=KeyReleaseDenied`,
   );
   fact(`${denied.type ?? ''} ${denied.reason ?? ''}: ${denied.message ?? ''}`);
-  const sidecarLog = await kubectl(cluster, ['-n', NS, 'logs', 'intern', '-c', 'strongroom-sidecar']);
-  const deniedLine = sidecarLog.stdout.split('\n').find((l) => l.includes('"key release denied"'));
-  if (deniedLine !== undefined) {
-    const l = JSON.parse(deniedLine) as Record<string, unknown>;
-    equivalent(`kubectl -n ${NS} logs intern -c strongroom-sidecar`);
-    fact(
-      `sidecar: ${String(l.message)} for ${String(l.artifact)}@${String(l.version)}: ${String(l.code)} (${String(l.reason)}); it retries, the app waits`,
-    );
-  }
+  // The broker records the Event before its answer reaches the sidecar, so the sidecar's log line can trail it.
+  const deniedLine = await eventually(
+    "the sidecar's denial log line",
+    async () => {
+      const log = await kubectl(cluster, ['-n', NS, 'logs', 'intern', '-c', 'strongroom-sidecar']);
+      return log.stdout.split('\n').find((l) => l.includes('"key release denied"'));
+    },
+    30_000,
+    250,
+  );
+  const l = JSON.parse(deniedLine) as Record<string, unknown>;
+  equivalent(`kubectl -n ${NS} logs intern -c strongroom-sidecar`);
+  fact(
+    `sidecar: ${String(l.message)} for ${String(l.artifact)}@${String(l.version)}: ${String(l.code)} (${String(l.reason)}); it retries, the app waits`,
+  );
   const internPod = await stack.core.readNamespacedPod({ namespace: NS, name: 'intern' });
   const internApp = appState(internPod);
   if (internApp.ran) throw new Error('the unauthorized pod started its app container');
