@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { encryptDirectory, newDek, readManifest } from '../core/envelope/index.ts';
+import { encryptBytes, encryptDirectory, newDek, readManifest } from '../core/envelope/index.ts';
 import { treeDigest } from '../core/envelope/tree-digest.ts';
 import type { PlannedArtifact } from '../core/injection/contract.ts';
 import { materialize, MaterializeError } from './materialize.ts';
@@ -85,6 +85,36 @@ describe('materialize', () => {
     expect((error as Error).message).toMatch(/is not the planned/);
     expect(await readdir(artifact.plaintextDir)).toEqual([]);
     expect(key.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it("refuses files whose content is not what the manifest's digests (and so the planned digest) say", async () => {
+    // A publisher holding the DEK records the digest of known-good weights for other weights: the manifest's
+    // digests and the planned tree digest agree with each other, only the files' content does not.
+    const context = { artifactUid: 'uid-1', artifactName: 'resnet', version: 'v1' };
+    const manifest = await readManifest(artifact.ciphertextPath, { dek, context });
+    const lie = {
+      ...manifest,
+      files: manifest.files.map((f) =>
+        f.path === 'weights/model.safetensors'
+          ? { ...f, sha256: `sha256:${createHash('sha256').update('known-good').digest('hex')}` }
+          : f,
+      ),
+    };
+    await writeFile(
+      join(artifact.ciphertextPath, 'manifest.sre'),
+      encryptBytes(Buffer.from(JSON.stringify(lie)), {
+        dek,
+        keyId: 'k',
+        context: { ...context, path: '\u0000manifest' },
+      }),
+    );
+    const error = await materialize({ ...artifact, digest: treeDigest(lie) }, Buffer.from(dek)).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(MaterializeError);
+    expect((error as MaterializeError).step).toBe('verify');
+    expect((error as Error).message).toMatch(/weights\/model.safetensors: its content does not match/);
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
   });
 
   it('refuses the wrong DEK and a ciphertext of another artifact (context), leaving nothing behind', async () => {

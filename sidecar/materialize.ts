@@ -4,9 +4,10 @@
  * 1. whatever is in the plaintext directory is wiped (leftovers of an earlier, interrupted attempt);
  * 2. the version's ciphertext directory is decrypted (core/envelope `decryptDirectory`) into a staging directory
  *    INSIDE the plaintext directory, so the final moves stay on one file system (the memory volume) and are
- *    renames, never copies;
- * 3. the staged plaintext is verified: every file is hashed again and must match the manifest's size and SHA-256,
- *    and the tree digest (`treeDigest`) of those hashes must equal the planned digest;
+ *    renames, never copies; every file is hashed in the same pass (`checkDigests`) and must match the manifest's
+ *    size and SHA-256;
+ * 3. the tree digest (`treeDigest`) of the manifest, now proven to describe the files, must equal the planned
+ *    digest (the ModelArtifact's);
  * 4. files become 0444 and directories 0555, then each top-level entry is renamed into the plaintext directory's
  *    root (one atomic rename per entry; nothing partial is ever visible under its final name).
  *
@@ -16,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decryptDirectory, sha256File, type Manifest, type ManifestEntry } from '../core/envelope/index.ts';
+import { EnvelopeError, decryptDirectory, type Manifest } from '../core/envelope/index.ts';
 import type { SegmentPool } from '../core/envelope/pool.ts';
 import { treeDigest } from '../core/envelope/tree-digest.ts';
 import type { PlannedArtifact } from '../core/injection/contract.ts';
@@ -24,7 +25,6 @@ import { wipeDirectory } from './wipe.ts';
 
 /** Staging directories start with this; no artifact may have a top-level entry of that name. */
 export const STAGING_PREFIX = '.strongroom-staging-';
-const HASH_CONCURRENCY = 4;
 
 /** Why materializing failed (the `cause` has the details). */
 export type MaterializeStep = 'decrypt' | 'verify' | 'install' | 'aborted';
@@ -46,30 +46,19 @@ export interface Materialized {
   readonly digest: string;
 }
 
-/** Hashes the staged files again and checks them against the manifest and the planned tree digest. */
-async function verify(tree: string, manifest: Manifest, expected: string): Promise<void> {
-  const actual: ManifestEntry[] = new Array<ManifestEntry>(manifest.files.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < manifest.files.length) {
-      const i = next++;
-      const entry = manifest.files[i] as ManifestEntry;
-      if (entry.path.split('/')[0]?.startsWith(STAGING_PREFIX))
-        throw new MaterializeError(
-          'verify',
-          `${entry.path}: a top-level name starting with ${STAGING_PREFIX} is reserved`,
-        );
-      const sha256 = await sha256File(join(tree, ...entry.path.split('/')));
-      if (sha256 !== entry.sha256)
-        throw new MaterializeError(
-          'verify',
-          `${entry.path}: its content does not match the manifest's digest`,
-        );
-      actual[i] = { ...entry, sha256 };
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, manifest.files.length) }, worker));
-  const digest = treeDigest({ files: actual });
+/**
+ * Checks the manifest (whose digests `decryptDirectory` has proven against the files) against the planned tree
+ * digest, and that no top-level name collides with a staging directory.
+ */
+function verify(manifest: Manifest, expected: string): void {
+  for (const entry of manifest.files) {
+    if (entry.path.split('/')[0]?.startsWith(STAGING_PREFIX))
+      throw new MaterializeError(
+        'verify',
+        `${entry.path}: a top-level name starting with ${STAGING_PREFIX} is reserved`,
+      );
+  }
+  const digest = treeDigest(manifest);
   if (digest !== expected)
     throw new MaterializeError(
       'verify',
@@ -120,13 +109,16 @@ export async function materialize(
         keyId: '',
         context: { artifactUid: artifact.uid, artifactName: artifact.name, version: artifact.version },
         ...(pool === undefined ? {} : { pool }),
+        checkDigests: true,
       });
     } catch (cause) {
+      if (cause instanceof EnvelopeError && cause.kind === 'digest')
+        throw new MaterializeError('verify', cause.message, { cause });
       throw new MaterializeError('decrypt', `cannot decrypt ${artifact.ciphertextPath}`, { cause });
     } finally {
       dek.fill(0);
     }
-    await verify(tree, manifest, artifact.digest);
+    verify(manifest, artifact.digest);
     if (isAborted(signal)) throw new MaterializeError('aborted', 'access ended while decrypting');
     const topDirs = await seal(tree);
     try {

@@ -13,6 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encryptBytes } from './bytes.ts';
 import { decryptDirectory, encryptDirectory, listTree, readManifest } from './directory.ts';
 import { EnvelopeError } from './errors.ts';
 
@@ -82,6 +83,46 @@ describe('directory artifacts', () => {
     const error = await decryptDirectory(copy, out, options).catch((e: unknown) => e);
     expect((error as EnvelopeError).kind).toBe('wrong-context');
     expect(readdirSync(root).filter((n) => n.includes('out-swapped'))).toEqual([]);
+  });
+
+  it('with checkDigests, refuses a manifest whose SHA-256 lies about a file (sealed by the DEK holder), leaving no tree', async () => {
+    // The DEK holder pairs the real weights with another digest: the AEAD cannot tell, the digest check can.
+    const copy = join(root, 'lying');
+    await encryptDirectory(source, copy, options);
+    const manifest = await readManifest(copy, options);
+    const lie = {
+      ...manifest,
+      files: manifest.files.map((f) =>
+        f.path.endsWith('.bin') ? { ...f, sha256: `sha256:${'ab'.repeat(32)}` } : f,
+      ),
+    };
+    writeFileSync(
+      join(copy, 'manifest.sre'),
+      encryptBytes(Buffer.from(JSON.stringify(lie)), {
+        ...options,
+        context: { ...context, path: '\u0000manifest' },
+      }),
+    );
+    // Without the check the lie goes through (the AEAD is satisfied); with it, nothing is left behind.
+    const unchecked = join(root, 'out-lying-unchecked');
+    await decryptDirectory(copy, unchecked, options);
+    expect(tree(unchecked)).toEqual(tree(source));
+    const out = join(root, 'out-lying');
+    const error = await decryptDirectory(copy, out, { ...options, checkDigests: true }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(EnvelopeError);
+    expect((error as EnvelopeError).kind).toBe('digest');
+    expect((error as Error).message).toBe(
+      "weights/shards/secret-customer-name.bin: its content does not match the manifest's SHA-256",
+    );
+    expect(readdirSync(root).filter((n) => n.includes('out-lying') && n !== 'out-lying-unchecked')).toEqual(
+      [],
+    );
+    // An honest directory passes the check.
+    const honest = join(root, 'out-honest');
+    await decryptDirectory(sealed, honest, { ...options, checkDigests: true });
+    expect(tree(honest)).toEqual(tree(source));
   });
 
   it('detects a missing or an extra object, and a manifest from another version', async () => {

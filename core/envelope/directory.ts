@@ -54,6 +54,17 @@ export interface EncryptDirectoryOptions extends DirectoryOptions {
   readonly durable?: boolean;
 }
 
+/** What `decryptDirectory` can do beyond the default. */
+export interface DecryptDirectoryOptions extends DirectoryOptions {
+  /**
+   * Check every file's SHA-256 against the manifest, computed in the same pass as the decrypt (default false). The
+   * AEAD already proves the files are what the DEK's holder encrypted; this also proves the manifest's digests
+   * describe them, which matters when a digest recorded elsewhere (the ModelArtifact's) is checked against the
+   * manifest: a holder of the DEK could otherwise pair a known-good model's digests with other weights.
+   */
+  readonly checkDigests?: boolean;
+}
+
 /**
  * The regular files under `source` as `encryptDirectory` encrypts them: relative, `/`-separated, in its order (the
  * manifest's), minus `exclude` (exact relative paths; an excluded directory is not entered).
@@ -232,11 +243,17 @@ export async function readManifest(
   return manifest;
 }
 
-/** Decrypts an encrypted directory into `target` (which must not exist), all or nothing. */
+/**
+ * Decrypts an encrypted directory into `target` (which must not exist), all or nothing.
+ *
+ * @throws EnvelopeError: any decrypt failure of a file or the manifest; kind 'manifest' when the objects do not
+ *   match the manifest or a size differs; kind 'digest' (with `checkDigests`) when a file's content is not what the
+ *   manifest's SHA-256 says.
+ */
 export async function decryptDirectory(
   source: string,
   target: string,
-  options: DirectoryOptions,
+  options: DecryptDirectoryOptions,
 ): Promise<Manifest> {
   await assertAbsent(target);
   const manifest = await readManifest(source, options);
@@ -264,12 +281,15 @@ export async function decryptDirectory(
         dek: options.dek,
         context: { ...options.context, path: file.path },
         ...(options.pool ? { pool: options.pool } : {}),
+        ...(options.checkDigests === true ? { digest: true } : {}),
       });
       if (result.plaintextLength !== file.size)
         throw new EnvelopeError(
           'manifest',
           `${file.path}: size ${result.plaintextLength} does not match the manifest's ${file.size}`,
         );
+      if (options.checkDigests === true && result.digest !== file.sha256)
+        throw new EnvelopeError('digest', `${file.path}: its content does not match the manifest's SHA-256`);
     }
     await rename(staging, target);
     return manifest;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,7 +85,7 @@ describe('round trips', () => {
       for (const usePool of [true, false]) {
         const out = fresh('out');
         const result = await decryptFile(path, out, { dek, context, ...(usePool ? { pool } : {}) });
-        expect(result).toEqual({ plaintextLength: size, keyId: KEY_ID });
+        expect(result).toEqual({ plaintextLength: size, keyId: KEY_ID, digest: null });
         expect(readFileSync(out).equals(plain)).toBe(true);
       }
       expect((await verifyFile(path, { dek, context, pool })).plaintextLength).toBe(size);
@@ -103,6 +103,53 @@ describe('round trips', () => {
       }),
       { numRuns: 25 },
     );
+  });
+
+  it.each([0, 1, S, 8 * S, 8 * S + 1, 17 * S + 5, 100 * S + 3])(
+    '%i bytes: decrypting with digest returns the SHA-256 of the plaintext, through the pool and on the calling thread',
+    async (size) => {
+      // 8 segments make a batch: sizes around batch edges exercise the follower's in-order reading.
+      const plain = randomBytes(size);
+      const expected = `sha256:${createHash('sha256').update(plain).digest('hex')}`;
+      const { path } = await seal(plain);
+      for (const usePool of [true, false]) {
+        const out = fresh('out');
+        const result = await decryptFile(path, out, {
+          dek,
+          context,
+          digest: true,
+          ...(usePool ? { pool } : {}),
+        });
+        expect(result).toEqual({ plaintextLength: size, keyId: KEY_ID, digest: expected });
+        expect(readFileSync(out).equals(plain)).toBe(true);
+      }
+    },
+  );
+
+  it('a failing segment late in a pooled, hashed decrypt throws the segment error and leaves nothing', async () => {
+    const plain = randomBytes(64 * S + 9);
+    const { cipher } = await seal(plain);
+    const { header, segments } = segmentsOf(cipher);
+    const last = segments.length - 2;
+    const bad = Buffer.from(segments[last] ?? Buffer.alloc(0));
+    bad[10] = (bad[10] ?? 0) ^ 0x80;
+    const tampered = Buffer.concat([header, ...segments.slice(0, last), bad, ...segments.slice(last + 1)]);
+    const input = fresh('tampered');
+    writeFileSync(input, tampered);
+    const outDir = mkdtempSync(join(dir, 'out-'));
+    const error = await decryptFile(input, join(outDir, 'weights.bin'), {
+      dek,
+      context,
+      pool,
+      digest: true,
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(EnvelopeError);
+    expect((error as EnvelopeError).kind).toBe('segment');
+    expect((error as EnvelopeError).segment).toBe(last);
+    expect(readdirSync(outDir)).toEqual([]);
   });
 
   it('never produces the same ciphertext twice for the same plaintext', async () => {

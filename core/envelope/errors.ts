@@ -14,6 +14,8 @@ export type EnvelopeErrorKind =
   | 'segment'
   /** A directory manifest or file set does not match. */
   | 'manifest'
+  /** A decrypted file's SHA-256 is not the one its manifest records (the encryptor recorded a false digest). */
+  | 'digest'
   /** Bad arguments from the caller. */
   | 'invalid'
   /** Reading or writing failed. */

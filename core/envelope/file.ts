@@ -24,7 +24,7 @@ import {
   type ParsedHeader,
 } from './format.ts';
 import type { SegmentPool } from './pool.ts';
-import { newWorkCounter, runSegments, type SegmentJob } from './segments.ts';
+import { BATCH_SEGMENTS, newBatchFlags, newWorkCounter, runSegments, type SegmentJob } from './segments.ts';
 
 export interface EncryptOptions {
   readonly dek: Uint8Array;
@@ -49,11 +49,18 @@ export interface DecryptOptions {
   readonly dek: Uint8Array;
   readonly context: EnvelopeContext;
   readonly pool?: SegmentPool;
+  /**
+   * Compute the plaintext's SHA-256 while decrypting (default false): on the calling thread, following the
+   * workers' output in order, so the plaintext is not read a second time after the decrypt. `decryptFile` only.
+   */
+  readonly digest?: boolean;
 }
 
 export interface DecryptResult {
   readonly plaintextLength: number;
   readonly keyId: string;
+  /** `sha256:<hex>` of the plaintext, when requested. */
+  readonly digest: string | null;
 }
 
 /** Enough to hold any header (key ids are at most 1 KiB). */
@@ -69,6 +76,69 @@ async function runJob(job: SegmentJob, pool: SegmentPool | undefined, maxWorkers
   const segments = segmentCount(job.plaintextLength, job.segmentLog2);
   if (pool && segments > 1) await pool.run(job, segments, maxWorkers);
   else runSegments(job, newWorkCounter());
+}
+
+/**
+ * Decrypts `job` (whose output is `job.output`) and returns the plaintext's `sha256:<hex>`, hashed in the same
+ * pass: on one thread the segments are hashed as they are decrypted; with a pool this thread follows the workers,
+ * reading each batch back from the output (still in the page cache) as soon as its flag says it is written, while
+ * later batches are still being decrypted. On any failure nothing is returned and the job's error is thrown.
+ */
+async function decryptAndHash(job: SegmentJob, pool: SegmentPool | undefined): Promise<string> {
+  const hash = createHash('sha256');
+  const segments = segmentCount(job.plaintextLength, job.segmentLog2);
+  if (!pool || segments <= 1) {
+    runSegments(job, newWorkCounter(), (segment) => hash.update(segment));
+    return `sha256:${hash.digest('hex')}`;
+  }
+  const done = newBatchFlags(segments);
+  let settled = false;
+  const decrypting = pool.run({ ...job, done }, segments).finally(() => {
+    settled = true;
+  });
+  const following = followInOrder(job, done, () => settled, hash);
+  const [decrypted, followed] = await Promise.allSettled([decrypting, following]);
+  if (decrypted.status === 'rejected') throw decrypted.reason;
+  if (followed.status === 'rejected') throw followed.reason;
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/** How long the follower sleeps between checks that the job has not ended without finishing the next batch. */
+const FOLLOW_POLL_MS = 20;
+
+/** Feeds the written output of `job` to `hash` batch by batch, in order, as the batches' flags are set. */
+async function followInOrder(
+  job: SegmentJob,
+  done: Int32Array,
+  ended: () => boolean,
+  hash: ReturnType<typeof createHash>,
+): Promise<void> {
+  const batchBytes = BATCH_SEGMENTS * 2 ** job.segmentLog2;
+  const buffer = Buffer.allocUnsafe(Math.min(batchBytes, job.plaintextLength));
+  const handle = await open(job.output ?? '', 'r');
+  try {
+    for (let batch = 0; batch < done.length; batch++) {
+      while (Atomics.load(done, batch) === 0) {
+        // The job ended (failed: a finished job has set every flag) or is still running: wait for the flag.
+        if (ended()) return;
+        const wait = Atomics.waitAsync(done, batch, 0, FOLLOW_POLL_MS);
+        if (wait.async) await wait.value;
+      }
+      const start = batch * batchBytes;
+      const length = Math.min(batchBytes, job.plaintextLength - start);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await handle.read(buffer, got, length - got, start + got);
+        if (bytesRead === 0)
+          throw new EnvelopeError('io', `the output ended inside batch ${batch} while hashing it`);
+        got += bytesRead;
+      }
+      hash.update(buffer.subarray(0, length));
+    }
+  } finally {
+    buffer.fill(0);
+    await handle.close();
+  }
 }
 
 /** A fresh temporary file beside `target`, created exclusively and private to the owner. */
@@ -145,6 +215,7 @@ export async function encryptFile(
       segmentLog2: header.segmentLog2,
       headerLength: headerBytes.length,
       plaintextLength: header.plaintextLength,
+      done: null,
     };
     const [, digest] = await Promise.all([
       // The digest is one sequential SHA-256 pass on this thread: leave it a core rather than oversubscribe.
@@ -222,6 +293,7 @@ function openJob(
     segmentLog2: header.segmentLog2,
     headerLength: header.length,
     plaintextLength: header.plaintextLength,
+    done: null,
   };
 }
 
@@ -230,13 +302,16 @@ export async function verifyFile(input: string, options: DecryptOptions): Promis
   const { header, keys } = await openEnvelope(input, options);
   try {
     await runJob(openJob('verify', input, null, header, keys), options.pool);
-    return { plaintextLength: header.plaintextLength, keyId: header.keyId };
+    return { plaintextLength: header.plaintextLength, keyId: header.keyId, digest: null };
   } finally {
     zero(keys);
   }
 }
 
-/** Decrypts into `output` atomically: a temporary file beside it, renamed only when every segment verified. */
+/**
+ * Decrypts into `output` atomically: a temporary file beside it, renamed only when every segment verified. With
+ * `digest` the plaintext's SHA-256 is computed in the same pass.
+ */
 export async function decryptFile(
   input: string,
   output: string,
@@ -246,10 +321,13 @@ export async function decryptFile(
   let temp: string | null = null;
   try {
     temp = await createTemp(output, header.plaintextLength);
-    await runJob(openJob('decrypt', input, temp, header, keys), options.pool);
+    const job = openJob('decrypt', input, temp, header, keys);
+    let digest: string | null = null;
+    if (options.digest === true) digest = await decryptAndHash(job, options.pool);
+    else await runJob(job, options.pool);
     await rename(temp, output);
     temp = null;
-    return { plaintextLength: header.plaintextLength, keyId: header.keyId };
+    return { plaintextLength: header.plaintextLength, keyId: header.keyId, digest };
   } finally {
     zero(keys);
     if (temp !== null) await unlink(temp).catch(() => undefined);

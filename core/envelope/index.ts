@@ -23,6 +23,7 @@ export {
   type ManifestEntry,
   type DirectoryOptions,
   type EncryptDirectoryOptions,
+  type DecryptDirectoryOptions,
 } from './directory.ts';
 export { treeDigest, assertDigestablePath } from './tree-digest.ts';
 export { encryptBytes, decryptBytes } from './bytes.ts';

@@ -21,6 +21,11 @@ export interface SegmentJob {
   readonly segmentLog2: number;
   readonly headerLength: number;
   readonly plaintextLength: number;
+  /**
+   * One flag per batch (shared memory), set and notified once the batch's output is written, so that a reader can
+   * follow the written plaintext in order while the workers are still decrypting. Null when nobody follows.
+   */
+  readonly done: Int32Array | null;
 }
 
 /** Segments per read/write batch: 8 MiB at the default 1 MiB segments. */
@@ -78,11 +83,23 @@ function writeFully(fd: number, buffers: Buffer[], position: number): void {
   }
 }
 
+/** Batch flags for `SegmentJob.done`, all clear. */
+export function newBatchFlags(segments: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4 * Math.ceil(segments / BATCH_SEGMENTS)));
+}
+
 /**
  * Claims batches from `counter` until all segments are done or another worker failed. Throws EnvelopeError
  * ('segment' with its index, or 'io') on the first failure and raises the shared failure flag.
+ *
+ * `onPlaintext`, for a job run on the calling thread only (where batches are claimed in order), sees every verified
+ * plaintext segment in order before it is written and released.
  */
-export function runSegments(job: SegmentJob, counter: WorkCounter): void {
+export function runSegments(
+  job: SegmentJob,
+  counter: WorkCounter,
+  onPlaintext?: (segment: Buffer) => void,
+): void {
   const size = 2 ** job.segmentLog2;
   const n = segmentCount(job.plaintextLength, job.segmentLog2);
   const lastLength = job.plaintextLength - (n - 1) * size;
@@ -144,6 +161,7 @@ export function runSegments(job: SegmentJob, counter: WorkCounter): void {
               },
             );
           }
+          onPlaintext?.(plain);
           out = [plain];
           at += len + TAG_LENGTH;
         }
@@ -151,6 +169,11 @@ export function runSegments(job: SegmentJob, counter: WorkCounter): void {
         if (outFd !== null)
           writeFully(outFd, out, encrypt ? cipherOffset + k * (size + TAG_LENGTH) : plainOffset + k * size);
         for (const b of out) release(b);
+      }
+      if (job.done !== null) {
+        const batch = first / BATCH_SEGMENTS;
+        Atomics.store(job.done, batch, 1);
+        Atomics.notify(job.done, batch);
       }
     }
   } catch (error) {
