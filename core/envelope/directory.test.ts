@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encryptBytes } from './bytes.ts';
 import { decryptDirectory, encryptDirectory, listTree, readManifest } from './directory.ts';
 import { EnvelopeError } from './errors.ts';
+import { SegmentPool } from './pool.ts';
 
 const dek = randomBytes(32);
 const context = { artifactUid: 'uid-9', artifactName: 'tokenizer', version: 'v1' };
@@ -239,4 +240,79 @@ describe('directory artifacts', () => {
     // Excluding it is enough.
     expect(await listTree(withLink, ['link'])).toEqual([]);
   });
+});
+
+describe('checkDigests through a pool', () => {
+  let pool: SegmentPool;
+  beforeAll(() => {
+    pool = new SegmentPool(2);
+  });
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  /** A tree of similar files (decrypted one file per worker) or one dominated by a big file (segments split). */
+  function makeTree(name: string, sizes: readonly number[]): string {
+    const dir = join(root, name);
+    mkdirSync(join(dir, 'shards'), { recursive: true });
+    sizes.forEach((size, i) => {
+      writeFileSync(join(dir, 'shards', `part-${String(i)}`), randomBytes(size));
+    });
+    writeFileSync(join(dir, 'config.json'), '{}');
+    return dir;
+  }
+
+  async function lie(sealedDir: string, path: string): Promise<void> {
+    const manifest = await readManifest(sealedDir, options);
+    const files = manifest.files.map((f) =>
+      f.path === path ? { ...f, sha256: `sha256:${'cd'.repeat(32)}` } : f,
+    );
+    writeFileSync(
+      join(sealedDir, 'manifest.sre'),
+      encryptBytes(Buffer.from(JSON.stringify({ ...manifest, files })), {
+        ...options,
+        context: { ...context, path: '\u0000manifest' },
+      }),
+    );
+  }
+
+  it.each([
+    ['similar files', [3_000_000, 2_500_000, 2_900_000, 1_000_000]],
+    ['one big file', [9_000_000, 1000]],
+  ])(
+    '%s: round-trip, refuse a lying manifest and a flipped byte, leave nothing behind',
+    async (name, sizes) => {
+      const src = makeTree(`pool-${name}`, sizes);
+      const sealedDir = join(root, `pool-${name}-sealed`);
+      await encryptDirectory(src, sealedDir, { ...options, pool });
+      const out = join(root, `pool-${name}-out`);
+      await decryptDirectory(sealedDir, out, { ...options, pool, checkDigests: true });
+      expect(tree(out)).toEqual(tree(src));
+
+      await lie(sealedDir, 'shards/part-1');
+      const lied = await decryptDirectory(sealedDir, join(root, `pool-${name}-lied`), {
+        ...options,
+        pool,
+        checkDigests: true,
+      }).catch((e: unknown) => e);
+      expect((lied as EnvelopeError).kind).toBe('digest');
+      expect((lied as Error).message).toMatch(/^shards\/part-1: its content does not match/);
+      expect(readdirSync(root).filter((n) => n.includes(`pool-${name}-lied`))).toEqual([]);
+
+      const fresh = join(root, `pool-${name}-sealed2`);
+      await encryptDirectory(src, fresh, { ...options, pool });
+      const manifest = await readManifest(fresh, options);
+      const object = join(fresh, manifest.files.find((f) => f.path === 'shards/part-0')?.object ?? '');
+      const bytes = readFileSync(object);
+      bytes[bytes.length - 5] = (bytes[bytes.length - 5] ?? 0) ^ 1;
+      writeFileSync(object, bytes);
+      const flipped = await decryptDirectory(fresh, join(root, `pool-${name}-flipped`), {
+        ...options,
+        pool,
+        checkDigests: true,
+      }).catch((e: unknown) => e);
+      expect((flipped as EnvelopeError).kind).toBe('segment');
+      expect(readdirSync(root).filter((n) => n.includes(`pool-${name}-flipped`))).toEqual([]);
+    },
+  );
 });

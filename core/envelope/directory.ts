@@ -8,7 +8,7 @@ import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile } f
 import { basename, dirname, join, posix, sep } from 'node:path';
 import { decryptBytes, encryptBytes } from './bytes.ts';
 import { EnvelopeError } from './errors.ts';
-import { decryptFile, encryptFile } from './file.ts';
+import { decryptFile, decryptFileOnOneWorker, encryptFile, type DecryptResult } from './file.ts';
 import type { EnvelopeContext } from './format.ts';
 import type { SegmentPool } from './pool.ts';
 
@@ -272,17 +272,27 @@ export async function decryptDirectory(
   const staging = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {
+    const outputs = new Map<ManifestEntry, string>();
     for (const file of manifest.files) {
       const out = join(staging, ...file.path.split('/'));
       if (!out.startsWith(staging + sep))
         throw new EnvelopeError('manifest', `path escapes the target: ${file.path}`);
       await mkdir(dirname(out), { recursive: true });
-      const result = await decryptFile(join(source, ...file.object.split('/')), out, {
-        dek: options.dek,
-        context: { ...options.context, path: file.path },
-        ...(options.pool ? { pool: options.pool } : {}),
-        ...(options.checkDigests === true ? { digest: true } : {}),
-      });
+      outputs.set(file, out);
+    }
+    const decryptOne = async (file: ManifestEntry, oneWorker: boolean): Promise<void> => {
+      const input = join(source, ...file.object.split('/'));
+      const output = outputs.get(file) ?? '';
+      const fileOptions = { dek: options.dek, context: { ...options.context, path: file.path } };
+      let result: DecryptResult;
+      if (oneWorker && options.pool)
+        result = await decryptFileOnOneWorker(input, output, { ...fileOptions, pool: options.pool });
+      else
+        result = await decryptFile(input, output, {
+          ...fileOptions,
+          ...(options.pool ? { pool: options.pool } : {}),
+          ...(options.checkDigests === true ? { digest: true } : {}),
+        });
       if (result.plaintextLength !== file.size)
         throw new EnvelopeError(
           'manifest',
@@ -290,6 +300,11 @@ export async function decryptDirectory(
         );
       if (options.checkDigests === true && result.digest !== file.sha256)
         throw new EnvelopeError('digest', `${file.path}: its content does not match the manifest's SHA-256`);
+    };
+    if (options.checkDigests === true && options.pool && filesPerWorker(manifest.files, options.pool.size)) {
+      await decryptConcurrently(manifest.files, options.pool.size, (file) => decryptOne(file, true));
+    } else {
+      for (const file of manifest.files) await decryptOne(file, false);
     }
     await rename(staging, target);
     return manifest;
@@ -297,4 +312,43 @@ export async function decryptDirectory(
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * Whether hashing files whole, one per worker, beats splitting each file's segments across the workers and
+ * hashing behind them: when there are enough files of similar enough size that no worker is left with much more
+ * than its share (the largest file at most 1.5 × total / workers).
+ */
+function filesPerWorker(files: readonly ManifestEntry[], workers: number): boolean {
+  if (workers < 2 || files.length < workers) return false;
+  const total = files.reduce((sum, f) => sum + f.size, 0);
+  const largest = Math.max(...files.map((f) => f.size));
+  return largest * workers <= 1.5 * total;
+}
+
+/**
+ * Runs `work` for every file, `concurrency` at a time, largest first (so the small ones fill the gaps at the end).
+ * Waits for every started file to settle before throwing the first failure, so nothing is still being written
+ * when the caller removes the staging directory.
+ */
+async function decryptConcurrently(
+  files: readonly ManifestEntry[],
+  concurrency: number,
+  work: (file: ManifestEntry) => Promise<void>,
+): Promise<void> {
+  const queue = [...files].sort((a, b) => b.size - a.size);
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    for (let file = queue.shift(); file !== undefined && !failed; file = queue.shift()) {
+      try {
+        await work(file);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: concurrency }, lane));
+  const failure = results.find((r) => r.status === 'rejected');
+  if (failure) throw failure.reason;
 }
