@@ -1,7 +1,30 @@
 import { createPublicKey } from 'node:crypto';
 import forge from 'node-forge';
-import { describe, expect, it } from 'vitest';
-import { createKeyAndCsr, renewalTime } from './identity.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { createKeyAndCsr, generateKeyPairAhead, renewalTime } from './identity.ts';
+
+/**
+ * How many key pairs node:crypto was asked for (through promisify, as identity.ts calls it): real keys, counted; and
+ * a failure to answer the next request with instead.
+ */
+const generated = vi.hoisted(() => ({ count: 0, failNext: undefined as Error | undefined }));
+vi.mock('node:crypto', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:crypto')>();
+  const { promisify } = await import('node:util'); // vi.mock is hoisted above the imports
+  const real = promisify(actual.generateKeyPair) as (...args: unknown[]) => Promise<unknown>;
+  const generateKeyPair = Object.assign(
+    (...args: unknown[]): unknown => (actual.generateKeyPair as (...a: unknown[]) => unknown)(...args),
+    {
+      [promisify.custom]: (...args: unknown[]): Promise<unknown> => {
+        generated.count++;
+        const failure = generated.failNext;
+        generated.failNext = undefined;
+        return failure === undefined ? real(...args) : Promise.reject(failure);
+      },
+    },
+  );
+  return { ...actual, generateKeyPair };
+});
 
 describe('createKeyAndCsr', () => {
   it('makes an RSA 2048 key and a CSR over it whose SHA-256 self-signature verifies', async () => {
@@ -34,6 +57,39 @@ describe('createKeyAndCsr', () => {
   it('makes a new key every time', async () => {
     const [a, b] = await Promise.all([createKeyAndCsr(), createKeyAndCsr()]);
     expect(a.privateKeyPem).not.toBe(b.privateKeyPem);
+  });
+});
+
+describe('generateKeyPairAhead', () => {
+  it('starts one key pair that the next createKeyAndCsr takes; later calls generate their own', async () => {
+    const before = generated.count;
+    generateKeyPairAhead();
+    generateKeyPairAhead(); // still untaken: no second pair
+    expect(generated.count - before).toBe(1);
+    const first = await createKeyAndCsr();
+    expect(generated.count - before).toBe(1); // the pair generated ahead, not a new one
+    const second = await createKeyAndCsr();
+    expect(generated.count - before).toBe(2);
+    for (const { privateKey, csrPem } of [first, second]) {
+      expect(privateKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
+      const csr = forge.pki.certificationRequestFromPem(csrPem);
+      expect(csr.verify()).toBe(true);
+      const csrKey = createPublicKey(forge.pki.publicKeyToPem(csr.publicKey as forge.pki.rsa.PublicKey));
+      expect(csrKey.equals(createPublicKey(privateKey))).toBe(true);
+    }
+    expect(first.privateKeyPem).not.toBe(second.privateKeyPem); // a pair is never used twice
+  });
+
+  it('a failure to generate the pair ahead surfaces in the createKeyAndCsr that takes it, and only there', async () => {
+    const failure = new Error('no entropy');
+    generated.failNext = failure;
+    generateKeyPairAhead();
+    expect(generated.failNext).toBeUndefined(); // it was asked for, and failed (not unhandled: no crash here)
+    await new Promise((r) => setImmediate(r));
+    await expect(createKeyAndCsr()).rejects.toBe(failure);
+    // The next one is generated afresh and works.
+    const { privateKey } = await createKeyAndCsr();
+    expect(privateKey.asymmetricKeyType).toBe('rsa');
   });
 });
 

@@ -36,13 +36,45 @@ export class AttestError extends Error {
   }
 }
 
-/** A fresh RSA 2048 key (PKCS#8 PEM) and a PKCS#10 CSR over it, signed with SHA-256. */
+/** A workload key pair, generated in this process; the private key never leaves it. */
+export interface WorkloadKeyPair {
+  readonly publicKey: KeyObject;
+  readonly privateKey: KeyObject;
+}
+
+/** Generates a workload key pair: RSA 2048 (what the broker's CA accepts), by OpenSSL on a thread-pool thread. */
+function generateWorkloadKeyPair(): Promise<WorkloadKeyPair> {
+  return generateKeyPairAsync('rsa', { modulusLength: 2048 });
+}
+
+/** The key pair {@link generateKeyPairAhead} started, until {@link createKeyAndCsr} takes it. */
+let keyPairAhead: Promise<WorkloadKeyPair> | undefined;
+
+/**
+ * Starts generating the next workload key pair now, on a thread-pool thread, so that the sidecar's first attestation
+ * does not wait for it: main.ts calls this before it loads the rest of the sidecar. The next {@link createKeyAndCsr}
+ * in the process takes this pair (and only that call: a key pair is never used twice); a failure to generate it
+ * surfaces there. Does nothing while a pair generated ahead is still untaken.
+ */
+export function generateKeyPairAhead(): void {
+  if (keyPairAhead !== undefined) return;
+  keyPairAhead = generateWorkloadKeyPair();
+  // Not unhandled while it waits for its taker, who sees the rejection.
+  keyPairAhead.catch(() => undefined);
+}
+
+/**
+ * A fresh RSA 2048 key (PKCS#8 PEM) and a PKCS#10 CSR over it, signed with SHA-256. The key is the one
+ * {@link generateKeyPairAhead} started, if there is one, otherwise generated now.
+ */
 export async function createKeyAndCsr(): Promise<{
   privateKey: KeyObject;
   privateKeyPem: string;
   csrPem: string;
 }> {
-  const { publicKey, privateKey } = await generateKeyPairAsync('rsa', { modulusLength: 2048 });
+  const pending = keyPairAhead ?? generateWorkloadKeyPair();
+  keyPairAhead = undefined;
+  const { publicKey, privateKey } = await pending;
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
   csr.setSubject([{ name: 'commonName', value: 'strongroom-sidecar' }]);
@@ -159,6 +191,9 @@ export class WorkloadIdentity {
 
   async #attestOnce(): Promise<void> {
     const { config, keyBroker, logger } = this.#o;
+    // The key (a fresh one for every attempt) is generated while the token is read.
+    const keyAndCsr = createKeyAndCsr();
+    keyAndCsr.catch(() => undefined); // awaited below unless the token fails first
     let token: string;
     try {
       token = (await readFile(config.tokenPath, 'utf8')).trim();
@@ -168,7 +203,7 @@ export class WorkloadIdentity {
       });
     }
     if (token === '') throw new AttestError(`the token file ${config.tokenPath} is empty`, undefined);
-    const { privateKey, privateKeyPem, csrPem } = await createKeyAndCsr();
+    const { privateKey, privateKeyPem, csrPem } = await keyAndCsr;
     const response = await this.#callAttest(token, csrPem);
     const receivedAt = Date.now();
     const chain = response.certificateChainPem;

@@ -1,15 +1,16 @@
 /**
- * The sidecar's entry point (`node sidecar/main.ts`, contract `SIDECAR_COMMAND`). Reads the environment the webhook
- * set (exit 2 with a message naming the variable when it is wrong), logs JSON lines through core/logging, and runs
- * the {@link Sidecar}. On SIGTERM or SIGINT: publishes the output first when the plan has `publish`, then wipes every
- * plaintext directory and the output directory, and exits 0 (1 if the wipe failed).
+ * The sidecar's entry point (`node sidecar/main.ts`; the image runs its bundle, contract `SIDECAR_COMMAND`). Reads
+ * the environment the webhook set (exit 2 with a message naming the variable when it is wrong), logs JSON lines
+ * through core/logging, and runs the {@link Sidecar}. On SIGTERM or SIGINT: publishes the output first when the plan
+ * has `publish`, then wipes every plaintext directory and the output directory, and exits 0 (1 if the wipe failed).
+ *
+ * Start-up is overlapped (docs/images.md, "Start-up"): only the configuration is loaded before the environment is
+ * checked; then the first workload key starts generating on a thread-pool thread while this thread loads the rest of
+ * the sidecar (grpc-js, winston, the proto, the envelope code), parses the proto and starts the probe server and the
+ * segment workers.
  */
 import type winston from 'winston';
-import { componentLogger, createRootLogger } from '../core/logging/index.ts';
-import { loadKeyBroker } from '../proto/keybroker.ts';
 import { ConfigError, loadConfig, type SidecarConfig } from './config.ts';
-import { publishOutput } from './publish.ts';
-import { Sidecar } from './sidecar.ts';
 
 /** Exit code for a configuration error. */
 export const EXIT_CONFIG = 2;
@@ -21,24 +22,36 @@ function exitAfter(logger: winston.Logger, code: number): void {
   setTimeout(() => process.exit(code), 2000).unref();
 }
 
-function configure(): SidecarConfig | undefined {
+/** Logs `message` as an error on stderr (the root logger is loaded only now) and exits with `code`. */
+async function failWith(code: number, message: string, fields: Record<string, unknown>): Promise<void> {
+  const { createRootLogger } = await import('../core/logging/index.ts');
+  const logger = createRootLogger({ level: 'error', stream: process.stderr });
+  logger.error(message, { ...fields, component: 'sidecar' });
+  exitAfter(logger, code);
+}
+
+async function configure(): Promise<SidecarConfig | undefined> {
   try {
     return loadConfig(process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    const logger = createRootLogger({ level: 'error', stream: process.stderr });
-    logger.error(`invalid configuration: ${error.message}`, {
-      variable: error.variable,
-      component: 'sidecar',
-    });
-    exitAfter(logger, EXIT_CONFIG);
+    await failWith(EXIT_CONFIG, `invalid configuration: ${error.message}`, { variable: error.variable });
     return undefined;
   }
 }
 
 async function main(): Promise<void> {
-  const config = configure();
+  const config = await configure();
   if (config === undefined) return;
+  const identity = await import('./identity.ts');
+  identity.generateKeyPairAhead();
+  const [{ componentLogger, createRootLogger }, { loadKeyBroker }, { publishOutput }, { Sidecar }] =
+    await Promise.all([
+      import('../core/logging/index.ts'),
+      import('../proto/keybroker.ts'),
+      import('./publish.ts'),
+      import('./sidecar.ts'),
+    ]);
   const logger = createRootLogger({ level: config.logLevel });
   const log = componentLogger(logger, 'sidecar/main');
   const sidecar = new Sidecar({ config, keyBroker: loadKeyBroker(), logger });
@@ -77,8 +90,8 @@ async function main(): Promise<void> {
   await sidecar.start();
 }
 
-main().catch((error: unknown) => {
-  const logger = createRootLogger({ level: 'error', stream: process.stderr });
-  logger.error('the sidecar failed', { err: error, component: 'sidecar' });
-  exitAfter(logger, 1);
-});
+main().catch((error: unknown) =>
+  failWith(1, 'the sidecar failed', { err: error }).catch(() => {
+    process.exit(1);
+  }),
+);

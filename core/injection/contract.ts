@@ -65,8 +65,9 @@ export const PROBE_READY_PATH = '/ready';
 /** The file an app writes into its output directory to say the output is complete and may be published. */
 export const PUBLISH_COMPLETE_MARKER = '.strongroom-complete';
 
-/** The sidecar's container command in the Strongroom image (docs/images.md). */
-export const SIDECAR_COMMAND: readonly string[] = ['/usr/local/bin/node', '/app/sidecar/main.ts'];
+/** The sidecar's container command in the Strongroom image (docs/images.md): sidecar/main.ts bundled into one ESM
+ * file with its packages at image build time (test/cluster/sidecar-bundle.ts), which starts faster than the sources. */
+export const SIDECAR_COMMAND: readonly string[] = ['/usr/local/bin/node', '/app/dist/sidecar/main.js'];
 
 /** Environment variables the webhook sets on the sidecar. */
 export const ENV = {

@@ -39,6 +39,8 @@ describe.each([
     );
     expect(sidecar.restartPolicy).toBe('Always');
     expect(sidecar.command).toEqual(SIDECAR_COMMAND);
+    // The bundled sidecar of the Strongroom image (test/cluster/sidecar-bundle.ts), not its sources.
+    expect(sidecar.command).toEqual(['/usr/local/bin/node', '/app/dist/sidecar/main.js']);
     expect(sidecar.image).toBe(SETTINGS.image);
     expect(after.spec?.containers.map((c) => c.name)).toEqual(['trainer', 'logger']);
     if (withLists) {

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ENV, SIDECAR_COMMAND } from '../../core/injection/contract.ts';
 import { AppImageError, buildAppImage, IMAGE_UID, parseLdd, type AppImage } from './app-image.ts';
 import { attachNode, type Node } from './cluster.ts';
 import { kubectl, run } from './kubectl.ts';
@@ -125,6 +126,8 @@ describe('the Strongroom image, built without a daemon', () => {
       './app/core/injection/contract.ts',
       './app/operator/main.ts',
       './app/proto/strongroom/v1/keybroker.proto',
+      './app/dist/sidecar/main.js',
+      './app/dist/sidecar/segment-worker.js',
       './app/crds/modelartifacts.strongroom.dev.yaml',
       './app/node_modules/winston/package.json',
       './app/node_modules/@grpc/grpc-js/package.json',
@@ -233,12 +236,31 @@ describe('the Strongroom image, built without a daemon', () => {
       cwd: '/app',
       grpc: 'function',
       winston: 'function',
-      sidecarCommand: ['/usr/local/bin/node', '/app/sidecar/main.ts'],
+      sidecarCommand: ['/usr/local/bin/node', '/app/dist/sidecar/main.js'],
       vitest: 'ERR_MODULE_NOT_FOUND',
       appWrite: 'EROFS',
     });
     expect(await logsOf('probe', 'operator')).toMatch(/^Usage: strongroom-operator /);
     expect(await logsOf('probe', 'cli')).toMatch(/^Usage: strongroom /);
+  });
+
+  it('runs the bundled sidecar (SIDECAR_COMMAND): with no environment it exits 2 naming the first variable', async () => {
+    await applyPod('sidecar', [
+      {
+        name: 'sidecar',
+        image: image.ref,
+        imagePullPolicy: 'Never',
+        command: [...SIDECAR_COMMAND],
+        securityContext: restricted,
+      },
+    ]);
+    const pod = await waitForPhase('sidecar', 'Failed');
+    expect(pod.status.containerStatuses?.[0]?.state.terminated?.exitCode).toBe(2);
+    const line = JSON.parse((await logsOf('sidecar', 'sidecar')).trim().split('\n')[0] ?? '{}') as Record<
+      string,
+      unknown
+    >;
+    expect(line).toMatchObject({ level: 'error', variable: ENV.brokerAddress });
   });
 
   it('has no shell: a pod that runs /bin/sh fails to start', async () => {

@@ -3,9 +3,10 @@
  * this machine's files. A root filesystem holds the project's Node 24 binary at /usr/local/bin/node, the shared
  * libraries it and the production native addons need (from `ldd`, with the dynamic loader), /etc/passwd and
  * /etc/group with the non-root user 65532, an empty /tmp, and the application at /app: package.json, core/,
- * operator/, sidecar/, proto/, crds/ (without tests) and only the production packages of node_modules. It is written
- * as a docker-archive with {@link writeImageArchive} and cached under ~/.cache/strongroom/images/, keyed by a hash of
- * every input, so that test runs after the first reuse it.
+ * operator/, sidecar/, proto/, crds/ (without tests), the sidecar bundled with its segment worker in dist/sidecar/
+ * (test/cluster/sidecar-bundle.ts; what `SIDECAR_COMMAND` runs) and only the production packages of node_modules.
+ * It is written as a docker-archive with {@link writeImageArchive} and cached under ~/.cache/strongroom/images/,
+ * keyed by a hash of every input, so that test runs after the first reuse it.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -31,6 +32,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeImageArchive } from './image.ts';
 import { run } from './kubectl.ts';
+import { bundleSidecar } from './sidecar-bundle.ts';
 
 /** The repository name of the image; the tag is {@link AppImageOptions.tag} or derived from the inputs. */
 export const APP_IMAGE_NAME = 'localhost/strongroom';
@@ -44,7 +46,7 @@ export const IMAGE_UID = 65532;
 export const APP_SOURCE_DIRS: readonly string[] = ['core', 'operator', 'sidecar', 'proto', 'crds'];
 
 /** Bumped whenever this builder changes what it writes, so that cached archives of an older layout are not reused. */
-const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 2;
 /** How many archives the cache keeps; older ones are removed after a build. */
 const CACHE_KEEP = 3;
 
@@ -205,8 +207,8 @@ const sha256 = (data: string | Buffer): string => createHash('sha256').update(da
 /**
  * Builds the Strongroom image as a docker-archive without a daemon, or returns the cached archive of the same
  * inputs: the Node binary (path and version), its shared libraries, package-lock.json, the production packages npm
- * lists, and the content of every application file. A build writes into a temporary directory and renames the
- * archive into place, so a reader never sees a partial file.
+ * lists, the content of every application file and of the sidecar bundler. A build writes into a temporary
+ * directory and renames the archive into place, so a reader never sees a partial file.
  */
 export async function buildAppImage(options: AppImageOptions = {}): Promise<AppImage> {
   const log = options.log ?? (() => undefined);
@@ -229,6 +231,8 @@ export async function buildAppImage(options: AppImageOptions = {}): Promise<AppI
       lock: sha256(readFileSync(lockFile)),
       packages: packages.map((p) => relative(repoRoot, p)),
       files: files.map((f) => [f, sha256(readFileSync(join(repoRoot, f)))]),
+      // How the sidecar is bundled (esbuild's version is in the lock file).
+      bundler: sha256(readFileSync(fileURLToPath(new URL('./sidecar-bundle.ts', import.meta.url)))),
     }),
   );
   const tag = options.tag ?? key.slice(0, 12);
@@ -265,6 +269,15 @@ export async function buildAppImage(options: AppImageOptions = {}): Promise<AppI
     for (const f of files) {
       mkdirSync(join(app, dirname(f)), { recursive: true });
       copyFileSync(join(repoRoot, f), join(app, f));
+    }
+    // The sidecar as one ESM file and its segment worker (they read /app/proto at run time, copied above). A
+    // repository without the sidecar's sources (the tests' small ones) has nothing to bundle.
+    if (existsSync(join(repoRoot, 'sidecar', 'main.ts'))) {
+      try {
+        await bundleSidecar({ repoRoot, appDir: app });
+      } catch (error) {
+        throw new AppImageError(`bundling the sidecar for ${ref} failed`, { cause: error });
+      }
     }
     // A package's own files; its nested node_modules hold packages that npm lists (and this loop copies) on their own.
     for (const p of packages) {
