@@ -102,20 +102,29 @@ function parseEndpoint(variable: string, text: string): Endpoint {
 }
 
 function parseCaBundle(pem: string): string {
+  const problem = caBundleProblem(pem);
+  if (problem !== undefined) throw new ConfigError(ENV.caBundle, problem.message, { cause: problem.cause });
+  return pem;
+}
+
+/**
+ * What is wrong with a CA bundle (PEM certificates, every one a CA, no private key), or undefined if nothing is.
+ * Used for the bundle in the environment and for the one every Attest answer carries.
+ */
+export function caBundleProblem(pem: string): { message: string; cause?: unknown } | undefined {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new ConfigError(ENV.caBundle, 'holds no PEM certificate');
-  if (/PRIVATE KEY/.test(pem))
-    throw new ConfigError(ENV.caBundle, 'holds a private key; it must hold certificates only');
+  if (blocks.length === 0) return { message: 'holds no PEM certificate' };
+  if (/PRIVATE KEY/.test(pem)) return { message: 'holds a private key; it must hold certificates only' };
   for (const [i, block] of blocks.entries()) {
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(block);
     } catch (cause) {
-      throw new ConfigError(ENV.caBundle, `certificate ${i + 1} does not parse`, { cause });
+      return { message: `certificate ${i + 1} does not parse`, cause };
     }
-    if (!cert.ca) throw new ConfigError(ENV.caBundle, `certificate ${i + 1} (${cert.subject}) is not a CA`);
+    if (!cert.ca) return { message: `certificate ${i + 1} (${cert.subject}) is not a CA` };
   }
-  return pem;
+  return undefined;
 }
 
 function absolutePath(variable: string, path: unknown, what: string): string {

@@ -18,7 +18,7 @@ import type winston from 'winston';
 import type { AttestResponse__Output } from '../proto/generated/strongroom/v1/AttestResponse.ts';
 import type { KeyBroker, KeyBrokerClient } from '../proto/keybroker.ts';
 import { backoffDelay, pause, type BackoffPolicy } from './backoff.ts';
-import type { Endpoint, SidecarConfig } from './config.ts';
+import { caBundleProblem, type Endpoint, type SidecarConfig } from './config.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -135,11 +135,19 @@ export class WorkloadIdentity {
   readonly #retired = new Set<KeyBrokerClient>();
   #client: KeyBrokerClient | undefined;
   #info: IdentityInfo | undefined;
+  /** The CAs the broker is verified with: the environment's at first, then the bundle of the latest Attest answer. */
+  #trust: string;
   #renewTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
   constructor(options: WorkloadIdentityOptions) {
     this.#o = options;
+    this.#trust = options.config.caBundlePem;
+  }
+
+  /** The CA bundle the broker is verified with now. */
+  get trustedCaBundle(): string {
+    return this.#trust;
   }
 
   /** The current identity, once attested. */
@@ -218,13 +226,10 @@ export class WorkloadIdentity {
     const notAfter = new Date(leaf.validTo);
     if (!(notAfter.getTime() > receivedAt))
       throw new AttestError(`Attest returned a certificate that expired at ${leaf.validTo}`, undefined);
+    this.#adoptTrust(response.caBundlePem);
     const client = new keyBroker.Client(
       target(config.broker),
-      grpc.credentials.createSsl(
-        Buffer.from(config.caBundlePem),
-        Buffer.from(privateKeyPem),
-        Buffer.from(chain),
-      ),
+      grpc.credentials.createSsl(Buffer.from(this.#trust), Buffer.from(privateKeyPem), Buffer.from(chain)),
       channelOptions(config.serverName),
     );
     const previous = this.#client;
@@ -246,7 +251,7 @@ export class WorkloadIdentity {
     const { config, keyBroker } = this.#o;
     const client = new keyBroker.Client(
       target(config.attest),
-      grpc.credentials.createSsl(Buffer.from(config.caBundlePem)),
+      grpc.credentials.createSsl(Buffer.from(this.#trust)),
       channelOptions(config.serverName),
     );
     return new Promise<AttestResponse__Output>((resolve, reject) => {
@@ -261,6 +266,26 @@ export class WorkloadIdentity {
           else resolve(response);
         },
       );
+    });
+  }
+
+  /**
+   * Adopts the CA bundle of an Attest answer (it came over a channel verified with the current one), so that after a
+   * CA rollover the sidecar trusts the new CA before the broker's certificate moves to it (docs/injection.md). A
+   * bundle that is not CA certificates only is not adopted: the current one stays.
+   */
+  #adoptTrust(bundlePem: string): void {
+    if (bundlePem === this.#trust) return;
+    const problem = caBundleProblem(bundlePem);
+    if (problem !== undefined) {
+      this.#o.logger.warn('Attest returned a CA bundle that is not usable; keeping the current one', {
+        problem: problem.message,
+      });
+      return;
+    }
+    this.#trust = bundlePem;
+    this.#o.logger.info('adopted the CA bundle from Attest', {
+      certificates: (bundlePem.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length,
     });
   }
 

@@ -51,6 +51,11 @@ export interface PkiOptions {
   readonly caRolloverBeforeMs?: number;
   /** The longest life of any leaf (serving certificates get exactly this); default 7 days. Renewed at 2/3. */
   readonly leafValidityMs?: number;
+  /**
+   * How long after a rollover serving certificates stay on the retired CA (default 2 hours): longer than a sidecar
+   * takes to renew its certificate (at most 40 minutes) and learn the new CA from Attest.
+   */
+  readonly servingMoveDelayMs?: number;
   /** The clock; default the system clock. */
   readonly now?: () => Date;
   readonly logger: winston.Logger;
@@ -113,6 +118,7 @@ export class InternalCa {
   readonly #policy: AuthorityPolicy;
   readonly #now: () => Date;
   readonly #logger: winston.Logger;
+  readonly #servingMoveDelayMs: number;
 
   /** Throws PkiError('invalid') for inconsistent lifetimes (leaf < rollover window < CA life is required). */
   constructor(kubeConfig: KubeConfig, options: PkiOptions) {
@@ -135,6 +141,15 @@ export class InternalCa {
         'invalid',
         'lifetimes must satisfy leafValidityMs < caRolloverBeforeMs < caValidityMs',
       );
+    }
+    this.#servingMoveDelayMs = options.servingMoveDelayMs ?? 2 * 3600 * 1000;
+    if (
+      !Number.isSafeInteger(this.#servingMoveDelayMs) ||
+      this.#servingMoveDelayMs < 0 ||
+      this.#servingMoveDelayMs >= leafValidityMs
+    ) {
+      // A retired CA is trusted for a leaf's validity after the rollover: the move must come before that.
+      throw new PkiError('invalid', 'servingMoveDelayMs must be ≥ 0 and < leafValidityMs');
     }
     this.#core = kubeConfig.makeApiClient(CoreV1Api);
     this.#admission = kubeConfig.makeApiClient(AdmissionregistrationV1Api);
@@ -224,7 +239,17 @@ export class InternalCa {
           `${this.#where(secretName)} has type ${String(secret.type)}, not kubernetes.io/tls`,
         );
       }
-      const expected = { ca: record.current.cert, bundlePem, dnsNames: request.dnsNames, ipAddresses, now };
+      const expected = {
+        ca: record.current.cert,
+        retired: record.retired.filter((r) => r.trustUntil.getTime() > now.getTime()).map((r) => r.cert),
+        moveAt: new Date(
+          record.current.cert.validFromDate.getTime() + BACKDATE_MS + this.#servingMoveDelayMs,
+        ),
+        bundlePem,
+        dnsNames: request.dnsNames,
+        ipAddresses,
+        now,
+      };
       const verdict = judgeServingSecret(secret, expected);
       if (verdict.action === 'keep')
         return { secretName, renewAt: verdict.renewAt, notAfter: verdict.notAfter, issued: false };

@@ -295,6 +295,8 @@ describe('CA rollover', () => {
     // Just before the rollover point nothing changes; at it, a new CA joins the bundle in front of the old one.
     time.set(new Date(+first.nextCheckAt - 1000));
     expect((await pki.ensureAuthority()).bundlePem).toBe(first.bundlePem);
+    expect((await pki.ensureServingCertificate(webhook)).issued).toBe(true); // the first one has expired by now
+    const beforeRollover = unb64((await secret('strongroom-webhook-tls')).data?.['tls.crt']);
     const rolloverAt = new Date(+first.nextCheckAt + 1000);
     time.set(rolloverAt);
     const rolled = await pki.ensureAuthority();
@@ -312,7 +314,18 @@ describe('CA rollover', () => {
     ]);
     expect((await follower.load()).bundlePem).toBe(rolled.bundlePem);
 
-    // The serving certificate signed by the old CA is re-issued under the new one, with both CAs in ca.crt.
+    // The serving certificate signed by the old CA stays for two hours (sidecars renew and learn the new CA from
+    // Attest meanwhile), with both CAs in ca.crt at once; then it is re-issued under the new one.
+    const kept = await pki.ensureServingCertificate(webhook);
+    expect(kept.issued).toBe(false);
+    const moveAt = (ca2?.validFromDate.getTime() ?? 0) + 5 * 60_000 + 2 * 3600_000;
+    expect(+kept.renewAt).toBe(moveAt);
+    const during = await secret('strongroom-webhook-tls');
+    expect(unb64(during.data?.['tls.crt'])).toBe(beforeRollover);
+    expect(unb64(during.data?.['ca.crt'])).toBe(rolled.bundlePem);
+    time.set(new Date(moveAt - 1000));
+    expect((await pki.ensureServingCertificate(webhook)).issued).toBe(false);
+    time.set(new Date(moveAt));
     expect((await pki.ensureServingCertificate(webhook)).issued).toBe(true);
     expect(lines.at(-1)).toMatchObject({
       message: 'issued a serving certificate',

@@ -103,6 +103,68 @@ describe('judging a serving Secret', () => {
     expect(verdict).toEqual({ action: 'issue', reason: 'not signed by the current CA' });
   });
 
+  describe('after a rollover, a certificate of the retired CA stays until the move', () => {
+    // The leaf lives day 0 to day 3 (2/3 at day 2); `otherCa` is the retired CA, `ca` the current one.
+    const retired = () => [new X509Certificate(otherCa.certPem)];
+    const old = () => tlsSecret({ issuer: otherCa });
+
+    it('is kept before the move and renewed at the move at the latest', () => {
+      expect(judgeServingSecret(old(), expectation(at(1), { retired: retired(), moveAt: at(1.5) }))).toEqual({
+        action: 'keep',
+        renewAt: at(1.5),
+        notAfter: at(3),
+      });
+      // A move later than 2/3 of its life does not postpone its renewal.
+      expect(judgeServingSecret(old(), expectation(at(1), { retired: retired(), moveAt: at(2.5) }))).toEqual({
+        action: 'keep',
+        renewAt: at(2),
+        notAfter: at(3),
+      });
+    });
+
+    it('is kept past 2/3 of its life while it is still valid at the move', () => {
+      expect(
+        judgeServingSecret(old(), expectation(at(2.2), { retired: retired(), moveAt: at(2.5) })),
+      ).toEqual({ action: 'keep', renewAt: at(2.5), notAfter: at(3) });
+      expect(
+        judgeServingSecret(old(), expectation(at(2.2), { retired: retired(), moveAt: at(3.5) })),
+      ).toEqual({ action: 'issue', reason: 'past 2/3 of its lifetime' });
+    });
+
+    it('moves to the current CA at the move, and never stays on a CA that is not a retired one', () => {
+      expect(
+        judgeServingSecret(old(), expectation(at(1.5), { retired: retired(), moveAt: at(1.5) })),
+      ).toEqual({
+        action: 'issue',
+        reason: 'not signed by the current CA',
+      });
+      expect(judgeServingSecret(old(), expectation(at(1), { retired: [], moveAt: at(1.5) }))).toEqual({
+        action: 'issue',
+        reason: 'not signed by the current CA',
+      });
+      expect(judgeServingSecret(old(), expectation(at(1), { retired: retired() }))).toEqual({
+        action: 'issue',
+        reason: 'not signed by the current CA',
+      });
+    });
+
+    it('still checks names and keys, and asks for the bundle with both CAs', () => {
+      const both = `${ca.certPem}${otherCa.certPem}`;
+      expect(
+        judgeServingSecret(
+          tlsSecret({ issuer: otherCa, names: ['x.svc'] }),
+          expectation(at(1), { retired: retired(), moveAt: at(1.5) }),
+        ),
+      ).toEqual({ action: 'issue', reason: 'names differ from the request' });
+      expect(
+        judgeServingSecret(
+          old(),
+          expectation(at(1), { retired: retired(), moveAt: at(1.5), bundlePem: both }),
+        ),
+      ).toEqual({ action: 'update-bundle', renewAt: at(1.5), notAfter: at(3) });
+    });
+  });
+
   it('issues when tls.key is not the certificate key', () => {
     const verdict = judgeServingSecret(tlsSecret({ keyPem: otherKey.privateKeyPem }), expectation(at(1)));
     expect(verdict).toEqual({ action: 'issue', reason: 'tls.key does not match' });

@@ -18,6 +18,14 @@ export type ServingVerdict =
 /** What the serving Secret must satisfy. */
 export interface ServingExpectation {
   readonly ca: X509Certificate;
+  /** CAs retired by a rollover and still trusted. */
+  readonly retired?: readonly X509Certificate[];
+  /**
+   * When serving certificates move to the current CA after a rollover. Until then a certificate signed by one of
+   * `retired` is kept (and renewed at `moveAt` at the latest), so that every sidecar has renewed its own certificate,
+   * and with it learnt the new CA from Attest's bundle, before the broker presents a certificate of the new CA.
+   */
+  readonly moveAt?: Date;
   readonly bundlePem: string;
   readonly dnsNames: readonly string[];
   readonly ipAddresses: readonly string[];
@@ -27,7 +35,8 @@ export interface ServingExpectation {
 /**
  * Judges a serving Secret (null when absent). It is kept only if tls.crt parses, is signed by the current CA, names
  * exactly the requested DNS names and IP addresses, is already valid, is before 2/3 of its lifetime, and tls.key is
- * its key. A stale ca.crt alone only asks for a bundle update.
+ * its key; or, before `moveAt`, if it is signed by a retired CA still trusted and otherwise fine (see
+ * {@link ServingExpectation.moveAt}). A stale ca.crt alone only asks for a bundle update.
  */
 export function judgeServingSecret(secret: SecretLike | null, expected: ServingExpectation): ServingVerdict {
   if (secret === null) return { action: 'issue', reason: 'no Secret' };
@@ -43,15 +52,25 @@ export function judgeServingSecret(secret: SecretLike | null, expected: ServingE
   } catch {
     return { action: 'issue', reason: 'tls.crt or tls.key does not parse' };
   }
-  if (!cert.checkIssued(expected.ca) || !cert.verify(expected.ca.publicKey)) {
+  const now = expected.now.getTime();
+  const signedBy = (ca: X509Certificate) => cert.checkIssued(ca) && cert.verify(ca.publicKey);
+  const moveAt = expected.moveAt;
+  const beforeMove = moveAt !== undefined && now < moveAt.getTime() ? moveAt : undefined;
+  const byRetired =
+    !signedBy(expected.ca) && beforeMove !== undefined && (expected.retired ?? []).some(signedBy);
+  if (!byRetired && !signedBy(expected.ca)) {
     return { action: 'issue', reason: 'not signed by the current CA' };
   }
   if (!sameNames(cert, expected)) return { action: 'issue', reason: 'names differ from the request' };
-  if (cert.validFromDate.getTime() > expected.now.getTime())
-    return { action: 'issue', reason: 'not yet valid' };
-  const renewAt = leafRenewAt(cert.validFromDate, cert.validToDate);
-  if (expected.now.getTime() >= renewAt.getTime())
-    return { action: 'issue', reason: 'past 2/3 of its lifetime' };
+  if (cert.validFromDate.getTime() > now) return { action: 'issue', reason: 'not yet valid' };
+  let renewAt = leafRenewAt(cert.validFromDate, cert.validToDate);
+  if (byRetired) {
+    // Kept until the move even past 2/3 of its life, as long as it is still valid then.
+    const validAtMove = cert.validToDate.getTime() > beforeMove.getTime();
+    if (now >= renewAt.getTime() && !validAtMove)
+      return { action: 'issue', reason: 'past 2/3 of its lifetime' };
+    renewAt = now >= renewAt.getTime() || beforeMove < renewAt ? beforeMove : renewAt;
+  } else if (now >= renewAt.getTime()) return { action: 'issue', reason: 'past 2/3 of its lifetime' };
   if (text(secret, 'ca.crt') !== expected.bundlePem)
     return { action: 'update-bundle', renewAt, notAfter: cert.validToDate };
   return { action: 'keep', renewAt, notAfter: cert.validToDate };
