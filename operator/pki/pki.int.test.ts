@@ -282,7 +282,7 @@ describe('serving certificates', () => {
 });
 
 describe('CA rollover', () => {
-  it('trusts both CAs, re-issues under the new one, and drops the old one when its leaves have expired', async () => {
+  it('trusts both CAs, keeps serving certificates on the old one for 2 h, then re-issues them under the new one, and drops the old CA when its leaves have expired', async () => {
     const time = clock();
     const { logger, lines } = capturingLogger();
     const pki = ca({ now: time.now, logger });
