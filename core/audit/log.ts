@@ -21,6 +21,9 @@ import { checkpointLine, entryLine, headerLine } from './record.ts';
 import { formatFindings, verifyLog } from './verify.ts';
 
 /** Where each durable entry is also sent, e.g. a winston logger writing JSON lines for a SIEM. */
+
+/** The longest delay setTimeout/setInterval honour; a longer one fires after 1 ms (with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 export interface AuditExporter {
   info(message: string, meta: Record<string, unknown>): unknown;
 }
@@ -39,7 +42,7 @@ export interface AuditLogOptions {
   readonly signer: NoteSigner;
   readonly exporter?: AuditExporter;
   readonly metrics?: AuditMetrics;
-  /** Default 1000 ms. */
+  /** Default 1000 ms; intervals over 2^31 − 1 ms (24.8 days, the longest timer Node has) are that long. */
   readonly checkpointIntervalMs?: number;
   /** Default 60000 ms; 0 disables heartbeats. */
   readonly heartbeatIntervalMs?: number;
@@ -185,9 +188,12 @@ export class AuditLog {
   }
 
   #startTimers(heartbeatIntervalMs: number): void {
-    const cp = setInterval(() => {
-      if (this.#tree.size > this.#checkpointed) this.#schedule();
-    }, this.#checkpointIntervalMs);
+    const cp = setInterval(
+      () => {
+        if (this.#tree.size > this.#checkpointed) this.#schedule();
+      },
+      Math.min(this.#checkpointIntervalMs, MAX_TIMER_MS),
+    );
     cp.unref();
     this.#timers.push(cp);
     if (heartbeatIntervalMs > 0) {

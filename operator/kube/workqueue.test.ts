@@ -228,6 +228,22 @@ describe('WorkQueue', () => {
     await q.shutdown();
   });
 
+  it('waits for a requeue longer than the longest Node timer (24.8 days) instead of firing at once', async () => {
+    const times: number[] = [];
+    const start = Date.now();
+    const q = queue(() => {
+      times.push(Date.now() - start);
+      return Promise.resolve(undefined);
+    });
+    q.start();
+    q.addAfter('k', 40 * 24 * 3600_000);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(times).toEqual([]);
+    await vi.advanceTimersByTimeAsync(25 * 24 * 3600_000);
+    expect(times).toEqual([2 ** 31 - 1]);
+    await q.shutdown();
+  });
+
   it('keeps only the earliest addAfter deadline per key', async () => {
     const times: number[] = [];
     const start = Date.now();

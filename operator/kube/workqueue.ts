@@ -100,10 +100,14 @@ export class WorkQueue {
       if (existing.deadline <= deadline) return;
       clearTimeout(existing.timer);
     }
-    const timer = setTimeout(() => {
-      this.#pending.delete(key);
-      this.add(key);
-    }, delayMs);
+    // Node fires a longer timer after 1 ms: cap it (the reconcile is level-triggered, so waking early is harmless).
+    const timer = setTimeout(
+      () => {
+        this.#pending.delete(key);
+        this.add(key);
+      },
+      Math.min(delayMs, 2 ** 31 - 1),
+    );
     timer.unref();
     this.#pending.set(key, { deadline, timer });
   }
