@@ -11,6 +11,7 @@ const DEFAULT_BROKER: OperatorConfig['broker'] = {
   dekCacheTtlMs: 5000,
   maxConnectionAgeMs: 600_000,
   credentialRefreshMs: 30_000,
+  podCertificateValidityMs: 3_600_000,
 };
 
 const defaultInjection = (namespace: string): OperatorConfig['injection'] => ({
@@ -590,6 +591,7 @@ describe('parseConfig: the key broker', () => {
         '--dek-cache-ttl=0s',
         '--broker-max-connection-age=90s',
         '--broker-credential-refresh=5s',
+        '--pod-certificate-validity=1m',
       ],
       {},
     );
@@ -601,6 +603,7 @@ describe('parseConfig: the key broker', () => {
       dekCacheTtlMs: 0,
       maxConnectionAgeMs: 90_000,
       credentialRefreshMs: 5000,
+      podCertificateValidityMs: 60_000,
     });
   });
 
@@ -616,6 +619,8 @@ describe('parseConfig: the key broker', () => {
     ['--broker-max-connection-age=500ms', 'expected a duration from 1s to 1h'],
     ['--broker-max-connection-age=2h', 'expected a duration from 1s to 1h'],
     ['--broker-credential-refresh=0s', 'expected a duration from 1s to 1h'],
+    ['--pod-certificate-validity=59s', 'expected a duration from 1m to 1h'],
+    ['--pod-certificate-validity=2h', 'expected a duration from 1m to 1h'],
     ['--trust-domain=Bad/Domain', 'expected a SPIFFE trust domain'],
     ['--cluster-name=EU_1', 'expected lower-case letters'],
     ['--broker-address=9444', 'expected host:port'],

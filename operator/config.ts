@@ -81,6 +81,8 @@ export interface BrokerConfig {
   maxConnectionAgeMs: number;
   /** How often the serving certificate and CA bundle are re-read. Default 30 s. */
   credentialRefreshMs: number;
+  /** The longest life of a pod certificate Attest issues (1 min to 1 h; never past the token's expiry). Default 1 h. */
+  podCertificateValidityMs: number;
 }
 
 /** The sidecar image injected by default: this release's image. */
@@ -209,6 +211,11 @@ const S = {
     '--dek-cache-ttl',
     '<duration>',
     'how long an unwrapped DEK may stay cached, 0s-60s (default 5s)',
+  ),
+  podCertificateValidity: setting(
+    '--pod-certificate-validity',
+    '<duration>',
+    "longest life of a pod certificate, 1m-1h, never past the pod's token (default 1h)",
   ),
   brokerMaxConnectionAge: setting(
     '--broker-max-connection-age',
@@ -581,6 +588,7 @@ function parseBroker(get: (s: Setting) => Raw | undefined): BrokerConfig {
   const ttl = get(S.dekCacheTtl);
   const age = get(S.brokerMaxConnectionAge);
   const refresh = get(S.brokerCredentialRefresh);
+  const podValidity = get(S.podCertificateValidity);
   const within = (raw: Raw, min: number, max: number, what: string): number => {
     const ms = raw.value === '0' || raw.value === '0s' ? 0 : parseDurationMs(raw);
     if (ms < min || ms > max) throw invalid(raw, what);
@@ -603,5 +611,8 @@ function parseBroker(get: (s: Setting) => Raw | undefined): BrokerConfig {
     credentialRefreshMs: refresh
       ? within(refresh, 1000, 3_600_000, 'expected a duration from 1s to 1h')
       : 30_000,
+    podCertificateValidityMs: podValidity
+      ? within(podValidity, 60_000, 3_600_000, 'expected a duration from 1m to 1h')
+      : 3_600_000,
   };
 }

@@ -364,6 +364,7 @@ export class Operator {
         dekCacheTtlMs: config.broker.dekCacheTtlMs,
         maxConnectionAgeMs: config.broker.maxConnectionAgeMs,
         credentialRefreshMs: config.broker.credentialRefreshMs,
+        podCertificateValidityMs: config.broker.podCertificateValidityMs,
         onRefusedRelease: (pod, message) => {
           this.#events?.record(
             { apiVersion: 'v1', kind: 'Pod', metadata: pod },

@@ -72,6 +72,8 @@ export interface BrokerServerOptions {
   readonly maxConnectionAgeMs?: number;
   /** Default 30 000 ms. */
   readonly credentialRefreshMs?: number;
+  /** The longest life of a pod certificate; default (and at most) 1 hour. */
+  readonly podCertificateValidityMs?: number;
   /** Default 5000 ms. */
   readonly heartbeatMs?: number;
   readonly observer?: BrokerObserver;
@@ -419,6 +421,9 @@ export class BrokerServer {
           ca: this.#o.ca,
           trustDomain: this.#o.trustDomain,
           logger: this.#log,
+          ...(this.#o.podCertificateValidityMs === undefined
+            ? {}
+            : { maxValidityMs: this.#o.podCertificateValidityMs }),
         };
         const audited = (
           decision: 'allow' | 'deny',
