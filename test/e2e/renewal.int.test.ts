@@ -1,8 +1,8 @@
 /**
- * A long-running pod outlives its sidecar's certificates, on the real node: the operator issues pod certificates of
- * one minute (`--pod-certificate-validity=1m`), so the key lease (which never outlasts the certificate) must be
- * renewed over each renewed certificate's channel. The files stay, the pod stays Ready, and a revocation still
- * wipes them afterwards (the revocation watch follows the renewed channel).
+ * Long-running pods on the real node. A pod outlives its sidecar's certificates: the operator issues pod
+ * certificates of one minute (`--pod-certificate-validity=1m`), so the key lease (which never outlasts the
+ * certificate) must be renewed over each renewed certificate's channel. And a pod outlives an operator restart (an
+ * upgrade, a crash): its files stay while the broker is down, and afterwards a revocation still reaches it.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachNode, type Node } from '../cluster/cluster.ts';
@@ -24,16 +24,16 @@ interface LogLine {
   readonly notAfter?: string;
 }
 
-async function sidecarLog(): Promise<LogLine[]> {
-  const r = await kubectl(cluster, ['-n', NS, 'logs', 'long', '-c', 'strongroom-sidecar']);
+async function sidecarLog(pod = 'long'): Promise<LogLine[]> {
+  const r = await kubectl(cluster, ['-n', NS, 'logs', pod, '-c', 'strongroom-sidecar']);
   return r.stdout
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as LogLine);
 }
 
-async function ready(): Promise<boolean> {
-  const pod = await stack.core.readNamespacedPod({ namespace: NS, name: 'long' });
+async function ready(name = 'long'): Promise<boolean> {
+  const pod = await stack.core.readNamespacedPod({ namespace: NS, name });
   return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 }
 
@@ -46,7 +46,7 @@ beforeAll(async () => {
     log: (l) => process.stderr.write(`[renewal] ${l}\n`),
     operatorArgs: ['--pod-certificate-validity=1m'],
   });
-  await appNamespace(stack, NS, 'dev', ['trainer']);
+  await appNamespace(stack, NS, 'dev', ['trainer', 'survivor']);
   await publishSample(stack, NS, 'long', 'v1', {
     'weights.bin': Buffer.alloc(64 * 1024, 7),
     'config.json': '{}',
@@ -56,14 +56,33 @@ beforeAll(async () => {
     NS,
     grantBody('trainer-reads', 'long', { subjects: [{ namespace: NS, serviceAccount: 'trainer' }] }),
   );
+  await createGrant(
+    stack.custom,
+    NS,
+    grantBody('restart-reads', 'long', { subjects: [{ namespace: NS, serviceAccount: 'survivor' }] }),
+  );
 }, 400_000);
+
+async function deleteGrant(name: string): Promise<void> {
+  await stack.custom.deleteNamespacedCustomObject({
+    group: 'strongroom.dev',
+    version: 'v1alpha1',
+    namespace: NS,
+    plural: 'accessgrants',
+    name,
+  });
+}
+
+async function filesIn(pod: string): Promise<string[]> {
+  return (await execInApp(cluster, NS, pod, `ls ${MOUNT}`)).out.split('\n').filter(Boolean).sort();
+}
 
 afterAll(async () => {
   await stack.stop();
   await node.stop();
 });
 
-describe('a pod that outlives its certificates', () => {
+describe('long-running pods', () => {
   it('renews its certificate and its key lease, keeps its files past the first certificate, and still wipes on revocation', async () => {
     await stack.core.createNamespacedPod({
       namespace: NS,
@@ -93,13 +112,7 @@ describe('a pod that outlives its certificates', () => {
 
     // The revocation watch runs on the renewed channel: deleting the grant still wipes within a second or so.
     const deleted = Date.now();
-    await stack.custom.deleteNamespacedCustomObject({
-      group: 'strongroom.dev',
-      version: 'v1alpha1',
-      namespace: NS,
-      plural: 'accessgrants',
-      name: 'trainer-reads',
-    });
+    await deleteGrant('trainer-reads');
     await eventually(
       'the files to be wiped',
       async () =>
@@ -110,5 +123,48 @@ describe('a pod that outlives its certificates', () => {
       100,
     );
     expect(Date.now() - deleted).toBeLessThan(5_000);
+  }, 300_000);
+
+  it('keeps its files while the operator restarts, and a revocation after the restart still wipes them', async () => {
+    await stack.core.createNamespacedPod({
+      namespace: NS,
+      body: injectedPod({
+        name: 'survivor',
+        serviceAccount: 'survivor',
+        artifacts: `long@v1:${MOUNT}`,
+        script: 'sleep 3600',
+      }),
+    });
+    await eventually(
+      'the pod to be Ready',
+      async () => ((await ready('survivor')) ? true : undefined),
+      90_000,
+      200,
+    );
+    const before = stack.operator.pid;
+    let whileDown: string[] = [];
+    await stack.restartOperator(async () => {
+      // The broker is gone: the files stay (the key lease has not ended), nothing is wiped.
+      whileDown = await filesIn('survivor');
+    });
+    expect(stack.operator.pid).not.toBe(before);
+    expect(whileDown).toEqual(['config.json', 'weights.bin']);
+    expect(await filesIn('survivor')).toEqual(['config.json', 'weights.bin']);
+    expect((await sidecarLog('survivor')).some((l) => l.message === 'wiped')).toBe(false);
+
+    // The sidecar's revocation watch reconnects to the new process, which then revokes the deleted grant.
+    const deleted = Date.now();
+    await deleteGrant('restart-reads');
+    await eventually(
+      'the files to be wiped after the restart',
+      async () =>
+        (await execInApp(cluster, NS, 'survivor', `ls -A ${MOUNT} | wc -l`)).out.trim() === '0'
+          ? true
+          : undefined,
+      30_000,
+      200,
+    );
+    expect(Date.now() - deleted).toBeLessThan(30_000);
+    expect((await sidecarLog('survivor')).some((l) => l.message === 'wiped')).toBe(true);
   }, 300_000);
 });

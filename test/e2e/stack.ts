@@ -45,6 +45,7 @@ export const MODELS_CLAIM = 'models';
 export interface Stack {
   readonly cluster: ClusterInfo;
   readonly node: Node;
+  /** The running operator (a new process after {@link Stack.restartOperator}). */
   readonly operator: OperatorProcess;
   readonly core: CoreV1Api;
   readonly custom: CustomObjectsApi;
@@ -52,6 +53,12 @@ export interface Stack {
   readonly image: string;
   /** The host directory behind a namespace's `models` claim. */
   storageDir(namespace: string): string;
+  /**
+   * Stops the operator and starts it again with the same flags, broker and Attest addresses and audit log
+   * directory (an upgrade or a crash-restart), and points the webhook configuration at the new webhook port.
+   * `whileDown` runs after the old process has exited and before the new one starts.
+   */
+  restartOperator(whileDown?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -92,7 +99,7 @@ export async function startStack(options: {
   const [brokerPort, attestPort] = [await freePort(gateway), await freePort(gateway)];
   const broker = `${gateway}:${String(brokerPort)}`;
   const attest = `${gateway}:${String(attestPort)}`;
-  const operator = startOperator({
+  const operatorOptions = {
     namespace: OPERATOR_NAMESPACE,
     kubeconfig,
     identity: 'e2e',
@@ -105,7 +112,8 @@ export async function startStack(options: {
       `--sidecar-attest-address=${attest}`,
       ...(options.operatorArgs ?? []),
     ],
-  });
+  };
+  let operator = startOperator(operatorOptions);
   const { core, custom, kc } = clients(cluster.kubeconfig);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   try {
@@ -129,11 +137,29 @@ export async function startStack(options: {
   return {
     cluster,
     node,
-    operator,
+    get operator() {
+      return operator;
+    },
     core,
     custom,
     image: image.ref,
     storageDir: (namespace) => join(storageRoot, namespace),
+    restartOperator: async (whileDown) => {
+      const auditLogDir = operator.auditLogDir;
+      await operator.stop();
+      await whileDown?.();
+      operator = startOperator({ ...operatorOptions, auditLogDir });
+      const webhookPort = await operator.webhookPort();
+      await operator.brokerPorts();
+      // The operator keeps caBundle current; only the URL moves with the new port.
+      const current = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
+      for (const webhook of current.webhooks ?? [])
+        webhook.clientConfig.url = `https://127.0.0.1:${String(webhookPort)}${new URL(webhook.clientConfig.url ?? 'https://x/').pathname}`;
+      await admission.replaceMutatingWebhookConfiguration({
+        name: WEBHOOK_CONFIGURATION_NAME,
+        body: current,
+      });
+    },
     stop: async () => {
       await admission
         .deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME })
