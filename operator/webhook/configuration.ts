@@ -6,8 +6,17 @@
  * `strongroom.dev/injection: disabled`. Within that scope `failurePolicy: Fail`: an opted-in pod that cannot be
  * injected is refused rather than started without its artifacts.
  */
-import type { V1MutatingWebhookConfiguration } from '@kubernetes/client-node';
-import { LABEL_INJECT, LABEL_INJECTION } from '../../core/injection/contract.ts';
+import type {
+  V1MutatingWebhookConfiguration,
+  V1ValidatingAdmissionPolicy,
+  V1ValidatingAdmissionPolicyBinding,
+} from '@kubernetes/client-node';
+import {
+  ANNOTATION_ARTIFACTS,
+  ANNOTATION_PUBLISH,
+  LABEL_INJECT,
+  LABEL_INJECTION,
+} from '../../core/injection/contract.ts';
 import { MUTATE_PODS_PATH } from './server.ts';
 
 export const WEBHOOK_CONFIGURATION_NAME = 'strongroom-sidecar-injector';
@@ -69,5 +78,72 @@ export function injectorConfiguration(options: {
         objectSelector: { matchLabels: { [OPT_IN_LABEL]: 'true' } },
       },
     ],
+  };
+}
+
+export const OPT_IN_POLICY_NAME = 'strongroom-injection-opt-in';
+
+/**
+ * A ValidatingAdmissionPolicy (CEL, evaluated inside the API server: no webhook, nothing to be down) and its
+ * binding that refuse a pod CREATE carrying `strongroom.dev/artifacts` or `strongroom.dev/publish` without the
+ * label `strongroom.dev/inject: "true"`. Such a pod never reaches the webhook (its objectSelector), so without this
+ * it would start with empty mount paths and no output publishing. Same namespace scope as the webhook.
+ */
+export function optInPolicy(options: { readonly operatorNamespace: string }): {
+  readonly policy: V1ValidatingAdmissionPolicy;
+  readonly binding: V1ValidatingAdmissionPolicyBinding;
+} {
+  const labels = { 'app.kubernetes.io/managed-by': 'strongroom', 'app.kubernetes.io/name': 'strongroom' };
+  const annotated = [ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH]
+    .map((a) => `'${a}' in object.metadata.annotations`)
+    .join(' || ');
+  return {
+    policy: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: OPT_IN_POLICY_NAME, labels },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] },
+          ],
+        },
+        validations: [
+          {
+            expression:
+              `!has(object.metadata.annotations) || !(${annotated}) || ` +
+              `(has(object.metadata.labels) && '${LABEL_INJECT}' in object.metadata.labels && ` +
+              `object.metadata.labels['${LABEL_INJECT}'] == 'true')`,
+            message:
+              `strongroom: the pod has the annotation ${ANNOTATION_ARTIFACTS} or ${ANNOTATION_PUBLISH} but not the ` +
+              `label ${LABEL_INJECT}: "true", so no sidecar would be injected and its artifacts would not be there; ` +
+              'add the label',
+            reason: 'Invalid',
+          },
+        ],
+      },
+    },
+    binding: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: OPT_IN_POLICY_NAME, labels },
+      spec: {
+        policyName: OPT_IN_POLICY_NAME,
+        validationActions: ['Deny'],
+        matchResources: {
+          namespaceSelector: {
+            matchExpressions: [
+              {
+                key: 'kubernetes.io/metadata.name',
+                operator: 'NotIn',
+                values: [options.operatorNamespace, 'kube-system'],
+              },
+              { key: LABEL_INJECTION, operator: 'NotIn', values: ['disabled'] },
+            ],
+          },
+        },
+      },
+    },
   };
 }

@@ -17,7 +17,12 @@ import {
 import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
 import { LABEL_INJECT, ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH } from '../../core/injection/contract.ts';
 import { writeVersion } from '../../core/storage/index.ts';
-import { injectorConfiguration, WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
+import {
+  injectorConfiguration,
+  OPT_IN_POLICY_NAME,
+  optInPolicy,
+  WEBHOOK_CONFIGURATION_NAME,
+} from '../../operator/webhook/configuration.ts';
 import { buildAppImage } from '../cluster/app-image.ts';
 import type { Node } from '../cluster/cluster.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
@@ -125,6 +130,9 @@ export async function startStack(options: {
         client: { url: `https://127.0.0.1:${String(webhookPort)}` },
       }),
     });
+    const { policy, binding } = optInPolicy({ operatorNamespace: OPERATOR_NAMESPACE });
+    await admission.createValidatingAdmissionPolicy({ body: policy });
+    await admission.createValidatingAdmissionPolicyBinding({ body: binding });
     await eventually('the operator to set the webhook caBundle', async () => {
       const c = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
       return (c.webhooks?.[0]?.clientConfig.caBundle ?? '') !== '' ? true : undefined;
@@ -164,6 +172,10 @@ export async function startStack(options: {
       await admission
         .deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME })
         .catch(() => undefined);
+      await admission
+        .deleteValidatingAdmissionPolicyBinding({ name: OPT_IN_POLICY_NAME })
+        .catch(() => undefined);
+      await admission.deleteValidatingAdmissionPolicy({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
       await operator.stop();
     },
   };

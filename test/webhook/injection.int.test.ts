@@ -16,6 +16,7 @@ import { request as httpsRequest } from 'node:https';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   ANNOTATION_ARTIFACTS,
+  ANNOTATION_PUBLISH,
   ANNOTATION_INJECTED,
   ANNOTATION_RESOLVED,
   LABEL_INJECT,
@@ -24,6 +25,8 @@ import {
 } from '../../core/injection/contract.ts';
 import {
   injectorConfiguration,
+  OPT_IN_POLICY_NAME,
+  optInPolicy,
   WEBHOOK_CONFIGURATION_NAME,
   WEBHOOK_NAME,
 } from '../../operator/webhook/configuration.ts';
@@ -110,6 +113,9 @@ beforeAll(async () => {
       client: { url: `https://127.0.0.1:${String(port)}` },
     }),
   });
+  const { policy, binding } = optInPolicy({ operatorNamespace: NS });
+  await admission.createValidatingAdmissionPolicy({ body: policy });
+  await admission.createValidatingAdmissionPolicyBinding({ body: binding });
   // The operator fills in caBundle (the configuration carries its managed-by label).
   await eventually('the caBundle on the webhook configuration', async () => {
     const config = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
@@ -157,6 +163,8 @@ afterAll(async () => {
   await admission
     .deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME })
     .catch(() => undefined);
+  await admission.deleteValidatingAdmissionPolicyBinding({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
+  await admission.deleteValidatingAdmissionPolicy({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
   await operator.stop();
   await kubectl(cluster, ['delete', 'namespace', APPS, '--wait=false']);
 });
@@ -224,10 +232,34 @@ describe('the sidecar-injecting webhook on the real API server', () => {
   });
 
   it('leaves pods alone that did not opt in, and the operator namespace', async () => {
-    const plain = await create(APPS, pod('plain', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }, {}));
+    const plain = await create(APPS, pod('plain', { team: 'ml' }, {}));
     expect(plain.spec?.initContainers ?? []).toEqual([]);
     const own = await create(NS, pod('own', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }));
     expect(own.spec?.initContainers ?? []).toEqual([]);
+  });
+
+  it('refuses, by the opt-in policy, an annotated pod without the label (it would start without its files)', async () => {
+    // The webhook never sees it (objectSelector); the ValidatingAdmissionPolicy in the API server refuses it,
+    // once the API server has loaded the policy (asynchronously, from its own informer).
+    await eventually('the opt-in policy to be in force', async () => {
+      const probe = pod('policy-probe', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }, {});
+      const admitted = await create(APPS, probe).then(
+        () => true,
+        () => false,
+      );
+      if (admitted)
+        await core.deleteNamespacedPod({ namespace: APPS, name: 'policy-probe', gracePeriodSeconds: 0 });
+      return admitted ? undefined : true;
+    });
+    for (const [name, annotations, labels] of [
+      ['annotated-only', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }, {}],
+      ['publish-only', { [ANNOTATION_PUBLISH]: 'resnet50:/out' }, { team: 'ml' }],
+      ['label-false', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }, { [LABEL_INJECT]: 'false' }],
+    ] as const) {
+      const message = await refusal(APPS, pod(name, annotations, labels));
+      expect(message).toContain(`ValidatingAdmissionPolicy '${OPT_IN_POLICY_NAME}'`);
+      expect(message).toContain(`but not the label ${LABEL_INJECT}: "true"`);
+    }
   });
 
   it("is timed by the API server's own admission metric", async () => {
