@@ -3,6 +3,7 @@
  * CA its environment names, adopts the bundle its Attest answer carries, and so accepts a broker whose serving
  * certificate has moved to the new CA. A bundle that is not CA certificates only is not adopted.
  */
+import { createPublicKey } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import {
 } from '../operator/pki/certificates.ts';
 import type { KeyBrokerHandlers } from '../proto/generated/strongroom/v1/KeyBroker.ts';
 import { loadKeyBroker } from '../proto/keybroker.ts';
-import { WorkloadIdentity } from './identity.ts';
+import { generateWorkloadKeyPair, WorkloadIdentity, type WorkloadKeyPair } from './identity.ts';
 
 const keyBroker = loadKeyBroker();
 const SERVER_NAME = 'strongroom-broker.strongroom.svc';
@@ -32,6 +33,8 @@ let oldCa: SigningAuthority;
 let newCa: SigningAuthority;
 let serverKey: RsaKeyPem;
 const servers: grpc.Server[] = [];
+/** The public keys (SPKI PEM) of every CSR the Attest servers signed, in order. */
+const csrKeys: string[] = [];
 const identities: WorkloadIdentity[] = [];
 
 function authority(key: RsaKeyPem, commonName: string): SigningAuthority {
@@ -97,6 +100,7 @@ function attestServer(bundle: string): Promise<number> {
     Attest: (call, callback) => {
       const csr = forge.pki.certificationRequestFromPem(call.request.csrPem);
       const publicKeyPem = forge.pki.publicKeyToPem(csr.publicKey as forge.pki.rsa.PublicKey);
+      csrKeys.push(publicKeyPem);
       const certificateChainPem = signLeafCertificate(oldCa, {
         publicKeyPem,
         commonName: 'pod',
@@ -128,7 +132,11 @@ function movedBroker(): Promise<number> {
   );
 }
 
-async function identity(attestPort: number, brokerPort: number): Promise<WorkloadIdentity> {
+async function identity(
+  attestPort: number,
+  brokerPort: number,
+  firstKeyPair?: Promise<WorkloadKeyPair>,
+): Promise<WorkloadIdentity> {
   const id = new WorkloadIdentity({
     config: {
       attest: { host: '127.0.0.1', port: attestPort },
@@ -139,6 +147,7 @@ async function identity(attestPort: number, brokerPort: number): Promise<Workloa
     },
     keyBroker,
     logger,
+    ...(firstKeyPair === undefined ? {} : { firstKeyPair }),
   });
   identities.push(id);
   await id.start();
@@ -182,8 +191,14 @@ afterAll(async () => {
 });
 
 describe('the sidecar adopts the CA bundle of its Attest answer', () => {
-  it('trusts a broker that moved to the new CA once Attest named that CA', async () => {
-    const id = await identity(await attestServer(`${newCa.certPem}${oldCa.certPem}`), await movedBroker());
+  it('trusts a broker that moved to the new CA once Attest named that CA (attesting with the key generated ahead)', async () => {
+    const ahead = generateWorkloadKeyPair();
+    const id = await identity(
+      await attestServer(`${newCa.certPem}${oldCa.certPem}`),
+      await movedBroker(),
+      ahead,
+    );
+    expect(createPublicKey(csrKeys.at(-1) ?? '').equals((await ahead).publicKey)).toBe(true);
     expect(id.trustedCaBundle).toBe(`${newCa.certPem}${oldCa.certPem}`);
     expect(await releaseStatus(id)).toBe(grpc.status.NOT_FOUND);
   });

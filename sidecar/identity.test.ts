@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import forge from 'node-forge';
 import { describe, expect, it, vi } from 'vitest';
-import { createKeyAndCsr, generateKeyPairAhead, renewalTime } from './identity.ts';
+import { createKeyAndCsr, generateWorkloadKeyPair, renewalTime } from './identity.ts';
 
 /**
  * How many key pairs node:crypto was asked for (through promisify, as identity.ts calls it): real keys, counted; and
@@ -60,14 +60,15 @@ describe('createKeyAndCsr', () => {
   });
 });
 
-describe('generateKeyPairAhead', () => {
-  it('starts one key pair that the next createKeyAndCsr takes; later calls generate their own', async () => {
+describe('a key pair generated ahead', () => {
+  it('is the key of the CSR made with it, and no other pair is generated for it', async () => {
     const before = generated.count;
-    generateKeyPairAhead();
-    generateKeyPairAhead(); // still untaken: no second pair
+    const ahead = generateWorkloadKeyPair();
     expect(generated.count - before).toBe(1);
-    const first = await createKeyAndCsr();
+    const first = await createKeyAndCsr(ahead);
     expect(generated.count - before).toBe(1); // the pair generated ahead, not a new one
+    const { privateKey: aheadKey } = await ahead;
+    expect(first.privateKey.equals(aheadKey)).toBe(true);
     const second = await createKeyAndCsr();
     expect(generated.count - before).toBe(2);
     for (const { privateKey, csrPem } of [first, second]) {
@@ -77,17 +78,16 @@ describe('generateKeyPairAhead', () => {
       const csrKey = createPublicKey(forge.pki.publicKeyToPem(csr.publicKey as forge.pki.rsa.PublicKey));
       expect(csrKey.equals(createPublicKey(privateKey))).toBe(true);
     }
-    expect(first.privateKeyPem).not.toBe(second.privateKeyPem); // a pair is never used twice
+    expect(first.privateKeyPem).not.toBe(second.privateKeyPem);
   });
 
-  it('a failure to generate the pair ahead surfaces in the createKeyAndCsr that takes it, and only there', async () => {
+  it('that failed makes the CSR made with it fail with the same error; the next one works', async () => {
     const failure = new Error('no entropy');
     generated.failNext = failure;
-    generateKeyPairAhead();
-    expect(generated.failNext).toBeUndefined(); // it was asked for, and failed (not unhandled: no crash here)
-    await new Promise((r) => setImmediate(r));
-    await expect(createKeyAndCsr()).rejects.toBe(failure);
-    // The next one is generated afresh and works.
+    const ahead = generateWorkloadKeyPair();
+    ahead.catch(() => undefined);
+    expect(generated.failNext).toBeUndefined(); // it was asked for, and failed
+    await expect(createKeyAndCsr(ahead)).rejects.toBe(failure);
     const { privateKey } = await createKeyAndCsr();
     expect(privateKey.asymmetricKeyType).toBe('rsa');
   });

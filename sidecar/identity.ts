@@ -42,39 +42,24 @@ export interface WorkloadKeyPair {
   readonly privateKey: KeyObject;
 }
 
-/** Generates a workload key pair: RSA 2048 (what the broker's CA accepts), by OpenSSL on a thread-pool thread. */
-function generateWorkloadKeyPair(): Promise<WorkloadKeyPair> {
+/**
+ * Generates a workload key pair: RSA 2048 (what the broker's CA accepts), by OpenSSL on a thread-pool thread. main.ts
+ * starts the first one before it loads the rest of the sidecar and hands it to the identity (`firstKeyPair`).
+ */
+export function generateWorkloadKeyPair(): Promise<WorkloadKeyPair> {
   return generateKeyPairAsync('rsa', { modulusLength: 2048 });
 }
 
-/** The key pair {@link generateKeyPairAhead} started, until {@link createKeyAndCsr} takes it. */
-let keyPairAhead: Promise<WorkloadKeyPair> | undefined;
-
 /**
- * Starts generating the next workload key pair now, on a thread-pool thread, so that the sidecar's first attestation
- * does not wait for it: main.ts calls this before it loads the rest of the sidecar. The next {@link createKeyAndCsr}
- * in the process takes this pair (and only that call: a key pair is never used twice); a failure to generate it
- * surfaces there. Does nothing while a pair generated ahead is still untaken.
+ * A fresh RSA 2048 key (PKCS#8 PEM) and a PKCS#10 CSR over it, signed with SHA-256. The key is `keyPair` when given
+ * (a pair generated ahead; never use one twice), otherwise generated now.
  */
-export function generateKeyPairAhead(): void {
-  if (keyPairAhead !== undefined) return;
-  keyPairAhead = generateWorkloadKeyPair();
-  // Not unhandled while it waits for its taker, who sees the rejection.
-  keyPairAhead.catch(() => undefined);
-}
-
-/**
- * A fresh RSA 2048 key (PKCS#8 PEM) and a PKCS#10 CSR over it, signed with SHA-256. The key is the one
- * {@link generateKeyPairAhead} started, if there is one, otherwise generated now.
- */
-export async function createKeyAndCsr(): Promise<{
+export async function createKeyAndCsr(keyPair?: Promise<WorkloadKeyPair>): Promise<{
   privateKey: KeyObject;
   privateKeyPem: string;
   csrPem: string;
 }> {
-  const pending = keyPairAhead ?? generateWorkloadKeyPair();
-  keyPairAhead = undefined;
-  const { publicKey, privateKey } = await pending;
+  const { publicKey, privateKey } = await (keyPair ?? generateWorkloadKeyPair());
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString());
   csr.setSubject([{ name: 'commonName', value: 'strongroom-sidecar' }]);
@@ -116,6 +101,8 @@ export interface WorkloadIdentityOptions {
   readonly keyBroker: KeyBroker;
   readonly logger: winston.Logger;
   readonly backoff?: BackoffPolicy;
+  /** A key pair generated ahead for the first attestation (a failure there surfaces in that attestation). */
+  readonly firstKeyPair?: Promise<WorkloadKeyPair>;
 }
 
 function target(endpoint: Endpoint): string {
@@ -139,10 +126,13 @@ export class WorkloadIdentity {
   #trust: string;
   #renewTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
+  /** `firstKeyPair`, until the first attestation takes it. */
+  #keyPairAhead: Promise<WorkloadKeyPair> | undefined;
 
   constructor(options: WorkloadIdentityOptions) {
     this.#o = options;
     this.#trust = options.config.caBundlePem;
+    this.#keyPairAhead = options.firstKeyPair;
   }
 
   /** The CA bundle the broker is verified with now. */
@@ -200,7 +190,8 @@ export class WorkloadIdentity {
   async #attestOnce(): Promise<void> {
     const { config, keyBroker, logger } = this.#o;
     // The key (a fresh one for every attempt) is generated while the token is read.
-    const keyAndCsr = createKeyAndCsr();
+    const keyAndCsr = createKeyAndCsr(this.#keyPairAhead);
+    this.#keyPairAhead = undefined;
     keyAndCsr.catch(() => undefined); // awaited below unless the token fails first
     let token: string;
     try {

@@ -43,8 +43,10 @@ async function configure(): Promise<SidecarConfig | undefined> {
 async function main(): Promise<void> {
   const config = await configure();
   if (config === undefined) return;
-  const identity = await import('./identity.ts');
-  identity.generateKeyPairAhead();
+  const { generateWorkloadKeyPair } = await import('./identity.ts');
+  const firstKeyPair = generateWorkloadKeyPair();
+  firstKeyPair.catch(() => undefined); // the first attestation awaits it and sees a failure there
+
   const [{ componentLogger, createRootLogger }, { loadKeyBroker }, { publishOutput }, { Sidecar }] =
     await Promise.all([
       import('../core/logging/index.ts'),
@@ -54,7 +56,7 @@ async function main(): Promise<void> {
     ]);
   const logger = createRootLogger({ level: config.logLevel });
   const log = componentLogger(logger, 'sidecar/main');
-  const sidecar = new Sidecar({ config, keyBroker: loadKeyBroker(), logger });
+  const sidecar = new Sidecar({ config, keyBroker: loadKeyBroker(), logger, firstKeyPair });
   let stopping = false;
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
     if (stopping) return;

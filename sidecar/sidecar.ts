@@ -10,7 +10,7 @@ import { componentLogger } from '../core/logging/index.ts';
 import type { Revocation__Output } from '../proto/generated/strongroom/v1/Revocation.ts';
 import type { KeyBroker, KeyBrokerClient } from '../proto/keybroker.ts';
 import type { SidecarConfig } from './config.ts';
-import { WorkloadIdentity } from './identity.ts';
+import { WorkloadIdentity, type WorkloadKeyPair } from './identity.ts';
 import { startProbeServer, type ProbeServer, type ProbeState } from './probe.ts';
 import { revocationConcerns, RevocationWatcher } from './revocation.ts';
 import { ArtifactSupervisor } from './supervisor.ts';
@@ -21,6 +21,8 @@ export interface SidecarOptions {
   readonly keyBroker: KeyBroker;
   /** The root logger; the sidecar makes its component children. */
   readonly logger: winston.Logger;
+  /** A key pair generated ahead for the first attestation (main.ts starts it while the sidecar loads). */
+  readonly firstKeyPair?: Promise<WorkloadKeyPair>;
 }
 
 /** The running sidecar. */
@@ -42,6 +44,7 @@ export class Sidecar {
       config,
       keyBroker: options.keyBroker,
       logger: componentLogger(logger, 'sidecar/identity'),
+      ...(options.firstKeyPair === undefined ? {} : { firstKeyPair: options.firstKeyPair }),
     });
     const client = (): KeyBrokerClient => this.#identity.client();
     // One pool of decrypting worker threads for every artifact, so that parallel artifacts share the cores.
