@@ -7,6 +7,7 @@
  * injected is refused rather than started without its artifacts.
  */
 import type {
+  V1LabelSelector,
   V1MutatingWebhookConfiguration,
   V1ValidatingAdmissionPolicy,
   V1ValidatingAdmissionPolicyBinding,
@@ -18,6 +19,19 @@ import {
   LABEL_INJECTION,
 } from '../../core/injection/contract.ts';
 import { MUTATE_PODS_PATH } from './server.ts';
+
+/**
+ * The namespaces injection applies to: all but the operator's own, kube-system and those labelled
+ * `strongroom.dev/injection: disabled`. The webhook and the opt-in policy share it.
+ */
+function injectionNamespaces(operatorNamespace: string): V1LabelSelector {
+  return {
+    matchExpressions: [
+      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [operatorNamespace, 'kube-system'] },
+      { key: LABEL_INJECTION, operator: 'NotIn', values: ['disabled'] },
+    ],
+  };
+}
 
 export const WEBHOOK_CONFIGURATION_NAME = 'strongroom-sidecar-injector';
 export const WEBHOOK_NAME = 'inject.strongroom.dev';
@@ -65,16 +79,7 @@ export function injectorConfiguration(options: {
             scope: 'Namespaced',
           },
         ],
-        namespaceSelector: {
-          matchExpressions: [
-            {
-              key: 'kubernetes.io/metadata.name',
-              operator: 'NotIn',
-              values: [options.operatorNamespace, 'kube-system'],
-            },
-            { key: LABEL_INJECTION, operator: 'NotIn', values: ['disabled'] },
-          ],
-        },
+        namespaceSelector: injectionNamespaces(options.operatorNamespace),
         objectSelector: { matchLabels: { [OPT_IN_LABEL]: 'true' } },
       },
     ],
@@ -132,16 +137,7 @@ export function optInPolicy(options: { readonly operatorNamespace: string }): {
         policyName: OPT_IN_POLICY_NAME,
         validationActions: ['Deny'],
         matchResources: {
-          namespaceSelector: {
-            matchExpressions: [
-              {
-                key: 'kubernetes.io/metadata.name',
-                operator: 'NotIn',
-                values: [options.operatorNamespace, 'kube-system'],
-              },
-              { key: LABEL_INJECTION, operator: 'NotIn', values: ['disabled'] },
-            ],
-          },
+          namespaceSelector: injectionNamespaces(options.operatorNamespace),
         },
       },
     },
