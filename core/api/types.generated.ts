@@ -24,11 +24,13 @@ export interface AccessGrant {
    * What is granted, to whom, for what purpose and for how long.
    * Rule: expiresAt must be after notBefore
    * Rule: a grant may last at most 90 days (2160h) from notBefore to expiresAt
-   * Rule: a cross-environment grant needs at least one approval
    * Rule: a publish grant must name the versions it may publish (match named) or allow all
+   * Rule: spec.requester is recorded when the grant is created and cannot be added or removed later
    * Rule: approvals cannot be removed; create a new grant instead
-   * Rule: once a grant is approved its subjects, versions and crossEnvironment cannot change and its
-   * expiresAt cannot move later; create a new grant instead
+   * Rule: a denial is final; it cannot be changed or removed (create a new grant instead)
+   * Rule: once a grant has an approval its subjects, versions, crossEnvironment, notBefore,
+   * keyLeaseDuration and purpose cannot change and its expiresAt cannot move later; create a new grant
+   * instead
    */
   spec: AccessGrantSpec;
   /**
@@ -41,13 +43,24 @@ export interface AccessGrant {
  * What is granted, to whom, for what purpose and for how long.
  * Rule: expiresAt must be after notBefore
  * Rule: a grant may last at most 90 days (2160h) from notBefore to expiresAt
- * Rule: a cross-environment grant needs at least one approval
  * Rule: a publish grant must name the versions it may publish (match named) or allow all
+ * Rule: spec.requester is recorded when the grant is created and cannot be added or removed later
  * Rule: approvals cannot be removed; create a new grant instead
- * Rule: once a grant is approved its subjects, versions and crossEnvironment cannot change and its
- * expiresAt cannot move later; create a new grant instead
+ * Rule: a denial is final; it cannot be changed or removed (create a new grant instead)
+ * Rule: once a grant has an approval its subjects, versions, crossEnvironment, notBefore,
+ * keyLeaseDuration and purpose cannot change and its expiresAt cannot move later; create a new grant
+ * instead
  */
 export interface AccessGrantSpec {
+  /**
+   * The Kubernetes user name of whoever created the grant, recorded at creation. Strongroom's
+   * admission policy (docs/policy.md) refuses a grant whose requester is not the authenticated
+   * creating user, so this is never free text; it cannot change afterwards. The requester can never
+   * approve their own grant.
+   * Constraints: minLength 1; maxLength 253.
+   * Rule: spec.requester is immutable
+   */
+  requester?: string;
   /**
    * The ModelArtifact this grant is for. It must be in the grant's own namespace. Immutable.
    * Rule: spec.artifactRef is immutable
@@ -105,18 +118,27 @@ export interface AccessGrantSpec {
   /**
    * Must be true when a subject's namespace is in a different environment (namespace label
    * strongroom.dev/environment) than the grant's namespace, for example a prod workload reading a dev
-   * artifact. A cross-environment grant needs at least one approval; the operator may require more
-   * depending on the artifact's classification. Defaults to false.
+   * artifact. Whether the artifact's classification allows crossing at all, and how many approvals a
+   * crossing grant needs, is set by the classification table. Defaults to false.
    * @defaultValue false
    */
   crossEnvironment?: boolean;
   /**
-   * Sign-offs recorded for this grant, one per approver, at most 8. Approvals can be added but not
-   * removed or changed, and once there is one the grant's subjects, versions and crossEnvironment are
-   * frozen and its expiry can only move earlier.
+   * Sign-offs recorded for this grant, one per approver, at most 8. Each is added by the approver
+   * themself (`kubectl strongroom approve`): the admission policy checks that approver is the
+   * authenticated user, that the user is not the requester and is in the approver groups the
+   * artifact's classification names, and that the groups listed are the user's own. Approvals can be
+   * added but not removed or changed, and once there is one the grant's spec is frozen (its expiry can
+   * only move earlier). How many are needed is set by the classification table.
    * Constraints: maxItems 8; unique by approver.
    */
   approvals?: AccessGrantApproval[];
+  /**
+   * A refusal by an approver (`kubectl strongroom deny`). Final: the grant is Denied for good and the
+   * denial can be neither changed nor removed. The admission policy checks deniedBy is the
+   * authenticated user, who is not the requester and is in an approver group.
+   */
+  denial?: AccessGrantDenial;
 }
 
 /**
@@ -217,10 +239,18 @@ export interface AccessGrantSubjectPodSelectorMatchExpression {
  */
 export interface AccessGrantApproval {
   /**
-   * Identity of the approver (user name or e-mail), unique within the grant.
+   * Kubernetes user name of the approver, unique within the grant; the admission policy checks it is
+   * the user adding the entry.
    * Constraints: minLength 1; maxLength 253.
    */
   approver: string;
+  /**
+   * The approver's groups that qualify them (a subset of their authenticated groups, checked by the
+   * admission policy); the operator counts an approval only if one of them is an approver group of the
+   * artifact's classification.
+   * Constraints: maxItems 32.
+   */
+  groups?: string[];
   /**
    * When the approval was given (RFC 3339).
    * Constraints: format date-time; maxLength 64.
@@ -231,6 +261,34 @@ export interface AccessGrantApproval {
    * Constraints: maxLength 1024.
    */
   comment?: string;
+}
+
+/**
+ * A refusal by an approver (`kubectl strongroom deny`). Final: the grant is Denied for good and the
+ * denial can be neither changed nor removed. The admission policy checks deniedBy is the authenticated
+ * user, who is not the requester and is in an approver group.
+ */
+export interface AccessGrantDenial {
+  /**
+   * Kubernetes user name of the approver who denied the grant.
+   * Constraints: minLength 1; maxLength 253.
+   */
+  deniedBy: string;
+  /**
+   * The denier's qualifying groups (a subset of their authenticated groups).
+   * Constraints: maxItems 32.
+   */
+  groups?: string[];
+  /**
+   * When the grant was denied (RFC 3339).
+   * Constraints: format date-time; maxLength 64.
+   */
+  deniedAt: string;
+  /**
+   * Why, at most 1024 characters.
+   * Constraints: maxLength 1024.
+   */
+  reason?: string;
 }
 
 /**
@@ -282,6 +340,18 @@ export interface AccessGrantStatus {
    * Constraints: maxLength 64.
    */
   artifactUid?: string;
+  /**
+   * The classification of the artifact when the grant was last evaluated. The admission policy reads
+   * it to check that an approver is in an approver group of that classification; until the operator
+   * has written it, approvals are refused.
+   */
+  classification?: 'public' | 'internal' | 'confidential' | 'restricted';
+  /**
+   * The approvers counted towards the classification's requirement (in approval order), as last
+   * evaluated; each was audited as a grant-approved event.
+   * Constraints: maxItems 8; unique items.
+   */
+  approvedBy?: string[];
   /**
    * Standard conditions. "Ready" is True while the grant is Active.
    * Constraints: maxItems 16; unique by type.
