@@ -40,6 +40,8 @@ import { BrokerServer } from './broker/server.ts';
 import { InformerBrokerView, slimPod } from './broker/view.ts';
 import type { OperatorConfig } from './config.ts';
 import { AccessGrantController } from './controllers/accessgrant.ts';
+import { EnvironmentAuditor } from './controllers/environment-audit.ts';
+import { GovernanceAuditTrail } from './controllers/governance-audit.ts';
 import { KekRotationController } from './controllers/kek-rotation.ts';
 import { ModelArtifactController } from './controllers/modelartifact.ts';
 import { PkiController } from './controllers/pki.ts';
@@ -139,6 +141,8 @@ export class Operator {
   /** The key broker and its audit log; they run only while this replica leads (the revocation bus lives here). */
   #broker: BrokerRun | undefined;
   #startBroker: (() => void) | undefined;
+  /** The controllers' audit sink: attached to the broker's audit log while it is open (docs/audit.md). */
+  readonly #governance = new GovernanceAuditTrail();
   #injector: SidecarInjector | undefined;
   #injectorStarted: Promise<void> = Promise.resolve();
   readonly #abort = new AbortController();
@@ -274,6 +278,7 @@ export class Operator {
       logger: componentLogger(this.#root, 'modelartifact-controller'),
       rotation,
       scopes: DEFAULT_KEK_SCOPES,
+      audit: this.#governance,
     });
     const grantController = new AccessGrantController({
       ...common,
@@ -282,6 +287,14 @@ export class Operator {
       namespaces,
       logger: componentLogger(this.#root, 'accessgrant-controller'),
       policy: DEFAULT_GRANT_POLICY,
+      audit: this.#governance,
+    });
+    const environmentAuditor = new EnvironmentAuditor({
+      core,
+      namespace: config.namespace,
+      namespaces,
+      audit: this.#governance,
+      logger: componentLogger(this.#root, 'environment-audit'),
     });
     const queueObserver = this.metrics.queueObserver();
     // Queues live for one leadership term: made when this replica starts leading, shut down (waiting for in-flight
@@ -300,7 +313,11 @@ export class Operator {
         artifacts: make('modelartifact', config.workers, (key) => artifactController.reconcile(key)),
         grants: make('accessgrant', config.workers, (key) => grantController.reconcile(key)),
         singletons: make('singleton', 1, (key) =>
-          key === KekRotationController.KEY ? rotationController.reconcile() : pki.reconcile(),
+          key === KekRotationController.KEY
+            ? rotationController.reconcile()
+            : key === EnvironmentAuditor.KEY
+              ? environmentAuditor.reconcile().then(() => undefined)
+              : pki.reconcile(),
         ),
       };
     };
@@ -402,6 +419,7 @@ export class Operator {
           },
         });
         trail.attach(audit, keys.hmac);
+        this.#governance.attach(audit);
         record.audit = audit;
         if (this.#broker !== record) return;
         const ports = await server.start();
@@ -438,6 +456,7 @@ export class Operator {
     });
     namespaces.onEvent(() => {
       for (const g of grants.list()) enqueue.grant(objectKey(g));
+      enqueue.singleton(EnvironmentAuditor.KEY);
     });
     for (const w of webhookConfigs)
       w.onEvent(() => {
@@ -487,6 +506,7 @@ export class Operator {
       for (const g of grants.list()) enqueue.grant(objectKey(g));
       enqueue.singleton(KekRotationController.KEY);
       enqueue.singleton(PkiController.KEY);
+      enqueue.singleton(EnvironmentAuditor.KEY);
     };
     const startLeading = (): void => {
       if (this.#stopping) return;
@@ -575,6 +595,7 @@ export class Operator {
     if (broker === undefined) return;
     await broker.server.stop();
     await broker.started;
+    this.#governance.detach();
     await broker.audit?.close();
   }
 

@@ -56,23 +56,89 @@ export interface KeyReleaseEvent {
   readonly secrets: Readonly<Record<string, string>>;
 }
 
-export type GrantEventType = 'grant-created' | 'grant-approved' | 'grant-revoked' | 'grant-quarantined';
+export type GrantEventType =
+  | 'grant-created'
+  | 'grant-approved'
+  | 'grant-denied'
+  | 'grant-activated'
+  | 'grant-expired'
+  | 'grant-revoked'
+  | 'grant-quarantined'
+  | 'grant-lifted';
 export const GRANT_EVENT_TYPES: readonly GrantEventType[] = [
   'grant-created',
   'grant-approved',
+  'grant-denied',
+  'grant-activated',
+  'grant-expired',
   'grant-revoked',
   'grant-quarantined',
+  'grant-lifted',
 ];
 
-/** An administrative change to a grant. `actor` is the Kubernetes username that caused it. */
+/**
+ * A governance decision about a grant (docs/audit.md#governance-events). `actor` is the Kubernetes username that
+ * caused it when it is known (the requester for grant-created, the approver for grant-approved, the denier for a
+ * denial by an approver), `strongroom-operator` for the operator's own decisions (activation, expiry, a policy
+ * denial or revocation) and `unknown` for an annotation someone set (quarantine, its lifting, an administrator's
+ * revocation): Kubernetes does not tell the operator who changed an object.
+ */
 export interface GrantEvent {
   readonly type: GrantEventType;
   readonly grant: GrantRef;
   readonly actor: string;
+  /** The policy's CamelCase reason code (status.reason), or `Created`, `Approved`, `QuarantineLifted`. */
   readonly reason: string;
-  /** For grant-approved: the approval object. */
+  /** Legacy: an approval object. Inline approvals are recorded with `groups` and `detail` instead. */
   readonly approval?: ApprovalRef;
+  /** The actor's qualifying groups (approvals[].groups, denial.groups), when they were recorded. */
+  readonly groups?: readonly string[];
+  /** The phase before and after, for phase changes (absent before a first evaluation). */
+  readonly previousPhase?: string;
+  readonly phase?: string;
+  /** Free text the actor gave (the annotation's value, an approval's comment, a denial's reason), ≤ 1024. */
+  readonly detail?: string;
 }
+
+export type VersionEventType = 'version-published' | 'version-sealed';
+export const VERSION_EVENT_TYPES: readonly VersionEventType[] = ['version-published', 'version-sealed'];
+
+/**
+ * A model version published (first seen by the operator in spec.versions, whoever added it) or sealed (its DEK
+ * unsealed once and wrapped under the KMS key-encryption key in status.keys). `publisher` is
+ * spec.versions[].publisher: the authenticated user for a direct publish, the caller's SPIFFE ID for the broker's
+ * PublishVersion (both enforced at admission). `actor` is the publisher for version-published and
+ * `strongroom-operator` for version-sealed.
+ */
+export interface VersionEvent {
+  readonly type: VersionEventType;
+  readonly artifact: { readonly namespace: string; readonly name: string; readonly uid: string };
+  readonly version: string;
+  readonly digest: string;
+  readonly publisher: string;
+  readonly publishedAt: string;
+  readonly actor: string;
+  /** `published-directly` / `published-via-broker` (a SPIFFE publisher), or `sealed`. */
+  readonly reason: string;
+  /** version-sealed: the KEK the DEK was wrapped under. */
+  readonly key?: KeyRef;
+}
+
+/**
+ * The environment label (strongroom.dev/environment) of a namespace changed: added (`old` null), changed, or
+ * removed (`new` null, also when the namespace was deleted). Who changed it is not known to the operator.
+ */
+export interface EnvironmentEvent {
+  readonly type: 'environment-changed';
+  readonly namespace: string;
+  readonly old: string | null;
+  readonly new: string | null;
+  /** `label-added`, `label-changed`, `label-removed` or `namespace-deleted`. */
+  readonly reason: string;
+}
+
+/** The events a governance decision produces (grants, versions, environments). */
+export type GovernanceEvent = GrantEvent | VersionEvent | EnvironmentEvent;
 
 /** Written every `intervalMs` by a live writer, so that a silent gap in the record is visible. */
 export interface HeartbeatEvent {
@@ -122,7 +188,13 @@ export interface BrokerAccessEvent {
 }
 
 export type AuditEvent =
-  KeyReleaseEvent | GrantEvent | HeartbeatEvent | WriterStartedEvent | BrokerAccessEvent;
+  | KeyReleaseEvent
+  | GrantEvent
+  | VersionEvent
+  | EnvironmentEvent
+  | HeartbeatEvent
+  | WriterStartedEvent
+  | BrokerAccessEvent;
 
 const HMAC_PREFIX = 'hmac-sha256:';
 
@@ -301,12 +373,44 @@ export function validateEvent(input: AuditEvent): void {
       requireHmacs(b.secrets);
       return;
     }
-    default:
+    case 'version-published':
+    case 'version-sealed': {
+      const v = input as Partial<VersionEvent>;
+      requireStrings(v.artifact, ['namespace', 'name', 'uid'], 'artifact');
+      requireStrings(e, ['version', 'digest', 'publisher', 'publishedAt', 'actor', 'reason'], 'event');
+      if (v.key !== undefined) requireStrings(v.key, ['id', 'version'], 'key');
+      else if (v.type === 'version-sealed') throw new AuditError('invalid', 'version-sealed names its key');
+      return;
+    }
+    case 'environment-changed': {
+      const n = input as Partial<EnvironmentEvent>;
+      requireStrings(e, ['namespace', 'reason'], 'event');
+      for (const field of ['old', 'new'] as const) {
+        const value = n[field];
+        if (value !== null && !isString(value)) {
+          throw new AuditError('invalid', `event.${field} must be null or a non-empty string`);
+        }
+      }
+      if (n.old === n.new) throw new AuditError('invalid', 'environment-changed with old equal to new');
+      return;
+    }
+    default: {
       if (!(GRANT_EVENT_TYPES as readonly unknown[]).includes(event.type)) {
         throw new AuditError('invalid', `unknown event type ${JSON.stringify(event.type)}`);
       }
+      const g = input as Partial<GrantEvent>;
       requireStrings(event.grant, GRANT_FIELDS, 'grant');
       requireStrings(e, ['actor', 'reason'], 'event');
       if (event.approval !== undefined) requireStrings(event.approval, APPROVAL_FIELDS, 'approval');
+      if (g.groups !== undefined) {
+        if (!Array.isArray(g.groups)) throw new AuditError('invalid', 'groups must be a list');
+        requireStrings(g.groups, Object.keys(g.groups), 'groups');
+      }
+      for (const field of ['previousPhase', 'phase', 'detail'] as const) {
+        if (g[field] !== undefined && !isString(g[field])) {
+          throw new AuditError('invalid', `event.${field} must be a non-empty string when present`);
+        }
+      }
+    }
   }
 }

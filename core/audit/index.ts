@@ -7,6 +7,8 @@ export { canonicalize, CanonicalJsonError, type JsonValue } from './canonical-js
 export {
   AuditKey,
   keyReleaseEvent,
+  GRANT_EVENT_TYPES,
+  VERSION_EVENT_TYPES,
   brokerAccessEvent,
   type BrokerAccessEvent,
   type BrokerAccessInput,
@@ -15,6 +17,11 @@ export {
   type KeyReleaseEvent,
   type KeyReleaseInput,
   type GrantEvent,
+  type GrantEventType,
+  type VersionEvent,
+  type VersionEventType,
+  type EnvironmentEvent,
+  type GovernanceEvent,
   type HeartbeatEvent,
   type WriterStartedEvent,
 } from './event.ts';
@@ -62,3 +69,12 @@ export {
   type VerifyReport,
 } from './verify.ts';
 export { tailLog, type TailRecord } from './tail.ts';
+export {
+  grantTransitions,
+  versionEvents,
+  environmentChanges,
+  boundedDetail,
+  OPERATOR_ACTOR,
+  UNKNOWN_ACTOR,
+  DENIED_BY_APPROVER,
+} from './governance.ts';

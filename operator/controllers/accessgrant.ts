@@ -4,7 +4,11 @@
  * - time: the decision says when it can next change by time alone (notBefore, expiresAt), and the reconcile asks the
  *   queue to come back at exactly that instant, so a grant expires on time without polling;
  * - revocation: every change that ends access (Active → anything else, a grant deleted while Active, versions dropped
- *   from an Active grant) is published on the revocation bus before the status is written.
+ *   from an Active grant) is published on the revocation bus before the status is written;
+ * - audit: every governance transition between the recorded status and the one about to be written (created,
+ *   approved, denied, activated, expired, revoked, quarantined, lifted; core/audit/governance.ts) is appended to the
+ *   audit log before the status is written. If the log is not open the reconcile fails and is retried; a crash between
+ *   the append and the write records the transition again on the next reconcile (at-least-once).
  */
 import type { CustomObjectsApi, V1Namespace } from '@kubernetes/client-node';
 import type winston from 'winston';
@@ -12,9 +16,11 @@ import {
   ACCESS_GRANT_PLURAL,
   ENVIRONMENT_LABEL,
   type AccessGrant,
+  type AccessGrantStatus,
   type AccessGrantSubject,
   type ModelArtifact,
 } from '../../core/api/index.ts';
+import { grantTransitions } from '../../core/audit/index.ts';
 import { statusEqual } from '../../core/policy/conditions.ts';
 import {
   endsAccess,
@@ -29,6 +35,7 @@ import type { Informer } from '../kube/informer.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
 import type { RevocationBus, RevocationReason } from '../revocation/bus.ts';
+import type { GovernanceAudit } from './governance-audit.ts';
 import { writeStatus } from './status-writer.ts';
 
 const MAX_REQUEUE_MS = 6 * 3600_000;
@@ -59,6 +66,8 @@ export interface AccessGrantControllerOptions {
   readonly metrics: OperatorMetrics;
   readonly logger: winston.Logger;
   readonly policy: GrantPolicy;
+  /** Where governance transitions are recorded (the leader's audit log). */
+  readonly audit: GovernanceAudit;
   readonly now?: () => Date;
 }
 
@@ -69,6 +78,11 @@ export class AccessGrantController {
   readonly #known = new Map<string, Known>();
   /** artifact key → grant keys that reference it. */
   readonly #byArtifact = new Map<string, Set<string>>();
+  /**
+   * Per grant key: the resourceVersion whose transitions this process already appended, and what it appended. A
+   * stale cache (or a failed status write) shows the same resourceVersion again; those events are not appended twice.
+   */
+  readonly #audited = new Map<string, { readonly resourceVersion: string; readonly events: Set<string> }>();
 
   constructor(options: AccessGrantControllerOptions) {
     this.#o = options;
@@ -138,6 +152,7 @@ export class AccessGrantController {
       resolvedVersions: decision.resolvedVersions,
     });
     if (!statusEqual(grant.status, status)) {
+      await this.#audit(key, grant, status);
       await writeStatus(
         this.#o.custom,
         ACCESS_GRANT_PLURAL,
@@ -167,9 +182,26 @@ export class AccessGrantController {
     return { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(0, delay)) };
   }
 
+  /** Appends the grant's governance transitions, each once per resourceVersion in this process. */
+  async #audit(key: string, grant: AccessGrant, next: AccessGrantStatus): Promise<void> {
+    const resourceVersion = grant.metadata.resourceVersion ?? '';
+    let done = this.#audited.get(key);
+    if (done?.resourceVersion !== resourceVersion) {
+      done = { resourceVersion, events: new Set() };
+      this.#audited.set(key, done);
+    }
+    for (const event of grantTransitions(grant, grant.status, next)) {
+      const id = JSON.stringify(event);
+      if (done.events.has(id)) continue;
+      await this.#o.audit.record(event);
+      done.events.add(id);
+    }
+  }
+
   #forget(key: string, grant: AccessGrant | undefined): void {
     const known = this.#known.get(key);
     this.#known.delete(key);
+    this.#audited.delete(key);
     const wasActive = known ? known.phase === 'Active' : grant?.status?.phase === 'Active';
     if (!wasActive) return;
     const target = known?.artifact ?? {

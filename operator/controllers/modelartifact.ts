@@ -1,7 +1,9 @@
 /**
  * The ModelArtifact controller. Level-triggered: it reads the artifact from the cache, makes sure its keys exist and
  * sit under the current KEK, asks the pure policy (core/policy/artifact.ts) for conditions, and writes status only
- * when it changed. A finalizer holds deletion until the keys are crypto-shredded.
+ * when it changed. A finalizer holds deletion until the keys are crypto-shredded. A version sealed for the first time
+ * is recorded in the audit log as version-published (by its publisher) and version-sealed before the status that
+ * lists its key is written; if the log is not open the reconcile fails and is retried (at-least-once on a crash).
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import type winston from 'winston';
@@ -11,7 +13,9 @@ import {
   type ModelArtifact,
   type ModelArtifactStatus,
   type ModelArtifactStatusKey,
+  type ModelArtifactVersion,
 } from '../../core/api/index.ts';
+import { versionEvents } from '../../core/audit/index.ts';
 import { KmsError, type KeyVersionInfo, type KmsProvider } from '../../core/kms/provider.ts';
 import { artifactStatus, evaluateArtifact, type VersionKeyFacts } from '../../core/policy/artifact.ts';
 import { findCondition, statusEqual } from '../../core/policy/conditions.ts';
@@ -31,9 +35,16 @@ import {
   type KekScope,
   type RecipientKey,
 } from '../keys/artifact-keys.ts';
+import type { GovernanceAudit } from './governance-audit.ts';
 import { writeFinalizers, writeStatus } from './status-writer.ts';
 
 export const SHRED_FINALIZER = 'strongroom.dev/crypto-shred';
+
+/** A version sealed in this reconcile, with the KEK its DEK is now wrapped under. */
+interface SealedVersion {
+  readonly version: ModelArtifactVersion;
+  readonly key: { readonly id: string; readonly version: string };
+}
 /** Timers beyond this are re-armed later: setTimeout cannot wait longer than ~24.8 days. */
 const MAX_REQUEUE_MS = 6 * 3600_000;
 
@@ -48,12 +59,19 @@ export interface ModelArtifactControllerOptions {
   readonly logger: winston.Logger;
   readonly rotation: RotationTable;
   readonly scopes: Readonly<Record<Classification, KekScope>>;
+  /** Where published and sealed versions are recorded (the leader's audit log). */
+  readonly audit: GovernanceAudit;
   readonly now?: () => Date;
 }
 
 export class ModelArtifactController {
   readonly #o: ModelArtifactControllerOptions;
   readonly #now: () => Date;
+  /**
+   * Per artifact key: "uid/version" of versions whose sealing this process already audited but whose key the cached
+   * status does not show yet (a stale cache, or a status write that failed); they are not audited twice.
+   */
+  readonly #audited = new Map<string, Set<string>>();
 
   constructor(options: ModelArtifactControllerOptions) {
     this.#o = options;
@@ -62,7 +80,10 @@ export class ModelArtifactController {
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const artifact = this.#o.artifacts.get(key);
-    if (!artifact) return undefined;
+    if (!artifact) {
+      this.#audited.delete(key);
+      return undefined;
+    }
     const finalizers = artifact.metadata.finalizers ?? [];
     if (artifact.metadata.deletionTimestamp) {
       if (finalizers.includes(SHRED_FINALIZER)) await this.#shred(artifact, finalizers);
@@ -103,7 +124,7 @@ export class ModelArtifactController {
       recipientError = error.message;
     }
 
-    const { keys, facts } = await this.#versionKeys(artifact, recipient, kekId);
+    const { keys, facts, sealed } = await this.#versionKeys(artifact, recipient, kekId);
     const decision = evaluateArtifact({
       artifact,
       siblings: this.#lineageSiblings(artifact),
@@ -136,6 +157,7 @@ export class ModelArtifactController {
     );
     this.#publishWithdrawals(artifact, keys);
     if (!statusEqual(artifact.status, status)) {
+      await this.#auditSealed(artifact, sealed);
       await writeStatus(
         this.#o.custom,
         MODEL_ARTIFACT_PLURAL,
@@ -171,11 +193,12 @@ export class ModelArtifactController {
     artifact: ModelArtifact,
     recipient: RecipientKey | undefined,
     kekId: string,
-  ): Promise<{ keys: ModelArtifactStatusKey[]; facts: VersionKeyFacts[] }> {
+  ): Promise<{ keys: ModelArtifactStatusKey[]; facts: VersionKeyFacts[]; sealed: SealedVersion[] }> {
     const previous = new Map((artifact.status?.keys ?? []).map((k) => [k.version, k]));
     const withdrawn = new Set(artifact.spec.withdrawnVersions ?? []);
     const keys: ModelArtifactStatusKey[] = [];
     const facts: VersionKeyFacts[] = [];
+    const sealed: SealedVersion[] = [];
     for (const version of artifact.spec.versions ?? []) {
       const state = withdrawn.has(version.name) ? ('Withdrawn' as const) : ('Sealed' as const);
       const old = previous.get(version.name);
@@ -206,6 +229,7 @@ export class ModelArtifactController {
             sealedAt: this.#now().toISOString(),
             state,
           };
+          sealed.push({ version, key: { id: wrapped.keyId, version: wrapped.keyVersion } });
           this.#o.events.record(
             artifact,
             'Normal',
@@ -244,7 +268,22 @@ export class ModelArtifactController {
         );
       }
     }
-    return { keys, facts };
+    return { keys, facts, sealed };
+  }
+
+  /** Appends version-published and version-sealed for each version sealed in this reconcile, once per process. */
+  async #auditSealed(artifact: ModelArtifact, sealed: readonly SealedVersion[]): Promise<void> {
+    const key = `${artifact.metadata.namespace ?? ''}/${artifact.metadata.name ?? ''}`;
+    const uid = artifact.metadata.uid ?? '';
+    const shown = new Set((artifact.status?.keys ?? []).map((k) => `${uid}/${k.version}`));
+    const done = new Set([...(this.#audited.get(key) ?? [])].filter((id) => !shown.has(id)));
+    this.#audited.set(key, done);
+    for (const { version, key: kek } of sealed) {
+      const id = `${uid}/${version.name}`;
+      if (done.has(id)) continue;
+      for (const event of versionEvents(artifact, version, kek)) await this.#o.audit.record(event);
+      done.add(id);
+    }
   }
 
   #lineageSiblings(artifact: ModelArtifact): Map<string, ModelArtifact> {
