@@ -3,13 +3,16 @@
  */
 import { Command } from 'commander';
 import { auditCommand, EXIT_USAGE, type CliIo } from './audit.ts';
+import { reviewCommands } from './grant-review.ts';
 
 export function program(io: CliIo): Command {
-  return new Command('strongroom')
+  const strongroom = new Command('strongroom')
     .description('Strongroom: encrypted ML artifacts released only to authorized pods')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .addCommand(auditCommand(io));
+  for (const command of reviewCommands(io)) strongroom.addCommand(command);
+  return strongroom;
 }
 
 const io: CliIo = {

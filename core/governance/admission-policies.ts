@@ -1,0 +1,393 @@
+/**
+ * Strongroom's governance rules that the API server itself enforces: ValidatingAdmissionPolicies (CEL over
+ * `request.userInfo`, evaluated inside kube-apiserver), so they hold while the operator is down, and no
+ * Strongroom code sits in the request path. Pure builders: the Helm chart renders the same objects, tests create
+ * them. docs/policy.md lists the rules, docs/adr/0010-governance-admission.md says why CEL and not a webhook.
+ *
+ * Every policy reads the governance ConfigMap (core/policy/classification.ts parses the same keys for the operator)
+ * as its parameter. A binding whose ConfigMap is missing denies (parameterNotFoundAction: Deny): without the table
+ * no one can be shown to be an approver, a platform admin or a security officer. A key missing from the ConfigMap
+ * falls back to the same default the operator uses; the defaults are compiled into the CEL from
+ * {@link GovernanceDefaults} so that one table feeds both.
+ *
+ * Identity rules (requester, approver, denier, publisher equal the authenticated user) hold for everyone. Group
+ * rules (approver, platform admin, security, publisher groups) also accept `system:masters`: a cluster-admin
+ * bypasses RBAC and can delete these policies anyway, so refusing them would only make break-glass harder without
+ * stopping anyone; the operator still audits what they change.
+ */
+import type {
+  V1ValidatingAdmissionPolicy,
+  V1ValidatingAdmissionPolicyBinding,
+  V1Validation,
+  V1Variable,
+} from '@kubernetes/client-node';
+
+/** Reserved names (one home for each; the operator, the CLI and the docs import them from here). */
+export const ENVIRONMENT_LABEL = 'strongroom.dev/environment';
+export const QUARANTINE_ANNOTATION = 'strongroom.dev/quarantined';
+export const GOVERNANCE_CONFIGMAP = 'strongroom-governance';
+/** Groups that pass every group rule (see the module comment). */
+export const BREAK_GLASS_GROUPS: readonly string[] = ['system:masters'];
+
+const CLASSIFICATIONS = ['public', 'internal', 'confidential', 'restricted'] as const;
+type Classification = (typeof CLASSIFICATIONS)[number];
+
+/** The defaults of the keys the policies read; the operator's table must use the same ones. */
+export interface GovernanceDefaults {
+  readonly platformAdminGroups: string;
+  readonly securityGroups: string;
+  readonly approverGroups: Readonly<Record<Classification, string>>;
+  readonly publisherGroups: Readonly<Record<Classification, string>>;
+}
+
+export interface GovernancePolicyOptions {
+  /** Namespace of the governance ConfigMap (the operator's). */
+  readonly operatorNamespace: string;
+  /** The user the operator authenticates as; the only one that may add a version with another publisher (the
+   * broker's PublishVersion records the caller's SPIFFE identity). In a cluster: system:serviceaccount:<ns>:<sa>. */
+  readonly operatorUser: string;
+  readonly configMapName?: string;
+  readonly defaults: GovernanceDefaults;
+}
+
+export interface GovernancePolicy {
+  readonly policy: V1ValidatingAdmissionPolicy;
+  readonly binding: V1ValidatingAdmissionPolicyBinding;
+}
+
+export const POLICY_NAMES = {
+  grantIdentity: 'strongroom-grant-identity',
+  grantQuarantine: 'strongroom-grant-quarantine',
+  environmentLabel: 'strongroom-environment-label',
+  versionPublishing: 'strongroom-version-publishing',
+} as const;
+
+const LABELS = { 'app.kubernetes.io/managed-by': 'strongroom', 'app.kubernetes.io/name': 'strongroom' };
+
+/** A CEL string literal. */
+function lit(value: string): string {
+  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
+/** CEL: the value of ConfigMap key `key` (a CEL string expression), else `fallback` (a CEL string expression). */
+function param(key: string, fallback: string): string {
+  return `(has(params.data) && ${key} in params.data ? params.data[${key}] : ${fallback})`;
+}
+
+/** CEL: the comma-separated group list under a per-classification key, `classification` a CEL expression. */
+function classGroups(
+  suffix: string,
+  defaults: Readonly<Record<Classification, string>>,
+  classification: string,
+) {
+  const table = `{${CLASSIFICATIONS.map((c) => `${lit(c)}: ${lit(defaults[c])}`).join(', ')}}`;
+  const key = `${classification} + ${lit(`.${suffix}`)}`;
+  const fallback = `(${classification} in ${table} ? ${table}[${classification}] : '')`;
+  return `${param(key, fallback)}.split(',')`;
+}
+
+/** CEL: true when the requesting user is in one of `groups` (a CEL list expression) or a break-glass group. */
+function userIn(groups: string): string {
+  const glass = `[${BREAK_GLASS_GROUPS.map(lit).join(', ')}]`;
+  return `${USER_GROUPS}.exists(g, g in ${groups} || g in ${glass})`;
+}
+
+/** CEL: the requesting user's groups (an empty list when there are none). */
+const USER_GROUPS = '(has(request.userInfo.groups) ? request.userInfo.groups : [])';
+
+function policy(
+  name: string,
+  spec: {
+    resources: { group: string; resource: string };
+    operations: readonly string[];
+    variables: V1Variable[];
+    validations: V1Validation[];
+    matchConditions?: { name: string; expression: string }[];
+  },
+  options: GovernancePolicyOptions,
+): GovernancePolicy {
+  return {
+    policy: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name, labels: LABELS },
+      spec: {
+        failurePolicy: 'Fail',
+        paramKind: { apiVersion: 'v1', kind: 'ConfigMap' },
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: [spec.resources.group],
+              apiVersions: ['*'],
+              operations: [...spec.operations],
+              resources: [spec.resources.resource],
+            },
+          ],
+        },
+        ...(spec.matchConditions ? { matchConditions: spec.matchConditions } : {}),
+        variables: spec.variables,
+        validations: spec.validations,
+      },
+    },
+    binding: {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name, labels: LABELS },
+      spec: {
+        policyName: name,
+        validationActions: ['Deny'],
+        paramRef: {
+          name: options.configMapName ?? GOVERNANCE_CONFIGMAP,
+          namespace: options.operatorNamespace,
+          parameterNotFoundAction: 'Deny',
+        },
+      },
+    },
+  };
+}
+
+const user = 'request.userInfo.username';
+const forbidden = 'Forbidden';
+
+/**
+ * AccessGrant: the requester is the creating user; approvals and a denial are added only by an approver in person
+ * (not the requester, in an approver group of the artifact's classification, listing only their own groups).
+ */
+function grantIdentity(options: GovernancePolicyOptions): GovernancePolicy {
+  const approverGroups = classGroups(
+    'approverGroups',
+    options.defaults.approverGroups,
+    'variables.classification',
+  );
+  return policy(
+    POLICY_NAMES.grantIdentity,
+    {
+      resources: { group: 'strongroom.dev', resource: 'accessgrants' },
+      operations: ['CREATE', 'UPDATE'],
+      variables: [
+        { name: 'isCreate', expression: "request.operation == 'CREATE'" },
+        {
+          name: 'oldApprovers',
+          expression:
+            'oldObject == null || !has(oldObject.spec.approvals) ? [] : oldObject.spec.approvals.map(a, a.approver)',
+        },
+        {
+          name: 'added',
+          expression:
+            '!has(object.spec.approvals) ? [] : object.spec.approvals.filter(a, !(a.approver in variables.oldApprovers))',
+        },
+        {
+          name: 'newDenial',
+          expression: 'has(object.spec.denial) && (oldObject == null || !has(oldObject.spec.denial))',
+        },
+        {
+          name: 'classification',
+          expression:
+            "has(object.status) && has(object.status.classification) ? object.status.classification : ''",
+        },
+        { name: 'approverGroups', expression: approverGroups },
+        {
+          name: 'requester',
+          expression: "has(object.spec.requester) ? object.spec.requester : ''",
+        },
+      ],
+      validations: [
+        {
+          expression: `!variables.isCreate || variables.requester == ${user}`,
+          messageExpression:
+            `'spec.requester must be the user creating the grant: set requester: "' + ${user} + '"` +
+            ` (it is recorded, never typed by someone else; ' + (variables.requester == '' ? 'it is missing' : ` +
+            `'it says "' + variables.requester + '"') + ')'`,
+          reason: forbidden,
+        },
+        {
+          expression: '!variables.isCreate || (size(variables.added) == 0 && !variables.newDenial)',
+          message:
+            'a grant is created without approvals or a denial; approvers add theirs afterwards ' +
+            '(kubectl strongroom approve|deny), never the requester',
+          reason: forbidden,
+        },
+        {
+          expression: `variables.added.all(a, a.approver == ${user})`,
+          messageExpression:
+            `'an approval can only be added by the approver in person: you are "' + ${user} + '"` +
+            ` but the new approval names "' + variables.added.filter(a, a.approver != ${user})[0].approver + '"'`,
+          reason: forbidden,
+        },
+        {
+          expression:
+            "variables.added.all(a, variables.requester != '' && a.approver != variables.requester)",
+          messageExpression:
+            "variables.requester == '' ? 'this grant records no requester (it was created without Strongroom's " +
+            "admission policy), so no approval can be checked; create a new grant' : 'the requester (' + " +
+            "variables.requester + ') cannot approve their own grant'",
+          reason: forbidden,
+        },
+        {
+          expression: `variables.added.all(a, has(a.groups) && size(a.groups) > 0 && a.groups.all(g, g in ${USER_GROUPS}))`,
+          messageExpression:
+            `'approvals[].groups must list the approver group(s) you belong to, and only those; your groups are ' + ` +
+            `${USER_GROUPS}.join(', ')`,
+          reason: forbidden,
+        },
+        {
+          expression: "size(variables.added) == 0 && !variables.newDenial || variables.classification != ''",
+          message:
+            'Strongroom has not evaluated this grant yet (status.classification is empty), so the approver groups ' +
+            'are unknown; try again once the grant has a phase',
+          reason: forbidden,
+        },
+        {
+          expression: `variables.added.all(a, a.groups.exists(g, g in variables.approverGroups) || ${userIn('[]')})`,
+          messageExpression:
+            `'approvers of ' + variables.classification + ' grants must be in one of the groups ' + ` +
+            `variables.approverGroups.join(', ') + '; the approval lists ' + variables.added[0].groups.join(', ')`,
+          reason: forbidden,
+        },
+        {
+          expression:
+            `!variables.newDenial || (object.spec.denial.deniedBy == ${user} && variables.requester != '' && ` +
+            `object.spec.denial.deniedBy != variables.requester && has(object.spec.denial.groups) && ` +
+            `object.spec.denial.groups.all(g, g in ${USER_GROUPS}) && ` +
+            `(object.spec.denial.groups.exists(g, g in variables.approverGroups) || ${userIn('[]')}))`,
+          messageExpression:
+            `'a denial is added by an approver in person: deniedBy must be you ("' + ${user} + '"), not the ` +
+            `requester, and denial.groups must list your own approver group (one of ' + ` +
+            `variables.approverGroups.join(', ') + ')'`,
+          reason: forbidden,
+        },
+      ],
+    },
+    options,
+  );
+}
+
+/** AccessGrant: only the security groups add, change or remove the quarantine annotation. */
+function grantQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
+  const key = lit(QUARANTINE_ANNOTATION);
+  const value = (o: string) =>
+    `(${o} != null && has(${o}.metadata.annotations) && ${key} in ${o}.metadata.annotations ? ` +
+    `'set:' + ${o}.metadata.annotations[${key}] : 'unset')`;
+  return policy(
+    POLICY_NAMES.grantQuarantine,
+    {
+      resources: { group: 'strongroom.dev', resource: 'accessgrants' },
+      operations: ['CREATE', 'UPDATE'],
+      variables: [
+        { name: 'before', expression: value('oldObject') },
+        { name: 'after', expression: value('object') },
+        {
+          name: 'securityGroups',
+          expression: `${param(lit('securityGroups'), lit(options.defaults.securityGroups))}.split(',')`,
+        },
+      ],
+      validations: [
+        {
+          expression: `variables.before == variables.after || ${userIn('variables.securityGroups')}`,
+          messageExpression:
+            `'only the security team (groups ' + variables.securityGroups.join(', ') + ') may ' + ` +
+            `(variables.after == 'unset' ? 'lift' : variables.before == 'unset' ? 'add' : 'change') + ` +
+            `' the quarantine annotation ${QUARANTINE_ANNOTATION}'`,
+          reason: forbidden,
+        },
+      ],
+    },
+    options,
+  );
+}
+
+/** Namespace: only platform admins add, change or remove the environment label. */
+function environmentLabel(options: GovernancePolicyOptions): GovernancePolicy {
+  const key = lit(ENVIRONMENT_LABEL);
+  const value = (o: string) =>
+    `(${o} != null && has(${o}.metadata.labels) && ${key} in ${o}.metadata.labels ? ` +
+    `'set:' + ${o}.metadata.labels[${key}] : 'unset')`;
+  return policy(
+    POLICY_NAMES.environmentLabel,
+    {
+      resources: { group: '', resource: 'namespaces' },
+      operations: ['CREATE', 'UPDATE'],
+      variables: [
+        { name: 'before', expression: value('oldObject') },
+        { name: 'after', expression: value('object') },
+        {
+          name: 'adminGroups',
+          expression: `${param(lit('platformAdminGroups'), lit(options.defaults.platformAdminGroups))}.split(',')`,
+        },
+      ],
+      validations: [
+        {
+          expression: `variables.before == variables.after || ${userIn('variables.adminGroups')}`,
+          messageExpression:
+            `'only platform admins (groups ' + variables.adminGroups.join(', ') + ') may set, change or remove ` +
+            `the label ${ENVIRONMENT_LABEL}: it decides which artifacts the namespace can read'`,
+          reason: forbidden,
+        },
+      ],
+    },
+    options,
+  );
+}
+
+/**
+ * ModelArtifact: a version enters spec.versions only from the broker (the operator's identity, PublishVersion
+ * under a publish grant) or from a user the classification table lets publish, whose name is the publisher.
+ */
+function versionPublishing(options: GovernancePolicyOptions): GovernancePolicy {
+  const publisherGroups = classGroups(
+    'publisherGroups',
+    options.defaults.publisherGroups,
+    'object.spec.classification',
+  );
+  return policy(
+    POLICY_NAMES.versionPublishing,
+    {
+      resources: { group: 'strongroom.dev', resource: 'modelartifacts' },
+      operations: ['CREATE', 'UPDATE'],
+      matchConditions: [{ name: 'not-the-operator', expression: `${user} != ${lit(options.operatorUser)}` }],
+      variables: [
+        {
+          name: 'oldNames',
+          expression:
+            'oldObject == null || !has(oldObject.spec.versions) ? [] : oldObject.spec.versions.map(v, v.name)',
+        },
+        {
+          name: 'added',
+          expression:
+            '!has(object.spec.versions) ? [] : object.spec.versions.filter(v, !(v.name in variables.oldNames))',
+        },
+        { name: 'publisherGroups', expression: publisherGroups },
+      ],
+      validations: [
+        {
+          expression: `variables.added.all(v, v.publisher == ${user})`,
+          messageExpression:
+            `'spec.versions[].publisher of a new version must be you ("' + ${user} + '"), not "' + ` +
+            `variables.added.filter(v, v.publisher != ${user})[0].publisher + '"; jobs publish through the ` +
+            `broker (strongroom.dev/publish) under a publish AccessGrant'`,
+          reason: forbidden,
+        },
+        {
+          expression: `size(variables.added) == 0 || ${userIn('variables.publisherGroups')}`,
+          messageExpression:
+            `'you may not add versions to a ' + object.spec.classification + ' artifact directly' + ` +
+            `(variables.publisherGroups.filter(g, g != '').size() == 0 ? ' (no group may)' : ` +
+            `' (only groups ' + variables.publisherGroups.join(', ') + ' may)') + '; publish through the ` +
+            `broker (strongroom.dev/publish) under a publish AccessGrant'`,
+          reason: forbidden,
+        },
+      ],
+    },
+    options,
+  );
+}
+
+/** Every governance policy with its binding, in the order they are documented. */
+export function governancePolicies(options: GovernancePolicyOptions): readonly GovernancePolicy[] {
+  return [
+    grantIdentity(options),
+    grantQuarantine(options),
+    environmentLabel(options),
+    versionPublishing(options),
+  ];
+}
