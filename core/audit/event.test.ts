@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AuditError } from './errors.ts';
-import { AuditKey, brokerAccessEvent, validateEvent, type BrokerAccessEvent } from './event.ts';
+import {
+  AuditKey,
+  brokerAccessEvent,
+  validateEvent,
+  type AuditEvent,
+  type BrokerAccessEvent,
+  type EnvironmentEvent,
+  type GrantEvent,
+  type VersionEvent,
+} from './event.ts';
+import { GOVERNANCE_EVENTS } from './testdata/fixtures.ts';
 
 const key = new AuditKey(randomBytes(32));
 const base = {
@@ -49,6 +59,43 @@ describe('broker-access events', () => {
     const event = { ...brokerAccessEvent(base, key), ...change } as unknown as BrokerAccessEvent;
     expect(() => {
       validateEvent(event);
+    }).toThrow(AuditError);
+  });
+});
+
+describe('governance events', () => {
+  it.each(GOVERNANCE_EVENTS.map((e) => [e.type, e] as const))('accept a well-formed %s', (_type, event) => {
+    expect(() => {
+      validateEvent(event);
+    }).not.toThrow();
+  });
+
+  const grant = GOVERNANCE_EVENTS[0] as GrantEvent;
+  const published = GOVERNANCE_EVENTS.find((e) => e.type === 'version-published') as VersionEvent;
+  const sealed = GOVERNANCE_EVENTS.find((e) => e.type === 'version-sealed') as VersionEvent;
+  const environment = GOVERNANCE_EVENTS.find((e) => e.type === 'environment-changed') as EnvironmentEvent;
+  const bad: [string, object][] = [
+    ['a grant event of an unknown type', { ...grant, type: 'grant-forgiven' }],
+    ['a grant event without an actor', { ...grant, actor: '' }],
+    ['a grant event without a reason', { ...grant, reason: undefined }],
+    ['a grant event without the grant uid', { ...grant, grant: { ...grant.grant, uid: '' } }],
+    ['groups that are not a list of names', { ...grant, groups: 'ml-approvers' }],
+    ['groups with an empty name', { ...grant, groups: [''] }],
+    ['a detail longer than 1024 characters', { ...grant, detail: 'x'.repeat(1025) }],
+    ['an empty phase', { ...grant, phase: '' }],
+    ['a version event without its digest', { ...published, digest: '' }],
+    ['a version event without its publisher', { ...published, publisher: undefined }],
+    ['a version event without the artifact uid', { ...published, artifact: { namespace: 'a', name: 'b' } }],
+    ['a version-sealed event without its key', { ...sealed, key: undefined }],
+    ['an environment change to the same value', { ...environment, old: 'dev', new: 'dev' }],
+    ['an environment change from null to null', { ...environment, old: null, new: null }],
+    ['an environment change with an empty value', { ...environment, new: '' }],
+    ['an environment change with a missing value', { ...environment, new: undefined }],
+    ['an environment change without a namespace', { ...environment, namespace: '' }],
+  ];
+  it.each(bad)('refuse %s', (_what, event) => {
+    expect(() => {
+      validateEvent(event as AuditEvent);
     }).toThrow(AuditError);
   });
 });

@@ -1,7 +1,7 @@
 /** Test fixtures: real logs written by AuditLog with a controlled clock, and line-level tampering helpers. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditKey, keyReleaseEvent, type AuditEvent } from '../event.ts';
+import { AuditKey, keyReleaseEvent, type AuditEvent, type GovernanceEvent } from '../event.ts';
 import { AuditLog } from '../log.ts';
 import {
   generateNoteKey,
@@ -67,6 +67,92 @@ export function releaseEvent(i: number): AuditEvent {
     AUDIT_KEY,
   );
 }
+
+const GRANT = { namespace: 'ml-dev', name: 'g1', uid: 'grant-uid-1', resourceVersion: '77' };
+const ARTIFACT = { namespace: 'ml-dev', name: 'resnet50', uid: 'artifact-uid-1' };
+const VERSION = {
+  artifact: ARTIFACT,
+  version: 'v3',
+  digest: `sha256:${'ab'.repeat(32)}`,
+  publisher: 'alice',
+  publishedAt: '2026-01-01T00:00:00Z',
+};
+
+/** One well-formed event of every governance type (the test vectors of docs/audit.md#governance-events). */
+export const GOVERNANCE_EVENTS: readonly GovernanceEvent[] = [
+  { type: 'grant-created', grant: GRANT, actor: 'alice', reason: 'Created', phase: 'Pending' },
+  {
+    type: 'grant-approved',
+    grant: GRANT,
+    actor: 'bob',
+    reason: 'Approved',
+    groups: ['ml-approvers'],
+    detail: 'ticket SEC-12',
+  },
+  {
+    type: 'grant-denied',
+    grant: GRANT,
+    actor: 'carol',
+    reason: 'DeniedByApprover',
+    groups: ['ml-approvers'],
+    previousPhase: 'Pending',
+    phase: 'Denied',
+    detail: 'not for prod data',
+  },
+  {
+    type: 'grant-activated',
+    grant: GRANT,
+    actor: 'strongroom-operator',
+    reason: 'Granted',
+    previousPhase: 'Pending',
+    phase: 'Active',
+  },
+  {
+    type: 'grant-expired',
+    grant: GRANT,
+    actor: 'strongroom-operator',
+    reason: 'ApprovalTimedOut',
+    previousPhase: 'Pending',
+    phase: 'Expired',
+  },
+  {
+    type: 'grant-revoked',
+    grant: GRANT,
+    actor: 'unknown',
+    reason: 'RevokedByAdministrator',
+    previousPhase: 'Active',
+    phase: 'Revoked',
+    detail: 'INC-4711',
+  },
+  {
+    type: 'grant-quarantined',
+    grant: GRANT,
+    actor: 'unknown',
+    reason: 'Quarantined',
+    previousPhase: 'Active',
+    phase: 'Denied',
+    detail: 'investigation INC-4712',
+  },
+  {
+    type: 'grant-lifted',
+    grant: GRANT,
+    actor: 'unknown',
+    reason: 'QuarantineLifted',
+    previousPhase: 'Denied',
+    phase: 'Active',
+  },
+  { type: 'version-published', ...VERSION, actor: 'alice', reason: 'published-directly' },
+  {
+    type: 'version-sealed',
+    ...VERSION,
+    actor: 'strongroom-operator',
+    reason: 'sealed',
+    key: { id: 'strongroom-internal', version: '1' },
+  },
+  { type: 'environment-changed', namespace: 'ml-dev', old: null, new: 'dev', reason: 'label-added' },
+  { type: 'environment-changed', namespace: 'ml-dev', old: 'dev', new: 'prod', reason: 'label-changed' },
+  { type: 'environment-changed', namespace: 'ml-dev', old: 'prod', new: null, reason: 'label-removed' },
+];
 
 export interface BuiltLog {
   readonly path: string;
