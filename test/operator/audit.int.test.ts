@@ -1,0 +1,311 @@
+/**
+ * Governance decisions in the audit log, through the real operator (docs/audit.md#governance-events): a version
+ * published with kubectl and sealed, a grant created, activated, quarantined, lifted and expired, a policy denial,
+ * and a namespace's environment label added, changed and removed, including a change made while the operator was
+ * down, audited once across the restart. The log then verifies with `strongroom audit verify`.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { AccessGrant } from '../../core/api/index.ts';
+import { kubectl } from '../cluster/kubectl.ts';
+import {
+  clients,
+  eventually,
+  installCrds,
+  installOperatorIdentity,
+  root,
+  startOperator,
+  type OperatorProcess,
+} from './harness.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  createGrant,
+  getArtifact,
+  getGrant,
+  grantBody,
+  sealedVersion,
+} from './objects.ts';
+
+const cluster = inject('cluster');
+const suffix = randomBytes(3).toString('hex');
+const opNs = `strongroom-op-${suffix}`;
+const dev = `ml-dev-${suffix}`;
+const prod = `ml-prod-${suffix}`;
+const relabel = `ml-relabel-${suffix}`;
+const admin = clients(cluster.kubeconfig);
+const auditLogDir = mkdtempSync(join(tmpdir(), `strongroom-audit-gov-`));
+let kubeconfig: string;
+let operator: OperatorProcess;
+/** The admin's user name, as the API server authenticates it (the requester and the publisher). */
+let user: string;
+
+type Event = Record<string, unknown> & { type: string };
+
+function auditEvents(): Event[] {
+  const events: Event[] = [];
+  for (const file of readdirSync(auditLogDir))
+    for (const line of readFileSync(join(auditLogDir, file), 'utf8').split('\n'))
+      if (line.startsWith('{"event":')) events.push((JSON.parse(line) as { event: Event }).event);
+  return events;
+}
+
+function audited(predicate: (e: Event) => boolean, what: string, timeoutMs = 15_000): Promise<Event> {
+  return eventually(what, () => auditEvents().find(predicate), timeoutMs, 100);
+}
+
+function ofGrant(grant: AccessGrant): Event[] {
+  return auditEvents().filter(
+    (e) => e.type.startsWith('grant-') && (e.grant as { uid?: string }).uid === grant.metadata.uid,
+  );
+}
+
+function environmentEvents(namespace: string): Event[] {
+  return auditEvents().filter((e) => e.type === 'environment-changed' && e.namespace === namespace);
+}
+
+async function phase(name: string, expected: string, timeoutMs = 30_000): Promise<AccessGrant> {
+  return eventually(
+    `grant ${name} ${expected}`,
+    async () => {
+      const g = await getGrant(admin.custom, dev, name);
+      return g.status?.phase === expected ? g : undefined;
+    },
+    timeoutMs,
+    100,
+  );
+}
+
+async function ok(args: string[]): Promise<void> {
+  const r = await kubectl(cluster, args);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+}
+
+beforeAll(async () => {
+  await installCrds(cluster);
+  kubeconfig = await installOperatorIdentity(cluster, opNs);
+  const whoami = await kubectl(cluster, ['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+  user = whoami.stdout.trim();
+  expect(user).not.toBe('');
+  for (const [ns, env] of [
+    [dev, 'dev'],
+    [prod, 'prod'],
+    [relabel, 'dev'],
+  ] as const) {
+    await ok(['create', 'namespace', ns]);
+    await ok(['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
+  }
+  operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-audit', auditLogDir });
+  await operator.healthPort();
+  for (const [name, classification] of [
+    ['resnet', 'internal'],
+    ['vault', 'restricted'],
+  ] as const) {
+    await createArtifact(admin.custom, dev, artifactBody(name, classification));
+    const a = await eventually(`artifact ${name} key`, async () => {
+      const x = await getArtifact(admin.custom, dev, name);
+      return x.status?.recipientPublicKey ? x : undefined;
+    });
+    const { version } = await sealedVersion(a, 'v1', { publisher: user });
+    await appendVersion(admin.custom, a, version);
+    await eventually(`artifact ${name} v1`, async () => {
+      const x = await getArtifact(admin.custom, dev, name);
+      return x.status?.latestVersion === 'v1' ? x : undefined;
+    });
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await kubectl(cluster, [
+    'delete',
+    'accessgrants,modelartifacts',
+    '--all',
+    '-n',
+    dev,
+    '--wait=true',
+    '--timeout=60s',
+  ]);
+  const exit = await operator.stop();
+  expect(exit.code).toBe(0);
+  await kubectl(cluster, ['delete', 'namespace', dev, prod, relabel, opNs, '--wait=false']);
+});
+
+describe('governance audit', () => {
+  it('records a version added with kubectl as published by its publisher, then sealed under the KEK', async () => {
+    const artifact = await getArtifact(admin.custom, dev, 'resnet');
+    const match = (type: string) => (e: Event) =>
+      e.type === type && (e.artifact as { uid?: string }).uid === artifact.metadata.uid && e.version === 'v1';
+    const published = await audited(match('version-published'), 'version-published');
+    const version = artifact.spec.versions?.[0];
+    expect(published).toMatchObject({
+      artifact: { namespace: dev, name: 'resnet', uid: artifact.metadata.uid },
+      actor: user,
+      publisher: user,
+      digest: version?.digest,
+      publishedAt: version?.publishedAt,
+      reason: 'published-directly',
+    });
+    const sealed = await audited(match('version-sealed'), 'version-sealed');
+    const key = artifact.status?.keys?.find((k) => k.version === 'v1');
+    expect(sealed).toMatchObject({
+      actor: 'strongroom-operator',
+      publisher: user,
+      key: { id: key?.kekId, version: key?.kekVersion },
+    });
+    // Sealed once, audited once.
+    expect(auditEvents().filter(match('version-sealed'))).toHaveLength(1);
+  });
+
+  it('records a grant created, activated, quarantined, lifted and expired, with the requester as its creator', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('lifecycle', 'resnet', {
+        subjects: [{ namespace: dev, serviceAccount: 'trainer' }],
+        requester: user,
+        expiresAt: new Date(Date.now() + 25_000).toISOString(),
+      }),
+    );
+    const active = await phase('lifecycle', 'Active');
+    await ok(['annotate', 'accessgrant', '-n', dev, 'lifecycle', 'strongroom.dev/quarantined=INC-4712']);
+    await eventually('quarantined', async () => {
+      const g = await getGrant(admin.custom, dev, 'lifecycle');
+      return g.status?.reason === 'Quarantined' ? g : undefined;
+    });
+    await ok(['annotate', 'accessgrant', '-n', dev, 'lifecycle', 'strongroom.dev/quarantined-']);
+    await eventually('lifted', async () => {
+      const g = await getGrant(admin.custom, dev, 'lifecycle');
+      return g.status?.phase === 'Active' && g.status.reason === 'Granted' ? g : undefined;
+    });
+    await phase('lifecycle', 'Expired', 40_000);
+    await audited((e) => e.type === 'grant-expired' && e.reason === 'Expired', 'grant-expired');
+    const events = ofGrant(active).map((e) => [e.type, e.actor, e.reason]);
+    expect(events).toEqual([
+      ['grant-created', user, 'Created'],
+      ['grant-activated', 'strongroom-operator', 'Granted'],
+      ['grant-quarantined', 'unknown', 'Quarantined'],
+      ['grant-lifted', 'unknown', 'QuarantineLifted'],
+      ['grant-activated', 'strongroom-operator', 'Granted'],
+      ['grant-expired', 'strongroom-operator', 'Expired'],
+    ]);
+    expect(ofGrant(active)[2]).toMatchObject({
+      detail: 'INC-4712',
+      previousPhase: 'Active',
+      phase: 'Denied',
+      grant: { namespace: dev, name: 'lifecycle', uid: active.metadata.uid },
+    });
+  }, 90_000);
+
+  it('records a policy denial with the operator as actor and the policy reason', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('crossing', 'vault', {
+        subjects: [{ namespace: prod, serviceAccount: 'inference' }],
+        crossEnvironment: true,
+        requester: user,
+      }),
+    );
+    const denied = await phase('crossing', 'Denied');
+    await audited(
+      (e) => e.type === 'grant-denied' && (e.grant as { uid: string }).uid === denied.metadata.uid,
+      'denied',
+    );
+    expect(ofGrant(denied).map((e) => [e.type, e.actor, e.reason])).toEqual([
+      ['grant-created', user, 'Created'],
+      ['grant-denied', 'strongroom-operator', denied.status?.reason],
+    ]);
+  });
+
+  it('records environment label changes with old and new, once, including a change made while the operator was down', async () => {
+    await audited((e) => e.type === 'environment-changed' && e.namespace === relabel, 'label added');
+    await ok(['label', 'namespace', relabel, 'strongroom.dev/environment=prod', '--overwrite']);
+    await audited(
+      (e) => e.type === 'environment-changed' && e.namespace === relabel && e.new === 'prod',
+      'label changed',
+    );
+    await ok(['label', 'namespace', relabel, 'strongroom.dev/environment-']);
+    await audited(
+      (e) => e.type === 'environment-changed' && e.namespace === relabel && e.new === null,
+      'label removed',
+    );
+    const stored = await admin.core.readNamespacedConfigMap({
+      namespace: opNs,
+      name: 'strongroom-environments',
+    });
+    await eventually('ConfigMap without the label', async () => {
+      const c = await admin.core.readNamespacedConfigMap({
+        namespace: opNs,
+        name: 'strongroom-environments',
+      });
+      return c.data?.[relabel] === undefined && c.data?.[dev] === 'dev' ? c : undefined;
+    });
+    expect(stored.metadata?.name).toBe('strongroom-environments');
+
+    // Down: the label changes, then the operator comes back with the same log.
+    expect((await operator.stop()).code).toBe(0);
+    await ok(['label', 'namespace', relabel, 'strongroom.dev/environment=staging']);
+    operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-audit', auditLogDir });
+    await operator.healthPort();
+    await audited(
+      (e) => e.type === 'environment-changed' && e.namespace === relabel && e.new === 'staging',
+      'label changed while down',
+      30_000,
+    );
+    expect(environmentEvents(relabel).map((e) => [e.old, e.new, e.reason])).toEqual([
+      [null, 'dev', 'label-added'],
+      ['dev', 'prod', 'label-changed'],
+      ['prod', null, 'label-removed'],
+      [null, 'staging', 'label-added'],
+    ]);
+    // Nothing already recorded was audited again after the restart.
+    expect(environmentEvents(dev)).toHaveLength(1);
+    expect(environmentEvents(prod)).toHaveLength(1);
+  }, 90_000);
+
+  it('the log verifies with `strongroom audit verify` and the published verifier key', async () => {
+    const keys = await admin.core.readNamespacedSecret({ name: 'strongroom-audit-keys', namespace: opNs });
+    const vkey = Buffer.from(keys.data?.verifier ?? '', 'base64').toString('utf8');
+    const files = readdirSync(auditLogDir);
+    expect(files).toHaveLength(1);
+    // Let a checkpoint cover the latest entries (written every second).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const dir = mkdtempSync(join(tmpdir(), 'gov-vkey-'));
+    writeFileSync(join(dir, 'audit.vkey'), vkey);
+    const cli = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [
+          join(root, 'operator', 'cli', 'strongroom.ts'),
+          'audit',
+          'verify',
+          join(auditLogDir, files[0] ?? ''),
+          '--public-key',
+          join(dir, 'audit.vkey'),
+        ],
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr });
+        },
+      );
+    });
+    expect(cli.code, cli.out).toBe(0);
+    const types = new Set(auditEvents().map((e) => e.type));
+    for (const t of [
+      'grant-created',
+      'grant-activated',
+      'grant-quarantined',
+      'grant-lifted',
+      'grant-expired',
+      'grant-denied',
+      'version-published',
+      'version-sealed',
+      'environment-changed',
+    ])
+      expect(types, t).toContain(t);
+  });
+});
