@@ -17,6 +17,8 @@ import {
 import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
 import { LABEL_INJECT, ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH } from '../../core/injection/contract.ts';
 import { writeVersion } from '../../core/storage/index.ts';
+import { GOVERNANCE_CONFIGMAP, governancePolicies } from '../../core/governance/admission-policies.ts';
+import { governanceDefaults } from '../../core/governance/defaults.ts';
 import {
   injectorConfiguration,
   OPT_IN_POLICY_NAME,
@@ -92,6 +94,11 @@ export async function startStack(options: {
   readonly node: Node;
   readonly log?: (line: string) => void;
   readonly operatorArgs?: readonly string[];
+  /**
+   * Install Strongroom's governance admission policies (core/governance) with this governance ConfigMap data
+   * (docs/policy.md); without it neither is installed and the operator runs on the default table.
+   */
+  readonly governance?: Readonly<Record<string, string>>;
 }): Promise<Stack> {
   const { cluster, node } = options;
   const log = options.log ?? (() => undefined);
@@ -100,6 +107,25 @@ export async function startStack(options: {
   await importImage(node.containerdSocket, image.archive);
   await installCrds(cluster);
   const kubeconfig = await installOperatorIdentity(cluster, OPERATOR_NAMESPACE);
+  const governance = options.governance
+    ? governancePolicies({
+        operatorNamespace: OPERATOR_NAMESPACE,
+        operatorUser: `strongroom-operator-${OPERATOR_NAMESPACE}`,
+        defaults: governanceDefaults(),
+      })
+    : [];
+  if (options.governance) {
+    await must(
+      cluster,
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: GOVERNANCE_CONFIGMAP, namespace: OPERATOR_NAMESPACE },
+        data: options.governance,
+      }),
+    );
+  }
   const gateway = node.network.gateway;
   const [brokerPort, attestPort] = [await freePort(gateway), await freePort(gateway)];
   const broker = `${gateway}:${String(brokerPort)}`;
@@ -133,6 +159,10 @@ export async function startStack(options: {
     const { policy, binding } = optInPolicy({ operatorNamespace: OPERATOR_NAMESPACE });
     await admission.createValidatingAdmissionPolicy({ body: policy });
     await admission.createValidatingAdmissionPolicyBinding({ body: binding });
+    for (const g of governance) {
+      await admission.createValidatingAdmissionPolicy({ body: g.policy });
+      await admission.createValidatingAdmissionPolicyBinding({ body: g.binding });
+    }
     await eventually('the operator to set the webhook caBundle', async () => {
       const c = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
       return (c.webhooks?.[0]?.clientConfig.caBundle ?? '') !== '' ? true : undefined;
@@ -176,6 +206,11 @@ export async function startStack(options: {
         .deleteValidatingAdmissionPolicyBinding({ name: OPT_IN_POLICY_NAME })
         .catch(() => undefined);
       await admission.deleteValidatingAdmissionPolicy({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
+      for (const g of governance) {
+        const name = g.policy.metadata?.name ?? '';
+        await admission.deleteValidatingAdmissionPolicyBinding({ name }).catch(() => undefined);
+        await admission.deleteValidatingAdmissionPolicy({ name }).catch(() => undefined);
+      }
       await operator.stop();
     },
   };
@@ -289,7 +324,9 @@ export async function publishSample(
     digest: written.digest,
     size: written.size,
     encryption: { format: 'v1', keyFingerprint: written.keyFingerprint, sealedKey: written.sealedKey },
-    publisher: 'e2e@strongroom.dev',
+    // The harness's cluster-admin writes the version, and with the governance policies the publisher must be
+    // the user who adds the version.
+    publisher: 'strongroom-test-admin',
     publishedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
   };
   await appendVersion(custom, keyed, entry);
