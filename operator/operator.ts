@@ -32,6 +32,7 @@ import {
 import { AuditLog, originFor } from '../core/audit/index.ts';
 import { LocalKmsProvider } from '../core/kms/local.ts';
 import type { KmsProvider } from '../core/kms/provider.ts';
+import { SIDECAR_COMMAND } from '../core/injection/contract.ts';
 import { DEFAULT_GRANT_POLICY } from '../core/policy/grant.ts';
 import { DEFAULT_ROTATION_TABLE, parseRotationTable } from '../core/policy/rotation.ts';
 import { ensureAuditKeys } from './broker/audit-keys.ts';
@@ -349,11 +350,14 @@ export class Operator {
       logger: componentLogger(this.#root, 'pki'),
     });
 
+    // Only pods as injection makes them with the configured sidecar get certificates and keys (docs/broker.md).
+    const sidecar = { image: config.injection.image, command: SIDECAR_COMMAND };
     const view = new InformerBrokerView({
       artifacts,
       grants,
       namespaces,
       pods,
+      sidecar,
     });
     const kms = this.#kms;
     this.#startBroker = () => {
@@ -370,6 +374,7 @@ export class Operator {
         custom,
         ca: new InternalCa(kc, { namespace: config.namespace, logger: brokerLog }),
         trustDomain: config.broker.trustDomain,
+        sidecar,
         logger: brokerLog,
         view,
         kms,
@@ -484,6 +489,7 @@ export class Operator {
       namespace: config.namespace,
       core,
       artifacts,
+      grants,
       ca: new InternalCa(kc, { namespace: config.namespace, logger: webhookLog }),
       credentialRefreshMs: config.broker.credentialRefreshMs,
       logLevel: config.logLevel,

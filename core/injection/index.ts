@@ -21,6 +21,8 @@ export {
   resolveVersion,
   type ArtifactLookup,
   type CiphertextVolume,
+  type CrossNamespaceAccess,
+  type GrantLookup,
   type InjectionPlan,
   type MemoryVolume,
 } from './plan.ts';
@@ -42,3 +44,11 @@ export {
   type AdmissionReview,
   type AdmissionStatus,
 } from './review.ts';
+export {
+  admissionProblem,
+  isStrongroomTokenVolume,
+  verificationView,
+  verifyInjectedPod,
+  RESERVED_VOLUME_PREFIX,
+  type ExpectedSidecar,
+} from './verify.ts';

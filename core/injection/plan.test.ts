@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ANNOTATION_ARTIFACTS, ANNOTATION_CIPHERTEXT_CLAIM } from './contract.ts';
+import { ANNOTATION_ARTIFACTS, ANNOTATION_CIPHERTEXT_CLAIM, ANNOTATION_PUBLISH } from './contract.ts';
 import { plaintextSizeLimit } from './plan.ts';
-import { MIB, artifact, lookupIn, uidOf, version } from './testdata/artifacts.ts';
+import { MIB, artifact, grant, grantsIn, lookupIn, uidOf, version } from './testdata/artifacts.ts';
 import { planOf as plan, refusal } from './testdata/plans.ts';
 
 describe('plaintextSizeLimit', () => {
@@ -102,7 +102,7 @@ describe('planInjection: reading', () => {
     [
       'an artifact in another namespace that is absent',
       'ml-shared/resnet50@v1:/m',
-      'ModelArtifact ml-shared/resnet50 does not exist',
+      'ModelArtifact ml-shared/resnet50 is not available to service account ml-dev/trainer: it does not exist or no AccessGrant names this service account',
     ],
     [
       'a missing version',
@@ -127,6 +127,102 @@ describe('planInjection: reading', () => {
     expect(error.annotation).toBe(ANNOTATION_ARTIFACTS);
     expect(error.message).toMatch(new RegExp(`^annotation ${ANNOTATION_ARTIFACTS}: entry "${value}": `));
     expect(error.message).toContain(message);
+  });
+
+  describe('an artifact in another namespace', () => {
+    const uniform = (ref: string, sa = 'ml-dev/trainer'): string =>
+      `ModelArtifact ${ref} is not available to service account ${sa}: it does not exist or no AccessGrant names this service account`;
+    const withGrants = (...grants: ReturnType<typeof grant>[]) => ({
+      serviceAccount: 'trainer',
+      grants: grantsIn(grants),
+    });
+
+    it.each([
+      ['exists, but no grant there names the pod', []],
+      ['exists, granted to another service account', [grant('ml-shared', 'g', 'bert', ['ml-dev/other'])]],
+      [
+        'exists, granted to the same name in another namespace',
+        [grant('ml-shared', 'g', 'bert', ['ml-prod/trainer'])],
+      ],
+      ['exists, the grant is for another artifact', [grant('ml-shared', 'g', 'gpt', ['ml-dev/trainer'])]],
+    ])('is refused with the uniform message when it %s', (_, grants) => {
+      const error = refusal(
+        { [ANNOTATION_ARTIFACTS]: 'ml-shared/bert@v1:/m', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+        'ml-dev',
+        lookupIn(),
+        withGrants(...grants),
+      );
+      expect(error.message).toBe(
+        `annotation ${ANNOTATION_ARTIFACTS}: entry "ml-shared/bert@v1:/m": ${uniform('ml-shared/bert')}`,
+      );
+    });
+
+    it('answers a missing artifact, a missing version and a present one alike, with the names only the pod gave', () => {
+      const messages = [
+        'ml-shared/bert@v1:/m',
+        'ml-shared/bert@v9:/m',
+        'ml-shared/nope@v1:/m',
+        'ml-shared/bert@latest:/m',
+      ].map((entry) =>
+        refusal(
+          { [ANNOTATION_ARTIFACTS]: entry, [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+          'ml-dev',
+          lookupIn(),
+          withGrants(),
+        )
+          .message.replace(entry, '<entry>')
+          .replace(/ml-shared\/(bert|nope)/, 'ml-shared/<name>'),
+      );
+      expect(new Set(messages).size).toBe(1);
+      expect(messages[0]).not.toMatch(/@v|\(available|shared-store|nlp/);
+    });
+
+    it('refuses a publish target there the same way', () => {
+      const error = refusal(
+        { [ANNOTATION_PUBLISH]: 'ml-shared/bert@v2:/out', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+        'ml-dev',
+        lookupIn(),
+        withGrants(),
+      );
+      expect(error.annotation).toBe(ANNOTATION_PUBLISH);
+      expect(error.message).toContain(uniform('ml-shared/bert'));
+    });
+
+    it('is resolved when a grant there names the pod (then missing versions are reported as usual)', () => {
+      const granted = withGrants(grant('ml-shared', 'g', 'bert', ['ml-dev/other', 'ml-dev/trainer']));
+      const p = plan(
+        { [ANNOTATION_ARTIFACTS]: 'ml-shared/bert@v1:/m', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+        'ml-dev',
+        lookupIn(),
+        granted,
+      );
+      expect(p.resolved).toEqual(['ml-shared/bert@v1']);
+      const missing = refusal(
+        { [ANNOTATION_ARTIFACTS]: 'ml-shared/bert@v9:/m', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+        'ml-dev',
+        lookupIn(),
+        granted,
+      );
+      expect(missing.message).toContain('ModelArtifact ml-shared/bert has no version v9');
+    });
+
+    it('ignores a grant that is being deleted', () => {
+      const dying = grant('ml-shared', 'g', 'bert', ['ml-dev/trainer']);
+      dying.metadata.deletionTimestamp = new Date();
+      const error = refusal(
+        { [ANNOTATION_ARTIFACTS]: 'ml-shared/bert@v1:/m', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' },
+        'ml-dev',
+        lookupIn(),
+        withGrants(dying),
+      );
+      expect(error.message).toContain(uniform('ml-shared/bert'));
+    });
+
+    it("does not apply in the pod's own namespace: a missing artifact there is named as before", () => {
+      expect(
+        refusal({ [ANNOTATION_ARTIFACTS]: 'nope@v1:/m' }, 'ml-dev', lookupIn(), withGrants()).message,
+      ).toContain('ModelArtifact ml-dev/nope does not exist');
+    });
   });
 
   it('resolves latest as the broker does: status.latestVersion, not a newer version the operator has not sealed', () => {

@@ -6,7 +6,7 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import { posix } from 'node:path';
-import type { ModelArtifact, ModelArtifactVersion } from '../api/index.ts';
+import type { AccessGrant, ModelArtifact, ModelArtifactVersion } from '../api/index.ts';
 import { LATEST, type ArtifactEntry, type InjectionRequest } from './annotation.ts';
 import {
   ANNOTATION_CIPHERTEXT_CLAIM,
@@ -26,6 +26,19 @@ import { InjectionError } from './errors.ts';
 
 /** Finds a ModelArtifact by namespace and name (for example in an informer cache); undefined when absent. */
 export type ArtifactLookup = (namespace: string, name: string) => ModelArtifact | undefined;
+
+/** The AccessGrants in one namespace (for example from an informer cache). */
+export type GrantLookup = (namespace: string) => readonly AccessGrant[];
+
+/**
+ * Who asks, for artifacts in other namespaces: the pod's service account and the grants to look it up in. An
+ * artifact in another namespace is resolved only when an AccessGrant there, for that artifact, names the pod's
+ * namespace and service account as a subject; otherwise the refusal is the same whether or not it exists.
+ */
+export interface CrossNamespaceAccess {
+  readonly serviceAccount: string;
+  readonly grants: GrantLookup;
+}
 
 /** A PersistentVolumeClaim holding ciphertext, mounted in the sidecar only. */
 export interface CiphertextVolume {
@@ -95,6 +108,35 @@ export function plaintextSizeLimit(size: number): string {
   const tenths = bytes * 11n + PLAINTEXT_OVERHEAD * 10n;
   const mebibytes = (tenths + MI * 10n - 1n) / (MI * 10n);
   return `${mebibytes.toString()}Mi`;
+}
+
+/**
+ * Refuses, with one message whatever the reason, an artifact in another namespace than the pod's unless an
+ * AccessGrant there for that artifact names the pod's namespace and service account: a pod author learns nothing
+ * about another namespace's artifacts (their existence, versions or storage) without being granted one.
+ */
+function checkVisible(
+  namespace: string,
+  name: string,
+  podNamespace: string,
+  access: CrossNamespaceAccess,
+): void {
+  if (namespace === podNamespace) return;
+  const named = access
+    .grants(namespace)
+    .some(
+      (g) =>
+        g.metadata.namespace === namespace &&
+        g.metadata.deletionTimestamp === undefined &&
+        g.spec.artifactRef.name === name &&
+        g.spec.subjects.some(
+          (s) => s.namespace === podNamespace && s.serviceAccount === access.serviceAccount,
+        ),
+    );
+  if (!named)
+    fail(
+      `ModelArtifact ${namespace}/${name} is not available to service account ${podNamespace}/${access.serviceAccount}: it does not exist or no AccessGrant names this service account`,
+    );
 }
 
 /** The artifact an entry names, if it exists and is not being deleted. */
@@ -200,20 +242,26 @@ function claimFor(
 }
 
 /**
- * Resolves the request for a pod in `podNamespace`. Throws {@link InjectionError} (kind `resolution`) naming the
- * entry when an artifact or version is missing, withdrawn or being deleted, when a publish target is not Ready or
- * already has the version, or when the ciphertext claim cannot be mounted from the pod's namespace.
+ * Resolves the request for a pod in `podNamespace` running as `access.serviceAccount`. Throws
+ * {@link InjectionError} (kind `resolution`) naming the entry when an artifact in another namespace is not granted
+ * to the pod's service account (one message, whether or not it exists), when an artifact or version is missing,
+ * withdrawn or being deleted, when a publish target is not Ready or already has the version, or when the ciphertext
+ * claim cannot be mounted from the pod's namespace.
  */
 export function planInjection(
   request: InjectionRequest,
   podNamespace: string,
   lookup: ArtifactLookup,
+  access: CrossNamespaceAccess,
 ): InjectionPlan {
   const claims = new Claims();
   const artifacts: PlannedArtifact[] = [];
   const plaintext: MemoryVolume[] = [];
   for (const [i, entry] of request.artifacts.entries()) {
-    const planned = forEntry(entry, () => planRead(entry, i, podNamespace, lookup, claims, request));
+    const planned = forEntry(entry, () => {
+      checkVisible(entry.namespace ?? podNamespace, entry.name, podNamespace, access);
+      return planRead(entry, i, podNamespace, lookup, claims, request);
+    });
     artifacts.push(planned.artifact);
     plaintext.push(planned.volume);
   }
@@ -221,7 +269,10 @@ export function planInjection(
   const publish =
     entry === undefined
       ? undefined
-      : forEntry(entry, () => planPublish(entry, podNamespace, lookup, claims, request));
+      : forEntry(entry, () => {
+          checkVisible(entry.namespace ?? podNamespace, entry.name, podNamespace, access);
+          return planPublish(entry, podNamespace, lookup, claims, request);
+        });
   const output: MemoryVolume | undefined =
     publish === undefined
       ? undefined

@@ -10,7 +10,7 @@ import {
 } from './contract.ts';
 import { InjectionError } from './errors.ts';
 import { admit, type AdmissionReview } from './review.ts';
-import { SETTINGS, lookupIn } from './testdata/artifacts.ts';
+import { SETTINGS, grantsIn, lookupIn } from './testdata/artifacts.ts';
 import { applyPatch } from './testdata/json-patch.ts';
 
 interface Fixture {
@@ -24,6 +24,7 @@ function fixture(name: string): Fixture {
 }
 
 const lookup = lookupIn();
+const grants = grantsIn();
 
 /** The decoded JSON patch of an allowed response, or undefined when there is none. */
 function patchOf(review: AdmissionReview): unknown[] | undefined {
@@ -35,7 +36,7 @@ function patchOf(review: AdmissionReview): unknown[] | undefined {
 
 /** Admits the fixture, applies the patch and returns the injected pod. */
 function injected(f: Fixture): V1Pod {
-  const review = admit(f, lookup, SETTINGS);
+  const review = admit(f, lookup, SETTINGS, grants);
   expect(review.response?.allowed).toBe(true);
   const patch = patchOf(review);
   if (patch === undefined) throw new Error('no patch');
@@ -70,7 +71,7 @@ describe('admit: fixtures', () => {
     ['label-without-annotations', 'deny'],
   ])('%s -> %s', (name, outcome) => {
     const f = fixture(name);
-    const review = admit(f, lookup, SETTINGS);
+    const review = admit(f, lookup, SETTINGS, grants);
     expect(review.apiVersion).toBe('admission.k8s.io/v1');
     expect(review.kind).toBe('AdmissionReview');
     expect(review.response?.uid).toBe(f.request.uid);
@@ -96,7 +97,7 @@ describe('admit: fixtures', () => {
       'labelled strongroom.dev/inject=true but has neither annotation strongroom.dev/artifacts nor strongroom.dev/publish',
     ],
   ])('the denial of %s says what is wrong', (name, message) => {
-    expect(admit(fixture(name), lookup, SETTINGS).response?.status?.message).toContain(message);
+    expect(admit(fixture(name), lookup, SETTINGS, grants).response?.status?.message).toContain(message);
   });
 });
 
@@ -162,7 +163,7 @@ describe.each(['training-pod', 'job-pod'])('admit: the injected %s', (name) => {
   });
 
   it('is left alone on a second admission', () => {
-    const second = admit(again(f, pod), lookup, SETTINGS);
+    const second = admit(again(f, pod), lookup, SETTINGS, grants);
     expect(second.response).toEqual({ uid: 'second', allowed: true });
   });
 });
@@ -190,9 +191,9 @@ describe('admit: specifics', () => {
 
   it('warns an annotated pod without the opt-in label but injects it', () => {
     const f = fixture('training-pod');
-    expect(admit(f, lookup, SETTINGS).response?.warnings).toBeUndefined();
+    expect(admit(f, lookup, SETTINGS, grants).response?.warnings).toBeUndefined();
     metadataOf(f).labels = { app: 'train' };
-    const review = admit(f, lookup, SETTINGS);
+    const review = admit(f, lookup, SETTINGS, grants);
     expect(patchOf(review)).toBeDefined();
     expect(review.response?.warnings?.[0]).toContain('label the pod strongroom.dev/inject=true');
   });
@@ -202,7 +203,7 @@ describe('admit: specifics', () => {
     (labels) => {
       const f = fixture('label-without-annotations');
       metadataOf(f).labels = labels;
-      expect(admit(f, lookup, SETTINGS).response).toEqual({ uid: f.request.uid, allowed: true });
+      expect(admit(f, lookup, SETTINGS, grants).response).toEqual({ uid: f.request.uid, allowed: true });
     },
   );
 
@@ -220,7 +221,7 @@ describe('admit: specifics', () => {
   ])('passes %s through untouched', (_, change) => {
     const f = fixture('training-pod');
     Object.assign(f.request, change);
-    expect(admit(f, lookup, SETTINGS).response).toEqual({ uid: f.request.uid, allowed: true });
+    expect(admit(f, lookup, SETTINGS, grants).response).toEqual({ uid: f.request.uid, allowed: true });
   });
 
   it.each([
@@ -239,7 +240,7 @@ describe('admit: specifics', () => {
   ])('denies a malformed pod: %s', (_, object, message) => {
     const f = fixture('training-pod');
     Object.assign(f.request, { object });
-    const review = admit(f, lookup, SETTINGS);
+    const review = admit(f, lookup, SETTINGS, grants);
     expect(review.response?.allowed).toBe(false);
     expect(review.response?.status?.message).toBe(`strongroom: ${message}`);
   });
@@ -248,7 +249,7 @@ describe('admit: specifics', () => {
     const f = fixture('plain-pod');
     Reflect.deleteProperty(f.request, 'namespace');
     delete metadataOf(f).namespace;
-    expect(admit(f, lookup, SETTINGS).response?.status?.message).toBe(
+    expect(admit(f, lookup, SETTINGS, grants).response?.status?.message).toBe(
       'strongroom: the request names no namespace for the pod',
     );
   });
@@ -256,7 +257,7 @@ describe('admit: specifics', () => {
   it('denies a conflict with the pod as it is', () => {
     const f = fixture('training-pod');
     f.request.object.spec?.volumes?.push({ name: 'strongroom-tmp', emptyDir: {} });
-    expect(admit(f, lookup, SETTINGS).response?.status?.message).toContain(
+    expect(admit(f, lookup, SETTINGS, grants).response?.status?.message).toContain(
       'strongroom: the pod already has a volume named strongroom-tmp',
     );
   });
@@ -275,7 +276,7 @@ describe('admit: specifics', () => {
   ])('throws a request error for %s', (_, body) => {
     let error: unknown;
     try {
-      admit(body, lookup, SETTINGS);
+      admit(body, lookup, SETTINGS, grants);
     } catch (e) {
       error = e;
     }
@@ -287,6 +288,6 @@ describe('admit: specifics', () => {
     const broken = (): never => {
       throw new TypeError('cache exploded');
     };
-    expect(() => admit(fixture('training-pod'), broken, SETTINGS)).toThrow('cache exploded');
+    expect(() => admit(fixture('training-pod'), broken, SETTINGS, grants)).toThrow('cache exploded');
   });
 });

@@ -6,10 +6,17 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseInjectionRequest } from './annotation.ts';
-import { ANNOTATION_ARTIFACTS, ANNOTATION_INJECTED, ANNOTATION_PUBLISH, LABEL_INJECT } from './contract.ts';
+import {
+  ANNOTATION_ARTIFACTS,
+  ANNOTATION_INJECTED,
+  ANNOTATION_PUBLISH,
+  LABEL_INJECT,
+  SIDECAR_COMMAND,
+} from './contract.ts';
 import { InjectionError } from './errors.ts';
 import { buildPatch, type InjectionSettings } from './patch.ts';
-import { planInjection, type ArtifactLookup } from './plan.ts';
+import { planInjection, type ArtifactLookup, type GrantLookup } from './plan.ts';
+import { admissionProblem, verifyInjectedPod } from './verify.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -102,7 +109,12 @@ function podOf(object: unknown): V1Pod | string {
  * admission.k8s.io/v1 AdmissionReview request at all (the server answers that with HTTP 400); every decision about
  * a pod, including a denial, is an AdmissionReview response echoing the request's uid.
  */
-export function admit(review: unknown, lookup: ArtifactLookup, settings: InjectionSettings): AdmissionReview {
+export function admit(
+  review: unknown,
+  lookup: ArtifactLookup,
+  settings: InjectionSettings,
+  grants: GrantLookup,
+): AdmissionReview {
   const request = requestOf(review);
   const { uid } = request;
   const allow = (): AdmissionReview => respond({ uid, allowed: true });
@@ -117,7 +129,14 @@ export function admit(review: unknown, lookup: ArtifactLookup, settings: Injecti
     return deny(uid, 'the request names no namespace for the pod');
   if (namespace === settings.operatorNamespace) return allow();
   const annotations = pod.metadata?.annotations ?? {};
-  if (annotations[ANNOTATION_INJECTED] !== undefined) return allow();
+  if (annotations[ANNOTATION_INJECTED] !== undefined) {
+    // Already injected (a second admission changes nothing); a pod that only claims to be is refused here, as
+    // Attest would refuse it later.
+    const problem = verifyInjectedPod(pod, { image: settings.image, command: SIDECAR_COMMAND });
+    return problem === undefined
+      ? allow()
+      : deny(uid, `the pod carries ${ANNOTATION_INJECTED} but is not as Strongroom injects it: ${problem}`);
+  }
   const optedIn = pod.metadata?.labels?.[LABEL_INJECT] === 'true';
   try {
     const parsed = parseInjectionRequest(annotations);
@@ -128,7 +147,12 @@ export function admit(review: unknown, lookup: ArtifactLookup, settings: Injecti
         `the pod is labelled ${LABEL_INJECT}=true but has neither annotation ${ANNOTATION_ARTIFACTS} nor ${ANNOTATION_PUBLISH}; add one, or remove the label`,
       );
     }
-    const plan = planInjection(parsed, namespace, lookup);
+    const problem = admissionProblem(pod);
+    if (problem !== undefined) return deny(uid, problem);
+    const plan = planInjection(parsed, namespace, lookup, {
+      serviceAccount: pod.spec?.serviceAccountName ?? 'default',
+      grants,
+    });
     const patch = buildPatch(pod, plan, settings);
     return respond({
       uid,

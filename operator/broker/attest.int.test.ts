@@ -26,6 +26,7 @@ import { DEFAULT_GRANT_POLICY } from '../../core/policy/grant.ts';
 import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 import type { AttestResponse__Output } from '../../proto/generated/strongroom/v1/AttestResponse.ts';
 import { userKubeconfig } from '../../test/cluster/kubeconfig.ts';
+import { asInjected, TEST_SIDECAR } from '../../test/broker/workload.ts';
 import { kubectl } from '../../test/cluster/kubectl.ts';
 import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from '../keys/artifact-keys.ts';
 import { createAuthorityCertificate, generateRsaKey } from '../pki/certificates.ts';
@@ -111,7 +112,7 @@ async function must(args: string[], input?: string): Promise<void> {
 async function createPod(name: string, serviceAccount: string, finalizers: string[] = []): Promise<V1Pod> {
   return core.createNamespacedPod({
     namespace: appNs,
-    body: {
+    body: asInjected({
       metadata: { name, ...(finalizers.length > 0 ? { finalizers } : {}) },
       spec: {
         serviceAccountName: serviceAccount,
@@ -127,7 +128,7 @@ async function createPod(name: string, serviceAccount: string, finalizers: strin
           },
         ],
       },
-    },
+    }),
   });
 }
 
@@ -244,6 +245,7 @@ beforeAll(async () => {
     custom: brokerKc.makeApiClient(CustomObjectsApi),
     ca: new InternalCa(brokerKc, { namespace: opNs, logger }),
     trustDomain: TRUST_DOMAIN,
+    sidecar: TEST_SIDECAR,
     logger,
     // Attest reads no cache: this broker has none synced, so every other RPC would answer UNAVAILABLE.
     view: {

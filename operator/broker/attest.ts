@@ -2,7 +2,8 @@
  * `Attest`: exchanges a pod's projected service-account token and a CSR for a short-lived client certificate signed
  * by the operator CA (docs/broker.md § Attest). Order: the CSR is verified first (cheap, and a bad CSR never costs
  * the API server a TokenReview), then the token with a TokenReview for audience `strongroom`, then the pod it is
- * bound to is read back (it must still exist with the same UID and service account, and not be terminating), then
+ * bound to is read back (it must still exist with the same UID and service account, not be terminating, and be
+ * exactly what injection produces: core/injection verifyInjectedPod, so only the injected sidecar holds the token), then
  * the CSR's key is certified for at most one hour and never past the token's own expiry. The certificate's names come
  * only from the TokenReview: the CSR's subject and extensions are ignored.
  *
@@ -14,6 +15,7 @@
 import { X509Certificate } from 'node:crypto';
 import { ApiException, type AuthenticationV1Api, type CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import type winston from 'winston';
+import { verifyInjectedPod, type ExpectedSidecar } from '../../core/injection/verify.ts';
 import type { InternalCa } from '../pki/internal-ca.ts';
 import { PkiError } from '../pki/errors.ts';
 import { CsrError, verifyCsr } from './csr.ts';
@@ -31,15 +33,31 @@ const MAX_TOKEN_BYTES = 16 * 1024;
 export type AttestStatus =
   'INVALID_ARGUMENT' | 'UNAUTHENTICATED' | 'PERMISSION_DENIED' | 'UNAVAILABLE' | 'INTERNAL';
 
-/** A refused or failed attestation. `message` is safe to send to the caller (no token, CSR or key). */
+/**
+ * A refused or failed attestation. `message` never holds a token, CSR or key; it is sent to the caller unless
+ * `publicMessage` is set (then `message` goes only to the audit log and the operator's log).
+ */
 export class AttestError extends Error {
   override readonly name = 'AttestError';
   readonly status: AttestStatus;
-  constructor(status: AttestStatus, message: string, options?: ErrorOptions) {
+  /** The audit reason code, when more specific than the status's. */
+  readonly reason: string | undefined;
+  readonly publicMessage: string | undefined;
+  constructor(
+    status: AttestStatus,
+    message: string,
+    options?: ErrorOptions & { reason?: string; publicMessage?: string },
+  ) {
     super(message, options);
     this.status = status;
+    this.reason = options?.reason;
+    this.publicMessage = options?.publicMessage;
   }
 }
+
+/** What the caller of a refused pod-not-injected attestation is told (the detail is audited). */
+export const ATTEST_NOT_INJECTED =
+  'pod-not-injected: only a pod as Strongroom injection makes it, whose token only the injected sidecar holds, gets a certificate; details are in the audit log';
 
 /** What Attest needs. */
 export interface AttestDeps {
@@ -50,6 +68,8 @@ export interface AttestDeps {
   readonly ca: Pick<InternalCa, 'signLeaf' | 'load'>;
   /** The SPIFFE trust domain written into certificates, e.g. `cluster.local`. */
   readonly trustDomain: string;
+  /** The configured sidecar: only a pod whose spec is what injection produces with it is attested. */
+  readonly sidecar: ExpectedSidecar;
   readonly logger: winston.Logger;
   /** Default and cap {@link MAX_CERTIFICATE_VALIDITY_MS}. */
   readonly maxValidityMs?: number;
@@ -93,6 +113,13 @@ export async function attest(input: AttestInput, deps: AttestDeps): Promise<Atte
   const pod = await readPod(binding, deps.core);
   const podDenial = checkPod(binding, pod);
   if (podDenial !== null) throw new AttestError(podDenial.status, podDenial.reason);
+  const notInjected = verifyInjectedPod(pod, deps.sidecar);
+  if (notInjected !== undefined)
+    throw new AttestError(
+      'PERMISSION_DENIED',
+      `pod ${binding.namespace}/${binding.podName} is not as Strongroom injection made it: ${notInjected}`,
+      { reason: 'pod-not-injected', publicMessage: ATTEST_NOT_INJECTED },
+    );
 
   const cap = Math.min(deps.maxValidityMs ?? MAX_CERTIFICATE_VALIDITY_MS, MAX_CERTIFICATE_VALIDITY_MS);
   const tokenExpiry = tokenExpiresAt(token);

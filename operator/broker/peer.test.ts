@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createAuthorityCertificate, generateRsaKey, signLeafCertificate } from '../pki/certificates.ts';
 import { BrokerError } from './errors.ts';
-import { peerFromCertificate, podOf, type Peer } from './peer.ts';
+import { peerFromCertificate, podOf, POD_NOT_INJECTED, type Peer } from './peer.ts';
 
 const UID = '0b3f9c1e-5d6a-4c2b-9e8f-7a6b5c4d3e2f';
 const NOW = new Date();
@@ -127,7 +127,32 @@ describe('podOf', () => {
     ['never seen', undefined, 'pod-not-found', 'UNAUTHENTICATED'],
     ['in another namespace', { ...pod, namespace: 'ml-prod' }, 'pod-identity-mismatch', 'UNAUTHENTICATED'],
     ['terminating', { ...pod, terminating: true }, 'pod-terminating', 'PERMISSION_DENIED'],
+    [
+      'no longer as injected',
+      { ...pod, notInjected: 'sidecar image changed' },
+      'pod-not-injected',
+      'PERMISSION_DENIED',
+    ],
   ])('refuses a pod that is %s', async (_what, found, reason, status) => {
     await expect(podOf(peer, { pod: () => found }, 60)).rejects.toMatchObject({ reason, status });
+  });
+
+  it('tells the caller of a pod that is not as injected a generic reason, and keeps the detail for the audit and Event', async () => {
+    const error = await podOf(
+      peer,
+      { pod: () => ({ ...pod, notInjected: 'the sidecar runs image "x"' }) },
+      60,
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BrokerError);
+    expect((error as BrokerError).callerMessage).toBe(POD_NOT_INJECTED);
+    expect((error as BrokerError).message).toContain('the sidecar runs image "x"');
+  });
+
+  it('does not tell the caller of a mismatched pod which service account it really runs as', async () => {
+    const error = (await podOf(peer, { pod: () => ({ ...pod, serviceAccount: 'admin' }) }, 60).catch(
+      (e: unknown) => e,
+    )) as BrokerError;
+    expect(error.message).toContain('ml-dev/admin');
+    expect(error.callerMessage).not.toContain('admin');
   });
 });

@@ -97,6 +97,10 @@ export function workloadOf(peer: Peer): {
   };
 }
 
+/** What the caller of a pod that is not as injected is told (the detail goes to the audit log and the pod's Events). */
+export const POD_NOT_INJECTED =
+  "pod-not-injected: only a pod as Strongroom injection makes it, whose token only the injected sidecar holds, gets a certificate or keys; details are in the pod's events";
+
 /** What {@link podOf} reads. */
 export interface PodLookup {
   pod(uid: string):
@@ -105,6 +109,8 @@ export interface PodLookup {
         serviceAccount: string;
         labels: Readonly<Record<string, string>>;
         terminating: boolean;
+        /** Why the pod is not as injection made it; undefined when it is. */
+        notInjected?: string | undefined;
       }
     | 'deleted'
     | undefined;
@@ -114,7 +120,8 @@ export interface PodLookup {
  * The live pod behind a peer's certificate, from the broker's pod cache. A pod the cache has not seen yet (created
  * a moment ago) is waited for up to `waitMs`. Throws BrokerError UNAUTHENTICATED when the pod is gone or never
  * appears, or when its namespace or service account differ from the certificate's; PERMISSION_DENIED when it is
- * terminating.
+ * terminating, or when its spec is no longer what injection produces (`pod-not-injected`: the sidecar's image was
+ * changed, an ephemeral container mounts the token, ...).
  */
 export async function podOf(
   peer: Peer,
@@ -144,8 +151,19 @@ export async function podOf(
       'UNAUTHENTICATED',
       'pod-identity-mismatch',
       `pod ${peer.podUid} runs as ${pod.namespace}/${pod.serviceAccount}, not ${peer.namespace}/${peer.serviceAccount} as the certificate says`,
+      {
+        publicMessage:
+          "pod-identity-mismatch: the pod named by the client certificate does not run as the certificate's service account",
+      },
     );
   if (pod.terminating)
     throw new BrokerError('PERMISSION_DENIED', 'pod-terminating', `pod ${peer.podUid} is terminating`);
+  if (pod.notInjected !== undefined)
+    throw new BrokerError(
+      'PERMISSION_DENIED',
+      'pod-not-injected',
+      `pod ${peer.podUid} is not as Strongroom injection made it, so it gets no keys: ${pod.notInjected}`,
+      { publicMessage: POD_NOT_INJECTED },
+    );
   return { labels: pod.labels };
 }

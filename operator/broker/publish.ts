@@ -34,7 +34,7 @@ import {
   type KekScope,
 } from '../keys/artifact-keys.ts';
 import { artifactRefProblem, isDnsLabel, isSha256Digest, printable } from './request-fields.ts';
-import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
+import { BrokerError, callerDenial, reasonCode, type BrokerStatus } from './errors.ts';
 import { decisionFacts, type DecisionFacts } from './facts.ts';
 import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
@@ -134,7 +134,11 @@ export async function publishVersion(
     now: deps.now(),
   });
   if (!decision.allow)
-    return deny(new BrokerError(DENY_STATUS[decision.reason], reasonCode(decision.reason), decision.message));
+    return deny(
+      new BrokerError(DENY_STATUS[decision.reason], reasonCode(decision.reason), decision.message, {
+        publicMessage: callerDenial(decision.reason, "the broker's audit log"),
+      }),
+    );
   const found = artifact as ModelArtifact;
 
   const fingerprint = found.status?.recipientPublicKey?.fingerprint;

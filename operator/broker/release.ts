@@ -12,7 +12,7 @@ import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/rele
 import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
 import type { DekCache } from './dek-cache.ts';
 import { artifactRefProblem, isDnsLabel, isSha256Digest, printable } from './request-fields.ts';
-import { BrokerError, reasonCode, type BrokerStatus } from './errors.ts';
+import { BrokerError, callerDenial, reasonCode, type BrokerStatus } from './errors.ts';
 import { decisionFacts, type DecisionFacts } from './facts.ts';
 import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
@@ -144,7 +144,11 @@ export async function releaseKey(
   });
   const environment = namespaces.get(request.artifactNamespace)?.environment ?? 'none';
   if (!decision.allow) {
-    return deny(new BrokerError(DENY_STATUS[decision.reason], reasonCode(decision.reason), decision.message));
+    return deny(
+      new BrokerError(DENY_STATUS[decision.reason], reasonCode(decision.reason), decision.message, {
+        publicMessage: callerDenial(decision.reason),
+      }),
+    );
   }
   // authorizeRelease allowed, so the artifact exists and the version is published and sealed.
   const found = artifact as ModelArtifact;

@@ -14,6 +14,7 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { type AuthenticationV1Api, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import type winston from 'winston';
 import type { Classification } from '../../core/api/index.ts';
+import type { ExpectedSidecar } from '../../core/injection/verify.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
 import type { GrantPolicy } from '../../core/policy/grant.ts';
 import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
@@ -58,6 +59,8 @@ export interface BrokerServerOptions {
   readonly custom: CustomObjectsApi;
   readonly ca: Pick<InternalCa, 'signLeaf' | 'load'>;
   readonly trustDomain: string;
+  /** The configured sidecar image and command: Attest certifies only pods as injection makes them with it. */
+  readonly sidecar: ExpectedSidecar;
   readonly logger: winston.Logger;
   readonly view: BrokerView;
   readonly kms: KmsProvider;
@@ -380,7 +383,8 @@ export class BrokerServer {
         reason: error.reason,
         detail: error.message,
       });
-      return { code: grpc.status[error.status], details: error.message };
+      // The caller gets the public message when there is one: no other grant, service account or namespace.
+      return { code: grpc.status[error.status], details: error.callerMessage };
     }
     this.#o.observer?.call?.(method, 'INTERNAL', (performance.now() - started) / 1000);
     this.#log.error(`${method} failed unexpectedly`, {
@@ -420,6 +424,7 @@ export class BrokerServer {
           core: this.#o.core,
           ca: this.#o.ca,
           trustDomain: this.#o.trustDomain,
+          sidecar: this.#o.sidecar,
           logger: this.#log,
           ...(this.#o.podCertificateValidityMs === undefined
             ? {}
@@ -472,7 +477,10 @@ export class BrokerServer {
           .catch(async (error: unknown) => {
             let refusal = error;
             if (error instanceof AttestError) {
-              refusal = new BrokerError(error.status, attestReason(error), error.message, { cause: error });
+              refusal = new BrokerError(error.status, attestReason(error), error.message, {
+                cause: error,
+                ...(error.publicMessage === undefined ? {} : { publicMessage: error.publicMessage }),
+              });
               try {
                 await audited('deny', attestReason(error), error.message, {});
               } catch (auditError) {
@@ -683,6 +691,7 @@ export class BrokerServer {
 }
 
 function attestReason(error: AttestError): string {
+  if (error.reason !== undefined) return error.reason;
   const statusReason: Record<string, string> = {
     INVALID_ARGUMENT: 'invalid-csr',
     UNAUTHENTICATED: 'token-rejected',

@@ -6,6 +6,7 @@
  */
 import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
 import { ENVIRONMENT_LABEL, type AccessGrant, type ModelArtifact } from '../../core/api/index.ts';
+import { verificationView, verifyInjectedPod, type ExpectedSidecar } from '../../core/injection/verify.ts';
 import type { NamespaceFacts } from '../../core/policy/grant.ts';
 import type { Informer } from '../kube/informer.ts';
 
@@ -18,6 +19,9 @@ export interface PodFacts {
   readonly labels: Readonly<Record<string, string>>;
   /** Has a deletionTimestamp: no new keys are released to it. */
   readonly terminating: boolean;
+  /** Why the pod is not as injection made it (core/injection verifyInjectedPod), re-evaluated on every change of
+   * the pod (a new sidecar image, an ephemeral container); undefined when it is. */
+  readonly notInjected?: string | undefined;
 }
 
 /** The broker's read-only view of the cluster. */
@@ -33,9 +37,13 @@ export interface BrokerView {
   pod(uid: string): PodFacts | 'deleted' | undefined;
 }
 
-/** Keeps only what the broker reads of a pod (the pod informer's transform: memory stays small). */
+/**
+ * Keeps only what the broker reads of a pod (the pod informer's transform: memory stays small): its identity and
+ * labels, and for a pod carrying `strongroom.dev/injected` the fields verifyInjectedPod reads (verificationView).
+ */
 export function slimPod(pod: V1Pod): V1Pod {
   const m = pod.metadata ?? {};
+  const view = verificationView(pod);
   return {
     metadata: {
       name: m.name,
@@ -44,8 +52,9 @@ export function slimPod(pod: V1Pod): V1Pod {
       resourceVersion: m.resourceVersion,
       labels: m.labels,
       deletionTimestamp: m.deletionTimestamp,
+      annotations: view.metadata?.annotations,
     },
-    spec: { serviceAccountName: pod.spec?.serviceAccountName, containers: [] },
+    spec: Object.assign({ containers: [] }, view.spec, { serviceAccountName: pod.spec?.serviceAccountName }),
   } as V1Pod;
 }
 
@@ -61,13 +70,17 @@ export class InformerBrokerView implements BrokerView {
   readonly #grantsByNamespace = new Map<string, Map<string, AccessGrant>>();
   readonly #podsByUid = new Map<string, PodFacts>();
   readonly #deleted = new Set<string>();
+  readonly #sidecar: ExpectedSidecar;
 
   constructor(informers: {
     artifacts: Informer<ModelArtifact>;
     grants: Informer<AccessGrant>;
     namespaces: Informer<V1Namespace>;
     pods: Informer<V1Pod>;
+    /** The configured sidecar: a pod whose spec is not what injection produces with it gets no key. */
+    sidecar: ExpectedSidecar;
   }) {
+    this.#sidecar = informers.sidecar;
     this.#artifacts = informers.artifacts;
     this.#grants = informers.grants;
     this.#namespaces = informers.namespaces;
@@ -100,6 +113,7 @@ export class InformerBrokerView implements BrokerView {
         serviceAccount: event.object.spec?.serviceAccountName ?? 'default',
         labels: m.labels ?? {},
         terminating: m.deletionTimestamp !== undefined,
+        notInjected: verifyInjectedPod(event.object, this.#sidecar),
       });
     });
   }

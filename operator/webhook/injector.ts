@@ -1,12 +1,12 @@
 /**
- * Binds the pure admission decision (core/injection `admit`) to the operator's state: artifacts from the informer
- * cache, the injection settings from the flags, and the operator CA bundle the sidecar verifies the broker with
+ * Binds the pure admission decision (core/injection `admit`) to the operator's state: artifacts and grants from
+ * the informer caches, the injection settings from the flags, and the operator CA bundle the sidecar verifies the broker with
  * (re-read with the serving certificate, so a CA rollover reaches newly injected pods). Serves it through
  * {@link WebhookServer}.
  */
 import type { CoreV1Api } from '@kubernetes/client-node';
 import type winston from 'winston';
-import type { ModelArtifact } from '../../core/api/index.ts';
+import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
 import { admit, type InjectionSettings } from '../../core/injection/index.ts';
 import type { InjectionConfig } from '../config.ts';
 import type { Informer } from '../kube/informer.ts';
@@ -18,6 +18,8 @@ export interface SidecarInjectorOptions {
   readonly namespace: string;
   readonly core: CoreV1Api;
   readonly artifacts: Informer<ModelArtifact>;
+  /** For artifacts in other namespaces: only those an AccessGrant names the pod's service account for resolve. */
+  readonly grants: Informer<AccessGrant>;
   readonly ca: InternalCa;
   readonly credentialRefreshMs: number;
   readonly logLevel: string;
@@ -98,6 +100,8 @@ export class SidecarInjector {
     };
     const lookup = (namespace: string, name: string): ModelArtifact | undefined =>
       this.#o.artifacts.get(`${namespace}/${name}`);
-    return admit(body, lookup, settings) as ReviewAnswer;
+    const grants = (namespace: string): AccessGrant[] =>
+      this.#o.grants.list().filter((g) => g.metadata.namespace === namespace);
+    return admit(body, lookup, settings, grants) as ReviewAnswer;
   }
 }

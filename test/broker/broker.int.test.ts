@@ -18,6 +18,7 @@ import { sealDek } from '../../core/envelope/index.ts';
 import { newDek } from '../../core/envelope/index.ts';
 import { parseAuthoritySecret } from '../../operator/pki/authority-secret.ts';
 import { generateRsaKey, signLeafCertificate } from '../../operator/pki/certificates.ts';
+import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl } from '../cluster/kubectl.ts';
 import {
   appendVersion,
@@ -38,10 +39,14 @@ import {
   startOperator,
   type OperatorProcess,
 } from '../operator/harness.ts';
+import { ATTEST_NOT_INJECTED } from '../../operator/broker/attest.ts';
+import { POD_NOT_INJECTED } from '../../operator/broker/peer.ts';
 import {
+  asInjected,
   attest,
   attestedWorkload,
   createPod,
+  podToken,
   keyAndCsr,
   mtlsClient,
   release,
@@ -57,6 +62,8 @@ const opNs = `brk-op-${suffix}`;
 const prod = `brk-prod-${suffix}`;
 const dev = `brk-dev-${suffix}`;
 const staging = `brk-stg-${suffix}`;
+/** Where alice, an ordinary user with her own credentials, may create pods (and read no secrets). */
+const lab = `brk-lab-${suffix}`;
 const TRUST_DOMAIN = 'strongroom.test';
 const { core, custom } = clients(cluster.kubeconfig);
 
@@ -137,6 +144,28 @@ async function audited(predicate: (e: Record<string, unknown>) => boolean, what:
   return eventually(what, () => auditEvents().find(predicate), 10_000);
 }
 
+/** The message of the first `KeyReleaseDenied` Event on a pod matching `pattern` (the detailed refusal). */
+async function denialEvent(namespace: string, pod: string, pattern: RegExp): Promise<string> {
+  return eventually(
+    `KeyReleaseDenied event on ${namespace}/${pod}`,
+    async () => {
+      const list = await core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${pod}` });
+      return list.items.find((e) => e.reason === 'KeyReleaseDenied' && pattern.test(e.message ?? ''))
+        ?.message;
+    },
+    10_000,
+  );
+}
+
+/**
+ * A refusal as the caller sees it: `<Reason>: <generic sentence>; details are in the pod's events`, naming none of
+ * `hidden` (grants, service accounts, namespaces, artifacts).
+ */
+function expectCallerDenial(error: grpc.ServiceError, reason: string, hidden: string[]): void {
+  expect(error.details).toMatch(new RegExp(`^${reason}: [^;]+; details are in the pod's events$`));
+  for (const name of hidden) expect(error.details).not.toContain(name);
+}
+
 /** A leaf signed by the real operator CA key, with any names and lifetime (an insider's forgery, or an old cert). */
 async function caSigned(template: {
   uris: string[];
@@ -171,6 +200,10 @@ beforeAll(async () => {
   for (const sa of ['reader', 'publisher', 'other']) await must(['-n', prod, 'create', 'serviceaccount', sa]);
   await must(['-n', dev, 'create', 'serviceaccount', 'reader']);
   await must(['-n', staging, 'create', 'serviceaccount', 'reader']);
+  await must(['create', 'namespace', lab]);
+  await must(['-n', lab, 'create', 'serviceaccount', 'trainer']);
+  await must(['-n', lab, 'create', 'role', 'pod-author', '--verb=create,get,list,delete', '--resource=pods']);
+  await must(['-n', lab, 'create', 'rolebinding', 'alice-pods', '--role=pod-author', '--user=alice']);
   operator = startOperator({
     namespace: opNs,
     kubeconfig,
@@ -195,7 +228,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const w of workloads) w.client.close();
   await operator.stop();
-  await kubectl(cluster, ['delete', 'namespace', opNs, prod, dev, staging, '--wait=false']);
+  await kubectl(cluster, ['delete', 'namespace', opNs, prod, dev, staging, lab, '--wait=false']);
 });
 
 describe('ReleaseKey over mutual TLS', () => {
@@ -359,7 +392,10 @@ describe('ReleaseKey over mutual TLS', () => {
     try {
       const error = denied(await release(client, prod, 'resnet'));
       expect(error.code).toBe(grpc.status.UNAUTHENTICATED);
-      expect(error.details).toMatch(/runs as .*\/other, not .*\/reader/);
+      // The caller is not told which service account the pod really runs as; the audit entry records the refusal.
+      expect(error.details).toBe(
+        "pod-identity-mismatch: the pod named by the client certificate does not run as the certificate's service account",
+      );
     } finally {
       client.close();
     }
@@ -371,7 +407,13 @@ describe('ReleaseKey over mutual TLS', () => {
     const other = await workload(prod, 'other-1', 'other');
     const error = denied(await release(other.client, prod, 'resnet'));
     expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(error.details).toMatch(/No AccessGrant|service account is reader, not other/);
+    // The caller learns the reason, not the grant that almost matched (it names prod/reader).
+    expect(error.details).toBe(
+      "NoGrant: no AccessGrant allows this workload to read this version; details are in the pod's events",
+    );
+    expectCallerDenial(error, 'NoGrant', ['resnet-readers', 'reader', prod]);
+    // The pod's Event keeps the detail for its owner, and the audit log the reason.
+    expect(await denialEvent(prod, 'other-1', /\(no-grant\)/)).toMatch(/No AccessGrant releases/);
     await audited((e) => e.type === 'key-release' && e.reason === 'no-grant', 'no-grant audit');
   });
 
@@ -410,7 +452,11 @@ describe('ReleaseKey over mutual TLS', () => {
     const w = await workload(dev, 'dev-reader', 'reader');
     const error = denied(await release(w.client, prod, 'resnet'));
     expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(error.details).toMatch(/different environments/);
+    expectCallerDenial(error, 'CrossEnvironmentNotAllowed', ['resnet-dev', prod, dev, 'reader']);
+    expect(error.details).not.toMatch(/different environments/);
+    expect(await denialEvent(dev, 'dev-reader', /cross-environment-not-allowed/)).toMatch(
+      /different environments/,
+    );
     await audited(
       (e) => e.type === 'key-release' && e.reason === 'cross-environment-not-allowed',
       'cross-env audit',
@@ -455,10 +501,166 @@ describe('ReleaseKey over mutual TLS', () => {
     const w = await workload(staging, 'staging-reader-2', 'reader');
     const error = denied(await release(w.client, prod, 'secret-model'));
     expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(error.details).toMatch(/restricted and is never released across environments/);
+    expectCallerDenial(error, 'RestrictedCannotCrossEnvironments', ['secret-staging', prod, staging]);
+    expect(await denialEvent(staging, 'staging-reader-2', /restricted-cannot-cross/)).toMatch(
+      /restricted and is never released across environments/,
+    );
     await audited(
       (e) => e.type === 'key-release' && e.reason === 'restricted-cannot-cross-environments',
       'restricted audit',
+    );
+  });
+});
+
+describe('only injected sidecars get keys', () => {
+  const alice = clients(userKubeconfig(cluster, 'alice', ['ml-researchers'])).core;
+  /** A pod alice writes by hand (no webhook runs here), as the trainer service account. */
+  const handWritten = (name: string, extra: { volumes?: object[]; mounts?: object[] } = {}) => ({
+    metadata: { name },
+    spec: {
+      serviceAccountName: 'trainer',
+      schedulerName: 'strongroom-test-no-scheduler',
+      automountServiceAccountToken: false,
+      containers: [
+        {
+          name: 'main',
+          image: 'localhost/busybox:test',
+          command: ['sleep', '3600'],
+          volumeMounts: extra.mounts ?? [],
+        },
+      ],
+      volumes: extra.volumes ?? [],
+    },
+  });
+  const ownToken = {
+    volumes: [
+      {
+        name: 'mine',
+        projected: {
+          sources: [{ serviceAccountToken: { audience: 'strongroom', expirationSeconds: 600, path: 't' } }],
+        },
+      },
+    ],
+    mounts: [{ name: 'mine', mountPath: '/var/run/mine', readOnly: true }],
+  };
+
+  /** Alice creates `body`; the test then takes a pod-bound token for it, as the kubelet would deliver, and attests. */
+  async function attestAs(body: object): Promise<grpc.ServiceError> {
+    const pod = await alice.createNamespacedPod({ namespace: lab, body });
+    const token = await podToken(core, pod);
+    tokens.push(token);
+    const outcome = await attest(endpoint, token, keyAndCsr().csrPem);
+    if (!(outcome instanceof Error)) throw new Error(`${pod.metadata?.name ?? ''} was attested`);
+    return outcome;
+  }
+
+  async function refusedAttest(pod: string, detail: RegExp): Promise<void> {
+    const entry = await audited(
+      (e) =>
+        e.type === 'broker-access' &&
+        e.operation === 'attest' &&
+        e.decision === 'deny' &&
+        e.reason === 'pod-not-injected' &&
+        typeof e.detail === 'string' &&
+        e.detail.includes(`${lab}/${pod} `),
+      `pod-not-injected audit for ${pod}`,
+    );
+    expect(entry.detail).toMatch(detail);
+  }
+
+  it('alice, who may create pods but read no secrets, gets no certificate for a pod whose own container mounts a strongroom token', async () => {
+    const secrets = await alice.listNamespacedSecret({ namespace: lab }).then(
+      () => 'allowed',
+      (error: unknown) => String((error as { code?: number }).code),
+    );
+    expect(secrets).toBe('403');
+    const error = await attestAs(handWritten('alice-own-token', ownToken));
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toBe(ATTEST_NOT_INJECTED);
+    await refusedAttest('alice-own-token', /does not carry the annotation strongroom\.dev\/injected: v1/);
+  });
+
+  it('refuses a pod that looks injected but whose own container also mounts the sidecar token', async () => {
+    const body = asInjected(handWritten('alice-shared-token') as never);
+    body.spec?.containers[0]?.volumeMounts?.push({ name: 'strongroom-token', mountPath: '/var/run/mine' });
+    const error = await attestAs(body);
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toBe(ATTEST_NOT_INJECTED);
+    await refusedAttest(
+      'alice-shared-token',
+      /container main mounts volume strongroom-token, which only strongroom-sidecar may mount/,
+    );
+  });
+
+  it('refuses a pod that looks injected but runs another sidecar image than the configured one', async () => {
+    const error = await attestAs(
+      asInjected(handWritten('alice-own-sidecar') as never, 'localhost/busybox:test'),
+    );
+    expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(error.details).toBe(ATTEST_NOT_INJECTED);
+    await refusedAttest(
+      'alice-own-sidecar',
+      /runs image "localhost\/busybox:test", not the configured sidecar image/,
+    );
+  });
+
+  it('stops releasing keys to an attested pod once its sidecar image is changed', async () => {
+    const w = await workload(prod, 'reader-retooled', 'reader');
+    granted(await release(w.client, prod, 'resnet'));
+    await must([
+      '-n',
+      prod,
+      'set',
+      'image',
+      'pod/reader-retooled',
+      'strongroom-sidecar=localhost/busybox:test',
+    ]);
+    const error = await eventually('pod-not-injected refusal', async () => {
+      const r = await release(w.client, prod, 'resnet');
+      return 'error' in r && r.error.code === grpc.status.PERMISSION_DENIED ? r.error : undefined;
+    });
+    expect(error.details).toBe(POD_NOT_INJECTED);
+    await audited(
+      (e) => e.type === 'key-release' && e.reason === 'pod-not-injected',
+      'pod-not-injected release audit',
+    );
+    expect(await denialEvent(prod, 'reader-retooled', /pod-not-injected/)).toContain(
+      'not the configured sidecar image',
+    );
+  });
+
+  it('stops releasing keys to an attested pod once an ephemeral container mounts its token', async () => {
+    const w = await workload(prod, 'reader-debugged', 'reader');
+    granted(await release(w.client, prod, 'resnet'));
+    const debug = {
+      spec: {
+        ephemeralContainers: [
+          {
+            name: 'debug',
+            image: 'localhost/busybox:test',
+            command: ['sleep', '3600'],
+            volumeMounts: [{ name: 'strongroom-token', mountPath: '/stolen', readOnly: true }],
+          },
+        ],
+      },
+    };
+    await must([
+      '-n',
+      prod,
+      'patch',
+      'pod',
+      'reader-debugged',
+      '--subresource=ephemeralcontainers',
+      '--type=strategic',
+      `-p=${JSON.stringify(debug)}`,
+    ]);
+    const error = await eventually('pod-not-injected refusal', async () => {
+      const r = await release(w.client, prod, 'resnet');
+      return 'error' in r && r.error.code === grpc.status.PERMISSION_DENIED ? r.error : undefined;
+    });
+    expect(error.details).toBe(POD_NOT_INJECTED);
+    expect(await denialEvent(prod, 'reader-debugged', /pod-not-injected/)).toContain(
+      'ephemeral container debug mounts volume strongroom-token',
     );
   });
 });
@@ -495,7 +697,9 @@ describe('WatchRevocations', () => {
     expect(revoked.message.revocation?.artifact?.name).toBe('short');
     const error = denied(await release(w.client, prod, 'short'));
     expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(error.details).toMatch(/Expired|expired/);
+    expect(error.details).not.toContain('short-lived');
+    expect(error.details).toMatch(/details are in the pod's events$/);
+    await denialEvent(prod, 'reader-short', /Expired|expired/);
     expect(stream.messages[0]?.message.heartbeat?.epoch).not.toBe('');
   });
 
@@ -554,7 +758,8 @@ describe('WatchRevocations', () => {
     expect(suspended.at - t0).toBeLessThan(1000);
     const refused = denied(await release(w.client, prod, 'quarantine'));
     expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(refused.details).toMatch(/quarantined/);
+    expect(refused.details).not.toMatch(/quarantined|q-readers/);
+    await denialEvent(prod, 'reader-q', /quarantined/);
     await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/quarantined-']);
     await released();
     const t1 = Date.now();
@@ -641,6 +846,19 @@ describe('PublishVersion', () => {
     // A reader has no publish grant.
     const refused = await publish(reader.client, request);
     expect(refused.error?.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(refused.error?.details).toBe(
+      "NoPublishGrant: no AccessGrant allows this workload to publish this version; details are in the broker's audit log",
+    );
+    await audited(
+      (e) =>
+        e.type === 'broker-access' &&
+        e.operation === 'publish-version' &&
+        e.reason === 'no-publish-grant' &&
+        typeof e.detail === 'string' &&
+        e.detail.length > 0 &&
+        !e.detail.startsWith('NoPublishGrant:'),
+      'publish refusal audit with its detail',
+    );
     const ok = await eventually('publish', async () => {
       const r = await publish(publisher.client, request);
       return r.ok;

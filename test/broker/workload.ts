@@ -7,13 +7,43 @@ import { generateKeyPairSync } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import forge from 'node-forge';
+import { SIDECAR_COMMAND } from '../../core/injection/contract.ts';
+import { buildPatch } from '../../core/injection/patch.ts';
+import { applyPatch } from '../../core/injection/testdata/json-patch.ts';
+import { DEFAULT_SIDECAR_IMAGE } from '../../operator/config.ts';
 import type { ReleaseKeyResponse__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
 import type { WatchRevocationsResponse__Output } from '../../proto/generated/strongroom/v1/WatchRevocationsResponse.ts';
 import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 
 export const keyBroker = loadKeyBroker();
 
-/** A pod that stays Pending (no scheduler picks it up) but exists, with a real UID. */
+/** The sidecar the test operators inject and the broker expects: the operator's default `--sidecar-image`. */
+export const TEST_SIDECAR = { image: DEFAULT_SIDECAR_IMAGE, command: SIDECAR_COMMAND };
+
+/**
+ * `pod` as the webhook injects it (the real core/injection patch builder, with no artifacts, applied as the API
+ * server applies it): the annotation, the native sidecar with `image`, and its token, mounted in the sidecar only.
+ * Broker tests create pods this way without running the webhook; the broker certifies only pods like this.
+ */
+export function asInjected(pod: V1Pod, image = TEST_SIDECAR.image): V1Pod {
+  const plan = {
+    sidecar: { version: 'v1' as const, artifacts: [] },
+    ciphertext: [],
+    plaintext: [],
+    output: undefined,
+    resolved: [],
+  };
+  const settings = {
+    image,
+    brokerAddress: '127.0.0.1:9444',
+    attestAddress: '127.0.0.1:9443',
+    caBundlePem: '',
+    operatorNamespace: 'strongroom-system',
+  };
+  return applyPatch(pod, buildPatch(pod, plan, settings));
+}
+
+/** A pod that stays Pending (no scheduler picks it up) but exists, with a real UID, looking injected. */
 export async function createPod(
   core: CoreV1Api,
   namespace: string,
@@ -23,7 +53,7 @@ export async function createPod(
 ): Promise<V1Pod> {
   return core.createNamespacedPod({
     namespace,
-    body: {
+    body: asInjected({
       metadata: { name, labels },
       spec: {
         serviceAccountName: serviceAccount,
@@ -31,7 +61,7 @@ export async function createPod(
         automountServiceAccountToken: false,
         containers: [{ name: 'main', image: 'localhost/busybox:test', command: ['sleep', '3600'] }],
       },
-    },
+    }),
   });
 }
 

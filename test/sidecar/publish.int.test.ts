@@ -269,7 +269,11 @@ describe('publishOutput against the real broker', () => {
       reason: 'refused',
       code: grpc.status.PERMISSION_DENIED,
     });
-    expect(outcome.published ? '' : outcome.message).toMatch(/no publish grant/);
+    // The caller is told the reason and a generic sentence; the detail (which grants almost matched) is audited.
+    expect(outcome.published ? '' : outcome.message).toMatch(
+      /NoPublishGrant: no AccessGrant allows this workload to publish this version; details are in the broker's audit log/,
+    );
+    expect(outcome.published ? '' : outcome.message).not.toContain('finetune-publish');
     expect(await readdir(artifactDir())).toEqual(['v1']);
     expect(await versionNames()).toEqual(['v1']);
     await eventually(

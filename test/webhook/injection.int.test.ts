@@ -16,6 +16,7 @@ import { request as httpsRequest } from 'node:https';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   ANNOTATION_ARTIFACTS,
+  ANNOTATION_CIPHERTEXT_CLAIM,
   ANNOTATION_PUBLISH,
   ANNOTATION_INJECTED,
   ANNOTATION_RESOLVED,
@@ -31,6 +32,7 @@ import {
   WEBHOOK_NAME,
 } from '../../operator/webhook/configuration.ts';
 import { MUTATE_PODS_PATH } from '../../operator/webhook/server.ts';
+import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
 import {
   clients,
@@ -44,12 +46,16 @@ import {
   appendVersion,
   artifactBody,
   createArtifact,
+  createGrant,
   getArtifact,
+  grantBody,
   sealedVersion,
 } from '../operator/objects.ts';
 
 const NS = 'strongroom-webhook-test';
 const APPS = 'wh-apps';
+/** Another team's namespace: alice, who creates pods in APPS, can read nothing here. */
+const SHARED = 'wh-shared';
 let cluster: ClusterInfo;
 let operator: OperatorProcess;
 let core: CoreV1Api;
@@ -166,7 +172,7 @@ afterAll(async () => {
   await admission.deleteValidatingAdmissionPolicyBinding({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
   await admission.deleteValidatingAdmissionPolicy({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
   await operator.stop();
-  await kubectl(cluster, ['delete', 'namespace', APPS, '--wait=false']);
+  await kubectl(cluster, ['delete', 'namespace', APPS, SHARED, '--wait=false']);
 });
 
 describe('the sidecar-injecting webhook on the real API server', () => {
@@ -260,6 +266,102 @@ describe('the sidecar-injecting webhook on the real API server', () => {
       expect(message).toContain(`ValidatingAdmissionPolicy '${OPT_IN_POLICY_NAME}'`);
       expect(message).toContain(`but not the label ${LABEL_INJECT}: "true"`);
     }
+  });
+
+  it('refuses a pod whose own container mounts a projected token of audience strongroom, or that shares its process namespace', async () => {
+    const own = pod('own-token', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' });
+    const train = own.spec?.containers[0];
+    if (own.spec === undefined || train === undefined) throw new Error('no container');
+    train.volumeMounts = [{ name: 'mine', mountPath: '/var/run/mine', readOnly: true }];
+    own.spec.volumes = [
+      {
+        name: 'mine',
+        projected: {
+          sources: [{ serviceAccountToken: { audience: 'strongroom', expirationSeconds: 600, path: 't' } }],
+        },
+      },
+    ];
+    expect(await refusal(APPS, own)).toContain(
+      'strongroom: container train mounts volume mine, a projected service account token for audience strongroom; only the injected Strongroom sidecar may hold one',
+    );
+    const shared = pod('shared-pid', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' });
+    if (shared.spec !== undefined) shared.spec.shareProcessNamespace = true;
+    expect(await refusal(APPS, shared)).toContain('strongroom: the pod sets shareProcessNamespace: true');
+  });
+
+  it("answers a pod author alike whether or not another namespace's artifact exists, until a grant there names the pod's service account", async () => {
+    const { custom } = clients(cluster.kubeconfig);
+    for (const args of [
+      ['create', 'namespace', SHARED],
+      ['-n', APPS, 'create', 'role', 'pod-author', '--verb=create,get,list,delete', '--resource=pods'],
+      ['-n', APPS, 'create', 'rolebinding', 'alice-pods', '--role=pod-author', '--user=alice'],
+    ]) {
+      const r = await kubectl(cluster, args);
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
+    await createArtifact(custom, SHARED, artifactBody('bert'));
+    const ready = await eventually('bert recipient key', async () => {
+      const a = await getArtifact(custom, SHARED, 'bert');
+      return a.status?.recipientPublicKey ? a : undefined;
+    });
+    await appendVersion(custom, ready, (await sealedVersion(ready, 'v1')).version);
+    // alice creates pods with her own credentials and cannot read the other namespace.
+    const alice = clients(userKubeconfig(cluster, 'alice', ['ml-researchers']));
+    const readShared = await alice.custom
+      .listNamespacedCustomObject({
+        group: 'strongroom.dev',
+        version: 'v1alpha1',
+        namespace: SHARED,
+        plural: 'modelartifacts',
+      })
+      .then(
+        () => 'allowed',
+        (error: unknown) => String((error as { code?: number }).code),
+      );
+    expect(readShared).toBe('403');
+    const asAlice = async (name: string, entry: string): Promise<string> => {
+      const body = pod(name, { [ANNOTATION_ARTIFACTS]: entry, [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' });
+      try {
+        await alice.core.createNamespacedPod({ namespace: APPS, body });
+      } catch (error) {
+        if (error instanceof ApiException)
+          return String((JSON.parse(String(error.body)) as { message?: string }).message);
+        throw error;
+      }
+      return 'admitted';
+    };
+    const uniform = (name: string): string =>
+      `ModelArtifact ${SHARED}/${name} is not available to service account ${APPS}/default: it does not exist or no AccessGrant names this service account`;
+    // The webhook's cache has bert by now (it had v1 for the artifact's sealing to start), so an existing artifact,
+    // a missing one, a missing version and latest all get the same answer.
+    const existing = await asAlice('peek-bert', `${SHARED}/bert@latest:/models/b`);
+    expect(existing).toContain(uniform('bert'));
+    expect(await asAlice('peek-bert-v9', `${SHARED}/bert@v9:/models/b`)).toContain(uniform('bert'));
+    const missing = await asAlice('peek-nope', `${SHARED}/nope@latest:/models/b`);
+    expect(missing).toContain(uniform('nope'));
+    expect(missing.replaceAll('nope', 'bert')).toBe(existing);
+    expect(existing).not.toMatch(/@v1|available:|claim in namespace/);
+    // A grant in the shared namespace naming another service account changes nothing; one naming APPS/default does.
+    await createGrant(
+      custom,
+      SHARED,
+      grantBody('bert-for-trainers', 'bert', { subjects: [{ namespace: APPS, serviceAccount: 'trainer' }] }),
+    );
+    expect(await asAlice('peek-bert-2', `${SHARED}/bert@v1:/models/b`)).toContain(uniform('bert'));
+    await createGrant(
+      custom,
+      SHARED,
+      grantBody('bert-for-default', 'bert', { subjects: [{ namespace: APPS, serviceAccount: 'default' }] }),
+    );
+    const told = await eventually('the webhook to see the grant', async () => {
+      const answer = await asAlice(
+        `granted-${String(Math.random()).slice(2, 8)}`,
+        `${SHARED}/bert@v9:/models/b`,
+      );
+      return answer.includes('not available to service account') ? undefined : answer;
+    });
+    expect(told).toContain(`ModelArtifact ${SHARED}/bert has no version v9 (available: v1)`);
+    expect(await asAlice('granted-bert', `${SHARED}/bert@v1:/models/b`)).toBe('admitted');
   });
 
   it("is timed by the API server's own admission metric", async () => {

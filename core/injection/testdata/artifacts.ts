@@ -1,11 +1,12 @@
 /**
  * The ModelArtifacts the injection tests resolve against, and a lookup over them. ml-dev holds resnet50 (v1, v2
  * with its own path, v3 withdrawn), imagenet, finetuned (a publish target that is Ready), fresh (no versions, not
- * Ready) and dying (being deleted); ml-shared holds bert. The recipient key is a fixed X25519 key.
+ * Ready) and dying (being deleted); ml-shared holds bert, which an AccessGrant there grants to ml-dev/trainer.
+ * The recipient key is a fixed X25519 key.
  */
 import { createHash } from 'node:crypto';
-import type { ModelArtifact, ModelArtifactVersion } from '../../api/index.ts';
-import type { ArtifactLookup } from '../plan.ts';
+import type { AccessGrant, ModelArtifact, ModelArtifactVersion } from '../../api/index.ts';
+import type { ArtifactLookup, CrossNamespaceAccess, GrantLookup } from '../plan.ts';
 import type { InjectionSettings } from '../patch.ts';
 
 export const RECIPIENT_PEM =
@@ -115,3 +116,36 @@ export const SETTINGS: InjectionSettings = {
   caBundlePem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
   operatorNamespace: 'strongroom-system',
 };
+
+/** A read grant in `namespace` for `artifact` naming `subjects` (`<namespace>/<service account>`). */
+export function grant(namespace: string, name: string, artifact: string, subjects: string[]): AccessGrant {
+  return {
+    apiVersion: 'strongroom.dev/v1alpha1',
+    kind: 'AccessGrant',
+    metadata: { namespace, name, uid: uidOf(`grant-${name}`) },
+    spec: {
+      artifactRef: { name: artifact },
+      versions: { match: 'all' },
+      mode: 'read',
+      subjects: subjects.map((s) => {
+        const [ns = '', sa = ''] = s.split('/');
+        return { namespace: ns, serviceAccount: sa };
+      }),
+    },
+  } as AccessGrant;
+}
+
+/** ml-shared grants bert to ml-dev/trainer (the fixture pods' service account); ml-dev grants resnet50 to
+ * ml-shared/trainer. */
+export const GRANTS: readonly AccessGrant[] = [
+  grant('ml-shared', 'bert-for-dev', 'bert', ['ml-dev/trainer']),
+  grant('ml-dev', 'resnet50-for-shared', 'resnet50', ['ml-shared/trainer']),
+];
+
+/** A grant lookup over `grants` (default {@link GRANTS}). */
+export function grantsIn(grants: readonly AccessGrant[] = GRANTS): GrantLookup {
+  return (namespace) => grants.filter((g) => g.metadata.namespace === namespace);
+}
+
+/** The fixture pods' service account, ml-dev/trainer, with {@link GRANTS}. */
+export const ACCESS: CrossNamespaceAccess = { serviceAccount: 'trainer', grants: grantsIn() };

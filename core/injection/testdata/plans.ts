@@ -8,17 +8,18 @@ import { parseInjectionRequest } from '../annotation.ts';
 import { ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH, SIDECAR_CONTAINER } from '../contract.ts';
 import { InjectionError } from '../errors.ts';
 import { planInjection, type InjectionPlan } from '../plan.ts';
-import { lookupIn } from './artifacts.ts';
+import { ACCESS, lookupIn } from './artifacts.ts';
 
 /** Parses and plans `annotations` for a pod in `namespace`. */
 export function planOf(
   annotations: Record<string, string>,
   namespace = 'ml-dev',
   lookup = lookupIn(),
+  access = ACCESS,
 ): InjectionPlan {
   const request = parseInjectionRequest(annotations);
   if (request === undefined) throw new Error('no request');
-  return planInjection(request, namespace, lookup);
+  return planInjection(request, namespace, lookup, access);
 }
 
 /** The InjectionError `fn` throws; fails the test when it throws nothing or something else. */
@@ -37,8 +38,9 @@ export function refusal(
   annotations: Record<string, string>,
   namespace = 'ml-dev',
   lookup = lookupIn(),
+  access = ACCESS,
 ): InjectionError {
-  return errorOf(() => planOf(annotations, namespace, lookup));
+  return errorOf(() => planOf(annotations, namespace, lookup, access));
 }
 
 /** Two artifacts read (resnet50@latest at /models/resnet50, imagenet at /data) and finetuned@v2 published at /output. */

@@ -1,0 +1,412 @@
+import { readFileSync } from 'node:fs';
+import type { V1Container, V1EphemeralContainer, V1Pod, V1Volume } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { ANNOTATION_INJECTED, SIDECAR_COMMAND, SIDECAR_CONTAINER } from './contract.ts';
+import { buildPatch } from './patch.ts';
+import { admit, type AdmissionReview } from './review.ts';
+import { SETTINGS, grantsIn, lookupIn } from './testdata/artifacts.ts';
+import { applyPatch } from './testdata/json-patch.ts';
+import { READ_AND_PUBLISH, appPod } from './testdata/plans.ts';
+import { admissionProblem, verificationView, verifyInjectedPod } from './verify.ts';
+
+const EXPECTED = { image: SETTINGS.image, command: SIDECAR_COMMAND };
+
+/** A pod exactly as the webhook injects it (the real patch builder, applied as the API server would). */
+function injectedPod(): V1Pod {
+  const pod = appPod(true);
+  return applyPatch(pod, buildPatch(pod, READ_AND_PUBLISH, SETTINGS));
+}
+
+const token = (name: string): V1Volume => ({
+  name,
+  projected: {
+    sources: [{ serviceAccountToken: { audience: 'strongroom', expirationSeconds: 600, path: 't' } }],
+  },
+});
+
+function spec(p: V1Pod): NonNullable<V1Pod['spec']> {
+  if (p.spec === undefined) throw new Error('no spec');
+  return p.spec;
+}
+function sidecar(p: V1Pod): V1Container {
+  const s = spec(p).initContainers?.find((c) => c.name === SIDECAR_CONTAINER);
+  if (s === undefined) throw new Error('no sidecar');
+  return s;
+}
+function app(p: V1Pod): V1Container {
+  const c = spec(p).containers[0];
+  if (c === undefined) throw new Error('no app container');
+  return c;
+}
+const ephemeral = (extra: Partial<V1EphemeralContainer>): V1EphemeralContainer => ({
+  name: 'debug',
+  image: 'busybox',
+  ...extra,
+});
+
+/** Each change to an injected pod, and what verifyInjectedPod says about it. */
+const TAMPERED: [string, (p: V1Pod) => void, string][] = [
+  [
+    'no injected annotation',
+    (p) => {
+      Reflect.deleteProperty(p.metadata?.annotations ?? {}, ANNOTATION_INJECTED);
+    },
+    'does not carry the annotation strongroom.dev/injected: v1',
+  ],
+  [
+    'another injection version',
+    (p) => {
+      (p.metadata?.annotations ?? {})[ANNOTATION_INJECTED] = 'v0';
+    },
+    'does not carry the annotation',
+  ],
+  [
+    'shareProcessNamespace',
+    (p) => {
+      spec(p).shareProcessNamespace = true;
+    },
+    'shareProcessNamespace: true',
+  ],
+  [
+    'hostPID',
+    (p) => {
+      spec(p).hostPID = true;
+    },
+    'hostPID: true',
+  ],
+  [
+    'no sidecar',
+    (p) => {
+      spec(p).initContainers = (spec(p).initContainers ?? []).filter((c) => c.name !== SIDECAR_CONTAINER);
+    },
+    'no single init container named strongroom-sidecar',
+  ],
+  [
+    'the sidecar as an app container',
+    (p) => {
+      const s = sidecar(p);
+      spec(p).initContainers = (spec(p).initContainers ?? []).filter((c) => c !== s);
+      spec(p).containers.push(s);
+    },
+    'no single init container named strongroom-sidecar',
+  ],
+  [
+    'a sidecar that is not native',
+    (p) => {
+      Reflect.deleteProperty(sidecar(p), 'restartPolicy');
+    },
+    'is not a native sidecar',
+  ],
+  [
+    'another sidecar image',
+    (p) => {
+      sidecar(p).image = 'registry.example/evil:1';
+    },
+    'runs image "registry.example/evil:1", not the configured sidecar image "registry.example/strongroom:0.1.0"',
+  ],
+  [
+    'another sidecar command',
+    (p) => {
+      sidecar(p).command = ['/bin/sh', '-c', 'cat /var/run/strongroom/token/token'];
+    },
+    'runs command',
+  ],
+  [
+    'args on the sidecar',
+    (p) => {
+      sidecar(p).args = ['--inspect'];
+    },
+    'has args',
+  ],
+  [
+    'NODE_OPTIONS on the sidecar',
+    (p) => {
+      sidecar(p).env?.push({ name: 'NODE_OPTIONS', value: '--import=data:text/javascript,...' });
+    },
+    'sets environment variable "NODE_OPTIONS"',
+  ],
+  [
+    'envFrom on the sidecar',
+    (p) => {
+      sidecar(p).envFrom = [{ configMapRef: { name: 'x' } }];
+    },
+    'has envFrom',
+  ],
+  [
+    'a lifecycle hook on the sidecar',
+    (p) => {
+      sidecar(p).lifecycle = { postStart: { exec: { command: ['sh'] } } };
+    },
+    'has lifecycle hooks',
+  ],
+  [
+    'an exec probe on the sidecar',
+    (p) => {
+      sidecar(p).livenessProbe = { exec: { command: ['node', '-e', '1'] } };
+    },
+    'has an exec probe',
+  ],
+  [
+    'a foreign volume over the sidecar code',
+    (p) => {
+      spec(p).volumes?.push({ name: 'code', emptyDir: {} });
+      sidecar(p).volumeMounts?.push({ name: 'code', mountPath: '/app/dist' });
+    },
+    'mounts volume code at /app/dist',
+  ],
+  [
+    'a strongroom volume mounted outside /var/run/strongroom in the sidecar',
+    (p) => {
+      sidecar(p).volumeMounts?.push({ name: 'strongroom-tmp', mountPath: '/app/dist' });
+    },
+    'injection mounts only strongroom-* volumes under /var/run/strongroom',
+  ],
+  [
+    'the token mounted in an app container',
+    (p) => {
+      app(p).volumeMounts?.push({ name: 'strongroom-token', mountPath: '/t', readOnly: true });
+    },
+    'container trainer mounts volume strongroom-token, which only strongroom-sidecar may mount (a projected service account token for audience strongroom)',
+  ],
+  [
+    'a second strongroom token under another name in an app container',
+    (p) => {
+      spec(p).volumes?.push(token('innocent'));
+      app(p).volumeMounts?.push({ name: 'innocent', mountPath: '/t' });
+    },
+    'container trainer mounts volume innocent',
+  ],
+  [
+    'the token in another init container',
+    (p) => {
+      spec(p).initContainers?.push({
+        name: 'copy',
+        image: 'busybox',
+        volumeMounts: [{ name: 'strongroom-token', mountPath: '/t' }],
+      });
+    },
+    'init container copy mounts volume strongroom-token',
+  ],
+  [
+    'the token in an ephemeral container',
+    (p) => {
+      spec(p).ephemeralContainers = [
+        ephemeral({ volumeMounts: [{ name: 'strongroom-token', mountPath: '/t' }] }),
+      ];
+    },
+    'ephemeral container debug mounts volume strongroom-token',
+  ],
+  [
+    'an ephemeral container in the sidecar process namespace',
+    (p) => {
+      spec(p).ephemeralContainers = [ephemeral({ targetContainerName: SIDECAR_CONTAINER })];
+    },
+    'targets the process namespace of strongroom-sidecar',
+  ],
+  [
+    'the ciphertext in an app container',
+    (p) => {
+      app(p).volumeMounts?.push({ name: 'strongroom-cipher-0', mountPath: '/c' });
+    },
+    'mounts volume strongroom-cipher-0, which only strongroom-sidecar may mount',
+  ],
+  [
+    'the sidecar scratch space in an app container',
+    (p) => {
+      app(p).volumeMounts?.push({ name: 'strongroom-tmp', mountPath: '/c' });
+    },
+    'mounts volume strongroom-tmp',
+  ],
+];
+
+describe('verifyInjectedPod', () => {
+  it('accepts a pod exactly as injected, for reading and publishing', () => {
+    expect(verifyInjectedPod(injectedPod(), EXPECTED)).toBeUndefined();
+  });
+
+  it('accepts the app reading its plaintext and writing its output', () => {
+    const p = injectedPod();
+    expect(app(p).volumeMounts?.map((m) => m.name)).toContain('strongroom-plain-0');
+    expect(app(p).volumeMounts?.map((m) => m.name)).toContain('strongroom-output');
+    expect(verifyInjectedPod(p, EXPECTED)).toBeUndefined();
+  });
+
+  it("accepts the API server's service-account token mount in the sidecar (automountServiceAccountToken)", () => {
+    const p = injectedPod();
+    spec(p).volumes?.push({
+      name: 'kube-api-access-x7k2p',
+      projected: { sources: [{ serviceAccountToken: { path: 'token' } }] },
+    });
+    sidecar(p).volumeMounts?.push({
+      name: 'kube-api-access-x7k2p',
+      mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+      readOnly: true,
+    });
+    expect(verifyInjectedPod(p, EXPECTED)).toBeUndefined();
+  });
+
+  it('accepts a debugging ephemeral container that neither mounts the token nor targets the sidecar', () => {
+    const p = injectedPod();
+    spec(p).ephemeralContainers = [ephemeral({ targetContainerName: 'trainer' })];
+    expect(verifyInjectedPod(p, EXPECTED)).toBeUndefined();
+  });
+
+  it.each(TAMPERED)('refuses %s', (_, change, reason) => {
+    const p = injectedPod();
+    change(p);
+    expect(verifyInjectedPod(p, EXPECTED)).toContain(reason);
+  });
+
+  it('refuses the right image with another command list', () => {
+    expect(verifyInjectedPod(injectedPod(), { image: SETTINGS.image, command: ['/bin/true'] })).toContain(
+      'runs command',
+    );
+  });
+
+  it.each([
+    ['null', null],
+    ['undefined', undefined],
+    ['no metadata', { spec: { containers: [] } }],
+    ['annotations not a map', { metadata: { annotations: [] }, spec: { containers: [] } }],
+    ['no spec', { metadata: { annotations: { [ANNOTATION_INJECTED]: 'v1' } } }],
+    [
+      'containers not a list',
+      { metadata: { annotations: { [ANNOTATION_INJECTED]: 'v1' } }, spec: { containers: {} } },
+    ],
+    [
+      'a container without a name',
+      { metadata: { annotations: { [ANNOTATION_INJECTED]: 'v1' } }, spec: { containers: [{}] } },
+    ],
+    [
+      'volumes not a list',
+      {
+        metadata: { annotations: { [ANNOTATION_INJECTED]: 'v1' } },
+        spec: { containers: [{ name: 'a' }], volumes: 'x' },
+      },
+    ],
+  ])('fails closed on %s', (_, pod) => {
+    expect(verifyInjectedPod(pod as V1Pod, EXPECTED)).toEqual(expect.any(String));
+  });
+
+  it('fails closed on malformed mounts of another container', () => {
+    const p = injectedPod();
+    (app(p) as unknown as { volumeMounts: unknown }).volumeMounts = [{ name: 'strongroom-token' }];
+    expect(verifyInjectedPod(p, EXPECTED)).toContain('malformed volumeMounts');
+  });
+});
+
+describe('verificationView', () => {
+  it.each([
+    ['as injected', () => undefined] as [string, (p: V1Pod) => void],
+    ...TAMPERED.map(([n, c]) => [n, c] as [string, (p: V1Pod) => void]),
+  ])('keeps what the verdict needs: %s', (_, change) => {
+    const p = injectedPod();
+    change(p);
+    expect(verifyInjectedPod(verificationView(p), EXPECTED)).toBe(verifyInjectedPod(p, EXPECTED));
+  });
+
+  it('keeps no env values, no plan and nothing of a pod that is not injected', () => {
+    const view = verificationView(injectedPod());
+    expect(JSON.stringify(view)).not.toContain('BEGIN CERTIFICATE');
+    expect(JSON.stringify(view)).not.toContain('ciphertextPath');
+    expect(verificationView(appPod(true))).toEqual({ metadata: {} });
+  });
+});
+
+function review(name: string): { request: { object: V1Pod } } & Record<string, unknown> {
+  return JSON.parse(readFileSync(new URL(`testdata/${name}.json`, import.meta.url), 'utf8')) as {
+    request: { object: V1Pod };
+  };
+}
+const decide = (body: unknown): AdmissionReview => admit(body, lookupIn(), SETTINGS, grantsIn());
+
+/** Changes to a pod the webhook is about to inject, and the denial they draw. */
+const AT_ADMISSION: [string, (p: V1Pod) => void, string][] = [
+  [
+    'its container mounting a strongroom token under its own name',
+    (p) => {
+      spec(p).volumes?.push(token('mine'));
+      app(p).volumeMounts?.push({ name: 'mine', mountPath: '/t' });
+    },
+    'container trainer mounts volume mine, a projected service account token for audience strongroom; only the injected Strongroom sidecar may hold one',
+  ],
+  [
+    'an init container mounting one',
+    (p) => {
+      spec(p).volumes?.push(token('mine'));
+      spec(p).initContainers = [
+        { name: 'pre', image: 'busybox', volumeMounts: [{ name: 'mine', mountPath: '/t' }] },
+      ];
+    },
+    'init container pre mounts volume mine',
+  ],
+  [
+    'a container mounting a strongroom- volume',
+    (p) => {
+      spec(p).volumes?.push({ name: 'strongroom-plain-7', emptyDir: {} });
+      app(p).volumeMounts?.push({ name: 'strongroom-plain-7', mountPath: '/p' });
+    },
+    'container trainer mounts volume strongroom-plain-7; volumes named strongroom-* are injected by Strongroom',
+  ],
+  [
+    'a volume with a strongroom- name, even unmounted',
+    (p) => {
+      spec(p).volumes?.push({ name: 'strongroom-mine', emptyDir: {} });
+    },
+    'the pod already has a volume named strongroom-mine; volume names starting with strongroom- are reserved',
+  ],
+  [
+    'shareProcessNamespace',
+    (p) => {
+      spec(p).shareProcessNamespace = true;
+    },
+    'the pod sets shareProcessNamespace: true; another container could read the Strongroom sidecar',
+  ],
+  [
+    'hostPID',
+    (p) => {
+      spec(p).hostPID = true;
+    },
+    'the pod sets hostPID: true',
+  ],
+];
+
+describe('admissionProblem and the webhook', () => {
+  it('finds nothing wrong with the fixture pods', () => {
+    for (const name of ['training-pod', 'job-pod'])
+      expect(admissionProblem(review(name).request.object)).toBeUndefined();
+  });
+
+  it.each(AT_ADMISSION)('denies a pod with %s', (_, change, message) => {
+    const f = review('training-pod');
+    change(f.request.object);
+    expect(admissionProblem(f.request.object)).toContain(message);
+    const answer = decide(f);
+    expect(answer.response?.allowed).toBe(false);
+    expect(answer.response?.status?.code).toBe(400);
+    expect(answer.response?.status?.message).toContain(`strongroom: ${message}`);
+  });
+
+  it('denies the own-token-pod fixture (a container mounting a projected token of audience strongroom)', () => {
+    const answer = decide(review('own-token-pod'));
+    expect(answer.response?.allowed).toBe(false);
+    expect(answer.response?.status?.message).toBe(
+      'strongroom: container trainer mounts volume my-token, a projected service account token for audience strongroom; only the injected Strongroom sidecar may hold one; remove the mount',
+    );
+  });
+
+  it('denies a pod that carries strongroom.dev/injected but was not injected', () => {
+    const f = review('own-token-pod');
+    (f.request.object.metadata?.annotations ?? {})[ANNOTATION_INJECTED] = 'v1';
+    const answer = decide(f);
+    expect(answer.response?.allowed).toBe(false);
+    expect(answer.response?.status?.message).toContain(
+      'strongroom: the pod carries strongroom.dev/injected but is not as Strongroom injects it: the pod has no single init container named strongroom-sidecar',
+    );
+  });
+
+  it('passes a pod that was injected through unchanged', () => {
+    const f = review('injected-pod');
+    expect(decide(f).response).toEqual({ uid: (f.request as unknown as { uid: string }).uid, allowed: true });
+  });
+});
