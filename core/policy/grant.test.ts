@@ -1,3 +1,4 @@
+import { DEFAULT_CLASSIFICATION_TABLE, parseClassificationConfig } from './classification.ts';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type {
@@ -9,6 +10,8 @@ import type {
   ModelArtifact,
 } from '../api/index.ts';
 import {
+  APPROVERS,
+  REQUESTER,
   NAMESPACES,
   NOT_BEFORE,
   EXPIRES,
@@ -22,7 +25,6 @@ import {
 } from './testdata/objects.ts';
 import { statusEqual } from './conditions.ts';
 import {
-  DEFAULT_GRANT_POLICY,
   QUARANTINE_ANNOTATION,
   REVOKED_ANNOTATION,
   endsAccess,
@@ -32,6 +34,9 @@ import {
   type GrantInput,
   type GrantPhase,
 } from './grant.ts';
+
+/** The default table with some ConfigMap keys changed. */
+const table = (data: Record<string, string>) => parseClassificationConfig(data);
 
 const at = (iso: string, deltaMs = 0) => new Date(new Date(iso).getTime() + deltaMs);
 
@@ -50,7 +55,7 @@ function evaluate(g: AccessGrant, overrides: Partial<Omit<GrantInput, 'grant'>> 
     grant: g,
     artifact: 'artifact' in overrides ? overrides.artifact : artifact(),
     namespaces: overrides.namespaces ?? NAMESPACES,
-    policy: overrides.policy ?? DEFAULT_GRANT_POLICY,
+    policy: overrides.policy ?? DEFAULT_CLASSIFICATION_TABLE,
     now: overrides.now ?? NOW,
   });
 }
@@ -226,10 +231,7 @@ describe('evaluateGrant: each rule', () => {
   describe('6. environments', () => {
     it.each([
       ['two namespaces with the same label', 'ml-dev', 'ml-dev-2', false],
-      ['two unlabelled namespaces', 'plain', 'plain-2', false],
       ['dev and prod', 'ml-dev', 'ml-prod', true],
-      ['a labelled grant namespace and an unlabelled subject namespace', 'ml-dev', 'plain', true],
-      ['an unlabelled grant namespace and a labelled subject namespace', 'plain', 'ml-dev', true],
     ])('%s (%s vs %s): crosses %s', (_what, home, subjectNs, crosses) => {
       const g = grant({ subjects: [{ namespace: subjectNs, serviceAccount: 'sa' }] }, { namespace: home });
       const d = evaluate(g, { artifact: artifact({ namespace: home }) });
@@ -239,6 +241,61 @@ describe('evaluateGrant: each rule', () => {
           ? { phase: 'Denied', reason: 'CrossEnvironmentNotAllowed' }
           : { phase: 'Active', reason: 'Granted' },
       );
+    });
+
+    it.each([
+      ['two unlabelled namespaces', 'plain', 'plain-2', false],
+      ['a labelled grant namespace and an unlabelled subject namespace', 'ml-dev', 'plain', true],
+      ['an unlabelled grant namespace and a labelled subject namespace', 'plain', 'ml-dev', true],
+    ])('for a public artifact, %s (%s vs %s): crosses %s', (_what, home, subjectNs, crosses) => {
+      const g = grant({ subjects: [{ namespace: subjectNs, serviceAccount: 'sa' }] }, { namespace: home });
+      const d = evaluate(g, { artifact: artifact({ namespace: home, classification: 'public' }) });
+      expect(d.crossEnvironmentSubjects).toEqual(crosses ? [`${subjectNs}/sa`] : []);
+      expect(d).toMatchObject(
+        crosses
+          ? { phase: 'Denied', reason: 'CrossEnvironmentNotAllowed' }
+          : { phase: 'Active', reason: 'Granted' },
+      );
+    });
+
+    it.each(['internal', 'confidential', 'restricted'] as const)(
+      '5b. denies a %s artifact to unlabelled namespaces (Denied/NoEnvironment), naming them',
+      (classification) => {
+        for (const [home, subjects, named] of [
+          ['plain', [{ namespace: 'plain-2', serviceAccount: 'a' }], 'Namespaces plain, plain-2'],
+          ['ml-dev', [{ namespace: 'plain', serviceAccount: 'a' }], 'Namespace plain,'],
+          ['plain', [{ namespace: 'ml-dev', serviceAccount: 'a' }], 'Namespace plain,'],
+          [
+            'ml-dev',
+            [
+              { namespace: 'ml-dev', serviceAccount: 'a' },
+              { namespace: 'plain-2', serviceAccount: 'b' },
+            ],
+            'Namespace plain-2,',
+          ],
+        ] as const) {
+          const g = grant(
+            { subjects: [...subjects], crossEnvironment: true, approvals: approvals(2) },
+            { namespace: home },
+          );
+          const d = evaluate(g, { artifact: artifact({ namespace: home, classification }) });
+          expect(d).toMatchObject({
+            phase: 'Denied',
+            reason: 'NoEnvironment',
+            nextEvaluationAt: at(EXPIRES),
+          });
+          expect(d.message).toContain(named);
+          expect(d.message).toContain('no strongroom.dev/environment label');
+          expect(d.message).toContain(`ModelArtifact ${home}/resnet50 is ${classification}`);
+        }
+      },
+    );
+
+    it('5b. counts an empty environment label as none', () => {
+      const namespaces = new Map(NAMESPACES).set('empty', { exists: true, environment: '' });
+      const g = grant({ subjects: [{ namespace: 'empty', serviceAccount: 'a' }] }, { namespace: 'empty' });
+      const d = evaluate(g, { artifact: artifact({ namespace: 'empty' }), namespaces });
+      expect(d.reason).toBe('NoEnvironment');
     });
 
     it('denies a crossing grant without spec.crossEnvironment, naming the subjects and environments', () => {
@@ -260,60 +317,159 @@ describe('evaluateGrant: each rule', () => {
       const d = evaluate(g, { artifact: artifact({ classification: 'restricted' }) });
       expect(d).toMatchObject({ phase: 'Denied', reason: 'RestrictedCannotCrossEnvironments' });
       expect(d.message).toContain('ModelArtifact ml-dev/resnet50 is restricted');
+      expect(d.message).toContain('restricted.crossEnvironment is false');
+      expect(d.approved).toMatchObject({ status: 'False', reason: 'RestrictedCannotCrossEnvironments' });
     });
 
-    it('allows a restricted artifact within one environment', () => {
-      const g = grant({ subjects: [{ namespace: 'ml-dev-2', serviceAccount: 'a' }] });
+    it('denies any classification across environments when the table says crossEnvironment false', () => {
+      const policy = table({ 'confidential.crossEnvironment': 'false' });
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(8) });
+      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }), policy });
+      expect(d).toMatchObject({ phase: 'Denied', reason: 'CrossEnvironmentNotAllowed' });
+      expect(d.message).toContain('confidential.crossEnvironment is false');
+      // ... and a restricted artifact may cross when the table allows it.
+      const open = table({ 'restricted.crossEnvironment': 'true' });
+      const r = evaluate(g, { artifact: artifact({ classification: 'restricted' }), policy: open });
+      expect(r).toMatchObject({ phase: 'Active', reason: 'Granted' });
+    });
+
+    it('allows a restricted artifact within one environment once it has its 2 approvals', () => {
+      const g = grant({
+        subjects: [{ namespace: 'ml-dev-2', serviceAccount: 'a' }],
+        approvals: approvals(2),
+      });
       expect(evaluate(g, { artifact: artifact({ classification: 'restricted' }) }).phase).toBe('Active');
-    });
-
-    it.each([
-      ['public', 0, 'InsufficientApprovals'],
-      ['public', 1, 'Granted'],
-      ['internal', 1, 'Granted'],
-      ['confidential', 1, 'InsufficientApprovals'],
-      ['confidential', 2, 'Granted'],
-      ['confidential', 3, 'Granted'],
-    ] as const)('%s with %d approvals → %s', (classification, n, reason) => {
-      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(n) });
-      expect(evaluate(g, { artifact: artifact({ classification }) }).reason).toBe(reason);
-    });
-
-    it('says how many approvals are needed and present', () => {
-      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) });
-      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }) });
-      expect(d.phase).toBe('Denied');
-      expect(d.message).toContain('needs 2 approvals, AccessGrant ml-dev/g1 has 1');
-    });
-
-    it('counts each approver once', () => {
-      const twice = [
-        { approver: 'alice', approvedAt: NOT_BEFORE },
-        { approver: 'alice', approvedAt: NOT_BEFORE },
-      ];
-      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: twice });
-      expect(evaluate(g, { artifact: artifact({ classification: 'confidential' }) }).reason).toBe(
-        'InsufficientApprovals',
+      const one = grant({
+        subjects: [{ namespace: 'ml-dev-2', serviceAccount: 'a' }],
+        approvals: approvals(1),
+      });
+      expect(evaluate(one, { artifact: artifact({ classification: 'restricted' }) }).reason).toBe(
+        'AwaitingApproval',
       );
     });
 
     it.each([
-      ['0', 0, 0, 'InsufficientApprovals'],
-      ['-3', -3, 0, 'InsufficientApprovals'],
-      ['NaN', Number.NaN, 8, 'InsufficientApprovals'],
-      ['1.5', 1.5, 1, 'InsufficientApprovals'],
-      ['1.5', 1.5, 2, 'Granted'],
-      ['3', 3, 3, 'Granted'],
-    ])(
-      'reads a policy of %s required approvals fail-closed (%d → with %d given: %s)',
-      (_label, required, n, reason) => {
-        const policy = {
-          approvalsRequired: { ...DEFAULT_GRANT_POLICY.approvalsRequired, internal: required },
-        };
-        const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(n) });
-        expect(evaluate(g, { policy }).reason).toBe(reason);
-      },
-    );
+      // Within one environment: C.approvals (public 0, internal 0, confidential 1, restricted 2).
+      ['public', false, 0, 'Granted'],
+      ['internal', false, 0, 'Granted'],
+      ['confidential', false, 0, 'AwaitingApproval'],
+      ['confidential', false, 1, 'Granted'],
+      ['restricted', false, 1, 'AwaitingApproval'],
+      ['restricted', false, 2, 'Granted'],
+      // Across: C.crossEnvironmentApprovals (public 1, internal 1, confidential 2).
+      ['public', true, 0, 'AwaitingApproval'],
+      ['public', true, 1, 'Granted'],
+      ['internal', true, 0, 'AwaitingApproval'],
+      ['internal', true, 1, 'Granted'],
+      ['confidential', true, 1, 'AwaitingApproval'],
+      ['confidential', true, 2, 'Granted'],
+      ['confidential', true, 3, 'Granted'],
+    ] as const)('%s, crossing %s, with %d approvals → %s', (classification, crosses, n, reason) => {
+      const g = grant({
+        subjects: [crosses ? prodSubject : { namespace: 'ml-dev-2', serviceAccount: 'a' }],
+        crossEnvironment: crosses,
+        approvals: approvals(n),
+      });
+      const d = evaluate(g, { artifact: artifact({ classification }) });
+      expect(d.reason).toBe(reason);
+      expect(d.phase).toBe(reason === 'Granted' ? 'Active' : 'Pending');
+      expect(d.approvedBy).toEqual(reason === 'Granted' ? approvals(n).map((a) => a.approver) : []);
+    });
+
+    it('AwaitingApproval says how many more, from which groups, and how many it has', () => {
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) });
+      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }) });
+      expect(d).toMatchObject({
+        phase: 'Pending',
+        reason: 'AwaitingApproval',
+        nextEvaluationAt: at(EXPIRES),
+      });
+      expect(d.message).toBe(
+        'AccessGrant ml-dev/g1 is waiting for 1 more approval from members of strongroom:approvers: a cross-environment grant for a confidential artifact needs 2 (confidential.crossEnvironmentApprovals), by approvers other than the requester requester@example.com; it has 1 (approver-0@example.com).',
+      );
+      expect(d.approved).toEqual({ status: 'False', reason: 'AwaitingApproval', message: d.message });
+      const none = evaluate(grant({ approvals: [] }), {
+        artifact: artifact({ classification: 'restricted' }),
+      });
+      expect(none.message).toContain('waiting for 2 more approvals from members of strongroom:approvers');
+      expect(none.message).toContain('(restricted.approvals)');
+      expect(none.message).toContain('it has none.');
+    });
+
+    it('counts each approver once', () => {
+      const twice = [
+        { approver: 'alice', groups: [APPROVERS], approvedAt: NOT_BEFORE },
+        { approver: 'alice', groups: [APPROVERS], approvedAt: NOT_BEFORE },
+      ];
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: twice });
+      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }) });
+      expect(d.reason).toBe('AwaitingApproval');
+      expect(d.message).toContain('it has 1 (alice)');
+    });
+
+    it("never counts the requester's own approval", () => {
+      const own = [{ approver: REQUESTER, groups: [APPROVERS], approvedAt: NOT_BEFORE }, ...approvals(1)];
+      const g = grant({ approvals: own });
+      const d = evaluate(g, { artifact: artifact({ classification: 'restricted' }) });
+      expect(d.reason).toBe('AwaitingApproval');
+      expect(d.message).toContain(`Not counted: ${REQUESTER} is the requester.`);
+      const ok = evaluate(grant({ approvals: [...own, ...approvals(2).slice(1)] }), {
+        artifact: artifact({ classification: 'restricted' }),
+      });
+      expect(ok).toMatchObject({
+        phase: 'Active',
+        approvedBy: ['approver-0@example.com', 'approver-1@example.com'],
+      });
+    });
+
+    it('counts an approval only when one of its groups is an approver group of the classification', () => {
+      const policy = table({ 'confidential.approverGroups': 'ml-leads,security-leads' });
+      const art = artifact({ classification: 'confidential' });
+      for (const groups of [[], ['strongroom:approvers'], ['ML-LEADS'], ['ml-leads-2']]) {
+        const d = evaluate(grant({ approvals: approvals(1, groups) }), { artifact: art, policy });
+        expect(d.reason).toBe('AwaitingApproval');
+        expect(d.message).toContain(
+          'Not counted: approver-0@example.com is not approving as a member of ml-leads, security-leads.',
+        );
+      }
+      for (const groups of [['security-leads'], ['other', 'ml-leads']]) {
+        const d = evaluate(grant({ approvals: approvals(1, groups) }), { artifact: art, policy });
+        expect(d).toMatchObject({ phase: 'Active', approvedBy: ['approver-0@example.com'] });
+      }
+      // An approval without groups (recorded before the field existed) never counts.
+      const bare = [{ approver: 'old@example.com', approvedAt: NOT_BEFORE }];
+      expect(evaluate(grant({ approvals: bare }), { artifact: art }).reason).toBe('AwaitingApproval');
+    });
+
+    it('lists only counted approvers, in spec order, in approvedBy and the Approved message', () => {
+      const list = [
+        { approver: 'zed', groups: [APPROVERS], approvedAt: NOT_BEFORE },
+        { approver: REQUESTER, groups: [APPROVERS], approvedAt: NOT_BEFORE },
+        { approver: 'amy', groups: ['nobody'], approvedAt: NOT_BEFORE },
+        { approver: 'bob', groups: [APPROVERS], approvedAt: NOT_BEFORE },
+      ];
+      const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: list });
+      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }) });
+      expect(d).toMatchObject({ phase: 'Active', approvedBy: ['zed', 'bob'] });
+      expect(d.approved).toMatchObject({ status: 'True', reason: 'Approved' });
+      expect(d.approved.message).toContain('approved by zed, bob (2 required for confidential)');
+      expect(d.message).toContain('approved by zed, bob');
+    });
+
+    it('fails closed without spec.requester: no approval counts (Denied/RequesterUnknown)', () => {
+      const g = grant({ approvals: approvals(3) });
+      delete g.spec.requester;
+      const d = evaluate(g, { artifact: artifact({ classification: 'confidential' }) });
+      expect(d).toMatchObject({ phase: 'Denied', reason: 'RequesterUnknown', approvedBy: [] });
+      expect(d.message).toContain('has no spec.requester');
+      expect(d.message).toContain('needs 1 approval');
+      expect(d.approved).toMatchObject({ status: 'False', reason: 'RequesterUnknown' });
+      // ... but a grant that needs no approval does not need a requester either.
+      expect(evaluate(g, { artifact: artifact({ classification: 'internal' }) }).phase).toBe('Active');
+      const crossing = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(3) });
+      delete crossing.spec.requester;
+      expect(evaluate(crossing).reason).toBe('RequesterUnknown');
+    });
 
     it('lists approvers in the message of an approved crossing grant', () => {
       const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) });
@@ -325,12 +481,186 @@ describe('evaluateGrant: each rule', () => {
 
     it('7. allows crossEnvironment without any crossing subject, and says so', () => {
       const d = evaluate(grant({ crossEnvironment: true, approvals: approvals(1) }));
-      expect(d).toMatchObject({ phase: 'Active', reason: 'Granted', crossEnvironmentSubjects: [] });
+      expect(d).toMatchObject({
+        phase: 'Active',
+        reason: 'Granted',
+        crossEnvironmentSubjects: [],
+        approvedBy: [],
+      });
       expect(d.message).toContain(
         'spec.crossEnvironment is set although every subject is in the environment of ml-dev',
       );
       expect(d.approved).toMatchObject({ status: 'True', reason: 'NotRequired' });
     });
+  });
+
+  describe('approval timeout', () => {
+    const CREATED = '2026-12-09T00:00:00Z';
+    const created = (spec: Partial<AccessGrantSpec> = {}, opts: GrantOptions = {}) => {
+      const g = grant(spec, opts);
+      g.metadata.creationTimestamp = new Date(CREATED);
+      return g;
+    };
+    const confidential = artifact({ classification: 'confidential' });
+    const DEADLINE = at(CREATED, 72 * 3_600_000);
+
+    it('waits until creation + pendingApprovalTimeout (72h), then expires for good (ApprovalTimedOut)', () => {
+      const g = created();
+      const before = evaluate(g, { artifact: confidential, now: at(DEADLINE.toISOString(), -1) });
+      expect(before).toMatchObject({
+        phase: 'Pending',
+        reason: 'AwaitingApproval',
+        nextEvaluationAt: DEADLINE,
+      });
+      const after = evaluate(g, { artifact: confidential, now: DEADLINE });
+      expect(after).toMatchObject({
+        phase: 'Expired',
+        reason: 'ApprovalTimedOut',
+        nextEvaluationAt: undefined,
+      });
+      expect(after.message).toContain('did not get the 1 approval a grant for a confidential artifact needs');
+      expect(after.message).toContain('This is final');
+      expect(after.approved).toMatchObject({ status: 'False', reason: 'ApprovalTimedOut' });
+    });
+
+    it('uses the configured timeout', () => {
+      const policy = table({ pendingApprovalTimeout: '1h' });
+      const g = created();
+      const d = evaluate(g, { artifact: confidential, policy, now: at(CREATED, 3_600_000 - 1) });
+      expect(d).toMatchObject({ reason: 'AwaitingApproval', nextEvaluationAt: at(CREATED, 3_600_000) });
+      expect(evaluate(g, { artifact: confidential, policy, now: at(CREATED, 3_600_000) }).reason).toBe(
+        'ApprovalTimedOut',
+      );
+    });
+
+    it('is sticky: approvals that arrive after the timeout do not revive the grant', () => {
+      const g = created();
+      const expired = evaluate(g, { artifact: confidential, now: DEADLINE });
+      const status = grantStatus(undefined, expired, g, DEADLINE, confidential);
+      const late = created({ approvals: approvals(2) }, { status });
+      const d = evaluate(late, { artifact: confidential, now: DEADLINE });
+      expect(d).toMatchObject({ phase: 'Expired', reason: 'ApprovalTimedOut', message: expired.message });
+      // Even before the deadline by the clock (a status written by another replica with a skewed clock).
+      expect(evaluate(late, { artifact: confidential, now: at(CREATED) }).reason).toBe('ApprovalTimedOut');
+      // An administrator revocation still wins.
+      const revoked = created(
+        { approvals: approvals(2) },
+        { status, annotations: { [REVOKED_ANNOTATION]: 'x' } },
+      );
+      expect(evaluate(revoked, { artifact: confidential, now: DEADLINE }).reason).toBe(
+        'RevokedByAdministrator',
+      );
+    });
+
+    it('does not expire a grant that got its approvals in time, or needs none', () => {
+      const approved = created({ approvals: approvals(1) });
+      expect(
+        evaluate(approved, { artifact: confidential, now: at(DEADLINE.toISOString(), 1000) }).phase,
+      ).toBe('Active');
+      expect(evaluate(created(), { now: at(DEADLINE.toISOString(), 1000) }).phase).toBe('Active');
+    });
+
+    it('times out even before notBefore, and NotYetValid requeues at the deadline when it is first', () => {
+      const g = created({ notBefore: '2026-12-20T00:00:00Z', expiresAt: '2027-01-10T00:00:00Z' });
+      const early = evaluate(g, { artifact: confidential, now: at(CREATED) });
+      expect(early).toMatchObject({ phase: 'Pending', reason: 'NotYetValid', nextEvaluationAt: DEADLINE });
+      expect(evaluate(g, { artifact: confidential, now: DEADLINE }).reason).toBe('ApprovalTimedOut');
+      const approved = created({
+        notBefore: '2026-12-20T00:00:00Z',
+        expiresAt: '2027-01-10T00:00:00Z',
+        approvals: approvals(1),
+      });
+      expect(evaluate(approved, { artifact: confidential, now: at(CREATED) }).nextEvaluationAt).toEqual(
+        at('2026-12-20T00:00:00Z'),
+      );
+    });
+
+    it('requeues at expiresAt when it comes before the deadline', () => {
+      const g = created({ expiresAt: '2026-12-10T00:00:00Z' });
+      delete g.spec.notBefore;
+      const d = evaluate(g, { artifact: confidential, now: at(CREATED) });
+      expect(d).toMatchObject({ reason: 'AwaitingApproval', nextEvaluationAt: at('2026-12-10T00:00:00Z') });
+    });
+  });
+
+  describe('1a. denial by an approver', () => {
+    const denial = {
+      deniedBy: 'carol@example.com',
+      groups: [APPROVERS],
+      deniedAt: '2026-12-05T10:00:00Z',
+      reason: ' not for production ',
+    };
+
+    it('is Denied/DeniedByApprover, naming who, when and why, whatever else holds', () => {
+      for (const spec of [{}, { approvals: approvals(3) }, { subjects: [prodSubject] }]) {
+        const d = evaluate(grant({ ...spec, denial }), { now: at(EXPIRES, 1) });
+        expect(d).toMatchObject({ phase: 'Denied', reason: 'DeniedByApprover', nextEvaluationAt: undefined });
+        expect(d.message).toBe(
+          'AccessGrant ml-dev/g1 was denied by carol@example.com (strongroom:approvers) at 2026-12-05T10:00:00Z: not for production. A denial is final; create a new grant.',
+        );
+        expect(d.approved).toMatchObject({ status: 'False', reason: 'DeniedByApprover' });
+      }
+      const bare = evaluate(grant({ denial: { deniedBy: 'dan', deniedAt: '2026-12-05T10:00:00Z' } }));
+      expect(bare.message).toBe(
+        'AccessGrant ml-dev/g1 was denied by dan at 2026-12-05T10:00:00Z. A denial is final; create a new grant.',
+      );
+    });
+
+    it('comes after an administrator revocation and before a quarantine or a missing artifact', () => {
+      const revoked = grant({ denial }, { annotations: { [REVOKED_ANNOTATION]: 'x' } });
+      expect(evaluate(revoked).reason).toBe('RevokedByAdministrator');
+      const quarantined = grant({ denial }, { annotations: { [QUARANTINE_ANNOTATION]: 'x' } });
+      expect(evaluate(quarantined).reason).toBe('DeniedByApprover');
+      expect(evaluate(grant({ denial }), { artifact: undefined }).reason).toBe('DeniedByApprover');
+    });
+  });
+
+  describe('3. maxGrantDuration per classification', () => {
+    it.each([
+      ['public', 90],
+      ['internal', 90],
+      ['confidential', 30],
+      ['restricted', 7],
+    ] as const)('%s: at most %d days from notBefore', (classification, days) => {
+      const D = 86_400_000;
+      const art = artifact({ classification });
+      const ok = grant({ expiresAt: at(NOT_BEFORE, days * D).toISOString(), approvals: approvals(2) });
+      expect(evaluate(ok, { artifact: art, now: at(NOT_BEFORE, 1) }).reason).not.toBe('WindowTooLong');
+      const long = grant({
+        expiresAt: at(NOT_BEFORE, days * D + 1000).toISOString(),
+        approvals: approvals(2),
+      });
+      const d = evaluate(long, { artifact: art, now: at(NOT_BEFORE, 1) });
+      expect(d).toMatchObject({ phase: 'Denied', reason: 'WindowTooLong' });
+      expect(d.message).toContain(`from notBefore (${NOT_BEFORE})`);
+      expect(d.message).toContain(
+        `more than ${String(days)}d, the longest a grant for a ${classification} artifact may last (${classification}.maxGrantDuration)`,
+      );
+    });
+
+    it('uses the configured maximum, from creation when there is no notBefore', () => {
+      const policy = table({ 'internal.maxGrantDuration': '2h' });
+      const g = grant({ expiresAt: '2026-12-10T14:00:01Z' });
+      delete g.spec.notBefore;
+      g.metadata.creationTimestamp = new Date('2026-12-10T12:00:00Z');
+      const d = evaluate(g, { policy });
+      expect(d).toMatchObject({ phase: 'Denied', reason: 'WindowTooLong' });
+      expect(d.message).toContain(
+        'from its creation (2026-12-10T12:00:00.000Z) to 2026-12-10T14:00:01Z: more than 2h',
+      );
+      g.spec.expiresAt = '2026-12-10T14:00:00Z';
+      expect(evaluate(g, { policy }).phase).toBe('Active');
+    });
+  });
+
+  it('reports the classification whenever the artifact exists', () => {
+    expect(evaluate(grant(), { artifact: artifact({ classification: 'confidential' }) }).classification).toBe(
+      'confidential',
+    );
+    expect(evaluate(grant({}, { annotations: { [REVOKED_ANNOTATION]: '' } })).classification).toBe(
+      'internal',
+    );
+    expect(evaluate(grant(), { artifact: undefined }).classification).toBeUndefined();
   });
 
   describe('8. versions of read grants', () => {
@@ -448,7 +778,7 @@ describe('evaluateGrant: each rule', () => {
 
 describe('evaluateGrant: precedence', () => {
   // Start from a grant that breaks every rule at once, then repair one rule at a time: each step must surface
-  // the next rule's reason, proving the order 1 > 2 > 3 > 5 > 6 > 8 (and 4 > 5 separately).
+  // the next rule's reason, proving the order 1 > 1a > 2 > 3 > 5 > 5b > 6 > 8 (and 4 > 5 separately).
   const crossing = [prodSubject, { namespace: 'gone', serviceAccount: 'x' }];
   const broken = {
     annotations: { [REVOKED_ANNOTATION]: 'stop' } as Record<string, string> | undefined,
@@ -459,16 +789,19 @@ describe('evaluateGrant: precedence', () => {
     crossEnvironment: false,
     approvals: 0,
     withdrawn: ['v1', 'v2', 'v3'],
+    denied: true,
   };
   const steps: [string, (s: typeof broken) => void][] = [
     ['RevokedByAdministrator', (s) => (s.annotations = undefined)],
+    ['DeniedByApprover', (s) => (s.denied = false)],
     ['ArtifactNotFound', (s) => (s.artifact = artifact({ deleting: true }))],
     ['ArtifactDeleted', (s) => (s.artifact = undefined)],
     ['Expired', (s) => (s.now = NOW)],
-    ['NamespaceNotFound', (s) => (s.subjects = [prodSubject])],
+    ['NamespaceNotFound', (s) => (s.subjects = [prodSubject, { namespace: 'plain', serviceAccount: 'x' }])],
+    ['NoEnvironment', (s) => (s.subjects = [prodSubject])],
     ['RestrictedCannotCrossEnvironments', (s) => (s.classification = 'confidential')],
     ['CrossEnvironmentNotAllowed', (s) => (s.crossEnvironment = true)],
-    ['InsufficientApprovals', (s) => (s.approvals = 2)],
+    ['AwaitingApproval', (s) => (s.approvals = 2)],
     ['VersionsWithdrawn', (s) => (s.withdrawn = ['v1'])],
     ['Granted', () => undefined],
   ];
@@ -489,6 +822,7 @@ describe('evaluateGrant: precedence', () => {
           crossEnvironment: state.crossEnvironment,
           approvals: approvals(state.approvals),
           versions: { match: 'named', names: ['v1', 'v2', 'v3'] },
+          ...(state.denied ? { denial: { deniedBy: 'carol', deniedAt: NOT_BEFORE } } : {}),
         },
         state.annotations === undefined ? {} : { annotations: state.annotations },
       );
@@ -581,7 +915,7 @@ describe('binding to the artifact object (uid)', () => {
 describe('grantStatus', () => {
   const T1 = new Date('2026-12-10T12:00:00.900Z');
 
-  it('writes phase, reason, message, summary, versions, expiresAt echo, generation and both conditions', () => {
+  it('writes phase, reason, message, summary, versions, expiresAt echo, generation, classification, approvedBy and both conditions', () => {
     const g = grant();
     const status = grantStatus(undefined, evaluate(g), g, T1);
     expect(status).toEqual({
@@ -592,6 +926,8 @@ describe('grantStatus', () => {
       subjectSummary: 'ml-dev/trainer',
       resolvedVersions: ['v2'],
       expiresAt: EXPIRES,
+      classification: 'internal',
+      approvedBy: [],
       conditions: [
         {
           type: 'Ready',
@@ -605,7 +941,7 @@ describe('grantStatus', () => {
           type: 'Approved',
           status: 'True',
           reason: 'NotRequired',
-          message: expect.stringContaining('no approval is needed') as string,
+          message: expect.stringContaining('needs no approval') as string,
           lastTransitionTime: '2026-12-10T12:00:00Z',
           observedGeneration: 2,
         },
@@ -633,21 +969,41 @@ describe('grantStatus', () => {
       'crossing, too few approvals',
       grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(1) }),
       'False',
-      'InsufficientApprovals',
+      'AwaitingApproval',
     ],
+    ['not crossing, too few approvals', grant(), 'False', 'AwaitingApproval'],
     [
       'crossing, approved',
       grant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(2) }),
       'True',
       'Approved',
     ],
-    ['not crossing', grant(), 'True', 'NotRequired'],
+    ['not crossing, approved', grant({ approvals: approvals(1) }), 'True', 'Approved'],
   ])('Approved reflects %s, whatever decided the phase', (_what, g, status, reason) => {
     const art = artifact({ classification: 'confidential' });
     for (const now of [NOW, at(EXPIRES), at(NOT_BEFORE, -1)]) {
       const s = grantStatus(undefined, evaluate(g, { artifact: art, now }), g, now);
       expect(s.conditions.find((c) => c.type === 'Approved')).toMatchObject({ status, reason });
     }
+  });
+
+  it('writes the counted approvers and the classification, and leaves classification out without an artifact', () => {
+    const list = [{ approver: REQUESTER, groups: [APPROVERS], approvedAt: NOT_BEFORE }, ...approvals(2)];
+    const g = grant({ subjects: [prodSubject], crossEnvironment: true, approvals: list });
+    const art = artifact({ classification: 'confidential' });
+    const s = grantStatus(undefined, evaluate(g, { artifact: art }), g, NOW, art);
+    expect(s).toMatchObject({
+      phase: 'Active',
+      classification: 'confidential',
+      approvedBy: ['approver-0@example.com', 'approver-1@example.com'],
+    });
+    expect(s.conditions.find((c) => c.type === 'Approved')).toMatchObject({
+      status: 'True',
+      reason: 'Approved',
+    });
+    const missing = grantStatus(undefined, evaluate(g, { artifact: undefined }), g, NOW);
+    expect(missing).not.toHaveProperty('classification');
+    expect(missing.approvedBy).toEqual([]);
   });
 
   it('is Approved Unknown when the artifact is missing and the grant crosses', () => {
@@ -684,7 +1040,7 @@ describe('grantStatus', () => {
     expect(expired.phase).toBe('Expired');
     expect(expired.conditions.map((c) => c.type)).toEqual(['Audited', 'Ready', 'Approved']);
     expect(expired.conditions.find((c) => c.type === 'Ready')?.lastTransitionTime).toBe(
-      '2027-01-15T00:00:01Z',
+      '2026-12-15T00:00:01Z',
     );
     expect(expired.conditions.find((c) => c.type === 'Approved')?.lastTransitionTime).toBe(
       '2026-12-10T12:00:00Z',
@@ -741,6 +1097,7 @@ describe('evaluateGrant: properties', () => {
     lengthH: fc.integer({ min: 1, max: 2160 }),
     nowA: fc.integer({ min: -3000, max: 3000 }),
     nowB: fc.integer({ min: -3000, max: 3000 }),
+    createdOffsetH: fc.option(fc.integer({ min: -2000, max: 2000 }), { nil: undefined }),
   });
   const H = 3_600_000;
   const BASE = new Date('2026-12-01T00:00:00Z').getTime();
@@ -773,10 +1130,11 @@ describe('evaluateGrant: properties', () => {
       { namespace: w.home, ...(w.revoked ? { annotations: { [REVOKED_ANNOTATION]: 'r' } } : {}) },
     );
     if (!w.notBeforeSet) delete g.spec.notBefore;
+    if (w.createdOffsetH !== undefined) g.metadata.creationTimestamp = new Date(BASE + w.createdOffsetH * H);
     return { g, art, start };
   }
 
-  it('never releases outside the window, across environments without approval, or an unreleasable version', () => {
+  it('never releases outside the window, without the approvals the table demands, above public to an unlabelled namespace, or an unreleasable version', () => {
     fc.assert(
       fc.property(world, (w) => {
         const { g, art } = build(w);
@@ -793,11 +1151,18 @@ describe('evaluateGrant: properties', () => {
         const envOf = (ns: string) => NAMESPACES.get(ns)?.environment ?? '';
         for (const s of g.spec.subjects) expect(NAMESPACES.get(s.namespace)?.exists).toBe(true);
         const crosses = g.spec.subjects.some((s) => envOf(s.namespace) !== envOf(w.home));
+        const rules = DEFAULT_CLASSIFICATION_TABLE.classifications[w.classification];
         if (crosses) {
-          expect(w.classification).not.toBe('restricted');
+          expect(rules.crossEnvironment).toBe(true);
           expect(g.spec.crossEnvironment).toBe(true);
-          expect(w.approvals).toBeGreaterThanOrEqual(w.classification === 'confidential' ? 2 : 1);
         }
+        // approvals(n) are n distinct approvers in the approver group, none of them the requester.
+        expect(w.approvals).toBeGreaterThanOrEqual(
+          crosses ? rules.crossEnvironmentApprovals : rules.approvals,
+        );
+        if (w.classification !== 'public')
+          for (const ns of [w.home, ...g.spec.subjects.map((s) => s.namespace)])
+            expect(envOf(ns)).not.toBe('');
         if (g.spec.mode === 'read') {
           expect(d.resolvedVersions.length).toBeGreaterThan(0);
           const sealed = new Set(

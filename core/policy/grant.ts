@@ -10,7 +10,10 @@ import type {
   Classification,
   ModelArtifact,
 } from '../api/index.ts';
+import { ENVIRONMENT_LABEL } from '../api/index.ts';
+import type { ClassificationPolicy, ClassificationTable } from './classification.ts';
 import { setCondition, type ConditionStatus } from './conditions.ts';
+import { formatDuration } from './duration.ts';
 
 /** The lifecycle phase of an AccessGrant (status.phase). */
 export type GrantPhase = 'Pending' | 'Active' | 'Expired' | 'Revoked' | 'Denied';
@@ -31,25 +34,6 @@ export interface NamespaceFacts {
   environment: string | undefined;
 }
 
-/** Operator-wide grant policy. */
-export interface GrantPolicy {
-  /**
-   * Approvals a cross-environment grant needs, by the artifact's classification. Restricted artifacts never
-   * cross environments, whatever the table says. Fewer than 1 (or NaN) is read as 1: the CRD demands one.
-   */
-  approvalsRequired: Readonly<Record<Classification, number>>;
-}
-
-/** public 1, internal 1, confidential 2, restricted: never crosses (Infinity). */
-export const DEFAULT_GRANT_POLICY: GrantPolicy = Object.freeze({
-  approvalsRequired: Object.freeze({
-    public: 1,
-    internal: 1,
-    confidential: 2,
-    restricted: Number.POSITIVE_INFINITY,
-  }),
-});
-
 /** Everything {@link evaluateGrant} looks at. */
 export interface GrantInput {
   grant: AccessGrant;
@@ -57,7 +41,8 @@ export interface GrantInput {
   artifact: ModelArtifact | undefined;
   /** The grant's own namespace and every subject namespace; an absent entry counts as a missing namespace. */
   namespaces: ReadonlyMap<string, NamespaceFacts>;
-  policy: GrantPolicy;
+  /** The classification table in force (approvals, environments, the longest window). */
+  policy: ClassificationTable;
   now: Date;
 }
 
@@ -72,30 +57,49 @@ export interface GrantDecision {
   subjectSummary: string;
   /** "ns/sa" of every subject whose namespace is in another environment than the grant's namespace. */
   crossEnvironmentSubjects: string[];
-  /** The next instant the decision can change by time alone: notBefore or expiresAt, whichever is next. */
+  /**
+   * The next instant the decision can change by time alone: notBefore, the approval deadline (creation +
+   * pendingApprovalTimeout) or expiresAt, whichever is next.
+   */
   nextEvaluationAt: Date | undefined;
   /** The "Approved" condition, judged on its own even when an earlier rule decided the phase. */
   approved: { status: ConditionStatus; reason: string; message: string };
+  /** The artifact's classification; undefined when the artifact does not exist. */
+  classification: Classification | undefined;
+  /** The approvers whose approvals count, in spec order (empty unless approvals are needed and counted). */
+  approvedBy: string[];
 }
 
 const SUMMARY_MAX = 256;
 
 /** Decides the phase of an AccessGrant; see docs/policy.md for the rules in precedence order. */
-/** The longest validity window a grant may have (90 days), as the CRD's CEL rule says for notBefore..expiresAt. */
-const MAX_WINDOW_MS = 90 * 24 * 3600_000;
-
 export function evaluateGrant(input: GrantInput): GrantDecision {
   const { grant, namespaces, now } = input;
   const namespace = grant.metadata.namespace ?? '';
   const grantRef = `AccessGrant ${namespace}/${grant.metadata.name ?? ''}`;
   const artifactRef = `ModelArtifact ${namespace}/${grant.spec.artifactRef.name}`;
   const artifact = matchingArtifact(input.artifact, grant);
+  const classification = artifact?.spec.classification;
+  const rules = classification === undefined ? undefined : input.policy.classifications[classification];
   const env = environments(grant, namespaces);
-  const approved = judgeApproval(grant, artifact, env, input.policy, grantRef, artifactRef);
+  const created = grant.metadata.creationTimestamp ? new Date(grant.metadata.creationTimestamp) : undefined;
+  const createdMs = created === undefined || Number.isNaN(created.getTime()) ? undefined : created.getTime();
+  const deadline =
+    createdMs === undefined ? undefined : new Date(createdMs + input.policy.pendingApprovalTimeoutMs);
+  // The approval deadline counts only when it comes before expiresAt: whichever ends the grant first names it.
+  const expiresMs = new Date(grant.spec.expiresAt).getTime();
+  const deadlineFirst = deadline !== undefined && deadline.getTime() < expiresMs;
+  const timedOut =
+    (grant.status?.phase === 'Expired' && grant.status.reason === 'ApprovalTimedOut') ||
+    (deadlineFirst && now.getTime() >= deadline.getTime());
+  const judged = judgeApproval(grant, artifact, rules, env, grantRef, artifactRef, timedOut);
+  const approved = judged.condition;
   const base = {
     subjectSummary: summarizeSubjects(grant),
     crossEnvironmentSubjects: env.crossing.map((c) => c.subject),
     approved,
+    classification,
+    approvedBy: judged.approvedBy,
   };
   const decide = (
     phase: GrantPhase,
@@ -103,7 +107,21 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
     message: string,
     nextEvaluationAt?: Date,
     resolvedVersions: string[] = [],
-  ): GrantDecision => ({ phase, reason, message, resolvedVersions, nextEvaluationAt, ...base });
+  ): GrantDecision => ({
+    phase,
+    reason,
+    message,
+    resolvedVersions,
+    // The Approved condition changes at the approval deadline whatever decided the phase.
+    nextEvaluationAt:
+      approved.reason === 'AwaitingApproval' &&
+      deadlineFirst &&
+      deadline.getTime() > now.getTime() &&
+      (nextEvaluationAt === undefined || deadline.getTime() < nextEvaluationAt.getTime())
+        ? deadline
+        : nextEvaluationAt,
+    ...base,
+  });
 
   // 1. Administrator revocation, sticky once recorded.
   const annotation = grant.metadata.annotations?.[REVOKED_ANNOTATION];
@@ -124,6 +142,19 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
     );
   }
 
+  // 1a. A denial by an approver is final; so is an approval timeout once recorded.
+  if (grant.spec.denial !== undefined) {
+    return decide('Denied', 'DeniedByApprover', denialMessage(grant, grantRef));
+  }
+  if (grant.status?.phase === 'Expired' && grant.status.reason === 'ApprovalTimedOut') {
+    return decide(
+      'Expired',
+      'ApprovalTimedOut',
+      grant.status.message ??
+        `${grantRef} did not get the approvals it needs in time. This is final; create a new grant.`,
+    );
+  }
+
   // 1b. Quarantine, reversible.
   const quarantine = grant.metadata.annotations?.[QUARANTINE_ANNOTATION];
   if (quarantine !== undefined) {
@@ -136,7 +167,7 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   }
 
   // 2. The artifact.
-  if (artifact === undefined) {
+  if (artifact === undefined || rules === undefined || classification === undefined) {
     return decide('Denied', 'ArtifactNotFound', `${artifactRef}, named by ${grantRef}, does not exist.`);
   }
   const boundUid = grant.status?.artifactUid;
@@ -162,7 +193,7 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
     );
   }
 
-  // 3-4. Time.
+  // 3. Time.
   const expiresAt = new Date(grant.spec.expiresAt);
   const notBefore = grant.spec.notBefore === undefined ? undefined : new Date(grant.spec.notBefore);
   if (Number.isNaN(expiresAt.getTime()) || (notBefore !== undefined && Number.isNaN(notBefore.getTime()))) {
@@ -172,32 +203,38 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
       `${grantRef} has an unreadable time window (notBefore ${JSON.stringify(grant.spec.notBefore ?? '')}, expiresAt ${JSON.stringify(grant.spec.expiresAt)}).`,
     );
   }
+  // 3b. Approvals that did not come in time (before expiresAt).
+  if (approved.reason === 'ApprovalTimedOut') {
+    return decide('Expired', 'ApprovalTimedOut', approved.message);
+  }
   if (now.getTime() >= expiresAt.getTime()) {
     return decide('Expired', 'Expired', `${grantRef} expired at ${grant.spec.expiresAt}.`);
   }
-  // CEL bounds the window only when notBefore is set; without it the window starts at creation.
-  const created = grant.metadata.creationTimestamp ? new Date(grant.metadata.creationTimestamp) : undefined;
-  if (
-    notBefore === undefined &&
-    created !== undefined &&
-    !Number.isNaN(created.getTime()) &&
-    expiresAt.getTime() - created.getTime() > MAX_WINDOW_MS
-  ) {
+  // The window starts at notBefore, or at creation without it; the classification bounds its length.
+  const start =
+    notBefore !== undefined
+      ? { ms: notBefore.getTime(), text: `notBefore (${grant.spec.notBefore ?? ''})` }
+      : createdMs !== undefined
+        ? { ms: createdMs, text: `its creation (${new Date(createdMs).toISOString()})` }
+        : undefined;
+  if (start !== undefined && expiresAt.getTime() - start.ms > rules.maxGrantDurationMs) {
     return decide(
       'Denied',
       'WindowTooLong',
-      `${grantRef} would last from its creation (${created.toISOString()}) to ${grant.spec.expiresAt}: more than 90 days. Set an earlier expiresAt.`,
+      `${grantRef} would last from ${start.text} to ${grant.spec.expiresAt}: more than ${formatDuration(rules.maxGrantDurationMs)}, the longest a grant for a ${classification} artifact may last (${classification}.maxGrantDuration). Set an earlier expiresAt.`,
+      expiresAt,
     );
   }
+  const awaiting = approved.reason === 'AwaitingApproval';
   if (notBefore !== undefined && now.getTime() < notBefore.getTime()) {
     return decide(
       'Pending',
       'NotYetValid',
       `${grantRef} becomes valid at ${grant.spec.notBefore ?? ''} (notBefore).`,
-      notBefore,
+      awaiting && deadline !== undefined && deadline.getTime() < notBefore.getTime() ? deadline : notBefore,
     );
   }
-  // From here on only expiresAt can change the decision by time alone.
+  // From here on only expiresAt (and the approval deadline) can change the decision by time alone.
   const until = (phase: GrantPhase, reason: string, message: string, versions: string[] = []) =>
     decide(phase, reason, message, expiresAt, versions);
 
@@ -213,9 +250,27 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
         : `Namespaces ${names}, used by ${grantRef}, do not exist.`,
     );
   }
+  // 5b. Namespaces without an environment get nothing above public.
+  if (classification !== 'public' && env.unlabelled.length > 0) {
+    const list = env.unlabelled.join(', ');
+    const one = env.unlabelled.length === 1;
+    return until(
+      'Denied',
+      'NoEnvironment',
+      `${one ? 'Namespace' : 'Namespaces'} ${list}, used by ${grantRef}, ${one ? 'has' : 'have'} no ${ENVIRONMENT_LABEL} label, and a namespace without an environment gets nothing above public; ${artifactRef} is ${classification}. A platform administrator must label ${one ? 'it' : 'them'}.`,
+    );
+  }
 
   // 6. Environments and approvals.
-  if (env.crossing.length > 0 && approved.status !== 'True') {
+  if (approved.status === 'False') {
+    if (approved.reason === 'AwaitingApproval') {
+      return decide(
+        'Pending',
+        'AwaitingApproval',
+        approved.message,
+        deadline !== undefined && deadline.getTime() < expiresAt.getTime() ? deadline : expiresAt,
+      );
+    }
     return until('Denied', approved.reason, approved.message);
   }
 
@@ -224,7 +279,7 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   if (grant.spec.crossEnvironment === true && env.crossing.length === 0) {
     notes.push(`spec.crossEnvironment is set although every subject is in the environment of ${namespace}.`);
   }
-  if (env.crossing.length > 0) notes.push(approved.message);
+  if (judged.approvedBy.length > 0) notes.push(approved.message);
   const resolution = resolveVersions(grant, artifact, artifactRef, grantRef);
   if (resolution.phase !== 'Active') return until(resolution.phase, resolution.reason, resolution.message);
   notes.push(...resolution.notes);
@@ -242,9 +297,17 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   );
 }
 
+function denialMessage(grant: AccessGrant, grantRef: string): string {
+  const denial = grant.spec.denial;
+  if (denial === undefined) return '';
+  const groups = (denial.groups ?? []).length > 0 ? ` (${(denial.groups ?? []).join(', ')})` : '';
+  const why = denial.reason !== undefined && denial.reason.trim() !== '' ? `: ${denial.reason.trim()}` : '';
+  return `${grantRef} was denied by ${denial.deniedBy}${groups} at ${denial.deniedAt}${why}. A denial is final; create a new grant.`;
+}
+
 /**
  * The status the controller should write: phase, reason, message, subjectSummary, resolvedVersions, expiresAt
- * (echo of spec), observedGeneration, and conditions via setCondition: Ready (True iff Active) and Approved
+ * (echo of spec), observedGeneration, classification (when the artifact exists), approvedBy, and conditions via setCondition: Ready (True iff Active) and Approved
  * (from decision.approved). Conditions of other types in `previous` are kept.
  */
 export function grantStatus(
@@ -277,6 +340,8 @@ export function grantStatus(
     resolvedVersions: [...decision.resolvedVersions],
     expiresAt: grant.spec.expiresAt,
     ...(artifactUid === undefined ? {} : { artifactUid }),
+    ...(decision.classification === undefined ? {} : { classification: decision.classification }),
+    approvedBy: [...decision.approvedBy],
     conditions,
   };
 }
@@ -330,6 +395,8 @@ interface Environments {
   home: string;
   missing: string[];
   crossing: Crossing[];
+  /** The grant's namespace and subject namespaces that exist but have no (or an empty) environment label. */
+  unlabelled: string[];
 }
 
 function environments(grant: AccessGrant, namespaces: ReadonlyMap<string, NamespaceFacts>): Environments {
@@ -343,84 +410,155 @@ function environments(grant: AccessGrant, namespaces: ReadonlyMap<string, Namesp
     }
     return found;
   };
+  const unlabelled: string[] = [];
+  const noteLabel = (name: string | undefined, found: NamespaceFacts | undefined): void => {
+    if (
+      name !== undefined &&
+      found !== undefined &&
+      (found.environment ?? '') === '' &&
+      !unlabelled.includes(name)
+    )
+      unlabelled.push(name);
+  };
   const homeFacts = facts(grant.metadata.namespace);
+  noteLabel(grant.metadata.namespace, homeFacts);
   const home = homeFacts?.environment ?? '';
   const crossing: Crossing[] = [];
   for (const subject of grant.spec.subjects) {
     const own = facts(subject.namespace);
+    noteLabel(subject.namespace, own);
     if (own === undefined || homeFacts === undefined) continue;
     const environment = own.environment ?? '';
     if (environment !== home) crossing.push({ subject: subjectName(subject), environment });
   }
-  return { home, missing, crossing };
+  return { home, missing, crossing, unlabelled };
 }
 
 function describeEnvironment(environment: string): string {
   return environment === '' ? 'no environment label' : `environment "${environment}"`;
 }
 
+interface ApprovalJudgement {
+  condition: GrantDecision['approved'];
+  /** The approvers whose approvals count, in spec order. */
+  approvedBy: string[];
+}
+
+/**
+ * The Approved condition: whether the grant may cross environments (when it does) and has the approvals its
+ * classification needs. Reasons: True NotRequired/Approved; False DeniedByApprover, RestrictedCannotCrossEnvironments,
+ * CrossEnvironmentNotAllowed, RequesterUnknown, AwaitingApproval, ApprovalTimedOut; Unknown NamespaceNotFound,
+ * ArtifactNotFound.
+ */
 function judgeApproval(
   grant: AccessGrant,
   artifact: ModelArtifact | undefined,
+  rules: ClassificationPolicy | undefined,
   env: Environments,
-  policy: GrantPolicy,
   grantRef: string,
   artifactRef: string,
-): GrantDecision['approved'] {
+  timedOut: boolean,
+): ApprovalJudgement {
+  const result = (
+    status: ConditionStatus,
+    reason: string,
+    message: string,
+    approvedBy: string[] = [],
+  ): ApprovalJudgement => ({ condition: { status, reason, message }, approvedBy });
+  if (grant.spec.denial !== undefined) {
+    return result('False', 'DeniedByApprover', denialMessage(grant, grantRef));
+  }
   if (env.missing.length > 0) {
-    return {
-      status: 'Unknown',
-      reason: 'NamespaceNotFound',
-      message: `Cannot tell whether ${grantRef} crosses environments: namespace ${env.missing.join(', ')} does not exist.`,
-    };
+    return result(
+      'Unknown',
+      'NamespaceNotFound',
+      `Cannot tell whether ${grantRef} crosses environments: namespace ${env.missing.join(', ')} does not exist.`,
+    );
   }
   const namespace = grant.metadata.namespace ?? '';
-  if (env.crossing.length === 0) {
-    return {
-      status: 'True',
-      reason: 'NotRequired',
-      message: `Every subject of ${grantRef} is in the environment of ${namespace} (${describeEnvironment(env.home)}); no approval is needed.`,
-    };
-  }
+  const crosses = env.crossing.length > 0;
   const crossing = `${env.crossing.map((c) => `${c.subject} (${describeEnvironment(c.environment)})`).join(', ')} ${env.crossing.length === 1 ? 'is' : 'are'} not in the environment of ${namespace} (${describeEnvironment(env.home)})`;
-  if (artifact === undefined) {
-    return {
-      status: 'Unknown',
-      reason: 'ArtifactNotFound',
-      message: `${crossing}; the approvals needed depend on the classification of ${artifactRef}, which does not exist.`,
-    };
+  if (artifact === undefined || rules === undefined) {
+    return result(
+      'Unknown',
+      'ArtifactNotFound',
+      `${crosses ? `${crossing}; the` : 'The'} approvals needed depend on the classification of ${artifactRef}, which does not exist.`,
+    );
   }
   const classification = artifact.spec.classification;
-  if (classification === 'restricted') {
-    return {
-      status: 'False',
-      reason: 'RestrictedCannotCrossEnvironments',
-      message: `${artifactRef} is restricted and is never released across environments, but ${crossing}.`,
-    };
+  if (crosses && !rules.crossEnvironment) {
+    return result(
+      'False',
+      classification === 'restricted' ? 'RestrictedCannotCrossEnvironments' : 'CrossEnvironmentNotAllowed',
+      `${artifactRef} is ${classification}, and the classification table never releases ${classification} artifacts across environments (${classification}.crossEnvironment is false), but ${crossing}.`,
+    );
   }
-  if (grant.spec.crossEnvironment !== true) {
-    return {
-      status: 'False',
-      reason: 'CrossEnvironmentNotAllowed',
-      message: `${crossing}; ${grantRef} must set spec.crossEnvironment and carry the approvals it needs.`,
-    };
+  if (crosses && grant.spec.crossEnvironment !== true) {
+    return result(
+      'False',
+      'CrossEnvironmentNotAllowed',
+      `${crossing}; ${grantRef} must set spec.crossEnvironment and carry the approvals it needs.`,
+    );
   }
-  const configured = policy.approvalsRequired[classification];
-  const required = Number.isNaN(configured) ? Number.POSITIVE_INFINITY : Math.max(1, Math.ceil(configured));
-  const approvers = [...new Set((grant.spec.approvals ?? []).map((a) => a.approver))];
-  const needed = Number.isFinite(required) ? String(required) : 'more';
-  if (approvers.length < required) {
-    return {
-      status: 'False',
-      reason: 'InsufficientApprovals',
-      message: `${crossing}; a cross-environment grant for a ${classification} artifact needs ${needed} approval${required === 1 ? '' : 's'}, ${grantRef} has ${String(approvers.length)}.`,
-    };
+  const required = crosses ? rules.crossEnvironmentApprovals : rules.approvals;
+  const kind = crosses
+    ? `a cross-environment grant for a ${classification} artifact`
+    : `a grant for a ${classification} artifact`;
+  const setting = crosses ? `${classification}.crossEnvironmentApprovals` : `${classification}.approvals`;
+  if (required <= 0) {
+    return result(
+      'True',
+      'NotRequired',
+      `Every subject of ${grantRef} is in the environment of ${namespace} (${describeEnvironment(env.home)}) and ${kind} needs no approval.`,
+    );
   }
-  return {
-    status: 'True',
-    reason: 'Approved',
-    message: `Cross-environment access approved by ${approvers.join(', ')} (${needed} required for ${classification}).`,
-  };
+  const groups = rules.approverGroups.join(', ');
+  const requester = grant.spec.requester;
+  if (requester === undefined || requester === '') {
+    return result(
+      'False',
+      'RequesterUnknown',
+      `${grantRef} has no spec.requester (it was created without Strongroom's admission policy), so no approval can count, and ${kind} needs ${plural(required, 'approval')}. Create the grant again.`,
+    );
+  }
+  const counted: string[] = [];
+  const ignored: string[] = [];
+  for (const approval of grant.spec.approvals ?? []) {
+    const who = approval.approver;
+    if (counted.includes(who)) continue;
+    if (who === requester) ignored.push(`${who} is the requester`);
+    else if (!(approval.groups ?? []).some((g) => rules.approverGroups.includes(g)))
+      ignored.push(`${who} is not approving as a member of ${groups}`);
+    else counted.push(who);
+  }
+  const notCounted = ignored.length > 0 ? ` Not counted: ${ignored.join('; ')}.` : '';
+  if (counted.length < required) {
+    const have = counted.length === 0 ? 'none' : `${String(counted.length)} (${counted.join(', ')})`;
+    const more = required - counted.length;
+    if (timedOut) {
+      return result(
+        'False',
+        'ApprovalTimedOut',
+        `${grantRef} did not get the ${plural(required, 'approval')} ${kind} needs (${setting}) within the pending-approval timeout (pendingApprovalTimeout): it has ${have}. This is final; create a new grant.${notCounted}`,
+        [],
+      );
+    }
+    return result(
+      'False',
+      'AwaitingApproval',
+      `${grantRef} is waiting for ${String(more)} more approval${more === 1 ? '' : 's'} from members of ${groups}: ${kind} needs ${String(required)} (${setting}), by approvers other than the requester ${requester}; it has ${have}.${notCounted}`,
+    );
+  }
+  return result(
+    'True',
+    'Approved',
+    `${crosses ? 'Cross-environment access' : 'Access'} approved by ${counted.join(', ')} (${String(required)} required for ${classification}).${notCounted}`,
+    counted,
+  );
+}
+
+function plural(n: number, word: string): string {
+  return `${String(n)} ${word}${n === 1 ? '' : 's'}`;
 }
 
 interface Resolution {

@@ -14,14 +14,33 @@ export {
 } from './conditions.ts';
 export { parseDuration, formatDuration, PolicyError, type PolicyErrorCode } from './duration.ts';
 export {
-  DEFAULT_ROTATION_TABLE,
-  parseRotationTable,
+  parseKekRotationOverrides,
+  rotationPeriods,
   rotationStatus,
   type KekVersionAge,
+  type RotationOverrides,
   type RotationTable,
 } from './rotation.ts';
 export {
-  DEFAULT_GRANT_POLICY,
+  CLASSIFICATION_FIELDS,
+  ClassificationConfigError,
+  DEFAULT_CLASSIFICATION_TABLE,
+  DEFAULT_GOVERNANCE_CONFIG,
+  GOVERNANCE_CONFIGMAP,
+  GOVERNANCE_CONFIG_KEYS,
+  GOVERNANCE_KEYS,
+  MAX_APPROVALS,
+  classificationKey,
+  formatClassificationConfig,
+  parseClassificationConfig,
+  withKekRotation,
+  type ClassificationField,
+  type ClassificationPolicy,
+  type ClassificationTable,
+  type ConfigProblem,
+} from './classification.ts';
+export {
+  QUARANTINE_ANNOTATION,
   REVOKED_ANNOTATION,
   evaluateGrant,
   grantStatus,
@@ -29,7 +48,6 @@ export {
   type GrantDecision,
   type GrantInput,
   type GrantPhase,
-  type GrantPolicy,
   type NamespaceFacts,
 } from './grant.ts';
 export {

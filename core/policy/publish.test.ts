@@ -1,6 +1,7 @@
+import { DEFAULT_CLASSIFICATION_TABLE, parseClassificationConfig } from './classification.ts';
 import { describe, expect, it } from 'vitest';
 import type { AccessGrantSpec } from '../api/index.ts';
-import { DEFAULT_GRANT_POLICY, REVOKED_ANNOTATION } from './grant.ts';
+import { REVOKED_ANNOTATION } from './grant.ts';
 import { authorizePublish, type PublishDenyReason, type PublishInput } from './publish.ts';
 import { EXPIRES, NAMESPACES, NOW, approvals, artifact, grant, prodSubject } from './testdata/objects.ts';
 
@@ -22,7 +23,7 @@ function input(overrides: Partial<PublishInput> = {}): PublishInput {
     artifact: 'artifact' in overrides ? overrides.artifact : artifact(),
     grants: [publishGrant()],
     namespaces: NAMESPACES,
-    policy: DEFAULT_GRANT_POLICY,
+    policy: DEFAULT_CLASSIFICATION_TABLE,
     now: NOW,
     ...overrides,
   };
@@ -154,6 +155,64 @@ describe('authorizePublish', () => {
         }),
       ),
     ).toBe('RestrictedCannotCrossEnvironments');
+  });
+
+  it('lets a non-public artifact take versions only between labelled namespaces (NoEnvironment)', () => {
+    const plain = { ...TRAINER, namespace: 'plain' };
+    const grants = [
+      publishGrant({
+        subjects: [{ namespace: 'plain', serviceAccount: 'trainer' }],
+        crossEnvironment: true,
+        approvals: approvals(2),
+      }),
+    ];
+    for (const classification of ['internal', 'confidential', 'restricted'] as const) {
+      const d = authorizePublish(input({ identity: plain, artifact: artifact({ classification }), grants }));
+      expect(d).toMatchObject({ allow: false, reason: 'NoEnvironment' });
+      if (!d.allow)
+        expect(d.message).toContain(
+          `is ${classification}, and namespace plain has no strongroom.dev/environment label`,
+        );
+    }
+    const inPlain = {
+      artifactNamespace: 'plain',
+      artifact: artifact({ namespace: 'plain' }),
+      grants: [
+        grant(
+          { mode: 'publish', versions: { match: 'named', names: ['v4'] } },
+          { name: 'pub', namespace: 'plain' },
+        ),
+      ],
+      identity: { ...TRAINER, namespace: 'plain-2' },
+    };
+    const both = authorizePublish(input(inPlain));
+    expect(both).toMatchObject({ allow: false, reason: 'NoEnvironment' });
+    if (!both.allow) expect(both.message).toContain('namespaces plain-2 and plain have no');
+    // A public artifact may: the environment "" is then compared like any other.
+    expect(reason(input({ identity: plain, artifact: artifact({ classification: 'public' }), grants }))).toBe(
+      'allow',
+    );
+  });
+
+  it('follows the table: no crossing for a classification whose crossEnvironment is false, and its approvals', () => {
+    const prod = { ...TRAINER, namespace: 'ml-prod', serviceAccount: 'inference' };
+    const grants = [
+      publishGrant({ subjects: [prodSubject], crossEnvironment: true, approvals: approvals(8) }),
+    ];
+    const closed = parseClassificationConfig({ 'internal.crossEnvironment': 'false' });
+    expect(reason(input({ identity: prod, grants, policy: closed }))).toBe('CrossEnvironmentNotAllowed');
+    const open = parseClassificationConfig({ 'restricted.crossEnvironment': 'true' });
+    expect(
+      reason(
+        input({ identity: prod, grants, artifact: artifact({ classification: 'restricted' }), policy: open }),
+      ),
+    ).toBe('allow');
+    // A confidential artifact needs an approval even within its environment.
+    const conf = artifact({ classification: 'confidential' });
+    expect(reason(input({ artifact: conf }))).toBe('GrantNotActive');
+    expect(reason(input({ artifact: conf, grants: [publishGrant({ approvals: approvals(1) })] }))).toBe(
+      'allow',
+    );
   });
 
   it('picks any Active matching grant among several, regardless of order', () => {

@@ -4,8 +4,9 @@
  * service account, pod labels) and cover the version name (`names` or `all`); publishing across environments needs
  * a grant marked cross-environment, and restricted artifacts never take versions from another environment.
  */
-import type { AccessGrant, ModelArtifact } from '../api/index.ts';
-import { evaluateGrant, type GrantPolicy, type NamespaceFacts } from './grant.ts';
+import { ENVIRONMENT_LABEL, type AccessGrant, type ModelArtifact } from '../api/index.ts';
+import type { ClassificationTable } from './classification.ts';
+import { evaluateGrant, type NamespaceFacts } from './grant.ts';
 import { selectorMismatch } from './labels.ts';
 import type { WorkloadIdentity } from './release.ts';
 
@@ -19,7 +20,8 @@ export interface PublishInput {
   /** The AccessGrants in the artifact's namespace. */
   grants: readonly AccessGrant[];
   namespaces: ReadonlyMap<string, NamespaceFacts>;
-  policy: GrantPolicy;
+  /** The classification table in force. */
+  policy: ClassificationTable;
   now: Date;
 }
 
@@ -28,6 +30,7 @@ export type PublishDenyReason =
   | 'ArtifactNotFound'
   | 'ArtifactDeleted'
   | 'VersionExists'
+  | 'NoEnvironment'
   | 'RestrictedCannotCrossEnvironments'
   | 'NoPublishGrant'
   | 'CrossEnvironmentNotAllowed'
@@ -64,11 +67,25 @@ export function authorizePublish(input: PublishInput): PublishDecision {
       'VersionExists',
       `version ${input.version} of ${ref} is already published; versions are immutable`,
     );
-  const crossing = (from.environment ?? '') !== (to.environment ?? '');
-  if (crossing && artifact.spec.classification === 'restricted')
+  const fromEnv = from.environment ?? '';
+  const toEnv = to.environment ?? '';
+  const classification = artifact.spec.classification;
+  if (classification !== 'public' && (fromEnv === '' || toEnv === '')) {
+    const names = [
+      ...new Set([fromEnv === '' ? identity.namespace : '', toEnv === '' ? input.artifactNamespace : '']),
+    ].filter((n) => n !== '');
+    const unlabelledCount = names.length;
+    const unlabelled = `${unlabelledCount === 1 ? 'namespace' : 'namespaces'} ${names.join(' and ')}`;
     return deny(
-      'RestrictedCannotCrossEnvironments',
-      `${ref} is restricted and never takes versions from another environment`,
+      'NoEnvironment',
+      `${ref} is ${classification}, and ${unlabelled} ${unlabelledCount === 1 ? 'has' : 'have'} no ${ENVIRONMENT_LABEL} label; a namespace without an environment gets nothing above public`,
+    );
+  }
+  const crossing = fromEnv !== toEnv;
+  if (crossing && !input.policy.classifications[classification].crossEnvironment)
+    return deny(
+      classification === 'restricted' ? 'RestrictedCannotCrossEnvironments' : 'CrossEnvironmentNotAllowed',
+      `${ref} is ${classification}, and the classification table never lets ${classification} artifacts take versions from another environment (${classification}.crossEnvironment is false)`,
     );
 
   let closest: { reason: PublishDenyReason; why: string } | undefined;

@@ -1,3 +1,4 @@
+import { DEFAULT_CLASSIFICATION_TABLE, parseClassificationConfig } from './classification.ts';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type {
@@ -19,7 +20,7 @@ import {
   type ArtifactOptions,
   type GrantOptions,
 } from './testdata/objects.ts';
-import { DEFAULT_GRANT_POLICY, REVOKED_ANNOTATION, evaluateGrant } from './grant.ts';
+import { REVOKED_ANNOTATION, evaluateGrant } from './grant.ts';
 import { matchesSelector } from './labels.ts';
 import {
   authorizeRelease,
@@ -59,7 +60,7 @@ function input(overrides: Partial<ReleaseInput> = {}): ReleaseInput {
     artifact: 'artifact' in overrides ? overrides.artifact : artifact(),
     grants: [grant()],
     namespaces: NAMESPACES,
-    policy: DEFAULT_GRANT_POLICY,
+    policy: DEFAULT_CLASSIFICATION_TABLE,
     now: NOW,
     ...overrides,
   };
@@ -139,15 +140,25 @@ describe('authorizeRelease: allow', () => {
     expectAllow(release({ identity, grants: [g] }));
   });
 
-  it('releases between two unlabelled namespaces (the same environment "")', () => {
+  it('releases a public artifact between two unlabelled namespaces (the same environment "")', () => {
     const identity = { ...TRAINER, namespace: 'plain-2' };
     const g = grant(
       { subjects: [{ namespace: 'plain-2', serviceAccount: 'trainer' }] },
       { namespace: 'plain' },
     );
-    const a = artifact({ namespace: 'plain' });
+    const a = artifact({ namespace: 'plain', classification: 'public' });
     const request = { artifactNamespace: 'plain', artifactName: 'resnet50', version: 'v2' };
     expectAllow(release({ identity, artifact: a, grants: [g], request }));
+  });
+
+  it('releases a restricted artifact within its environment under a grant with its 2 approvals', () => {
+    const g = grant({ approvals: approvals(2) });
+    expectAllow(release({ artifact: artifact({ classification: 'restricted' }), grants: [g] }));
+    const d = release({
+      artifact: artifact({ classification: 'restricted' }),
+      grants: [grant({ approvals: approvals(1) })],
+    });
+    expect(expectDeny(d, 'GrantNotActive').message).toContain('is Pending (AwaitingApproval)');
   });
 
   it.each<Classification>(['public', 'internal'])(
@@ -181,6 +192,31 @@ describe('authorizeRelease: the key lease', () => {
   ])('keyLeaseDuration %s gives now + its length', (keyLeaseDuration, ms) => {
     const d = expectAllow(release({ grants: [grant({ keyLeaseDuration })] }));
     expect(d.leaseExpiresAt).toEqual(plus(NOW, ms));
+  });
+
+  it.each([
+    ['public', '24h', 24 * HOUR],
+    ['internal', '24h', 24 * HOUR],
+    ['confidential', '24h', 8 * HOUR],
+    ['confidential', '2h', 2 * HOUR],
+    ['restricted', '24h', HOUR],
+    ['restricted', '30m', 30 * 60_000],
+  ] as const)(
+    'caps a %s key lease of %s to the classification keyLease',
+    (classification, keyLeaseDuration, ms) => {
+      const g = grant({ keyLeaseDuration, approvals: approvals(2) });
+      const d = expectAllow(release({ artifact: artifact({ classification }), grants: [g] }));
+      expect(d.leaseExpiresAt).toEqual(plus(NOW, ms));
+    },
+  );
+
+  it('uses the configured keyLease cap, and the grant expiry when it comes first', () => {
+    const policy = parseClassificationConfig({ 'internal.keyLease': '10m' });
+    const d = expectAllow(release({ grants: [grant({ keyLeaseDuration: '1h' })], policy }));
+    expect(d.leaseExpiresAt).toEqual(plus(NOW, 10 * 60_000));
+    const expiresAt = plus(NOW, 5 * 60_000).toISOString();
+    const e = expectAllow(release({ grants: [grant({ keyLeaseDuration: '1h', expiresAt })], policy }));
+    expect(e.leaseExpiresAt).toEqual(new Date(expiresAt));
   });
 
   it('never extends past the grant expiry', () => {
@@ -227,6 +263,7 @@ const ALL_REASONS: readonly ReleaseDenyReason[] = [
   'NamespaceUnknown',
   'ArtifactNotFound',
   'ArtifactDeleted',
+  'NoEnvironment',
   'RestrictedCannotCrossEnvironments',
   'NoLatestVersion',
   'VersionNotFound',
@@ -297,7 +334,17 @@ describe('authorizeRelease: every deny reason', () => {
         grants: [crossGrant({ approvals: approvals(8) })],
       },
       'RestrictedCannotCrossEnvironments',
-      'ModelArtifact ml-dev/resnet50 is restricted and is never released across environments, but ml-prod (environment "prod") and ml-dev (environment "dev") differ.',
+      'ModelArtifact ml-dev/resnet50 is restricted, and the classification table never releases restricted artifacts across environments (restricted.crossEnvironment is false), but ml-prod (environment "prod") and ml-dev (environment "dev") differ.',
+    ],
+    [
+      'an internal artifact is asked for from another environment when the table forbids crossing',
+      {
+        identity: INFERENCE,
+        grants: [crossGrant({ approvals: approvals(8) })],
+        policy: parseClassificationConfig({ 'internal.crossEnvironment': 'false' }),
+      },
+      'CrossEnvironmentNotAllowed',
+      'the classification table never releases internal artifacts across environments (internal.crossEnvironment is false)',
     ],
     [
       'a restricted artifact is asked for from an unlabelled namespace',
@@ -306,8 +353,30 @@ describe('authorizeRelease: every deny reason', () => {
         artifact: artifact({ classification: 'restricted' }),
         grants: [crossGrant({ subjects: [{ namespace: 'plain', serviceAccount: 'trainer' }] })],
       },
-      'RestrictedCannotCrossEnvironments',
-      'plain (no environment label)',
+      'NoEnvironment',
+      'ModelArtifact ml-dev/resnet50 is restricted, and namespace plain has no strongroom.dev/environment label; a namespace without an environment gets nothing above public.',
+    ],
+    [
+      'an internal artifact in an unlabelled namespace, asked for from that namespace',
+      {
+        artifact: artifact({ namespace: 'plain' }),
+        request: { artifactNamespace: 'plain', artifactName: 'resnet50', version: 'v2' },
+        grants: [grant({}, { namespace: 'plain' })],
+        identity: { ...TRAINER, namespace: 'plain' },
+      },
+      'NoEnvironment',
+      'namespace plain has no strongroom.dev/environment label',
+    ],
+    [
+      'a confidential artifact asked for from one unlabelled namespace by another',
+      {
+        artifact: artifact({ namespace: 'plain', classification: 'confidential' }),
+        request: { artifactNamespace: 'plain', artifactName: 'resnet50', version: 'v2' },
+        grants: [grant({}, { namespace: 'plain' })],
+        identity: { ...TRAINER, namespace: 'plain-2' },
+      },
+      'NoEnvironment',
+      'namespaces plain-2 and plain have no',
     ],
     [
       '"latest" without status.latestVersion',
@@ -460,7 +529,7 @@ describe('authorizeRelease: every deny reason', () => {
     [
       'a labelled workload and an unlabelled artifact namespace without crossEnvironment',
       {
-        artifact: artifact({ namespace: 'plain' }),
+        artifact: artifact({ namespace: 'plain', classification: 'public' }),
         request: { artifactNamespace: 'plain', artifactName: 'resnet50', version: 'v2' },
         grants: [grant({}, { namespace: 'plain' })],
       },
@@ -501,7 +570,7 @@ describe('authorizeRelease: every deny reason', () => {
       'a cross-environment grant without enough approvals for a confidential artifact',
       { identity: INFERENCE, artifact: artifact({ classification: 'confidential' }), grants: [crossGrant()] },
       'GrantNotActive',
-      'is Denied (InsufficientApprovals)',
+      'is Pending (AwaitingApproval)',
     ],
     [
       'a grant with a subject namespace missing from the facts',
@@ -547,7 +616,10 @@ describe('authorizeRelease: every deny reason', () => {
     const d = expectDeny(release(overrides), reason);
     expect(d.message).toContain(message);
     // A denial names a grant only when one named the workload and covered the version.
-    const namesGrant = ['CrossEnvironmentNotAllowed', 'GrantNotActive', 'InvalidKeyLease'].includes(reason);
+    // (The classification table forbidding a crossing is decided before any grant is looked at.)
+    const namesGrant =
+      ['CrossEnvironmentNotAllowed', 'GrantNotActive', 'InvalidKeyLease'].includes(reason) &&
+      !message.includes('classification table');
     expect(d.grant !== undefined).toBe(namesGrant);
   });
 
@@ -619,7 +691,7 @@ describe('authorizeRelease: precedence', () => {
         grants: [wrongSa, underApproved],
       },
       'GrantNotActive',
-      'grant under-approved: is Denied (InsufficientApprovals)',
+      'grant under-approved: is Pending (AwaitingApproval)',
     ],
     [
       'a missing crossEnvironment flag before grants that do not name the workload',
@@ -790,7 +862,7 @@ describe('authorizeRelease: properties', () => {
       artifact: w.exists ? a : undefined,
       grants,
       namespaces: NAMESPACES,
-      policy: DEFAULT_GRANT_POLICY,
+      policy: DEFAULT_CLASSIFICATION_TABLE,
       now: NOW,
     };
   }
@@ -833,6 +905,12 @@ describe('authorizeRelease: properties', () => {
         expect(
           sameEnvironment || (g.spec.crossEnvironment === true && w.classification !== 'restricted'),
         ).toBe(true);
+        if (w.classification !== 'public') {
+          expect(environment(w.identityNs)).not.toBe('');
+          expect(environment(w.artifactNs)).not.toBe('');
+        }
+        const cap = DEFAULT_CLASSIFICATION_TABLE.classifications[w.classification].keyLeaseMs;
+        expect(d.leaseExpiresAt.getTime()).toBeLessThanOrEqual(NOW.getTime() + cap);
         expect(w.exists && !w.deleting).toBe(true);
         const resolved = w.requested === 'latest' ? w.latest : w.requested;
         expect(d.version).toBe(resolved);

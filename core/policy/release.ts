@@ -4,9 +4,10 @@
  * the broker gathers the facts, audits the decision and only then unwraps a key. Rules and precedence are in
  * docs/policy.md ("Key release").
  */
-import type { AccessGrant, ModelArtifact } from '../api/index.ts';
-import { parseDuration } from './duration.ts';
-import { evaluateGrant, type GrantPolicy, type NamespaceFacts } from './grant.ts';
+import { ENVIRONMENT_LABEL, type AccessGrant, type ModelArtifact } from '../api/index.ts';
+import type { ClassificationTable } from './classification.ts';
+import { formatDuration, parseDuration } from './duration.ts';
+import { evaluateGrant, type NamespaceFacts } from './grant.ts';
 import { selectorMismatch } from './labels.ts';
 
 /** Who is asking, as attested by the broker (certificate URI SAN plus the pod's live labels). */
@@ -38,7 +39,8 @@ export interface ReleaseInput {
    * (a grant with a subject namespace missing here is not Active, as in {@link evaluateGrant}).
    */
   namespaces: ReadonlyMap<string, NamespaceFacts>;
-  policy: GrantPolicy;
+  /** The classification table in force (environments, approvals, the longest key lease). */
+  policy: ClassificationTable;
   now: Date;
 }
 
@@ -47,6 +49,7 @@ export type ReleaseDenyReason =
   | 'NamespaceUnknown'
   | 'ArtifactNotFound'
   | 'ArtifactDeleted'
+  | 'NoEnvironment'
   | 'RestrictedCannotCrossEnvironments'
   | 'NoLatestVersion'
   | 'VersionNotFound'
@@ -65,7 +68,10 @@ export type ReleaseDecision =
       /** The resolved version name (never `latest`). */
       version: string;
       grant: AccessGrant;
-      /** now + the grant's keyLeaseDuration (default 1h), never after the grant's expiresAt. */
+      /**
+       * now + the grant's keyLeaseDuration (default 1h) capped to the classification's keyLease, never after the
+       * grant's expiresAt.
+       */
       leaseExpiresAt: Date;
       message: string;
     }
@@ -120,12 +126,24 @@ export function authorizeRelease(input: ReleaseInput): ReleaseDecision {
   }
   const fromEnv = identityFacts.environment ?? '';
   const toEnv = artifactFacts.environment ?? '';
+  const classification = artifact.spec.classification;
+  if (classification !== 'public' && (fromEnv === '' || toEnv === '')) {
+    const names = [
+      ...new Set([fromEnv === '' ? identity.namespace : '', toEnv === '' ? request.artifactNamespace : '']),
+    ].filter((n) => n !== '');
+    const unlabelledCount = names.length;
+    const unlabelled = `${unlabelledCount === 1 ? 'namespace' : 'namespaces'} ${names.join(' and ')}`;
+    return deny(
+      'NoEnvironment',
+      `${artifactRef} is ${classification}, and ${unlabelled} ${unlabelledCount === 1 ? 'has' : 'have'} no ${ENVIRONMENT_LABEL} label; a namespace without an environment gets nothing above public.`,
+    );
+  }
   const crossing = fromEnv !== toEnv;
   const envs = `${identity.namespace} (${describeEnvironment(fromEnv)}) and ${request.artifactNamespace} (${describeEnvironment(toEnv)})`;
-  if (crossing && artifact.spec.classification === 'restricted') {
+  if (crossing && !input.policy.classifications[classification].crossEnvironment) {
     return deny(
-      'RestrictedCannotCrossEnvironments',
-      `${artifactRef} is restricted and is never released across environments, but ${envs} differ.`,
+      classification === 'restricted' ? 'RestrictedCannotCrossEnvironments' : 'CrossEnvironmentNotAllowed',
+      `${artifactRef} is ${classification}, and the classification table never releases ${classification} artifacts across environments (${classification}.crossEnvironment is false), but ${envs} differ.`,
     );
   }
 
@@ -343,10 +361,14 @@ function judgeGrant(grant: AccessGrant, ctx: Context): Judgement {
   if (leaseMs < MIN_KEY_LEASE_MS || leaseMs > MAX_KEY_LEASE_MS) {
     return no('InvalidKeyLease', `keyLeaseDuration ${JSON.stringify(leaseText)} is not between 1m and 24h`);
   }
-  // evaluateGrant said Active, so expiresAt parses and lies after now.
+  // The classification caps the lease; evaluateGrant said Active, so expiresAt parses and lies after now.
+  const classification = artifact.spec.classification;
+  const cap = ctx.policy.classifications[classification].keyLeaseMs;
   const expiresAt = new Date(grant.spec.expiresAt).getTime();
-  const leaseExpiresAt = new Date(Math.min(ctx.now.getTime() + leaseMs, expiresAt));
-  return { stage: 'Granted', grant, why: 'grants it', leaseExpiresAt };
+  const leaseExpiresAt = new Date(Math.min(ctx.now.getTime() + Math.min(leaseMs, cap), expiresAt));
+  const capped =
+    leaseMs > cap ? ` with a key lease capped to ${formatDuration(cap)} (${classification}.keyLease)` : '';
+  return { stage: 'Granted', grant, why: `grants it${capped}`, leaseExpiresAt };
 }
 
 function grantName(grant: AccessGrant): string {

@@ -1,54 +1,56 @@
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_CLASSIFICATION_TABLE, parseClassificationConfig } from './classification.ts';
 import { PolicyError } from './duration.ts';
-import { DEFAULT_ROTATION_TABLE, parseRotationTable, rotationStatus } from './rotation.ts';
+import { parseKekRotationOverrides, rotationPeriods, rotationStatus } from './rotation.ts';
 
 const D = 86_400_000;
 
 function tableError(text: string): PolicyError {
   try {
-    parseRotationTable(text);
+    parseKekRotationOverrides(text);
   } catch (error) {
     expect(error).toBeInstanceOf(PolicyError);
     return error as PolicyError;
   }
-  throw new Error(`parseRotationTable(${JSON.stringify(text)}) did not throw`);
+  throw new Error(`parseKekRotationOverrides(${JSON.stringify(text)}) did not throw`);
 }
 
-describe('DEFAULT_ROTATION_TABLE', () => {
-  it('is 365d / 180d / 90d / 30d and frozen', () => {
-    expect(DEFAULT_ROTATION_TABLE).toEqual({
-      public: 365 * D,
-      internal: 180 * D,
-      confidential: 90 * D,
-      restricted: 30 * D,
-    });
-    expect(Object.isFrozen(DEFAULT_ROTATION_TABLE)).toBe(true);
+describe('rotationPeriods', () => {
+  it('is the kekRotation of every classification: by default 365d / 180d / 90d / 30d, frozen', () => {
+    const periods = rotationPeriods(DEFAULT_CLASSIFICATION_TABLE);
+    expect(periods).toEqual({ public: 365 * D, internal: 180 * D, confidential: 90 * D, restricted: 30 * D });
+    expect(Object.isFrozen(periods)).toBe(true);
+  });
+
+  it('follows the table', () => {
+    const table = parseClassificationConfig({ 'internal.kekRotation': '2d' });
+    expect(rotationPeriods(table).internal).toBe(2 * D);
   });
 });
 
-describe('parseRotationTable', () => {
-  it('replaces only the entries given', () => {
-    expect(parseRotationTable('restricted=30d,confidential=2160h')).toEqual(DEFAULT_ROTATION_TABLE);
-    expect(parseRotationTable('restricted=7d, public = 1h30m')).toEqual({
-      ...DEFAULT_ROTATION_TABLE,
+describe('parseKekRotationOverrides', () => {
+  it('returns only the entries given', () => {
+    expect(parseKekRotationOverrides('restricted=30d,confidential=2160h')).toEqual({
+      restricted: 30 * D,
+      confidential: 90 * D,
+    });
+    expect(parseKekRotationOverrides('restricted=7d, public = 1h30m')).toEqual({
       restricted: 7 * D,
       public: 5_400_000,
     });
   });
 
-  it('gives the default table for blank text', () => {
-    expect(parseRotationTable('')).toEqual(DEFAULT_ROTATION_TABLE);
-    expect(parseRotationTable('  ')).toEqual(DEFAULT_ROTATION_TABLE);
+  it('gives no overrides for blank text', () => {
+    expect(parseKekRotationOverrides('')).toEqual({});
+    expect(parseKekRotationOverrides('  ')).toEqual({});
   });
 
-  it('returns a frozen table and leaves the default untouched', () => {
-    const table = parseRotationTable('public=1d');
-    expect(Object.isFrozen(table)).toBe(true);
-    expect(DEFAULT_ROTATION_TABLE.public).toBe(365 * D);
+  it('returns a frozen object', () => {
+    expect(Object.isFrozen(parseKekRotationOverrides('public=1d'))).toBe(true);
   });
 
-  it('accepts exactly 1 second', () => {
-    expect(parseRotationTable('restricted=1s').restricted).toBe(1_000);
+  it('accepts exactly 1 second (below the table minimum of 1m, so tests can watch a rotation)', () => {
+    expect(parseKekRotationOverrides('restricted=1s').restricted).toBe(1_000);
   });
 
   it.each([

@@ -1,24 +1,30 @@
 /**
- * KEK rotation policy: how old the primary version of a classification's key-encryption key may get.
+ * KEK rotation policy: how old the primary version of a classification's key-encryption key may get. The periods
+ * come from the classification table (`<classification>.kekRotation`, core/policy/classification.ts); the
+ * operator's `--kek-rotation` flag overrides some of them (see {@link parseKekRotationOverrides}).
  */
 import { CLASSIFICATIONS, type Classification } from '../api/index.ts';
+import type { ClassificationTable } from './classification.ts';
 import { PolicyError, formatDuration, parseDuration } from './duration.ts';
 
 /** Maximum age of the KEK's primary version, in milliseconds, per classification. */
 export type RotationTable = Readonly<Record<Classification, number>>;
 
-const DAY = 86_400_000;
-/** The shortest rotation period a table may set. */
-/** Seconds are allowed so that tests and demos can watch a rotation happen; production tables use days. */
+/** Rotation periods that replace the classification table's, per classification named. */
+export type RotationOverrides = Readonly<Partial<Record<Classification, number>>>;
+
+/**
+ * The shortest rotation period an override may set. Seconds are allowed so that tests and demos can watch a
+ * rotation happen (the classification table itself demands at least 1m); production tables use days.
+ */
 const MIN_PERIOD_MS = 1_000;
 
-/** public 365d, internal 180d, confidential 90d, restricted 30d. */
-export const DEFAULT_ROTATION_TABLE: RotationTable = Object.freeze({
-  public: 365 * DAY,
-  internal: 180 * DAY,
-  confidential: 90 * DAY,
-  restricted: 30 * DAY,
-});
+/** The rotation period of every classification in the table. */
+export function rotationPeriods(table: ClassificationTable): RotationTable {
+  const periods = {} as Record<Classification, number>;
+  for (const c of CLASSIFICATIONS) periods[c] = table.classifications[c].kekRotationMs;
+  return Object.freeze(periods);
+}
 
 /** One version of a KEK and its age, as a KMS provider reports it. */
 export interface KekVersionAge {
@@ -32,13 +38,14 @@ function isClassification(name: string): name is Classification {
 }
 
 /**
- * "restricted=30d,confidential=2160h" → the default table with those entries replaced. Blank text gives the
- * default table; whitespace around entries, names and values is ignored.
+ * "restricted=30d,confidential=2160h" → `{ restricted: 30d, confidential: 90d }` in milliseconds: the periods that
+ * replace the classification table's. Blank text gives no overrides; whitespace around entries, names and values
+ * is ignored.
  * @throws {PolicyError} naming the bad part for an empty or malformed entry, an unknown classification, a
  *   duplicate, a bad duration, or a period under 1 second.
  */
-export function parseRotationTable(text: string): RotationTable {
-  const table: Record<Classification, number> = { ...DEFAULT_ROTATION_TABLE };
+export function parseKekRotationOverrides(text: string): RotationOverrides {
+  const table: Partial<Record<Classification, number>> = {};
   if (text.trim() === '') return Object.freeze(table);
   const seen = new Set<string>();
   for (const [index, raw] of text.split(',').entries()) {

@@ -13,8 +13,8 @@ import type {
 } from '../../api/index.ts';
 import type { NamespaceFacts } from '../grant.ts';
 
-export const NOT_BEFORE = '2026-12-01T00:00:00Z';
-export const EXPIRES = '2027-01-15T00:00:00Z';
+export const NOT_BEFORE = '2026-12-08T00:00:00Z';
+export const EXPIRES = '2026-12-15T00:00:00Z';
 export const NOW = new Date('2026-12-10T12:00:00.500Z');
 export const FP = `sha256:${'a'.repeat(64)}`;
 
@@ -88,7 +88,12 @@ export interface GrantOptions {
   generation?: number;
 }
 
-/** g1 in ml-dev: read v2 of resnet50 for ml-dev/trainer, from NOT_BEFORE to EXPIRES. */
+/** Who created the test grants (spec.requester). */
+export const REQUESTER = 'requester@example.com';
+/** The default approver group of every classification. */
+export const APPROVERS = 'strongroom:approvers';
+
+/** g1 in ml-dev: read v2 of resnet50 for ml-dev/trainer, from NOT_BEFORE to EXPIRES, requested by REQUESTER. */
 export function grant(spec: Partial<AccessGrantSpec> = {}, opts: GrantOptions = {}): AccessGrant {
   return {
     apiVersion: 'strongroom.dev/v1alpha1',
@@ -100,6 +105,7 @@ export function grant(spec: Partial<AccessGrantSpec> = {}, opts: GrantOptions = 
       ...(opts.annotations === undefined ? {} : { annotations: opts.annotations }),
     },
     spec: {
+      requester: REQUESTER,
       artifactRef: { name: 'resnet50' },
       versions: { match: 'named', names: ['v2'] },
       mode: 'read',
@@ -125,8 +131,10 @@ export const NAMESPACES: ReadonlyMap<string, NamespaceFacts> = new Map([
 
 export const prodSubject = { namespace: 'ml-prod', serviceAccount: 'inference' };
 
-export const approvals = (n: number) =>
+/** n approvals by approver-0@example.com, approver-1@example.com, …, each in the approver group. */
+export const approvals = (n: number, groups: string[] = [APPROVERS]) =>
   Array.from({ length: n }, (_, i) => ({
     approver: `approver-${String(i)}@example.com`,
+    groups,
     approvedAt: NOT_BEFORE,
   }));
