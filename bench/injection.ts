@@ -66,7 +66,14 @@ import {
   startStack,
   type Stack,
 } from '../test/e2e/stack.ts';
-import { channelOptions, keyAndCsr, keyBroker, podToken, release } from '../test/broker/workload.ts';
+import {
+  asInjected,
+  channelOptions,
+  keyAndCsr,
+  keyBroker,
+  podToken,
+  release,
+} from '../test/broker/workload.ts';
 import { eventually } from '../test/operator/harness.ts';
 import { createGrant, getGrant, grantBody } from '../test/operator/objects.ts';
 import { cpuSecondsOf } from './ghz.ts';
@@ -613,7 +620,11 @@ async function benchClient(stack: Stack, node: Node, namespace: string): Promise
   const caPem = Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64');
   const endpoint = { ...ports, caPem: caPem.toString('utf8'), serverName: BROKER_SERVER_NAME };
   // A Pending pod (no scheduler runs for it) that satisfies "restricted", not opted in: only its identity is used.
-  const body = injectedPod({ name: 'bench-decrypt-client', serviceAccount: SA, script: 'sleep 3600' });
+  // It must look injected with the stack's sidecar image, or Attest refuses it (pod-not-injected).
+  const body = asInjected(
+    injectedPod({ name: 'bench-decrypt-client', serviceAccount: SA, script: 'sleep 3600' }),
+    stack.image,
+  );
   if (body.metadata) body.metadata.labels = {};
   if (body.spec) body.spec.schedulerName = NO_SCHEDULER;
   const pod = await stack.core.createNamespacedPod({ namespace, body });
