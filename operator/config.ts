@@ -40,8 +40,13 @@ export interface OperatorConfig {
   /** Concurrent reconcile workers per queue, 1 to 64. */
   workers: number;
   kms: KmsConfig;
-  /** The KEK rotation policy exactly as given (e.g. "restricted=30d,confidential=90d"); empty when not given. */
+  /**
+   * KEK rotation periods overriding the classification table's, exactly as given (e.g.
+   * "restricted=30d,confidential=90d"); empty when not given.
+   */
   rotation: string;
+  /** Name of the ConfigMap in the operator's namespace holding the classification table (a DNS-1123 subdomain). */
+  governanceConfig: string;
   resyncPeriodMs: number;
   watchStallTimeoutMs: number;
   shutdownTimeoutMs: number;
@@ -174,7 +179,12 @@ const S = {
   kekRotation: setting(
     '--kek-rotation',
     '<policy>',
-    'KEK rotation policy, e.g. restricted=30d,confidential=90d',
+    'override KEK rotation periods of the classification table, e.g. restricted=30d,confidential=90d',
+  ),
+  governanceConfig: setting(
+    '--governance-config',
+    '<name>',
+    "ConfigMap in the operator's namespace holding the classification table (default strongroom-governance)",
   ),
   resyncPeriod: setting(
     '--resync-period',
@@ -504,6 +514,13 @@ function parseNamespace(raw: Raw | undefined): string {
   return raw.value;
 }
 
+function parseConfigMapName(raw: Raw): string {
+  if (raw.value.length > 253 || !DNS_NAME.test(raw.value)) {
+    throw invalid(raw, 'expected a ConfigMap name (lower-case letters, digits, "-" and ".", at most 253)');
+  }
+  return raw.value;
+}
+
 function parseLogLevel(raw: Raw | undefined): LogLevel {
   if (!raw) return 'info';
   const level = LOG_LEVELS.find((l) => l === raw.value);
@@ -524,6 +541,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
   const workers = get(S.workers);
   const namespace = parseNamespace(get(S.namespace));
   const rotation = get(S.kekRotation);
+  const governance = get(S.governanceConfig);
   const resync = get(S.resyncPeriod);
   const stall = get(S.watchStallTimeout);
   const shutdown = get(S.shutdownTimeout);
@@ -538,6 +556,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
     workers: workers ? parseIntegerIn(workers, 1, 64) : 4,
     kms: parseKms(src),
     rotation: rotation ? nonEmpty(rotation) : '',
+    governanceConfig: governance ? parseConfigMapName(governance) : 'strongroom-governance',
     resyncPeriodMs: resync ? parseDurationMs(resync) : 600_000,
     watchStallTimeoutMs: stall ? parseDurationMs(stall) : 90_000,
     shutdownTimeoutMs: shutdown ? parseDurationMs(shutdown) : 25_000,

@@ -3,7 +3,7 @@
  * SIGINT), 1 when it lost its leader lease or failed at runtime, 2 for invalid configuration.
  */
 import { PolicyError } from '../core/policy/duration.ts';
-import { parseRotationTable } from '../core/policy/rotation.ts';
+import { parseKekRotationOverrides } from '../core/policy/rotation.ts';
 import { ConfigError, parseConfig } from './config.ts';
 import { createRootLogger } from './log.ts';
 import { Operator } from './operator.ts';
@@ -20,7 +20,7 @@ async function main(): Promise<number> {
     throw error;
   }
   try {
-    parseRotationTable(config.rotation);
+    parseKekRotationOverrides(config.rotation);
   } catch (error) {
     if (!(error instanceof PolicyError)) throw error;
     process.stderr.write(`--kek-rotation: ${error.message}\n`);
@@ -58,8 +58,14 @@ async function main(): Promise<number> {
     const { healthPort } = await operator.start();
     logger.info('operator started', { identity: config.identity, namespace: config.namespace, healthPort });
   } catch (error) {
-    logger.error('operator failed to start', { error });
     await operator.stop();
+    if (error instanceof PolicyError) {
+      // An invalid classification table (ConfigMap --governance-config): a configuration error, like a bad flag.
+      logger.error('operator failed to start: invalid governance configuration', { error: error.message });
+      process.stderr.write(`${error.message}\n`);
+      return 2;
+    }
+    logger.error('operator failed to start', { error });
     return 1;
   }
   await finished;

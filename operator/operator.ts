@@ -16,6 +16,7 @@ import {
   AuthenticationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  type V1ConfigMap,
   type V1Namespace,
   type V1Pod,
   type V1Secret,
@@ -33,8 +34,7 @@ import { AuditLog, originFor } from '../core/audit/index.ts';
 import { LocalKmsProvider } from '../core/kms/local.ts';
 import type { KmsProvider } from '../core/kms/provider.ts';
 import { SIDECAR_COMMAND } from '../core/injection/contract.ts';
-import { DEFAULT_GRANT_POLICY } from '../core/policy/grant.ts';
-import { DEFAULT_ROTATION_TABLE, parseRotationTable } from '../core/policy/rotation.ts';
+import { parseKekRotationOverrides } from '../core/policy/rotation.ts';
 import { ensureAuditKeys } from './broker/audit-keys.ts';
 import { BrokerAuditTrail } from './broker/audit-trail.ts';
 import { BrokerServer } from './broker/server.ts';
@@ -46,7 +46,8 @@ import { GovernanceAuditTrail } from './controllers/governance-audit.ts';
 import { KekRotationController } from './controllers/kek-rotation.ts';
 import { ModelArtifactController } from './controllers/modelartifact.ts';
 import { PkiController } from './controllers/pki.ts';
-import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from './keys/artifact-keys.ts';
+import { GovernanceTable } from './governance/table.ts';
+import { ArtifactKeyring } from './keys/artifact-keys.ts';
 import { SecretKeySetStore } from './keys/secret-keyset-store.ts';
 import { EventRecorder } from './kube/events.ts';
 import { Informer, objectKey } from './kube/informer.ts';
@@ -165,7 +166,25 @@ export class Operator {
     else kc.loadFromCluster();
     const core = kc.makeApiClient(CoreV1Api);
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const rotation = config.rotation ? parseRotationTable(config.rotation) : DEFAULT_ROTATION_TABLE;
+    // The classification table (ConfigMap --governance-config): read once now, so an invalid one stops the start;
+    // then kept current by the informer below. Controllers and the broker read it at every decision.
+    const table = new GovernanceTable({
+      namespace: config.namespace,
+      name: config.governanceConfig,
+      logger: componentLogger(this.#root, 'governance-config'),
+      registry: this.metrics.registry,
+      rotationOverrides: parseKekRotationOverrides(config.rotation),
+      warn: (configMap, reason, message) => {
+        this.#events?.record(
+          { apiVersion: 'v1', kind: 'ConfigMap', metadata: configMap.metadata ?? {} },
+          'Warning',
+          reason,
+          message,
+        );
+      },
+    });
+    await table.load(core);
+    const rotation = table.rotation;
     const observer = this.metrics.watchObserver();
     const informer = <T extends object>(
       group: string,
@@ -199,6 +218,10 @@ export class Operator {
       namespace: config.namespace,
       fieldSelector: `metadata.name=${KEYSET_SECRET}`,
     }) as unknown as Informer<V1Secret>;
+    const governanceConfig = informer<V1ConfigMap>('', 'v1', 'configmaps', {
+      namespace: config.namespace,
+      fieldSelector: `metadata.name=${config.governanceConfig}`,
+    }) as unknown as Informer<V1ConfigMap>;
     const managed = { labelSelector: 'app.kubernetes.io/managed-by=strongroom' };
     const webhookConfigs = [
       informer<object>('admissionregistration.k8s.io', 'v1', 'mutatingwebhookconfigurations', managed),
@@ -278,7 +301,7 @@ export class Operator {
       artifacts,
       logger: componentLogger(this.#root, 'modelartifact-controller'),
       rotation,
-      scopes: DEFAULT_KEK_SCOPES,
+      scopes: table.kekScopes,
       audit: this.#governance,
     });
     const grantController = new AccessGrantController({
@@ -287,7 +310,7 @@ export class Operator {
       artifacts,
       namespaces,
       logger: componentLogger(this.#root, 'accessgrant-controller'),
-      policy: DEFAULT_GRANT_POLICY,
+      policy: () => table.current,
       audit: this.#governance,
     });
     const environmentAuditor = new EnvironmentAuditor({
@@ -337,7 +360,7 @@ export class Operator {
       kms: this.#kms,
       artifacts,
       rotation,
-      scopes: DEFAULT_KEK_SCOPES,
+      scopes: table.kekScopes,
       metrics: this.metrics,
       logger: componentLogger(this.#root, 'kek-rotation'),
       ensureKek: (keyId) => keyring.ensureKek(keyId),
@@ -379,8 +402,8 @@ export class Operator {
         view,
         kms,
         keyring,
-        scopes: DEFAULT_KEK_SCOPES,
-        policy: DEFAULT_GRANT_POLICY,
+        scopes: table.kekScopes,
+        policy: () => table.current,
         audit: trail,
         bus: this.bus,
         dekCacheTtlMs: config.broker.dekCacheTtlMs,
@@ -470,6 +493,13 @@ export class Operator {
     keyset.onEvent(() => {
       // A KEK created or rotated (by this leader or by an administrator): every artifact re-checks its wraps.
       for (const a of artifacts.list()) enqueue.artifact(objectKey(a));
+    });
+    governanceConfig.onEvent((event) => {
+      // A valid change of the classification table re-evaluates everything; an invalid one changes nothing.
+      if (!table.update(event.type === 'deleted' ? undefined : event.object)) return;
+      for (const a of artifacts.list()) enqueue.artifact(objectKey(a));
+      for (const g of grants.list()) enqueue.grant(objectKey(g));
+      enqueue.singleton(KekRotationController.KEY);
     });
     recipientKeys.onEvent((event) => {
       const labels = event.object.metadata?.labels ?? {};

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import winston from 'winston';
 import { AuditKey, AuditLog, generateNoteKey, parseSignerKey, verifyLog } from '../../core/audit/index.ts';
 import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
-import { DEFAULT_GRANT_POLICY } from '../../core/policy/grant.ts';
+import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.ts';
 import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 import type { AttestResponse__Output } from '../../proto/generated/strongroom/v1/AttestResponse.ts';
 import { userKubeconfig } from '../../test/cluster/kubeconfig.ts';
@@ -258,7 +258,7 @@ beforeAll(async () => {
     kms,
     keyring: new ArtifactKeyring({ kms, core: brokerCore, namespace: opNs, logger }),
     scopes: DEFAULT_KEK_SCOPES,
-    policy: DEFAULT_GRANT_POLICY,
+    policy: () => DEFAULT_CLASSIFICATION_TABLE,
     audit: trail,
     bus: new RevocationBus(),
   });

@@ -23,7 +23,7 @@ import {
 } from '../../core/api/index.ts';
 import type { BrokerAccessInput, AppendReceipt } from '../../core/audit/index.ts';
 import { KmsError, type WrappedKey } from '../../core/kms/provider.ts';
-import type { GrantPolicy } from '../../core/policy/grant.ts';
+import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizePublish, type PublishDenyReason } from '../../core/policy/publish.ts';
 import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
 import {
@@ -52,7 +52,8 @@ export interface PublishDeps {
   readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'sealVersion'>;
   readonly scopes: Readonly<Record<Classification, KekScope>>;
   readonly audit: PublishAudit;
-  readonly policy: GrantPolicy;
+  /** The classification table in force, read at each decision (it can change while the broker runs). */
+  readonly policy: () => ClassificationTable;
   readonly now: () => Date;
   readonly podWaitMs?: number;
 }
@@ -67,6 +68,7 @@ const DENY_STATUS: Record<PublishDenyReason, BrokerStatus> = {
   ArtifactNotFound: 'NOT_FOUND',
   ArtifactDeleted: 'NOT_FOUND',
   VersionExists: 'ALREADY_EXISTS',
+  NoEnvironment: 'PERMISSION_DENIED',
   RestrictedCannotCrossEnvironments: 'PERMISSION_DENIED',
   NoPublishGrant: 'PERMISSION_DENIED',
   CrossEnvironmentNotAllowed: 'PERMISSION_DENIED',
@@ -130,7 +132,7 @@ export async function publishVersion(
     artifact,
     grants,
     namespaces,
-    policy: deps.policy,
+    policy: deps.policy(),
     now: deps.now(),
   });
   if (!decision.allow)

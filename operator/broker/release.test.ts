@@ -13,7 +13,8 @@ import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
 import { AuditKey, AuditLog, generateNoteKey, parseSignerKey } from '../../core/audit/index.ts';
 import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
-import { DEFAULT_GRANT_POLICY, type NamespaceFacts } from '../../core/policy/grant.ts';
+import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.ts';
+import type { NamespaceFacts } from '../../core/policy/grant.ts';
 import { artifact as fixtureArtifact, grant, NAMESPACES, NOW } from '../../core/policy/testdata/objects.ts';
 import { dekAad, encodeWrapped } from '../keys/artifact-keys.ts';
 import { BrokerAuditTrail } from './audit-trail.ts';
@@ -92,7 +93,7 @@ function deps(overrides: Partial<ReleaseDeps> = {}): ReleaseDeps {
     kms,
     audit: trail,
     cache: new DekCache({ ttlMs: 5000 }),
-    policy: DEFAULT_GRANT_POLICY,
+    policy: () => DEFAULT_CLASSIFICATION_TABLE,
     leases: new LeaseTracker(() => NOW.getTime()),
     now: () => NOW,
     podWaitMs: 100,

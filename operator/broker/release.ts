@@ -7,7 +7,7 @@
 import type { ModelArtifact } from '../../core/api/index.ts';
 import type { AppendReceipt, KeyReleaseInput } from '../../core/audit/index.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
-import type { GrantPolicy } from '../../core/policy/grant.ts';
+import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/release.ts';
 import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
 import type { DekCache } from './dek-cache.ts';
@@ -32,7 +32,8 @@ export interface ReleaseDeps {
   readonly kms: KmsProvider;
   readonly audit: ReleaseAudit;
   readonly cache: DekCache;
-  readonly policy: GrantPolicy;
+  /** The classification table in force, read at each decision (it can change while the broker runs). */
+  readonly policy: () => ClassificationTable;
   readonly leases: LeaseBook;
   readonly now: () => Date;
   /** How long to wait for a pod the cache has not seen yet; default 2000 ms. */
@@ -58,6 +59,7 @@ export interface ReleaseResult {
 
 const DENY_STATUS: Record<ReleaseDenyReason, BrokerStatus> = {
   NamespaceUnknown: 'PERMISSION_DENIED',
+  NoEnvironment: 'PERMISSION_DENIED',
   RestrictedCannotCrossEnvironments: 'PERMISSION_DENIED',
   NoGrant: 'PERMISSION_DENIED',
   CrossEnvironmentNotAllowed: 'PERMISSION_DENIED',
@@ -139,7 +141,7 @@ export async function releaseKey(
     artifact,
     grants,
     namespaces,
-    policy: deps.policy,
+    policy: deps.policy(),
     now,
   });
   const environment = namespaces.get(request.artifactNamespace)?.environment ?? 'none';

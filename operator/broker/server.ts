@@ -16,7 +16,7 @@ import type winston from 'winston';
 import type { Classification } from '../../core/api/index.ts';
 import type { ExpectedSidecar } from '../../core/injection/verify.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
-import type { GrantPolicy } from '../../core/policy/grant.ts';
+import type { ClassificationTable } from '../../core/policy/classification.ts';
 import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
 import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1/PublishVersionResponse.ts';
 import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
@@ -66,7 +66,8 @@ export interface BrokerServerOptions {
   readonly kms: KmsProvider;
   readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'sealVersion'>;
   readonly scopes: Readonly<Record<Classification, KekScope>>;
-  readonly policy: GrantPolicy;
+  /** The classification table in force, read at each decision (it can change while the broker runs). */
+  readonly policy: () => ClassificationTable;
   readonly audit: BrokerAuditTrail;
   readonly bus: RevocationBus;
   /** Default 5000 ms; 0 disables the cache. */

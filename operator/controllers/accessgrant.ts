@@ -21,13 +21,13 @@ import {
   type ModelArtifact,
 } from '../../core/api/index.ts';
 import { grantTransitions } from '../../core/audit/index.ts';
+import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { statusEqual } from '../../core/policy/conditions.ts';
 import {
   endsAccess,
   evaluateGrant,
   grantStatus,
   type GrantPhase,
-  type GrantPolicy,
   type NamespaceFacts,
 } from '../../core/policy/grant.ts';
 import type { EventRecorder } from '../kube/events.ts';
@@ -65,7 +65,8 @@ export interface AccessGrantControllerOptions {
   readonly bus: RevocationBus;
   readonly metrics: OperatorMetrics;
   readonly logger: winston.Logger;
-  readonly policy: GrantPolicy;
+  /** The classification table in force, read at every reconcile (it can change while the operator runs). */
+  readonly policy: () => ClassificationTable;
   /** Where governance transitions are recorded (the leader's audit log). */
   readonly audit: GovernanceAudit;
   readonly now?: () => Date;
@@ -117,7 +118,7 @@ export class AccessGrantController {
       grant,
       artifact,
       namespaces: this.#namespaceFacts(grant),
-      policy: this.#o.policy,
+      policy: this.#o.policy(),
       now,
     });
     const status = grantStatus(grant.status, decision, grant, now, artifact);

@@ -1,7 +1,7 @@
 /**
  * The keys behind one ModelArtifact, as the operator keeps them:
  *
- *   KMS KEK (per classification, or per artifact for `restricted`)
+ *   KMS KEK (per classification, or per artifact when the classification table sets dedicatedKek)
  *     ├─ wraps the artifact's recipient private key (X25519)  → Secret strongroom-rk-<uid> in the operator's namespace
  *     └─ wraps each version's DEK                             → ModelArtifact status.keys[].wrappedKey
  *   recipient public key                                      → status.recipientPublicKey (writers seal DEKs to it)
@@ -13,20 +13,34 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import { ApiException, type CoreV1Api, type V1Secret } from '@kubernetes/client-node';
 import type winston from 'winston';
-import type { Classification, ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
+import {
+  CLASSIFICATIONS,
+  type Classification,
+  type ModelArtifact,
+  type ModelArtifactVersion,
+} from '../../core/api/index.ts';
+import { DEFAULT_CLASSIFICATION_TABLE, type ClassificationTable } from '../../core/policy/classification.ts';
 import { generateRecipientKeyPair, SEAL_SUITE } from '../../core/envelope/index.ts';
 import { KmsError, type KeyVersionInfo, type KmsProvider, type WrappedKey } from '../../core/kms/provider.ts';
 import { rewrapSealedDek } from '../../core/kms/sealed.ts';
 
 export type KekScope = 'shared' | 'artifact';
 
-/** Which artifacts get a KEK of their own: destroying it on delete is then a true crypto-shred. */
-export const DEFAULT_KEK_SCOPES: Readonly<Record<Classification, KekScope>> = {
-  public: 'shared',
-  internal: 'shared',
-  confidential: 'shared',
-  restricted: 'artifact',
-};
+/**
+ * Which artifacts get a KEK of their own (destroying it on delete is then a true crypto-shred): the classifications
+ * whose `dedicatedKek` is true in the classification table. The operator passes a live view of the table in force
+ * (operator/governance/table.ts); this is the view of the built-in table.
+ */
+export function kekScopes(table: ClassificationTable): Readonly<Record<Classification, KekScope>> {
+  const scopes = {} as Record<Classification, KekScope>;
+  for (const c of CLASSIFICATIONS) scopes[c] = table.classifications[c].dedicatedKek ? 'artifact' : 'shared';
+  return Object.freeze(scopes);
+}
+
+/** The scopes of the built-in classification table: only restricted artifacts have a KEK of their own. */
+export const DEFAULT_KEK_SCOPES: Readonly<Record<Classification, KekScope>> = kekScopes(
+  DEFAULT_CLASSIFICATION_TABLE,
+);
 
 export const RECIPIENT_KEY_ALGORITHM = SEAL_SUITE;
 
