@@ -12,10 +12,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { attachNode, startCluster, type Cluster } from '../cluster/cluster.ts';
-import { kubectl } from '../cluster/kubectl.ts';
+import { kubectl, run } from '../cluster/kubectl.ts';
 import { eventually, installCrds } from '../operator/harness.ts';
 import { grantBody } from '../operator/objects.ts';
 import { appNamespace, injectedPod, publishSample, startStack, type Stack } from '../e2e/stack.ts';
+import { meetThePeople, type Person } from '../governance/people.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
@@ -85,6 +86,23 @@ async function must(cluster: Cluster, args: string[], input?: string): Promise<s
   return r.stdout;
 }
 
+async function mustAs(person: Person, args: string[], input?: string): Promise<string> {
+  const r = await person.kubectl(args, input);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} as ${person.name} failed:\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** `kubectl strongroom ...` as `person`, through the kubectl plugin (operator/cli/kubectl-strongroom) on PATH. */
+function kubectlStrongroom(cluster: Cluster, person: Person, args: string[]) {
+  return run(join(cluster.binDir, 'kubectl'), ['strongroom', ...args], {
+    env: {
+      ...process.env,
+      KUBECONFIG: person.kubeconfig,
+      PATH: `${join(repo, 'operator', 'cli')}:${process.env.PATH ?? ''}`,
+    },
+  });
+}
+
 function isReady(pod: V1Pod): boolean {
   return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 }
@@ -122,7 +140,14 @@ async function runDemo(
 
   step('Starting a real node, building the Strongroom image and starting the operator');
   const node = await attachNode(cluster, { log: fact });
-  const stack = await startStack({ cluster, node, log: fact });
+  // The governance table of this cluster: confidential grants need two approvals (the default is one), so the
+  // demo shows the classification table is configuration.
+  const stack = await startStack({
+    cluster,
+    node,
+    log: fact,
+    governance: { 'confidential.approvals': '2' },
+  });
   started(stack);
   const ports = await stack.operator.brokerPorts();
   fact(`operator (node operator/main.ts) runs on the host, pid ${String(stack.operator.pid)}`);
@@ -165,15 +190,58 @@ async function runDemo(
   equivalent(`kubectl -n ${NS} get modelartifact ${ARTIFACT}`);
   say(indent(await must(cluster, ['-n', NS, 'get', 'modelartifact', ARTIFACT])));
 
-  step(`Granting ${NS}/trainer read access to ${ARTIFACT} for one hour`);
+  step(`alice requests read access for ${NS}/trainer; bob and carol, approvers, approve it`);
+  const people = await meetThePeople(cluster, [NS]);
+  fact('each acts with a client certificate of their own and ordinary RBAC (test/governance/people.yaml)');
   const grant = grantBody('trainer-reads', ARTIFACT, {
+    requester: 'alice',
     subjects: [{ namespace: NS, serviceAccount: 'trainer' }],
     purpose: 'demo: evaluate resnet50',
   });
   equivalent(
-    `kubectl -n ${NS} apply -f accessgrant.yaml   # subjects: [{namespace: ${NS}, serviceAccount: trainer}]`,
+    `kubectl -n ${NS} apply -f accessgrant.yaml   # as alice; requester: alice, subjects: ${NS}/trainer`,
   );
-  await must(cluster, ['-n', NS, 'apply', '-f', '-'], JSON.stringify(grant));
+  await mustAs(people.alice, ['-n', NS, 'apply', '-f', '-'], JSON.stringify(grant));
+  const awaiting = await eventually('the grant to wait for approvals', async () => {
+    const out = await must(cluster, [
+      '-n',
+      NS,
+      'get',
+      'accessgrant',
+      'trainer-reads',
+      '-o',
+      'jsonpath={.status.reason}',
+    ]);
+    return out === 'AwaitingApproval' ? out : undefined;
+  });
+  fact(`phase Pending, reason ${awaiting}: a confidential grant needs two approvals here`);
+  const forged = await people.alice.kubectl([
+    '-n',
+    NS,
+    'patch',
+    'accessgrant',
+    'trainer-reads',
+    '--type=json',
+    '-p',
+    JSON.stringify([
+      {
+        op: 'add',
+        path: '/spec/approvals',
+        value: [{ approver: 'me', groups: ['strongroom:approvers'], approvedAt: '2026-12-06T00:00:00Z' }],
+      },
+    ]),
+  ]);
+  if (forged.code === 0)
+    throw new Error("the API server accepted an approval alice wrote in someone else's name");
+  fact(
+    `alice writing an approval herself is refused by the API server: ${forged.stderr.trim().replace(/^.*denied request: /, '')}`,
+  );
+  for (const approver of [people.bob, people.carol]) {
+    equivalent(`kubectl strongroom approve trainer-reads -n ${NS}   # as ${approver.name}`);
+    const r = await kubectlStrongroom(cluster, approver, ['approve', 'trainer-reads', '-n', NS]);
+    if (r.code !== 0) throw new Error(`${approver.name} could not approve: ${r.stderr}`);
+    fact(r.stdout.trim());
+  }
   await eventually('the grant to become Active', async () => {
     const out = await must(cluster, [
       '-n',
