@@ -218,7 +218,7 @@ function grantIdentity(options: GovernancePolicyOptions): GovernancePolicy {
           expression:
             "variables.added.all(a, variables.requester != '' && a.approver != variables.requester)",
           messageExpression:
-            "variables.requester == '' ? 'this grant records no requester (it was created without Strongroom's " +
+            "variables.requester == '' ? 'this grant records no requester (it was created without the Strongroom " +
             "admission policy), so no approval can be checked; create a new grant' : 'the requester (' + " +
             "variables.requester + ') cannot approve their own grant'",
           reason: forbidden,
