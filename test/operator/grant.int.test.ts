@@ -17,7 +17,9 @@ import {
   type OperatorProcess,
 } from './harness.ts';
 import {
+  TEST_ADMIN,
   appendVersion,
+  approval,
   artifactBody,
   condition,
   createArtifact,
@@ -34,8 +36,10 @@ const opNs = `strongroom-op-${suffix}`;
 const dev = `ml-dev-${suffix}`;
 const dev2 = `ml-dev2-${suffix}`;
 const prod = `ml-prod-${suffix}`;
+const plain = `plain-${suffix}`;
 const admin = clients(cluster.kubeconfig);
 let operator: OperatorProcess;
+let operatorKubeconfig = '';
 
 async function phase(name: string, expected: string, ns = dev, timeoutMs = 30_000): Promise<AccessGrant> {
   return eventually(
@@ -56,6 +60,7 @@ function revocations(reason: string): number {
 beforeAll(async () => {
   await installCrds(cluster);
   const kubeconfig = await installOperatorIdentity(cluster, opNs);
+  operatorKubeconfig = kubeconfig;
   for (const [ns, env] of [
     [dev, 'dev'],
     [dev2, 'dev'],
@@ -64,6 +69,7 @@ beforeAll(async () => {
     await kubectl(cluster, ['create', 'namespace', ns]);
     await kubectl(cluster, ['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
   }
+  await kubectl(cluster, ['create', 'namespace', plain]);
   operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-grants' });
   await operator.healthPort();
   for (const [name, classification] of [
@@ -96,7 +102,7 @@ afterAll(async () => {
   ]);
   const exit = await operator.stop();
   expect(exit.code).toBe(0);
-  await kubectl(cluster, ['delete', 'namespace', dev, dev2, prod, opNs, '--wait=false']);
+  await kubectl(cluster, ['delete', 'namespace', dev, dev2, prod, plain, opNs, '--wait=false']);
 });
 
 describe('AccessGrant phases', () => {
@@ -136,7 +142,7 @@ describe('AccessGrant phases', () => {
       grantBody('to-prod-approved', 'resnet', {
         subjects: [{ namespace: prod, serviceAccount: 'inference' }],
         crossEnvironment: true,
-        approvals: [{ approver: 'security@example.com', approvedAt: new Date().toISOString() }],
+        approvals: [approval('security@example.com')],
       }),
     );
     await phase('to-prod-approved', 'Active');
@@ -158,10 +164,7 @@ describe('AccessGrant phases', () => {
       grantBody('vault-to-prod', 'vault', {
         subjects: [{ namespace: prod, serviceAccount: 'inference' }],
         crossEnvironment: true,
-        approvals: [
-          { approver: 'a@example.com', approvedAt: new Date().toISOString() },
-          { approver: 'b@example.com', approvedAt: new Date().toISOString() },
-        ],
+        approvals: [approval('a@example.com'), approval('b@example.com')],
       }),
     );
     expect((await phase('vault-to-prod', 'Denied')).status?.reason).toBe('RestrictedCannotCrossEnvironments');
@@ -290,5 +293,157 @@ describe('AccessGrant phases', () => {
         ? true
         : undefined,
     );
+  });
+});
+
+describe('the classification table', () => {
+  async function applyTable(name: string, data: Record<string, string>): Promise<void> {
+    const manifest = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: opNs },
+      data,
+    });
+    const applied = await kubectl(cluster, ['apply', '-f', '-'], { input: manifest });
+    expect(applied.code, applied.stderr).toBe(0);
+  }
+
+  it('counts only approvals in an approver group by someone other than the requester, and records them', async () => {
+    // vault is restricted: 2 approvals even within one environment (the default table).
+    const own = { ...approval(TEST_ADMIN) };
+    const outsider = { ...approval('outsider@example.com'), groups: ['ml-team'] };
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('vault-local', 'vault', {
+        subjects: [{ namespace: dev2, serviceAccount: 'trainer' }],
+        approvals: [own, outsider, approval('a@example.com')],
+      }),
+    );
+    const waiting = await phase('vault-local', 'Pending');
+    expect(waiting.status).toMatchObject({
+      reason: 'AwaitingApproval',
+      classification: 'restricted',
+      approvedBy: [],
+    });
+    expect(waiting.status?.message).toContain(
+      'waiting for 1 more approval from members of strongroom:approvers',
+    );
+    expect(waiting.status?.message).toContain(`${TEST_ADMIN} is the requester`);
+    expect(waiting.status?.message).toContain('outsider@example.com is not approving as a member of');
+    expect(condition(waiting, 'Approved')).toMatchObject({ status: 'False', reason: 'AwaitingApproval' });
+    await kubectl(cluster, [
+      'patch',
+      'accessgrant',
+      '-n',
+      dev,
+      'vault-local',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'add', path: '/spec/approvals/-', value: approval('b@example.com') }]),
+    ]);
+    const active = await phase('vault-local', 'Active');
+    expect(active.status?.approvedBy).toEqual(['a@example.com', 'b@example.com']);
+    expect(condition(active, 'Approved')).toMatchObject({ status: 'True', reason: 'Approved' });
+  });
+
+  it('a denial is final, and a namespace without an environment gets nothing above public', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('denied', 'resnet', {
+        subjects: [{ namespace: dev, serviceAccount: 'trainer' }],
+        denial: {
+          deniedBy: 'carol@example.com',
+          deniedAt: new Date().toISOString().replace(/\.\d+Z$/u, 'Z'),
+          reason: 'no',
+        },
+      }),
+    );
+    const denied = await phase('denied', 'Denied');
+    expect(denied.status?.reason).toBe('DeniedByApprover');
+    expect(denied.status?.message).toContain('denied by carol@example.com');
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('to-plain', 'resnet', {
+        subjects: [{ namespace: plain, serviceAccount: 'trainer' }],
+        crossEnvironment: true,
+        approvals: [approval('a@example.com')],
+      }),
+    );
+    const noEnv = await phase('to-plain', 'Denied');
+    expect(noEnv.status?.reason).toBe('NoEnvironment');
+    expect(noEnv.status?.message).toContain(`Namespace ${plain}`);
+  });
+
+  it('is re-read on change: a valid change re-evaluates grants, an invalid one is refused with a Warning event', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('table-watch', 'resnet', { subjects: [{ namespace: dev, serviceAccount: 'trainer' }] }),
+    );
+    await phase('table-watch', 'Active');
+    const infoLine = async () =>
+      (await operator.get('/metrics')).body
+        .split('\n')
+        .find((l) => l.startsWith('strongroom_governance_config_info'));
+    expect(await infoLine()).toMatch(/source="default"\} 1$/u);
+
+    // internal grants now need an approval: the Active grant goes back to waiting, the metric names the new table.
+    await applyTable('strongroom-governance', { 'internal.approvals': '1' });
+    const waiting = await phase('table-watch', 'Pending');
+    expect(waiting.status?.reason).toBe('AwaitingApproval');
+    await eventually('metric follows', async () =>
+      (await infoLine())?.includes('source="configmap"') ? true : undefined,
+    );
+    const hash = await infoLine();
+
+    // An invalid change leaves the table in force and says why on the ConfigMap.
+    await applyTable('strongroom-governance', { 'internal.approvals': 'one', 'internal.keylease': '1h' });
+    const warning = await eventually('Warning event on the ConfigMap', async () => {
+      const events = await kubectl(cluster, [
+        'get',
+        'events',
+        '-n',
+        opNs,
+        '--field-selector',
+        'involvedObject.name=strongroom-governance,reason=InvalidGovernanceConfig',
+        '-o',
+        'json',
+      ]);
+      const items = (JSON.parse(events.stdout) as { items: { type: string; message: string }[] }).items;
+      return items[0];
+    });
+    expect(warning.type).toBe('Warning');
+    expect(warning.message).toContain('internal.approvals="one" is invalid');
+    expect(warning.message).toContain('internal.keylease="1h": unknown key');
+    expect(
+      operator
+        .lines()
+        .some((l) => l.level === 'error' && String(l.message).includes('invalid governance ConfigMap')),
+    ).toBe(true);
+    expect(await infoLine()).toBe(hash);
+    expect((await getGrant(admin.custom, dev, 'table-watch')).status?.reason).toBe('AwaitingApproval');
+
+    // Deleting the ConfigMap brings back the defaults.
+    await kubectl(cluster, ['delete', 'configmap', '-n', opNs, 'strongroom-governance']);
+    await phase('table-watch', 'Active');
+  });
+
+  it('an invalid table at start-up stops the operator with every problem (exit 2)', async () => {
+    await applyTable('broken-governance', { 'public.approvals': '-1', 'restricted.keyLease': '2d' });
+    const second = startOperator({
+      namespace: opNs,
+      kubeconfig: operatorKubeconfig,
+      identity: 'op-broken-table',
+      args: ['--governance-config=broken-governance', '--no-leader-elect'],
+    });
+    const exit = await second.exited;
+    expect(exit.code).toBe(2);
+    const out = second.output();
+    expect(out).toContain(`ConfigMap ${opNs}/broken-governance: the classification table has 2 problems:`);
+    expect(out).toContain('public.approvals="-1" is invalid');
+    expect(out).toContain('restricted.keyLease="2d" is invalid: expected a duration from 1m to 24h');
   });
 });

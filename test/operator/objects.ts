@@ -144,6 +144,18 @@ async function appendOnce(
   );
 }
 
+/** The cluster admin user of the tests: the requester of the grants they create (never an approver). */
+export const TEST_ADMIN = 'strongroom-test-admin';
+
+/** A sign-off by `approver` in the default approver group (the admission policy would check both). */
+export function approval(approver: string): { approver: string; groups: string[]; approvedAt: string } {
+  return {
+    approver,
+    groups: ['strongroom:approvers'],
+    approvedAt: new Date().toISOString().replace(/\.\d+Z$/u, 'Z'),
+  };
+}
+
 export function grantBody(
   name: string,
   artifact: string,
@@ -154,6 +166,7 @@ export function grantBody(
     kind: 'AccessGrant',
     metadata: { name },
     spec: {
+      requester: TEST_ADMIN,
       artifactRef: { name: artifact },
       versions: { match: 'latest' },
       mode: 'read',
