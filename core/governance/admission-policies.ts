@@ -22,10 +22,11 @@ import type {
   V1Variable,
 } from '@kubernetes/client-node';
 
-/** Reserved names (one home for each; the operator, the CLI and the docs import them from here). */
-export const ENVIRONMENT_LABEL = 'strongroom.dev/environment';
-export const QUARANTINE_ANNOTATION = 'strongroom.dev/quarantined';
-export const GOVERNANCE_CONFIGMAP = 'strongroom-governance';
+import { ENVIRONMENT_LABEL } from '../api/index.ts';
+import { GOVERNANCE_CONFIGMAP } from '../policy/classification.ts';
+import { QUARANTINE_ANNOTATION } from '../policy/grant.ts';
+
+export { ENVIRONMENT_LABEL, GOVERNANCE_CONFIGMAP, QUARANTINE_ANNOTATION };
 /** Groups that pass every group rule (see the module comment). */
 export const BREAK_GLASS_GROUPS: readonly string[] = ['system:masters'];
 
