@@ -26,6 +26,7 @@ import {
   createArtifact,
   createGrant,
   getArtifact,
+  approval,
   grantBody,
   rawRecipientKey,
   sealedVersion,
@@ -241,6 +242,8 @@ describe('ReleaseKey over mutual TLS', () => {
         subjects: [{ namespace: prod, serviceAccount: 'reader' }],
         versions: { match: 'all' },
         keyLeaseDuration: '10m',
+        // resnet is confidential: one approval by someone other than the requester, in an approver group.
+        approvals: [approval('security@example.com')],
       }),
     );
     const w = await workload(prod, 'reader-0', 'reader');
@@ -471,9 +474,7 @@ describe('ReleaseKey over mutual TLS', () => {
       grantBody('bert-staging', 'bert', {
         subjects: [{ namespace: staging, serviceAccount: 'reader' }],
         crossEnvironment: true,
-        approvals: [
-          { approver: 'security@example.com', approvedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
-        ],
+        approvals: [approval('security@example.com')],
       }),
     );
     const w = await workload(staging, 'staging-reader', 'reader');
@@ -492,10 +493,7 @@ describe('ReleaseKey over mutual TLS', () => {
       grantBody('secret-staging', 'secret-model', {
         subjects: [{ namespace: staging, serviceAccount: 'reader' }],
         crossEnvironment: true,
-        approvals: [
-          { approver: 'a@example.com', approvedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
-          { approver: 'b@example.com', approvedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z') },
-        ],
+        approvals: [approval('a@example.com'), approval('b@example.com')],
       }),
     );
     const w = await workload(staging, 'staging-reader-2', 'reader');
@@ -503,7 +501,7 @@ describe('ReleaseKey over mutual TLS', () => {
     expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
     expectCallerDenial(error, 'RestrictedCannotCrossEnvironments', ['secret-staging', prod, staging]);
     expect(await denialEvent(staging, 'staging-reader-2', /restricted-cannot-cross/)).toMatch(
-      /restricted and is never released across environments/,
+      /never releases restricted artifacts across environments/,
     );
     await audited(
       (e) => e.type === 'key-release' && e.reason === 'restricted-cannot-cross-environments',
