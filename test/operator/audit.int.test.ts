@@ -1,6 +1,7 @@
 /**
  * Governance decisions in the audit log, through the real operator (docs/audit.md#governance-events): a version
- * published with kubectl and sealed, a grant created, activated, quarantined, lifted and expired, a policy denial,
+ * published with kubectl and sealed, a grant created, activated, quarantined, lifted and expired, approved, denied
+ * by an approver and by policy,
  * and a namespace's environment label added, changed and removed, including a change made while the operator was
  * down, audited once across the restart. The log then verifies with `strongroom audit verify`.
  */
@@ -222,6 +223,76 @@ describe('governance audit', () => {
     ]);
   });
 
+  it('records each approval with the approver as actor and their groups, then the activation', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('approved', 'resnet', {
+        subjects: [{ namespace: prod, serviceAccount: 'inference' }],
+        crossEnvironment: true,
+        requester: user,
+      }),
+    );
+    const pending = await phase('approved', 'Pending');
+    const approval = {
+      approver: 'bob@example.com',
+      groups: ['strongroom:approvers'],
+      approvedAt: new Date().toISOString().replace(/\.\d+Z$/u, 'Z'),
+      comment: 'ticket SEC-12',
+    };
+    await ok([
+      'patch',
+      'accessgrant',
+      '-n',
+      dev,
+      'approved',
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'add', path: '/spec/approvals', value: [approval] }]),
+    ]);
+    await phase('approved', 'Active');
+    await audited(
+      (e) => e.type === 'grant-activated' && (e.grant as { uid: string }).uid === pending.metadata.uid,
+      'activated after approval',
+    );
+    const events = ofGrant(pending);
+    expect(events.map((e) => [e.type, e.actor, e.reason])).toEqual([
+      ['grant-created', user, 'Created'],
+      ['grant-approved', 'bob@example.com', 'Approved'],
+      ['grant-activated', 'strongroom-operator', 'Granted'],
+    ]);
+    expect(events[1]).toMatchObject({ groups: ['strongroom:approvers'], detail: 'ticket SEC-12' });
+  });
+
+  it('records a denial by an approver with the denier as actor', async () => {
+    await createGrant(
+      admin.custom,
+      dev,
+      grantBody('refused', 'resnet', {
+        subjects: [{ namespace: dev, serviceAccount: 'trainer' }],
+        requester: user,
+        denial: {
+          deniedBy: 'carol@example.com',
+          groups: ['strongroom:approvers'],
+          deniedAt: new Date().toISOString().replace(/\.\d+Z$/u, 'Z'),
+          reason: 'not for this team',
+        },
+      }),
+    );
+    const denied = await phase('refused', 'Denied');
+    expect(denied.status?.reason).toBe('DeniedByApprover');
+    await audited(
+      (e) => e.type === 'grant-denied' && (e.grant as { uid: string }).uid === denied.metadata.uid,
+      'denied by carol',
+    );
+    const events = ofGrant(denied);
+    expect(events.map((e) => [e.type, e.actor, e.reason])).toEqual([
+      ['grant-created', user, 'Created'],
+      ['grant-denied', 'carol@example.com', 'DeniedByApprover'],
+    ]);
+    expect(events[1]).toMatchObject({ groups: ['strongroom:approvers'], detail: 'not for this team' });
+  });
+
   it('records environment label changes with old and new, once, including a change made while the operator was down', async () => {
     await audited((e) => e.type === 'environment-changed' && e.namespace === relabel, 'label added');
     await ok(['label', 'namespace', relabel, 'strongroom.dev/environment=prod', '--overwrite']);
@@ -302,6 +373,7 @@ describe('governance audit', () => {
       'grant-lifted',
       'grant-expired',
       'grant-denied',
+      'grant-approved',
       'version-published',
       'version-sealed',
       'environment-changed',
