@@ -19,8 +19,8 @@ describe('governancePolicies', () => {
 
   it('fails closed: failurePolicy Fail, and a missing governance ConfigMap denies', () => {
     for (const { policy, binding } of policies) {
-      expect(policy.spec.failurePolicy).toBe('Fail');
-      expect(policy.spec.paramKind).toEqual({ apiVersion: 'v1', kind: 'ConfigMap' });
+      expect(policy.spec?.failurePolicy).toBe('Fail');
+      expect(policy.spec?.paramKind).toEqual({ apiVersion: 'v1', kind: 'ConfigMap' });
       expect(binding.spec.paramRef).toEqual({
         name: 'strongroom-governance',
         namespace: 'strongroom-system',

@@ -547,6 +547,8 @@ function judgeApproval(
       'False',
       'AwaitingApproval',
       `${grantRef} is waiting for ${String(more)} more approval${more === 1 ? '' : 's'} from members of ${groups}: ${kind} needs ${String(required)} (${setting}), by approvers other than the requester ${requester}; it has ${have}.${notCounted}`,
+      // Counted so far: status.approvedBy shows them, and each is audited as it arrives, not when the last one does.
+      counted,
     );
   }
   return result(
