@@ -21,6 +21,7 @@ import {
   createArtifact,
   createGrant,
   getArtifact,
+  approval,
   grantBody,
   sealedVersion,
 } from '../operator/objects.ts';
@@ -214,6 +215,8 @@ beforeAll(async () => {
     grantBody('resnet-readers', 'resnet', {
       subjects: [{ namespace: ns, serviceAccount: 'reader' }],
       versions: { match: 'all' },
+      // resnet is confidential: the classification table asks for one approval.
+      approvals: [approval('security@example.com')],
     }),
   );
   const pod = await createPod(core, ns, 'trainer-0', 'reader');
@@ -357,6 +360,7 @@ describe('the decrypting sidecar (host process, real broker)', () => {
         subjects: [{ namespace: ns, serviceAccount: 'reader' }],
         versions: { match: 'all' },
         expiresAt: expiresAt.toISOString(),
+        approvals: [approval('security@example.com')],
       }),
     );
     const s = await startSidecar(resnet);
