@@ -11,6 +11,7 @@ import {
   type AuditKey,
   type AuditLog,
   type BrokerAccessInput,
+  type GovernanceEvent,
   type KeyReleaseInput,
 } from '../../core/audit/index.ts';
 
@@ -44,6 +45,12 @@ export class BrokerAuditTrail {
     const receipt = await log.append(brokerAccessEvent(input, key));
     this.#onDecision(input.operation, input.decision, input.reason);
     return receipt;
+  }
+
+  /** A governance event the broker decided (a version it published and sealed). */
+  async governance(event: GovernanceEvent): Promise<AppendReceipt> {
+    const { log } = this.#sink();
+    return log.append(event);
   }
 
   #sink(): { log: Pick<AuditLog, 'append'>; key: AuditKey } {

@@ -4,7 +4,8 @@
  * fingerprint → the sealed DEK is opened with the recipient key and rewrapped under the artifact's KMS KEK (a sealed
  * key that does not open is refused before anything is written) → the decision is audited → the version is added to
  * `spec.versions` with a JSON patch guarded by the artifact's resourceVersion, the caller's SPIFFE ID as publisher
- * → the wrapped key is recorded in `status.keys` (best effort; the ModelArtifactController seals it otherwise).
+ * → version-published and version-sealed are audited → the wrapped key is recorded in `status.keys` (best effort;
+ * the ModelArtifactController seals and audits it otherwise, so a race can record the pair twice: at-least-once).
  */
 import {
   ApiException,
@@ -21,7 +22,12 @@ import {
   type ModelArtifactStatusKey,
   type ModelArtifactVersion,
 } from '../../core/api/index.ts';
-import type { BrokerAccessInput, AppendReceipt } from '../../core/audit/index.ts';
+import {
+  versionEvents,
+  type BrokerAccessInput,
+  type AppendReceipt,
+  type GovernanceEvent,
+} from '../../core/audit/index.ts';
 import { KmsError, type WrappedKey } from '../../core/kms/provider.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizePublish, type PublishDenyReason } from '../../core/policy/publish.ts';
@@ -44,6 +50,8 @@ const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
 export interface PublishAudit {
   access(input: BrokerAccessInput): Promise<AppendReceipt>;
+  /** A governance event (version-published, version-sealed; docs/audit.md#governance-events). */
+  governance(event: GovernanceEvent): Promise<AppendReceipt>;
 }
 
 export interface PublishDeps {
@@ -244,6 +252,15 @@ export async function publishVersion(
     throw new BrokerError('UNAVAILABLE', 'api-unavailable', 'the API server could not be updated; retry', {
       cause: error,
     });
+  }
+  // The version is published. It is recorded as version-published and version-sealed before its key is: if the
+  // audit log fails now, the key is not recorded and the ModelArtifact controller seals the version itself, which
+  // audits it (fail closed: a version never has a key in status.keys without these two events).
+  try {
+    for (const event of versionEvents(updated, version, { id: wrapped.keyId, version: wrapped.keyVersion }))
+      await deps.audit.governance(event);
+  } catch {
+    return { version, resourceVersion: updated.metadata.resourceVersion ?? '' };
   }
   await recordKey(deps.custom, updated, {
     version: version.name,
