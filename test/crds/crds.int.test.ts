@@ -196,10 +196,38 @@ describe('invalid manifests are rejected by the API server', () => {
       spec: {
         ...spec,
         expiresAt: '2026-12-15T00:00:00Z',
-        approvals: [...spec.approvals, { approver: 'bob@example.com', approvedAt: '2026-11-26T09:00:00Z' }],
+        approvals: [
+          ...spec.approvals,
+          {
+            approver: 'carol@example.com',
+            groups: ['strongroom:approvers'],
+            approvedAt: '2026-11-26T09:00:00Z',
+          },
+        ],
       },
     };
     await ok(['replace', '--validate=strict', '-f', '-'], JSON.stringify(updated));
+  });
+
+  it('allows an approver to deny a pending grant (the denial is then final)', async () => {
+    const name = 'grant-denial-allowed';
+    await k(['delete', 'accessgrant.strongroom.dev', name, '-n', NS, '--ignore-not-found', '--wait']);
+    const base = inNamespace(loadBase('grant.yaml', name));
+    const pending = { ...(base.spec as Record<string, unknown>) };
+    delete pending.approvals;
+    await ok(['create', '--validate=strict', '-f', '-'], JSON.stringify({ ...base, spec: pending }));
+    const denial = {
+      deniedBy: 'bob@example.com',
+      groups: ['strongroom:approvers'],
+      deniedAt: '2026-11-26T09:00:00Z',
+      reason: 'No business need.',
+    };
+    await ok(
+      ['replace', '--validate=strict', '-f', '-'],
+      JSON.stringify({ ...base, spec: { ...pending, denial } }),
+    );
+    const back = JSON.parse(await ok(['get', 'ag', name, '-n', NS, '-o', 'json'])) as KubeObject;
+    expect(back.spec).toMatchObject({ requester: 'alice@example.com', denial });
   });
 });
 
