@@ -165,14 +165,30 @@ describe('authorized pods read plain files; nobody else does', () => {
     expect(mounts.out).not.toMatch(/strongroom-e2e|storage/);
   });
 
+  it('refuses the wrong namespace at admission, with the same answer as for an artifact that does not exist', async () => {
+    // No AccessGrant in DEV names OTHER/trainer, so the webhook does not resolve DEV's artifact for it: the pod is
+    // never created, and its author cannot tell an existing artifact from a missing one.
+    const attempt = async (artifacts: string): Promise<string> => {
+      const name = `refused-ns-${String(Date.now()).slice(-6)}`;
+      const pod = injectedPod({ name, serviceAccount: 'trainer', artifacts, script: SHOW_AND_WAIT });
+      Object.assign(pod.metadata?.annotations ?? {}, { [ANNOTATION_CIPHERTEXT_CLAIM]: MODELS_CLAIM });
+      const message = await createPod(OTHER, pod).then(
+        () => 'created',
+        (error: unknown) => String((error as { body?: unknown }).body),
+      );
+      const left = await stack.core.listNamespacedPod({ namespace: OTHER });
+      expect(left.items.map((p) => p.metadata?.name)).not.toContain(name);
+      return message;
+    };
+    const existing = await attempt(`${DEV}/resnet50@v1:/models/resnet50`);
+    expect(existing).toContain(
+      `ModelArtifact ${DEV}/resnet50 is not available to service account ${OTHER}/trainer: it does not exist or no AccessGrant names this service account`,
+    );
+    const missing = await attempt(`${DEV}/nosuchmodel@v1:/models/resnet50`);
+    expect(missing.replaceAll('nosuchmodel', 'resnet50')).toBe(existing);
+  });
+
   it.each([
-    [
-      'the wrong namespace',
-      OTHER,
-      'trainer',
-      `${DEV}/resnet50@v1:/models/resnet50`,
-      { [ANNOTATION_CIPHERTEXT_CLAIM]: MODELS_CLAIM },
-    ],
     ['the wrong service account', DEV, 'intruder', 'resnet50@v1:/models/resnet50', {}],
     [
       'the wrong environment',
@@ -198,6 +214,8 @@ describe('authorized pods read plain files; nobody else does', () => {
         60_000,
       );
       expect(why).toMatch(/key release denied/);
+      // The sidecar (the caller) gets the reason and a generic sentence; the pod's Event has the detail.
+      expect(why).toMatch(/details are in the pod's events/);
       const events = await must([
         '-n',
         ns,
