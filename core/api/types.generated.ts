@@ -301,10 +301,11 @@ export interface AccessGrantStatus {
    */
   observedGeneration?: number;
   /**
-   * Lifecycle phase: Pending (before notBefore, or not yet evaluated), Active (keys are released),
-   * Expired (past expiresAt), Revoked (the artifact or a version was withdrawn, or the grant was
-   * revoked by policy), Denied (the grant fails a policy check that needs a lookup, for example a
-   * missing artifact or a missing cross-environment approval).
+   * Lifecycle phase: Pending (before notBefore, waiting for approvals, or not yet evaluated), Active
+   * (keys are released), Expired (past expiresAt, or no approval within the pending-approval timeout),
+   * Revoked (the artifact or a version was withdrawn, or the grant was revoked by policy), Denied
+   * (denied by an approver, quarantined, or failing a policy check that needs a lookup, for example a
+   * missing artifact or a namespace without an environment).
    */
   phase?: 'Pending' | 'Active' | 'Expired' | 'Revoked' | 'Denied';
   /**
@@ -467,9 +468,10 @@ export interface ModelArtifactSpec {
    */
   type?: 'model' | 'dataset';
   /**
-   * Sensitivity class, in increasing order: public, internal, confidential, restricted. It drives
-   * policy (for example how many approvals a cross-environment grant needs). It may be raised at any
-   * time but never lowered: to publish at a lower class, create a new artifact.
+   * Sensitivity class, in increasing order: public, internal, confidential, restricted. The
+   * classification table (docs/policy.md) decides per class the approvals a grant needs, its longest
+   * duration and key lease, KEK rotation, whether it may cross environments and who may publish. It
+   * may be raised at any time but never lowered: to publish at a lower class, create a new artifact.
    * Rule: {'public': 0, 'internal': 1, 'confidential': 2, 'restricted': 3}[self] >= {'public': 0,
    * 'internal': 1, 'confidential': 2, 'restricted': 3}[oldSelf]
    */
