@@ -41,10 +41,14 @@ describe('the README demo command (npm run demo)', () => {
     expect(publish).toContain('ciphertext check: no plaintext name');
     expect(publish).toMatch(/resnet50\s+confidential\s+v1\s+True/);
 
-    // 3. The grant is Active.
-    expect(section(out, 'Granting ml-dev/trainer')).toMatch(
-      /trainer-reads\s+resnet50\s+read\s+ml-dev\/trainer\s+Active/,
-    );
+    // 3. alice requests the grant; her own approval is refused by the API server; bob and carol approve it in
+    //    their own names and it becomes Active.
+    const grant = section(out, 'alice requests read access for ml-dev/trainer');
+    expect(grant).toContain('phase Pending, reason AwaitingApproval');
+    expect(grant).toMatch(/alice writing an approval herself is refused by the API server: .*approver in person/);
+    expect(grant).toContain('approved AccessGrant ml-dev/trainer-reads as bob');
+    expect(grant).toContain('approved AccessGrant ml-dev/trainer-reads as carol');
+    expect(grant).toMatch(/trainer-reads\s+resnet50\s+read\s+ml-dev\/trainer\s+Active/);
 
     // 4. The authorized pod's app container saw exactly the original bytes: compare the two lists here, too.
     const originals = new Map(
