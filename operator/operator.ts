@@ -509,6 +509,8 @@ export class Operator {
     });
 
     await Promise.all(this.#informers.map((i) => i.start()));
+    // A change between the start-up GET and the first list (a deletion above all) emits no event: catch up once.
+    table.update(governanceConfig.get(`${config.namespace}/${config.governanceConfig}`));
     this.#log.info('caches synced', { informers: this.#informers.map((i) => i.resourceName) });
 
     // The webhook runs on every replica: its decisions read only the caches. It waits for the serving certificate,
