@@ -66,7 +66,10 @@ export interface GrantDecision {
   approved: { status: ConditionStatus; reason: string; message: string };
   /** The artifact's classification; undefined when the artifact does not exist. */
   classification: Classification | undefined;
-  /** The approvers whose approvals count, in spec order (empty unless approvals are needed and counted). */
+  /**
+   * The approvers whose approvals count, in spec order: all of them once approved, those counted so far while
+   * awaiting more; empty when no approval is needed, or after a denial, a timeout or a refused crossing.
+   */
   approvedBy: string[];
 }
 

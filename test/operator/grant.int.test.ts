@@ -324,7 +324,7 @@ describe('the classification table', () => {
     expect(waiting.status).toMatchObject({
       reason: 'AwaitingApproval',
       classification: 'restricted',
-      approvedBy: [],
+      approvedBy: ['a@example.com'],
     });
     expect(waiting.status?.message).toContain(
       'waiting for 1 more approval from members of strongroom:approvers',
