@@ -45,7 +45,9 @@ describe('the README demo command (npm run demo)', () => {
     //    their own names and it becomes Active.
     const grant = section(out, 'alice requests read access for ml-dev/trainer');
     expect(grant).toContain('phase Pending, reason AwaitingApproval');
-    expect(grant).toMatch(/alice writing an approval herself is refused by the API server: .*approver in person/);
+    expect(grant).toMatch(
+      /alice writing an approval herself is refused by the API server: .*approver in person/,
+    );
     expect(grant).toContain('approved AccessGrant ml-dev/trainer-reads as bob');
     expect(grant).toContain('approved AccessGrant ml-dev/trainer-reads as carol');
     expect(grant).toMatch(/trainer-reads\s+resnet50\s+read\s+ml-dev\/trainer\s+Active/);
