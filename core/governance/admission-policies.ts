@@ -263,32 +263,45 @@ function grantIdentity(options: GovernancePolicyOptions): GovernancePolicy {
   );
 }
 
-/** AccessGrant: only the security groups add, change or remove the quarantine annotation. */
-function grantQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
-  const key = lit(QUARANTINE_ANNOTATION);
+/**
+ * A label or annotation only members of the groups under ConfigMap key `groupsKey` may add, change or remove, on
+ * CREATE (set at all) and UPDATE (changed).
+ */
+function reservedMetadata(
+  options: GovernancePolicyOptions,
+  spec: {
+    name: string;
+    resources: { group: string; resource: string };
+    field: 'labels' | 'annotations';
+    key: string;
+    groupsKey: 'platformAdminGroups' | 'securityGroups';
+    message: (verb: string) => string;
+  },
+): GovernancePolicy {
+  const key = lit(spec.key);
+  const field = spec.field;
   const value = (o: string) =>
-    `(${o} != null && has(${o}.metadata.annotations) && ${key} in ${o}.metadata.annotations ? ` +
-    `'set:' + ${o}.metadata.annotations[${key}] : 'unset')`;
+    `(${o} != null && has(${o}.metadata.${field}) && ${key} in ${o}.metadata.${field} ? ` +
+    `'set:' + ${o}.metadata.${field}[${key}] : 'unset')`;
   return policy(
-    POLICY_NAMES.grantQuarantine,
+    spec.name,
     {
-      resources: { group: 'strongroom.dev', resource: 'accessgrants' },
+      resources: spec.resources,
       operations: ['CREATE', 'UPDATE'],
       variables: [
         { name: 'before', expression: value('oldObject') },
         { name: 'after', expression: value('object') },
         {
-          name: 'securityGroups',
-          expression: `${param(lit('securityGroups'), lit(options.defaults.securityGroups))}.split(',')`,
+          name: 'groups',
+          expression: `${param(lit(spec.groupsKey), lit(options.defaults[spec.groupsKey]))}.split(',')`,
         },
       ],
       validations: [
         {
-          expression: `variables.before == variables.after || ${userIn('variables.securityGroups')}`,
-          messageExpression:
-            `'only the security team (groups ' + variables.securityGroups.join(', ') + ') may ' + ` +
-            `(variables.after == 'unset' ? 'lift' : variables.before == 'unset' ? 'add' : 'change') + ` +
-            `' the quarantine annotation ${QUARANTINE_ANNOTATION}'`,
+          expression: `variables.before == variables.after || ${userIn('variables.groups')}`,
+          messageExpression: spec.message(
+            "(variables.after == 'unset' ? 'remove' : variables.before == 'unset' ? 'add' : 'change')",
+          ),
           reason: forbidden,
         },
       ],
@@ -297,37 +310,32 @@ function grantQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
   );
 }
 
+/** AccessGrant: only the security groups add, change or remove (lift) the quarantine annotation. */
+function grantQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
+  return reservedMetadata(options, {
+    name: POLICY_NAMES.grantQuarantine,
+    resources: { group: 'strongroom.dev', resource: 'accessgrants' },
+    field: 'annotations',
+    key: QUARANTINE_ANNOTATION,
+    groupsKey: 'securityGroups',
+    message: (verb) =>
+      `'only the security team (groups ' + variables.groups.join(', ') + ') may ' + ` +
+      `(${verb} == 'remove' ? 'lift' : ${verb}) + ' the quarantine annotation ${QUARANTINE_ANNOTATION}'`,
+  });
+}
+
 /** Namespace: only platform admins add, change or remove the environment label. */
 function environmentLabel(options: GovernancePolicyOptions): GovernancePolicy {
-  const key = lit(ENVIRONMENT_LABEL);
-  const value = (o: string) =>
-    `(${o} != null && has(${o}.metadata.labels) && ${key} in ${o}.metadata.labels ? ` +
-    `'set:' + ${o}.metadata.labels[${key}] : 'unset')`;
-  return policy(
-    POLICY_NAMES.environmentLabel,
-    {
-      resources: { group: '', resource: 'namespaces' },
-      operations: ['CREATE', 'UPDATE'],
-      variables: [
-        { name: 'before', expression: value('oldObject') },
-        { name: 'after', expression: value('object') },
-        {
-          name: 'adminGroups',
-          expression: `${param(lit('platformAdminGroups'), lit(options.defaults.platformAdminGroups))}.split(',')`,
-        },
-      ],
-      validations: [
-        {
-          expression: `variables.before == variables.after || ${userIn('variables.adminGroups')}`,
-          messageExpression:
-            `'only platform admins (groups ' + variables.adminGroups.join(', ') + ') may set, change or remove ` +
-            `the label ${ENVIRONMENT_LABEL}: it decides which artifacts the namespace can read'`,
-          reason: forbidden,
-        },
-      ],
-    },
-    options,
-  );
+  return reservedMetadata(options, {
+    name: POLICY_NAMES.environmentLabel,
+    resources: { group: '', resource: 'namespaces' },
+    field: 'labels',
+    key: ENVIRONMENT_LABEL,
+    groupsKey: 'platformAdminGroups',
+    message: () =>
+      `'only platform admins (groups ' + variables.groups.join(', ') + ') may set, change or remove ` +
+      `the label ${ENVIRONMENT_LABEL}: it decides which artifacts the namespace can read'`,
+  });
 }
 
 /**

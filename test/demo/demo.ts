@@ -202,18 +202,14 @@ async function runDemo(
     `kubectl -n ${NS} apply -f accessgrant.yaml   # as alice; requester: alice, subjects: ${NS}/trainer`,
   );
   await mustAs(people.alice, ['-n', NS, 'apply', '-f', '-'], JSON.stringify(grant));
-  const awaiting = await eventually('the grant to wait for approvals', async () => {
-    const out = await must(cluster, [
-      '-n',
-      NS,
-      'get',
-      'accessgrant',
-      'trainer-reads',
-      '-o',
-      'jsonpath={.status.reason}',
-    ]);
-    return out === 'AwaitingApproval' ? out : undefined;
-  });
+  /** Waits until the grant's status field (jsonpath) reads `value`. */
+  const grantStatus = (field: string, value: string) =>
+    eventually(`the grant's ${field} to be ${value}`, async () => {
+      const jsonpath = `jsonpath={.status.${field}}`;
+      const out = await must(cluster, ['-n', NS, 'get', 'accessgrant', 'trainer-reads', '-o', jsonpath]);
+      return out === value ? out : undefined;
+    });
+  const awaiting = await grantStatus('reason', 'AwaitingApproval');
   fact(`phase Pending, reason ${awaiting}: a confidential grant needs two approvals here`);
   const forged = await people.alice.kubectl([
     '-n',
@@ -242,18 +238,7 @@ async function runDemo(
     if (r.code !== 0) throw new Error(`${approver.name} could not approve: ${r.stderr}`);
     fact(r.stdout.trim());
   }
-  await eventually('the grant to become Active', async () => {
-    const out = await must(cluster, [
-      '-n',
-      NS,
-      'get',
-      'accessgrant',
-      'trainer-reads',
-      '-o',
-      'jsonpath={.status.phase}',
-    ]);
-    return out === 'Active' ? true : undefined;
-  });
+  await grantStatus('phase', 'Active');
   say(indent(await must(cluster, ['-n', NS, 'get', 'accessgrant', 'trainer-reads'])));
 
   step(`An authorized pod (service account trainer) reads the model at ${MOUNT}`);
