@@ -229,6 +229,44 @@ describe('releaseKey', () => {
     expect(written.at(-1)).toMatchObject({ decision: 'deny', reason, grant: null });
   });
 
+  describe('a workload of another namespace', () => {
+    const dev2: Peer = { ...peer, namespace: 'ml-dev-2', spiffeId: 'spiffe://test/ns/ml-dev-2/sa/trainer' };
+    const dev2Pod: PodFacts = { ...livePod, namespace: 'ml-dev-2' };
+    const naming = (): AccessGrant => {
+      const g = liveGrant();
+      return { ...g, spec: { ...g.spec, subjects: [{ namespace: 'ml-dev-2', serviceAccount: 'trainer' }] } };
+    };
+    it.each([
+      ['the artifact does not exist', { artifact: undefined }, {}, 'artifact-not-found'],
+      ['the version does not exist', {}, { version: 'v9' }, 'version-not-found'],
+      ['no grant names it', {}, {}, 'no-grant'],
+    ] as const)(
+      'is told NoGrant alike when %s, unless a grant there names it; the audit keeps the truth',
+      async (_what, v, r, reason) => {
+        const hidden = await refusal(
+          releaseKey(dev2, { ...request, ...r }, deps({ view: view({ ...v, pod: dev2Pod, grants: [] }) })),
+        );
+        expect(hidden.status).toBe('PERMISSION_DENIED');
+        expect(hidden.callerMessage).toMatch(
+          /^NoGrant: no AccessGrant allows this workload to read this version/,
+        );
+        expect(hidden.reason).toBe(reason);
+        expect(entries().at(-1)).toMatchObject({ decision: 'deny', reason });
+        if (reason === 'no-grant') return;
+        // A grant for this artifact naming the workload: it may learn that the artifact or version is missing.
+        const told = await refusal(
+          releaseKey(
+            dev2,
+            { ...request, ...r },
+            deps({ view: view({ ...v, pod: dev2Pod, grants: [naming()] }) }),
+          ),
+        );
+        expect(told.status).toBe('NOT_FOUND');
+        expect(told.callerMessage).not.toMatch(/^NoGrant/);
+      },
+    );
+  });
+
   it('denies with UNAVAILABLE and zeroes the unwrapped DEK when the allow cannot be audited', async () => {
     let handedOut: Buffer | undefined;
     const spying: KmsProvider = Object.assign(Object.create(kms) as KmsProvider, {

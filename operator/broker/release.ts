@@ -4,7 +4,7 @@
  * audit log → the answer. A denial is audited the same way. If the append fails the answer is UNAVAILABLE and the
  * DEK (already unwrapped) is zeroed: no key leaves the broker unaudited.
  */
-import type { ModelArtifact } from '../../core/api/index.ts';
+import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
 import type { AppendReceipt, KeyReleaseInput } from '../../core/audit/index.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
@@ -72,6 +72,30 @@ const DENY_STATUS: Record<ReleaseDenyReason, BrokerStatus> = {
   VersionNotSealed: 'FAILED_PRECONDITION',
   InvalidKeyLease: 'FAILED_PRECONDITION',
 };
+
+/** Reasons that tell whether an artifact or version exists. */
+const EXISTENCE_REASONS: ReadonlySet<ReleaseDenyReason> = new Set<ReleaseDenyReason>([
+  'ArtifactNotFound',
+  'ArtifactDeleted',
+  'NoLatestVersion',
+  'VersionNotFound',
+  'VersionWithdrawn',
+  'VersionNotSealed',
+]);
+
+/**
+ * True when the peer is in the artifact's namespace, or a grant there for the artifact names the peer's namespace
+ * and service account as a subject (the webhook's rule for another namespace's artifacts).
+ */
+function namedByAGrant(peer: Peer, request: ReleaseRequestInput, grants: readonly AccessGrant[]): boolean {
+  if (peer.namespace === request.artifactNamespace) return true;
+  return grants.some(
+    (g) =>
+      g.metadata.namespace === request.artifactNamespace &&
+      g.spec.artifactRef.name === request.artifactName &&
+      g.spec.subjects.some((s) => s.namespace === peer.namespace && s.serviceAccount === peer.serviceAccount),
+  );
+}
 
 /** Runs ReleaseKey for a verified peer. Throws BrokerError (already audited) on every refusal. */
 export async function releaseKey(
@@ -146,9 +170,14 @@ export async function releaseKey(
   });
   const environment = namespaces.get(request.artifactNamespace)?.environment ?? 'none';
   if (!decision.allow) {
+    // A workload of another namespace that no grant there names learns nothing of that namespace's artifacts:
+    // "does not exist", "withdrawn" and "no grant" all read as no grant (as the webhook answers such a pod author).
+    // The audit log and the pod's Event keep the real reason.
+    const hidden = EXISTENCE_REASONS.has(decision.reason) && !namedByAGrant(peer, request, grants);
+    const answered = hidden ? 'NoGrant' : decision.reason;
     return deny(
-      new BrokerError(DENY_STATUS[decision.reason], reasonCode(decision.reason), decision.message, {
-        publicMessage: callerDenial(decision.reason),
+      new BrokerError(DENY_STATUS[answered], reasonCode(decision.reason), decision.message, {
+        publicMessage: callerDenial(answered),
       }),
     );
   }
