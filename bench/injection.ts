@@ -68,6 +68,7 @@ import {
 } from '../test/e2e/stack.ts';
 import {
   asInjected,
+  useOperatorInjection,
   channelOptions,
   keyAndCsr,
   keyBroker,
@@ -621,9 +622,13 @@ async function benchClient(stack: Stack, node: Node, namespace: string): Promise
   const endpoint = { ...ports, caPem: caPem.toString('utf8'), serverName: BROKER_SERVER_NAME };
   // A Pending pod (no scheduler runs for it) that satisfies "restricted", not opted in: only its identity is used.
   // It must look injected with the stack's sidecar image, or Attest refuses it (pod-not-injected).
+  await useOperatorInjection(stack.core, OPERATOR_NAMESPACE, {
+    image: stack.image,
+    brokerAddress: `${node.network.gateway}:${String(ports.brokerPort)}`,
+    attestAddress: `${node.network.gateway}:${String(ports.attestPort)}`,
+  });
   const body = asInjected(
     injectedPod({ name: 'bench-decrypt-client', serviceAccount: SA, script: 'sleep 3600' }),
-    stack.image,
   );
   if (body.metadata) body.metadata.labels = {};
   if (body.spec) body.spec.schedulerName = NO_SCHEDULER;

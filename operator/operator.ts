@@ -33,7 +33,8 @@ import {
 import { AuditLog, originFor } from '../core/audit/index.ts';
 import { LocalKmsProvider } from '../core/kms/local.ts';
 import type { KmsProvider } from '../core/kms/provider.ts';
-import { SIDECAR_COMMAND } from '../core/injection/contract.ts';
+import { expectedSidecar } from '../core/injection/verify.ts';
+import { trackTrustedCa } from './broker/ca-trust.ts';
 import { parseKekRotationOverrides } from '../core/policy/rotation.ts';
 import { ensureAuditKeys } from './broker/audit-keys.ts';
 import { BrokerAuditTrail } from './broker/audit-trail.ts';
@@ -374,7 +375,12 @@ export class Operator {
     });
 
     // Only pods as injection makes them with the configured sidecar get certificates and keys (docs/broker.md).
-    const sidecar = { image: config.injection.image, command: SIDECAR_COMMAND };
+    // The CA bundle a sidecar trusts must be the operator's own (it would hand its token to any server its bundle
+    // trusts): the set is refreshed whenever the broker reads the CA (at start and every credential refresh).
+    const { ca, trusted } = trackTrustedCa(
+      new InternalCa(kc, { namespace: config.namespace, logger: componentLogger(this.#root, 'broker') }),
+    );
+    const sidecar = expectedSidecar(config.injection, trusted);
     const view = new InformerBrokerView({
       artifacts,
       grants,
@@ -395,7 +401,7 @@ export class Operator {
         core,
         authentication: kc.makeApiClient(AuthenticationV1Api),
         custom,
-        ca: new InternalCa(kc, { namespace: config.namespace, logger: brokerLog }),
+        ca,
         trustDomain: config.broker.trustDomain,
         sidecar,
         logger: brokerLog,

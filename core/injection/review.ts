@@ -6,17 +6,11 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseInjectionRequest } from './annotation.ts';
-import {
-  ANNOTATION_ARTIFACTS,
-  ANNOTATION_INJECTED,
-  ANNOTATION_PUBLISH,
-  LABEL_INJECT,
-  SIDECAR_COMMAND,
-} from './contract.ts';
+import { ANNOTATION_ARTIFACTS, ANNOTATION_INJECTED, ANNOTATION_PUBLISH, LABEL_INJECT } from './contract.ts';
 import { InjectionError } from './errors.ts';
 import { buildPatch, type InjectionSettings } from './patch.ts';
 import { planInjection, type ArtifactLookup, type GrantLookup } from './plan.ts';
-import { admissionProblem, verifyInjectedPod } from './verify.ts';
+import { admissionProblem, expectedSidecar, pemBodies, verifyInjectedPod } from './verify.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -132,7 +126,11 @@ export function admit(
   if (annotations[ANNOTATION_INJECTED] !== undefined) {
     // Already injected (a second admission changes nothing); a pod that only claims to be is refused here, as
     // Attest would refuse it later.
-    const problem = verifyInjectedPod(pod, { image: settings.image, command: SIDECAR_COMMAND });
+    const trusted = new Set(pemBodies(settings.caBundlePem));
+    const problem = verifyInjectedPod(
+      pod,
+      expectedSidecar(settings, () => trusted),
+    );
     return problem === undefined
       ? allow()
       : deny(uid, `the pod carries ${ANNOTATION_INJECTED} but is not as Strongroom injects it: ${problem}`);

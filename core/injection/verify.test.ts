@@ -1,15 +1,22 @@
 import { readFileSync } from 'node:fs';
 import type { V1Container, V1EphemeralContainer, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { ANNOTATION_INJECTED, SIDECAR_COMMAND, SIDECAR_CONTAINER } from './contract.ts';
+import { ANNOTATION_INJECTED, ENV, SIDECAR_CONTAINER } from './contract.ts';
 import { buildPatch } from './patch.ts';
 import { admit, type AdmissionReview } from './review.ts';
 import { SETTINGS, grantsIn, lookupIn } from './testdata/artifacts.ts';
 import { applyPatch } from './testdata/json-patch.ts';
 import { READ_AND_PUBLISH, appPod } from './testdata/plans.ts';
-import { admissionProblem, verificationView, verifyInjectedPod } from './verify.ts';
+import {
+  admissionProblem,
+  expectedSidecar,
+  pemBodies,
+  verificationView,
+  verifyInjectedPod,
+} from './verify.ts';
 
-const EXPECTED = { image: SETTINGS.image, command: SIDECAR_COMMAND };
+const TRUSTED = new Set(pemBodies(SETTINGS.caBundlePem));
+const EXPECTED = expectedSidecar(SETTINGS, () => TRUSTED);
 
 /** A pod exactly as the webhook injects it (the real patch builder, applied as the API server would). */
 function injectedPod(): V1Pod {
@@ -257,8 +264,50 @@ describe('verifyInjectedPod', () => {
     expect(verifyInjectedPod(p, EXPECTED)).toContain(reason);
   });
 
+  describe('the sidecar must talk to the real broker, trusting only the operator CA', () => {
+    const sidecarEnv = (p: V1Pod) =>
+      p.spec?.initContainers?.find((c) => c.name === SIDECAR_CONTAINER)?.env ?? [];
+    const setEnv = (p: V1Pod, name: string, value: string) => {
+      const found = sidecarEnv(p).find((e) => e.name === name);
+      if (found === undefined) throw new Error(`no ${name}`);
+      found.value = value;
+    };
+    it.each([
+      [ENV.attestAddress, '127.0.0.1:8443'],
+      [ENV.brokerAddress, '127.0.0.1:8444'],
+    ])(
+      'refuses %s pointed elsewhere (%s): the sidecar would send its token to the pod itself',
+      (name, value) => {
+        const p = injectedPod();
+        setEnv(p, name, value);
+        expect(verifyInjectedPod(p, EXPECTED)).toContain(`sets ${name}=${JSON.stringify(value)}`);
+        expect(verifyInjectedPod(verificationView(p), EXPECTED)).toBe(verifyInjectedPod(p, EXPECTED));
+      },
+    );
+    it("refuses a CA bundle that is not the operator's, or adds a certificate to it", () => {
+      const own = '-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n';
+      for (const bundle of [own, SETTINGS.caBundlePem + own, '', 'not pem']) {
+        const p = injectedPod();
+        setEnv(p, ENV.caBundle, bundle);
+        expect(verifyInjectedPod(p, EXPECTED)).toContain('CA bundle');
+        expect(verifyInjectedPod(verificationView(p), EXPECTED)).toContain('CA bundle');
+      }
+    });
+    it('refuses a value taken from valueFrom, and fails closed while the operator CA is not loaded', () => {
+      const p = injectedPod();
+      const env = sidecarEnv(p).find((e) => e.name === ENV.attestAddress);
+      if (env === undefined) throw new Error('no env');
+      delete env.value;
+      env.valueFrom = { configMapKeyRef: { name: 'mine', key: 'addr' } };
+      expect(verifyInjectedPod(p, EXPECTED)).toContain('valueFrom');
+      expect(verifyInjectedPod(injectedPod(), { ...EXPECTED, trustedCa: () => undefined })).toContain(
+        'CA is not loaded yet',
+      );
+    });
+  });
+
   it('refuses the right image with another command list', () => {
-    expect(verifyInjectedPod(injectedPod(), { image: SETTINGS.image, command: ['/bin/true'] })).toContain(
+    expect(verifyInjectedPod(injectedPod(), { ...EXPECTED, command: ['/bin/true'] })).toContain(
       'runs command',
     );
   });
@@ -305,9 +354,9 @@ describe('verificationView', () => {
     expect(verifyInjectedPod(verificationView(p), EXPECTED)).toBe(verifyInjectedPod(p, EXPECTED));
   });
 
-  it('keeps no env values, no plan and nothing of a pod that is not injected', () => {
+  it('keeps only the endpoint and CA values, no plan, and nothing of a pod that is not injected', () => {
     const view = verificationView(injectedPod());
-    expect(JSON.stringify(view)).not.toContain('BEGIN CERTIFICATE');
+    expect(JSON.stringify(view)).toContain(SETTINGS.attestAddress);
     expect(JSON.stringify(view)).not.toContain('ciphertextPath');
     expect(verificationView(appPod(true))).toEqual({ metadata: {} });
   });

@@ -17,6 +17,7 @@ import {
   ANNOTATION_INJECTED,
   ENV,
   INJECTION_VERSION,
+  SIDECAR_COMMAND,
   SIDECAR_CONTAINER,
   SIDECAR_ROOT,
   TOKEN_AUDIENCE,
@@ -34,6 +35,77 @@ export interface ExpectedSidecar {
   readonly image: string;
   /** {@link SIDECAR_COMMAND}. */
   readonly command: readonly string[];
+  /**
+   * Where the sidecar must send its token and requests, exactly as injection sets them: the values of
+   * STRONGROOM_BROKER_ADDRESS, STRONGROOM_ATTEST_ADDRESS and STRONGROOM_BROKER_SERVER_NAME. A pod that points its
+   * sidecar elsewhere (its own listener on 127.0.0.1, say) would hand its token to whoever listens there.
+   */
+  readonly endpoints: Readonly<Record<string, string>>;
+  /**
+   * The operator's trusted CA certificates now (PEM bodies without whitespace, {@link pemBodies}); every certificate
+   * in the sidecar's STRONGROOM_CA_BUNDLE must be one of them, so that the sidecar completes TLS only with the real
+   * broker. Undefined or empty (not loaded yet): every pod is refused (fail closed).
+   */
+  readonly trustedCa: () => ReadonlySet<string> | undefined;
+}
+
+/**
+ * The sidecar injection produces with these settings (the webhook's, or the operator's configuration), trusting
+ * the CA certificates `trustedCa` returns.
+ */
+export function expectedSidecar(
+  settings: {
+    readonly image: string;
+    readonly brokerAddress: string;
+    readonly attestAddress: string;
+    readonly brokerServerName?: string | undefined;
+  },
+  trustedCa: () => ReadonlySet<string> | undefined,
+): ExpectedSidecar {
+  return {
+    image: settings.image,
+    command: SIDECAR_COMMAND,
+    endpoints: {
+      [ENV.brokerAddress]: settings.brokerAddress,
+      [ENV.attestAddress]: settings.attestAddress,
+      ...(settings.brokerServerName === undefined
+        ? {}
+        : { [ENV.brokerServerName]: settings.brokerServerName }),
+    },
+    trustedCa,
+  };
+}
+
+/** The base64 bodies of the PEM blocks in `text`, whitespace removed: comparable certificate identities. */
+export function pemBodies(text: string): string[] {
+  const bodies: string[] = [];
+  for (const m of text.matchAll(/-----BEGIN ([A-Z ]+)-----([\s\S]*?)-----END \1-----/g)) {
+    if (m[1] !== 'CERTIFICATE') return [];
+    bodies.push((m[2] ?? '').replace(/\s+/g, ''));
+  }
+  return bodies;
+}
+
+/** What is wrong with the values of the sidecar's environment, or undefined. */
+function envValueProblem(env: readonly unknown[], expected: ExpectedSidecar, it: string): string | undefined {
+  const values = new Map<string, string>();
+  for (const e of env) {
+    if (!isRecord(e) || typeof e.name !== 'string') return `${it} has a malformed env`;
+    if (e.valueFrom !== undefined)
+      return `${it} takes ${e.name} from valueFrom; injection sets every value literally`;
+    if (values.has(e.name)) return `${it} sets ${e.name} twice`;
+    values.set(e.name, typeof e.value === 'string' ? e.value : '');
+  }
+  for (const [name, value] of Object.entries(expected.endpoints))
+    if (values.get(name) !== value)
+      return `${it} sets ${name}=${JSON.stringify(values.get(name) ?? '')}, not ${JSON.stringify(value)} as injection does: the sidecar would send its token elsewhere`;
+  const trusted = expected.trustedCa();
+  if (trusted === undefined || trusted.size === 0)
+    return "the operator's CA is not loaded yet, so the sidecar's CA bundle cannot be checked";
+  const bundle = pemBodies(values.get(ENV.caBundle) ?? '');
+  if (bundle.length === 0 || !bundle.every((b) => trusted.has(b)))
+    return `${it} trusts a CA bundle (${ENV.caBundle}) that is not the operator's: the sidecar would complete TLS with another server and hand it its token`;
+  return undefined;
 }
 
 type AnyContainer = V1Container | V1EphemeralContainer;
@@ -170,6 +242,8 @@ function sidecarProblem(sidecar: AnyContainer, expected: ExpectedSidecar): strin
   const foreign = env.find((e) => !isRecord(e) || !SIDECAR_ENV.has(e.name));
   if (foreign !== undefined)
     return `${it} sets environment variable ${JSON.stringify(isRecord(foreign) ? foreign.name : foreign)}, which injection never sets`;
+  const valued = envValueProblem(env, expected, it);
+  if (valued !== undefined) return valued;
   if (sidecar.lifecycle !== undefined) return `${it} has lifecycle hooks, which injection never sets`;
   if (runsCode(sidecar.startupProbe) || runsCode(sidecar.readinessProbe) || runsCode(sidecar.livenessProbe))
     return `${it} has an exec probe, which injection never sets`;
@@ -236,6 +310,31 @@ function slimProbe(probe: V1Probe | undefined): V1Probe | undefined {
   return probe === undefined ? undefined : runsCode(probe) ? { exec: {} } : {};
 }
 
+/** Values {@link envValueProblem} reads: the pinned endpoints and the CA bundle (interned: pods share one bundle). */
+const KEPT_VALUES: ReadonlySet<string> = new Set([
+  ENV.brokerAddress,
+  ENV.attestAddress,
+  ENV.brokerServerName,
+  ENV.caBundle,
+]);
+const interned = new Map<string, string>();
+function intern(value: string): string {
+  const found = interned.get(value);
+  if (found !== undefined) return found;
+  if (interned.size > 64) interned.clear();
+  interned.set(value, value);
+  return value;
+}
+
+function slimEnv(v: unknown): unknown {
+  if (!isRecord(v)) return { name: undefined };
+  const kept: Record<string, unknown> = { name: v.name };
+  if (v.valueFrom !== undefined) kept.valueFrom = {};
+  if (typeof v.name === 'string' && KEPT_VALUES.has(v.name) && typeof v.value === 'string')
+    kept.value = intern(v.value);
+  return kept;
+}
+
 function slimContainer(c: AnyContainer): AnyContainer {
   const e = c as V1EphemeralContainer & V1Container;
   const slim: Record<string, unknown> = {
@@ -245,7 +344,7 @@ function slimContainer(c: AnyContainer): AnyContainer {
     args: e.args,
     restartPolicy: e.restartPolicy,
     targetContainerName: e.targetContainerName,
-    env: Array.isArray(e.env) ? e.env.map((v) => ({ name: isRecord(v) ? v.name : undefined })) : e.env,
+    env: Array.isArray(e.env) ? e.env.map(slimEnv) : e.env,
     envFrom: Array.isArray(e.envFrom) ? e.envFrom.map(() => ({})) : e.envFrom,
     lifecycle: e.lifecycle === undefined ? undefined : {},
     startupProbe: slimProbe(e.startupProbe),

@@ -26,7 +26,9 @@ import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.t
 import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 import type { AttestResponse__Output } from '../../proto/generated/strongroom/v1/AttestResponse.ts';
 import { userKubeconfig } from '../../test/cluster/kubeconfig.ts';
-import { asInjected, TEST_SIDECAR } from '../../test/broker/workload.ts';
+import { asInjected, defaultInjection, setInjection } from '../../test/broker/workload.ts';
+import { expectedSidecar } from '../../core/injection/verify.ts';
+import { trackTrustedCa } from './ca-trust.ts';
 import { kubectl } from '../../test/cluster/kubectl.ts';
 import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from '../keys/artifact-keys.ts';
 import { createAuthorityCertificate, generateRsaKey } from '../pki/certificates.ts';
@@ -223,6 +225,9 @@ beforeAll(async () => {
     ipAddresses: ['127.0.0.1'],
   });
   bundlePem = (await operatorCa.load()).bundlePem;
+  // Pods are built as the operator injects them, with this CA bundle; the broker checks both.
+  const injection = defaultInjection(opNs, bundlePem);
+  setInjection(injection);
 
   // The broker runs as a user with exactly the RBAC above.
   const brokerKc = new KubeConfig();
@@ -236,6 +241,7 @@ beforeAll(async () => {
   trail.attach(auditLog, new AuditKey(randomBytes(32)));
   const brokerCore = brokerKc.makeApiClient(CoreV1Api);
   const kms = new LocalKmsProvider(new FileKeySetStore(join(workDir, 'kms.json')));
+  const tracked = trackTrustedCa(new InternalCa(brokerKc, { namespace: opNs, logger }));
   server = new BrokerServer({
     attestAddress: { host: '127.0.0.1', port: 0 },
     brokerAddress: { host: '127.0.0.1', port: 0 },
@@ -243,9 +249,9 @@ beforeAll(async () => {
     core: brokerCore,
     authentication: brokerKc.makeApiClient(AuthenticationV1Api),
     custom: brokerKc.makeApiClient(CustomObjectsApi),
-    ca: new InternalCa(brokerKc, { namespace: opNs, logger }),
+    ca: tracked.ca,
     trustDomain: TRUST_DOMAIN,
-    sidecar: TEST_SIDECAR,
+    sidecar: expectedSidecar(injection, tracked.trusted),
     logger,
     // Attest reads no cache: this broker has none synced, so every other RPC would answer UNAVAILABLE.
     view: {

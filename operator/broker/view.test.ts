@@ -1,12 +1,15 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { SIDECAR_COMMAND, SIDECAR_CONTAINER } from '../../core/injection/contract.ts';
-import { verifyInjectedPod } from '../../core/injection/verify.ts';
-import { asInjected } from '../../test/broker/workload.ts';
+import { SIDECAR_CONTAINER } from '../../core/injection/contract.ts';
+import { expectedSidecar, pemBodies, verifyInjectedPod } from '../../core/injection/verify.ts';
+import { asInjected, defaultInjection, setInjection } from '../../test/broker/workload.ts';
 import { slimPod } from './view.ts';
 
 const IMAGE = 'registry.example/strongroom:1';
-const EXPECTED = { image: IMAGE, command: SIDECAR_COMMAND };
+const CA = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+const INJECTION = { ...defaultInjection('strongroom-system', CA), image: IMAGE };
+setInjection(INJECTION);
+const EXPECTED = expectedSidecar(INJECTION, () => new Set(pemBodies(CA)));
 
 function pod(): V1Pod {
   return asInjected(
@@ -24,7 +27,8 @@ describe('slimPod', () => {
     expect(slim.metadata).toMatchObject({ name: 'p', namespace: 'ns', uid: 'u', labels: { app: 'a' } });
     expect(slim.spec?.serviceAccountName).toBe('sa');
     expect(verifyInjectedPod(slim, EXPECTED)).toBeUndefined();
-    expect(JSON.stringify(slim)).not.toContain('"value"');
+    // Of the env, only the values the check compares (endpoints, CA bundle) are kept, never the plan.
+    expect(JSON.stringify(slim)).not.toContain('STRONGROOM_PLAN","value"');
   });
 
   it('keeps a changed sidecar image and an ephemeral container mounting the token, so the broker refuses them', () => {

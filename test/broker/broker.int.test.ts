@@ -55,6 +55,7 @@ import {
   type BrokerEndpoint,
   type Released,
   type Workload,
+  useOperatorInjection,
 } from './workload.ts';
 
 const cluster = inject('cluster');
@@ -217,6 +218,7 @@ beforeAll(async () => {
     ],
   });
   const ports = await operator.brokerPorts();
+  await useOperatorInjection(core, opNs);
   const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
   endpoint = {
     ...ports,
@@ -600,6 +602,34 @@ describe('only injected sidecars get keys', () => {
       'alice-own-sidecar',
       /runs image "localhost\/busybox:test", not the configured sidecar image/,
     );
+  });
+
+  it('refuses a pod whose sidecar would send its token to the pod itself (its endpoints or CA bundle changed)', async () => {
+    // The review's attack: the real sidecar image, but pointed at a listener of alice's on 127.0.0.1 and trusting
+    // her CA, so the sidecar would hand her the pod's token, which she would then attest with herself.
+    const redirect = (name: string, change: Readonly<Record<string, string | undefined>>) => {
+      const body = asInjected(handWritten(name) as never);
+      const sidecar = body.spec?.initContainers?.find((c) => c.name === 'strongroom-sidecar');
+      for (const e of sidecar?.env ?? []) {
+        const value = change[e.name];
+        if (value !== undefined) e.value = value;
+      }
+      return body;
+    };
+    const aliceCa = '-----BEGIN CERTIFICATE-----\nMIIBalice\n-----END CERTIFICATE-----\n';
+    for (const [name, change, detail] of [
+      [
+        'alice-redirect',
+        { STRONGROOM_ATTEST_ADDRESS: '127.0.0.1:8443', STRONGROOM_BROKER_ADDRESS: '127.0.0.1:8444' },
+        /sets STRONGROOM_BROKER_ADDRESS="127\.0\.0\.1:8444".*send its token elsewhere/,
+      ],
+      ['alice-own-ca', { STRONGROOM_CA_BUNDLE: aliceCa }, /trusts a CA bundle .* that is not the operator's/],
+    ] as const) {
+      const error = await attestAs(redirect(name, change));
+      expect(error.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(error.details).toBe(ATTEST_NOT_INJECTED);
+      await refusedAttest(name, detail);
+    }
   });
 
   it('stops releasing keys to an attested pod once its sidecar image is changed', async () => {

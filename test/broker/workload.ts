@@ -7,7 +7,6 @@ import { generateKeyPairSync } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import forge from 'node-forge';
-import { SIDECAR_COMMAND } from '../../core/injection/contract.ts';
 import { buildPatch } from '../../core/injection/patch.ts';
 import { applyPatch } from '../../core/injection/testdata/json-patch.ts';
 import { DEFAULT_SIDECAR_IMAGE } from '../../operator/config.ts';
@@ -17,15 +16,70 @@ import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 
 export const keyBroker = loadKeyBroker();
 
-/** The sidecar the test operators inject and the broker expects: the operator's default `--sidecar-image`. */
-export const TEST_SIDECAR = { image: DEFAULT_SIDECAR_IMAGE, command: SIDECAR_COMMAND };
+/** What a test operator injects: its sidecar endpoints and its CA bundle (see {@link useOperatorInjection}). */
+export interface TestInjection {
+  readonly image: string;
+  readonly brokerAddress: string;
+  readonly attestAddress: string;
+  readonly brokerServerName: string;
+  readonly caBundlePem: string;
+}
+
+/** The operator's defaults for `--sidecar-*` in `operatorNamespace`, with `caBundlePem`. */
+export function defaultInjection(operatorNamespace: string, caBundlePem: string): TestInjection {
+  const host = `strongroom-broker.${operatorNamespace}.svc`;
+  return {
+    image: DEFAULT_SIDECAR_IMAGE,
+    brokerAddress: `${host}:9444`,
+    attestAddress: `${host}:9443`,
+    brokerServerName: host,
+    caBundlePem,
+  };
+}
+
+let current: TestInjection | undefined;
+
+/** Sets what {@link asInjected} builds (unit tests; integration tests use {@link useOperatorInjection}). */
+export function setInjection(injection: TestInjection): void {
+  current = injection;
+}
+
+/**
+ * Makes {@link asInjected} and {@link createPod} build pods as the operator in `operatorNamespace` injects them:
+ * its default sidecar endpoints (or `overrides`) and the CA bundle in its CA Secret (waited for). The broker
+ * refuses a sidecar that would send its token anywhere else or trust another CA.
+ */
+export async function useOperatorInjection(
+  core: CoreV1Api,
+  operatorNamespace: string,
+  overrides: Partial<TestInjection> = {},
+): Promise<TestInjection> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const secret = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: operatorNamespace });
+      const bundle = Buffer.from(secret.data?.['ca.crt'] ?? '', 'base64').toString('utf8');
+      if (bundle.includes('BEGIN CERTIFICATE')) {
+        current = { ...defaultInjection(operatorNamespace, bundle), ...overrides };
+        return current;
+      }
+    } catch {
+      // not there yet
+    }
+    if (Date.now() > deadline)
+      throw new Error(`no CA Secret strongroom-ca in ${operatorNamespace} after 60 s`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
 
 /**
  * `pod` as the webhook injects it (the real core/injection patch builder, with no artifacts, applied as the API
- * server applies it): the annotation, the native sidecar with `image`, and its token, mounted in the sidecar only.
- * Broker tests create pods this way without running the webhook; the broker certifies only pods like this.
+ * server applies it): the annotation, the native sidecar with `image`, the operator's endpoints and CA bundle, and
+ * its token, mounted in the sidecar only. Broker tests create pods this way without running the webhook; the broker
+ * certifies only pods like this. Call {@link useOperatorInjection} first.
  */
-export function asInjected(pod: V1Pod, image = TEST_SIDECAR.image): V1Pod {
+export function asInjected(pod: V1Pod, image?: string): V1Pod {
+  if (current === undefined) throw new Error('call useOperatorInjection() before building injected pods');
   const plan = {
     sidecar: { version: 'v1' as const, artifacts: [] },
     ciphertext: [],
@@ -33,13 +87,7 @@ export function asInjected(pod: V1Pod, image = TEST_SIDECAR.image): V1Pod {
     output: undefined,
     resolved: [],
   };
-  const settings = {
-    image,
-    brokerAddress: '127.0.0.1:9444',
-    attestAddress: '127.0.0.1:9443',
-    caBundlePem: '',
-    operatorNamespace: 'strongroom-system',
-  };
+  const settings = { ...current, image: image ?? current.image, operatorNamespace: 'strongroom-system' };
   return applyPatch(pod, buildPatch(pod, plan, settings));
 }
 

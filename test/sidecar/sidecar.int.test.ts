@@ -14,7 +14,7 @@ import { encryptDirectory } from '../../core/envelope/index.ts';
 import { treeDigest } from '../../core/envelope/tree-digest.ts';
 import { ENV, type PlannedArtifact, type SidecarPlan } from '../../core/injection/contract.ts';
 import { kubectl } from '../cluster/kubectl.ts';
-import { createPod, podToken } from '../broker/workload.ts';
+import { createPod, podToken, useOperatorInjection } from '../broker/workload.ts';
 import {
   appendVersion,
   artifactBody,
@@ -205,6 +205,7 @@ beforeAll(async () => {
     args: ['--trust-domain=strongroom.test', '--broker-credential-refresh=1s'],
   });
   brokerPorts = await operator.brokerPorts();
+  await useOperatorInjection(core, opNs);
   const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
   caPem = Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8');
   resnet = await sealedArtifact('resnet');
