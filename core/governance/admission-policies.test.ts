@@ -45,4 +45,13 @@ describe('governancePolicies', () => {
     expect(cel).toContain("'strongroom:platform-admins'");
     expect(cel).toContain("'strongroom:security'");
   });
+
+  it('guards the environment label through namespaces/status and namespaces/finalize too (they keep labels)', () => {
+    const env = policies.find((p) => p.policy.metadata?.name === POLICY_NAMES.environmentLabel);
+    expect(env?.policy.spec?.matchConstraints?.resourceRules?.[0]?.resources).toEqual([
+      'namespaces',
+      'namespaces/status',
+      'namespaces/finalize',
+    ]);
+  });
 });

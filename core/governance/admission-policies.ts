@@ -99,7 +99,7 @@ const USER_GROUPS = '(has(request.userInfo.groups) ? request.userInfo.groups : [
 function policy(
   name: string,
   spec: {
-    resources: { group: string; resource: string };
+    resources: { group: string; resource: string; subresources?: readonly string[] };
     operations: readonly string[];
     variables: V1Variable[];
     validations: V1Validation[];
@@ -121,7 +121,12 @@ function policy(
               apiGroups: [spec.resources.group],
               apiVersions: ['*'],
               operations: [...spec.operations],
-              resources: [spec.resources.resource],
+              // The subresources too where they can carry the same change (a Namespace's labels are kept by
+              // updates through namespaces/status and namespaces/finalize).
+              resources: [
+                spec.resources.resource,
+                ...(spec.resources.subresources ?? []).map((sub) => `${spec.resources.resource}/${sub}`),
+              ],
             },
           ],
         },
@@ -271,7 +276,7 @@ function reservedMetadata(
   options: GovernancePolicyOptions,
   spec: {
     name: string;
-    resources: { group: string; resource: string };
+    resources: { group: string; resource: string; subresources?: readonly string[] };
     field: 'labels' | 'annotations';
     key: string;
     groupsKey: 'platformAdminGroups' | 'securityGroups';
@@ -328,7 +333,7 @@ function grantQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
 function environmentLabel(options: GovernancePolicyOptions): GovernancePolicy {
   return reservedMetadata(options, {
     name: POLICY_NAMES.environmentLabel,
-    resources: { group: '', resource: 'namespaces' },
+    resources: { group: '', resource: 'namespaces', subresources: ['status', 'finalize'] },
     field: 'labels',
     key: ENVIRONMENT_LABEL,
     groupsKey: 'platformAdminGroups',

@@ -553,6 +553,34 @@ describe('evaluateGrant: each rule', () => {
       );
     });
 
+    it('counts no approval given after the deadline, even before the Expired status is written (operator down)', () => {
+      const lateApproval = created({
+        approvals: [
+          {
+            approver: 'bob',
+            groups: ['strongroom:approvers'],
+            approvedAt: at(DEADLINE.toISOString(), 60_000).toISOString(),
+          },
+        ],
+      });
+      const d = evaluate(lateApproval, { artifact: confidential, now: at(DEADLINE.toISOString(), 120_000) });
+      expect(d).toMatchObject({ phase: 'Expired', reason: 'ApprovalTimedOut' });
+      expect(d.message).toContain('bob approved after the pending-approval deadline');
+      // Given in time, it counts, however late the operator gets to it.
+      const inTime = created({
+        approvals: [
+          {
+            approver: 'bob',
+            groups: ['strongroom:approvers'],
+            approvedAt: at(DEADLINE.toISOString(), -60_000).toISOString(),
+          },
+        ],
+      });
+      expect(
+        evaluate(inTime, { artifact: confidential, now: at(DEADLINE.toISOString(), 120_000) }).phase,
+      ).toBe('Active');
+    });
+
     it('does not expire a grant that got its approvals in time, or needs none', () => {
       const approved = created({ approvals: approvals(1) });
       expect(

@@ -95,7 +95,12 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   const timedOut =
     (grant.status?.phase === 'Expired' && grant.status.reason === 'ApprovalTimedOut') ||
     (deadlineFirst && now.getTime() >= deadline.getTime());
-  const judged = judgeApproval(grant, artifact, rules, env, grantRef, artifactRef, timedOut);
+  const judged = judgeApproval(grant, artifact, rules, env, grantRef, artifactRef, timedOut, deadline);
+  // Approvals stamped after the deadline stop counting at the deadline (unless the grant was recorded approved).
+  const lateAtDeadline =
+    deadline !== undefined &&
+    !recordedApproved(grant) &&
+    (grant.spec.approvals ?? []).some((a) => approvedAfter(a.approvedAt, deadline));
   const approved = judged.condition;
   const base = {
     subjectSummary: summarizeSubjects(grant),
@@ -117,7 +122,7 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
     resolvedVersions,
     // The Approved condition changes at the approval deadline whatever decided the phase.
     nextEvaluationAt:
-      approved.reason === 'AwaitingApproval' &&
+      (approved.reason === 'AwaitingApproval' || lateAtDeadline) &&
       deadlineFirst &&
       deadline.getTime() > now.getTime() &&
       (nextEvaluationAt === undefined || deadline.getTime() < nextEvaluationAt.getTime())
@@ -461,6 +466,7 @@ function judgeApproval(
   grantRef: string,
   artifactRef: string,
   timedOut: boolean,
+  deadline: Date | undefined,
 ): ApprovalJudgement {
   const result = (
     status: ConditionStatus,
@@ -524,6 +530,10 @@ function judgeApproval(
       `${grantRef} has no spec.requester (it was created without Strongroom's admission policy), so no approval can count, and ${kind} needs ${plural(required, 'approval')}. Create the grant again.`,
     );
   }
+  // Past the deadline, a grant never recorded as approved counts only approvals given before it: one that arrives
+  // late, while the operator was down or behind, does not revive it (approvedAt is the approver's own time stamp).
+  const late = (approvedAt: string): boolean =>
+    timedOut && deadline !== undefined && !recordedApproved(grant) && approvedAfter(approvedAt, deadline);
   const counted: string[] = [];
   const ignored: string[] = [];
   for (const approval of grant.spec.approvals ?? []) {
@@ -532,6 +542,7 @@ function judgeApproval(
     if (who === requester) ignored.push(`${who} is the requester`);
     else if (!(approval.groups ?? []).some((g) => rules.approverGroups.includes(g)))
       ignored.push(`${who} is not approving as a member of ${groups}`);
+    else if (late(approval.approvedAt)) ignored.push(`${who} approved after the pending-approval deadline`);
     else counted.push(who);
   }
   const notCounted = ignored.length > 0 ? ` Not counted: ${ignored.join('; ')}.` : '';
@@ -560,6 +571,19 @@ function judgeApproval(
     `${crosses ? 'Cross-environment access' : 'Access'} approved by ${counted.join(', ')} (${String(required)} required for ${classification}).${notCounted}`,
     counted,
   );
+}
+
+/** True when the grant's status records it as approved (the Approved condition True, reason Approved). */
+function recordedApproved(grant: AccessGrant): boolean {
+  return (grant.status?.conditions ?? []).some(
+    (c) => c.type === 'Approved' && c.status === 'True' && c.reason === 'Approved',
+  );
+}
+
+/** True when `approvedAt` is after `deadline` or unreadable (fail closed). */
+function approvedAfter(approvedAt: string, deadline: Date): boolean {
+  const at = new Date(approvedAt).getTime();
+  return Number.isNaN(at) || at > deadline.getTime();
 }
 
 function plural(n: number, word: string): string {
