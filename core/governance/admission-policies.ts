@@ -280,6 +280,8 @@ function reservedMetadata(
     field: 'labels' | 'annotations';
     key: string;
     groupsKey: 'platformAdminGroups' | 'securityGroups';
+    /** DELETE too, when deleting the object would remove the mark for good (a quarantined grant). */
+    deletes?: boolean;
     message: (verb: string) => string;
   },
 ): GovernancePolicy {
@@ -292,7 +294,7 @@ function reservedMetadata(
     spec.name,
     {
       resources: spec.resources,
-      operations: ['CREATE', 'UPDATE'],
+      operations: spec.deletes === true ? ['CREATE', 'UPDATE', 'DELETE'] : ['CREATE', 'UPDATE'],
       variables: [
         { name: 'before', expression: value('oldObject') },
         { name: 'after', expression: value('object') },
@@ -303,9 +305,16 @@ function reservedMetadata(
       ],
       validations: [
         {
-          expression: `variables.before == variables.after || ${userIn('variables.groups')}`,
+          expression:
+            `variables.before == variables.after || ${userIn('variables.groups')}` +
+            // The namespace controller deletes everything in a namespace being deleted.
+            (spec.deletes === true
+              ? " || (request.operation == 'DELETE' && namespaceObject != null && " +
+                'has(namespaceObject.metadata.deletionTimestamp))'
+              : ''),
           messageExpression: spec.message(
-            "(variables.after == 'unset' ? 'remove' : variables.before == 'unset' ? 'add' : 'change')",
+            "(request.operation == 'DELETE' ? 'delete' : variables.after == 'unset' ? 'remove' : " +
+              "variables.before == 'unset' ? 'add' : 'change')",
           ),
           reason: forbidden,
         },
@@ -323,9 +332,12 @@ function grantQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
     field: 'annotations',
     key: QUARANTINE_ANNOTATION,
     groupsKey: 'securityGroups',
+    // Deleting a quarantined grant and creating it again would lift the quarantine without the security team.
+    deletes: true,
     message: (verb) =>
       `'only the security team (groups ' + variables.groups.join(', ') + ') may ' + ` +
-      `(${verb} == 'remove' ? 'lift' : ${verb}) + ' the quarantine annotation ${QUARANTINE_ANNOTATION}'`,
+      `(${verb} == 'delete' ? 'delete a grant under' : ${verb} == 'remove' ? 'lift' : ${verb}) + ` +
+      `' the quarantine annotation ${QUARANTINE_ANNOTATION}'`,
   });
 }
 

@@ -496,11 +496,41 @@ describe('reserved labels and annotations', () => {
       /only the security team.*change/,
     );
     await grantIn(dev, 'cross', phaseIs('Denied', 'Quarantined'), 'still quarantined');
+    // Nor can she delete the quarantined grant to create it again without the annotation.
+    refused(
+      await alice.kubectl(['delete', 'accessgrant', 'cross', '-n', dev, '--wait=false']),
+      /only the security team.*delete a grant under the quarantine annotation/,
+    );
     accepted(
       await erin.kubectl(['annotate', 'accessgrant', 'cross', '-n', dev, `${QUARANTINE_ANNOTATION}-`]),
     );
     await grantIn(dev, 'cross', phaseIs('Active'), 'Active again after the lift');
   });
+});
+
+describe('the quarantine does not block namespace deletion', () => {
+  it('the namespace controller may still delete a quarantined grant when its namespace goes', async () => {
+    accepted(
+      await people.erin.kubectl([
+        'annotate',
+        'accessgrant',
+        'open-reader',
+        '-n',
+        bare,
+        `${QUARANTINE_ANNOTATION}=under investigation`,
+      ]),
+    );
+    accepted(await kubectl(cluster, ['delete', 'namespace', bare, '--wait=false']));
+    await eventually(
+      `namespace ${bare} gone`,
+      async () => {
+        const r = await kubectl(cluster, ['get', 'namespace', bare, '-o', 'name']);
+        return r.code !== 0 && r.stderr.includes('NotFound') ? true : undefined;
+      },
+      90_000,
+      500,
+    );
+  }, 120_000);
 });
 
 describe('versions only through publishing', () => {
