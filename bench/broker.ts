@@ -30,6 +30,7 @@ import { startCluster } from '../test/cluster/cluster.ts';
 import { kubectl, type ClusterInfo } from '../test/cluster/kubectl.ts';
 import {
   attestedWorkload,
+  useOperatorInjection,
   mtlsClient,
   release,
   watch,
@@ -322,6 +323,7 @@ try {
     operator = op;
     auditDirs.push(op.auditLogDir);
     const ports = await op.brokerPorts();
+    await useOperatorInjection(core, OPERATOR_NS);
     const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: OPERATOR_NS });
     const caPem = Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8');
     if (!caPem.includes('BEGIN CERTIFICATE')) throw new Error('no CA bundle in strongroom-ca');

@@ -17,7 +17,13 @@ import { decryptDirectory, treeDigest } from '../../core/envelope/index.ts';
 import { PUBLISH_COMPLETE_MARKER, type PlannedPublish } from '../../core/injection/contract.ts';
 import { versionDirectory } from '../../core/storage/index.ts';
 import { publishOutput, type PublishOutcome } from '../../sidecar/publish.ts';
-import { attestedWorkload, release, type BrokerEndpoint, type Workload } from '../broker/workload.ts';
+import {
+  attestedWorkload,
+  release,
+  useOperatorInjection,
+  type BrokerEndpoint,
+  type Workload,
+} from '../broker/workload.ts';
 import { kubectl } from '../cluster/kubectl.ts';
 import {
   appendVersion,
@@ -145,6 +151,7 @@ beforeAll(async () => {
     args: [`--trust-domain=${TRUST_DOMAIN}`],
   });
   const ports = await op().brokerPorts();
+  await useOperatorInjection(core, opNs);
   const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
   endpoint = {
     ...ports,
