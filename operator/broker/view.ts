@@ -68,7 +68,8 @@ export class InformerBrokerView implements BrokerView {
   readonly #namespaces: Informer<V1Namespace>;
   readonly #pods: Informer<V1Pod>;
   readonly #grantsByNamespace = new Map<string, Map<string, AccessGrant>>();
-  readonly #podsByUid = new Map<string, PodFacts>();
+  /** Each pod's facts without the verdict, and its slim object, judged when read (below). */
+  readonly #podsByUid = new Map<string, { facts: Omit<PodFacts, 'notInjected'>; object: V1Pod }>();
   readonly #deleted = new Set<string>();
   readonly #sidecar: ExpectedSidecar;
 
@@ -107,13 +108,15 @@ export class InformerBrokerView implements BrokerView {
       }
       const m = event.object.metadata ?? {};
       this.#podsByUid.set(uid, {
-        uid,
-        namespace: m.namespace ?? '',
-        name: m.name ?? '',
-        serviceAccount: event.object.spec?.serviceAccountName ?? 'default',
-        labels: m.labels ?? {},
-        terminating: m.deletionTimestamp !== undefined,
-        notInjected: verifyInjectedPod(event.object, this.#sidecar),
+        facts: {
+          uid,
+          namespace: m.namespace ?? '',
+          name: m.name ?? '',
+          serviceAccount: event.object.spec?.serviceAccountName ?? 'default',
+          labels: m.labels ?? {},
+          terminating: m.deletionTimestamp !== undefined,
+        },
+        object: event.object,
       });
     });
   }
@@ -144,7 +147,14 @@ export class InformerBrokerView implements BrokerView {
     return facts;
   }
 
+  /**
+   * The pod's facts, with the injection verdict judged now: it depends on the operator's trusted CA set, which is
+   * loaded after the caches fill (a verdict kept from the first list would refuse every pod that predates the
+   * broker's start, such as every pod after an operator restart).
+   */
   pod(uid: string): PodFacts | 'deleted' | undefined {
-    return this.#podsByUid.get(uid) ?? (this.#deleted.has(uid) ? 'deleted' : undefined);
+    const found = this.#podsByUid.get(uid);
+    if (found === undefined) return this.#deleted.has(uid) ? 'deleted' : undefined;
+    return { ...found.facts, notInjected: verifyInjectedPod(found.object, this.#sidecar) };
   }
 }
