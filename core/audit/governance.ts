@@ -4,16 +4,13 @@
  * crash in between repeats them on the next reconcile (at-least-once) instead of losing them.
  */
 import type { AccessGrant, AccessGrantStatus, ModelArtifact, ModelArtifactVersion } from '../api/index.ts';
+import { QUARANTINE_ANNOTATION, REVOKED_ANNOTATION } from '../policy/grant.ts';
 import type { EnvironmentEvent, GrantEvent, KeyRef, VersionEvent } from './event.ts';
 
 /** The actor of the operator's own decisions. */
 export const OPERATOR_ACTOR = 'strongroom-operator';
 /** The actor of a change whose author Kubernetes does not tell the operator (an annotation someone set). */
 export const UNKNOWN_ACTOR = 'unknown';
-/** Annotation by which a security team quarantines a grant (the same as core/policy/grant.ts). */
-const QUARANTINE_ANNOTATION = 'strongroom.dev/quarantined';
-/** Annotation by which an administrator revokes a grant (the same as core/policy/grant.ts). */
-const REVOKED_ANNOTATION = 'strongroom.dev/revoked';
 /** The policy reason of a denial recorded by an approver (spec.denial). */
 export const DENIED_BY_APPROVER = 'DeniedByApprover';
 const QUARANTINED = 'Quarantined';
