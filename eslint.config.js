@@ -25,4 +25,73 @@ export default tseslint.config(
     files: ['**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
+  ...importBoundaries(),
 );
+
+/**
+ * Import boundaries: core/ imports only core/; sidecar/ imports only core/, proto/ and itself;
+ * operator/, sidecar/, core/ and cli/ never import test/ or bench/; nothing imports a package's private build
+ * output (`<pkg>/build/…`, `<pkg>/dist/…`, `<pkg>/lib/…`). Node builtins and packages are always allowed. Tests
+ * (`*.test.ts`) and test data (`testdata/`) are not shipped in the image and may use the test harness and any
+ * folder, but not a package's private paths.
+ *
+ * `no-restricted-imports` sees only the import's text, not the importing file, so a relative path is judged per
+ * folder and per depth: from `core/a/b.ts`, `../../` is the repository root. One block per folder and depth lists
+ * every pattern that applies to its files (a later block's options replace an earlier block's). Dynamic `import()`,
+ * which `no-restricted-imports` does not check, gets the same patterns through `no-restricted-syntax`.
+ * test/lint/boundaries.test.ts proves that each boundary bites.
+ * @returns {import('eslint').Linter.Config[]}
+ */
+function importBoundaries() {
+  const privatePackagePath = {
+    regex: String.raw`^(?:@[^/]+/)?[^./][^/]*/(?:build|dist|lib)(?:/|$)`,
+    message: "a package's build/, dist/ or lib/ is private: import its public entry point",
+  };
+  /**
+   * Per folder: the only top-level folders it may import (`only`), or those it must never import (`never`).
+   * @type {Record<string, { only: string[] } | { never: string[] }>}
+   */
+  const folders = {
+    core: { only: ['core'] },
+    sidecar: { only: ['core', 'proto', 'sidecar'] },
+    operator: { never: ['test', 'bench'] },
+    cli: { never: ['test', 'bench'] },
+  };
+  /** The depths that get a block (`core/a.ts` is 1, `core/a/b.ts` 2): a file nested deeper goes unchecked. */
+  const depths = [1, 2, 3, 4, 5];
+  /** @param {{ regex: string, message: string }[]} patterns */
+  const rules = (patterns) => ({
+    'no-restricted-imports': ['error', { patterns }],
+    'no-restricted-syntax': [
+      'error',
+      // esquery's regex literal cannot hold a `/`, hence \x2F.
+      ...patterns.map(({ regex, message }) => ({
+        selector: `ImportExpression[source.value=/${regex.replaceAll('/', String.raw`\x2F`)}/]`,
+        message,
+      })),
+    ],
+  });
+  /** @type {import('eslint').Linter.Config[]} */
+  const blocks = [{ files: ['**/*.{ts,js}'], rules: rules([privatePackagePath]) }];
+  for (const [folder, allowed] of Object.entries(folders)) {
+    for (const depth of depths) {
+      const root = String.raw`^(?:\.\./){${depth}}`;
+      const boundary =
+        'only' in allowed
+          ? {
+              regex: `${root}(?!(?:${allowed.only.join('|')})/)`,
+              message: `${folder}/ imports only ${allowed.only.map((f) => `${f}/`).join(', ')}, Node builtins and packages`,
+            }
+          : {
+              regex: `${root}(?:${allowed.never.join('|')})(?:/|$)`,
+              message: `${folder}/ never imports ${allowed.never.map((f) => `${f}/`).join(' or ')}`,
+            };
+      blocks.push({
+        files: [`${folder}/${'*/'.repeat(depth - 1)}*.{ts,js}`],
+        ignores: ['**/*.test.ts', '**/testdata/**'],
+        rules: rules([privatePackagePath, boundary]),
+      });
+    }
+  }
+  return blocks;
+}

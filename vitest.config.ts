@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{core,operator,sidecar,proto,test}/**/*.test.ts'],
+          include: ['{core,operator,sidecar,proto,test,bench}/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', 'node_modules/**'],
           environment: 'node',
         },

@@ -19,6 +19,7 @@ import {
   verifyLog,
   type AuditEvent,
 } from '../core/audit/index.ts';
+import { percentile } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -75,10 +76,6 @@ function event(i: number): AuditEvent {
   );
 }
 
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-}
-
 async function throughput(
   concurrency: number,
 ): Promise<{ concurrency: number; appendsPerSec: number; meanBatch: number; p99Ms: number }> {
@@ -110,12 +107,11 @@ async function throughput(
   );
   const elapsed = (performance.now() - start) / 1000;
   await log.close();
-  latencies.sort((a, b) => a - b);
   return {
     concurrency,
     appendsPerSec: Math.round(acked / elapsed),
     meanBatch: Math.round((batches.reduce((a, b) => a + b, 0) / batches.length) * 10) / 10,
-    p99Ms: Math.round(quantile(latencies, 0.99) * 100) / 100,
+    p99Ms: Math.round((percentile(latencies, 99) ?? NaN) * 100) / 100,
   };
 }
 
@@ -147,14 +143,13 @@ async function paced(
   }
   await Promise.all(inflight);
   await log.close();
-  latencies.sort((a, b) => a - b);
   const r2 = (x: number): number => Math.round(x * 100) / 100;
   return {
     rate,
     appends: total,
-    p50Ms: r2(quantile(latencies, 0.5)),
-    p99Ms: r2(quantile(latencies, 0.99)),
-    maxMs: r2(latencies.at(-1) ?? NaN),
+    p50Ms: r2(percentile(latencies, 50) ?? NaN),
+    p99Ms: r2(percentile(latencies, 99) ?? NaN),
+    maxMs: r2(percentile(latencies, 100) ?? NaN),
   };
 }
 

@@ -1,12 +1,13 @@
 /**
  * The floor a durable audit append cannot go under: the latency of `write` + `fdatasync` of one audit-sized record
  * on the disk the audit log lives on, at the benchmark's fixed rate, measured alone (no broker running). A request
- * whose answer waits for its own fdatasync can be no faster than this; `bench/broker.ts` prints it next to the
+ * whose answer waits for its own fdatasync can be no faster than this; `bench/broker/` prints it next to the
  * ReleaseKey p99 target. Synchronous calls on purpose: the timing is of the disk, not of the event loop.
  */
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { percentile } from './report.ts';
 
 export interface FsyncFloor {
   readonly dir: string;
@@ -39,10 +40,8 @@ export async function measureFsyncFloor(
     closeSync(fd);
     rmSync(dir, { recursive: true, force: true });
   }
-  samples.sort((a, b) => a - b);
-  const at = (p: number): number =>
-    samples[Math.min(samples.length - 1, Math.floor((p / 100) * samples.length))] ?? NaN;
-  return { dir: parent, count, p50Ms: at(50), p99Ms: at(99), p999Ms: at(99.9), maxMs: samples.at(-1) ?? NaN };
+  const at = (p: number): number => percentile(samples, p) ?? NaN;
+  return { dir: parent, count, p50Ms: at(50), p99Ms: at(99), p999Ms: at(99.9), maxMs: at(100) };
 }
 
 if (import.meta.main) {

@@ -1,5 +1,5 @@
 /**
- * Smoke check of bench/ghz.ts: builds (or finds) ghz, starts a stand-in mTLS KeyBroker server (grpc-js, the real
+ * Smoke check of bench/ghz.ts (and bench/proc.ts's cpuSecondsOf): builds (or finds) ghz, starts a stand-in mTLS KeyBroker server (grpc-js, the real
  * service definition from proto/keybroker.ts, a fixed ReleaseKey answer), and drives it with ghz:
  *
  *   - ReleaseKey at 200 rps for 3 s, and unlimited for 3 s: every call must succeed;
@@ -21,12 +21,13 @@ import {
   GHZ_VERSION,
   GhzBuildError,
   GhzRunError,
-  cpuSecondsOf,
   ensureGhz,
   runGhz,
   type GhzResult,
   type GhzRunOptions,
 } from './ghz.ts';
+import { cpuSecondsOf } from './proc.ts';
+import { ms } from './report.ts';
 
 const failures: string[] = [];
 function check(ok: boolean, what: string): void {
@@ -155,10 +156,6 @@ async function startServer(pki: ReturnType<typeof makePki>): Promise<{
     });
   });
   return { server, port, released: () => released, malformed: () => malformed };
-}
-
-function ms(value: number | undefined): string {
-  return value === undefined ? '-' : `${value.toFixed(2)} ms`;
 }
 
 function describe(label: string, result: GhzResult, serverCpu: number): void {

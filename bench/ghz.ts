@@ -8,10 +8,11 @@
  *
  * Linux only (/proc). See bench/ghz.smoke.ts for a run against a stand-in mTLS server.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cpuSecondsOf } from './proc.ts';
 
 /**
  * The pinned ghz release. The Go module proxy lists only v0.93.0 for `go list -m -versions`, but serves the newer
@@ -137,46 +138,6 @@ function runGo(
         );
     });
   });
-}
-
-let clockTicks: number | undefined;
-
-/** Clock ticks per second (`getconf CLK_TCK`), read once. */
-function ticksPerSecond(): number {
-  if (clockTicks === undefined) {
-    const value = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-    if (!Number.isInteger(value) || value <= 0) throw new Error(`getconf CLK_TCK returned ${String(value)}`);
-    clockTicks = value;
-  }
-  return clockTicks;
-}
-
-/**
- * The user + system CPU time, in seconds, that process `pid` has used so far (its own threads, not its children),
- * from /proc/<pid>/stat. Undefined when there is no such process (it has exited and been reaped).
- *
- * @throws Error when /proc/<pid>/stat exists but cannot be parsed, or `getconf CLK_TCK` fails.
- */
-export function cpuSecondsOf(pid: number): number | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
-  } catch (error) {
-    if (
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ||
-      (error as NodeJS.ErrnoException).code === 'ESRCH'
-    )
-      return undefined;
-    throw error;
-  }
-  // The command name (field 2) is in parentheses and may contain spaces or ')': split after the last ')'.
-  // The remaining fields start at field 3 (state); utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  if (!Number.isFinite(utime) || !Number.isFinite(stime))
-    throw new Error(`/proc/${String(pid)}/stat has no utime/stime: ${stat.slice(0, 200)}`);
-  return (utime + stime) / ticksPerSecond();
 }
 
 /** TLS for a ghz run. Plaintext is deliberately not offered: the broker only speaks TLS. */

@@ -9,19 +9,20 @@
  *
  *   node bench/operator.ts [--count 1000] [--resync-count 10000] [--json out.json]
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { startCluster } from '../test/cluster/cluster.ts';
-import { kubectl } from '../test/cluster/kubectl.ts';
+import { startCluster } from '../test/harness/cluster.ts';
+import { kubectl } from '../test/harness/kubectl.ts';
 import {
   clients,
   installCrds,
   installOperatorIdentity,
   startOperator,
   type OperatorProcess,
-} from '../test/operator/harness.ts';
-import { artifactBody, grantBody, sealedVersion } from '../test/operator/objects.ts';
+} from '../test/harness/operator.ts';
+import { artifactBody, grantBody, sealedVersion } from '../test/harness/objects.ts';
 import type { AccessGrant, ModelArtifact } from '../core/api/index.ts';
+import { statusKiB } from './proc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -96,7 +97,7 @@ try {
   const activeGrants = async (): Promise<number> =>
     (await listGrants()).filter((g) => g.status?.phase === 'Active').length;
 
-  operator = startOperator({
+  operator = await startOperator({
     namespace: 'strongroom-system',
     kubeconfig,
     identity: 'bench',
@@ -173,15 +174,11 @@ try {
       ].reduce((s, x) => s + Number(x[1]), 0);
     return { artifacts: total('modelartifact'), grants: total('accessgrant') };
   };
-  const statusField = (pid: number, field: string): number =>
-    Math.round(
-      Number(
-        new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0,
-      ) / 1024,
-    );
+  const statusField = (pid: number, field: 'VmHWM' | 'VmRSS'): number =>
+    Math.round((statusKiB(field, pid) ?? 0) / 1024);
   for (const [n, variant] of values['resync-node-args'].entries()) {
     const nodeArgs = variant.split(' ').filter((a) => a !== '');
-    const op = startOperator({
+    const op = await startOperator({
       namespace: 'strongroom-system',
       kubeconfig,
       identity: `bench-resync-${n}`,

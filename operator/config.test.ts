@@ -1,6 +1,9 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, type OperatorConfig } from './config.ts';
+import { ConfigError, OPERATOR_FLAGS, parseConfig, renderConfigDocs, type OperatorConfig } from './config.ts';
+import { FlagSet, duration, flag, hostPort, text } from './flags.ts';
 
 const NS = ['--namespace', 'strongroom-system'];
 const DEFAULT_BROKER: OperatorConfig['broker'] = {
@@ -684,5 +687,102 @@ describe('injection settings', () => {
     ['--webhook-address=9445', 'expected host:port'],
   ])('%s is refused', (flag, message) => {
     expect(fails([...NS, flag]).message).toContain(message);
+  });
+});
+
+describe('the flag table', () => {
+  it('--help lists every flag with its variable, default and range', () => {
+    const help = fails(['--help']).message.replaceAll(/\s+/g, ' ');
+    for (const f of OPERATOR_FLAGS.flags) {
+      expect(help).toContain(`--${f.name} ${f.type.arg}`);
+      expect(help).toContain(OPERATOR_FLAGS.env(f));
+    }
+    expect(help).toContain('--no-leader-elect');
+    expect(help).toMatch(/--workers <n> reconcile workers per queue \(1-64; default 4\) \[env/);
+    expect(help).toMatch(/--gcp-key-ring <name> Cloud KMS key ring \(required with --kms gcp\)/);
+    expect(help).toContain('how long an unwrapped DEK may stay cached (0s-60s; default 5s)');
+  });
+
+  it('refuses a KMS option of another provider before looking at its value', () => {
+    expect(fails([...NS, '--pkcs11-slot', 'one']).message).toBe(
+      '--pkcs11-slot does not apply to --kms local; remove it or choose the right --kms',
+    );
+  });
+
+  it.each(['1500us', '+5s', '.5s', '1.s', '1d'])(
+    'takes only the plain spelling of durations (<number><ms|s|m|h>...): %j is refused',
+    (value) => {
+      expect(fails([...NS, `--resync-period=${value}`]).setting).toBe('--resync-period');
+    },
+  );
+
+  it('rounds durations to whole milliseconds', () => {
+    expect(parseConfig([...NS, '--resync-period=0.6ms'], {}).resyncPeriodMs).toBe(1);
+    expect(parseConfig([...NS, '--resync-period=1.4ms'], {}).resyncPeriodMs).toBe(1);
+  });
+
+  it('takes "0" and "0s" where a range starts at zero', () => {
+    expect(parseConfig([...NS, '--dek-cache-ttl=0'], {}).broker.dekCacheTtlMs).toBe(0);
+    expect(parseConfig([...NS, '--dek-cache-ttl=0ms'], {}).broker.dekCacheTtlMs).toBe(0);
+    expect(fails([...NS, '--dek-cache-ttl=forever']).message).toBe(
+      '--dek-cache-ttl="forever" is invalid: expected a duration from 0s to 60s',
+    );
+  });
+
+  it('refuses an IPv6 wildcard as a sidecar address', () => {
+    expect(fails([...NS, '--sidecar-broker-address=[::]:9444']).message).toContain('not a wildcard');
+  });
+
+  it('derives the sidecar defaults from the namespace given in the environment', () => {
+    expect(parseConfig([], { STRONGROOM_NAMESPACE: 'env-ns' }).injection.brokerServerName).toBe(
+      'strongroom-broker.env-ns.svc',
+    );
+  });
+
+  it('checks that a default refers only to earlier flags, and that names are unique', () => {
+    const info = { command: 'x', description: 'X.', envPrefix: 'X_' };
+    expect(
+      () =>
+        new FlagSet(info, [
+          flag('address', hostPort, { default: '<host>:80', help: 'a' }),
+          flag('host', text('<host>', 'host'), { default: 'localhost', help: 'h' }),
+        ]),
+    ).toThrow('--address refers to --host before it');
+    expect(
+      () =>
+        new FlagSet(info, [
+          flag('a', text('<a>', 'a'), { help: 'a' }),
+          flag('a', text('<a>', 'a'), { help: 'a' }),
+        ]),
+    ).toThrow('--a is defined twice');
+  });
+
+  it('parses every default with its own type, so a bad default fails at the first parse', () => {
+    const set = new FlagSet({ command: 'x', description: 'X.', envPrefix: 'X_' }, [
+      flag('timeout', duration({ min: '1s', max: '1m' }), { default: '2m', help: 't' }),
+    ]);
+    expect(() => set.parse([], {})).toThrow('the default "2m" of --timeout is invalid');
+    expect(() => duration({ min: '1d', max: '2d' })).toThrow('invalid duration "1d" in the flag table');
+  });
+});
+
+describe('docs/operator.md', () => {
+  const BEGIN = /<!-- BEGIN flags:[^\n]*-->\n\n/;
+  const END = '\n<!-- END flags -->';
+
+  it('holds the flag table exactly as renderConfigDocs() renders it (UPDATE_DOCS=1 rewrites it)', () => {
+    const path = fileURLToPath(new URL('../docs/operator.md', import.meta.url));
+    const markdown = readFileSync(path, 'utf8');
+    const begin = BEGIN.exec(markdown);
+    const end = markdown.indexOf(END, begin?.index);
+    if (!begin || end < 0)
+      throw new Error('docs/operator.md lost its "<!-- BEGIN flags" and "<!-- END flags" lines');
+    const start = begin.index + begin[0].length;
+    const rendered = renderConfigDocs();
+    if (process.env['UPDATE_DOCS'] === '1') {
+      writeFileSync(path, markdown.slice(0, start) + rendered + markdown.slice(end));
+      return;
+    }
+    expect(markdown.slice(start, end)).toBe(rendered);
   });
 });

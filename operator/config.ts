@@ -1,14 +1,35 @@
 /**
  * The operator's configuration: command-line flags and `STRONGROOM_*` environment variables, validated once at
- * start-up into one typed object. Every flag `--foo-bar` has the environment variable `STRONGROOM_FOO_BAR`
- * (except `--kubeconfig`, which reads `KUBECONFIG`); a flag wins over its variable, and an empty variable counts as
- * unset. Anything invalid is a {@link ConfigError} naming the flag or variable, the value and what is allowed: the
- * operator never starts on a guess.
+ * start-up into one typed object. Each flag is one entry of {@link OPERATOR_FLAGS} (its name, variable, value type,
+ * default, range and help); the parsing, `--help` and the flag table of docs/operator.md ({@link renderConfigDocs},
+ * checked by config.test.ts) are all derived from it, by the machinery in flags.ts. Every flag `--foo-bar` has the
+ * environment variable `STRONGROOM_FOO_BAR` (except `--kubeconfig`, which reads `KUBECONFIG`); a flag wins over its
+ * variable, and an empty variable counts as unset. Anything invalid is a {@link ConfigError} naming the flag or
+ * variable, the value and what is allowed: the operator never starts on a guess.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { isDns1123Label, isDns1123Subdomain } from '../core/api/validation.ts';
+import {
+  ConfigError,
+  Expected,
+  FlagSet,
+  bool,
+  checked,
+  duration,
+  flag,
+  hostPort,
+  integer,
+  oneOf,
+  text,
+  type FlagType,
+  type FlagValues,
+  type HostPort,
+  type ParsedFlags,
+} from './flags.ts';
+
+export { ConfigError } from './flags.ts';
 
 /** Which KMS holds the key-encryption keys, with that provider's options. */
 export type KmsConfig =
@@ -25,32 +46,35 @@ export interface LeaderElectionConfig {
   retryPeriodMs: number;
 }
 
-/** The validated configuration of one operator process. */
+/**
+ * The validated configuration of one operator process. What each field takes, and its default, is in
+ * {@link OPERATOR_FLAGS} (the flag named in the comment).
+ */
 export interface OperatorConfig {
-  /** The operator's own namespace (a DNS-1123 label). */
+  /** --namespace: the operator's own namespace. */
   namespace: string;
-  /** Path of a kubeconfig file; undefined means in-cluster configuration. */
+  /** --kubeconfig; undefined means in-cluster configuration. */
   kubeconfig: string | undefined;
-  /** This replica's identity, the Lease holder name. */
+  /** --identity: this replica's identity, the Lease holder name. */
   identity: string;
-  /** Where /healthz, /readyz and /metrics listen. Port 0 picks a free port (tests). */
-  healthAddress: { host: string; port: number };
+  /** --health-address: where /healthz, /readyz and /metrics listen. Port 0 picks a free port (tests). */
+  healthAddress: HostPort;
   logLevel: LogLevel;
   leaderElection: LeaderElectionConfig;
-  /** Concurrent reconcile workers per queue, 1 to 64. */
+  /** --workers: concurrent reconcile workers per queue. */
   workers: number;
   kms: KmsConfig;
   /**
-   * KEK rotation periods overriding the classification table's, exactly as given (e.g.
+   * --kek-rotation: KEK rotation periods overriding the classification table's, exactly as given (e.g.
    * "restricted=30d,confidential=90d"); empty when not given.
    */
   rotation: string;
-  /** Name of the ConfigMap in the operator's namespace holding the classification table (a DNS-1123 subdomain). */
+  /** --governance-config: the ConfigMap in the operator's namespace holding the classification table. */
   governanceConfig: string;
   resyncPeriodMs: number;
   watchStallTimeoutMs: number;
   shutdownTimeoutMs: number;
-  /** Absolute directory of the tamper-evident audit log. */
+  /** --audit-log-dir: absolute directory of the tamper-evident audit log. */
   auditLogDir: string;
   broker: BrokerConfig;
   injection: InjectionConfig;
@@ -58,475 +82,306 @@ export interface OperatorConfig {
 
 /** The sidecar-injecting webhook and what it injects (docs/injection.md). */
 export interface InjectionConfig {
-  /** The webhook's HTTPS listener. Default 0.0.0.0:9445. */
-  address: { host: string; port: number };
-  /** The Strongroom image the sidecar runs. */
+  /** --webhook-address: the webhook's HTTPS listener. */
+  address: HostPort;
+  /** --sidecar-image: the Strongroom image the sidecar runs. */
   image: string;
-  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
-  /** Where injected sidecars reach the broker's mutual-TLS and Attest listeners, as host:port. */
+  imagePullPolicy: PullPolicy;
+  /** --sidecar-broker-address and --sidecar-attest-address: where injected sidecars reach the broker's mutual-TLS
+   * and Attest listeners, as host:port. */
   brokerAddress: string;
   attestAddress: string;
-  /** The name the sidecar checks the broker's serving certificate against. */
+  /** --sidecar-broker-server-name: the name the sidecar checks the broker's serving certificate against. */
   brokerServerName: string;
 }
 
 /** The key broker's listeners and limits (docs/broker.md). */
 export interface BrokerConfig {
-  /** Mutual-TLS listener (ReleaseKey, WatchRevocations, PublishVersion). Default 0.0.0.0:9444. */
-  address: { host: string; port: number };
-  /** Server-TLS listener for Attest. Default 0.0.0.0:9443. */
-  attestAddress: { host: string; port: number };
-  /** SPIFFE trust domain of workload certificates. Default cluster.local. */
+  /** --broker-address: mutual-TLS listener (ReleaseKey, WatchRevocations, PublishVersion). */
+  address: HostPort;
+  /** --attest-address: server-TLS listener for Attest. */
+  attestAddress: HostPort;
+  /** --trust-domain: SPIFFE trust domain of workload certificates. */
   trustDomain: string;
-  /** Cluster name in the audit log origin. Default kubernetes. */
+  /** --cluster-name: cluster name in the audit log origin. */
   clusterName: string;
-  /** How long an unwrapped DEK may stay cached, 0 to 60 s. Default 5 s. */
+  /** --dek-cache-ttl: how long an unwrapped DEK may stay cached. */
   dekCacheTtlMs: number;
-  /** Connections are closed after this long (1 s to 1 h). Default 10 min. */
+  /** --broker-max-connection-age: connections are closed after this long. */
   maxConnectionAgeMs: number;
-  /** How often the serving certificate and CA bundle are re-read. Default 30 s. */
+  /** --broker-credential-refresh: how often the serving certificate and CA bundle are re-read. */
   credentialRefreshMs: number;
-  /** The longest life of a pod certificate Attest issues (1 min to 1 h; never past the token's expiry). Default 1 h. */
+  /** --pod-certificate-validity: the longest life of a pod certificate Attest issues (never past the token's expiry). */
   podCertificateValidityMs: number;
 }
 
 /** The sidecar image injected by default: this release's image. */
 export const DEFAULT_SIDECAR_IMAGE = 'ghcr.io/strongroom/strongroom:0.1.0';
 
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 /** The log levels the operator accepts, most severe first. */
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
-const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
+export type LogLevel = (typeof LOG_LEVELS)[number];
+const PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
+/** The image pull policies a sidecar may be injected with. */
+export type PullPolicy = (typeof PULL_POLICIES)[number];
+
+// ---------------------------------------------------------------------------------------------------------------
+// The value types of the operator's flags (flags.ts has the general ones)
+
+const dnsLabel = checked(
+  '<name>',
+  'DNS-1123 label',
+  'a DNS-1123 label (lower-case letters, digits and "-", at most 63)',
+  (value) => isDns1123Label(value).length === 0,
+);
+
+const configMapName = checked(
+  '<name>',
+  'ConfigMap name (DNS-1123 subdomain)',
+  'a ConfigMap name (lower-case letters, digits, "-" and ".", at most 253)',
+  (value) => isDns1123Subdomain(value).length === 0,
+);
+
+const dnsName = checked(
+  '<dns name>',
+  'DNS name (DNS-1123 subdomain)',
+  'a DNS name',
+  (value) => isDns1123Subdomain(value).length === 0,
+);
+
+const clusterName = checked(
+  '<name>',
+  'DNS-1123 subdomain of at most 63 characters',
+  'lower-case letters, digits, "." and "-", at most 63',
+  (value) => value.length <= 63 && isDns1123Subdomain(value).length === 0,
+);
+
+const identity = checked(
+  '<id>',
+  '1–253 printable ASCII characters, no spaces',
+  '1 to 253 printable ASCII characters without spaces',
+  (value) => value.length <= 253 && /^[\x21-\x7e]+$/.test(value),
+);
+
+const absolutePath = checked('<dir>', 'absolute path', 'an absolute path', isAbsolute);
+
+const gcpKeyRing = checked(
+  '<name>',
+  '`projects/P/locations/L/keyRings/R`',
+  'projects/P/locations/L/keyRings/R',
+  (value) =>
+    /^projects\/[a-z0-9][a-z0-9.:-]{0,62}\/locations\/[a-z0-9-]{1,63}\/keyRings\/[a-zA-Z0-9_-]{1,63}$/.test(
+      value,
+    ),
+);
+
+const trustDomain = checked(
+  '<domain>',
+  'lower-case letters, digits, `.`, `-` and `_`',
+  'a SPIFFE trust domain: lower-case letters, digits, ".", "-" and "_"',
+  (value) => /^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/.test(value),
+);
+
+const imageReference = checked(
+  '<image>',
+  'image reference',
+  'an image reference such as registry.example/strongroom:1.0',
+  (value) =>
+    /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/.test(
+      value,
+    ),
+);
+
+/** A `host:port` sidecars dial, kept as given: a wildcard host is refused. */
+const dialAddress: FlagType<string> = {
+  arg: '<host:port>',
+  doc: '`host:port` sidecars can dial (not a wildcard)',
+  parse(value) {
+    const address = hostPort.parse(value);
+    if (address instanceof Expected) return address;
+    return address.host === '0.0.0.0' || address.host === '::'
+      ? new Expected('an address sidecars can dial, not a wildcard')
+      : value;
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// The table
 
 /**
- * Invalid configuration, or `--help`. The message names the flag or environment variable, the bad value and what
- * is allowed. When `helpRequested` is true the message is the help text: print it and exit 0.
+ * Every flag of the operator, in `--help` order. The help, the parsing and the table in docs/operator.md
+ * ({@link renderConfigDocs}) all come from here.
  */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  /** The flag or environment variable at fault, when there is one. */
-  readonly setting: string | undefined;
-  readonly helpRequested: boolean;
-  constructor(
-    message: string,
-    options?: ErrorOptions & { setting?: string | undefined; helpRequested?: boolean | undefined },
-  ) {
-    super(message, options);
-    this.setting = options?.setting;
-    this.helpRequested = options?.helpRequested ?? false;
-  }
-}
-
-/** Longest duration a Node.js timer can hold (about 24.8 days); longer ones would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const GCP_KEY_RING =
-  /^projects\/[a-z0-9][a-z0-9.:-]{0,62}\/locations\/[a-z0-9-]{1,63}\/keyRings\/[a-zA-Z0-9_-]{1,63}$/;
-
-/** One setting: its flag, its environment variable, and the commander option key. */
-interface Setting {
-  readonly flag: string;
-  readonly env: string;
-  readonly key: string;
-  readonly arg: string;
-  readonly help: string;
-}
-
-function setting(flag: string, arg: string, help: string, env?: string): Setting {
-  const bare = flag.slice(2);
-  return {
-    flag,
-    env: env ?? `STRONGROOM_${bare.toUpperCase().replaceAll('-', '_')}`,
-    key: bare.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase()),
-    arg,
-    help,
-  };
-}
-
-const S = {
-  namespace: setting('--namespace', '<name>', "the operator's own namespace (required)"),
-  kubeconfig: setting('--kubeconfig', '<path>', 'kubeconfig file; unset = in-cluster', 'KUBECONFIG'),
-  identity: setting('--identity', '<id>', 'Lease holder identity (default: <hostname>_<8 random hex>)'),
-  healthAddress: setting(
-    '--health-address',
-    '<host:port>',
-    'health and metrics listener (default 0.0.0.0:8080)',
-  ),
-  logLevel: setting('--log-level', '<level>', 'error, warn, info or debug (default info)'),
-  leaseName: setting(
-    '--lease-name',
-    '<name>',
-    'Lease used for leader election (default strongroom-operator)',
-  ),
-  leaseDuration: setting('--lease-duration', '<duration>', 'leader Lease duration (default 15s)'),
-  renewDeadline: setting(
-    '--renew-deadline',
-    '<duration>',
-    'leader gives up if not renewed within (default 10s)',
-  ),
-  retryPeriod: setting('--retry-period', '<duration>', 'Lease acquire/renew interval (default 2s)'),
-  workers: setting('--workers', '<n>', 'reconcile workers per queue, 1-64 (default 4)'),
-  kms: setting('--kms', '<provider>', 'local, gcp or pkcs11 (default local)'),
-  gcpKeyRing: setting('--gcp-key-ring', '<name>', 'projects/P/locations/L/keyRings/R (with --kms gcp)'),
-  gcpEndpoint: setting('--gcp-endpoint', '<host[:port]>', 'Cloud KMS API endpoint (with --kms gcp)'),
-  pkcs11Module: setting('--pkcs11-module', '<path>', 'PKCS#11 module (.so) path (with --kms pkcs11)'),
-  pkcs11Slot: setting('--pkcs11-slot', '<n>', 'PKCS#11 slot id (with --kms pkcs11)'),
-  pkcs11TokenLabel: setting('--pkcs11-token-label', '<label>', 'PKCS#11 token label (with --kms pkcs11)'),
-  pkcs11PinFile: setting(
-    '--pkcs11-pin-file',
-    '<path>',
-    'file holding the token user PIN (with --kms pkcs11)',
-  ),
-  kekRotation: setting(
-    '--kek-rotation',
-    '<policy>',
-    'override KEK rotation periods of the classification table, e.g. restricted=30d,confidential=90d',
-  ),
-  governanceConfig: setting(
-    '--governance-config',
-    '<name>',
-    "ConfigMap in the operator's namespace holding the classification table (default strongroom-governance)",
-  ),
-  resyncPeriod: setting(
-    '--resync-period',
-    '<duration>',
-    'periodic relist of every watched resource (default 10m)',
-  ),
-  watchStallTimeout: setting(
-    '--watch-stall-timeout',
-    '<duration>',
-    'restart a silent watch after (default 90s)',
-  ),
-  shutdownTimeout: setting('--shutdown-timeout', '<duration>', 'graceful shutdown deadline (default 25s)'),
-  brokerAddress: setting(
-    '--broker-address',
-    '<host:port>',
-    'key broker mutual-TLS listener (default 0.0.0.0:9444)',
-  ),
-  attestAddress: setting(
-    '--attest-address',
-    '<host:port>',
-    'key broker Attest listener (default 0.0.0.0:9443)',
-  ),
-  trustDomain: setting(
-    '--trust-domain',
-    '<domain>',
-    'SPIFFE trust domain of workload certificates (default cluster.local)',
-  ),
-  clusterName: setting(
-    '--cluster-name',
-    '<name>',
-    'cluster name in the audit log origin (default kubernetes)',
-  ),
-  dekCacheTtl: setting(
-    '--dek-cache-ttl',
-    '<duration>',
-    'how long an unwrapped DEK may stay cached, 0s-60s (default 5s)',
-  ),
-  podCertificateValidity: setting(
-    '--pod-certificate-validity',
-    '<duration>',
-    "longest life of a pod certificate, 1m-1h, never past the pod's token (default 1h)",
-  ),
-  brokerMaxConnectionAge: setting(
-    '--broker-max-connection-age',
-    '<duration>',
-    'close broker connections after, 1s-1h (default 10m)',
-  ),
-  brokerCredentialRefresh: setting(
-    '--broker-credential-refresh',
-    '<duration>',
-    're-read the serving certificate every (default 30s)',
-  ),
-  webhookAddress: setting(
-    '--webhook-address',
-    '<host:port>',
-    'sidecar-injecting webhook HTTPS listener (default 0.0.0.0:9445)',
-  ),
-  sidecarImage: setting(
-    '--sidecar-image',
-    '<image>',
-    `image of the injected sidecar (default ${DEFAULT_SIDECAR_IMAGE})`,
-  ),
-  sidecarImagePullPolicy: setting(
-    '--sidecar-image-pull-policy',
-    '<policy>',
-    'Always, IfNotPresent or Never (default IfNotPresent)',
-  ),
-  sidecarBrokerAddress: setting(
-    '--sidecar-broker-address',
-    '<host:port>',
-    'where sidecars reach the broker (default strongroom-broker.<namespace>.svc:9444)',
-  ),
-  sidecarAttestAddress: setting(
-    '--sidecar-attest-address',
-    '<host:port>',
-    'where sidecars reach Attest (default strongroom-broker.<namespace>.svc:9443)',
-  ),
-  sidecarBrokerServerName: setting(
-    '--sidecar-broker-server-name',
-    '<dns name>',
-    "the broker certificate's name sidecars check (default strongroom-broker.<namespace>.svc)",
-  ),
-  auditLogDir: setting('--audit-log-dir', '<dir>', 'audit log directory (default /var/lib/strongroom/audit)'),
-} as const;
-
-const LEADER_ELECT_ENV = 'STRONGROOM_LEADER_ELECT';
-
-function buildCommand(output: { out: string; err: string }): Command {
-  const command = new Command('strongroom-operator')
-    .description('The Strongroom operator. Every flag --foo-bar also reads STRONGROOM_FOO_BAR; flags win.')
-    .exitOverride()
-    .configureOutput({
-      writeOut: (text) => {
-        output.out += text;
+export const OPERATOR_FLAGS = new FlagSet(
+  {
+    command: 'strongroom-operator',
+    description: 'The Strongroom operator.',
+    envPrefix: 'STRONGROOM_',
+  },
+  [
+    flag('namespace', dnsLabel, { required: true, help: "the operator's own namespace" }),
+    flag('kubeconfig', text('<path>', 'path'), {
+      env: 'KUBECONFIG',
+      unset: 'in-cluster',
+      help: 'kubeconfig file',
+    }),
+    flag('identity', identity, {
+      default: {
+        text: '<hostname>_<8 random hex>',
+        value: () => `${hostname()}_${randomBytes(4).toString('hex')}`,
       },
-      writeErr: (text) => {
-        output.err += text;
-      },
-      outputError: () => undefined,
-      getOutHelpWidth: () => 100,
-      getErrHelpWidth: () => 100,
-    })
-    .allowExcessArguments(false)
-    .allowUnknownOption(false)
-    .helpOption('-h, --help', 'show this help');
-  for (const s of Object.values(S)) {
-    command.addOption(new Option(`${s.flag} ${s.arg}`, `${s.help} [env ${s.env}]`));
-  }
-  command.addOption(
-    new Option('--leader-elect [bool]', `leader election (default true) [env ${LEADER_ELECT_ENV}]`),
-  );
-  command.addOption(new Option('--no-leader-elect', 'run without leader election (one replica only)'));
-  return command;
+      help: 'Lease holder identity',
+    }),
+    flag('health-address', hostPort, {
+      default: '0.0.0.0:8080',
+      help: 'listener of /healthz, /readyz and /metrics',
+    }),
+    flag('log-level', oneOf('<level>', LOG_LEVELS), { default: 'info', help: 'log level' }),
+    flag('leader-elect', bool, {
+      default: 'true',
+      negation: 'run without leader election (one replica only)',
+      help: 'leader election',
+    }),
+    flag('lease-name', dnsLabel, { default: 'strongroom-operator', help: 'Lease used for leader election' }),
+    flag('lease-duration', duration(), { default: '15s', help: 'leader Lease duration' }),
+    flag('renew-deadline', duration(), {
+      default: '10s',
+      help: 'a leader not renewed within this gives up',
+      doc: 'shorter than `--lease-duration`',
+    }),
+    flag('retry-period', duration(), {
+      default: '2s',
+      help: 'Lease acquire/renew interval',
+      doc: 'shorter than `--renew-deadline`',
+    }),
+    flag('workers', integer(1, 64), { default: '4', help: 'reconcile workers per queue' }),
+    flag('kms', oneOf('<provider>', ['local', 'gcp', 'pkcs11']), {
+      default: 'local',
+      help: 'the KMS holding the key-encryption keys',
+      doc: '[kms.md](kms.md)',
+    }),
+    flag('gcp-key-ring', gcpKeyRing, {
+      required: true,
+      when: { flag: 'kms', is: 'gcp' },
+      help: 'Cloud KMS key ring',
+    }),
+    flag('gcp-endpoint', text('<host[:port]>', '`host[:port]`'), {
+      when: { flag: 'kms', is: 'gcp' },
+      unset: "Google's",
+      help: 'Cloud KMS API endpoint',
+    }),
+    flag('pkcs11-module', text('<path>', 'path'), {
+      required: true,
+      when: { flag: 'kms', is: 'pkcs11' },
+      help: 'PKCS#11 module (.so) path',
+    }),
+    // The token is found by its label (core/kms/pkcs11.ts); a slot id may be given as well but does not replace it.
+    flag('pkcs11-slot', integer(0), { when: { flag: 'kms', is: 'pkcs11' }, help: 'PKCS#11 slot id' }),
+    flag('pkcs11-token-label', text('<label>', 'text'), {
+      required: true,
+      when: { flag: 'kms', is: 'pkcs11' },
+      help: 'PKCS#11 token label',
+    }),
+    flag('pkcs11-pin-file', text('<path>', 'path'), {
+      required: true,
+      when: { flag: 'kms', is: 'pkcs11' },
+      help: 'file holding the token user PIN',
+      doc: 'the PIN itself is never a flag or a variable',
+    }),
+    flag('kek-rotation', text('<policy>', '`<classification>=<duration>,…`'), {
+      unset: "the classification table's",
+      help: 'override KEK rotation periods of the classification table, e.g. restricted=30d,confidential=90d',
+      doc: 'periods from 1s, so tests can watch a rotation',
+    }),
+    flag('governance-config', configMapName, {
+      default: 'strongroom-governance',
+      help: "ConfigMap in the operator's namespace holding the classification table",
+      doc: '[policy.md](policy.md)',
+    }),
+    flag('resync-period', duration(), { default: '10m', help: 'periodic relist of every watched resource' }),
+    flag('watch-stall-timeout', duration(), { default: '90s', help: 'restart a watch silent this long' }),
+    flag('shutdown-timeout', duration(), { default: '25s', help: 'graceful shutdown deadline' }),
+    flag('audit-log-dir', absolutePath, {
+      default: '/var/lib/strongroom/audit',
+      help: 'audit log directory',
+    }),
+    flag('broker-address', hostPort, {
+      default: '0.0.0.0:9444',
+      help: 'key broker mutual-TLS listener: ReleaseKey, WatchRevocations, PublishVersion',
+    }),
+    flag('attest-address', hostPort, {
+      default: '0.0.0.0:9443',
+      help: 'key broker server-TLS listener: Attest',
+    }),
+    flag('trust-domain', trustDomain, {
+      default: 'cluster.local',
+      help: 'SPIFFE trust domain of workload certificates',
+    }),
+    flag('cluster-name', clusterName, {
+      default: 'kubernetes',
+      help: 'cluster name in the audit log origin',
+      doc: 'the origin is `strongroom.audit/<cluster>/<writer>`',
+    }),
+    flag('dek-cache-ttl', duration({ min: '0s', max: '60s' }), {
+      default: '5s',
+      help: 'how long an unwrapped DEK may stay cached',
+      doc: '0s: every release unwraps through the KMS',
+    }),
+    flag('broker-max-connection-age', duration({ min: '1s', max: '1h' }), {
+      default: '10m',
+      help: 'the longest life of a broker connection',
+    }),
+    flag('broker-credential-refresh', duration({ min: '1s', max: '1h' }), {
+      default: '30s',
+      help: "how often the broker's and the webhook's serving certificates and the CA bundle are re-read",
+    }),
+    flag('pod-certificate-validity', duration({ min: '1m', max: '1h' }), {
+      default: '1h',
+      help: "longest life of a pod certificate from Attest, never past the pod's token",
+      doc: 'the webhook asks for 10-minute tokens; sidecars renew at 2/3',
+    }),
+    flag('webhook-address', hostPort, {
+      default: '0.0.0.0:9445',
+      help: 'sidecar-injecting webhook HTTPS listener',
+      doc: 'every replica serves it',
+    }),
+    flag('sidecar-image', imageReference, {
+      default: DEFAULT_SIDECAR_IMAGE,
+      help: 'image of the injected sidecar',
+      doc: '[images.md](images.md)',
+    }),
+    flag('sidecar-image-pull-policy', oneOf('<policy>', PULL_POLICIES), {
+      default: 'IfNotPresent',
+      help: 'pull policy of the injected sidecar',
+    }),
+    flag('sidecar-broker-address', dialAddress, {
+      default: 'strongroom-broker.<namespace>.svc:9444',
+      help: 'where sidecars reach the broker',
+    }),
+    flag('sidecar-attest-address', dialAddress, {
+      default: 'strongroom-broker.<namespace>.svc:9443',
+      help: 'where sidecars reach Attest',
+    }),
+    flag('sidecar-broker-server-name', dnsName, {
+      default: 'strongroom-broker.<namespace>.svc',
+      help: "the broker certificate's name sidecars check",
+      doc: 'the addresses may be IPs',
+    }),
+  ],
+);
+
+type OperatorFlags = (typeof OPERATOR_FLAGS)['flags'];
+
+/**
+ * The Configuration table of docs/operator.md, rendered from {@link OPERATOR_FLAGS} (operator/config.test.ts checks
+ * that the docs hold exactly this).
+ */
+export function renderConfigDocs(): string {
+  return OPERATOR_FLAGS.markdownTable();
 }
 
-/** A raw value and where it came from (the flag or the environment variable), for error messages. */
-interface Raw {
-  readonly value: string;
-  readonly from: string;
-}
-
-function invalid(raw: Raw, allowed: string): ConfigError {
-  return new ConfigError(`${raw.from}=${JSON.stringify(raw.value)} is invalid: ${allowed}`, {
-    setting: raw.from,
-  });
-}
-
-function parseDurationMs(raw: Raw): number {
-  const allowed = 'expected a positive Go-style duration such as 500ms, 15s, 10m or 1h30m, at most 596h';
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(raw.value)) throw invalid(raw, allowed);
-  const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  for (const [, amount, , unit] of raw.value.matchAll(/(\d+(\.\d+)?)(ms|s|m|h)/g)) {
-    total += Number(amount) * (unitMs[unit ?? ''] ?? Number.NaN);
-  }
-  const ms = Math.round(total);
-  if (!Number.isFinite(ms) || ms < 1 || ms > MAX_TIMER_MS) throw invalid(raw, allowed);
-  return ms;
-}
-
-function parseIntegerIn(raw: Raw, min: number, max: number): number {
-  const n = Number(raw.value);
-  if (!/^[0-9]+$/.test(raw.value) || n < min || n > max) {
-    throw invalid(raw, `expected an integer from ${min} to ${max}`);
-  }
-  return n;
-}
-
-function parseHostPort(raw: Raw): { host: string; port: number } {
-  const allowed = 'expected host:port, [ipv6]:port or :port with a port from 0 to 65535';
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):([0-9]{1,5})$/.exec(raw.value);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) throw invalid(raw, allowed);
-  const host = match[1] ?? match[2] ?? '';
-  return { host: host === '' ? '0.0.0.0' : host, port };
-}
-
-function parseBool(raw: Raw): boolean {
-  if (raw.value === 'true' || raw.value === '1') return true;
-  if (raw.value === 'false' || raw.value === '0') return false;
-  throw invalid(raw, 'expected true or false');
-}
-
-function nonEmpty(raw: Raw): string {
-  if (raw.value.trim() === '') throw invalid(raw, 'expected a non-empty value');
-  return raw.value;
-}
-
-/** Reads settings from parsed flags first, then from the environment (empty variables count as unset). */
-class Sources {
-  readonly #flags: Record<string, unknown>;
-  readonly #env: NodeJS.ProcessEnv;
-  constructor(flags: Record<string, unknown>, env: NodeJS.ProcessEnv) {
-    this.#flags = flags;
-    this.#env = env;
-  }
-
-  get(s: Setting): Raw | undefined {
-    const flag = this.#flags[s.key];
-    if (typeof flag === 'string') return { value: flag, from: s.flag };
-    const env = this.#env[s.env];
-    if (env !== undefined && env !== '') return { value: env, from: s.env };
-    return undefined;
-  }
-
-  leaderElect(): Raw | undefined {
-    const flag = this.#flags['leaderElect'];
-    if (flag === true) return { value: 'true', from: '--leader-elect' };
-    if (flag === false) return { value: 'false', from: '--no-leader-elect' };
-    if (typeof flag === 'string') return { value: flag, from: '--leader-elect' };
-    const env = this.#env[LEADER_ELECT_ENV];
-    if (env !== undefined && env !== '') return { value: env, from: LEADER_ELECT_ENV };
-    return undefined;
-  }
-}
-
-function parseFlags(argv: readonly string[]): Record<string, unknown> {
-  const output = { out: '', err: '' };
-  const command = buildCommand(output);
-  try {
-    command.parse([...argv], { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help') {
-        throw new ConfigError(output.out, { cause: err, helpRequested: true });
-      }
-      throw new ConfigError(err.message.replace(/^error: /, ''), { cause: err });
-    }
-    throw err;
-  }
-  return command.opts();
-}
-
-function parseLeaderElection(src: Sources): LeaderElectionConfig {
-  const elect = src.leaderElect();
-  const leaseName = src.get(S.leaseName);
-  if (leaseName && !DNS1123_LABEL.test(leaseName.value)) {
-    throw invalid(leaseName, 'expected a DNS-1123 label (lower-case letters, digits and "-", at most 63)');
-  }
-  const duration = src.get(S.leaseDuration);
-  const renew = src.get(S.renewDeadline);
-  const retry = src.get(S.retryPeriod);
-  const config: LeaderElectionConfig = {
-    enabled: elect ? parseBool(elect) : true,
-    leaseName: leaseName?.value ?? 'strongroom-operator',
-    leaseDurationMs: duration ? parseDurationMs(duration) : 15_000,
-    renewDeadlineMs: renew ? parseDurationMs(renew) : 10_000,
-    retryPeriodMs: retry ? parseDurationMs(retry) : 2_000,
-  };
-  if (config.renewDeadlineMs >= config.leaseDurationMs) {
-    throw new ConfigError(
-      `${S.renewDeadline.flag} (${config.renewDeadlineMs}ms) must be shorter than ${S.leaseDuration.flag} (${config.leaseDurationMs}ms)`,
-      { setting: renew?.from ?? duration?.from },
-    );
-  }
-  if (config.retryPeriodMs >= config.renewDeadlineMs) {
-    throw new ConfigError(
-      `${S.retryPeriod.flag} (${config.retryPeriodMs}ms) must be shorter than ${S.renewDeadline.flag} (${config.renewDeadlineMs}ms)`,
-      { setting: retry?.from ?? renew?.from },
-    );
-  }
-  return config;
-}
-
-const GCP_SETTINGS = [S.gcpKeyRing, S.gcpEndpoint];
-const PKCS11_SETTINGS = [S.pkcs11Module, S.pkcs11Slot, S.pkcs11TokenLabel, S.pkcs11PinFile];
-
-function rejectForeign(src: Sources, provider: string, settings: readonly Setting[]): void {
-  for (const s of settings) {
-    const raw = src.get(s);
-    if (raw) {
-      throw new ConfigError(
-        `${raw.from} does not apply to --kms ${provider}; remove it or choose the right --kms`,
-        {
-          setting: raw.from,
-        },
-      );
-    }
-  }
-}
-
-function required(src: Sources, s: Setting, provider: string): string {
-  const raw = src.get(s);
-  if (!raw) {
-    throw new ConfigError(`--kms ${provider} needs ${s.flag} (or ${s.env})`, { setting: s.flag });
-  }
-  return nonEmpty(raw);
-}
-
-function parseKms(src: Sources): KmsConfig {
-  const raw = src.get(S.kms);
-  const provider = raw?.value ?? 'local';
-  if (provider === 'local') {
-    rejectForeign(src, provider, [...GCP_SETTINGS, ...PKCS11_SETTINGS]);
-    return { provider };
-  }
-  if (provider === 'gcp') {
-    rejectForeign(src, provider, PKCS11_SETTINGS);
-    const keyRing = required(src, S.gcpKeyRing, provider);
-    const keyRingRaw = src.get(S.gcpKeyRing);
-    if (keyRingRaw && !GCP_KEY_RING.test(keyRing)) {
-      throw invalid(keyRingRaw, 'expected projects/P/locations/L/keyRings/R');
-    }
-    const endpoint = src.get(S.gcpEndpoint);
-    return endpoint ? { provider, keyRing, endpoint: nonEmpty(endpoint) } : { provider, keyRing };
-  }
-  if (provider === 'pkcs11') {
-    rejectForeign(src, provider, GCP_SETTINGS);
-    return parsePkcs11(src);
-  }
-  throw invalid(raw ?? { value: provider, from: S.kms.flag }, 'expected local, gcp or pkcs11');
-}
-
-function parsePkcs11(src: Sources): KmsConfig {
-  // The token is found by its label (core/kms/pkcs11.ts); a slot id may be given as well but does not replace it.
-  const module = required(src, S.pkcs11Module, 'pkcs11');
-  const tokenLabel = required(src, S.pkcs11TokenLabel, 'pkcs11');
-  const pinFile = required(src, S.pkcs11PinFile, 'pkcs11');
-  const slotRaw = src.get(S.pkcs11Slot);
-  const config: KmsConfig = { provider: 'pkcs11', module, tokenLabel, pinFile };
-  if (slotRaw) config.slot = parseIntegerIn(slotRaw, 0, Number.MAX_SAFE_INTEGER);
-  return config;
-}
-
-function parseAbsolutePath(raw: Raw): string {
-  if (!isAbsolute(raw.value)) throw invalid(raw, 'expected an absolute path');
-  return raw.value;
-}
-
-function parseIdentity(raw: Raw | undefined): string {
-  if (!raw) return `${hostname()}_${randomBytes(4).toString('hex')}`;
-  if (raw.value.length > 253 || !/^[\x21-\x7e]+$/.test(raw.value)) {
-    throw invalid(raw, 'expected 1 to 253 printable ASCII characters without spaces');
-  }
-  return raw.value;
-}
-
-function parseNamespace(raw: Raw | undefined): string {
-  if (!raw) {
-    throw new ConfigError(`${S.namespace.flag} (or ${S.namespace.env}) is required`, {
-      setting: S.namespace.flag,
-    });
-  }
-  if (!DNS1123_LABEL.test(raw.value)) {
-    throw invalid(raw, 'expected a DNS-1123 label (lower-case letters, digits and "-", at most 63)');
-  }
-  return raw.value;
-}
-
-function parseConfigMapName(raw: Raw): string {
-  if (raw.value.length > 253 || !DNS_NAME.test(raw.value)) {
-    throw invalid(raw, 'expected a ConfigMap name (lower-case letters, digits, "-" and ".", at most 253)');
-  }
-  return raw.value;
-}
-
-function parseLogLevel(raw: Raw | undefined): LogLevel {
-  if (!raw) return 'info';
-  const level = LOG_LEVELS.find((l) => l === raw.value);
-  if (!level) throw invalid(raw, `expected one of ${LOG_LEVELS.join(', ')}`);
-  return level;
-}
+// ---------------------------------------------------------------------------------------------------------------
+// From flag values to the configuration
 
 /**
  * Parses the operator's flags (`argv` without the node binary and script) and environment into a validated
@@ -534,104 +389,97 @@ function parseLogLevel(raw: Raw | undefined): LogLevel {
  * variables. Throws {@link ConfigError} on anything invalid, unknown, or missing, and for `--help`.
  */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): OperatorConfig {
-  const src = new Sources(parseFlags(argv), env);
-  const get = (s: Setting): Raw | undefined => src.get(s);
-  const kubeconfig = get(S.kubeconfig);
-  const health = get(S.healthAddress);
-  const workers = get(S.workers);
-  const namespace = parseNamespace(get(S.namespace));
-  const rotation = get(S.kekRotation);
-  const governance = get(S.governanceConfig);
-  const resync = get(S.resyncPeriod);
-  const stall = get(S.watchStallTimeout);
-  const shutdown = get(S.shutdownTimeout);
-  const auditLogDir = get(S.auditLogDir);
+  const parsed = OPERATOR_FLAGS.parse(argv, env);
+  const v = parsed.values;
   return {
-    namespace,
-    kubeconfig: kubeconfig ? nonEmpty(kubeconfig) : undefined,
-    identity: parseIdentity(get(S.identity)),
-    healthAddress: health ? parseHostPort(health) : { host: '0.0.0.0', port: 8080 },
-    logLevel: parseLogLevel(get(S.logLevel)),
-    leaderElection: parseLeaderElection(src),
-    workers: workers ? parseIntegerIn(workers, 1, 64) : 4,
-    kms: parseKms(src),
-    rotation: rotation ? nonEmpty(rotation) : '',
-    governanceConfig: governance ? parseConfigMapName(governance) : 'strongroom-governance',
-    resyncPeriodMs: resync ? parseDurationMs(resync) : 600_000,
-    watchStallTimeoutMs: stall ? parseDurationMs(stall) : 90_000,
-    shutdownTimeoutMs: shutdown ? parseDurationMs(shutdown) : 25_000,
-    auditLogDir: auditLogDir ? parseAbsolutePath(auditLogDir) : '/var/lib/strongroom/audit',
-    broker: parseBroker(get),
-    injection: parseInjection(get, namespace),
+    namespace: v.namespace,
+    kubeconfig: v.kubeconfig,
+    identity: v.identity,
+    healthAddress: v['health-address'],
+    logLevel: v['log-level'],
+    leaderElection: leaderElection(parsed),
+    workers: v.workers,
+    kms: kms(v),
+    rotation: v['kek-rotation'] ?? '',
+    governanceConfig: v['governance-config'],
+    resyncPeriodMs: v['resync-period'],
+    watchStallTimeoutMs: v['watch-stall-timeout'],
+    shutdownTimeoutMs: v['shutdown-timeout'],
+    auditLogDir: v['audit-log-dir'],
+    broker: {
+      address: v['broker-address'],
+      attestAddress: v['attest-address'],
+      trustDomain: v['trust-domain'],
+      clusterName: v['cluster-name'],
+      dekCacheTtlMs: v['dek-cache-ttl'],
+      maxConnectionAgeMs: v['broker-max-connection-age'],
+      credentialRefreshMs: v['broker-credential-refresh'],
+      podCertificateValidityMs: v['pod-certificate-validity'],
+    },
+    injection: {
+      address: v['webhook-address'],
+      image: v['sidecar-image'],
+      imagePullPolicy: v['sidecar-image-pull-policy'],
+      brokerAddress: v['sidecar-broker-address'],
+      attestAddress: v['sidecar-attest-address'],
+      brokerServerName: v['sidecar-broker-server-name'],
+    },
   };
 }
 
-const IMAGE_REF =
-  /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
-const DNS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
-function parseInjection(get: (s: Setting) => Raw | undefined, namespace: string): InjectionConfig {
-  const address = get(S.webhookAddress);
-  const image = get(S.sidecarImage);
-  const policy = get(S.sidecarImagePullPolicy);
-  const broker = get(S.sidecarBrokerAddress);
-  const attest = get(S.sidecarAttestAddress);
-  const serverName = get(S.sidecarBrokerServerName);
-  if (image && !IMAGE_REF.test(image.value))
-    throw invalid(image, 'expected an image reference such as registry.example/strongroom:1.0');
-  if (policy && !['Always', 'IfNotPresent', 'Never'].includes(policy.value))
-    throw invalid(policy, 'expected Always, IfNotPresent or Never');
-  const endpoint = (raw: Raw | undefined, port: number): string => {
-    if (!raw) return `strongroom-broker.${namespace}.svc:${String(port)}`;
-    const parsed = parseHostPort(raw);
-    if (parsed.host === '0.0.0.0' || parsed.host === '')
-      throw invalid(raw, 'expected an address sidecars can dial, not a wildcard');
-    return raw.value;
+/**
+ * Client-go's rule, retry period < renew deadline < lease duration, checked even with leader election off so that
+ * turning it on cannot start a misconfigured elector.
+ */
+function leaderElection({ values: v, from }: ParsedFlags<OperatorFlags>): LeaderElectionConfig {
+  const config: LeaderElectionConfig = {
+    enabled: v['leader-elect'],
+    leaseName: v['lease-name'],
+    leaseDurationMs: v['lease-duration'],
+    renewDeadlineMs: v['renew-deadline'],
+    retryPeriodMs: v['retry-period'],
   };
-  if (serverName && !DNS_NAME.test(serverName.value)) throw invalid(serverName, 'expected a DNS name');
-  return {
-    address: address ? parseHostPort(address) : { host: '0.0.0.0', port: 9445 },
-    image: image?.value ?? DEFAULT_SIDECAR_IMAGE,
-    imagePullPolicy: (policy?.value ?? 'IfNotPresent') as InjectionConfig['imagePullPolicy'],
-    brokerAddress: endpoint(broker, 9444),
-    attestAddress: endpoint(attest, 9443),
-    brokerServerName: serverName?.value ?? `strongroom-broker.${namespace}.svc`,
-  };
-}
-
-function parseBroker(get: (s: Setting) => Raw | undefined): BrokerConfig {
-  const address = get(S.brokerAddress);
-  const attestAddress = get(S.attestAddress);
-  const trustDomain = get(S.trustDomain);
-  const clusterName = get(S.clusterName);
-  const ttl = get(S.dekCacheTtl);
-  const age = get(S.brokerMaxConnectionAge);
-  const refresh = get(S.brokerCredentialRefresh);
-  const podValidity = get(S.podCertificateValidity);
-  const within = (raw: Raw, min: number, max: number, what: string): number => {
-    const ms = raw.value === '0' || raw.value === '0s' ? 0 : parseDurationMs(raw);
-    if (ms < min || ms > max) throw invalid(raw, what);
-    return ms;
-  };
-  if (trustDomain && !/^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/.test(trustDomain.value))
-    throw invalid(
-      trustDomain,
-      'expected a SPIFFE trust domain: lower-case letters, digits, ".", "-" and "_"',
+  if (config.renewDeadlineMs >= config.leaseDurationMs) {
+    throw new ConfigError(
+      `--renew-deadline (${config.renewDeadlineMs}ms) must be shorter than --lease-duration (${config.leaseDurationMs}ms)`,
+      { setting: from['renew-deadline'] ?? from['lease-duration'] },
     );
-  if (clusterName && !/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(clusterName.value))
-    throw invalid(clusterName, 'expected lower-case letters, digits, "." and "-", at most 63');
-  return {
-    address: address ? parseHostPort(address) : { host: '0.0.0.0', port: 9444 },
-    attestAddress: attestAddress ? parseHostPort(attestAddress) : { host: '0.0.0.0', port: 9443 },
-    trustDomain: trustDomain?.value ?? 'cluster.local',
-    clusterName: clusterName?.value ?? 'kubernetes',
-    dekCacheTtlMs: ttl ? within(ttl, 0, 60_000, 'expected a duration from 0s to 60s') : 5000,
-    maxConnectionAgeMs: age ? within(age, 1000, 3_600_000, 'expected a duration from 1s to 1h') : 600_000,
-    credentialRefreshMs: refresh
-      ? within(refresh, 1000, 3_600_000, 'expected a duration from 1s to 1h')
-      : 30_000,
-    podCertificateValidityMs: podValidity
-      ? within(podValidity, 60_000, 3_600_000, 'expected a duration from 1m to 1h')
-      : 3_600_000,
-  };
+  }
+  if (config.retryPeriodMs >= config.renewDeadlineMs) {
+    throw new ConfigError(
+      `--retry-period (${config.retryPeriodMs}ms) must be shorter than --renew-deadline (${config.renewDeadlineMs}ms)`,
+      { setting: from['retry-period'] ?? from['renew-deadline'] },
+    );
+  }
+  return config;
+}
+
+/** The chosen provider's options; the flag set has already required them and refused other providers'. */
+function kms(v: FlagValues<OperatorFlags>): KmsConfig {
+  switch (v.kms) {
+    case 'local':
+      return { provider: 'local' };
+    case 'gcp': {
+      const endpoint = v['gcp-endpoint'];
+      const keyRing = given(v['gcp-key-ring']);
+      return endpoint === undefined ? { provider: 'gcp', keyRing } : { provider: 'gcp', keyRing, endpoint };
+    }
+    case 'pkcs11': {
+      const slot = v['pkcs11-slot'];
+      const config: KmsConfig = {
+        provider: 'pkcs11',
+        module: given(v['pkcs11-module']),
+        tokenLabel: given(v['pkcs11-token-label']),
+        pinFile: given(v['pkcs11-pin-file']),
+      };
+      if (slot !== undefined) config.slot = slot;
+      return config;
+    }
+  }
+}
+
+/** A required flag's value (the flag set refuses to go on without it). */
+function given<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error('a required flag has no value');
+  return value;
 }

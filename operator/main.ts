@@ -2,7 +2,7 @@
  * `node operator/main.ts [flags]`: the Strongroom operator process. Exit codes: 0 after a clean shutdown (SIGTERM or
  * SIGINT), 1 when it lost its leader lease or failed at runtime, 2 for invalid configuration.
  */
-import { PolicyError } from '../core/policy/duration.ts';
+import { PolicyError } from '../core/policy/errors.ts';
 import { parseKekRotationOverrides } from '../core/policy/rotation.ts';
 import { ConfigError, parseConfig } from './config.ts';
 import { createRootLogger } from './log.ts';

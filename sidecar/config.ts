@@ -5,6 +5,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { isAbsolute, normalize } from 'node:path';
+import { isDns1123Label, isDns1123Subdomain, isSha256Digest } from '../core/api/validation.ts';
 import {
   ENV,
   INJECTION_VERSION,
@@ -50,9 +51,6 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = new Set(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly']);
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const UID = /^[0-9a-fA-F-]{1,64}$/;
 const X25519_KEY_BYTES = 32;
 
@@ -63,7 +61,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): S
   const serverNameRaw = env[ENV.brokerServerName];
   let serverName = broker.host;
   if (serverNameRaw !== undefined && serverNameRaw !== '') {
-    if (!DNS_SUBDOMAIN.test(serverNameRaw) || serverNameRaw.length > 253)
+    if (isDns1123Subdomain(serverNameRaw).length > 0)
       throw new ConfigError(ENV.brokerServerName, `${JSON.stringify(serverNameRaw)} is not a DNS name`);
     serverName = serverNameRaw;
   }
@@ -161,11 +159,13 @@ function text(
   value: Json,
   key: string,
   where: string,
-  pattern?: RegExp,
+  check?: RegExp | ((value: string) => readonly string[]),
   max = 253,
 ): string {
   const v = value[key];
-  if (typeof v !== 'string' || v === '' || v.length > max || (pattern !== undefined && !pattern.test(v)))
+  const valid = (s: string): boolean =>
+    check === undefined || (check instanceof RegExp ? check.test(s) : check(s).length === 0);
+  if (typeof v !== 'string' || v === '' || v.length > max || !valid(v))
     throw new ConfigError(variable, `${where}.${key} is missing or malformed (${JSON.stringify(v)})`);
   return v;
 }
@@ -186,11 +186,11 @@ function parseArtifact(value: unknown, i: number): PlannedArtifact {
   ];
   onlyKeys(v, a, keys, where);
   return {
-    namespace: text(v, a, 'namespace', where, DNS_LABEL, 63),
-    name: text(v, a, 'name', where, DNS_SUBDOMAIN),
+    namespace: text(v, a, 'namespace', where, isDns1123Label),
+    name: text(v, a, 'name', where, isDns1123Subdomain),
     uid: text(v, a, 'uid', where, UID),
-    version: text(v, a, 'version', where, DNS_LABEL, 63),
-    digest: text(v, a, 'digest', where, DIGEST),
+    version: text(v, a, 'version', where, isDns1123Label),
+    digest: text(v, a, 'digest', where, isSha256Digest),
     ciphertextPath: absolutePath(v, a['ciphertextPath'], `${where}.ciphertextPath`),
     plaintextDir: absolutePath(v, a['plaintextDir'], `${where}.plaintextDir`),
     mountPath: absolutePath(v, a['mountPath'], `${where}.mountPath`),
@@ -216,10 +216,10 @@ function parsePublish(value: unknown): PlannedPublish {
   if (Buffer.from(recipientPublicKey, 'base64').length !== X25519_KEY_BYTES)
     throw new ConfigError(v, `${where}.recipientPublicKey is not a base64 X25519 public key`);
   return {
-    namespace: text(v, p, 'namespace', where, DNS_LABEL, 63),
-    name: text(v, p, 'name', where, DNS_SUBDOMAIN),
+    namespace: text(v, p, 'namespace', where, isDns1123Label),
+    name: text(v, p, 'name', where, isDns1123Subdomain),
     uid: text(v, p, 'uid', where, UID),
-    version: text(v, p, 'version', where, DNS_LABEL, 63),
+    version: text(v, p, 'version', where, isDns1123Label),
     outputDir: absolutePath(v, p['outputDir'], `${where}.outputDir`),
     ciphertextPath: absolutePath(v, p['ciphertextPath'], `${where}.ciphertextPath`),
     recipientPublicKey,

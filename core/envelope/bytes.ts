@@ -13,6 +13,7 @@ import {
   parseHeader,
   segmentCount,
   segmentNonce,
+  zeroKeys,
   type EnvelopeContext,
   type Header,
 } from './format.ts';
@@ -61,9 +62,7 @@ export function encryptBytes(plaintext: Uint8Array, options: BytesOptions): Buff
     }
     return Buffer.concat(parts);
   } finally {
-    keys.segmentKey.fill(0);
-    keys.headerKey.fill(0);
-    keys.commitKey.fill(0);
+    zeroKeys(keys);
   }
 }
 
@@ -110,8 +109,6 @@ export function decryptBytes(
     }
     return { plaintext: Buffer.concat(out), keyId: header.keyId };
   } finally {
-    keys.segmentKey.fill(0);
-    keys.headerKey.fill(0);
-    keys.commitKey.fill(0);
+    zeroKeys(keys);
   }
 }

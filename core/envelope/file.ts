@@ -18,6 +18,7 @@ import {
   encodeHeader,
   parseHeader,
   segmentCount,
+  zeroKeys,
   type DerivedKeys,
   type EnvelopeContext,
   type Header,
@@ -65,12 +66,6 @@ export interface DecryptResult {
 
 /** Enough to hold any header (key ids are at most 1 KiB). */
 const HEADER_READ = 4096;
-
-function zero(keys: DerivedKeys): void {
-  keys.segmentKey.fill(0);
-  keys.headerKey.fill(0);
-  keys.commitKey.fill(0);
-}
 
 async function runJob(job: SegmentJob, pool: SegmentPool | undefined, maxWorkers?: number): Promise<void> {
   const segments = segmentCount(job.plaintextLength, job.segmentLog2);
@@ -238,7 +233,7 @@ export async function encryptFile(
     temp = null;
     return { plaintextLength: info.size, ciphertextLength: total, digest };
   } finally {
-    zero(keys);
+    zeroKeys(keys);
     if (temp !== null) await unlink(temp).catch(() => undefined);
   }
 }
@@ -257,12 +252,12 @@ async function openEnvelope(input: string, options: DecryptOptions) {
     try {
       authenticateHeader(header, keys);
     } catch (error) {
-      zero(keys);
+      zeroKeys(keys);
       throw error;
     }
     const expected = ciphertextLength(header);
     if (size !== expected) {
-      zero(keys);
+      zeroKeys(keys);
       throw size < expected
         ? new EnvelopeError(
             'truncated',
@@ -304,7 +299,7 @@ export async function verifyFile(input: string, options: DecryptOptions): Promis
     await runJob(openJob('verify', input, null, header, keys), options.pool);
     return { plaintextLength: header.plaintextLength, keyId: header.keyId, digest: null };
   } finally {
-    zero(keys);
+    zeroKeys(keys);
   }
 }
 
@@ -351,7 +346,7 @@ async function decryptInto(
     temp = null;
     return { plaintextLength: header.plaintextLength, keyId: header.keyId, digest };
   } finally {
-    zero(keys);
+    zeroKeys(keys);
     if (temp !== null) await unlink(temp).catch(() => undefined);
   }
 }

@@ -47,6 +47,13 @@ export interface DerivedKeys {
   readonly commitKey: Buffer;
 }
 
+/** Overwrites the derived keys with zeros once the caller is done with them. */
+export function zeroKeys(keys: DerivedKeys): void {
+  keys.segmentKey.fill(0);
+  keys.headerKey.fill(0);
+  keys.commitKey.fill(0);
+}
+
 /** Length-prefixed (u32 BE) UTF-8 fields: unambiguous, unlike concatenation. */
 function encodeFields(fields: readonly string[]): Buffer {
   return Buffer.concat(

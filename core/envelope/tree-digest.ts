@@ -13,10 +13,10 @@
  * coreutils version.
  */
 import { createHash } from 'node:crypto';
+import { isSha256Digest } from '../api/validation.ts';
 import type { Manifest } from './directory.ts';
 import { EnvelopeError } from './errors.ts';
 
-const FILE_DIGEST = /^sha256:([0-9a-f]{64})$/;
 const ESCAPED_BY_SHA256SUM = /[\\\n\r]/;
 
 /**
@@ -40,13 +40,15 @@ export function assertDigestablePath(path: string): void {
 export function treeDigest(manifest: Pick<Manifest, 'files'>): string {
   const seen = new Set<string>();
   const lines = manifest.files.map((file) => {
-    const hex = FILE_DIGEST.exec(file.sha256)?.[1];
-    if (hex === undefined)
+    if (isSha256Digest(file.sha256).length > 0)
       throw new EnvelopeError('manifest', `${JSON.stringify(file.path)} has no sha256:<hex> digest`);
     assertDigestablePath(file.path);
     if (seen.has(file.path)) throw new EnvelopeError('manifest', `duplicate path in manifest: ${file.path}`);
     seen.add(file.path);
-    return { path: Buffer.from(file.path, 'utf8'), line: Buffer.from(`${hex}  ${file.path}\n`, 'utf8') };
+    return {
+      path: Buffer.from(file.path, 'utf8'),
+      line: Buffer.from(`${file.sha256.slice('sha256:'.length)}  ${file.path}\n`, 'utf8'),
+    };
   });
   lines.sort((a, b) => Buffer.compare(a.path, b.path));
   const hash = createHash('sha256');

@@ -1,8 +1,9 @@
 /**
  * Strongroom's governance rules that the API server itself enforces: ValidatingAdmissionPolicies (CEL over
  * `request.userInfo`, evaluated inside kube-apiserver), so they hold while the operator is down, and no
- * Strongroom code sits in the request path. Pure builders: the Helm chart renders the same objects, tests create
- * them. docs/policy.md lists the rules, docs/adr/0010-governance-admission.md says why CEL and not a webhook.
+ * Strongroom code sits in the request path. Pure builders: the end-to-end stack (test/harness/stack.ts, which the
+ * demo also runs) and the governance tests create the objects from them. docs/policy.md lists the rules,
+ * docs/adr/0010-governance-admission.md says why CEL and not a webhook.
  *
  * Every policy reads the governance ConfigMap (core/policy/classification.ts parses the same keys for the operator)
  * as its parameter. A binding whose ConfigMap is missing denies (parameterNotFoundAction: Deny): without the table

@@ -4,6 +4,7 @@
  * annotation, the entry and what is wrong with it.
  */
 import { posix } from 'node:path';
+import { isAbsolutePath, isDns1123Label, isDns1123Subdomain } from '../api/validation.ts';
 import {
   ANNOTATION_ARTIFACTS,
   ANNOTATION_CIPHERTEXT_CLAIM,
@@ -42,8 +43,6 @@ export interface InjectionRequest {
   readonly outputSize: string | undefined;
 }
 
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const PATH_CHARS = /^[A-Za-z0-9._~+=@/-]+$/;
 /** A Kubernetes quantity without sign or exponent: digits, an optional fraction, an optional suffix. */
 const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
@@ -73,7 +72,7 @@ const fail = (annotation: string, message: string, cause?: unknown): never => {
 };
 
 function checkLabel(annotation: string, entry: string, what: string, value: string): void {
-  if (value.length > 63 || !DNS1123_LABEL.test(value))
+  if (isDns1123Label(value).length > 0)
     fail(
       annotation,
       `entry "${entry}": ${what} "${value}" is not a DNS-1123 label (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)`,
@@ -84,18 +83,14 @@ function checkLabel(annotation: string, entry: string, what: string, value: stri
 function checkMountPath(annotation: string, entry: string, path: string): string {
   const at = `entry "${entry}": mount path "${path}"`;
   if (path === '') fail(annotation, `entry "${entry}": the mount path after ':' is empty`);
-  if (!path.startsWith('/')) fail(annotation, `${at} is relative; it must be absolute (start with '/')`);
+  const [shape] = isAbsolutePath(path);
+  if (shape !== undefined) {
+    const normalized = posix.normalize(path).replace(/\/$/, '') || '/';
+    fail(annotation, path.startsWith('/') ? `${at} ${shape}; write "${normalized}"` : `${at} ${shape}`);
+  }
   if (path.length > MAX_PATH) fail(annotation, `${at} is longer than ${MAX_PATH} characters`);
   if (!PATH_CHARS.test(path))
     fail(annotation, `${at} contains a character other than letters, digits and . _ ~ + = @ / -`);
-  const segments = path.split('/').slice(1);
-  if (segments.some((s) => s === '..' || s === '.'))
-    fail(annotation, `${at} contains a '.' or '..' segment; write the normalized path`);
-  if (path !== '/' && (path.endsWith('/') || posix.normalize(path) !== path))
-    fail(
-      annotation,
-      `${at} is not normalized (no trailing '/', no '//'); write "${posix.normalize(path).replace(/\/$/, '') || '/'}"`,
-    );
   if (SYSTEM_PATHS.includes(path))
     fail(annotation, `${at} is a system directory; choose a directory of your own`);
   const tree = SYSTEM_TREES.find((t) => path === t || path.startsWith(`${t}/`));
@@ -166,7 +161,7 @@ export function parsePublishAnnotation(value: string): ArtifactEntry {
 /** Parses {@link ANNOTATION_CIPHERTEXT_CLAIM}: a PersistentVolumeClaim name (DNS-1123 subdomain). */
 export function parseCiphertextClaim(value: string): string {
   const claim = value.trim();
-  if (claim.length === 0 || claim.length > 253 || !DNS1123_SUBDOMAIN.test(claim))
+  if (isDns1123Subdomain(claim).length > 0)
     fail(
       ANNOTATION_CIPHERTEXT_CLAIM,
       `"${claim}" is not a PersistentVolumeClaim name (a DNS-1123 subdomain)`,

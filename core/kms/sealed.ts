@@ -6,7 +6,26 @@
 import { unsealDek, type SealContext, type SealedDek } from '../envelope/index.ts';
 import type { KmsProvider, WrappedKey } from './provider.ts';
 
-export async function rewrapSealedDek(
+/**
+ * Unseals the DEK, hands it to `use` and zeroes it when `use` settles. Throws EnvelopeError when the sealed key
+ * does not open (`use` is not called).
+ */
+export async function withUnsealedDek<T>(
+  sealed: SealedDek,
+  recipientPrivateKey: Uint8Array,
+  context: SealContext,
+  use: (dek: Uint8Array) => Promise<T>,
+): Promise<T> {
+  const dek = await unsealDek(recipientPrivateKey, sealed, context);
+  try {
+    return await use(dek);
+  } finally {
+    dek.fill(0);
+  }
+}
+
+/** Unseals the DEK and wraps it under the KMS KEK `keyId`. */
+export function rewrapSealedDek(
   sealed: SealedDek,
   recipientPrivateKey: Uint8Array,
   context: SealContext,
@@ -14,10 +33,5 @@ export async function rewrapSealedDek(
   keyId: string,
   aad: Uint8Array,
 ): Promise<WrappedKey> {
-  const dek = await unsealDek(recipientPrivateKey, sealed, context);
-  try {
-    return await kms.wrap(keyId, dek, aad);
-  } finally {
-    dek.fill(0);
-  }
+  return withUnsealedDek(sealed, recipientPrivateKey, context, (dek) => kms.wrap(keyId, dek, aad));
 }

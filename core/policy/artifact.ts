@@ -10,7 +10,7 @@ import type {
   ModelArtifactStatusRecipientPublicKey,
 } from '../api/index.ts';
 import { setCondition, type Condition, type ConditionInput } from './conditions.ts';
-import { formatDuration } from './duration.ts';
+import { formatDuration } from '../api/validation.ts';
 import { rotationStatus } from './rotation.ts';
 
 /** What the controller found out about one version's key. */

@@ -14,7 +14,7 @@ import {
   withKekRotation,
   type ClassificationTable,
 } from './classification.ts';
-import { PolicyError } from './duration.ts';
+import { PolicyError } from './errors.ts';
 
 const M = 60_000;
 const H = 60 * M;

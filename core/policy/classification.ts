@@ -6,7 +6,8 @@
  * same keys with CEL, so the key names and value syntax below are an interface: do not rename them.
  */
 import { CLASSIFICATIONS, type Classification } from '../api/index.ts';
-import { PolicyError, formatDuration, parseDuration } from './duration.ts';
+import { formatDuration } from '../api/validation.ts';
+import { PolicyError, policyDuration } from './errors.ts';
 
 /** The name of the ConfigMap (in the operator's namespace) that holds the table, unless configured otherwise. */
 export const GOVERNANCE_CONFIGMAP = 'strongroom-governance';
@@ -251,7 +252,7 @@ export function parseClassificationConfig(data: Readonly<Record<string, string>>
     const range = bounds.text;
     let ms: number;
     try {
-      ms = parseDuration(text);
+      ms = policyDuration(text);
     } catch (error) {
       causes.push(error);
       bad(

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { findCondition, kubeTime, setCondition, statusEqual, type Condition } from './conditions.ts';
-import { PolicyError } from './duration.ts';
+import { PolicyError } from './errors.ts';
 
 const T0 = new Date('2026-11-26T09:07:12.987Z');
 

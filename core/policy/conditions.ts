@@ -1,7 +1,7 @@
 /**
  * Standard Kubernetes conditions (metav1.Condition) and status comparison. Pure: the caller passes the clock.
  */
-import { PolicyError } from './duration.ts';
+import { PolicyError } from './errors.ts';
 
 /** The status of a condition. */
 export type ConditionStatus = 'True' | 'False' | 'Unknown';

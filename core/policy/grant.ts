@@ -13,7 +13,7 @@ import type {
 import { ENVIRONMENT_LABEL } from '../api/index.ts';
 import type { ClassificationPolicy, ClassificationTable } from './classification.ts';
 import { setCondition, type ConditionStatus } from './conditions.ts';
-import { formatDuration } from './duration.ts';
+import { formatDuration } from '../api/validation.ts';
 
 /** The lifecycle phase of an AccessGrant (status.phase). */
 export type GrantPhase = 'Pending' | 'Active' | 'Expired' | 'Revoked' | 'Denied';
@@ -134,11 +134,10 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   // 1. Administrator revocation, sticky once recorded.
   const annotation = grant.metadata.annotations?.[REVOKED_ANNOTATION];
   if (annotation !== undefined) {
-    const why = annotation.trim() === '' ? '' : `: ${annotation.trim()}`;
     return decide(
       'Revoked',
       'RevokedByAdministrator',
-      `${grantRef} was revoked by an administrator${why}. Revocation is permanent; create a new grant to restore access.`,
+      `${grantRef} was revoked by an administrator${because(annotation)}. Revocation is permanent; create a new grant to restore access.`,
     );
   }
   if (grant.status?.phase === 'Revoked' && grant.status.reason === 'RevokedByAdministrator') {
@@ -166,11 +165,10 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
   // 1b. Quarantine, reversible.
   const quarantine = grant.metadata.annotations?.[QUARANTINE_ANNOTATION];
   if (quarantine !== undefined) {
-    const why = quarantine.trim() === '' ? '' : `: ${quarantine.trim()}`;
     return decide(
       'Denied',
       'Quarantined',
-      `${grantRef} is quarantined by a security team${why}. Remove the annotation ${QUARANTINE_ANNOTATION} to restore it.`,
+      `${grantRef} is quarantined by a security team${because(quarantine)}. Remove the annotation ${QUARANTINE_ANNOTATION} to restore it.`,
     );
   }
 
@@ -309,8 +307,13 @@ function denialMessage(grant: AccessGrant, grantRef: string): string {
   const denial = grant.spec.denial;
   if (denial === undefined) return '';
   const groups = (denial.groups ?? []).length > 0 ? ` (${(denial.groups ?? []).join(', ')})` : '';
-  const why = denial.reason !== undefined && denial.reason.trim() !== '' ? `: ${denial.reason.trim()}` : '';
-  return `${grantRef} was denied by ${denial.deniedBy}${groups} at ${denial.deniedAt}${why}. A denial is final; create a new grant.`;
+  return `${grantRef} was denied by ${denial.deniedBy}${groups} at ${denial.deniedAt}${because(denial.reason)}. A denial is final; create a new grant.`;
+}
+
+/** A person's free-text reason as a message suffix (`: reason`), or nothing when there is none. */
+function because(reason: string | undefined): string {
+  const text = reason?.trim() ?? '';
+  return text === '' ? '' : `: ${text}`;
 }
 
 /**

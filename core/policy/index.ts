@@ -12,7 +12,7 @@ export {
   type ConditionInput,
   type ConditionStatus,
 } from './conditions.ts';
-export { parseDuration, formatDuration, PolicyError, type PolicyErrorCode } from './duration.ts';
+export { PolicyError, policyDuration, type PolicyErrorCode } from './errors.ts';
 export {
   parseKekRotationOverrides,
   rotationPeriods,

@@ -7,11 +7,7 @@ import type {
   AccessGrantSubjectPodSelector,
   AccessGrantSubjectPodSelectorMatchExpression,
 } from '../api/index.ts';
-
-/** A label name, and a label value when not empty: at most 63 characters, alphanumeric at both ends. */
-const NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/u;
-/** The optional prefix of a label key: a DNS-1123 subdomain. */
-const PREFIX = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/u;
+import { isLabelValue, isQualifiedName } from '../api/validation.ts';
 
 /**
  * True when the labels satisfy the selector. An absent selector and the empty selector `{}` match every pod
@@ -89,17 +85,11 @@ function labelOf(labels: Readonly<Record<string, string>>, key: string): string 
   return Object.hasOwn(labels, key) ? labels[key] : undefined;
 }
 
-/** A qualified name: `name` or `prefix/name`, prefix a DNS-1123 subdomain of at most 253 characters. */
+/** A label key: a qualified name (`name` or `prefix/name`). */
 function validKey(key: string): boolean {
-  const slash = key.indexOf('/');
-  const name = slash === -1 ? key : key.slice(slash + 1);
-  if (slash !== -1) {
-    const prefix = key.slice(0, slash);
-    if (prefix.length === 0 || prefix.length > 253 || !PREFIX.test(prefix)) return false;
-  }
-  return name.length <= 63 && NAME.test(name);
+  return isQualifiedName(key).length === 0;
 }
 
 function validValue(value: string): boolean {
-  return value === '' || (value.length <= 63 && NAME.test(value));
+  return isLabelValue(value).length === 0;
 }

@@ -6,7 +6,8 @@
  */
 import { ENVIRONMENT_LABEL, type AccessGrant, type ModelArtifact } from '../api/index.ts';
 import type { ClassificationTable } from './classification.ts';
-import { formatDuration, parseDuration } from './duration.ts';
+import { formatDuration } from '../api/validation.ts';
+import { policyDuration } from './errors.ts';
 import { evaluateGrant, type NamespaceFacts } from './grant.ts';
 import { selectorMismatch } from './labels.ts';
 
@@ -353,7 +354,7 @@ function judgeGrant(grant: AccessGrant, ctx: Context): Judgement {
   const leaseText = grant.spec.keyLeaseDuration ?? DEFAULT_KEY_LEASE;
   let leaseMs: number;
   try {
-    leaseMs = parseDuration(leaseText);
+    leaseMs = policyDuration(leaseText);
   } catch (error) {
     const detail = error instanceof Error ? error.message : String(error);
     return no('InvalidKeyLease', `keyLeaseDuration ${JSON.stringify(leaseText)} is unusable: ${detail}`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CLASSIFICATION_TABLE, parseClassificationConfig } from './classification.ts';
-import { PolicyError } from './duration.ts';
+import { PolicyError } from './errors.ts';
 import { parseKekRotationOverrides, rotationPeriods, rotationStatus } from './rotation.ts';
 
 const D = 86_400_000;

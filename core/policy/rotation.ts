@@ -5,7 +5,8 @@
  */
 import { CLASSIFICATIONS, type Classification } from '../api/index.ts';
 import type { ClassificationTable } from './classification.ts';
-import { PolicyError, formatDuration, parseDuration } from './duration.ts';
+import { formatDuration } from '../api/validation.ts';
+import { PolicyError, policyDuration } from './errors.ts';
 
 /** Maximum age of the KEK's primary version, in milliseconds, per classification. */
 export type RotationTable = Readonly<Record<Classification, number>>;
@@ -71,7 +72,7 @@ export function parseKekRotationOverrides(text: string): RotationOverrides {
     seen.add(name);
     let period: number;
     try {
-      period = parseDuration(value);
+      period = policyDuration(value);
     } catch (error) {
       throw new PolicyError('invalid', `${where}: rotation period of ${name}: ${(error as Error).message}`, {
         cause: error,

@@ -10,6 +10,7 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import type { ModelArtifactSpec, ModelArtifactVersion } from '../api/index.ts';
+import { isDns1123Label, isRelativePath } from '../api/validation.ts';
 import {
   EnvelopeError,
   assertDigestablePath,
@@ -27,9 +28,6 @@ import { StorageError } from './errors.ts';
 /** Published ciphertext is readable by every reader's sidecar, whatever its UID: it is ciphertext, names hidden. */
 const DIR_MODE = 0o755;
 const FILE_MODE = 0o644;
-/** spec.storage.path and spec.versions[].path (the CRD's pattern; "." and ".." segments are refused separately). */
-const RELATIVE_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** The artifact a version belongs to; both are bound into every envelope and into the sealed DEK. */
 export interface ArtifactIdentity {
@@ -68,13 +66,6 @@ export interface WrittenVersion {
   readonly keyFingerprint: string;
 }
 
-function relativePathProblem(path: string): string | undefined {
-  if (!RELATIVE_PATH.test(path))
-    return 'must be relative, of letters, digits, ".", "_", "-" and "/" segments';
-  if (path.split('/').some((s) => s === '.' || s === '..')) return 'must not contain "." or ".." segments';
-  return undefined;
-}
-
 function checkRoot(storageRoot: string): string {
   if (!isAbsolute(storageRoot))
     throw new StorageError(
@@ -106,16 +97,16 @@ export function versionDirectory(
 ): string {
   const root = checkRoot(storageRoot);
   const storagePath = spec.storage.path;
-  const storageProblem = relativePathProblem(storagePath);
+  const storageProblem = isRelativePath(storagePath)[0];
   if (storageProblem !== undefined)
     throw new StorageError('invalid', `spec.storage.path ${JSON.stringify(storagePath)} ${storageProblem}`);
   if (version.path !== undefined) {
-    const problem = relativePathProblem(version.path);
+    const problem = isRelativePath(version.path)[0];
     if (problem !== undefined)
       throw new StorageError('invalid', `the path of version ${version.name} ${problem}`);
     return inside(root, storagePath, version.path);
   }
-  if (!DNS_LABEL.test(version.name) || version.name.length > 63)
+  if (isDns1123Label(version.name).length > 0)
     throw new StorageError('invalid', `version name ${JSON.stringify(version.name)} is not a DNS-1123 label`);
   return inside(root, storagePath, version.name);
 }
@@ -152,13 +143,13 @@ function asStorageError(error: unknown, what: string): StorageError {
 
 function checkOptions(options: WriteVersionOptions): void {
   const { version, storagePath, artifact } = options;
-  if (!DNS_LABEL.test(version) || version.length > 63 || version === 'latest')
+  if (isDns1123Label(version).length > 0 || version === 'latest')
     throw new StorageError(
       'invalid',
       `version ${JSON.stringify(version)} must be a DNS-1123 label of at most 63 characters, and not "latest"`,
     );
   if (storagePath !== '') {
-    const problem = relativePathProblem(storagePath);
+    const problem = isRelativePath(storagePath)[0];
     if (problem !== undefined)
       throw new StorageError('invalid', `storage path ${JSON.stringify(storagePath)} ${problem}`);
   }

@@ -2,7 +2,8 @@
  * The broker's typed refusal: the gRPC status to answer with, a stable reason code for the audit log and metrics,
  * a detailed message for the audit log, the operator's log and the pod's Events (never key material, tokens or
  * CSRs), and what the caller is told: the public message when there is one (authorization refusals: a reason code
- * and a generic sentence that names no grant, service account or namespace), else the message.
+ * and a generic sentence that names no grant, service account or namespace), else the message. Also the failure to
+ * start the broker server.
  */
 
 /** The gRPC status names the broker answers with. */
@@ -41,6 +42,11 @@ export class BrokerError extends Error {
   get callerMessage(): string {
     return this.publicMessage ?? this.message;
   }
+}
+
+/** Failure to start the broker server (its listeners cannot bind, or it was stopped before it listened). */
+export class BrokerServerError extends Error {
+  override readonly name = 'BrokerServerError';
 }
 
 /** `NoGrant` → `no-grant`. */

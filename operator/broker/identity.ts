@@ -4,6 +4,7 @@
  * `urn:strongroom:pod:<pod-uid>`, and no other SAN of any kind. The subject (CN) is never read.
  */
 import type { X509Certificate } from 'node:crypto';
+import { isDns1123Label, isDns1123Subdomain } from '../../core/api/validation.ts';
 
 /** Who a broker peer is. */
 export interface WorkloadIdentity {
@@ -33,8 +34,6 @@ export class IdentityError extends Error {
 }
 
 const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SPIFFE = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
 const POD_URN_PREFIX = 'urn:strongroom:pod:';
@@ -107,9 +106,9 @@ export function identityFromSans(names: readonly SubjectAltName[], trustDomain: 
 }
 
 function checkNames(namespace: string, serviceAccount: string): void {
-  if (!DNS_LABEL.test(namespace))
+  if (isDns1123Label(namespace).length > 0)
     throw new IdentityError('malformed', `invalid namespace ${JSON.stringify(namespace)}`);
-  if (serviceAccount.length > 253 || !DNS_SUBDOMAIN.test(serviceAccount))
+  if (isDns1123Subdomain(serviceAccount).length > 0)
     throw new IdentityError('malformed', `invalid service account ${JSON.stringify(serviceAccount)}`);
 }
 

@@ -3,6 +3,7 @@
  * token is bound to), and whether the pod read back from the API server still is that pod.
  */
 import type { V1Pod, V1TokenReviewStatus } from '@kubernetes/client-node';
+import { isDns1123Label, isDns1123Subdomain } from '../../core/api/validation.ts';
 
 /** The audience every broker token must carry. */
 export const BROKER_AUDIENCE = 'strongroom';
@@ -20,8 +21,8 @@ export type AttestDenial =
   | { readonly status: 'UNAUTHENTICATED'; readonly reason: string }
   | { readonly status: 'PERMISSION_DENIED'; readonly reason: string };
 
-const SA_USER =
-  /^system:serviceaccount:([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?):([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$/;
+/** A service account's username: `system:serviceaccount:<namespace>:<name>`. */
+const SA_USER_PREFIX = 'system:serviceaccount:';
 const POD_NAME_KEY = 'authentication.kubernetes.io/pod-name';
 const POD_UID_KEY = 'authentication.kubernetes.io/pod-uid';
 
@@ -34,10 +35,15 @@ export function bindingFromReview(status: V1TokenReviewStatus | undefined): PodB
   if (status?.authenticated !== true) return deny('the API server did not accept the token');
   if (!(status.audiences ?? []).includes(BROKER_AUDIENCE))
     return deny(`the token is not for audience ${BROKER_AUDIENCE}`);
-  const match = SA_USER.exec(status.user?.username ?? '');
-  if (match === null) return deny('the token is not a service account token');
-  const namespace = match[1] ?? '';
-  const serviceAccount = match[3] ?? '';
+  const username = status.user?.username ?? '';
+  const [namespace = '', serviceAccount = '', ...rest] = username.slice(SA_USER_PREFIX.length).split(':');
+  if (
+    !username.startsWith(SA_USER_PREFIX) ||
+    rest.length > 0 ||
+    isDns1123Label(namespace).length > 0 ||
+    isDns1123Subdomain(serviceAccount).length > 0
+  )
+    return deny('the token is not a service account token');
   const extra = status.user?.extra ?? {};
   const podName = extra[POD_NAME_KEY];
   const podUid = extra[POD_UID_KEY];

@@ -1,11 +1,12 @@
 /**
  * `PublishVersion` (docs/broker.md): the encrypting sidecar registers a version whose ciphertext it has written.
  * Order: request shape → the caller's pod → `authorizePublish` (an Active publish grant) → the recipient key
- * fingerprint → the sealed DEK is opened with the recipient key and rewrapped under the artifact's KMS KEK (a sealed
- * key that does not open is refused before anything is written) → the decision is audited → the version is added to
- * `spec.versions` with a JSON patch guarded by the artifact's resourceVersion, the caller's SPIFFE ID as publisher
- * → version-published and version-sealed are audited → the wrapped key is recorded in `status.keys` (best effort;
- * the ModelArtifactController seals and audits it otherwise, so a race can record the pair twice: at-least-once).
+ * fingerprint → the sealed DEK must open with the recipient key (a sealed key that does not open is refused before
+ * anything is written; the DEK is zeroed at once) → the decision is audited → the version is added to
+ * `spec.versions` with a JSON patch guarded by the artifact's resourceVersion, the caller's SPIFFE ID as publisher.
+ * The broker writes nothing else: the ModelArtifact controller sees the new version through its watch, wraps its DEK
+ * under the KMS KEK, audits version-published and version-sealed, and records the key in `status.keys`, of which it
+ * is the one writer (docs/operator.md#who-writes-what).
  */
 import {
   ApiException,
@@ -19,27 +20,16 @@ import {
   VERSION,
   type Classification,
   type ModelArtifact,
-  type ModelArtifactStatusKey,
   type ModelArtifactVersion,
 } from '../../core/api/index.ts';
-import {
-  versionEvents,
-  type BrokerAccessInput,
-  type AppendReceipt,
-  type GovernanceEvent,
-} from '../../core/audit/index.ts';
-import { KmsError, type WrappedKey } from '../../core/kms/provider.ts';
+import type { AppendReceipt, BrokerAccessInput } from '../../core/audit/index.ts';
+import { KmsError } from '../../core/kms/provider.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizePublish, type PublishDenyReason } from '../../core/policy/publish.ts';
 import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
-import {
-  ArtifactKeyError,
-  encodeWrapped,
-  kekIdFor,
-  type ArtifactKeyring,
-  type KekScope,
-} from '../keys/artifact-keys.ts';
-import { artifactRefProblem, isDnsLabel, isSha256Digest, printable } from './request-fields.ts';
+import { ArtifactKeyError, type ArtifactKeyring, type KekScope } from '../keys/artifact-keys.ts';
+import { isDns1123Label, isSha256Digest } from '../../core/api/validation.ts';
+import { artifactRefProblem, printable } from './request-fields.ts';
 import { BrokerError, callerDenial, reasonCode, type BrokerStatus } from './errors.ts';
 import { decisionFacts, type DecisionFacts } from './facts.ts';
 import { workloadOf, type Peer } from './peer.ts';
@@ -48,16 +38,16 @@ import type { BrokerView } from './view.ts';
 const COMMIT = /^[0-9a-f]{7,64}$/;
 const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
 
+/** Appends audit events; rejects with AuditUnavailableError (audit-trail.ts) when the event is not durable. */
 export interface PublishAudit {
   access(input: BrokerAccessInput): Promise<AppendReceipt>;
-  /** A governance event (version-published, version-sealed; docs/audit.md#governance-events). */
-  governance(event: GovernanceEvent): Promise<AppendReceipt>;
 }
 
 export interface PublishDeps {
   readonly view: BrokerView;
   readonly custom: CustomObjectsApi;
-  readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'sealVersion'>;
+  readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'openSealed'>;
+  /** Unused here since the controller seals (it chooses the KEK); kept while the server passes it. */
   readonly scopes: Readonly<Record<Classification, KekScope>>;
   readonly audit: PublishAudit;
   /** The classification table in force, read at each decision (it can change while the broker runs). */
@@ -91,26 +81,20 @@ export async function publishVersion(
 ): Promise<PublishResult> {
   const artifactRef = { namespace: request.artifact?.namespace ?? '', name: request.artifact?.name ?? '' };
   const audited = async (decision: 'allow' | 'deny', reason: string, detail: string): Promise<void> => {
-    try {
-      await deps.audit.access({
-        operation: 'publish-version',
-        decision,
-        reason,
-        peer: peer.address,
-        verified: true,
-        workload: workloadOf(peer),
-        artifact: {
-          namespace: printable(artifactRef.namespace),
-          name: printable(artifactRef.name),
-          version: printable(request.version),
-        },
-        detail,
-      });
-    } catch (error) {
-      throw new BrokerError('UNAVAILABLE', 'audit-unavailable', 'the audit log is unavailable; retry later', {
-        cause: error,
-      });
-    }
+    await deps.audit.access({
+      operation: 'publish-version',
+      decision,
+      reason,
+      peer: peer.address,
+      verified: true,
+      workload: workloadOf(peer),
+      artifact: {
+        namespace: printable(artifactRef.namespace),
+        name: printable(artifactRef.name),
+        version: printable(request.version),
+      },
+      detail,
+    });
   };
   const deny = async (error: BrokerError): Promise<never> => {
     await audited('deny', error.reason, error.message);
@@ -188,16 +172,14 @@ export async function publishVersion(
     ...(request.lineage === null ? {} : { lineage: lineageOf(request.lineage) }),
   };
 
-  // The sealed DEK must open with the recipient key; it is rewrapped under the artifact's KEK.
-  const kekId = kekIdFor(found, deps.scopes);
-  let wrapped: WrappedKey;
+  // The sealed DEK must open with the recipient key; the controller wraps it under the KEK once it is published.
   try {
     const recipient = await deps.keyring.recipientKey(found);
     if (recipient === undefined)
       return await deny(
         new BrokerError('FAILED_PRECONDITION', 'no-recipient-key', 'the artifact has no recipient key yet'),
       );
-    wrapped = await deps.keyring.sealVersion(found, version, recipient, kekId);
+    await deps.keyring.openSealed(found, version, recipient);
   } catch (error) {
     if (error instanceof BrokerError) throw error;
     if (error instanceof ArtifactKeyError)
@@ -253,57 +235,7 @@ export async function publishVersion(
       cause: error,
     });
   }
-  // The version is published. It is recorded as version-published and version-sealed before its key is: if the
-  // audit log fails now, the key is not recorded and the ModelArtifact controller seals the version itself, which
-  // audits it (fail closed: a version never has a key in status.keys without these two events).
-  try {
-    for (const event of versionEvents(updated, version, { id: wrapped.keyId, version: wrapped.keyVersion }))
-      await deps.audit.governance(event);
-  } catch {
-    return { version, resourceVersion: updated.metadata.resourceVersion ?? '' };
-  }
-  await recordKey(deps.custom, updated, {
-    version: version.name,
-    keyFingerprint: version.encryption.keyFingerprint,
-    wrappedKey: encodeWrapped(wrapped),
-    kekId: wrapped.keyId,
-    kekVersion: wrapped.keyVersion,
-    sealedAt: deps.now().toISOString(),
-    state: 'Sealed',
-  });
   return { version, resourceVersion: updated.metadata.resourceVersion ?? '' };
-}
-
-/** Adds the key entry to status.keys unless the artifact changed since; the controller does it otherwise. */
-async function recordKey(
-  custom: CustomObjectsApi,
-  artifact: ModelArtifact,
-  entry: ModelArtifactStatusKey,
-): Promise<void> {
-  const keys = artifact.status?.keys;
-  const patch = [
-    { op: 'test', path: '/metadata/resourceVersion', value: artifact.metadata.resourceVersion ?? '' },
-    ...(artifact.status === undefined
-      ? [{ op: 'add', path: '/status', value: { keys: [entry] } }]
-      : keys === undefined
-        ? [{ op: 'add', path: '/status/keys', value: [entry] }]
-        : [{ op: 'add', path: '/status/keys/-', value: entry }]),
-  ];
-  try {
-    await custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: MODEL_ARTIFACT_PLURAL,
-        namespace: artifact.metadata.namespace ?? '',
-        name: artifact.metadata.name ?? '',
-        body: patch,
-      },
-      jsonPatch,
-    );
-  } catch {
-    // Best effort: the ModelArtifactController seals the new version from spec.versions[].encryption.sealedKey.
-  }
 }
 
 function lineageOf(
@@ -334,12 +266,13 @@ function requestProblem(r: PublishVersionRequest__Output): string | undefined {
   const name = r.artifact?.name ?? '';
   const ref = artifactRefProblem(ns, name);
   if (ref !== undefined) return ref;
-  if (!isDnsLabel(r.version) || r.version === 'latest')
+  if (isDns1123Label(r.version).length > 0 || r.version === 'latest')
     return 'version must be a DNS-1123 label of at most 63 characters, and not "latest"';
-  if (!isSha256Digest(r.digest)) return 'digest must be "sha256:" followed by 64 lowercase hex digits';
+  if (isSha256Digest(r.digest).length > 0)
+    return 'digest must be "sha256:" followed by 64 lowercase hex digits';
   if (!/^[1-9]\d{0,15}$/.test(r.size) || !Number.isSafeInteger(Number(r.size)))
     return 'size must be a positive integer number of bytes';
-  if (!isSha256Digest(r.keyFingerprint))
+  if (isSha256Digest(r.keyFingerprint).length > 0)
     return 'key_fingerprint must be "sha256:" followed by 64 lowercase hex digits';
   const sealed = r.sealedKey;
   if (sealed === null) return 'sealed_key is required';

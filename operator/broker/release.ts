@@ -11,13 +11,14 @@ import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/release.ts';
 import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
 import type { DekCache } from './dek-cache.ts';
-import { artifactRefProblem, isDnsLabel, isSha256Digest, printable } from './request-fields.ts';
+import { isDns1123Label, isSha256Digest } from '../../core/api/validation.ts';
+import { artifactRefProblem, printable } from './request-fields.ts';
 import { BrokerError, callerDenial, reasonCode, type BrokerStatus } from './errors.ts';
 import { decisionFacts, type DecisionFacts } from './facts.ts';
 import { workloadOf, type Peer } from './peer.ts';
 import type { BrokerView } from './view.ts';
 
-/** Appends audit events; rejects when the event is not durable. */
+/** Appends audit events; rejects with AuditUnavailableError (audit-trail.ts) when the event is not durable. */
 export interface ReleaseAudit {
   release(input: KeyReleaseInput): Promise<AppendReceipt>;
 }
@@ -113,7 +114,7 @@ export async function releaseKey(
   const deny = async (error: BrokerError): Promise<never> => {
     const artifact = seen.artifact;
     const facts = artifact === undefined ? undefined : deps.view.namespaces([requested.namespace]);
-    await appendOrUnavailable(deps.audit, {
+    await deps.audit.release({
       decision: 'deny',
       reason: error.reason,
       workload,
@@ -246,13 +247,9 @@ export async function releaseKey(
       },
     });
   } catch (error) {
+    // No key leaves the broker unaudited: the caller is told the audit log is unavailable.
     dek.fill(0);
-    throw new BrokerError(
-      'UNAVAILABLE',
-      'audit-unavailable',
-      'the audit log is unavailable, so no key is released; retry later',
-      { cause: error },
-    );
+    throw error;
   }
   deps.leases.record(
     peer.podUid,
@@ -273,26 +270,13 @@ export async function releaseKey(
   };
 }
 
-async function appendOrUnavailable(audit: ReleaseAudit, input: KeyReleaseInput): Promise<void> {
-  try {
-    await audit.release(input);
-  } catch (error) {
-    throw new BrokerError(
-      'UNAVAILABLE',
-      'audit-unavailable',
-      'the audit log is unavailable, so the request cannot be decided; retry later',
-      { cause: error },
-    );
-  }
-}
-
 /** Why the request is malformed, or undefined. */
 function requestProblem(r: ReleaseRequestInput): string | undefined {
   const ref = artifactRefProblem(r.artifactNamespace, r.artifactName);
   if (ref !== undefined) return ref;
-  if (r.version !== 'latest' && !isDnsLabel(r.version))
+  if (r.version !== 'latest' && isDns1123Label(r.version).length > 0)
     return `version ${JSON.stringify(printable(r.version))} is neither a DNS-1123 label nor "latest"`;
-  if (r.fileDigest !== '' && !isSha256Digest(r.fileDigest))
+  if (r.fileDigest !== '' && isSha256Digest(r.fileDigest).length > 0)
     return 'audit_context.file_digest must be "sha256:" followed by 64 lowercase hex digits';
   return undefined;
 }

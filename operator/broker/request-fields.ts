@@ -2,26 +2,13 @@
  * Checks of caller-supplied request fields shared by ReleaseKey and PublishVersion, and the bounded rendering of
  * such fields for messages and audit entries (callers control them, so they are never echoed raw).
  */
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
-/** A DNS-1123 label (namespaces, version names). */
-export function isDnsLabel(text: string): boolean {
-  return DNS_LABEL.test(text);
-}
-
-/** `sha256:` followed by 64 lowercase hex digits. */
-export function isSha256Digest(text: string): boolean {
-  return DIGEST.test(text);
-}
+import { isDns1123Label, isDns1123Subdomain } from '../../core/api/validation.ts';
 
 /** Why an artifact reference is malformed, or undefined. */
 export function artifactRefProblem(namespace: string, name: string): string | undefined {
-  if (!DNS_LABEL.test(namespace))
+  if (isDns1123Label(namespace).length > 0)
     return `artifact namespace ${JSON.stringify(printable(namespace))} is not a DNS-1123 label`;
-  if (name.length > 253 || !DNS_SUBDOMAIN.test(name))
+  if (isDns1123Subdomain(name).length > 0)
     return `artifact name ${JSON.stringify(printable(name))} is not a DNS-1123 subdomain`;
   return undefined;
 }

@@ -14,6 +14,11 @@ export interface TlsIdentity {
   readonly ca: Buffer;
 }
 
+/** Whether two identities hold the same certificate chain, key and CA bundle. */
+export function sameIdentity(a: TlsIdentity, b: TlsIdentity): boolean {
+  return a.cert.equals(b.cert) && a.key.equals(b.key) && a.ca.equals(b.ca);
+}
+
 /** A handshake that failed: no certificate, one from another CA, an expired one, a protocol error... */
 export interface RefusedHandshake {
   /** `ip:port` of the client. */

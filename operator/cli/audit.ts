@@ -59,16 +59,16 @@ async function loadVerifiers(path: string | undefined): Promise<NoteVerifier[] |
   }
 }
 
-async function loadReport(
-  logPath: string,
-  opts: {
-    publicKey?: string;
-    trustedCheckpoint?: string;
-    origin?: string;
-    maxGapMs?: number;
-    strict?: boolean;
-  },
-): Promise<VerifyReport> {
+/** The flags of `audit verify` that decide what the log is checked against (`prove` and `checkpoint` take some). */
+interface VerifyFlags {
+  readonly publicKey?: string;
+  readonly trustedCheckpoint?: string;
+  readonly origin?: string;
+  readonly maxGapMs?: number;
+  readonly strict?: boolean;
+}
+
+async function loadReport(logPath: string, opts: VerifyFlags): Promise<VerifyReport> {
   let bytes: Buffer;
   try {
     bytes = await readFile(logPath);
@@ -131,52 +131,39 @@ export function auditCommand(io: CliIo): Command {
     .option('--strict', 'treat warnings (unsigned tail, torn tail, restarts) as failures')
     .option('--json', 'print the report as JSON')
     .action(
-      guarded(
-        io,
-        async (
-          log: string,
-          opts: {
-            publicKey?: string;
-            trustedCheckpoint?: string;
-            origin?: string;
-            maxGapMs?: number;
-            strict?: boolean;
-            json?: boolean;
-          },
-        ) => {
-          const report = await loadReport(log, opts);
-          if (opts.json === true) {
-            io.out(
-              JSON.stringify(
-                {
-                  ok: report.ok,
-                  origin: report.origin,
-                  entries: report.entries,
-                  checkpoints: report.checkpoints,
-                  latest:
-                    report.latest === undefined
-                      ? null
-                      : { size: report.latest.size, rootHash: report.latest.rootHash.toString('base64') },
-                  findings: report.findings,
-                },
-                null,
-                2,
-              ) + '\n',
-            );
-          } else {
-            const findings = formatFindings(report);
-            if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
-            const latest =
-              report.latest === undefined
-                ? 'none'
-                : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
-            io.out(
-              `${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
-            );
-          }
-          io.setExitCode(report.ok ? EXIT_OK : EXIT_TAMPERED);
-        },
-      ),
+      guarded(io, async (log: string, opts: VerifyFlags & { json?: boolean }) => {
+        const report = await loadReport(log, opts);
+        if (opts.json === true) {
+          io.out(
+            JSON.stringify(
+              {
+                ok: report.ok,
+                origin: report.origin,
+                entries: report.entries,
+                checkpoints: report.checkpoints,
+                latest:
+                  report.latest === undefined
+                    ? null
+                    : { size: report.latest.size, rootHash: report.latest.rootHash.toString('base64') },
+                findings: report.findings,
+              },
+              null,
+              2,
+            ) + '\n',
+          );
+        } else {
+          const findings = formatFindings(report);
+          if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
+          const latest =
+            report.latest === undefined
+              ? 'none'
+              : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
+          io.out(
+            `${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
+          );
+        }
+        io.setExitCode(report.ok ? EXIT_OK : EXIT_TAMPERED);
+      }),
     );
 
   audit

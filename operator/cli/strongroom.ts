@@ -1,5 +1,6 @@
 /**
- * The `strongroom` command. Run as `node operator/cli/strongroom.ts <group> <command>`; later issues add groups.
+ * The `strongroom` command: the `audit` group (`verify`, `prove`, `checkpoint`, `tail`, `keygen`) and the grant review
+ * commands `approve` and `deny`. Run as `node operator/cli/strongroom.ts <command>`.
  */
 import { Command } from 'commander';
 import { auditCommand, EXIT_USAGE, type CliIo } from './audit.ts';

@@ -31,8 +31,9 @@ import {
   type NamespaceFacts,
 } from '../../core/policy/grant.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import type { Informer } from '../kube/informer.ts';
+import { objectKey, type Informer } from '../kube/informer.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
+import { watch, type Controller, type EventSource } from '../manager/controller.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
 import type { RevocationBus, RevocationReason } from '../revocation/bus.ts';
 import type { GovernanceAudit } from './governance-audit.ts';
@@ -90,7 +91,32 @@ export class AccessGrantController {
     this.#now = options.now ?? (() => new Date());
   }
 
-  /** Keeps the artifact → grants index; call from the grant informer's event handler. */
+  /**
+   * How the manager runs this controller (operator/manager/controller.ts): queue `accessgrant`, every grant on a
+   * resync, and these watches: a grant's events keep the artifact → grants index and queue the grant; an artifact's
+   * events queue the grants that reference it; any namespace event queues every grant (subjects' namespaces and
+   * their environments); a valid change of the classification table queues every grant.
+   */
+  controller(sources: { readonly workers: number; readonly tableChanged: EventSource<unknown> }): Controller {
+    const all = (): string[] => this.#o.grants.list().map(objectKey);
+    return {
+      name: 'accessgrant',
+      workers: sources.workers,
+      reconcile: (key) => this.reconcile(key),
+      resync: all,
+      watches: [
+        watch(this.#o.grants, (event) => {
+          this.indexGrant(event.key, event.object, event.type === 'deleted');
+          return [event.key];
+        }),
+        watch(this.#o.artifacts, (event) => this.grantsFor(event.key)),
+        watch(this.#o.namespaces, all),
+        watch(sources.tableChanged, all),
+      ],
+    };
+  }
+
+  /** Keeps the artifact → grants index; called for every event of the grant informer (see controller()). */
   indexGrant(key: string, grant: AccessGrant, deleted: boolean): void {
     const artifactKey = `${grant.metadata.namespace ?? ''}/${grant.spec.artifactRef.name}`;
     const set = this.#byArtifact.get(artifactKey) ?? new Set<string>();

@@ -1,7 +1,7 @@
 /**
  * Audits changes of the namespace label strongroom.dev/environment (it decides which grants cross environments).
- * Runs on the leader as a singleton reconcile, queued on every namespace event and at the start of every term. The
- * last audited value per namespace is kept in ConfigMap `strongroom-environments` in the operator's namespace
+ * Runs on the leader in a queue of its own with one key, queued on every namespace event and at the start of every
+ * term. The last audited value per namespace is kept in ConfigMap `strongroom-environments` in the operator's namespace
  * (data: namespace → label value; unlabelled namespaces are absent), so a restart does not audit again what was
  * already recorded, and a change made while no operator ran is audited on start-up. Order: the events are appended
  * first, the ConfigMap written after; a crash in between audits the same change again (at-least-once).
@@ -11,6 +11,7 @@ import type winston from 'winston';
 import { ENVIRONMENT_LABEL } from '../../core/api/index.ts';
 import { environmentChanges } from '../../core/audit/index.ts';
 import type { Informer } from '../kube/informer.ts';
+import { watch, type Controller } from '../manager/controller.ts';
 import type { GovernanceAudit } from './governance-audit.ts';
 
 export const ENVIRONMENTS_CONFIGMAP = 'strongroom-environments';
@@ -31,12 +32,26 @@ function statusCode(error: unknown): number | undefined {
 }
 
 export class EnvironmentAuditor {
-  /** The singleton queue key. */
+  /** The one key of its queue. */
   static readonly KEY = '#environments';
   readonly #o: EnvironmentAuditorOptions;
 
   constructor(options: EnvironmentAuditorOptions) {
     this.#o = options;
+  }
+
+  /**
+   * How the manager runs this auditor (operator/manager/controller.ts): its own queue `environment-audit` with one
+   * worker and one key, queued on a resync (so the start of every term) and on every namespace event.
+   */
+  controller(): Controller {
+    return {
+      name: 'environment-audit',
+      workers: 1,
+      reconcile: () => this.reconcile().then(() => undefined),
+      resync: () => [EnvironmentAuditor.KEY],
+      watches: [watch(this.#o.namespaces, () => [EnvironmentAuditor.KEY])],
+    };
   }
 
   async reconcile(): Promise<void> {

@@ -9,6 +9,7 @@ import type { KeyVersionInfo, KmsProvider } from '../../core/kms/provider.ts';
 import { rotationStatus, type RotationTable } from '../../core/policy/rotation.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
+import { watch, type Controller, type EventSource } from '../manager/controller.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
 import type { KekScope } from '../keys/artifact-keys.ts';
 
@@ -30,11 +31,27 @@ export interface KekRotationOptions {
 }
 
 export class KekRotationController {
+  /** The one key of its queue. */
   static readonly KEY = 'kek-rotation';
   readonly #o: KekRotationOptions;
 
   constructor(options: KekRotationOptions) {
     this.#o = options;
+  }
+
+  /**
+   * How the manager runs this controller (operator/manager/controller.ts): its own queue `kek-rotation` with one
+   * worker and one key, queued on a resync and on a valid change of the classification table (rotation periods,
+   * dedicatedKek); the reconcile itself asks to come back when the next KEK is due.
+   */
+  controller(sources: { readonly tableChanged: EventSource<unknown> }): Controller {
+    return {
+      name: 'kek-rotation',
+      workers: 1,
+      reconcile: () => this.reconcile(),
+      resync: () => [KekRotationController.KEY],
+      watches: [watch(sources.tableChanged, () => [KekRotationController.KEY])],
+    };
   }
 
   async reconcile(): Promise<ReconcileResult> {

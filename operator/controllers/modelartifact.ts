@@ -5,7 +5,7 @@
  * is recorded in the audit log as version-published (by its publisher) and version-sealed before the status that
  * lists its key is written; if the log is not open the reconcile fails and is retried (at-least-once on a crash).
  */
-import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { CustomObjectsApi, V1Secret } from '@kubernetes/client-node';
 import type winston from 'winston';
 import {
   MODEL_ARTIFACT_PLURAL,
@@ -21,8 +21,9 @@ import { artifactStatus, evaluateArtifact, type VersionKeyFacts } from '../../co
 import { findCondition, statusEqual } from '../../core/policy/conditions.ts';
 import type { RotationTable } from '../../core/policy/rotation.ts';
 import type { EventRecorder } from '../kube/events.ts';
-import type { Informer } from '../kube/informer.ts';
+import { objectKey, type Informer, type InformerEvent } from '../kube/informer.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
+import { watch, type Controller, type EventSource } from '../manager/controller.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
 import type { RevocationBus } from '../revocation/bus.ts';
 import {
@@ -36,6 +37,7 @@ import {
   type RecipientKey,
 } from '../keys/artifact-keys.ts';
 import type { GovernanceAudit } from './governance-audit.ts';
+import { LineageIndex } from './lineage-index.ts';
 import { writeFinalizers, writeStatus } from './status-writer.ts';
 
 export const SHRED_FINALIZER = 'strongroom.dev/crypto-shred';
@@ -72,10 +74,48 @@ export class ModelArtifactController {
    * status does not show yet (a stale cache, or a status write that failed); they are not audited twice.
    */
   readonly #audited = new Map<string, Set<string>>();
+  /** Parent artifact key → its lineage children, so that a parent appearing re-checks its children. */
+  readonly #lineage = new LineageIndex();
 
   constructor(options: ModelArtifactControllerOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
+  }
+
+  /**
+   * How the manager runs this controller (operator/manager/controller.ts): queue `modelartifact`, every artifact on a
+   * resync, and these watches: an artifact's events queue it and the artifacts whose lineage names it as a parent;
+   * any event of the KMS key set Secret (a KEK created or rotated, by this leader or by an administrator) queues every
+   * artifact to re-check its wraps; a recipient-key Secret queues the artifact its labels name; a valid change of the
+   * classification table queues every artifact.
+   */
+  controller(sources: {
+    readonly workers: number;
+    readonly keyset: EventSource<unknown>;
+    readonly recipientKeys: EventSource<InformerEvent<V1Secret>>;
+    readonly tableChanged: EventSource<unknown>;
+  }): Controller {
+    const all = (): string[] => this.#o.artifacts.list().map(objectKey);
+    return {
+      name: 'modelartifact',
+      workers: sources.workers,
+      reconcile: (key) => this.reconcile(key),
+      resync: all,
+      watches: [
+        watch(this.#o.artifacts, (event) => {
+          this.#lineage.update(event);
+          return [event.key, ...this.#lineage.childrenOf(event.key)];
+        }),
+        watch(sources.keyset, all),
+        watch(sources.recipientKeys, (event) => {
+          const labels = event.object.metadata?.labels ?? {};
+          const ns = labels['strongroom.dev/artifact-namespace'];
+          const name = labels['strongroom.dev/artifact-name'];
+          return ns && name ? [`${ns}/${name}`] : [];
+        }),
+        watch(sources.tableChanged, all),
+      ],
+    };
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {

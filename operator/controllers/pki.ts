@@ -7,6 +7,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type winston from 'winston';
 import { InternalCa } from '../pki/internal-ca.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
+import { watch, type Controller, type EventSource } from '../manager/controller.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
 
 /** Re-checked at least this often, so a deleted Secret or an edited webhook configuration is repaired. */
@@ -19,7 +20,11 @@ export interface PkiControllerOptions {
   readonly logger: winston.Logger;
 }
 
-/** The Services through which the webhook and the broker are reached (the Helm chart creates them). */
+/**
+ * The DNS names of the Services `strongroom-webhook` and `strongroom-broker` in the operator's namespace, which the
+ * serving certificates carry. Nothing in this repository creates the Services: the tests reach the operator on the
+ * host, the webhook through a `url` and the broker at the pod bridge's gateway under its `.svc` server name.
+ */
 export function servingNames(namespace: string): { webhook: string[]; broker: string[] } {
   const dns = (service: string): string[] => [
     service,
@@ -31,6 +36,7 @@ export function servingNames(namespace: string): { webhook: string[]; broker: st
 }
 
 export class PkiController {
+  /** The one key of its queue. */
   static readonly KEY = 'pki';
   readonly #o: PkiControllerOptions;
   readonly ca: InternalCa;
@@ -38,6 +44,21 @@ export class PkiController {
   constructor(options: PkiControllerOptions) {
     this.#o = options;
     this.ca = new InternalCa(options.kubeConfig, { namespace: options.namespace, logger: options.logger });
+  }
+
+  /**
+   * How the manager runs this controller (operator/manager/controller.ts): its own queue `pki` with one worker and
+   * one key, queued on a resync and on any event of the webhook configurations the operator owns (labelled
+   * app.kubernetes.io/managed-by=strongroom), so an edited CA bundle is repaired at once.
+   */
+  controller(sources: { readonly webhookConfigurations: readonly EventSource<unknown>[] }): Controller {
+    return {
+      name: 'pki',
+      workers: 1,
+      reconcile: () => this.reconcile(),
+      resync: () => [PkiController.KEY],
+      watches: sources.webhookConfigurations.map((source) => watch(source, () => [PkiController.KEY])),
+    };
   }
 
   async reconcile(): Promise<ReconcileResult> {

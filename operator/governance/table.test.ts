@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import winston from 'winston';
 import Transport from 'winston-transport';
 import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.ts';
-import { PolicyError } from '../../core/policy/duration.ts';
+import { PolicyError } from '../../core/policy/errors.ts';
 import { GovernanceConfigError, GovernanceTable, tableHash } from './table.ts';
 
 const D = 86_400_000;

@@ -22,7 +22,7 @@ import {
   withKekRotation,
   type ClassificationTable,
 } from '../../core/policy/classification.ts';
-import { PolicyError } from '../../core/policy/duration.ts';
+import { PolicyError } from '../../core/policy/errors.ts';
 import type { RotationOverrides, RotationTable } from '../../core/policy/rotation.ts';
 import type { KekScope } from '../keys/artifact-keys.ts';
 

@@ -22,7 +22,7 @@ import {
 import { DEFAULT_CLASSIFICATION_TABLE, type ClassificationTable } from '../../core/policy/classification.ts';
 import { generateRecipientKeyPair, SEAL_SUITE } from '../../core/envelope/index.ts';
 import { KmsError, type KeyVersionInfo, type KmsProvider, type WrappedKey } from '../../core/kms/provider.ts';
-import { rewrapSealedDek } from '../../core/kms/sealed.ts';
+import { withUnsealedDek } from '../../core/kms/sealed.ts';
 
 export type KekScope = 'shared' | 'artifact';
 
@@ -239,13 +239,37 @@ export class ArtifactKeyring {
     return this.#parseRecipient(saved, key.secretName);
   }
 
-  /** Unseals a version's DEK (spec.versions[].encryption.sealedKey) and wraps it under `kekId`. */
-  async sealVersion(
+  /**
+   * Checks that a version's sealed DEK (spec.versions[].encryption.sealedKey) opens with the artifact's recipient
+   * key, without wrapping it: the broker refuses a version whose key would never seal before writing it. The DEK
+   * is zeroed at once. Throws what `sealVersion` throws.
+   */
+  async openSealed(artifact: ModelArtifact, version: ModelArtifactVersion, key: RecipientKey): Promise<void> {
+    await this.#withSealedDek(artifact, version, key, () => Promise.resolve());
+  }
+
+  /**
+   * Unseals a version's DEK (spec.versions[].encryption.sealedKey) and wraps it under `kekId`. Only the
+   * ModelArtifact controller calls it: it is the one writer of `status.keys` (docs/operator.md).
+   */
+  sealVersion(
     artifact: ModelArtifact,
     version: ModelArtifactVersion,
     key: RecipientKey,
     kekId: string,
   ): Promise<WrappedKey> {
+    return this.#withSealedDek(artifact, version, key, (dek) =>
+      this.#o.kms.wrap(kekId, dek, dekAad(meta(artifact), version.name)),
+    );
+  }
+
+  /** Opens the sealed DEK, hands it to `use`, and zeroes it and the recipient private key whatever happens. */
+  async #withSealedDek<T>(
+    artifact: ModelArtifact,
+    version: ModelArtifactVersion,
+    key: RecipientKey,
+    use: (dek: Uint8Array) => Promise<T>,
+  ): Promise<T> {
     const m = meta(artifact);
     const sealed = version.encryption.sealedKey;
     if (!sealed)
@@ -260,13 +284,11 @@ export class ArtifactKeyring {
       );
     const privateKey = await this.#o.kms.unwrap(key.wrapped, recipientAad(m));
     try {
-      return await rewrapSealedDek(
+      return await withUnsealedDek(
         sealed,
         privateKey,
         { artifactUid: m.uid, artifactName: m.name, version: version.name },
-        this.#o.kms,
-        kekId,
-        dekAad(m, version.name),
+        use,
       );
     } catch (error) {
       if (error instanceof KmsError) throw error;

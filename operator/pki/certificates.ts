@@ -10,6 +10,7 @@ import {
 import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
+import { isDnsName } from '../../core/api/validation.ts';
 import { PkiError } from './errors.ts';
 
 /**
@@ -31,6 +32,7 @@ export interface SigningAuthority {
 
 /** What a leaf certificate says. Lifetimes are decided by the caller; names are validated here. */
 export interface LeafTemplate {
+  /** SPKI PEM of an RSA key of at least 2048 bits. */
   readonly publicKeyPem: string;
   readonly commonName: string;
   readonly dnsNames?: readonly string[];
@@ -45,7 +47,6 @@ const generateKeyPairAsync = promisify(generateKeyPair);
 const MIN_RSA_BITS = 2048;
 /** RFC 5280 upper bound of a commonName. */
 const MAX_COMMON_NAME = 64;
-const DNS_NAME = /^(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/i;
 
 /** A fresh RSA key from node's native generator (never blocks the event loop). */
 export async function generateRsaKey(modulusLength: 2048 | 3072): Promise<RsaKeyPem> {
@@ -162,7 +163,9 @@ export function signLeafCertificate(issuer: SigningAuthority, template: LeafTemp
 /** Throws PkiError('invalid') unless every DNS name is a syntactically valid (optionally wildcard) host name. */
 export function checkDnsNames(names: readonly string[]): void {
   for (const name of names) {
-    if (name.length > 253 || !DNS_NAME.test(name))
+    // Host names are case-insensitive; only ASCII letters fold (String#toLowerCase maps 'K', U+212A, to 'k').
+    const host = (name.startsWith('*.') ? name.slice(2) : name).replace(/[A-Z]+/g, (c) => c.toLowerCase());
+    if (name.length > 253 || isDnsName(host).length > 0)
       throw new PkiError('invalid', `invalid DNS name ${JSON.stringify(name)}`);
   }
 }

@@ -8,6 +8,7 @@ import {
   V1Secret,
 } from '@kubernetes/client-node';
 import type winston from 'winston';
+import { isDns1123Label } from '../../core/api/validation.ts';
 import {
   AUTHORITY_SECRET_TYPE,
   authoritySecretData,
@@ -21,6 +22,7 @@ import {
   createAuthorityCertificate,
   generateRsaKey,
   signLeafCertificate,
+  type LeafTemplate,
 } from './certificates.ts';
 import { PkiError } from './errors.ts';
 import {
@@ -81,17 +83,10 @@ export interface ServingCertResult {
   readonly notAfter: Date;
 }
 
-/** A leaf to sign for a key held elsewhere (pod certificates). */
-export interface LeafRequest {
-  /** SPKI PEM of an RSA key of at least 2048 bits. */
-  readonly publicKeyPem: string;
-  readonly commonName: string;
-  readonly uris?: readonly string[];
-  readonly dnsNames?: readonly string[];
-  readonly ipAddresses?: readonly string[];
+/** A leaf to sign for a key held elsewhere (pod certificates): a {@link LeafTemplate} whose dates signLeaf sets. */
+export interface LeafRequest extends Omit<LeafTemplate, 'notBefore' | 'notAfter'> {
   /** Valid from now for at most this long (never past the CA's expiry); at most the leaf validity of PkiOptions. */
   readonly validityMs: number;
-  readonly usages: readonly ('serverAuth' | 'clientAuth')[];
 }
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -101,7 +96,8 @@ const BACKDATE_MS = 5 * 60 * 1000;
 /** A retired CA stays trusted this long beyond its last leaf's expiry (replica clock skew, in-flight signing). */
 const RETIRED_GRACE_MS = 10 * 60 * 1000;
 const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'strongroom' };
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$/;
+/** Longest serving certificate name: a DNS-1123 label, shorter than 63 to leave room in its Secret's name. */
+const MAX_SERVING_NAME = 40;
 
 /**
  * The operator's own CA, kept in a Secret so that every replica shares it and it survives restarts. Writers
@@ -122,7 +118,7 @@ export class InternalCa {
 
   /** Throws PkiError('invalid') for inconsistent lifetimes (leaf < rollover window < CA life is required). */
   constructor(kubeConfig: KubeConfig, options: PkiOptions) {
-    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(options.namespace)) {
+    if (isDns1123Label(options.namespace).length > 0) {
       throw new PkiError('invalid', `invalid namespace ${JSON.stringify(options.namespace)}`);
     }
     this.#caValidityMs = options.caValidityMs ?? 365 * DAY_MS;
@@ -221,7 +217,7 @@ export class InternalCa {
    */
   async ensureServingCertificate(request: ServingCertRequest): Promise<ServingCertResult> {
     const ipAddresses = request.ipAddresses ?? [];
-    if (!DNS_LABEL.test(request.name))
+    if (isDns1123Label(request.name).length > 0 || request.name.length > MAX_SERVING_NAME)
       throw new PkiError('invalid', `invalid name ${JSON.stringify(request.name)}`);
     if (request.dnsNames.length === 0)
       throw new PkiError('invalid', 'a serving certificate needs a DNS name');

@@ -1,8 +1,8 @@
 /**
- * The MutatingWebhookConfiguration of the sidecar injector, as a pure builder (the Helm chart renders the same
- * object; tests create it with a `url` client config because the operator runs on the host). Scoping follows the
- * issue: the webhook sees pod CREATEs only, only for pods labelled `strongroom.dev/inject: "true"` (the opt-in the
- * annotation then details), never in the operator's namespace, kube-system or a namespace labelled
+ * The MutatingWebhookConfiguration of the sidecar injector, as a pure builder (the end-to-end stack,
+ * test/harness/stack.ts, and the injection tests create it, with a `url` client config because the operator runs on
+ * the host). Scope: the webhook sees pod CREATEs only, only for pods labelled `strongroom.dev/inject: "true"` (the
+ * opt-in the annotation then details), never in the operator's namespace, kube-system or a namespace labelled
  * `strongroom.dev/injection: disabled`. Within that scope `failurePolicy: Fail`: an opted-in pod that cannot be
  * injected is refused rather than started without its artifacts.
  */

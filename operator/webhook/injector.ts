@@ -10,6 +10,7 @@ import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
 import { admit, type InjectionSettings } from '../../core/injection/index.ts';
 import type { InjectionConfig } from '../config.ts';
 import type { Informer } from '../kube/informer.ts';
+import { CredentialReloader } from '../pki/credential-reloader.ts';
 import type { InternalCa } from '../pki/internal-ca.ts';
 import { WebhookServer, type AdmissionOutcome, type ReviewAnswer } from './server.ts';
 
@@ -31,11 +32,20 @@ export interface SidecarInjectorOptions {
 export class SidecarInjector {
   readonly #o: SidecarInjectorOptions;
   readonly #server: WebhookServer;
-  #caBundlePem = '';
-  #timer: NodeJS.Timeout | undefined;
+  /** The operator CA bundle injected into pods, re-read like the serving certificate. */
+  readonly #caBundle: CredentialReloader<string>;
 
   constructor(options: SidecarInjectorOptions) {
     this.#o = options;
+    this.#caBundle = new CredentialReloader({
+      what: 'the operator CA bundle',
+      read: async () => (await options.ca.load()).bundlePem,
+      same: (a, b) => a === b,
+      onChange: () => undefined,
+      refreshMs: options.credentialRefreshMs,
+      backoff: { firstMs: 500, maxMs: 500 },
+      logger: options.logger,
+    });
     this.#server = new WebhookServer({
       host: options.config.address.host,
       port: options.config.address.port,
@@ -48,32 +58,13 @@ export class SidecarInjector {
     });
   }
 
-  /** Loads the CA bundle, then serves; resolves with the port. */
+  /**
+   * Loads the CA bundle (retrying every 500 ms), then serves; resolves with the port. Throws CredentialReloadError
+   * when `signal` aborts or `stop()` is called before the CA bundle is loaded.
+   */
   async start(signal?: AbortSignal): Promise<{ port: number }> {
-    for (let attempt = 0; this.#caBundlePem === ''; attempt++) {
-      try {
-        this.#caBundlePem = (await this.#o.ca.load()).bundlePem;
-      } catch (error) {
-        if (signal?.aborted === true) throw error;
-        if (attempt % 10 === 0)
-          this.#o.logger.info('waiting for the operator CA', {
-            error: error instanceof Error ? error.message : String(error),
-          });
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
-    }
-    this.#timer = setInterval(() => {
-      this.#o.ca.load().then(
-        ({ bundlePem }) => {
-          this.#caBundlePem = bundlePem;
-        },
-        (error: unknown) => {
-          this.#o.logger.warn('could not re-read the CA bundle; injecting the last one', {
-            error: error instanceof Error ? error.message : String(error),
-          });
-        },
-      );
-    }, this.#o.credentialRefreshMs).unref();
+    await this.#caBundle.waitForFirst(signal);
+    this.#caBundle.startRefreshing();
     return this.#server.start(signal);
   }
 
@@ -82,7 +73,7 @@ export class SidecarInjector {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    this.#caBundle.stop();
     await this.#server.stop();
   }
 
@@ -94,7 +85,7 @@ export class SidecarInjector {
       brokerAddress: c.brokerAddress,
       attestAddress: c.attestAddress,
       brokerServerName: c.brokerServerName,
-      caBundlePem: this.#caBundlePem,
+      caBundlePem: this.#caBundle.current ?? '',
       operatorNamespace: this.#o.namespace,
       logLevel: this.#o.logLevel,
     };

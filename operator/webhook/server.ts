@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import type winston from 'winston';
+import { CredentialReloader, CredentialReloadError } from '../pki/credential-reloader.ts';
 import { readServingCertificate } from '../pki/serving-secret.ts';
 
 /** The webhook's path for pods; the MutatingWebhookConfiguration points here. */
@@ -54,24 +55,43 @@ export class WebhookServerError extends Error {
 /** The HTTPS server of the sidecar-injecting webhook. */
 export class WebhookServer {
   readonly #o: WebhookServerOptions;
+  readonly #credentials: CredentialReloader<{ cert: string; key: string }>;
   #server: Server | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #credentials = '';
 
   constructor(options: WebhookServerOptions) {
     this.#o = options;
+    this.#credentials = new CredentialReloader({
+      what: 'the webhook serving certificate',
+      read: () => this.#readIdentity(),
+      same: (a, b) => a.cert === b.cert,
+      onChange: (next) => {
+        this.#server?.setSecureContext(next);
+        options.logger.info('webhook serving certificate renewed');
+      },
+      refreshMs: options.credentialRefreshMs,
+      logger: options.logger,
+    });
   }
 
-  /** Waits for the serving certificate, listens, and resolves with the bound port. */
+  /**
+   * Waits for the serving certificate (backing off from 200 ms to 2 s between reads), listens, and resolves with the
+   * bound port. Throws WebhookServerError when `signal` aborts or `stop()` is called first.
+   */
   async start(signal?: AbortSignal): Promise<{ port: number }> {
-    const identity = await this.#waitForIdentity(signal);
+    let identity: { cert: string; key: string };
+    try {
+      identity = await this.#credentials.waitForFirst(signal);
+    } catch (error) {
+      if (error instanceof CredentialReloadError)
+        throw new WebhookServerError('stopped while waiting', { cause: error });
+      throw error;
+    }
     const server = createServer(
       { ...identity, minVersion: 'TLSv1.2', requestTimeout: 10_000, headersTimeout: 5_000 },
       (req, res) => {
         this.#handle(req, res);
       },
     );
-    this.#credentials = identity.cert;
     server.keepAliveTimeout = 30_000;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -81,13 +101,7 @@ export class WebhookServer {
         resolve();
       });
     });
-    this.#timer = setInterval(() => {
-      this.#refresh().catch((error: unknown) => {
-        this.#o.logger.warn('could not re-read the webhook serving certificate; keeping the current one', {
-          error: error instanceof Error ? error.message : String(error),
-        });
-      });
-    }, this.#o.credentialRefreshMs).unref();
+    this.#credentials.startRefreshing();
     const port = (server.address() as AddressInfo).port;
     this.#o.logger.info('admission webhook listening', { host: this.#o.host, port, path: MUTATE_PODS_PATH });
     return { port };
@@ -99,7 +113,7 @@ export class WebhookServer {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    this.#credentials.stop();
     const server = this.#server;
     this.#server = undefined;
     if (server === undefined) return;
@@ -188,38 +202,9 @@ export class WebhookServer {
     });
   }
 
-  async #waitForIdentity(signal?: AbortSignal): Promise<{ cert: string; key: string }> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.#readIdentity();
-      } catch (error) {
-        if (signal?.aborted === true) throw new WebhookServerError('stopped while waiting', { cause: error });
-        if (attempt % 10 === 0)
-          this.#o.logger.info('waiting for the webhook serving certificate', {
-            error: error instanceof Error ? error.message : String(error),
-          });
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 200 * 2 ** Math.min(attempt, 4))));
-      }
-    }
-  }
-
-  async #refresh(): Promise<void> {
-    const server = this.#server;
-    if (server === undefined) return;
-    const identity = await this.#readIdentity();
-    if (identity.cert === this.#credentials) return;
-    server.setSecureContext(identity);
-    this.#credentials = identity.cert;
-    this.#o.logger.info('webhook serving certificate renewed');
-  }
-
   async #readIdentity(): Promise<{ cert: string; key: string }> {
     const name = this.#o.servingSecretName ?? 'strongroom-webhook-tls';
-    const { cert, key } = await readServingCertificate(this.#o.core, this.#o.namespace, name).catch(
-      (error: unknown) => {
-        throw new WebhookServerError((error as Error).message, { cause: error });
-      },
-    );
+    const { cert, key } = await readServingCertificate(this.#o.core, this.#o.namespace, name);
     return { cert: cert.toString(), key: key.toString() };
   }
 }

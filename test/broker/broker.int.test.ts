@@ -5,7 +5,7 @@
  * entry, and for the absence of key material in every log.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -19,27 +19,10 @@ import { newDek } from '../../core/envelope/index.ts';
 import { parseAuthoritySecret } from '../../operator/pki/authority-secret.ts';
 import { generateRsaKey, signLeafCertificate } from '../../operator/pki/certificates.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
-import { kubectl } from '../cluster/kubectl.ts';
-import {
-  appendVersion,
-  artifactBody,
-  createArtifact,
-  createGrant,
-  getArtifact,
-  approval,
-  grantBody,
-  rawRecipientKey,
-  sealedVersion,
-} from '../operator/objects.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  root,
-  startOperator,
-  type OperatorProcess,
-} from '../operator/harness.ts';
+import { must } from '../harness/kubectl.ts';
+import { createGrant, getArtifact, approval, grantBody, rawRecipientKey } from '../harness/objects.ts';
+import { clients, eventually, root } from '../harness/operator.ts';
+import { operatorSuite, sealedArtifact as createSealedArtifact } from '../harness/suite.ts';
 import { ATTEST_NOT_INJECTED } from '../../operator/broker/attest.ts';
 import { POD_NOT_INJECTED } from '../../operator/broker/peer.ts';
 import {
@@ -52,34 +35,40 @@ import {
   mtlsClient,
   release,
   watch,
-  type BrokerEndpoint,
   type Released,
   type Workload,
-  useOperatorInjection,
-} from './workload.ts';
+} from '../harness/workload.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `brk-op-${suffix}`;
-const prod = `brk-prod-${suffix}`;
-const dev = `brk-dev-${suffix}`;
-const staging = `brk-stg-${suffix}`;
-/** Where alice, an ordinary user with her own credentials, may create pods (and read no secrets). */
-const lab = `brk-lab-${suffix}`;
 const TRUST_DOMAIN = 'strongroom.test';
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'brk-op',
+  namespaces: {
+    prod: { name: 'brk-prod', environment: 'prod', serviceAccounts: ['reader', 'publisher', 'other'] },
+    dev: { name: 'brk-dev', environment: 'dev', serviceAccounts: ['reader'] },
+    staging: { name: 'brk-stg', environment: 'staging', serviceAccounts: ['reader'] },
+    /** Where alice, an ordinary user with her own credentials, may create pods (and read no secrets). */
+    lab: { name: 'brk-lab', serviceAccounts: ['trainer'] },
+  },
+  operator: {
+    identity: 'op-broker',
+    args: [
+      `--trust-domain=${TRUST_DOMAIN}`,
+      '--broker-credential-refresh=1s',
+      '--broker-max-connection-age=6s',
+      '--dek-cache-ttl=2s',
+    ],
+    waitFor: 'broker',
+  },
+});
+const opNs = suite.operatorNamespace;
+const { prod, dev, staging, lab } = suite.namespaces;
 const { core, custom } = clients(cluster.kubeconfig);
 
-let operator: OperatorProcess;
-let endpoint: BrokerEndpoint;
 /** Every DEK the test sealed; none may appear in any log. */
 const deks: Buffer[] = [];
 const tokens: string[] = [];
 const workloads: Workload[] = [];
-
-async function must(args: string[], input?: string): Promise<void> {
-  const result = await kubectl(cluster, args, input === undefined ? {} : { input });
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-}
 
 /** An artifact whose operator-published recipient key has sealed `versions`; resolves once they are Sealed. */
 async function sealedArtifact(
@@ -88,24 +77,9 @@ async function sealedArtifact(
   classification: ModelArtifact['spec']['classification'],
   versions: string[] = ['v1'],
 ): Promise<{ artifact: ModelArtifact; deks: Map<string, Buffer> }> {
-  await createArtifact(custom, namespace, artifactBody(name, classification));
-  const withKey = await eventually(`${name} recipient key`, async () => {
-    const a = await getArtifact(custom, namespace, name);
-    return a.status?.recipientPublicKey ? a : undefined;
-  });
-  const keys = new Map<string, Buffer>();
-  for (const v of versions) {
-    const { version, dek } = await sealedVersion(withKey, v);
-    deks.push(dek);
-    keys.set(v, dek);
-    await appendVersion(custom, withKey, version);
-  }
-  const artifact = await eventually(`${name} sealed`, async () => {
-    const a = await getArtifact(custom, namespace, name);
-    const sealed = (a.status?.keys ?? []).filter((k) => k.state === 'Sealed').length;
-    return sealed === versions.length && a.status?.latestVersion === versions.at(-1) ? a : undefined;
-  });
-  return { artifact, deks: keys };
+  const sealed = await createSealedArtifact(custom, namespace, name, { classification, versions });
+  deks.push(...sealed.deks.values());
+  return sealed;
 }
 
 async function workload(
@@ -114,7 +88,7 @@ async function workload(
   serviceAccount: string,
   labels: Record<string, string> = {},
 ): Promise<Workload> {
-  const w = await attestedWorkload(core, endpoint, namespace, name, serviceAccount, labels);
+  const w = await attestedWorkload(core, suite.endpoint, namespace, name, serviceAccount, labels);
   tokens.push(w.token);
   workloads.push(w);
   return w;
@@ -131,19 +105,8 @@ function granted(outcome: Released) {
   return outcome.ok;
 }
 
-/** The events of the operator's audit log. */
-function auditEvents(): Record<string, unknown>[] {
-  const dir = operator.auditLogDir;
-  const events: Record<string, unknown>[] = [];
-  for (const file of readdirSync(dir))
-    for (const line of readFileSync(join(dir, file), 'utf8').split('\n'))
-      if (line.startsWith('{"event":'))
-        events.push((JSON.parse(line) as { event: Record<string, unknown> }).event);
-  return events;
-}
-
 async function audited(predicate: (e: Record<string, unknown>) => boolean, what: string) {
-  return eventually(what, () => auditEvents().find(predicate), 10_000);
+  return eventually(what, () => suite.auditEvents().find(predicate), 10_000);
 }
 
 /** The message of the first `KeyReleaseDenied` Event on a pod matching `pattern` (the detailed refusal). */
@@ -189,49 +152,28 @@ async function caSigned(template: {
 }
 
 beforeAll(async () => {
-  await installCrds(cluster);
-  const kubeconfig = await installOperatorIdentity(cluster, opNs);
-  for (const [ns, env] of [
-    [prod, 'prod'],
-    [dev, 'dev'],
-    [staging, 'staging'],
-  ] as const) {
-    await must(['create', 'namespace', ns]);
-    await must(['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
-  }
-  for (const sa of ['reader', 'publisher', 'other']) await must(['-n', prod, 'create', 'serviceaccount', sa]);
-  await must(['-n', dev, 'create', 'serviceaccount', 'reader']);
-  await must(['-n', staging, 'create', 'serviceaccount', 'reader']);
-  await must(['create', 'namespace', lab]);
-  await must(['-n', lab, 'create', 'serviceaccount', 'trainer']);
-  await must(['-n', lab, 'create', 'role', 'pod-author', '--verb=create,get,list,delete', '--resource=pods']);
-  await must(['-n', lab, 'create', 'rolebinding', 'alice-pods', '--role=pod-author', '--user=alice']);
-  operator = startOperator({
-    namespace: opNs,
-    kubeconfig,
-    identity: 'op-broker',
-    args: [
-      `--trust-domain=${TRUST_DOMAIN}`,
-      '--broker-credential-refresh=1s',
-      '--broker-max-connection-age=6s',
-      '--dek-cache-ttl=2s',
-    ],
-  });
-  const ports = await operator.brokerPorts();
-  await useOperatorInjection(core, opNs);
-  const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
-  endpoint = {
-    ...ports,
-    caPem: Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8'),
-    serverName: `strongroom-broker.${opNs}.svc`,
-  };
-  if (!endpoint.caPem.includes('BEGIN CERTIFICATE')) throw new Error('no CA bundle in strongroom-ca');
+  await must(cluster, [
+    '-n',
+    lab,
+    'create',
+    'role',
+    'pod-author',
+    '--verb=create,get,list,delete',
+    '--resource=pods',
+  ]);
+  await must(cluster, [
+    '-n',
+    lab,
+    'create',
+    'rolebinding',
+    'alice-pods',
+    '--role=pod-author',
+    '--user=alice',
+  ]);
 }, 120_000);
 
-afterAll(async () => {
+afterAll(() => {
   for (const w of workloads) w.client.close();
-  await operator.stop();
-  await kubectl(cluster, ['delete', 'namespace', opNs, prod, dev, staging, lab, '--wait=false']);
 });
 
 describe('ReleaseKey over mutual TLS', () => {
@@ -277,7 +219,7 @@ describe('ReleaseKey over mutual TLS', () => {
   });
 
   it('refuses a client without a certificate at the TLS handshake, and audits it', async () => {
-    const client = mtlsClient(endpoint, undefined);
+    const client = mtlsClient(suite.endpoint, undefined);
     try {
       const error = denied(await release(client, prod, 'resnet'));
       expect(error.code).toBe(grpc.status.UNAVAILABLE);
@@ -292,18 +234,18 @@ describe('ReleaseKey over mutual TLS', () => {
 
   it('openssl s_client without a certificate is refused by the broker (certificate required)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'brk-openssl-'));
-    writeFileSync(join(dir, 'ca.pem'), endpoint.caPem);
+    writeFileSync(join(dir, 'ca.pem'), suite.endpoint.caPem);
     const output = await new Promise<{ code: number; text: string }>((resolve) => {
       const child = execFile(
         'openssl',
         [
           's_client',
           '-connect',
-          `127.0.0.1:${String(endpoint.brokerPort)}`,
+          `127.0.0.1:${String(suite.endpoint.brokerPort)}`,
           '-CAfile',
           join(dir, 'ca.pem'),
           '-servername',
-          endpoint.serverName,
+          suite.endpoint.serverName,
           '-alpn',
           'h2',
           '-verify_return_error',
@@ -347,7 +289,7 @@ describe('ReleaseKey over mutual TLS', () => {
         notAfter: new Date(Date.now() + 3600_000),
       },
     );
-    const client = mtlsClient(endpoint, { certPem, keyPem });
+    const client = mtlsClient(suite.endpoint, { certPem, keyPem });
     try {
       expect(denied(await release(client, prod, 'resnet')).code).toBe(grpc.status.UNAVAILABLE);
     } finally {
@@ -370,7 +312,7 @@ describe('ReleaseKey over mutual TLS', () => {
       notBefore: new Date(Date.now() - 7200_000),
       notAfter: new Date(Date.now() - 3600_000),
     });
-    const client = mtlsClient(endpoint, identity);
+    const client = mtlsClient(suite.endpoint, identity);
     try {
       expect(denied(await release(client, prod, 'resnet')).code).toBe(grpc.status.UNAVAILABLE);
     } finally {
@@ -393,7 +335,7 @@ describe('ReleaseKey over mutual TLS', () => {
       notBefore: new Date(Date.now() - 60_000),
       notAfter: new Date(Date.now() + 600_000),
     });
-    const client = mtlsClient(endpoint, forged);
+    const client = mtlsClient(suite.endpoint, forged);
     try {
       const error = denied(await release(client, prod, 'resnet'));
       expect(error.code).toBe(grpc.status.UNAUTHENTICATED);
@@ -433,7 +375,7 @@ describe('ReleaseKey over mutual TLS', () => {
     });
     expect(error.details).toMatch(/has been deleted|does not exist/);
     // Its token no longer attests.
-    const again = await attest(endpoint, w.token, keyAndCsr().csrPem);
+    const again = await attest(suite.endpoint, w.token, keyAndCsr().csrPem);
     if (!(again instanceof Error)) throw new Error('a deleted pod attested');
     // TokenReview normally rejects it (UNAUTHENTICATED); while the API server's pod cache still holds the pod, the
     // broker's own pod lookup refuses it (PERMISSION_DENIED).
@@ -549,7 +491,7 @@ describe('only injected sidecars get keys', () => {
     const pod = await alice.createNamespacedPod({ namespace: lab, body });
     const token = await podToken(core, pod);
     tokens.push(token);
-    const outcome = await attest(endpoint, token, keyAndCsr().csrPem);
+    const outcome = await attest(suite.endpoint, token, keyAndCsr().csrPem);
     if (!(outcome instanceof Error)) throw new Error(`${pod.metadata?.name ?? ''} was attested`);
     return outcome;
   }
@@ -635,7 +577,7 @@ describe('only injected sidecars get keys', () => {
   it('stops releasing keys to an attested pod once its sidecar image is changed', async () => {
     const w = await workload(prod, 'reader-retooled', 'reader');
     granted(await release(w.client, prod, 'resnet'));
-    await must([
+    await must(cluster, [
       '-n',
       prod,
       'set',
@@ -672,7 +614,7 @@ describe('only injected sidecars get keys', () => {
         ],
       },
     };
-    await must([
+    await must(cluster, [
       '-n',
       prod,
       'patch',
@@ -748,13 +690,13 @@ describe('WatchRevocations', () => {
     const stream = watch(w.client);
     await eventually('first heartbeat', () => stream.messages[0]);
     const t0 = Date.now();
-    await must(['-n', prod, 'delete', 'accessgrant', 'gone-readers', '--wait=false']);
+    await must(cluster, ['-n', prod, 'delete', 'accessgrant', 'gone-readers', '--wait=false']);
     const deleted = await eventually('grant-deleted', () =>
       stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_DELETED'),
     );
     expect(deleted.at - t0).toBeLessThan(1000);
     const t1 = Date.now();
-    await must(['-n', prod, 'delete', 'modelartifact', 'gone', '--wait=false']);
+    await must(cluster, ['-n', prod, 'delete', 'modelartifact', 'gone', '--wait=false']);
     const gone = await eventually('artifact-deleted', () =>
       stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_ARTIFACT_DELETED'),
     );
@@ -779,7 +721,14 @@ describe('WatchRevocations', () => {
     const stream = watch(w.client);
     await eventually('first heartbeat', () => stream.messages[0]);
     const t0 = Date.now();
-    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/quarantined=incident-7']);
+    await must(cluster, [
+      '-n',
+      prod,
+      'annotate',
+      'accessgrant',
+      'q-readers',
+      'strongroom.dev/quarantined=incident-7',
+    ]);
     const suspended = await eventually('grant-suspended', () =>
       stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_SUSPENDED'),
     );
@@ -788,16 +737,23 @@ describe('WatchRevocations', () => {
     expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(refused.details).not.toMatch(/quarantined|q-readers/);
     await denialEvent(prod, 'reader-q', /quarantined/);
-    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/quarantined-']);
+    await must(cluster, ['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/quarantined-']);
     await released();
     const t1 = Date.now();
-    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/revoked=leaked']);
+    await must(cluster, [
+      '-n',
+      prod,
+      'annotate',
+      'accessgrant',
+      'q-readers',
+      'strongroom.dev/revoked=leaked',
+    ]);
     const revoked = await eventually('grant-revoked', () =>
       stream.messages.find((m) => m.message.revocation?.reason === 'REVOCATION_REASON_GRANT_REVOKED'),
     );
     expect(revoked.at - t1).toBeLessThan(1000);
     stream.cancel();
-    await must(['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/revoked-']);
+    await must(cluster, ['-n', prod, 'annotate', 'accessgrant', 'q-readers', 'strongroom.dev/revoked-']);
     expect(denied(await release(w.client, prod, 'quarantine')).code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
@@ -960,9 +916,9 @@ describe('serving certificate and audit', () => {
       new Promise<string>((resolve, reject) => {
         const socket = connect({
           host: '127.0.0.1',
-          port: endpoint.attestPort,
-          ca: endpoint.caPem,
-          servername: endpoint.serverName,
+          port: suite.endpoint.attestPort,
+          ca: suite.endpoint.caPem,
+          servername: suite.endpoint.serverName,
           ALPNProtocols: ['h2'],
         });
         socket.once('secureConnect', () => {
@@ -982,7 +938,7 @@ describe('serving certificate and audit', () => {
     const renewed = signLeafCertificate(current, {
       publicKeyPem: key.publicKeyPem,
       commonName: 'strongroom-broker',
-      dnsNames: [endpoint.serverName],
+      dnsNames: [suite.endpoint.serverName],
       ipAddresses: ['127.0.0.1'],
       usages: ['serverAuth'],
       notBefore: new Date(Date.now() - 60_000),
@@ -1020,9 +976,9 @@ describe('serving certificate and audit', () => {
   it('the audit log verifies with the published verifier key and holds every decision, with no key material', async () => {
     const keys = await core.readNamespacedSecret({ name: 'strongroom-audit-keys', namespace: opNs });
     const vkey = Buffer.from(keys.data?.verifier ?? '', 'base64').toString('utf8');
-    const files = readdirSync(operator.auditLogDir);
+    const files = readdirSync(suite.operator.auditLogDir);
     expect(files).toHaveLength(1);
-    const path = join(operator.auditLogDir, files[0] ?? '');
+    const path = join(suite.operator.auditLogDir, files[0] ?? '');
     // Let a checkpoint cover the latest entries (written every second).
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const report = verifyLog(readFileSync(path), { verifiers: [parseVerifierKey(vkey)] });
@@ -1048,8 +1004,8 @@ describe('serving certificate and audit', () => {
     });
     expect(cli.out).toMatch(/ok|verified/i);
     expect(cli.code).toBe(0);
-    const events = auditEvents();
-    const reasons = new Set(events.map((e) => `${String(e.type)}:${String(e.reason)}`));
+    const events = suite.auditEvents();
+    const reasons = new Set(events.map((e) => `${e.type}:${String(e.reason)}`));
     for (const expected of [
       'broker-access:no-client-certificate',
       'broker-access:untrusted-certificate',
@@ -1063,7 +1019,7 @@ describe('serving certificate and audit', () => {
     ])
       expect(reasons, expected).toContain(expected);
     // No DEK, token or private key anywhere: not in the audit log, not in the operator's output.
-    const texts = [readFileSync(path, 'utf8'), operator.output()];
+    const texts = [readFileSync(path, 'utf8'), suite.operator.output()];
     for (const text of texts) {
       for (const dek of deks) {
         expect(text).not.toContain(dek.toString('base64'));
@@ -1083,7 +1039,7 @@ describe('shutdown', () => {
     await eventually('first heartbeat', () => stream.messages[0]);
     const started = Date.now();
     const ending = stream.ended.then((error) => ({ error, after: Date.now() - started }));
-    const exit = await operator.stop();
+    const exit = await suite.operator.stop();
     const ended = await ending;
     expect(ended.error?.code).toBe(grpc.status.UNAVAILABLE);
     expect(ended.error?.details).toBe('the broker is shutting down');

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from './kubectl.ts';
@@ -38,6 +38,44 @@ export function processesMatching(needle: string): HostProcess[] {
       found.push({ pid, program: basename(argv[0] ?? ''), command });
   }
   return found;
+}
+
+/**
+ * The TCP ports that process `pid` listens on, from the kernel: the LISTEN rows of its network namespace's socket
+ * tables (/proc/<pid>/net/tcp and tcp6) whose socket is one of the process's own descriptors. Empty once it is gone.
+ */
+export function listeningPorts(pid: number): Set<number> {
+  const sockets = new Set<string>();
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return new Set();
+  }
+  for (const fd of fds) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      if (inode !== undefined) sockets.add(inode);
+    } catch {
+      // Closed between the listing and the read.
+    }
+  }
+  const ports = new Set<number>();
+  for (const table of ['tcp', 'tcp6']) {
+    let rows: string[];
+    try {
+      rows = readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1);
+    } catch {
+      continue;
+    }
+    for (const row of rows) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+      const [, local, , state, , , , , , inode] = row.trim().split(/\s+/);
+      if (state !== '0A' || inode === undefined || !sockets.has(inode)) continue;
+      ports.add(Number.parseInt(local?.slice(local.lastIndexOf(':') + 1) ?? '', 16));
+    }
+  }
+  return ports;
 }
 
 /** SIGTERM every matching process, wait up to `graceMs`, then SIGKILL the rest. */

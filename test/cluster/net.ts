@@ -1,12 +1,12 @@
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 
-/** A free TCP port on 127.0.0.1 (the kernel picks it). */
-export function freePort(): Promise<number> {
+/** A free TCP port on `host` (the kernel picks it). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const address = server.address();
       server.close(() => {
         if (address && typeof address === 'object') resolve(address.port);

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
-import { attachNode, startCluster, type Cluster } from '../cluster/cluster.ts';
-import { kubectl, run } from '../cluster/kubectl.ts';
-import { eventually, installCrds } from '../operator/harness.ts';
-import { grantBody } from '../operator/objects.ts';
-import { appNamespace, injectedPod, publishSample, startStack, type Stack } from '../e2e/stack.ts';
+import { attachNode, startCluster, type Cluster } from '../harness/cluster.ts';
+import { kubectl, run, must } from '../harness/kubectl.ts';
+import { eventually, installCrds } from '../harness/operator.ts';
+import { grantBody } from '../harness/objects.ts';
+import { appNamespace, injectedPod, publishSample, startStack, type Stack } from '../harness/stack.ts';
 import { meetThePeople, type Person } from '../governance/people.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
@@ -78,12 +78,6 @@ function filesUnder(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .filter((f) => statSync(join(dir, f)).isFile())
     .sort();
-}
-
-async function must(cluster: Cluster, args: string[], input?: string): Promise<string> {
-  const r = await kubectl(cluster, args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed:\n${r.stderr}`);
-  return r.stdout;
 }
 
 async function mustAs(person: Person, args: string[], input?: string): Promise<string> {

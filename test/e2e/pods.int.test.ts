@@ -12,9 +12,9 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ANNOTATION_CIPHERTEXT_CLAIM, PUBLISH_COMPLETE_MARKER } from '../../core/injection/contract.ts';
 import { attachNode, type Node } from '../cluster/cluster.ts';
-import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
-import { eventually } from '../operator/harness.ts';
-import { createGrant, getArtifact, getGrant, grantBody } from '../operator/objects.ts';
+import { kubectl, type ClusterInfo, must } from '../harness/kubectl.ts';
+import { eventually } from '../harness/operator.ts';
+import { createGrant, getArtifact, getGrant, grantBody } from '../harness/objects.ts';
 import {
   appNamespace,
   execInApp,
@@ -23,7 +23,7 @@ import {
   publishSample,
   startStack,
   type Stack,
-} from './stack.ts';
+} from '../harness/stack.ts';
 
 const DEV = 'e2e-dev';
 const OTHER = 'e2e-other';
@@ -45,12 +45,6 @@ const SHOW_AND_WAIT =
 let cluster: ClusterInfo;
 let node: Node;
 let stack: Stack;
-
-async function must(args: string[]): Promise<string> {
-  const r = await kubectl(cluster, args);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
 
 async function createPod(namespace: string, pod: V1Pod): Promise<V1Pod> {
   return stack.core.createNamespacedPod({ namespace, body: pod });
@@ -77,7 +71,7 @@ async function waitReady(namespace: string, name: string, timeoutMs = 90_000): P
 }
 
 async function logs(namespace: string, pod: string, container: string): Promise<string> {
-  return must(['-n', namespace, 'logs', pod, '-c', container]);
+  return must(cluster, ['-n', namespace, 'logs', pod, '-c', container]);
 }
 
 async function exec(namespace: string, pod: string, command: string): Promise<{ code: number; out: string }> {
@@ -216,7 +210,7 @@ describe('authorized pods read plain files; nobody else does', () => {
       expect(why).toMatch(/key release denied/);
       // The sidecar (the caller) gets the reason and a generic sentence; the pod's Event has the detail.
       expect(why).toMatch(/details are in the pod's events/);
-      const events = await must([
+      const events = await must(cluster, [
         '-n',
         ns,
         'get',
@@ -288,7 +282,15 @@ describe('revocation and expiry wipe the plaintext from the running pod', () => 
     );
     // Only the grant below covers this pod once the shared grant is narrowed away: delete the shared grant first.
     const elapsed = await filesGoneAfter(DEV, 'revoked', async () => {
-      await must(['-n', DEV, 'delete', 'accessgrant', 'trainer-reads', 'short-lived', '--wait=false']);
+      await must(cluster, [
+        '-n',
+        DEV,
+        'delete',
+        'accessgrant',
+        'trainer-reads',
+        'short-lived',
+        '--wait=false',
+      ]);
     });
     expect(elapsed).toBeLessThan(1000);
   });
@@ -355,13 +357,13 @@ describe('revocation and expiry wipe the plaintext from the running pod', () => 
     const used = materialized?.grant;
     expect(['cover-a', 'cover-b']).toContain(used);
     const other = used === 'cover-a' ? 'cover-b' : 'cover-a';
-    await must(['-n', DEV, 'delete', 'accessgrant', other]);
+    await must(cluster, ['-n', DEV, 'delete', 'accessgrant', other]);
     // Give a wrong wipe time to happen (revocations arrive in tens of milliseconds), then look.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect((await exec(DEV, 'covered', 'ls /models/resnet50')).out).toContain('config.json');
     expect(ready(await podNamed(DEV, 'covered'))).toBe(true);
     const started = Date.now();
-    await must(['-n', DEV, 'delete', 'accessgrant', used ?? '', '--wait=false']);
+    await must(cluster, ['-n', DEV, 'delete', 'accessgrant', used ?? '', '--wait=false']);
     await eventually(
       'the files to vanish once the grant in use is gone',
       async () =>
@@ -389,7 +391,7 @@ async function runJob(namespace: string, name: string, template: V1Pod): Promise
   };
   const r = await kubectl(cluster, ['-n', namespace, 'apply', '-f', '-'], { input: JSON.stringify(job) });
   expect(r.code, r.stderr).toBe(0);
-  await must(['-n', namespace, 'wait', '--for=condition=Complete', '--timeout=90s', `job/${name}`]);
+  await must(cluster, ['-n', namespace, 'wait', '--for=condition=Complete', '--timeout=90s', `job/${name}`]);
 }
 
 describe('Jobs', () => {

@@ -7,9 +7,16 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachNode, type Node } from '../cluster/cluster.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
-import { eventually } from '../operator/harness.ts';
-import { createGrant, grantBody } from '../operator/objects.ts';
-import { appNamespace, execInApp, injectedPod, publishSample, startStack, type Stack } from './stack.ts';
+import { eventually } from '../harness/operator.ts';
+import { createGrant, deleteGrant, grantBody } from '../harness/objects.ts';
+import {
+  appNamespace,
+  execInApp,
+  injectedPod,
+  publishSample,
+  startStack,
+  type Stack,
+} from '../harness/stack.ts';
 
 const NS = 'e2e-renewal';
 const MOUNT = '/models/long';
@@ -63,16 +70,6 @@ beforeAll(async () => {
   );
 }, 400_000);
 
-async function deleteGrant(name: string): Promise<void> {
-  await stack.custom.deleteNamespacedCustomObject({
-    group: 'strongroom.dev',
-    version: 'v1alpha1',
-    namespace: NS,
-    plural: 'accessgrants',
-    name,
-  });
-}
-
 async function filesIn(pod: string): Promise<string[]> {
   return (await execInApp(cluster, NS, pod, `ls ${MOUNT}`)).out.split('\n').filter(Boolean).sort();
 }
@@ -112,7 +109,7 @@ describe('long-running pods', () => {
 
     // The revocation watch runs on the renewed channel: deleting the grant still wipes within a second or so.
     const deleted = Date.now();
-    await deleteGrant('trainer-reads');
+    await deleteGrant(stack.custom, NS, 'trainer-reads');
     await eventually(
       'the files to be wiped',
       async () =>
@@ -154,7 +151,7 @@ describe('long-running pods', () => {
 
     // The sidecar's revocation watch reconnects to the new process, which then revokes the deleted grant.
     const deleted = Date.now();
-    await deleteGrant('restart-reads');
+    await deleteGrant(stack.custom, NS, 'restart-reads');
     await eventually(
       'the files to be wiped after the restart',
       async () =>

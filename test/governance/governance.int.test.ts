@@ -25,8 +25,8 @@ import {
   root,
   startOperator,
   type OperatorProcess,
-} from '../operator/harness.ts';
-import { getArtifact, getGrant, rawRecipientKey, sealedVersion } from '../operator/objects.ts';
+} from '../harness/operator.ts';
+import { getArtifact, getGrant, rawRecipientKey, sealedVersion } from '../harness/objects.ts';
 import { farewell, meetThePeople, type Person } from './people.ts';
 
 const cluster = inject('cluster');
@@ -186,7 +186,11 @@ beforeAll(async () => {
   // dave, a platform admin, sets the environments.
   accepted(await people.dave.kubectl(['label', 'namespace', dev, `${ENVIRONMENT_LABEL}=dev`]));
   accepted(await people.dave.kubectl(['label', 'namespace', prod, `${ENVIRONMENT_LABEL}=prod`]));
-  operator = startOperator({ namespace: opNs, kubeconfig: operatorKubeconfig, identity: 'op-governance' });
+  operator = await startOperator({
+    namespace: opNs,
+    kubeconfig: operatorKubeconfig,
+    identity: 'op-governance',
+  });
   await operator.healthPort();
   // alice's artifacts; frank (a publisher) publishes a sealed version of each that readers need.
   for (const [name, ns, classification] of [
@@ -607,7 +611,7 @@ describe('without Strongroom running', () => {
       /only platform admins/,
     );
     refused(await addVersion(alice, dev, 'tabular', 'v3', 'alice'), /may not add versions/);
-    operator = startOperator({
+    operator = await startOperator({
       namespace: opNs,
       kubeconfig: operatorKubeconfig,
       identity: 'op-governance-2',

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, type ClusterInfo, type CommandResult } from '../cluster/kubectl.ts';
-import { clients } from '../operator/harness.ts';
+import { clients } from '../harness/operator.ts';
 
 export const PEOPLE = {
   alice: ['ml-researchers'],

@@ -3,8 +3,7 @@
  * its own RBAC: create → Ready, add a version (sealed by a writer, unsealed and wrapped under the KEK by the
  * operator), KEK rotation on schedule → rewrapped, lineage checked, delete → crypto-shredded and the finalizer gone.
  */
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { ApiException } from '@kubernetes/client-node';
 import type { ModelArtifact } from '../../core/api/index.ts';
 import { LocalKmsProvider } from '../../core/kms/local.ts';
@@ -12,14 +11,7 @@ import { dekAad, decodeWrapped, recipientSecretName } from '../../operator/keys/
 import { SecretKeySetStore } from '../../operator/keys/secret-keyset-store.ts';
 import { KEYSET_SECRET } from '../../operator/operator.ts';
 import { kubectl } from '../cluster/kubectl.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  startOperator,
-  type OperatorProcess,
-} from './harness.ts';
+import { clients, eventually } from '../harness/operator.ts';
 import {
   appendVersion,
   artifactBody,
@@ -27,14 +19,20 @@ import {
   createArtifact,
   getArtifact,
   sealedVersion,
-} from './objects.ts';
+} from '../harness/objects.ts';
+import { operatorSuite } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `strongroom-op-${suffix}`;
-const ns = `ml-art-${suffix}`;
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'strongroom-op',
+  namespaces: { ns: { name: 'ml-art', environment: 'dev' } },
+  operator: { identity: 'op-a', args: ['--kek-rotation=confidential=8s'] },
+  emptyOnTeardown: ['ns'],
+  expectCleanExit: true,
+});
+const opNs = suite.operatorNamespace;
+const { ns } = suite.namespaces;
 const admin = clients(cluster.kubeconfig);
-let operator: OperatorProcess;
 const deks: Buffer[] = [];
 
 /** The operator's local KMS, opened read-side from the test (as an auditor with access to the Secret would). */
@@ -51,28 +49,6 @@ async function ready(
     return condition(a, 'Ready')?.status === 'True' && predicate(a) ? a : undefined;
   });
 }
-
-beforeAll(async () => {
-  await installCrds(cluster);
-  const kubeconfig = await installOperatorIdentity(cluster, opNs);
-  await kubectl(cluster, ['create', 'namespace', ns]);
-  await kubectl(cluster, ['label', 'namespace', ns, 'strongroom.dev/environment=dev']);
-  operator = startOperator({
-    namespace: opNs,
-    kubeconfig,
-    identity: 'op-a',
-    args: ['--kek-rotation=confidential=8s'],
-  });
-  await operator.healthPort();
-});
-
-afterAll(async () => {
-  // Artifacts go first, while the operator can still remove its finalizer.
-  await kubectl(cluster, ['delete', 'modelartifacts', '--all', '-n', ns, '--wait=true', '--timeout=60s']);
-  const exit = await operator.stop();
-  expect(exit.code).toBe(0);
-  await kubectl(cluster, ['delete', 'namespace', ns, opNs, '--wait=false']);
-});
 
 describe('ModelArtifact lifecycle', () => {
   it('on first start the local KMS key set is created in a Secret, with one KEK per shared classification', async () => {
@@ -217,7 +193,7 @@ describe('ModelArtifact lifecycle', () => {
     expect(rotated.spec.versions?.[0]).toEqual(sealed.spec.versions?.[0]);
     const versions = await kms.versions('strongroom-confidential');
     expect(versions.find((v) => v.primary)?.version).not.toBe('1');
-    const metrics = (await operator.get('/metrics')).body;
+    const metrics = (await suite.operator.get('/metrics')).body;
     expect(metrics).toMatch(
       /strongroom_kek_rotations_total\{key="strongroom-confidential",classification="confidential"\} [1-9]/,
     );
@@ -256,7 +232,7 @@ describe('ModelArtifact lifecycle', () => {
     expect(
       stored.keys[kekId]?.versions.every((v) => v.state === 'destroyed' && v.material === undefined),
     ).toBe(true);
-    expect((await operator.get('/metrics')).body).toMatch(/strongroom_crypto_shreds_total [1-9]/);
+    expect((await suite.operator.get('/metrics')).body).toMatch(/strongroom_crypto_shreds_total [1-9]/);
   });
 
   it('deleting a shared-KEK artifact removes its recipient key and the finalizer; the object is gone', async () => {
@@ -270,7 +246,7 @@ describe('ModelArtifact lifecycle', () => {
   });
 
   it('no DEK, wrapped key or private key ever appears in the operator log', async () => {
-    const text = operator.output();
+    const text = suite.operator.output();
     expect(text.length).toBeGreaterThan(1000);
     for (const dek of deks) {
       expect(text).not.toContain(dek.toString('base64'));
@@ -286,7 +262,7 @@ describe('ModelArtifact lifecycle', () => {
     const body = await eventually(
       'artifact gauge',
       async () => {
-        const m = (await operator.get('/metrics')).body;
+        const m = (await suite.operator.get('/metrics')).body;
         return /strongroom_artifacts\{namespace="ml-art-[^"]+",classification="internal",ready="True"\} [1-9]/.test(
           m,
         )
@@ -305,8 +281,8 @@ describe('ModelArtifact lifecycle', () => {
     expect(body).toMatch(/strongroom_leader 1/);
     expect(body).toMatch(/strongroom_reconcile_total\{queue="modelartifact",outcome="success"\} [1-9]/);
     expect(body).toMatch(/strongroom_operator_process_resident_memory_bytes \d/);
-    expect((await operator.get('/readyz')).status).toBe(200);
-    expect((await operator.get('/healthz')).status).toBe(200);
+    expect((await suite.operator.get('/readyz')).status).toBe(200);
+    expect((await suite.operator.get('/healthz')).status).toBe(200);
   });
 
   it('issues the CA and the serving certificates, and patches the CA bundle into its webhook configurations', async () => {
@@ -329,7 +305,7 @@ describe('ModelArtifact lifecycle', () => {
       expect(tls.type).toBe('kubernetes.io/tls');
       expect(tls.data?.['ca.crt']).toBeTruthy();
     }
-    const webhook = `strongroom-test-${suffix}`;
+    const webhook = `strongroom-test-${suite.suffix}`;
     const created = await kubectl(cluster, ['apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'admissionregistration.k8s.io/v1',

@@ -6,67 +6,55 @@
  * down, audited once across the restart. The log then verifies with `strongroom audit verify`.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AccessGrant } from '../../core/api/index.ts';
-import { kubectl } from '../cluster/kubectl.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  root,
-  startOperator,
-  type OperatorProcess,
-} from './harness.ts';
-import {
-  appendVersion,
-  artifactBody,
-  createArtifact,
-  createGrant,
-  getArtifact,
-  getGrant,
-  grantBody,
-  sealedVersion,
-} from './objects.ts';
+import { kubectl, must } from '../harness/kubectl.ts';
+import { clients, eventually, root } from '../harness/operator.ts';
+import { createGrant, getArtifact, getGrant, grantBody } from '../harness/objects.ts';
+import { operatorSuite, readAuditEvents, sealedArtifact, type AuditEvent } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `strongroom-op-${suffix}`;
-const dev = `ml-dev-${suffix}`;
-const prod = `ml-prod-${suffix}`;
-const relabel = `ml-relabel-${suffix}`;
-const admin = clients(cluster.kubeconfig);
+/** The operator's audit log, kept across the restart below. */
 const auditLogDir = mkdtempSync(join(tmpdir(), `strongroom-audit-gov-`));
-let kubeconfig: string;
-let operator: OperatorProcess;
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'strongroom-op',
+  namespaces: {
+    dev: { name: 'ml-dev', environment: 'dev' },
+    prod: { name: 'ml-prod', environment: 'prod' },
+    relabel: { name: 'ml-relabel', environment: 'dev' },
+  },
+  operator: { identity: 'op-audit', auditLogDir },
+  emptyOnTeardown: ['dev'],
+  expectCleanExit: true,
+});
+const opNs = suite.operatorNamespace;
+const { dev, prod, relabel } = suite.namespaces;
+const admin = clients(cluster.kubeconfig);
 /** The admin's user name, as the API server authenticates it (the requester and the publisher). */
 let user: string;
 
-type Event = Record<string, unknown> & { type: string };
-
-function auditEvents(): Event[] {
-  const events: Event[] = [];
-  for (const file of readdirSync(auditLogDir))
-    for (const line of readFileSync(join(auditLogDir, file), 'utf8').split('\n'))
-      if (line.startsWith('{"event":')) events.push((JSON.parse(line) as { event: Event }).event);
-  return events;
+function auditEvents(): AuditEvent[] {
+  return readAuditEvents(auditLogDir);
 }
 
-function audited(predicate: (e: Event) => boolean, what: string, timeoutMs = 15_000): Promise<Event> {
+function audited(
+  predicate: (e: AuditEvent) => boolean,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<AuditEvent> {
   return eventually(what, () => auditEvents().find(predicate), timeoutMs, 100);
 }
 
-function ofGrant(grant: AccessGrant): Event[] {
+function ofGrant(grant: AccessGrant): AuditEvent[] {
   return auditEvents().filter(
     (e) => e.type.startsWith('grant-') && (e.grant as { uid?: string }).uid === grant.metadata.uid,
   );
 }
 
-function environmentEvents(namespace: string): Event[] {
+function environmentEvents(namespace: string): AuditEvent[] {
   return auditEvents().filter((e) => e.type === 'environment-changed' && e.namespace === namespace);
 }
 
@@ -82,64 +70,21 @@ async function phase(name: string, expected: string, timeoutMs = 30_000): Promis
   );
 }
 
-async function ok(args: string[]): Promise<void> {
-  const r = await kubectl(cluster, args);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
-}
-
 beforeAll(async () => {
-  await installCrds(cluster);
-  kubeconfig = await installOperatorIdentity(cluster, opNs);
   const whoami = await kubectl(cluster, ['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
   user = whoami.stdout.trim();
   expect(user).not.toBe('');
-  for (const [ns, env] of [
-    [dev, 'dev'],
-    [prod, 'prod'],
-    [relabel, 'dev'],
-  ] as const) {
-    await ok(['create', 'namespace', ns]);
-    await ok(['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
-  }
-  operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-audit', auditLogDir });
-  await operator.healthPort();
   for (const [name, classification] of [
     ['resnet', 'internal'],
     ['vault', 'restricted'],
-  ] as const) {
-    await createArtifact(admin.custom, dev, artifactBody(name, classification));
-    const a = await eventually(`artifact ${name} key`, async () => {
-      const x = await getArtifact(admin.custom, dev, name);
-      return x.status?.recipientPublicKey ? x : undefined;
-    });
-    const { version } = await sealedVersion(a, 'v1', { publisher: user });
-    await appendVersion(admin.custom, a, version);
-    await eventually(`artifact ${name} v1`, async () => {
-      const x = await getArtifact(admin.custom, dev, name);
-      return x.status?.latestVersion === 'v1' ? x : undefined;
-    });
-  }
+  ] as const)
+    await sealedArtifact(admin.custom, dev, name, { classification, version: { publisher: user } });
 }, 120_000);
-
-afterAll(async () => {
-  await kubectl(cluster, [
-    'delete',
-    'accessgrants,modelartifacts',
-    '--all',
-    '-n',
-    dev,
-    '--wait=true',
-    '--timeout=60s',
-  ]);
-  const exit = await operator.stop();
-  expect(exit.code).toBe(0);
-  await kubectl(cluster, ['delete', 'namespace', dev, prod, relabel, opNs, '--wait=false']);
-});
 
 describe('governance audit', () => {
   it('records a version added with kubectl as published by its publisher, then sealed under the KEK', async () => {
     const artifact = await getArtifact(admin.custom, dev, 'resnet');
-    const match = (type: string) => (e: Event) =>
+    const match = (type: string) => (e: AuditEvent) =>
       e.type === type && (e.artifact as { uid?: string }).uid === artifact.metadata.uid && e.version === 'v1';
     const published = await audited(match('version-published'), 'version-published');
     const version = artifact.spec.versions?.[0];
@@ -173,12 +118,19 @@ describe('governance audit', () => {
       }),
     );
     const active = await phase('lifecycle', 'Active');
-    await ok(['annotate', 'accessgrant', '-n', dev, 'lifecycle', 'strongroom.dev/quarantined=INC-4712']);
+    await must(cluster, [
+      'annotate',
+      'accessgrant',
+      '-n',
+      dev,
+      'lifecycle',
+      'strongroom.dev/quarantined=INC-4712',
+    ]);
     await eventually('quarantined', async () => {
       const g = await getGrant(admin.custom, dev, 'lifecycle');
       return g.status?.reason === 'Quarantined' ? g : undefined;
     });
-    await ok(['annotate', 'accessgrant', '-n', dev, 'lifecycle', 'strongroom.dev/quarantined-']);
+    await must(cluster, ['annotate', 'accessgrant', '-n', dev, 'lifecycle', 'strongroom.dev/quarantined-']);
     await eventually('lifted', async () => {
       const g = await getGrant(admin.custom, dev, 'lifecycle');
       return g.status?.phase === 'Active' && g.status.reason === 'Granted' ? g : undefined;
@@ -240,7 +192,7 @@ describe('governance audit', () => {
       approvedAt: new Date().toISOString().replace(/\.\d+Z$/u, 'Z'),
       comment: 'ticket SEC-12',
     };
-    await ok([
+    await must(cluster, [
       'patch',
       'accessgrant',
       '-n',
@@ -295,12 +247,12 @@ describe('governance audit', () => {
 
   it('records environment label changes with old and new, once, including a change made while the operator was down', async () => {
     await audited((e) => e.type === 'environment-changed' && e.namespace === relabel, 'label added');
-    await ok(['label', 'namespace', relabel, 'strongroom.dev/environment=prod', '--overwrite']);
+    await must(cluster, ['label', 'namespace', relabel, 'strongroom.dev/environment=prod', '--overwrite']);
     await audited(
       (e) => e.type === 'environment-changed' && e.namespace === relabel && e.new === 'prod',
       'label changed',
     );
-    await ok(['label', 'namespace', relabel, 'strongroom.dev/environment-']);
+    await must(cluster, ['label', 'namespace', relabel, 'strongroom.dev/environment-']);
     await audited(
       (e) => e.type === 'environment-changed' && e.namespace === relabel && e.new === null,
       'label removed',
@@ -319,10 +271,9 @@ describe('governance audit', () => {
     expect(stored.metadata?.name).toBe('strongroom-environments');
 
     // Down: the label changes, then the operator comes back with the same log.
-    expect((await operator.stop()).code).toBe(0);
-    await ok(['label', 'namespace', relabel, 'strongroom.dev/environment=staging']);
-    operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-audit', auditLogDir });
-    await operator.healthPort();
+    expect((await suite.operator.stop()).code).toBe(0);
+    await must(cluster, ['label', 'namespace', relabel, 'strongroom.dev/environment=staging']);
+    await suite.startOperator();
     await audited(
       (e) => e.type === 'environment-changed' && e.namespace === relabel && e.new === 'staging',
       'label changed while down',

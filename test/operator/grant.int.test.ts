@@ -3,19 +3,11 @@
  * expiry, and revocations published when access ends (seen in the operator's log and metrics; the broker subscribes
  * to the same bus in-process).
  */
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AccessGrant } from '../../core/api/index.ts';
 import { kubectl } from '../cluster/kubectl.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  startOperator,
-  type OperatorProcess,
-} from './harness.ts';
+import { clients, eventually, startOperator } from '../harness/operator.ts';
 import {
   TEST_ADMIN,
   appendVersion,
@@ -28,18 +20,25 @@ import {
   getGrant,
   grantBody,
   sealedVersion,
-} from './objects.ts';
+} from '../harness/objects.ts';
+import { operatorSuite, sealedArtifact } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `strongroom-op-${suffix}`;
-const dev = `ml-dev-${suffix}`;
-const dev2 = `ml-dev2-${suffix}`;
-const prod = `ml-prod-${suffix}`;
-const plain = `plain-${suffix}`;
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'strongroom-op',
+  namespaces: {
+    dev: { name: 'ml-dev', environment: 'dev' },
+    dev2: { name: 'ml-dev2', environment: 'dev' },
+    prod: { name: 'ml-prod', environment: 'prod' },
+    plain: { name: 'plain' },
+  },
+  operator: { identity: 'op-grants' },
+  emptyOnTeardown: ['dev'],
+  expectCleanExit: true,
+});
+const opNs = suite.operatorNamespace;
+const { dev, dev2, prod, plain } = suite.namespaces;
 const admin = clients(cluster.kubeconfig);
-let operator: OperatorProcess;
-let operatorKubeconfig = '';
 
 async function phase(name: string, expected: string, ns = dev, timeoutMs = 30_000): Promise<AccessGrant> {
   return eventually(
@@ -54,55 +53,13 @@ async function phase(name: string, expected: string, ns = dev, timeoutMs = 30_00
 }
 
 function revocations(reason: string): number {
-  return operator.lines().filter((l) => l.message === 'published revocation' && l.reason === reason).length;
+  return suite.operator.lines().filter((l) => l.message === 'published revocation' && l.reason === reason)
+    .length;
 }
 
 beforeAll(async () => {
-  await installCrds(cluster);
-  const kubeconfig = await installOperatorIdentity(cluster, opNs);
-  operatorKubeconfig = kubeconfig;
-  for (const [ns, env] of [
-    [dev, 'dev'],
-    [dev2, 'dev'],
-    [prod, 'prod'],
-  ] as const) {
-    await kubectl(cluster, ['create', 'namespace', ns]);
-    await kubectl(cluster, ['label', 'namespace', ns, `strongroom.dev/environment=${env}`]);
-  }
-  await kubectl(cluster, ['create', 'namespace', plain]);
-  operator = startOperator({ namespace: opNs, kubeconfig, identity: 'op-grants' });
-  await operator.healthPort();
-  for (const [name, classification] of [
-    ['resnet', 'internal'],
-    ['vault', 'restricted'],
-  ] as const) {
-    await createArtifact(admin.custom, dev, artifactBody(name, classification));
-    const a = await eventually(`artifact ${name} key`, async () => {
-      const x = await getArtifact(admin.custom, dev, name);
-      return x.status?.recipientPublicKey ? x : undefined;
-    });
-    const { version } = await sealedVersion(a, 'v1');
-    await appendVersion(admin.custom, a, version);
-    await eventually(`artifact ${name} v1`, async () => {
-      const x = await getArtifact(admin.custom, dev, name);
-      return x.status?.latestVersion === 'v1' ? x : undefined;
-    });
-  }
-});
-
-afterAll(async () => {
-  await kubectl(cluster, [
-    'delete',
-    'accessgrants,modelartifacts',
-    '--all',
-    '-n',
-    dev,
-    '--wait=true',
-    '--timeout=60s',
-  ]);
-  const exit = await operator.stop();
-  expect(exit.code).toBe(0);
-  await kubectl(cluster, ['delete', 'namespace', dev, dev2, prod, plain, opNs, '--wait=false']);
+  await sealedArtifact(admin.custom, dev, 'resnet', { classification: 'internal' });
+  await sealedArtifact(admin.custom, dev, 'vault', { classification: 'restricted' });
 });
 
 describe('AccessGrant phases', () => {
@@ -232,7 +189,7 @@ describe('AccessGrant phases', () => {
     const before = revocations('grant-deleted');
     await kubectl(cluster, ['delete', 'accessgrant', '-n', dev, 'to-prod-approved']);
     await eventually('deleted published', () => (revocations('grant-deleted') > before ? true : undefined));
-    const metrics = (await operator.get('/metrics')).body;
+    const metrics = (await suite.operator.get('/metrics')).body;
     expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-deleted"\} [1-9]/);
     expect(metrics).toMatch(/strongroom_revocations_published_total\{reason="grant-expired"\} [1-9]/);
   });
@@ -289,7 +246,7 @@ describe('AccessGrant phases', () => {
     ]);
     expect((await phase('pinned', 'Revoked')).status?.reason).toBe('VersionsWithdrawn');
     await eventually('withdrawal published', () =>
-      operator.lines().some((l) => l.message === 'published revocation' && l.name === 'pinned')
+      suite.operator.lines().some((l) => l.message === 'published revocation' && l.name === 'pinned')
         ? true
         : undefined,
     );
@@ -385,7 +342,7 @@ describe('the classification table', () => {
     );
     await phase('table-watch', 'Active');
     const infoLine = async () =>
-      (await operator.get('/metrics')).body
+      (await suite.operator.get('/metrics')).body
         .split('\n')
         .find((l) => l.startsWith('strongroom_governance_config_info'));
     expect(await infoLine()).toMatch(/source="default"\} 1$/u);
@@ -419,7 +376,7 @@ describe('the classification table', () => {
     expect(warning.message).toContain('internal.approvals="one" is invalid');
     expect(warning.message).toContain('internal.keylease="1h": unknown key');
     expect(
-      operator
+      suite.operator
         .lines()
         .some((l) => l.level === 'error' && String(l.message).includes('invalid governance ConfigMap')),
     ).toBe(true);
@@ -433,9 +390,9 @@ describe('the classification table', () => {
 
   it('an invalid table at start-up stops the operator with every problem (exit 2)', async () => {
     await applyTable('broken-governance', { 'public.approvals': '-1', 'restricted.keyLease': '2d' });
-    const second = startOperator({
+    const second = await startOperator({
       namespace: opNs,
-      kubeconfig: operatorKubeconfig,
+      kubeconfig: suite.kubeconfig,
       identity: 'op-broken-table',
       args: ['--governance-config=broken-governance', '--no-leader-elect'],
     });

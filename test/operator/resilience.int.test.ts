@@ -17,7 +17,7 @@ import {
   installOperatorIdentity,
   startOperator,
   type OperatorProcess,
-} from './harness.ts';
+} from '../harness/operator.ts';
 import {
   appendVersion,
   artifactBody,
@@ -25,7 +25,7 @@ import {
   createArtifact,
   getArtifact,
   sealedVersion,
-} from './objects.ts';
+} from '../harness/objects.ts';
 
 const shared = inject('cluster');
 
@@ -73,7 +73,7 @@ describe('SIGKILL mid-reconcile', () => {
     const sealed = (p: OperatorProcess): number =>
       p.lines().filter((l) => l.message === 'sealed version').length;
     // Kill 1: while recipient keys are being created.
-    const first = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-1' });
+    const first = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-1' });
     await first.healthPort();
     await Promise.all(
       Array.from({ length: count }, (_, i) => createArtifact(admin.custom, ns, artifactBody(`m${i}`))),
@@ -84,7 +84,7 @@ describe('SIGKILL mid-reconcile', () => {
     const keysAtKill1 = created(first);
 
     // Kill 2: while versions are being sealed.
-    const middle = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-2' });
+    const middle = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-2' });
     const keyed = await eventually(
       'every artifact has a recipient key',
       async () => {
@@ -113,7 +113,7 @@ describe('SIGKILL mid-reconcile', () => {
     expect(keysAtKill1).toBeLessThan(count);
     expect(sealedAtKill2).toBeLessThan(2 * count);
 
-    const second = startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-3' });
+    const second = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-kill-3' });
     try {
       const items = await eventually(
         'all sealed',
@@ -172,7 +172,7 @@ describe('kube-apiserver stopped and restarted', () => {
     await installCrds(cluster);
     const kubeconfig = await installOperatorIdentity(cluster, opNs);
     await kubectl(cluster, ['create', 'namespace', ns]);
-    operator = startOperator({
+    operator = await startOperator({
       namespace: opNs,
       kubeconfig,
       identity: 'op-restart',
@@ -285,9 +285,9 @@ describe('leader election between two operator processes', () => {
     await installCrds(shared);
     const kubeconfig = await installOperatorIdentity(shared, opNs);
     await kubectl(shared, ['create', 'namespace', ns]);
-    const a = startOperator({ namespace: opNs, kubeconfig, identity: 'op-a' });
+    const a = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-a' });
     await a.waitForLog((l) => l.message === 'leading: starting controllers');
-    const b = startOperator({ namespace: opNs, kubeconfig, identity: 'op-b' });
+    const b = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-b' });
     try {
       await b.healthPort();
       expect(await holder()).toBe('op-a');
@@ -308,7 +308,7 @@ describe('leader election between two operator processes', () => {
       await allReady(shared, ns, 2);
 
       // A third process waits; the leader's clean stop releases the Lease and the waiter takes over at once.
-      const c = startOperator({ namespace: opNs, kubeconfig, identity: 'op-c' });
+      const c = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-c' });
       try {
         await c.healthPort();
         const stoppedAt = Date.now();

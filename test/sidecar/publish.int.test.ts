@@ -23,8 +23,8 @@ import {
   useOperatorInjection,
   type BrokerEndpoint,
   type Workload,
-} from '../broker/workload.ts';
-import { kubectl } from '../cluster/kubectl.ts';
+} from '../harness/workload.ts';
+import { kubectl, must } from '../harness/kubectl.ts';
 import {
   appendVersion,
   artifactBody,
@@ -35,7 +35,7 @@ import {
   grantBody,
   rawRecipientKey,
   sealedVersion,
-} from '../operator/objects.ts';
+} from '../harness/objects.ts';
 import {
   clients,
   eventually,
@@ -43,7 +43,7 @@ import {
   installOperatorIdentity,
   startOperator,
   type OperatorProcess,
-} from '../operator/harness.ts';
+} from '../harness/operator.ts';
 
 const cluster = inject('cluster');
 const suffix = randomBytes(3).toString('hex');
@@ -83,11 +83,6 @@ const logger = winston.createLogger({
     }),
   ],
 });
-
-async function must(args: string[]): Promise<void> {
-  const result = await kubectl(cluster, args);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-}
 
 const storageRoot = () => join(work, 'claim');
 const artifactDir = () => join(storageRoot(), artifact.spec.storage.path);
@@ -141,10 +136,10 @@ beforeAll(async () => {
   work = await mkdtemp('/dev/shm/strongroom-publish-int-');
   await installCrds(cluster);
   const kubeconfig = await installOperatorIdentity(cluster, opNs);
-  await must(['create', 'namespace', ns]);
-  await must(['label', 'namespace', ns, 'strongroom.dev/environment=prod']);
-  for (const sa of ['publisher', 'reader']) await must(['-n', ns, 'create', 'serviceaccount', sa]);
-  operator = startOperator({
+  await must(cluster, ['create', 'namespace', ns]);
+  await must(cluster, ['label', 'namespace', ns, 'strongroom.dev/environment=prod']);
+  for (const sa of ['publisher', 'reader']) await must(cluster, ['-n', ns, 'create', 'serviceaccount', sa]);
+  operator = await startOperator({
     namespace: opNs,
     kubeconfig,
     identity: 'op-publish',

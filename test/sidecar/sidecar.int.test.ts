@@ -6,48 +6,40 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { encryptDirectory } from '../../core/envelope/index.ts';
 import { treeDigest } from '../../core/envelope/tree-digest.ts';
 import { ENV, type PlannedArtifact, type SidecarPlan } from '../../core/injection/contract.ts';
-import { kubectl } from '../cluster/kubectl.ts';
-import { createPod, podToken, useOperatorInjection } from '../broker/workload.ts';
+import { createPod, podToken } from '../harness/workload.ts';
 import {
   appendVersion,
-  artifactBody,
-  createArtifact,
   createGrant,
   getArtifact,
   approval,
   grantBody,
   sealedVersion,
-} from '../operator/objects.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  root,
-  startOperator,
-  type LogLine,
-  type OperatorProcess,
-} from '../operator/harness.ts';
+} from '../harness/objects.ts';
+import { clients, eventually, root, type LogLine } from '../harness/operator.ts';
+import { keyedArtifact, operatorSuite } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `sc-op-${suffix}`;
-const ns = `sc-ml-${suffix}`;
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'sc-op',
+  namespaces: { ns: { name: 'sc-ml', environment: 'prod', serviceAccounts: ['reader'] } },
+  operator: {
+    identity: 'op-sidecar',
+    args: ['--trust-domain=strongroom.test', '--broker-credential-refresh=1s'],
+    waitFor: 'broker',
+  },
+});
+const { ns } = suite.namespaces;
 const { core, custom } = clients(cluster.kubeconfig);
 
-let operator: OperatorProcess;
 let work: string;
 let shm: string;
-let caPem: string;
 let tokenFile: string;
-let brokerPorts: { attestPort: number; brokerPort: number };
 const deks: Buffer[] = [];
 const tokens: string[] = [];
 const sidecars: SidecarProcess[] = [];
@@ -58,18 +50,9 @@ const files: Record<string, Buffer> = {
   'weights/tokenizer/vocab.txt': Buffer.from('a\nb\nc\n'),
 };
 
-async function must(args: string[]): Promise<void> {
-  const result = await kubectl(cluster, args);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-}
-
 /** A ModelArtifact whose version `v1` is `files`, encrypted under a DEK sealed to the operator's recipient key. */
 async function sealedArtifact(name: string): Promise<PlannedArtifact> {
-  await createArtifact(custom, ns, artifactBody(name, 'confidential'));
-  const withKey = await eventually(`${name} recipient key`, async () => {
-    const a = await getArtifact(custom, ns, name);
-    return a.status?.recipientPublicKey ? a : undefined;
-  });
+  const withKey = await keyedArtifact(custom, ns, name, 'confidential');
   const { version, dek } = await sealedVersion(withKey, 'v1');
   deks.push(Buffer.from(dek));
   const source = join(work, `${name}-source`);
@@ -118,15 +101,16 @@ interface SidecarProcess {
 async function startSidecar(artifact: PlannedArtifact): Promise<SidecarProcess> {
   const dir = await mkdtemp(join(shm, 'plain-'));
   const plan: SidecarPlan = { version: 'v1', artifacts: [{ ...artifact, plaintextDir: dir }] };
+  const broker = suite.endpoint;
   const child = spawn(process.execPath, [join(root, 'sidecar', 'main.ts')], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env['PATH'] ?? '',
-      [ENV.brokerAddress]: `127.0.0.1:${String(brokerPorts.brokerPort)}`,
-      [ENV.attestAddress]: `127.0.0.1:${String(brokerPorts.attestPort)}`,
-      [ENV.brokerServerName]: `strongroom-broker.${opNs}.svc`,
-      [ENV.caBundle]: caPem,
+      [ENV.brokerAddress]: `127.0.0.1:${String(broker.brokerPort)}`,
+      [ENV.attestAddress]: `127.0.0.1:${String(broker.attestPort)}`,
+      [ENV.brokerServerName]: broker.serverName,
+      [ENV.caBundle]: broker.caPem,
       [ENV.tokenPath]: tokenFile,
       [ENV.plan]: JSON.stringify(plan),
       [ENV.probePort]: '0',
@@ -178,36 +162,12 @@ async function installed(dir: string, prefix = ''): Promise<string[]> {
   return out.sort();
 }
 
-function auditEvents(): Record<string, unknown>[] {
-  const events: Record<string, unknown>[] = [];
-  for (const file of readdirSync(operator.auditLogDir))
-    for (const line of readFileSync(join(operator.auditLogDir, file), 'utf8').split('\n'))
-      if (line.startsWith('{"event":'))
-        events.push((JSON.parse(line) as { event: Record<string, unknown> }).event);
-  return events;
-}
-
 let resnet: PlannedArtifact;
 let secret: PlannedArtifact;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'strongroom-sidecar-int-'));
   shm = await mkdtemp('/dev/shm/strongroom-sidecar-int-');
-  await installCrds(cluster);
-  const kubeconfig = await installOperatorIdentity(cluster, opNs);
-  await must(['create', 'namespace', ns]);
-  await must(['label', 'namespace', ns, 'strongroom.dev/environment=prod']);
-  await must(['-n', ns, 'create', 'serviceaccount', 'reader']);
-  operator = startOperator({
-    namespace: opNs,
-    kubeconfig,
-    identity: 'op-sidecar',
-    args: ['--trust-domain=strongroom.test', '--broker-credential-refresh=1s'],
-  });
-  brokerPorts = await operator.brokerPorts();
-  await useOperatorInjection(core, opNs);
-  const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
-  caPem = Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8');
   resnet = await sealedArtifact('resnet');
   secret = await sealedArtifact('secret');
   await createGrant(
@@ -232,8 +192,6 @@ afterAll(async () => {
     if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
     await s.exited;
   }
-  await operator.stop();
-  await kubectl(cluster, ['delete', 'namespace', opNs, ns, '--wait=false']);
   await rm(work, { recursive: true, force: true });
   await rm(shm, { recursive: true, force: true });
 });
@@ -285,12 +243,14 @@ describe('the decrypting sidecar (host process, real broker)', () => {
     expect(startup.body).toContain(`${ns}/secret@v1 pending (PERMISSION_DENIED)`);
     expect(await readdir(denied.dir)).toEqual([]);
     const entry = await eventually('audited denial', () =>
-      auditEvents().find(
-        (e) =>
-          e.type === 'key-release' &&
-          e.decision === 'deny' &&
-          (e.artifact as { name?: string } | undefined)?.name === 'secret',
-      ),
+      suite
+        .auditEvents()
+        .find(
+          (e) =>
+            e.type === 'key-release' &&
+            e.decision === 'deny' &&
+            (e.artifact as { name?: string } | undefined)?.name === 'secret',
+        ),
     );
     expect(entry['reason']).toBe('no-grant');
     // It keeps retrying (a grant may come later) and keeps failing closed.
@@ -317,7 +277,7 @@ describe('the decrypting sidecar (host process, real broker)', () => {
   it('grant deleted: files gone and /ready 503 within 1 s', async () => {
     expect((await authorized.probe('/ready')).status).toBe(200);
     const t0 = Date.now();
-    await must(['-n', ns, 'delete', 'accessgrant', 'resnet-readers', '--wait=false']);
+    await must(cluster, ['-n', ns, 'delete', 'accessgrant', 'resnet-readers', '--wait=false']);
     const goneAt = await eventually(
       'wipe',
       async () => {

@@ -41,7 +41,7 @@ import {
   installOperatorIdentity,
   startOperator,
   type OperatorProcess,
-} from '../operator/harness.ts';
+} from '../harness/operator.ts';
 import {
   appendVersion,
   artifactBody,
@@ -50,7 +50,7 @@ import {
   getArtifact,
   grantBody,
   sealedVersion,
-} from '../operator/objects.ts';
+} from '../harness/objects.ts';
 
 const NS = 'strongroom-webhook-test';
 const APPS = 'wh-apps';
@@ -105,7 +105,7 @@ beforeAll(async () => {
   const kubeconfig = await installOperatorIdentity(cluster, NS);
   ({ core } = clients(cluster.kubeconfig));
   admission = clients(cluster.kubeconfig).kc.makeApiClient(AdmissionApi);
-  operator = startOperator({
+  operator = await startOperator({
     namespace: NS,
     kubeconfig,
     identity: 'webhook-test',

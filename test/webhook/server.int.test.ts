@@ -20,7 +20,7 @@ import {
   type AdmissionOutcome,
   type ReviewAnswer,
 } from '../../operator/webhook/server.ts';
-import { clients, eventually } from '../operator/harness.ts';
+import { clients, eventually } from '../harness/operator.ts';
 
 const cluster = inject('cluster');
 const { core } = clients(cluster.kubeconfig);

@@ -1,6 +1,7 @@
 /**
- * The arithmetic of `npm run bench:injection` (bench/injection.ts), without I/O: Prometheus text exposition parsing,
- * histogram deltas between two scrapes, quantiles from cumulative buckets, and nearest-rank percentiles of samples.
+ * The arithmetic of `npm run bench:injection` (bench/injection/) on metrics, without I/O: Prometheus text exposition
+ * parsing, histogram deltas between two scrapes, and quantiles from cumulative buckets (percentiles of samples are
+ * bench/report.ts's).
  */
 
 /** One sample line of a Prometheus text exposition. */
@@ -106,16 +107,4 @@ export function fractionAtOrBelow(h: Histogram, bound: number): number | undefin
   const i = h.bounds.indexOf(bound);
   if (total <= 0 || i < 0) return undefined;
   return (h.cumulative[i] ?? 0) / total;
-}
-
-/** Nearest-rank percentile (0..100) of unsorted values, or undefined for none. */
-export function percentile(values: readonly number[], p: number): number | undefined {
-  if (values.length === 0) return undefined;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
-/** Arithmetic mean, or undefined for none. */
-export function mean(values: readonly number[]): number | undefined {
-  return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
 }

@@ -1,5 +1,5 @@
 /**
- * The floors under issue 8's targets, measured by `npm run bench:injection` (bench/injection.ts) in the same run as
+ * The floors under issue 8's targets, measured by `npm run bench:injection` (bench/injection/) in the same run as
  * Strongroom itself, so that the host's noise hits both alike:
  *
  *   - Admission: two webhooks in the bench process that do nothing but answer. The "null" webhook allows every pod
@@ -23,12 +23,12 @@ import {
   type V1MutatingWebhookConfiguration,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { PROBE_PORT } from '../core/injection/contract.ts';
-import type { JsonPatchOperation } from '../core/injection/patch.ts';
-import { readServingCertificate } from '../operator/pki/serving-secret.ts';
-import { injectorConfiguration, WEBHOOK_CONFIGURATION_NAME } from '../operator/webhook/configuration.ts';
-import { MUTATE_PODS_PATH } from '../operator/webhook/server.ts';
-import { clients } from '../test/operator/harness.ts';
+import { PROBE_PORT } from '../../core/injection/contract.ts';
+import type { JsonPatchOperation } from '../../core/injection/patch.ts';
+import { readServingCertificate } from '../../operator/pki/serving-secret.ts';
+import { injectorConfiguration, WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
+import { MUTATE_PODS_PATH } from '../../operator/webhook/server.ts';
+import { clients } from '../../test/harness/operator.ts';
 
 /** Pods with this label, value "true", go to the null webhook (allowed, no patch). */
 export const NULL_WEBHOOK_LABEL = 'bench.strongroom.dev/null-webhook';

@@ -5,7 +5,6 @@
  * the injector's MutatingWebhookConfiguration, application namespaces that enforce Pod Security "restricted", a
  * `local` PersistentVolume per namespace for ciphertext, and sample artifacts encrypted and published to it.
  */
-import { createServer } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -27,7 +26,8 @@ import {
 } from '../../operator/webhook/configuration.ts';
 import { buildAppImage } from '../cluster/app-image.ts';
 import type { Node } from '../cluster/cluster.ts';
-import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
+import { kubectl, type ClusterInfo, must } from './kubectl.ts';
+import { freePort } from '../cluster/net.ts';
 import { importImage } from '../cluster/node.ts';
 import {
   clients,
@@ -36,14 +36,8 @@ import {
   installOperatorIdentity,
   startOperator,
   type OperatorProcess,
-} from '../operator/harness.ts';
-import {
-  appendVersion,
-  artifactBody,
-  createArtifact,
-  getArtifact,
-  rawRecipientKey,
-} from '../operator/objects.ts';
+} from './operator.ts';
+import { appendVersion, artifactBody, createArtifact, getArtifact, rawRecipientKey } from './objects.ts';
 
 export const OPERATOR_NAMESPACE = 'strongroom-system';
 /** The claim every application namespace gets, bound to its own local PersistentVolume. */
@@ -67,25 +61,6 @@ export interface Stack {
    */
   restartOperator(whileDown?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function must(cluster: ClusterInfo, args: string[], input?: string): Promise<string> {
-  const r = await kubectl(cluster, args, input === undefined ? {} : { input });
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address !== null ? address.port : 0);
-      });
-    });
-  });
 }
 
 /** Starts the operator against `cluster` (whose node must be attached) and wires the injector. */
@@ -127,6 +102,7 @@ export async function startStack(options: {
     );
   }
   const gateway = node.network.gateway;
+  // The broker listens on the node's bridge, where pods reach it; the same ports across restarts.
   const [brokerPort, attestPort] = [await freePort(gateway), await freePort(gateway)];
   const broker = `${gateway}:${String(brokerPort)}`;
   const attest = `${gateway}:${String(attestPort)}`;
@@ -134,9 +110,9 @@ export async function startStack(options: {
     namespace: OPERATOR_NAMESPACE,
     kubeconfig,
     identity: 'e2e',
+    brokerHost: gateway,
+    ports: { broker: brokerPort, attest: attestPort },
     args: [
-      `--broker-address=${broker}`,
-      `--attest-address=${attest}`,
       `--sidecar-image=${image.ref}`,
       '--sidecar-image-pull-policy=Never',
       `--sidecar-broker-address=${broker}`,
@@ -144,7 +120,7 @@ export async function startStack(options: {
       ...(options.operatorArgs ?? []),
     ],
   };
-  let operator = startOperator(operatorOptions);
+  let operator = await startOperator(operatorOptions);
   const { core, custom, kc } = clients(cluster.kubeconfig);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
   try {
@@ -186,7 +162,7 @@ export async function startStack(options: {
       const auditLogDir = operator.auditLogDir;
       await operator.stop();
       await whileDown?.();
-      operator = startOperator({ ...operatorOptions, auditLogDir });
+      operator = await startOperator({ ...operatorOptions, auditLogDir });
       const webhookPort = await operator.webhookPort();
       await operator.brokerPorts();
       // The operator keeps caBundle current; only the URL moves with the new port.

@@ -191,6 +191,17 @@ export async function createGrant(
   })) as AccessGrant;
 }
 
+/** Deletes grant `name` in `namespace` through the API (what a revocation starts from). */
+export async function deleteGrant(custom: CustomObjectsApi, namespace: string, name: string): Promise<void> {
+  await custom.deleteNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: ACCESS_GRANT_PLURAL,
+    name,
+  });
+}
+
 export function condition(
   object: {
     status?: {

@@ -1,6 +1,10 @@
 /**
  * Runs the real operator (`node operator/main.ts`) as a child process against the test cluster, with the least
  * privilege of test/operator/rbac.yaml, and gives tests its logs, its health port and its metrics.
+ *
+ * Its ports come from the harness, not from its logs: the harness picks free ports and passes them as flags, then
+ * learns that a server is up from the process itself (the kernel's table of the sockets it listens on, see
+ * listeningPorts) and that the operator has started from its readiness checks (/readyz?verbose).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -9,21 +13,33 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { PooledKubeConfig } from '../../operator/kube/kubeconfig.ts';
+import { listeningPorts } from '../cluster/host.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
+import { freePort } from '../cluster/net.ts';
 
 export const root = join(import.meta.dirname, '..', '..');
 
 export type LogLine = Record<string, unknown> & { level?: string; message?: string; component?: string };
 
+/** The ports the harness gave the operator (--health-address, --broker-address, --attest-address, --webhook-address). */
+export interface OperatorPorts {
+  readonly health: number;
+  readonly broker: number;
+  readonly attest: number;
+  readonly webhook: number;
+}
+
 export interface OperatorProcess {
   readonly identity: string;
   readonly pid: number;
+  readonly ports: OperatorPorts;
   /** Every stdout line so far, parsed (non-JSON lines become { message }). */
   lines(): LogLine[];
   /** The raw stdout and stderr so far. */
   output(): string;
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** The health server's port, once the operator has started (from its readiness checks, see `started`). */
   healthPort(): Promise<number>;
   /** The key broker's ports, once it listens (it listens only while this replica leads). */
   brokerPorts(timeoutMs?: number): Promise<{ attestPort: number; brokerPort: number }>;
@@ -79,9 +95,20 @@ export interface StartOptions {
   readonly nodeArgs?: readonly string[];
   /** Where the audit log goes; default a fresh directory under the system temp directory. */
   readonly auditLogDir?: string;
+  /** The address the key broker and the attestation server listen on; default 127.0.0.1. */
+  readonly brokerHost?: string;
+  /** Ports to use instead of free ones picked by the harness (on 127.0.0.1, the broker's on brokerHost). */
+  readonly ports?: Partial<OperatorPorts>;
 }
 
-export function startOperator(options: StartOptions): OperatorProcess {
+export async function startOperator(options: StartOptions): Promise<OperatorProcess> {
+  const brokerHost = options.brokerHost ?? '127.0.0.1';
+  const ports: OperatorPorts = {
+    health: options.ports?.health ?? (await freePort()),
+    broker: options.ports?.broker ?? (await freePort(brokerHost)),
+    attest: options.ports?.attest ?? (await freePort(brokerHost)),
+    webhook: options.ports?.webhook ?? (await freePort()),
+  };
   const auditLogDir =
     options.auditLogDir ?? mkdtempSync(join(tmpdir(), `strongroom-audit-${options.identity}-`));
   const child: ChildProcess = spawn(
@@ -92,14 +119,14 @@ export function startOperator(options: StartOptions): OperatorProcess {
       `--namespace=${options.namespace}`,
       `--kubeconfig=${options.kubeconfig}`,
       `--identity=${options.identity}`,
-      '--health-address=127.0.0.1:0',
+      `--health-address=127.0.0.1:${String(ports.health)}`,
       '--log-level=debug',
       '--lease-duration=4s',
       '--renew-deadline=3s',
       '--retry-period=500ms',
-      '--broker-address=127.0.0.1:0',
-      '--attest-address=127.0.0.1:0',
-      '--webhook-address=127.0.0.1:0',
+      `--broker-address=${brokerHost}:${String(ports.broker)}`,
+      `--attest-address=${brokerHost}:${String(ports.attest)}`,
+      `--webhook-address=127.0.0.1:${String(ports.webhook)}`,
       `--audit-log-dir=${auditLogDir}`,
       ...(options.args ?? []),
     ],
@@ -138,50 +165,88 @@ export function startOperator(options: StartOptions): OperatorProcess {
   });
   let alive = true;
   void exited.then(() => (alive = false));
-  const waitForLog = async (predicate: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> => {
+  const pid = child.pid;
+  /** Resolves with what `probe` finds, re-probing on new output and every `intervalMs`; fails if the process ends. */
+  const until = async <T>(
+    what: string,
+    probe: () => Promise<T | undefined> | T | undefined,
+    timeoutMs: number,
+    intervalMs = 500,
+  ): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const found = parsed.find(predicate);
-      if (found) return found;
-      if (!alive) throw new Error(`operator exited before the expected log line:\n${all.slice(-4000)}`);
+      const found = await probe();
+      if (found !== undefined) return found;
+      if (!alive) throw new Error(`operator exited before ${what}:\n${all.slice(-4000)}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for a log line:\n${all.slice(-4000)}`);
+      if (left <= 0) throw new Error(`timed out waiting for ${what}:\n${all.slice(-4000)}`);
       await new Promise<void>((resolve) => {
         const wake = (): void => {
           waiters.delete(wake);
           clearTimeout(timer);
           resolve();
         };
-        const timer = setTimeout(wake, Math.min(left, 500));
+        const timer = setTimeout(wake, Math.min(left, intervalMs));
         waiters.add(wake);
       });
     }
   };
+  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> =>
+    until('the expected log line', () => parsed.find(predicate), timeoutMs);
+  /** Resolves once the process listens on every one of `wanted` (never by connecting: the broker audits those). */
+  const listening = (what: string, wanted: readonly number[], timeoutMs: number): Promise<true> =>
+    until(
+      what,
+      () => {
+        const open = listeningPorts(pid);
+        return wanted.every((port) => open.has(port)) ? true : undefined;
+      },
+      timeoutMs,
+      50,
+    );
+  /**
+   * Started, as the operator logs 'operator started': every readiness check passes but the key broker's and the
+   * webhook's, which come up after the start (the broker only while leading, once its certificate exists); the
+   * leader-election check passes once the operator campaigns, its last step of starting.
+   */
+  const started = async (): Promise<true | undefined> => {
+    if (!listeningPorts(pid).has(ports.health)) return undefined;
+    const response = await fetch(`http://127.0.0.1:${ports.health}/readyz?verbose`).catch(() => undefined);
+    const body = (await response?.text().catch(() => undefined)) ?? '';
+    const failing = body.split('\n').filter((line) => line.startsWith('[-]'));
+    return body.includes('[+]leader-election ok') &&
+      failing.every((line) => line.startsWith('[-]broker:') || line.startsWith('[-]webhook:'))
+      ? true
+      : undefined;
+  };
+  let hasStarted = false;
   const healthPort = async (): Promise<number> => {
-    const line = await waitForLog((l) => l.message === 'operator started', 60_000);
-    return Number(line.healthPort);
+    if (!hasStarted) await until('the operator to start (its readiness checks)', started, 60_000, 100);
+    hasStarted = true;
+    return ports.health;
+  };
+  const get = async (path: string): Promise<{ status: number; body: string }> => {
+    const response = await fetch(`http://127.0.0.1:${String(await healthPort())}${path}`);
+    return { status: response.status, body: await response.text() };
   };
   return {
     identity: options.identity,
-    pid: child.pid,
+    pid,
+    ports,
     lines: () => parsed,
     output: () => all,
     waitForLog,
     healthPort,
     auditLogDir,
     async brokerPorts(timeoutMs = 60_000) {
-      const line = await waitForLog((l) => l.message === 'key broker ready', timeoutMs);
-      return { attestPort: Number(line.attestPort), brokerPort: Number(line.brokerPort) };
+      await listening('the key broker', [ports.broker, ports.attest], timeoutMs);
+      return { attestPort: ports.attest, brokerPort: ports.broker };
     },
     async webhookPort(timeoutMs = 60_000) {
-      const line = await waitForLog((l) => l.message === 'admission webhook listening', timeoutMs);
-      return Number(line.port);
+      await listening('the admission webhook', [ports.webhook], timeoutMs);
+      return ports.webhook;
     },
-    async get(path) {
-      const port = await healthPort();
-      const response = await fetch(`http://127.0.0.1:${port}${path}`);
-      return { status: response.status, body: await response.text() };
-    },
+    get,
     kill: (signal) => {
       if (alive) child.kill(signal);
     },

@@ -1,0 +1,233 @@
+/**
+ * The broker listener's service (mutual TLS): `ReleaseKey` (release.ts), `PublishVersion` (publish.ts) and
+ * `WatchRevocations` (revocation-feed.ts), each for the peer of its connection's verified client certificate
+ * (connection-peers.ts). A peer that cannot be established (expired certificate, pod gone) is audited before the
+ * refusal; so is the opening or refusal of a revocation stream. `Attest` is refused here: it is served on the attest
+ * port. Open revocation streams are tracked so that `closeStreams` can end them when the broker stops.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import type { KmsProvider } from '../../core/kms/provider.ts';
+import type { ClassificationTable } from '../../core/policy/classification.ts';
+import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
+import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1/PublishVersionResponse.ts';
+import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
+import type { ReleaseKeyResponse } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
+import type { WatchRevocationsRequest__Output } from '../../proto/generated/strongroom/v1/WatchRevocationsRequest.ts';
+import type { WatchRevocationsResponse } from '../../proto/generated/strongroom/v1/WatchRevocationsResponse.ts';
+import type { KeyBrokerHandlers } from '../../proto/keybroker.ts';
+import type { BrokerAuditTrail } from './audit-trail.ts';
+import type { CallReporter } from './call-report.ts';
+import type { CallOrigin, ConnectionPeers } from './connection-peers.ts';
+import type { DekCache } from './dek-cache.ts';
+import { BrokerError } from './errors.ts';
+import { podOf, workloadOf, type Peer } from './peer.ts';
+import { publishVersionResponse, releaseKeyResponse, releaseRequestInput } from './proto-mapping.ts';
+import { publishVersion, type PublishDeps } from './publish.ts';
+import { releaseKey } from './release.ts';
+import type { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
+import type { BrokerView } from './view.ts';
+
+/** What the broker listener's service needs. */
+export interface MtlsHandlerDeps {
+  readonly view: BrokerView;
+  /** The classification table in force, read at each decision. */
+  readonly policy: () => ClassificationTable;
+  readonly now: () => Date;
+  readonly kms: KmsProvider;
+  readonly custom: CustomObjectsApi;
+  readonly keyring: PublishDeps['keyring'];
+  readonly scopes: PublishDeps['scopes'];
+  readonly audit: BrokerAuditTrail;
+  readonly cache: DekCache;
+  readonly leases: LeaseTracker;
+  readonly feed: RevocationFeed;
+  readonly peers: ConnectionPeers;
+  readonly report: CallReporter;
+  /** Told of every refused ReleaseKey the pod's owner can act on, after the refusal is audited. */
+  readonly onRefusedRelease?:
+    ((pod: { namespace: string; name: string; uid: string }, message: string) => void) | undefined;
+}
+
+type Operation = 'release-key' | 'publish-version' | 'watch-revocations';
+
+/** See the module comment. */
+export class MtlsService {
+  readonly #d: MtlsHandlerDeps;
+  /** Open WatchRevocations streams: each entry ends its stream (with UNAVAILABLE when the broker stops). */
+  readonly #streams = new Map<() => void, () => void>();
+  #closing = false;
+
+  constructor(deps: MtlsHandlerDeps) {
+    this.#d = deps;
+  }
+
+  /** The handlers of the broker listener's grpc-js server. */
+  handlers(): KeyBrokerHandlers {
+    return {
+      Attest: (_call, callback) => {
+        callback({
+          code: grpc.status.UNAUTHENTICATED,
+          details: 'Attest is served on the attest port (server-authenticated TLS)',
+        });
+      },
+      ReleaseKey: (call, callback) => {
+        this.#releaseKey(call, callback);
+      },
+      PublishVersion: (call, callback) => {
+        this.#publishVersion(call, callback);
+      },
+      WatchRevocations: (call) => {
+        this.#watchRevocations(call);
+      },
+    };
+  }
+
+  /**
+   * Refuses revocation streams from now on and ends the open ones with UNAVAILABLE, so that clients resume elsewhere
+   * at once. Returns how many were open.
+   */
+  closeStreams(): number {
+    this.#closing = true;
+    const open = [...this.#streams.values()];
+    for (const close of open) close();
+    this.#streams.clear();
+    return open.length;
+  }
+
+  #releaseKey(
+    call: grpc.ServerUnaryCall<ReleaseKeyRequest__Output, ReleaseKeyResponse>,
+    callback: grpc.sendUnaryData<ReleaseKeyResponse>,
+  ): void {
+    const d = this.#d;
+    let caller: Peer | undefined;
+    const run = async () => {
+      const peer = await this.#peerOrAudit(call, 'release-key');
+      caller = peer;
+      const result = await releaseKey(peer, releaseRequestInput(call.request), {
+        view: d.view,
+        policy: d.policy,
+        now: d.now,
+        kms: d.kms,
+        audit: d.audit,
+        cache: d.cache,
+        leases: d.leases,
+      });
+      return releaseKeyResponse(result);
+    };
+    d.report.answer('ReleaseKey', callback, run, {
+      // The serializer has copied the key into the HTTP/2 frame; drop ours.
+      sent: (response) => response.dek.fill(0),
+      refused: (error) => {
+        this.#tellPod(caller, error, call.request);
+      },
+    });
+  }
+
+  #publishVersion(
+    call: grpc.ServerUnaryCall<PublishVersionRequest__Output, PublishVersionResponse>,
+    callback: grpc.sendUnaryData<PublishVersionResponse>,
+  ): void {
+    const d = this.#d;
+    d.report.answer('PublishVersion', callback, async (): Promise<PublishVersionResponse> => {
+      const peer = await this.#peerOrAudit(call, 'publish-version');
+      const result = await publishVersion(peer, call.request, {
+        view: d.view,
+        policy: d.policy,
+        now: d.now,
+        custom: d.custom,
+        keyring: d.keyring,
+        scopes: d.scopes,
+        audit: d.audit,
+      });
+      return publishVersionResponse(result);
+    });
+  }
+
+  #watchRevocations(
+    call: grpc.ServerWritableStream<WatchRevocationsRequest__Output, WatchRevocationsResponse>,
+  ): void {
+    const d = this.#d;
+    const started = performance.now();
+    const run = async (): Promise<void> => {
+      const peer = await this.#peerOrAudit(call, 'watch-revocations');
+      try {
+        await podOf(peer, d.view);
+      } catch (error) {
+        if (error instanceof BrokerError) await this.#auditWatch(peer, 'deny', error.reason, error.message);
+        throw error;
+      }
+      if (this.#closing) throw new BrokerError('UNAVAILABLE', 'shutting-down', 'the broker is shutting down');
+      await this.#auditWatch(peer, 'allow', 'stream-opened', `epoch ${d.feed.epoch}`);
+      const end = d.feed.open(
+        peer,
+        { afterSeq: call.request.afterSeq ?? null, epoch: call.request.epoch },
+        { write: (message) => call.write(message) },
+      );
+      const finish = (): void => {
+        end();
+        if (this.#streams.delete(finish)) d.report.streams(-1);
+      };
+      this.#streams.set(finish, () => {
+        finish();
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the broker is shutting down' });
+      });
+      d.report.streams(1);
+      call.on('cancelled', finish);
+      call.on('close', finish);
+      call.on('error', finish);
+    };
+    run().catch((error: unknown) => {
+      call.emit('error', d.report.refused('WatchRevocations', started, error));
+    });
+  }
+
+  /** Rejects with AuditUnavailableError when the decision cannot be audited. */
+  async #auditWatch(peer: Peer, decision: 'allow' | 'deny', reason: string, detail: string): Promise<void> {
+    await this.#d.audit.access({
+      operation: 'watch-revocations',
+      decision,
+      reason,
+      peer: peer.address,
+      verified: true,
+      workload: workloadOf(peer),
+      artifact: null,
+      detail,
+    });
+  }
+
+  /** The verified peer; a refusal (for example the certificate's pod is gone) is audited before it is thrown. */
+  async #peerOrAudit(call: CallOrigin, operation: Operation): Promise<Peer> {
+    try {
+      return this.#d.peers.peer(call);
+    } catch (error) {
+      if (!(error instanceof BrokerError)) throw error;
+      await this.#d.audit.access({
+        operation: operation === 'release-key' ? 'connect' : operation,
+        decision: 'deny',
+        reason: error.reason,
+        peer: call.getPeer(),
+        verified: false,
+        workload: {},
+        artifact: null,
+        detail: `${operation}: ${error.message}`,
+      });
+      throw error;
+    }
+  }
+
+  /** A refusal the pod's owner can act on (not a transient one) becomes an Event on the pod. */
+  #tellPod(peer: Peer | undefined, error: unknown, request: ReleaseKeyRequest__Output): void {
+    const tell = this.#d.onRefusedRelease;
+    if (peer === undefined || !(error instanceof BrokerError) || tell === undefined) return;
+    if (error.status === 'UNAVAILABLE' || error.status === 'INTERNAL' || error.status === 'UNAUTHENTICATED')
+      return;
+    const pod = this.#d.view.pod(peer.podUid);
+    if (pod === undefined || pod === 'deleted') return;
+    const artifact = `${request.artifact?.namespace ?? ''}/${request.artifact?.name ?? ''}@${request.version}`;
+    tell(
+      { namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      `Strongroom refused the key of ${artifact} to ${peer.spiffeId}: ${error.status} (${error.reason}): ${error.message}`,
+    );
+  }
+}

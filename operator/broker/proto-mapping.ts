@@ -1,0 +1,78 @@
+/**
+ * The broker's domain results and refusals as the KeyBroker proto messages and gRPC statuses (docs/broker.md):
+ * timestamps as google.protobuf.Timestamp, 64-bit integers as decimal strings, a BrokerError as its status code and
+ * the message the caller may see, anything else as INTERNAL with no detail.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { AttestResponse } from '../../proto/generated/strongroom/v1/AttestResponse.ts';
+import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1/PublishVersionResponse.ts';
+import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
+import type { ReleaseKeyResponse } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
+import type { AttestResult } from './attest.ts';
+import { BrokerError } from './errors.ts';
+import type { PublishResult } from './publish.ts';
+import type { ReleaseRequestInput, ReleaseResult } from './release.ts';
+
+/** A google.protobuf.Timestamp, to the millisecond. */
+export function protoTimestamp(date: Date): { seconds: string; nanos: number } {
+  const ms = date.getTime();
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+/** The certificate Attest issued; its notAfter in whole seconds (as in the certificate). */
+export function attestResponse(result: AttestResult): AttestResponse {
+  return {
+    certificateChainPem: result.certificateChainPem,
+    caBundlePem: result.caBundlePem,
+    notAfter: { seconds: String(Math.floor(result.notAfter.getTime() / 1000)), nanos: 0 },
+    spiffeId: result.spiffeId,
+    podUid: result.podUid,
+  };
+}
+
+/** What ReleaseKey decides on; absent fields read as empty (and are refused as such). */
+export function releaseRequestInput(r: ReleaseKeyRequest__Output): ReleaseRequestInput {
+  return {
+    artifactNamespace: r.artifact?.namespace ?? '',
+    artifactName: r.artifact?.name ?? '',
+    version: r.version,
+    fileDigest: r.auditContext?.fileDigest ?? '',
+  };
+}
+
+/** The released key; `dek` is the result's own buffer, which the caller zeroes once it is sent. */
+export function releaseKeyResponse(result: ReleaseResult): ReleaseKeyResponse & { dek: Buffer } {
+  return {
+    dek: result.dek,
+    version: result.version,
+    leaseExpiresAt: protoTimestamp(result.leaseExpiresAt),
+    grant: result.grant,
+    auditIndex: String(result.auditIndex),
+    digest: result.digest,
+  };
+}
+
+/** The version PublishVersion added. */
+export function publishVersionResponse(result: PublishResult): PublishVersionResponse {
+  const v = result.version;
+  return {
+    version: {
+      name: v.name,
+      digest: v.digest,
+      size: String(v.size),
+      keyFingerprint: v.encryption.keyFingerprint,
+      publisher: v.publisher,
+      publishedAt: protoTimestamp(new Date(v.publishedAt)),
+    },
+    resourceVersion: result.resourceVersion,
+  };
+}
+
+/**
+ * The status a failed call answers with: a BrokerError's status and the message the caller may see (the public
+ * message when there is one: no other grant, service account or namespace); anything else is INTERNAL.
+ */
+export function callerStatus(error: unknown): { code: grpc.status; details: string } {
+  if (error instanceof BrokerError) return { code: grpc.status[error.status], details: error.callerMessage };
+  return { code: grpc.status.INTERNAL, details: 'internal error' };
+}

@@ -1,0 +1,143 @@
+/**
+ * The key broker as a leader-only runnable (operator/manager/runnable.ts): it runs while this replica leads, one
+ * BrokerServer per leadership term. Start-up, in the background (the manager does not wait for it): read (or create)
+ * the audit keys in Secret `strongroom-audit-keys`, open the audit log `<audit-log-dir>/<writer>.log`, attach it to
+ * the broker's audit trail and to the controllers' governance trail, then listen. If any of that fails the process
+ * exits non-zero: no key is ever released unaudited. Stop: the server stops (connections closed, cached DEKs zeroed),
+ * the start-up is waited for, the governance trail is detached and the audit log closed.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { AuditLog, originFor } from '../../core/audit/index.ts';
+import type { GovernanceAuditTrail } from '../controllers/governance-audit.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import type { RunContext, Runnable } from '../manager/runnable.ts';
+import type { OperatorMetrics } from '../observability/metrics.ts';
+import { ensureAuditKeys } from './audit-keys.ts';
+import { BrokerAuditTrail } from './audit-trail.ts';
+import { BrokerServer, type BrokerServerOptions } from './server.ts';
+
+export interface BrokerRunnableOptions {
+  /**
+   * The server's options but those this runnable fills in: its audit trail (made anew every term, attached to that
+   * term's log), its observer (metrics) and onRefusedRelease (a Warning Event `KeyReleaseDenied` on the pod).
+   */
+  readonly server: Omit<BrokerServerOptions, 'audit' | 'observer' | 'onRefusedRelease'>;
+  /** strongroom_broker_calls, strongroom_broker_streams and strongroom_broker_decisions_total. */
+  readonly metrics: Pick<OperatorMetrics, 'brokerCalls' | 'brokerStreams' | 'brokerDecisions'>;
+  readonly events: Pick<EventRecorder, 'record'>;
+  /** --cluster-name: in the audit keys' name and the log's origin `strongroom.audit/<cluster>/<writer>`. */
+  readonly clusterName: string;
+  /** --audit-log-dir. */
+  readonly auditLogDir: string;
+  /** This replica's identity: its log is `<auditLogDir>/<writerName(identity)>.log`. */
+  readonly identity: string;
+  /** The controllers' audit sink, attached to the log while it is open (docs/audit.md). */
+  readonly governance: GovernanceAuditTrail;
+}
+
+/** A replica identity as an audit log writer name: lower-case letters, digits, "." and "-", at most 63. */
+export function writerName(identity: string): string {
+  const name = identity
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '')
+    .slice(0, 63)
+    .replace(/[^a-z0-9]+$/, '');
+  return name === '' ? 'operator' : name;
+}
+
+/** The key broker of one leadership term. */
+interface BrokerRun {
+  readonly server: BrokerServer;
+  audit: AuditLog | undefined;
+  started: Promise<void>;
+}
+
+export class BrokerRunnable implements Runnable {
+  readonly name = 'broker';
+  readonly needsLeader = true;
+  readonly #o: BrokerRunnableOptions;
+  #run: BrokerRun | undefined;
+
+  constructor(options: BrokerRunnableOptions) {
+    this.#o = options;
+  }
+
+  /** The readiness check `broker`: listening, or not running (this replica does not lead). */
+  ready(): boolean {
+    return this.#run === undefined || this.#run.server.ready();
+  }
+
+  start(context: RunContext): void {
+    const o = this.#o;
+    const log = o.server.logger;
+    const { metrics, events } = o;
+    const trail = new BrokerAuditTrail((operation, decision, reason) => {
+      metrics.brokerDecisions.inc({ operation, decision, reason });
+    });
+    const server = new BrokerServer({
+      ...o.server,
+      audit: trail,
+      onRefusedRelease: (pod, message) => {
+        events.record(
+          { apiVersion: 'v1', kind: 'Pod', metadata: pod },
+          'Warning',
+          'KeyReleaseDenied',
+          message,
+        );
+      },
+      observer: {
+        call: (method, code, seconds) => {
+          metrics.brokerCalls.observe({ method, code }, seconds);
+        },
+        streams: (delta) => {
+          metrics.brokerStreams.inc(delta);
+        },
+      },
+    });
+    const run: BrokerRun = { server, audit: undefined, started: Promise.resolve() };
+    run.started = (async () => {
+      const keys = await ensureAuditKeys(
+        o.server.core,
+        o.server.namespace,
+        `strongroom.audit/${o.clusterName}`,
+      );
+      mkdirSync(o.auditLogDir, { recursive: true, mode: 0o700 });
+      const writer = writerName(o.identity);
+      const audit = await AuditLog.open({
+        path: join(o.auditLogDir, `${writer}.log`),
+        origin: originFor(o.clusterName, writer),
+        signer: keys.signer,
+        metrics: {
+          onFailure: (error, stage) => {
+            log.error('audit append failed', { stage, error: error.message });
+          },
+        },
+      });
+      trail.attach(audit, keys.hmac);
+      o.governance.attach(audit);
+      run.audit = audit;
+      if (this.#run !== run) return;
+      const ports = await server.start();
+      log.info('key broker ready', { ...ports, auditLog: audit.path });
+    })().catch((error: unknown) => {
+      if (this.#run !== run) return;
+      log.error('the key broker could not start; keys are not released', {
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      });
+      context.fatal(`the key broker could not start: ${String(error)}`);
+    });
+    this.#run = run;
+  }
+
+  async stop(): Promise<void> {
+    const run = this.#run;
+    this.#run = undefined;
+    if (run === undefined) return;
+    await run.server.stop();
+    await run.started;
+    this.#o.governance.detach();
+    await run.audit?.close();
+  }
+}
