@@ -12,7 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startCluster } from '../test/harness/cluster.ts';
-import { kubectl } from '../test/harness/kubectl.ts';
+import { must } from '../test/harness/kubectl.ts';
 import {
   clients,
   installCrds,
@@ -59,7 +59,9 @@ let operator: OperatorProcess | undefined;
 try {
   await installCrds(cluster);
   const kubeconfig = await installOperatorIdentity(cluster, 'strongroom-system');
-  await kubectl(cluster, ['create', 'namespace', 'bench']);
+  await must(cluster, ['create', 'namespace', 'bench']);
+  // Grants are judged by their namespace's environment: without one they are Denied (NoEnvironment).
+  await must(cluster, ['label', 'namespace', 'bench', 'strongroom.dev/environment=dev']);
   const { custom } = clients(cluster.kubeconfig);
   const group = { group: 'strongroom.dev', version: 'v1alpha1', namespace: 'bench' };
   const listArtifacts = async (): Promise<ModelArtifact[]> =>

@@ -187,9 +187,9 @@ export const INJECTION_ANCHOR = {
   addedP99Ms: [5, 11],
 } as const;
 
-/** The targets of issues 5 (crypto), 7 (key broker) and 8 (injection), by key. */
+/** The targets, by key: the envelope's (bench/crypto/), the key broker's (issue 7) and injection's (issue 8). */
 export const TARGETS = {
-  // Issue 5: the envelope against age and cp, and its memory.
+  // The envelope against age and cp, and its memory (docs/benchmarks.md).
   decryptVsAge: { name: 'decrypt ≥ 2× age -d', bound: 2, unit: '×', comparison: '>=' },
   decryptVsCp: { name: 'decrypt ≥ 0.9× cp', bound: 0.9, unit: '×', comparison: '>=' },
   encryptVsAge: { name: 'encrypt ≥ 1.5× age -e', bound: 1.5, unit: '×', comparison: '>=' },

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
-import { isDns1123Label, isDns1123Subdomain } from '../core/api/validation.ts';
+import { isDns1123Label, isDns1123Subdomain, isSpiffeTrustDomain } from '../core/api/validation.ts';
 import {
   ConfigError,
   Expected,
@@ -179,7 +179,7 @@ const trustDomain = checked(
   '<domain>',
   'lower-case letters, digits, `.`, `-` and `_`',
   'a SPIFFE trust domain: lower-case letters, digits, ".", "-" and "_"',
-  (value) => /^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/.test(value),
+  (value) => isSpiffeTrustDomain(value).length === 0,
 );
 
 const imageReference = checked(

@@ -306,7 +306,6 @@ export class Operator {
         view: new InformerBrokerView({ artifacts, grants, namespaces, pods, sidecar }),
         kms: kms.provider,
         keyring,
-        scopes: table.kekScopes,
         policy: () => table.current,
         bus: this.bus,
         dekCacheTtlMs: config.broker.dekCacheTtlMs,

@@ -5,10 +5,10 @@
  */
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import winston from 'winston';
+import { memoryLogger } from '../test/harness/logger.ts';
 import { PUBLISH_COMPLETE_MARKER, type PlannedPublish } from '../core/injection/contract.ts';
 import {
   decryptDirectory,
@@ -106,20 +106,8 @@ beforeEach(async () => {
   answers = ['ok'];
   received.length = 0;
   logs = [];
-  logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [
-      new winston.transports.Stream({
-        stream: new Writable({
-          write(chunk: Buffer, _encoding, done) {
-            logs.push(chunk.toString('utf8'));
-            done();
-          },
-        }),
-      }),
-    ],
-  });
+  ({ logger, lines: logs } = memoryLogger());
+
   await mkdir(join(dir, 'output', 'checkpoints'), { recursive: true });
   await mkdir(join(dir, 'claim', 'models', 'finetune'), { recursive: true });
 });

@@ -94,6 +94,8 @@ export async function runInjectionBench(options: InjectionOptions): Promise<Inje
   } catch (error) {
     failures.push(`the benchmark did not complete: ${String(error)}`);
     log(String((error as Error).stack ?? error));
+    const { cause } = error as Error;
+    if (cause instanceof Error) log(`caused by: ${cause.stack ?? cause.message}`);
     if (stack) log(`operator output (tail):\n${stack.operator.output().slice(-3000)}`);
   } finally {
     await stack?.stop();

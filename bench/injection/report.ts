@@ -115,7 +115,7 @@ function startupTargets(startup: StartupResult): string[] {
       : `reachable: the floor leaves ${sec(budget - floorMs)}; ${runsOver}`;
   };
   return [
-    `| Sidecar start → startup probe passing (${label}) vs bare decryptDirectory with a warm pool of ${String(startup.poolWorkers)} workers (bench/crypto.ts's "warm pool"; the sidecar decrypts through a pool too) | ` +
+    `| Sidecar start → startup probe passing (${label}) vs bare decryptDirectory with a warm pool of ${String(startup.poolWorkers)} workers (bench/crypto/'s "warm pool"; the sidecar decrypts through a pool too) | ` +
       `${sec(sidecarMs)} vs ${sec(withPool)} = ${(sidecarMs / withPool).toFixed(2)}× | – | ${boundText(startupVsBare)} | ` +
       `${verdictCell(judge(startupVsBare, sidecarMs / withPool))} |`,
     `| … vs bare decryptDirectory with no pool (one thread) | ` +

@@ -3,7 +3,7 @@
  * start (/proc start time of its `node`, 10 ms resolution; the kubelet's second-resolution `startedAt` is reported
  * too) to the startup probe passing (the sidecar's `started: true` in the pod status, polled every 50 ms; the
  * sidecar's own "started" log line is reported too), against the bare `decryptDirectory` of the same version into
- * tmpfs in this process, with no pool and with a warm pool (bench/crypto.ts; the sidecar decrypts through a pool).
+ * tmpfs in this process, with no pool and with a warm pool (bench/crypto/; the sidecar decrypts through a pool).
  * Each run also starts a null sidecar (./floor.ts: the injected sidecar's container running `node -e` with an HTTP
  * server that answers every probe) in a pod that is not injected, measured the same way: the start-up floor.
  */
@@ -69,7 +69,7 @@ export interface StartupRun {
   readonly materializeMs: number;
   /** Sidecar "started" log line → `started: true` seen (the probe period and the status update). */
   readonly loggedStartedToProbeMs: number;
-  /** The null sidecar (bench/injection-floor.ts), same run: process start (/proc) → `started: true` seen. */
+  /** The null sidecar (./floor.ts), same run: process start (/proc) → `started: true` seen. */
   readonly nullProcessToProbeMs: number;
   /** … process start → its HTTP server listening (its own log line): Node's start-up. */
   readonly nullProcessToListeningMs: number;
@@ -191,7 +191,7 @@ async function deleteAndWait(core: Stack['core'], name: string): Promise<void> {
 
 /**
  * The start-up floor: a pod in the restricted namespace, not opted in (nothing is injected), whose native sidecar
- * is the null sidecar (bench/injection-floor.ts: the injected sidecar's image, probes, security context and
+ * is the null sidecar (./floor.ts: the injected sidecar's image, probes, security context and
  * resources, running an HTTP server that answers at once). Measured exactly as the real sidecar.
  */
 async function measureNullSidecar(

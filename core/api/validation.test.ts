@@ -16,6 +16,7 @@ import {
   isRelativePath,
   isSha256Digest,
   parseDuration,
+  isSpiffeTrustDomain,
 } from './validation.ts';
 
 const H = 3_600_000;
@@ -449,4 +450,16 @@ describe('the CRDs in crds/', () => {
       );
     }
   });
+});
+
+describe('isSpiffeTrustDomain', () => {
+  it.each(['cluster.local', 'prod.example.com', 'td_1', 'a', 'a'.repeat(255)])('accepts %s', (value) => {
+    expect(isSpiffeTrustDomain(value)).toEqual([]);
+  });
+  it.each(['', '.local', 'local.', '-td', 'td_', 'Bad/Domain', 'UPPER.case', 'a'.repeat(256)])(
+    'refuses %j',
+    (value) => {
+      expect(isSpiffeTrustDomain(value).length).toBeGreaterThan(0);
+    },
+  );
 });

@@ -66,6 +66,23 @@ export function isDns1123Label(value: string): string[] {
   );
 }
 
+/** Longest SPIFFE trust domain name. */
+export const SPIFFE_TRUST_DOMAIN_MAX_LENGTH = 255;
+const SPIFFE_TRUST_DOMAIN = /^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/;
+
+/**
+ * A SPIFFE trust domain name (`cluster.local`, `prod.example.com`): at most 255 lower-case letters, digits, '.',
+ * '-' and '_', starting and ending with a letter or digit.
+ */
+export function isSpiffeTrustDomain(value: string): string[] {
+  return lengthAndPattern(
+    value,
+    SPIFFE_TRUST_DOMAIN_MAX_LENGTH,
+    SPIFFE_TRUST_DOMAIN,
+    "must be a SPIFFE trust domain: lower case alphanumeric characters, '.', '-' or '_', starting and ending with an alphanumeric character",
+  );
+}
+
 /**
  * A DNS-1123 subdomain: at most 253 characters, dot-separated DNS-1123 labels (`example.com`, `my-name`). As in
  * Kubernetes, the labels inside it are not limited to 63 characters.

@@ -7,7 +7,6 @@ import { generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } fro
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import {
   ApiException,
@@ -20,17 +19,18 @@ import {
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import winston from 'winston';
+import { memoryLogger } from '../../test/harness/logger.ts';
 import { AuditKey, AuditLog, generateNoteKey, parseSignerKey, verifyLog } from '../../core/audit/index.ts';
 import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
 import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.ts';
 import { loadKeyBroker, type KeyBrokerClient } from '../../proto/keybroker.ts';
 import type { AttestResponse__Output } from '../../proto/generated/strongroom/v1/AttestResponse.ts';
 import { userKubeconfig } from '../../test/cluster/kubeconfig.ts';
-import { asInjected, defaultInjection, setInjection } from '../../test/broker/workload.ts';
+import { asInjected, defaultInjection, setInjection } from '../../test/harness/workload.ts';
 import { expectedSidecar } from '../../core/injection/verify.ts';
 import { trackTrustedCa } from './ca-trust.ts';
-import { kubectl } from '../../test/cluster/kubectl.ts';
-import { ArtifactKeyring, DEFAULT_KEK_SCOPES } from '../keys/artifact-keys.ts';
+import { kubectl, must as mustIn } from '../../test/harness/kubectl.ts';
+import { ArtifactKeyring } from '../keys/artifact-keys.ts';
 import { createAuthorityCertificate, generateRsaKey } from '../pki/certificates.ts';
 import { InternalCa } from '../pki/internal-ca.ts';
 import { RevocationBus } from '../revocation/bus.ts';
@@ -51,21 +51,7 @@ admin.loadFromFile(cluster.kubeconfig);
 const core = admin.makeApiClient(CoreV1Api);
 const keyBroker = loadKeyBroker();
 
-const lines: string[] = [];
-const logger = winston.createLogger({
-  level: 'debug',
-  format: winston.format.json(),
-  transports: [
-    new winston.transports.Stream({
-      stream: new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          lines.push(chunk.toString());
-          callback();
-        },
-      }),
-    }),
-  ],
-});
+const { logger, lines } = memoryLogger();
 
 const issuedTokens: string[] = [];
 let server: BrokerServer;
@@ -106,8 +92,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ${brokerUser}
 `;
 
 async function must(args: string[], input?: string): Promise<void> {
-  const result = await kubectl(cluster, args, input === undefined ? {} : { input });
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+  await mustIn(cluster, args, input);
 }
 
 /** A restricted-compliant pod that no scheduler picks up, so it stays Pending and unbound. */
@@ -263,7 +248,6 @@ beforeAll(async () => {
     },
     kms,
     keyring: new ArtifactKeyring({ kms, core: brokerCore, namespace: opNs, logger }),
-    scopes: DEFAULT_KEK_SCOPES,
     policy: () => DEFAULT_CLASSIFICATION_TABLE,
     audit: trail,
     bus: new RevocationBus(),

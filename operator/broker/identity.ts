@@ -4,7 +4,7 @@
  * `urn:strongroom:pod:<pod-uid>`, and no other SAN of any kind. The subject (CN) is never read.
  */
 import type { X509Certificate } from 'node:crypto';
-import { isDns1123Label, isDns1123Subdomain } from '../../core/api/validation.ts';
+import { isDns1123Label, isDns1123Subdomain, isSpiffeTrustDomain } from '../../core/api/validation.ts';
 
 /** Who a broker peer is. */
 export interface WorkloadIdentity {
@@ -33,14 +33,13 @@ export class IdentityError extends Error {
   }
 }
 
-const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SPIFFE = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
 const POD_URN_PREFIX = 'urn:strongroom:pod:';
 
 /** Throws IdentityError('malformed') unless `trustDomain` is a valid SPIFFE trust domain name. */
 export function checkTrustDomain(trustDomain: string): void {
-  if (!TRUST_DOMAIN.test(trustDomain) || trustDomain.startsWith('.') || trustDomain.endsWith('.')) {
+  if (isSpiffeTrustDomain(trustDomain).length > 0) {
     throw new IdentityError('malformed', `invalid trust domain ${JSON.stringify(trustDomain)}`);
   }
 }

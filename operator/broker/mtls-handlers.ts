@@ -37,7 +37,6 @@ export interface MtlsHandlerDeps {
   readonly kms: KmsProvider;
   readonly custom: CustomObjectsApi;
   readonly keyring: PublishDeps['keyring'];
-  readonly scopes: PublishDeps['scopes'];
   readonly audit: BrokerAuditTrail;
   readonly cache: DekCache;
   readonly leases: LeaseTracker;
@@ -137,7 +136,6 @@ export class MtlsService {
         now: d.now,
         custom: d.custom,
         keyring: d.keyring,
-        scopes: d.scopes,
         audit: d.audit,
       });
       return publishVersionResponse(result);

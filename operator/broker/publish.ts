@@ -18,7 +18,6 @@ import {
   GROUP,
   MODEL_ARTIFACT_PLURAL,
   VERSION,
-  type Classification,
   type ModelArtifact,
   type ModelArtifactVersion,
 } from '../../core/api/index.ts';
@@ -27,7 +26,7 @@ import { KmsError } from '../../core/kms/provider.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizePublish, type PublishDenyReason } from '../../core/policy/publish.ts';
 import type { PublishVersionRequest__Output } from '../../proto/generated/strongroom/v1/PublishVersionRequest.ts';
-import { ArtifactKeyError, type ArtifactKeyring, type KekScope } from '../keys/artifact-keys.ts';
+import { ArtifactKeyError, type ArtifactKeyring } from '../keys/artifact-keys.ts';
 import { isDns1123Label, isSha256Digest } from '../../core/api/validation.ts';
 import { artifactRefProblem, printable } from './request-fields.ts';
 import { BrokerError, callerDenial, reasonCode, type BrokerStatus } from './errors.ts';
@@ -47,8 +46,6 @@ export interface PublishDeps {
   readonly view: BrokerView;
   readonly custom: CustomObjectsApi;
   readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'openSealed'>;
-  /** Unused here since the controller seals (it chooses the KEK); kept while the server passes it. */
-  readonly scopes: Readonly<Record<Classification, KekScope>>;
   readonly audit: PublishAudit;
   /** The classification table in force, read at each decision (it can change while the broker runs). */
   readonly policy: () => ClassificationTable;

@@ -14,12 +14,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { type AuthenticationV1Api, type CoreV1Api, type CustomObjectsApi } from '@kubernetes/client-node';
 import type winston from 'winston';
-import type { Classification } from '../../core/api/index.ts';
 import type { ExpectedSidecar } from '../../core/injection/verify.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { loadKeyBroker } from '../../proto/keybroker.ts';
-import type { ArtifactKeyring, KekScope } from '../keys/artifact-keys.ts';
+import type { ArtifactKeyring } from '../keys/artifact-keys.ts';
 import type { InternalCa } from '../pki/internal-ca.ts';
 import type { RevocationBus } from '../revocation/bus.ts';
 import { attestPortHandlers } from './attest-handler.ts';
@@ -57,7 +56,6 @@ export interface BrokerServerOptions {
   readonly view: BrokerView;
   readonly kms: KmsProvider;
   readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'openSealed'>;
-  readonly scopes: Readonly<Record<Classification, KekScope>>;
   /** The classification table in force, read at each decision (it can change while the broker runs). */
   readonly policy: () => ClassificationTable;
   readonly audit: BrokerAuditTrail;
@@ -122,7 +120,6 @@ export class BrokerServer {
       kms: options.kms,
       custom: options.custom,
       keyring: options.keyring,
-      scopes: options.scopes,
       audit: options.audit,
       cache: this.#cache,
       leases: this.#leases,

@@ -2,7 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { SIDECAR_CONTAINER } from '../../core/injection/contract.ts';
 import { expectedSidecar, pemBodies, verifyInjectedPod } from '../../core/injection/verify.ts';
-import { asInjected, defaultInjection, setInjection } from '../../test/broker/workload.ts';
+import { asInjected, defaultInjection, setInjection } from '../../test/harness/workload.ts';
 import { slimPod } from './view.ts';
 
 const IMAGE = 'registry.example/strongroom:1';

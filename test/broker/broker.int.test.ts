@@ -21,8 +21,13 @@ import { generateRsaKey, signLeafCertificate } from '../../operator/pki/certific
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { must } from '../harness/kubectl.ts';
 import { createGrant, getArtifact, approval, grantBody, rawRecipientKey } from '../harness/objects.ts';
-import { clients, eventually, root } from '../harness/operator.ts';
-import { operatorSuite, sealedArtifact as createSealedArtifact } from '../harness/suite.ts';
+import { clients, eventually } from '../harness/operator.ts';
+import {
+  auditVerifierKey,
+  auditVerifyCli,
+  operatorSuite,
+  sealedArtifact as createSealedArtifact,
+} from '../harness/suite.ts';
 import { ATTEST_NOT_INJECTED } from '../../operator/broker/attest.ts';
 import { POD_NOT_INJECTED } from '../../operator/broker/peer.ts';
 import {
@@ -974,8 +979,7 @@ describe('serving certificate and audit', () => {
   });
 
   it('the audit log verifies with the published verifier key and holds every decision, with no key material', async () => {
-    const keys = await core.readNamespacedSecret({ name: 'strongroom-audit-keys', namespace: opNs });
-    const vkey = Buffer.from(keys.data?.verifier ?? '', 'base64').toString('utf8');
+    const vkey = await auditVerifierKey(core, opNs);
     const files = readdirSync(suite.operator.auditLogDir);
     expect(files).toHaveLength(1);
     const path = join(suite.operator.auditLogDir, files[0] ?? '');
@@ -984,24 +988,7 @@ describe('serving certificate and audit', () => {
     const report = verifyLog(readFileSync(path), { verifiers: [parseVerifierKey(vkey)] });
     expect(report.findings.filter((f) => f.severity === 'error')).toEqual([]);
     // The one-command check.
-    const dir = mkdtempSync(join(tmpdir(), 'brk-vkey-'));
-    writeFileSync(join(dir, 'audit.vkey'), vkey);
-    const cli = await new Promise<{ code: number; out: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          join(root, 'operator', 'cli', 'strongroom.ts'),
-          'audit',
-          'verify',
-          path,
-          '--public-key',
-          join(dir, 'audit.vkey'),
-        ],
-        (error, stdout, stderr) => {
-          resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr });
-        },
-      );
-    });
+    const cli = await auditVerifyCli(path, vkey);
     expect(cli.out).toMatch(/ok|verified/i);
     expect(cli.code).toBe(0);
     const events = suite.auditEvents();

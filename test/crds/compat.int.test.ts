@@ -16,6 +16,7 @@ import {
   root,
   type KubeObject,
 } from './fixtures.ts';
+import { WAIT_CRDS_ESTABLISHED } from '../harness/suite.ts';
 
 const shared = inject('cluster');
 const NS = 'strongroom-compat';
@@ -51,13 +52,7 @@ describe(`CRDs on the oldest supported API server (${compat.version})`, () => {
     const applied = await k(['apply', '-f', join(root, 'crds')]);
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stderr).toBe('');
-    const wait = await k([
-      'wait',
-      '--for=condition=Established',
-      '--timeout=60s',
-      'crd/modelartifacts.strongroom.dev',
-      'crd/accessgrants.strongroom.dev',
-    ]);
+    const wait = await k(WAIT_CRDS_ESTABLISHED);
     expect(wait.code, wait.stderr).toBe(0);
     expect((await k(['create', 'namespace', NS])).code).toBe(0);
   });

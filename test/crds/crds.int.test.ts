@@ -27,6 +27,7 @@ import {
   root,
   type KubeObject,
 } from './fixtures.ts';
+import { WAIT_CRDS_ESTABLISHED } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
 const NS = 'strongroom-crds-test';
@@ -55,13 +56,7 @@ function create(object: KubeObject, ...extra: string[]): Promise<CommandResult> 
 
 beforeAll(async () => {
   await ok(['apply', '-f', join(root, 'crds')]);
-  await ok([
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    'crd/modelartifacts.strongroom.dev',
-    'crd/accessgrants.strongroom.dev',
-  ]);
+  await ok(WAIT_CRDS_ESTABLISHED);
   await ok(
     ['apply', '--server-side', '--field-manager', FIELD_MANAGER, '-f', '-'],
     JSON.stringify({

@@ -4,7 +4,6 @@
  * People and their RBAC: test/governance/people.ts. The list of these tests and the rule each proves is in
  * docs/policy.md ("Governance: the tests").
  */
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -17,24 +16,22 @@ import {
 } from '../../core/governance/admission-policies.ts';
 import { governanceDefaults } from '../../core/governance/defaults.ts';
 import { kubectl, run, type CommandResult } from '../cluster/kubectl.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  root,
-  startOperator,
-  type OperatorProcess,
-} from '../harness/operator.ts';
+import { clients, eventually, root } from '../harness/operator.ts';
 import { getArtifact, getGrant, rawRecipientKey, sealedVersion } from '../harness/objects.ts';
+import { grantWhen, operatorSuite } from '../harness/suite.ts';
 import { farewell, meetThePeople, type Person } from './people.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `strongroom-gov-${suffix}`;
-const dev = `gov-dev-${suffix}`;
-const prod = `gov-prod-${suffix}`;
-const bare = `gov-bare-${suffix}`;
+// The namespaces get their environments from dave (below), and the operator starts once the policies are in.
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'strongroom-gov',
+  namespaces: { dev: { name: 'gov-dev' }, prod: { name: 'gov-prod' }, bare: { name: 'gov-bare' } },
+  operator: { identity: 'op-governance' },
+  autostart: false,
+  emptyOnTeardown: ['dev', 'prod', 'bare'],
+});
+const opNs = suite.operatorNamespace;
+const { dev, prod, bare } = suite.namespaces;
 const admin = clients(cluster.kubeconfig);
 const adminAdmission = admin.kc.makeApiClient(AdmissionregistrationV1Api);
 const policies = governancePolicies({
@@ -43,8 +40,6 @@ const policies = governancePolicies({
   defaults: governanceDefaults(),
 });
 let people: Awaited<ReturnType<typeof meetThePeople>>;
-let operator: OperatorProcess | undefined;
-let operatorKubeconfig: string;
 
 const expires = () => new Date(Date.now() + 7 * 24 * 3600_000).toISOString().replace(/\.\d+Z$/, 'Z');
 
@@ -105,15 +100,7 @@ async function grantIn(
   what: string,
   timeoutMs = 30_000,
 ) {
-  return eventually(
-    `grant ${ns}/${name}: ${what}`,
-    async () => {
-      const g = await getGrant(admin.custom, ns, name);
-      return test(g) ? g : undefined;
-    },
-    timeoutMs,
-    100,
-  );
+  return grantWhen(admin.custom, ns, name, test, `grant ${ns}/${name}: ${what}`, timeoutMs);
 }
 
 const phaseIs = (phase: string, reason?: string) => (g: AccessGrant) =>
@@ -145,9 +132,6 @@ async function addVersion(person: Person, ns: string, artifact: string, version:
 }
 
 beforeAll(async () => {
-  await installCrds(cluster);
-  operatorKubeconfig = await installOperatorIdentity(cluster, opNs);
-  for (const ns of [dev, prod, bare]) await kubectl(cluster, ['create', 'namespace', ns]);
   // The governance table: the defaults, but a pending grant expires after a minute so that a test can watch it.
   accepted(
     await kubectl(cluster, [
@@ -186,12 +170,7 @@ beforeAll(async () => {
   // dave, a platform admin, sets the environments.
   accepted(await people.dave.kubectl(['label', 'namespace', dev, `${ENVIRONMENT_LABEL}=dev`]));
   accepted(await people.dave.kubectl(['label', 'namespace', prod, `${ENVIRONMENT_LABEL}=prod`]));
-  operator = await startOperator({
-    namespace: opNs,
-    kubeconfig: operatorKubeconfig,
-    identity: 'op-governance',
-  });
-  await operator.healthPort();
+  await suite.startOperator();
   // alice's artifacts; frank (a publisher) publishes a sealed version of each that readers need.
   for (const [name, ns, classification] of [
     ['vision', dev, 'confidential'],
@@ -228,38 +207,7 @@ afterAll(async () => {
       .deleteValidatingAdmissionPolicy({ name: policy.metadata?.name ?? '' })
       .catch(() => undefined);
   }
-  if (operator) {
-    await kubectl(cluster, [
-      'delete',
-      'accessgrants,modelartifacts',
-      '--all',
-      '-n',
-      dev,
-      '--wait=true',
-      '--timeout=60s',
-    ]);
-    await kubectl(cluster, [
-      'delete',
-      'accessgrants,modelartifacts',
-      '--all',
-      '-n',
-      prod,
-      '--wait=true',
-      '--timeout=60s',
-    ]);
-    await kubectl(cluster, [
-      'delete',
-      'accessgrants,modelartifacts',
-      '--all',
-      '-n',
-      bare,
-      '--wait=true',
-      '--timeout=60s',
-    ]);
-    await operator.stop();
-  }
   await farewell(cluster);
-  await kubectl(cluster, ['delete', 'namespace', dev, prod, bare, opNs, '--wait=false']);
 });
 
 describe('approvals come from authenticated people', () => {
@@ -582,8 +530,8 @@ describe('without Strongroom running', () => {
 
   it('the API server still refuses forged approvals, self-set requesters and relabelling while the operator is down', async () => {
     const { alice, bob } = people;
-    const exit = await operator?.stop();
-    expect(exit?.code).toBe(0);
+    const exit = await suite.operator.stop();
+    expect(exit.code).toBe(0);
     refused(
       await alice.kubectl(
         ['create', '-f', '-'],
@@ -611,11 +559,6 @@ describe('without Strongroom running', () => {
       /only platform admins/,
     );
     refused(await addVersion(alice, dev, 'tabular', 'v3', 'alice'), /may not add versions/);
-    operator = await startOperator({
-      namespace: opNs,
-      kubeconfig: operatorKubeconfig,
-      identity: 'op-governance-2',
-    });
-    await operator.healthPort();
+    await suite.startOperator({ identity: 'op-governance-2' });
   });
 });

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
-import { kubectl, type ClusterInfo, type CommandResult } from '../cluster/kubectl.ts';
+import { kubectl, must, type ClusterInfo, type CommandResult } from '../harness/kubectl.ts';
 import { clients } from '../harness/operator.ts';
 
 export const PEOPLE = {
@@ -42,8 +42,7 @@ export async function meetThePeople(
     '${NAMESPACES}',
     JSON.stringify(namespaces),
   );
-  const applied = await kubectl(cluster, ['apply', '-f', '-'], { input: rbac });
-  if (applied.code !== 0) throw new Error(`kubectl apply people.yaml: ${applied.stderr}`);
+  await must(cluster, ['apply', '-f', '-'], rbac);
   for (const ns of namespaces) {
     const bound = await kubectl(cluster, [
       'create',

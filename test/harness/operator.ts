@@ -15,7 +15,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client
 import { PooledKubeConfig } from '../../operator/kube/kubeconfig.ts';
 import { listeningPorts } from '../cluster/host.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
-import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
+import { kubectl, must, type ClusterInfo } from './kubectl.ts';
 import { freePort } from '../cluster/net.ts';
 
 export const root = join(import.meta.dirname, '..', '..');
@@ -62,16 +62,14 @@ export function clients(kubeconfig: string): { core: CoreV1Api; custom: CustomOb
 
 /** Applies the CRDs (idempotent) and waits until they are served. */
 export async function installCrds(cluster: ClusterInfo): Promise<void> {
-  const applied = await kubectl(cluster, ['apply', '-f', join(root, 'crds')]);
-  if (applied.code !== 0) throw new Error(`kubectl apply crds: ${applied.stderr}`);
-  const ready = await kubectl(cluster, [
+  await must(cluster, ['apply', '-f', join(root, 'crds')]);
+  await must(cluster, [
     'wait',
     '--for=condition=Established',
     '--timeout=60s',
     'crd/modelartifacts.strongroom.dev',
     'crd/accessgrants.strongroom.dev',
   ]);
-  if (ready.code !== 0) throw new Error(`CRDs not established: ${ready.stderr}`);
 }
 
 /** Creates the operator's namespace and RBAC and returns a kubeconfig that has exactly those rights. */
@@ -81,8 +79,7 @@ export async function installOperatorIdentity(cluster: ClusterInfo, namespace: s
   const rbac = readFileSync(join(root, 'test', 'operator', 'rbac.yaml'), 'utf8')
     .replaceAll('${NAMESPACE}', namespace)
     .replaceAll('${USER}', user);
-  const applied = await kubectl(cluster, ['apply', '-f', '-'], { input: rbac });
-  if (applied.code !== 0) throw new Error(`kubectl apply rbac: ${applied.stderr}`);
+  await must(cluster, ['apply', '-f', '-'], rbac);
   return userKubeconfig(cluster, user);
 }
 

@@ -7,13 +7,16 @@
  * {@link operatorSuite} registers a file's beforeAll and afterAll around one operator process; the functions it is
  * built from serve files that start their operators themselves.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AdmissionregistrationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import type { AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect } from 'vitest';
 import {
   ENVIRONMENT_LABEL,
+  type AccessGrant,
   type Classification,
   type ModelArtifact,
   type ModelArtifactVersion,
@@ -25,12 +28,20 @@ import {
   WEBHOOK_CONFIGURATION_NAME,
 } from '../../operator/webhook/configuration.ts';
 import { kubectl, must, type ClusterInfo } from './kubectl.ts';
-import { appendVersion, artifactBody, createArtifact, getArtifact, sealedVersion } from './objects.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  getArtifact,
+  getGrant,
+  sealedVersion,
+} from './objects.ts';
 import {
   clients,
   eventually,
   installCrds,
   installOperatorIdentity,
+  root,
   startOperator,
   type OperatorProcess,
   type StartOptions,
@@ -38,7 +49,7 @@ import {
 import { useOperatorInjection, type BrokerEndpoint } from './workload.ts';
 
 /** The CRDs the operator serves, as `kubectl wait` names them. */
-export const CRDS = ['crd/modelartifacts.strongroom.dev', 'crd/accessgrants.strongroom.dev'] as const;
+const CRDS = ['crd/modelartifacts.strongroom.dev', 'crd/accessgrants.strongroom.dev'] as const;
 
 /** `kubectl wait` arguments that return once both CRDs are Established (or fail after a minute). */
 export const WAIT_CRDS_ESTABLISHED: readonly string[] = [
@@ -49,7 +60,7 @@ export const WAIT_CRDS_ESTABLISHED: readonly string[] = [
 ];
 
 /** A random suffix that makes the names of one run unique (six hex digits). */
-export function randomSuffix(): string {
+function randomSuffix(): string {
   return randomBytes(3).toString('hex');
 }
 
@@ -108,6 +119,58 @@ export function readAuditEvents(dir: string): AuditEvent[] {
     for (const line of readFileSync(join(dir, file), 'utf8').split('\n'))
       if (line.startsWith('{"event":')) events.push((JSON.parse(line) as { event: AuditEvent }).event);
   return events;
+}
+
+/** The key that verifies the audit log of the operator in `operatorNamespace` (Secret strongroom-audit-keys). */
+export async function auditVerifierKey(core: CoreV1Api, operatorNamespace: string): Promise<string> {
+  const keys = await core.readNamespacedSecret({
+    name: 'strongroom-audit-keys',
+    namespace: operatorNamespace,
+  });
+  return Buffer.from(keys.data?.verifier ?? '', 'base64').toString('utf8');
+}
+
+/** The one-command check, `strongroom audit verify <log> --public-key <vkey file>`: its exit code and output. */
+export async function auditVerifyCli(log: string, vkey: string): Promise<{ code: number; out: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'strongroom-vkey-'));
+  writeFileSync(join(dir, 'audit.vkey'), vkey);
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [
+        join(root, 'operator', 'cli', 'strongroom.ts'),
+        'audit',
+        'verify',
+        log,
+        '--public-key',
+        join(dir, 'audit.vkey'),
+      ],
+      (error, stdout, stderr) => {
+        resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr });
+      },
+    );
+  });
+}
+
+/** Polls AccessGrant `namespace/name` until `test` holds, and returns it (fails after `timeoutMs`). */
+export function grantWhen(
+  custom: CustomObjectsApi,
+  namespace: string,
+  name: string,
+  test: (grant: AccessGrant) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+  intervalMs = 100,
+): Promise<AccessGrant> {
+  return eventually(
+    what,
+    async () => {
+      const g = await getGrant(custom, namespace, name);
+      return test(g) ? g : undefined;
+    },
+    timeoutMs,
+    intervalMs,
+  );
 }
 
 /** Creates ModelArtifact `name` and waits for the operator to publish its recipient key. */

@@ -5,16 +5,23 @@
  * and a namespace's environment label added, changed and removed, including a change made while the operator was
  * down, audited once across the restart. The log then verifies with `strongroom audit verify`.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AccessGrant } from '../../core/api/index.ts';
 import { kubectl, must } from '../harness/kubectl.ts';
-import { clients, eventually, root } from '../harness/operator.ts';
+import { clients, eventually } from '../harness/operator.ts';
 import { createGrant, getArtifact, getGrant, grantBody } from '../harness/objects.ts';
-import { operatorSuite, readAuditEvents, sealedArtifact, type AuditEvent } from '../harness/suite.ts';
+import {
+  auditVerifierKey,
+  auditVerifyCli,
+  grantWhen,
+  operatorSuite,
+  readAuditEvents,
+  sealedArtifact,
+  type AuditEvent,
+} from '../harness/suite.ts';
 
 const cluster = inject('cluster');
 /** The operator's audit log, kept across the restart below. */
@@ -58,16 +65,9 @@ function environmentEvents(namespace: string): AuditEvent[] {
   return auditEvents().filter((e) => e.type === 'environment-changed' && e.namespace === namespace);
 }
 
-async function phase(name: string, expected: string, timeoutMs = 30_000): Promise<AccessGrant> {
-  return eventually(
-    `grant ${name} ${expected}`,
-    async () => {
-      const g = await getGrant(admin.custom, dev, name);
-      return g.status?.phase === expected ? g : undefined;
-    },
-    timeoutMs,
-    100,
-  );
+function phase(name: string, expected: string, timeoutMs = 30_000): Promise<AccessGrant> {
+  const test = (g: AccessGrant) => g.status?.phase === expected;
+  return grantWhen(admin.custom, dev, name, test, `grant ${name} ${expected}`, timeoutMs);
 }
 
 beforeAll(async () => {
@@ -291,30 +291,12 @@ describe('governance audit', () => {
   }, 90_000);
 
   it('the log verifies with `strongroom audit verify` and the published verifier key', async () => {
-    const keys = await admin.core.readNamespacedSecret({ name: 'strongroom-audit-keys', namespace: opNs });
-    const vkey = Buffer.from(keys.data?.verifier ?? '', 'base64').toString('utf8');
+    const vkey = await auditVerifierKey(admin.core, opNs);
     const files = readdirSync(auditLogDir);
     expect(files).toHaveLength(1);
     // Let a checkpoint cover the latest entries (written every second).
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const dir = mkdtempSync(join(tmpdir(), 'gov-vkey-'));
-    writeFileSync(join(dir, 'audit.vkey'), vkey);
-    const cli = await new Promise<{ code: number; out: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          join(root, 'operator', 'cli', 'strongroom.ts'),
-          'audit',
-          'verify',
-          join(auditLogDir, files[0] ?? ''),
-          '--public-key',
-          join(dir, 'audit.vkey'),
-        ],
-        (error, stdout, stderr) => {
-          resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr });
-        },
-      );
-    });
+    const cli = await auditVerifyCli(join(auditLogDir, files[0] ?? ''), vkey);
     expect(cli.code, cli.out).toBe(0);
     const types = new Set(auditEvents().map((e) => e.type));
     for (const t of [

@@ -21,7 +21,7 @@ import {
   grantBody,
   sealedVersion,
 } from '../harness/objects.ts';
-import { operatorSuite, sealedArtifact } from '../harness/suite.ts';
+import { grantWhen, operatorSuite, sealedArtifact } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
 const suite = operatorSuite(cluster, {
@@ -40,16 +40,9 @@ const opNs = suite.operatorNamespace;
 const { dev, dev2, prod, plain } = suite.namespaces;
 const admin = clients(cluster.kubeconfig);
 
-async function phase(name: string, expected: string, ns = dev, timeoutMs = 30_000): Promise<AccessGrant> {
-  return eventually(
-    `grant ${name} ${expected}`,
-    async () => {
-      const g = await getGrant(admin.custom, ns, name);
-      return g.status?.phase === expected ? g : undefined;
-    },
-    timeoutMs,
-    50,
-  );
+function phase(name: string, expected: string, ns = dev, timeoutMs = 30_000): Promise<AccessGrant> {
+  const test = (g: AccessGrant) => g.status?.phase === expected;
+  return grantWhen(admin.custom, ns, name, test, `grant ${name} ${expected}`, timeoutMs, 50);
 }
 
 function revocations(reason: string): number {

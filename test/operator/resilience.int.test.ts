@@ -2,7 +2,7 @@
  * The operator under real-life failures, all real processes: SIGKILL in the middle of reconciling, kube-apiserver
  * stopped and restarted, and leader failover between two operator processes (crash and clean hand-over).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CoordinationV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -10,14 +10,7 @@ import type { ModelArtifact } from '../../core/api/index.ts';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { etcdRead, etcdUrl, etcdWrite } from '../cluster/etcd.ts';
 import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  startOperator,
-  type OperatorProcess,
-} from '../harness/operator.ts';
+import { clients, eventually, startOperator, type OperatorProcess } from '../harness/operator.ts';
 import {
   appendVersion,
   artifactBody,
@@ -26,6 +19,7 @@ import {
   getArtifact,
   sealedVersion,
 } from '../harness/objects.ts';
+import { installOperator, uniqueNames } from '../harness/suite.ts';
 
 const shared = inject('cluster');
 
@@ -54,9 +48,7 @@ async function allReady(
 }
 
 describe('SIGKILL mid-reconcile', () => {
-  const suffix = randomBytes(3).toString('hex');
-  const opNs = `strongroom-op-${suffix}`;
-  const ns = `ml-kill-${suffix}`;
+  const { opNs, ns } = uniqueNames({ opNs: 'strongroom-op', ns: 'ml-kill' });
   const admin = clients(shared.kubeconfig);
 
   afterAll(async () => {
@@ -64,8 +56,7 @@ describe('SIGKILL mid-reconcile', () => {
   });
 
   it('converges after a kill -9 with one recipient key per artifact, one key per version and no duplicate KEK', async () => {
-    await installCrds(shared);
-    const kubeconfig = await installOperatorIdentity(shared, opNs);
+    const kubeconfig = await installOperator(shared, opNs);
     await kubectl(shared, ['create', 'namespace', ns]);
     const count = 30;
     const created = (p: OperatorProcess): number =>
@@ -169,8 +160,7 @@ describe('kube-apiserver stopped and restarted', () => {
 
   beforeAll(async () => {
     cluster = await startCluster({ apiserverBinary: join(shared.binDir, 'kube-apiserver') });
-    await installCrds(cluster);
-    const kubeconfig = await installOperatorIdentity(cluster, opNs);
+    const kubeconfig = await installOperator(cluster, opNs);
     await kubectl(cluster, ['create', 'namespace', ns]);
     operator = await startOperator({
       namespace: opNs,
@@ -265,9 +255,7 @@ describe('kube-apiserver stopped and restarted', () => {
 });
 
 describe('leader election between two operator processes', () => {
-  const suffix = randomBytes(3).toString('hex');
-  const opNs = `strongroom-op-${suffix}`;
-  const ns = `ml-lead-${suffix}`;
+  const { opNs, ns } = uniqueNames({ opNs: 'strongroom-op', ns: 'ml-lead' });
   const admin = clients(shared.kubeconfig);
   const kc = new KubeConfig();
   kc.loadFromFile(shared.kubeconfig);
@@ -282,8 +270,7 @@ describe('leader election between two operator processes', () => {
   });
 
   it('only the leader reconciles; a SIGKILLed leader is replaced within the lease; a clean stop hands over at once', async () => {
-    await installCrds(shared);
-    const kubeconfig = await installOperatorIdentity(shared, opNs);
+    const kubeconfig = await installOperator(shared, opNs);
     await kubectl(shared, ['create', 'namespace', ns]);
     const a = await startOperator({ namespace: opNs, kubeconfig, identity: 'op-a' });
     await a.waitForLog((l) => l.message === 'leading: starting controllers');

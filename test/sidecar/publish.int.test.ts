@@ -6,29 +6,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import winston from 'winston';
 import type { ModelArtifact } from '../../core/api/index.ts';
 import { decryptDirectory, treeDigest } from '../../core/envelope/index.ts';
 import { PUBLISH_COMPLETE_MARKER, type PlannedPublish } from '../../core/injection/contract.ts';
 import { versionDirectory } from '../../core/storage/index.ts';
 import { publishOutput, type PublishOutcome } from '../../sidecar/publish.ts';
-import {
-  attestedWorkload,
-  release,
-  useOperatorInjection,
-  type BrokerEndpoint,
-  type Workload,
-} from '../harness/workload.ts';
-import { kubectl, must } from '../harness/kubectl.ts';
+import { attestedWorkload, release, type Workload } from '../harness/workload.ts';
 import {
   appendVersion,
-  artifactBody,
-  createArtifact,
   createGrant,
   getArtifact,
   getGrant,
@@ -36,29 +24,23 @@ import {
   rawRecipientKey,
   sealedVersion,
 } from '../harness/objects.ts';
-import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  startOperator,
-  type OperatorProcess,
-} from '../harness/operator.ts';
+import { clients, eventually } from '../harness/operator.ts';
+import { memoryLogger } from '../harness/logger.ts';
+import { keyedArtifact, operatorSuite } from '../harness/suite.ts';
 
 const cluster = inject('cluster');
-const suffix = randomBytes(3).toString('hex');
-const opNs = `pub-op-${suffix}`;
-const ns = `pub-ml-${suffix}`;
 const TRUST_DOMAIN = 'strongroom.test';
 const ARTIFACT = 'finetune';
+const suite = operatorSuite(cluster, {
+  operatorNamespace: 'pub-op',
+  namespaces: {
+    ns: { name: 'pub-ml', environment: 'prod', serviceAccounts: ['publisher', 'reader'] },
+  },
+  operator: { identity: 'op-publish', args: [`--trust-domain=${TRUST_DOMAIN}`], waitFor: 'broker' },
+});
+const { ns } = suite.namespaces;
 const { core, custom } = clients(cluster.kubeconfig);
 
-let operator: OperatorProcess | undefined;
-function op(): OperatorProcess {
-  if (operator === undefined) throw new Error('the operator did not start');
-  return operator;
-}
-let endpoint: BrokerEndpoint;
 let artifact: ModelArtifact;
 const workloads = new Map<'publisher' | 'reader', Workload>();
 function client(who: 'publisher' | 'reader') {
@@ -68,21 +50,7 @@ function client(who: 'publisher' | 'reader') {
 }
 /** The storage volume as the publishing sidecar sees it, and the job's output directories. */
 let work: string;
-const logs: string[] = [];
-const logger = winston.createLogger({
-  level: 'debug',
-  format: winston.format.json(),
-  transports: [
-    new winston.transports.Stream({
-      stream: new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          logs.push(chunk.toString('utf8'));
-          done();
-        },
-      }),
-    }),
-  ],
-});
+const { logger, lines: logs } = memoryLogger();
 
 const storageRoot = () => join(work, 'claim');
 const artifactDir = () => join(storageRoot(), artifact.spec.storage.path);
@@ -123,41 +91,9 @@ async function versionNames(): Promise<string[]> {
   return ((await getArtifact(custom, ns, ARTIFACT)).spec.versions ?? []).map((v) => v.name);
 }
 
-function auditEvents(): Record<string, unknown>[] {
-  const events: Record<string, unknown>[] = [];
-  for (const file of readdirSync(op().auditLogDir))
-    for (const line of readFileSync(join(op().auditLogDir, file), 'utf8').split('\n'))
-      if (line.startsWith('{"event":'))
-        events.push((JSON.parse(line) as { event: Record<string, unknown> }).event);
-  return events;
-}
-
 beforeAll(async () => {
   work = await mkdtemp('/dev/shm/strongroom-publish-int-');
-  await installCrds(cluster);
-  const kubeconfig = await installOperatorIdentity(cluster, opNs);
-  await must(cluster, ['create', 'namespace', ns]);
-  await must(cluster, ['label', 'namespace', ns, 'strongroom.dev/environment=prod']);
-  for (const sa of ['publisher', 'reader']) await must(cluster, ['-n', ns, 'create', 'serviceaccount', sa]);
-  operator = await startOperator({
-    namespace: opNs,
-    kubeconfig,
-    identity: 'op-publish',
-    args: [`--trust-domain=${TRUST_DOMAIN}`],
-  });
-  const ports = await op().brokerPorts();
-  await useOperatorInjection(core, opNs);
-  const ca = await core.readNamespacedSecret({ name: 'strongroom-ca', namespace: opNs });
-  endpoint = {
-    ...ports,
-    caPem: Buffer.from(ca.data?.['ca.crt'] ?? '', 'base64').toString('utf8'),
-    serverName: `strongroom-broker.${opNs}.svc`,
-  };
-  await createArtifact(custom, ns, artifactBody(ARTIFACT, 'internal'));
-  artifact = await eventually('the recipient key', async () => {
-    const a = await getArtifact(custom, ns, ARTIFACT);
-    return a.status?.recipientPublicKey ? a : undefined;
-  });
+  artifact = await keyedArtifact(custom, ns, ARTIFACT, 'internal');
   await createGrant(
     custom,
     ns,
@@ -179,18 +115,13 @@ beforeAll(async () => {
   await eventually('the publish grant Active', async () =>
     (await getGrant(custom, ns, 'finetune-publish')).status?.phase === 'Active' ? true : undefined,
   );
-  workloads.set('publisher', await attestedWorkload(core, endpoint, ns, 'trainer-0', 'publisher'));
-  workloads.set('reader', await attestedWorkload(core, endpoint, ns, 'reader-0', 'reader'));
+  workloads.set('publisher', await attestedWorkload(core, suite.endpoint, ns, 'trainer-0', 'publisher'));
+  workloads.set('reader', await attestedWorkload(core, suite.endpoint, ns, 'reader-0', 'reader'));
 }, 180_000);
 
 afterAll(async () => {
-  try {
-    for (const w of workloads.values()) w.client.close();
-    await operator?.stop();
-    await kubectl(cluster, ['delete', 'namespace', opNs, ns, '--wait=false']);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  for (const w of workloads.values()) w.client.close();
+  await rm(work, { recursive: true, force: true });
 });
 
 describe('publishOutput against the real broker', () => {
@@ -242,7 +173,7 @@ describe('publishOutput against the real broker', () => {
       for (const [path, bytes] of files)
         expect((await readFile(join(work, 'plain-v1', ...path.split('/')))).equals(bytes), path).toBe(true);
       // No key material in the sidecar's logs or the operator's.
-      for (const text of [logs.join(''), op().output()]) {
+      for (const text of [logs.join(''), suite.operator.output()]) {
         expect(text).not.toContain(dek.toString('base64'));
         expect(text).not.toContain(dek.toString('hex'));
       }
@@ -259,7 +190,9 @@ describe('publishOutput against the real broker', () => {
     expect(await readdir(artifactDir())).toEqual(['v1']);
     expect(await versionNames()).toEqual(['v1']);
     expect(
-      auditEvents().some((e) => e.operation === 'publish-version' && JSON.stringify(e).includes('"v2"')),
+      suite
+        .auditEvents()
+        .some((e) => e.operation === 'publish-version' && JSON.stringify(e).includes('"v2"')),
     ).toBe(false);
   });
 
@@ -281,13 +214,15 @@ describe('publishOutput against the real broker', () => {
     await eventually(
       'the denial in the audit log',
       () =>
-        auditEvents().find(
-          (e) =>
-            e.operation === 'publish-version' &&
-            e.decision === 'deny' &&
-            e.reason === 'no-publish-grant' &&
-            JSON.stringify(e.artifact).includes('"v3"'),
-        ),
+        suite
+          .auditEvents()
+          .find(
+            (e) =>
+              e.operation === 'publish-version' &&
+              e.decision === 'deny' &&
+              e.reason === 'no-publish-grant' &&
+              JSON.stringify(e.artifact).includes('"v3"'),
+          ),
       10_000,
     );
   });

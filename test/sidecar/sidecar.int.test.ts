@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { encryptDirectory } from '../../core/envelope/index.ts';
 import { treeDigest } from '../../core/envelope/tree-digest.ts';
 import { ENV, type PlannedArtifact, type SidecarPlan } from '../../core/injection/contract.ts';
+import { must } from '../harness/kubectl.ts';
 import { createPod, podToken } from '../harness/workload.ts';
 import {
   appendVersion,

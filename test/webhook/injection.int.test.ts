@@ -5,13 +5,7 @@
  * CREATEs. Pods are created with kubectl/client-node in a namespace that enforces Pod Security "restricted", so the
  * API server's own PodSecurity admission (which runs after mutation) checks every injected container.
  */
-import {
-  ApiException,
-  type AdmissionregistrationV1Api,
-  type CoreV1Api,
-  type V1Pod,
-} from '@kubernetes/client-node';
-import { AdmissionregistrationV1Api as AdmissionApi } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, ApiException, type V1Pod } from '@kubernetes/client-node';
 import { request as httpsRequest } from 'node:https';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
@@ -24,43 +18,43 @@ import {
   SIDECAR_CONTAINER,
   VOLUME_TOKEN,
 } from '../../core/injection/contract.ts';
-import {
-  injectorConfiguration,
-  OPT_IN_POLICY_NAME,
-  optInPolicy,
-  WEBHOOK_CONFIGURATION_NAME,
-  WEBHOOK_NAME,
-} from '../../operator/webhook/configuration.ts';
+import { OPT_IN_POLICY_NAME, WEBHOOK_NAME } from '../../operator/webhook/configuration.ts';
 import { MUTATE_PODS_PATH } from '../../operator/webhook/server.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
-import { kubectl, type ClusterInfo } from '../cluster/kubectl.ts';
+import { kubectl, must } from '../harness/kubectl.ts';
+import { clients, eventually } from '../harness/operator.ts';
+import { appendVersion, createGrant, grantBody, sealedVersion } from '../harness/objects.ts';
 import {
-  clients,
-  eventually,
-  installCrds,
-  installOperatorIdentity,
-  startOperator,
-  type OperatorProcess,
-} from '../harness/operator.ts';
-import {
-  appendVersion,
-  artifactBody,
-  createArtifact,
-  createGrant,
-  getArtifact,
-  grantBody,
-  sealedVersion,
-} from '../harness/objects.ts';
+  installInjector,
+  keyedArtifact,
+  operatorSuite,
+  removeInjector,
+  sealedArtifact,
+} from '../harness/suite.ts';
 
 const NS = 'strongroom-webhook-test';
 const APPS = 'wh-apps';
 /** Another team's namespace: alice, who creates pods in APPS, can read nothing here. */
 const SHARED = 'wh-shared';
-let cluster: ClusterInfo;
-let operator: OperatorProcess;
-let core: CoreV1Api;
-let admission: AdmissionregistrationV1Api;
-let webhookPort: number;
+const cluster = inject('cluster');
+const suite = operatorSuite(cluster, {
+  operatorNamespace: NS,
+  namespaces: {
+    apps: {
+      name: APPS,
+      labels: { 'pod-security.kubernetes.io/enforce': 'restricted' },
+      environment: 'dev',
+    },
+  },
+  fixedNames: true,
+  operator: {
+    identity: 'webhook-test',
+    args: ['--sidecar-image=localhost/strongroom:test', '--sidecar-broker-address=10.88.0.1:9444'],
+    waitFor: 'webhook',
+  },
+});
+const { core, custom, kc } = clients(cluster.kubeconfig);
+const admission = kc.makeApiClient(AdmissionregistrationV1Api);
 
 function pod(
   name: string,
@@ -100,59 +94,10 @@ async function refusal(namespace: string, body: V1Pod): Promise<string> {
 }
 
 beforeAll(async () => {
-  cluster = inject('cluster');
-  await installCrds(cluster);
-  const kubeconfig = await installOperatorIdentity(cluster, NS);
-  ({ core } = clients(cluster.kubeconfig));
-  admission = clients(cluster.kubeconfig).kc.makeApiClient(AdmissionApi);
-  operator = await startOperator({
-    namespace: NS,
-    kubeconfig,
-    identity: 'webhook-test',
-    args: ['--sidecar-image=localhost/strongroom:test', '--sidecar-broker-address=10.88.0.1:9444'],
-  });
-  const port = await operator.webhookPort();
-  webhookPort = port;
-  await admission.createMutatingWebhookConfiguration({
-    body: injectorConfiguration({
-      operatorNamespace: NS,
-      client: { url: `https://127.0.0.1:${String(port)}` },
-    }),
-  });
-  const { policy, binding } = optInPolicy({ operatorNamespace: NS });
-  await admission.createValidatingAdmissionPolicy({ body: policy });
-  await admission.createValidatingAdmissionPolicyBinding({ body: binding });
-  // The operator fills in caBundle (the configuration carries its managed-by label).
-  await eventually('the caBundle on the webhook configuration', async () => {
-    const config = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
-    return (config.webhooks?.[0]?.clientConfig.caBundle ?? '') !== '' ? true : undefined;
-  });
-  for (const args of [
-    ['create', 'namespace', APPS],
-    [
-      'label',
-      'namespace',
-      APPS,
-      'pod-security.kubernetes.io/enforce=restricted',
-      'strongroom.dev/environment=dev',
-    ],
-  ]) {
-    const r = await kubectl(cluster, args);
-    if (r.code !== 0) throw new Error(r.stderr);
-  }
-  const { custom } = clients(cluster.kubeconfig);
-  await createArtifact(custom, APPS, artifactBody('resnet50'));
-  const ready = await eventually('the artifact recipient key', async () => {
-    const a = await getArtifact(custom, APPS, 'resnet50');
-    return a.status?.recipientPublicKey ? a : undefined;
-  });
-  for (const v of ['v1', 'v2']) {
-    const { version } = await sealedVersion(ready, v, { size: 300 * 1024 * 1024 });
-    await appendVersion(custom, ready, version);
-  }
-  await eventually('v2 sealed (status.latestVersion)', async () => {
-    const a = await getArtifact(custom, APPS, 'resnet50');
-    return a.status?.latestVersion === 'v2' ? a : undefined;
+  await installInjector(admission, NS, suite.operator.ports.webhook);
+  await sealedArtifact(custom, APPS, 'resnet50', {
+    versions: ['v1', 'v2'],
+    version: { size: 300 * 1024 * 1024 },
   });
   // The webhook reads artifacts from its cache: wait until it has the versions.
   await eventually('the webhook to see both versions', async () => {
@@ -166,13 +111,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await admission
-    .deleteMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME })
-    .catch(() => undefined);
-  await admission.deleteValidatingAdmissionPolicyBinding({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
-  await admission.deleteValidatingAdmissionPolicy({ name: OPT_IN_POLICY_NAME }).catch(() => undefined);
-  await operator.stop();
-  await kubectl(cluster, ['delete', 'namespace', APPS, SHARED, '--wait=false']);
+  await removeInjector(admission);
+  await kubectl(cluster, ['delete', 'namespace', SHARED, '--wait=false']);
 });
 
 describe('the sidecar-injecting webhook on the real API server', () => {
@@ -290,20 +230,13 @@ describe('the sidecar-injecting webhook on the real API server', () => {
   });
 
   it("answers a pod author alike whether or not another namespace's artifact exists, until a grant there names the pod's service account", async () => {
-    const { custom } = clients(cluster.kubeconfig);
     for (const args of [
       ['create', 'namespace', SHARED],
       ['-n', APPS, 'create', 'role', 'pod-author', '--verb=create,get,list,delete', '--resource=pods'],
       ['-n', APPS, 'create', 'rolebinding', 'alice-pods', '--role=pod-author', '--user=alice'],
-    ]) {
-      const r = await kubectl(cluster, args);
-      if (r.code !== 0) throw new Error(r.stderr);
-    }
-    await createArtifact(custom, SHARED, artifactBody('bert'));
-    const ready = await eventually('bert recipient key', async () => {
-      const a = await getArtifact(custom, SHARED, 'bert');
-      return a.status?.recipientPublicKey ? a : undefined;
-    });
+    ])
+      await must(cluster, args);
+    const ready = await keyedArtifact(custom, SHARED, 'bert');
     await appendVersion(custom, ready, (await sealedVersion(ready, 'v1')).version);
     // alice creates pods with her own credentials and cannot read the other namespace.
     const alice = clients(userKubeconfig(cluster, 'alice', ['ml-researchers']));
@@ -377,7 +310,7 @@ describe('the sidecar-injecting webhook on the real API server', () => {
       .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
     // warm-up, trainer, twice ×2, four refusals, label-only: at least 9 calls reached the webhook.
     expect(calls).toBeGreaterThanOrEqual(9);
-    const own = await operator.get('/metrics');
+    const own = await suite.operator.get('/metrics');
     expect(own.body).toMatch(
       /strongroom_webhook_admission_duration_seconds_count\{outcome="injected"\} [1-9]/,
     );
@@ -393,7 +326,14 @@ describe('the sidecar-injecting webhook on the real API server', () => {
     ): Promise<{ status: number; body: string }> =>
       new Promise((resolve, reject) => {
         const req = httpsRequest(
-          { host: '127.0.0.1', port: webhookPort, path, method, ca, servername: '127.0.0.1' },
+          {
+            host: '127.0.0.1',
+            port: suite.operator.ports.webhook,
+            path,
+            method,
+            ca,
+            servername: '127.0.0.1',
+          },
           (res) => {
             let text = '';
             res.on('data', (c: Buffer) => (text += c.toString('utf8')));
@@ -419,14 +359,14 @@ describe('the sidecar-injecting webhook on the real API server', () => {
     );
     expect([413, -1]).toContain(huge.status);
     if (huge.status === 413) expect(huge.body).toContain('over');
-    const own = await operator.get('/metrics');
+    const own = await suite.operator.get('/metrics');
     expect(own.body).toMatch(
       /strongroom_webhook_admission_duration_seconds_count\{outcome="bad-request"\} [3-9]/,
     );
   });
 
   it('fails closed: with the webhook down an opted-in pod is refused, others are not', async () => {
-    await operator.stop();
+    await suite.operator.stop();
     const message = await refusal(
       APPS,
       pod('while-down', { [ANNOTATION_ARTIFACTS]: 'resnet50@v1:/models/r' }),

@@ -1,0 +1,42 @@
+/**
+ * The options of `npm run bench:crypto`, from its command line:
+ *
+ *   node bench/crypto/main.ts [--size 2GiB] [--runs 3] [--json out.json] [--envelope path/to/envelope/index.ts]
+ *
+ * A bare `--size` counts in bytes; at least 64 MiB.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { MiB, parseSize } from '../report.ts';
+import { DEFAULT_ENVELOPE } from './envelope.ts';
+
+export interface CryptoOptions {
+  /** Bytes of the one file. */
+  readonly size: number;
+  /** Runs of every case. */
+  readonly runs: number;
+  readonly json: string | undefined;
+  /** The envelope module measured (default core/envelope's index.ts). */
+  readonly envelopePath: string;
+}
+
+export function parseCryptoArgs(args: readonly string[]): CryptoOptions {
+  const { values } = parseArgs({
+    args: [...args],
+    options: {
+      size: { type: 'string', default: '2GiB' },
+      runs: { type: 'string', default: '3' },
+      json: { type: 'string' },
+      envelope: { type: 'string', default: DEFAULT_ENVELOPE },
+    },
+    strict: true,
+  });
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer`);
+  return {
+    size: parseSize(values.size, { min: 64 * MiB }),
+    runs,
+    json: values.json,
+    envelopePath: resolve(values.envelope),
+  };
+}
