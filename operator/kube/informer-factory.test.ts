@@ -1,24 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig, type V1ConfigMap, type V1Secret } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import winston from 'winston';
+import { kubeConfigFor } from '../../test/harness/fake-kubeconfig.ts';
 import { InformerFactory } from './informer-factory.ts';
 
 const logger = winston.createLogger({ silent: true });
 const SECRETS = { group: '', version: 'v1', plural: 'secrets', namespace: 'ns' } as const;
 const CONFIG_MAPS = { group: '', version: 'v1', plural: 'configmaps', namespace: 'ns' } as const;
-
-function kubeConfigFor(server: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server, skipTLSVerify: true }],
-    users: [{ name: 'nobody' }],
-    contexts: [{ name: 'fake', cluster: 'fake', user: 'nobody' }],
-    currentContext: 'fake',
-  });
-  return kc;
-}
 
 /** Answers every list with one object and holds every watch open. */
 async function fakeApiServer(): Promise<{ server: Server; url: string }> {

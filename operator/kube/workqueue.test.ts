@@ -1,29 +1,7 @@
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import winston from 'winston';
+import { capturingLogger as jsonLogger } from '../../test/harness/logger.ts';
 import { WorkQueue, type QueueObserver, type ReconcileResult, type WorkQueueOptions } from './workqueue.ts';
-
-interface LogLine {
-  readonly level: string;
-  readonly message: string;
-  readonly key?: string;
-  readonly error?: string;
-  readonly retryInMs?: number;
-}
-
-/** A real winston logger whose JSON lines land in `lines`. */
-function capturingLogger(): { logger: winston.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(JSON.parse(chunk.toString()) as LogLine);
-      callback();
-    },
-  });
-  const logger = winston.createLogger({ level: 'debug', format: winston.format.json() });
-  logger.add(new winston.transports.Stream({ stream }));
-  return { logger, lines };
-}
 
 interface Deferred {
   readonly promise: Promise<void>;
@@ -147,7 +125,7 @@ describe('WorkQueue', () => {
   });
 
   it('retries a failing key with exponential backoff capped at retryMaxMs, and logs key and error', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = jsonLogger();
     const times: number[] = [];
     const start = Date.now();
     const q = queue(
@@ -262,7 +240,7 @@ describe('WorkQueue', () => {
   });
 
   it('retries a 409 Conflict after ~100 ms without counting a failure, logged at debug only', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = jsonLogger();
     const events: string[] = [];
     const observer: QueueObserver = {
       processed: (_q, outcome) => events.push(outcome),

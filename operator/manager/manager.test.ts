@@ -1,27 +1,7 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import winston from 'winston';
+import { capturingLogger as jsonLogger } from '../../test/harness/logger.ts';
 import { Manager, ManagerError, type Elector, type ElectorCallbacks } from './manager.ts';
 import { RunnableGroup, type RunContext, type Runnable } from './runnable.ts';
-
-interface LogLine {
-  readonly level: string;
-  readonly message: string;
-  readonly step?: string;
-}
-
-function capturingLogger(): { logger: winston.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(JSON.parse(chunk.toString()) as LogLine);
-      callback();
-    },
-  });
-  const logger = winston.createLogger({ level: 'debug', format: winston.format.json() });
-  logger.add(new winston.transports.Stream({ stream }));
-  return { logger, lines };
-}
 
 /** Lets every pending promise callback run. */
 async function settle(): Promise<void> {
@@ -109,7 +89,7 @@ function setup(options: { election?: boolean } = {}) {
   const electors: FakeElector[] = [];
   const fatal: string[] = [];
   const leading: boolean[] = [];
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = jsonLogger();
   const manager = new Manager({
     logger,
     identity: 'replica-a',
