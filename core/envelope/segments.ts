@@ -41,7 +41,7 @@ export function newWorkCounter(): WorkCounter {
 /**
  * Frees a buffer's memory at once by detaching its ArrayBuffer. cipher.update() returns a fresh 1 MiB buffer per
  * segment, and V8 frees those only under external-memory pressure: without this each worker carries ~100 MiB of dead
- * segments (peak RSS 280-410 MiB instead of 120-170 MiB in bench/crypto.ts).
+ * segments (peak RSS 280-410 MiB instead of 120-170 MiB in bench/crypto/).
  */
 function release(buffer: Buffer): void {
   const ab = buffer.buffer;
