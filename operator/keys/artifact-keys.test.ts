@@ -1,8 +1,16 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
-import type { ModelArtifact } from '../../core/api/index.ts';
-import { generateRecipientKeyPair } from '../../core/envelope/index.ts';
+import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import winston from 'winston';
+import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
+import { generateRecipientKeyPair, newDek, sealDek } from '../../core/envelope/index.ts';
+import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
+import type { KmsProvider } from '../../core/kms/provider.ts';
 import {
+  ArtifactKeyring,
   DEFAULT_KEK_SCOPES,
   decodeWrapped,
   dekAad,
@@ -70,5 +78,105 @@ describe('wrapped key records', () => {
       /wrapped key/,
     );
     expect(() => decodeWrapped('not base64 json')).toThrow();
+  });
+});
+
+describe('sealed version keys', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strongroom-keyring-'));
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A keyring over a real local KMS that counts wraps; recipient-key Secrets are "created" by echoing them. */
+  async function keyring(): Promise<{ ring: ArtifactKeyring; kms: LocalKmsProvider; wraps: () => number }> {
+    const kms = new LocalKmsProvider(new FileKeySetStore(join(dir, `${randomUUID()}.json`)));
+    await kms.createKey('kek');
+    let wraps = 0;
+    const counting: KmsProvider = {
+      name: kms.name,
+      createKey: (keyId) => kms.createKey(keyId),
+      wrap: (keyId, plaintext, aad) => {
+        wraps += 1;
+        return kms.wrap(keyId, plaintext, aad);
+      },
+      unwrap: (wrapped, aad) => kms.unwrap(wrapped, aad),
+      versions: (keyId) => kms.versions(keyId),
+      rotate: (keyId) => kms.rotate(keyId),
+      destroyVersion: (keyId, v) => kms.destroyVersion(keyId, v),
+      destroyKey: (keyId) => kms.destroyKey(keyId),
+      close: () => kms.close(),
+    };
+    const core = {
+      createNamespacedSecret: ({ body }: { body: V1Secret }) => Promise.resolve(body),
+    } as unknown as CoreV1Api;
+    const ring = new ArtifactKeyring({
+      kms: counting,
+      core,
+      namespace: 'strongroom',
+      logger: winston.createLogger({ silent: true }),
+      cachedSecret: () => null,
+    });
+    return { ring, kms, wraps: () => wraps };
+  }
+
+  async function version(
+    recipientPublicKey: string,
+    fingerprint: string,
+    dek: Uint8Array,
+    sealedFor = 'v1',
+  ): Promise<ModelArtifactVersion> {
+    const sealed = await sealDek(recipientPublicKey, dek, {
+      artifactUid: 'u-1',
+      artifactName: 'resnet',
+      version: sealedFor,
+    });
+    return {
+      name: 'v1',
+      digest: `sha256:${'a'.repeat(64)}`,
+      size: 1,
+      publisher: 'frank',
+      publishedAt: '2026-12-07T00:00:00Z',
+      encryption: {
+        format: 'v1',
+        algorithm: 'AES-256-GCM',
+        keyFingerprint: fingerprint,
+        sealedKey: { ...sealed, suite: 'HPKE-Base-X25519-SHA256-AES256GCM' },
+      },
+    };
+  }
+
+  it('openSealed checks the sealed DEK opens and wraps nothing; sealVersion wraps that DEK under the KEK', async () => {
+    const { ring, kms, wraps } = await keyring();
+    const a = artifact('internal');
+    const recipient = await ring.ensureRecipientKey(a, 'kek');
+    const created = wraps();
+    const dek = newDek();
+    const v = await version(recipient.publicKey, recipient.fingerprint, dek);
+    await ring.openSealed(a, v, recipient);
+    expect(wraps()).toBe(created);
+    const wrapped = await ring.sealVersion(a, v, recipient, 'kek');
+    expect(wraps()).toBe(created + 1);
+    expect(Buffer.from(await kms.unwrap(wrapped, dekAad(a, 'v1'))).equals(dek)).toBe(true);
+  });
+
+  it('refuses a DEK sealed for another version, or to another recipient key, in both, and wraps nothing', async () => {
+    const { ring, wraps } = await keyring();
+    const a = artifact('internal');
+    const recipient = await ring.ensureRecipientKey(a, 'kek');
+    const created = wraps();
+    const otherVersion = await version(recipient.publicKey, recipient.fingerprint, newDek(), 'v2');
+    const otherKey = await version(recipient.publicKey, `sha256:${'0'.repeat(64)}`, newDek());
+    for (const use of [
+      (v: ModelArtifactVersion) => ring.openSealed(a, v, recipient),
+      (v: ModelArtifactVersion) => ring.sealVersion(a, v, recipient, 'kek'),
+    ]) {
+      await expect(use(otherVersion)).rejects.toMatchObject({ reason: 'SealedKeyInvalid' });
+      await expect(use(otherKey)).rejects.toMatchObject({ reason: 'FingerprintMismatch' });
+      const { format, keyFingerprint } = otherVersion.encryption;
+      await expect(use({ ...otherVersion, encryption: { format, keyFingerprint } })).rejects.toMatchObject({
+        reason: 'SealedKeyMissing',
+      });
+    }
+    expect(wraps()).toBe(created);
   });
 });
