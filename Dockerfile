@@ -9,8 +9,10 @@
 # bundled by esbuild into /app/dist/sidecar/ (one ESM file and its segment worker) so that it starts faster
 # (test/cluster/sidecar-bundle.ts; SIDECAR_COMMAND in core/injection/contract.ts runs it). The runtime stage is FROM
 # scratch and holds only Node, the shared libraries ldd lists for it and for the native addons, /etc/passwd and
-# /etc/group with the user 65532 "nonroot", an empty /tmp and the application at /app; there is no shell. The test
-# harness builds the same layout without a daemon (test/cluster/app-image.ts); keep the two in step.
+# /etc/group with the user 65532 "nonroot", an empty /tmp, empty /proc, /sys and /dev (mount points) and the
+# application at /app; there is no shell. The test harness builds the same layout without a daemon
+# (test/cluster/app-image.ts); keep the two in step: test/image/dockerfile-layout.test.ts reads this file and fails
+# when the two differ.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
@@ -29,10 +31,14 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 RUN <<'EOF'
 set -eu
 rootfs=/rootfs node=/usr/local/bin/node modules=/app/node_modules
-mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/home/nonroot" "$rootfs/app"
+mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev" \
+  "$rootfs/home/nonroot" "$rootfs/app"
 chmod 1777 "$rootfs/tmp"
 cp "$node" "$rootfs/usr/local/bin/node"
 cp -a "$modules" "$rootfs/app/node_modules"
+# Only the packages: npm's hidden lock file and its .bin links (to scripts that need /usr/bin/env) stay behind.
+rm -rf "$rootfs/app/node_modules/.package-lock.json"
+find "$rootfs/app/node_modules" -depth -path '*/node_modules/.bin' -type d -exec rm -rf {} +
 # Every shared library of node and of the native addons, and the dynamic loader, at the path ldd names.
 : > /tmp/libs
 for binary in "$node" $(find "$modules" -type f -name '*.node'); do

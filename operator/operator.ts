@@ -1,11 +1,13 @@
 /**
  * The composition root: builds every part of the operator from its configuration and hands them to the manager
- * (manager/manager.ts) in start order. Parts that need the leader (the work queues, the key broker) run only while
- * this replica holds the Lease, one leadership term at a time: they start when it acquires the Lease (the queues with
- * a full resync) and stop when it loses it (the broker first, then the queues drain), and the replica campaigns
- * again. Start order: health/metrics server → KMS → informers (on every replica, so a follower's cache is warm) →
- * webhook and timers → leader election → (when leading) the work queues → the key broker. Shutdown order, each step
- * waiting for the previous (the manager stops the parts in reverse):
+ * (manager/manager.ts) in start order. Only the work queues (the controllers) need the leader: they run only while
+ * this replica holds the Lease, one leadership term at a time: they start when it acquires the Lease (with a full
+ * resync) and stop when it loses it, and the replica campaigns again. Everything else runs on every replica: the
+ * informers, the injection webhook, and the key broker, which serves Attest, ReleaseKey and WatchRevocations from
+ * this replica's own caches and audits into this replica's own log (PublishVersion only while leading); every
+ * replica also derives revocations from its informers (revocation/derive.ts). Start order: health/metrics server →
+ * KMS → informers → webhook, key broker and timers → leader election → (when leading) the work queues. Shutdown
+ * order, each step waiting for the previous (the manager stops the parts in reverse):
  *   1. readiness turns false (load balancers stop sending traffic), the injection webhook stops listening;
  *   2. the key broker stops (connections closed, cached DEKs zeroed, audit log closed), then the work queues stop
  *      taking keys and wait for in-flight reconciles;
@@ -63,7 +65,9 @@ import { domainGauges } from './observability/domain-gauges.ts';
 import { HealthRunnable, readinessCheck } from './observability/health.ts';
 import { OperatorMetrics } from './observability/metrics.ts';
 import { InternalCa } from './pki/internal-ca.ts';
+import { CA_BUNDLE_SELECTOR } from './pki/webhook-bundles.ts';
 import { RevocationBus } from './revocation/bus.ts';
+import { RevocationDeriver } from './revocation/derive.ts';
 import { SidecarInjector } from './webhook/injector.ts';
 
 export { KEYSET_SECRET } from './keys/open-kms.ts';
@@ -78,6 +82,8 @@ export class Operator {
   readonly bus = new RevocationBus();
   readonly #manager: Manager;
   #kc: PooledKubeConfig | undefined;
+  /** The identity of the leader last observed (named in a follower's refusal of PublishVersion). */
+  #leader: string | undefined;
   /** Called when the process must stop: a part failed for good (main exits non-zero). */
   onFatal: (reason: string) => void = () => undefined;
 
@@ -117,6 +123,7 @@ export class Operator {
       logger: componentLogger(this.#root, 'leader-election'),
       ...callbacks,
       onNewLeader: (leader) => {
+        this.#leader = leader;
         this.#log.info('leader observed', { leader });
       },
     });
@@ -181,7 +188,7 @@ export class Operator {
       group: 'admissionregistration.k8s.io',
       version: 'v1',
       plural,
-      labelSelector: 'app.kubernetes.io/managed-by=strongroom',
+      labelSelector: CA_BUNDLE_SELECTOR,
     });
     const own = { namespace: config.namespace };
     const artifacts = informers.for<ModelArtifact>(strongroom(MODEL_ARTIFACT_PLURAL));
@@ -220,8 +227,20 @@ export class Operator {
     /** The controllers' audit sink: attached to the broker's audit log while it is open (docs/audit.md). */
     const governance = new GovernanceAuditTrail();
 
+    // Revocations on every replica: derived from this replica's informers, and the ledger through which the leader's
+    // controllers publish too, so that each revocation goes out once (revocation/derive.ts).
+    const revocations = new RevocationDeriver({
+      bus: this.bus,
+      grants,
+      artifacts,
+      logger: log('revocations'),
+      onDerived: (reason) => {
+        this.metrics.revocations.inc({ reason });
+      },
+    });
+
     // The controllers, each with its own work queue (alive for one leadership term) and its own watches.
-    const common = { custom, events, bus: this.bus, metrics: this.metrics };
+    const common = { custom, events, bus: revocations, metrics: this.metrics };
     const artifactController = new ModelArtifactController({
       ...common,
       kms: kms.provider,
@@ -312,6 +331,7 @@ export class Operator {
         maxConnectionAgeMs: config.broker.maxConnectionAgeMs,
         credentialRefreshMs: config.broker.credentialRefreshMs,
         podCertificateValidityMs: config.broker.podCertificateValidityMs,
+        leadership: () => ({ leading: this.#manager.leading(), leader: this.#leader }),
       },
       metrics: this.metrics,
       events,
@@ -372,7 +392,7 @@ export class Operator {
         },
       }),
       new RunnableGroup('queues', controllers), // leader only
-      broker, // leader only
+      broker, // every replica (stops before the queues)
       webhook,
       new Periodic('resync', config.resyncPeriodMs, () => {
         for (const c of controllers) c.resync();

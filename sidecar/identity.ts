@@ -121,6 +121,8 @@ export class WorkloadIdentity {
   readonly #listeners = new Set<() => void>();
   readonly #retired = new Set<KeyBrokerClient>();
   #client: KeyBrokerClient | undefined;
+  /** The mutual-TLS credentials of the current certificate. */
+  #credentials: grpc.ChannelCredentials | undefined;
   #info: IdentityInfo | undefined;
   /** The CAs the broker is verified with: the environment's at first, then the bundle of the latest Attest answer. */
   #trust: string;
@@ -149,6 +151,19 @@ export class WorkloadIdentity {
   client(): KeyBrokerClient {
     if (this.#client === undefined) throw new AttestError('the sidecar has not attested yet', undefined);
     return this.#client;
+  }
+
+  /**
+   * A mutual-TLS client of the current certificate on a connection of its own (not shared with {@link client}):
+   * behind a Service a new connection may reach another operator replica (PublishVersion is served by the leader
+   * only). The caller closes it. Throws before the first attestation.
+   */
+  freshClient(): KeyBrokerClient {
+    if (this.#credentials === undefined) throw new AttestError('the sidecar has not attested yet', undefined);
+    return new this.#o.keyBroker.Client(target(this.#o.config.broker), this.#credentials, {
+      ...channelOptions(this.#o.config.serverName),
+      'grpc.use_local_subchannel_pool': 1,
+    });
   }
 
   /** Called after each renewal, when {@link client} returns the new channel. */
@@ -218,11 +233,17 @@ export class WorkloadIdentity {
     if (!(notAfter.getTime() > receivedAt))
       throw new AttestError(`Attest returned a certificate that expired at ${leaf.validTo}`, undefined);
     this.#adoptTrust(response.caBundlePem);
+    const credentials = grpc.credentials.createSsl(
+      Buffer.from(this.#trust),
+      Buffer.from(privateKeyPem),
+      Buffer.from(chain),
+    );
     const client = new keyBroker.Client(
       target(config.broker),
-      grpc.credentials.createSsl(Buffer.from(this.#trust), Buffer.from(privateKeyPem), Buffer.from(chain)),
+      credentials,
       channelOptions(config.serverName),
     );
+    this.#credentials = credentials;
     const previous = this.#client;
     this.#client = client;
     this.#info = { spiffeId: response.spiffeId, podUid: response.podUid, notAfter };

@@ -70,6 +70,7 @@ async function main(): Promise<void> {
           publish,
           sidecar.client(),
           componentLogger(logger, 'sidecar/publish'),
+          { reconnect: () => sidecar.freshClient() },
         );
         log.info('publish finished', { published: outcome.published });
       } catch (error) {

@@ -27,10 +27,13 @@ const keyBroker = loadKeyBroker();
 const UID = '0f6e7c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b';
 const PUBLISHER = 'spiffe://strongroom.test/ns/ml/sa/trainer';
 
-type Answer = { status: grpc.status; details: string } | 'ok';
+type Answer = { status: grpc.status; details: string; notLeader?: boolean } | 'ok';
 
 let server: grpc.Server;
 let client: KeyBrokerClient;
+let target: string;
+/** Retries without waiting. */
+const fast = { backoff: { baseMs: 1, maxMs: 2 } };
 let recipient: RecipientKeyPair;
 /** What the broker answers next; the last one repeats. */
 let answers: Answer[] = [];
@@ -71,7 +74,11 @@ beforeAll(async () => {
               },
               resourceVersion: '4242',
             });
-          else callback({ code: answer.status, details: answer.details });
+          else {
+            const metadata = new grpc.Metadata();
+            if (answer.notLeader === true) metadata.set('strongroom-retry', 'not-leader');
+            callback({ code: answer.status, details: answer.details, metadata });
+          }
         },
         () => {
           callback({ code: grpc.status.INVALID_ARGUMENT, details: 'the sealed DEK does not open' });
@@ -85,7 +92,8 @@ beforeAll(async () => {
       else resolve(bound);
     });
   });
-  client = new keyBroker.Client(`127.0.0.1:${String(port)}`, grpc.credentials.createInsecure());
+  target = `127.0.0.1:${String(port)}`;
+  client = new keyBroker.Client(target, grpc.credentials.createInsecure());
 });
 
 afterAll(async () => {
@@ -241,6 +249,49 @@ describe('publishOutput', () => {
     expect(await readdir(artifactDir())).toEqual(['v7']);
   });
 
+  it('retries UNAVAILABLE from a follower (not the leader) with backoff, on a new connection, and publishes', async () => {
+    await jobOutput();
+    const follower = {
+      status: grpc.status.UNAVAILABLE,
+      details: 'this replica is not the leader (the leader is op-0); retry',
+      notLeader: true,
+    };
+    answers = [follower, follower, 'ok'];
+    let reconnects = 0;
+    const outcome = await publishOutput(plan(), client, logger, {
+      ...fast,
+      reconnect: () => {
+        reconnects += 1;
+        return new keyBroker.Client(target, grpc.credentials.createInsecure(), {
+          'grpc.use_local_subchannel_pool': 1,
+        });
+      },
+    });
+    expect(outcome.published).toBe(true);
+    expect(received).toHaveLength(3);
+    expect(reconnects).toBe(2);
+  });
+
+  it('removes the ciphertext when every replica answered "not the leader" until it gave up (nothing written)', async () => {
+    await jobOutput();
+    answers = [{ status: grpc.status.UNAVAILABLE, details: 'not the leader; retry', notLeader: true }];
+    const outcome = await publishOutput(plan(), client, logger, fast);
+    expect(outcome).toMatchObject({ published: false, reason: 'refused', code: grpc.status.UNAVAILABLE });
+    expect(received).toHaveLength(6);
+    expect(await readdir(artifactDir())).toEqual([]);
+  });
+
+  it('does not take ALREADY_EXISTS after a lost answer as a refusal: the version may be its own', async () => {
+    await jobOutput();
+    answers = [
+      { status: grpc.status.UNAVAILABLE, details: 'connection lost' },
+      { status: grpc.status.ALREADY_EXISTS, details: 'VersionExists' },
+    ];
+    const outcome = await publishOutput(plan(), client, logger, fast);
+    expect(outcome).toMatchObject({ published: false, reason: 'unknown', code: grpc.status.ALREADY_EXISTS });
+    expect(await readdir(artifactDir())).toEqual(['v7']);
+  });
+
   it('keeps the ciphertext when the answer is unknown (the version may be recorded)', async () => {
     await jobOutput();
     for (const [status, version] of [
@@ -253,6 +304,7 @@ describe('publishOutput', () => {
         plan({ version, ciphertextPath: join(artifactDir(), version) }),
         client,
         logger,
+        fast,
       );
       expect(outcome).toEqual({
         published: false,

@@ -17,11 +17,30 @@ import { StorageError, writeVersion, type WrittenVersion } from '../core/storage
 import type { PublishVersionRequest } from '../proto/generated/strongroom/v1/PublishVersionRequest.ts';
 import type { PublishVersionResponse__Output } from '../proto/generated/strongroom/v1/PublishVersionResponse.ts';
 import type { KeyBrokerClient } from '../proto/keybroker.ts';
+import { backoffDelay, type BackoffPolicy } from './backoff.ts';
 
 const PUBLISH_DEADLINE_MS = 60_000;
-/** ABORTED means the artifact changed under the broker's guarded patch and nothing was written: retry that only. */
+/** ABORTED means the artifact changed under the broker's guarded patch and nothing was written: retried. */
 const MAX_ATTEMPTS = 4;
 const RETRY_DELAY_MS = 250;
+/**
+ * UNAVAILABLE is retried with backoff, each time on a new connection when the caller can make one: a follower replica
+ * of the operator refuses PublishVersion with UNAVAILABLE (marked {@link NOT_LEADER}: nothing was written), and
+ * behind a Service a new connection may reach the leader. At most this many retries, about 8 s in all, so that the
+ * pod's termination grace period is not spent waiting.
+ */
+const MAX_UNAVAILABLE_RETRIES = 5;
+const UNAVAILABLE_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 4000 };
+/** The trailing metadata of a refusal that wrote nothing and may be retried (operator/broker/errors.ts). */
+const RETRY_METADATA_KEY = 'strongroom-retry';
+const NOT_LEADER = 'not-leader';
+
+/** How publishOutput retries. */
+export interface PublishRetry {
+  /** A client on a new connection, for a retry after UNAVAILABLE; absent, the same client is used again. */
+  readonly reconnect?: () => KeyBrokerClient;
+  readonly backoff?: BackoffPolicy;
+}
 
 /**
  * Statuses after which the version was certainly not recorded (the broker refuses before it writes, and ABORTED is
@@ -101,6 +120,14 @@ function callPublish(client: KeyBrokerClient, request: PublishVersionRequest): P
   });
 }
 
+/** A follower replica's refusal: UNAVAILABLE marked not-leader, nothing was written. */
+function isNotLeader(error: grpc.ServiceError): boolean {
+  return (
+    error.code === grpc.status.UNAVAILABLE &&
+    error.metadata.get(RETRY_METADATA_KEY).some((v) => v.toString() === NOT_LEADER)
+  );
+}
+
 function requestOf(publish: PlannedPublish, written: WrittenVersion): PublishVersionRequest {
   return {
     artifact: { namespace: publish.namespace, name: publish.name },
@@ -143,6 +170,7 @@ export async function publishOutput(
   publish: PlannedPublish,
   client: KeyBrokerClient,
   logger: winston.Logger,
+  retry: PublishRetry = {},
 ): Promise<PublishOutcome> {
   const subject = { artifact: `${publish.namespace}/${publish.name}`, version: publish.version };
   const marked = await isMarked(publish.outputDir);
@@ -184,16 +212,40 @@ export async function publishOutput(
   });
 
   const request = requestOf(publish, written);
-  let result = await callPublish(client, request);
-  for (
-    let attempt = 1;
-    'error' in result && result.error.code === grpc.status.ABORTED && attempt < MAX_ATTEMPTS;
-    attempt++
-  ) {
-    logger.info('the artifact changed concurrently; retrying PublishVersion', { ...subject, attempt });
-    await new Promise((done) => setTimeout(done, RETRY_DELAY_MS * attempt));
-    result = await callPublish(client, request);
+  let current = client;
+  let result = await callPublish(current, request);
+  /** An earlier attempt failed in a way that may have recorded the version. */
+  let ambiguous = false;
+  for (let aborted = 1, unavailable = 1; 'error' in result;) {
+    const error = result.error;
+    if (error.code === grpc.status.ABORTED && aborted < MAX_ATTEMPTS) {
+      logger.info('the artifact changed concurrently; retrying PublishVersion', {
+        ...subject,
+        attempt: aborted,
+      });
+      await new Promise((done) => setTimeout(done, RETRY_DELAY_MS * aborted));
+      aborted += 1;
+    } else if (error.code === grpc.status.UNAVAILABLE && unavailable <= MAX_UNAVAILABLE_RETRIES) {
+      const notLeader = isNotLeader(error);
+      if (!notLeader) ambiguous = true;
+      logger.info('the broker is unavailable; retrying PublishVersion on a new connection', {
+        ...subject,
+        attempt: unavailable,
+        notLeader,
+        details: error.details,
+      });
+      await new Promise((done) =>
+        setTimeout(done, backoffDelay(unavailable, retry.backoff ?? UNAVAILABLE_BACKOFF)),
+      );
+      unavailable += 1;
+      if (retry.reconnect !== undefined) {
+        if (current !== client) current.close();
+        current = retry.reconnect();
+      }
+    } else break;
+    result = await callPublish(current, request);
   }
+  if (current !== client) current.close();
 
   if ('ok' in result) {
     const recorded = result.ok.version;
@@ -210,7 +262,10 @@ export async function publishOutput(
   }
   const { code, details } = result.error;
   const status = grpc.status[code];
-  if (REFUSALS.has(code)) {
+  // A refusal is certain only if no earlier attempt may have recorded the version: ALREADY_EXISTS after a lost
+  // answer may be this very version. A follower's "not the leader" wrote nothing.
+  const refused = (REFUSALS.has(code) && !ambiguous) || (isNotLeader(result.error) && !ambiguous);
+  if (refused) {
     try {
       await rm(written.path, { recursive: true, force: true });
     } catch (error) {

@@ -117,6 +117,11 @@ export class Sidecar {
     return this.#identity.client();
   }
 
+  /** A client of the current certificate on a new connection (publish mode retries on one; the caller closes it). */
+  freshClient(): KeyBrokerClient {
+    return this.#identity.freshClient();
+  }
+
   /** Stops the revocation stream and every supervisor, wipes all plaintext and the output directory, closes. */
   async shutdown(): Promise<void> {
     await this.#watcher.stop();

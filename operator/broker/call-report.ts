@@ -28,7 +28,11 @@ export class CallReporter {
    * A call refused or failed with `error`: observes and logs it, and returns the status to answer with. `started` is
    * `performance.now()` at the start of the call.
    */
-  refused(method: string, started: number, error: unknown): { code: grpc.status; details: string } {
+  refused(
+    method: string,
+    started: number,
+    error: unknown,
+  ): { code: grpc.status; details: string; metadata?: grpc.Metadata } {
     if (error instanceof BrokerError) {
       this.#observe(method, error.status, started);
       const log = error.status === 'UNAVAILABLE' || error.status === 'INTERNAL' ? 'warn' : 'info';

@@ -82,3 +82,18 @@ const CALLER_SENTENCES: Readonly<Record<string, string>> = {
 export function callerDenial(reason: string, where = "the pod's events"): string {
   return `${reason}: ${CALLER_SENTENCES[reason] ?? 'the request is refused'}; details are in ${where}`;
 }
+
+/** The trailing metadata key that marks a refusal as "nothing was written, retry on the leader". */
+export const RETRY_METADATA_KEY = 'strongroom-retry';
+/** Its value for a PublishVersion sent to a follower. */
+export const NOT_LEADER = 'not-leader';
+
+/** A PublishVersion sent to a replica that does not lead: UNAVAILABLE, nothing was written, retry (elsewhere). */
+export function notLeaderError(leader: string | undefined): BrokerError {
+  const who = leader === undefined ? 'no leader is known yet' : `the leader is ${leader}`;
+  return new BrokerError(
+    'UNAVAILABLE',
+    NOT_LEADER,
+    `this replica is not the leader (${who}); PublishVersion is served by the leader only; nothing was written; retry`,
+  );
+}

@@ -20,7 +20,7 @@ import type { BrokerAuditTrail } from './audit-trail.ts';
 import type { CallReporter } from './call-report.ts';
 import type { CallOrigin, ConnectionPeers } from './connection-peers.ts';
 import type { DekCache } from './dek-cache.ts';
-import { BrokerError } from './errors.ts';
+import { BrokerError, notLeaderError } from './errors.ts';
 import { podOf, workloadOf, type Peer } from './peer.ts';
 import { publishVersionResponse, releaseKeyResponse, releaseRequestInput } from './proto-mapping.ts';
 import { publishVersion, type PublishDeps } from './publish.ts';
@@ -43,12 +43,20 @@ export interface MtlsHandlerDeps {
   readonly feed: RevocationFeed;
   readonly peers: ConnectionPeers;
   readonly report: CallReporter;
+  /** Whether this replica leads now (PublishVersion is served only by the leader). */
+  readonly leadership: () => Leadership;
   /** Told of every refused ReleaseKey the pod's owner can act on, after the refusal is audited. */
   readonly onRefusedRelease?:
     ((pod: { namespace: string; name: string; uid: string }, message: string) => void) | undefined;
 }
 
 type Operation = 'release-key' | 'publish-version' | 'watch-revocations';
+
+/** Whether this replica leads, and the identity of the leader when one has been observed. */
+export interface Leadership {
+  readonly leading: boolean;
+  readonly leader?: string | undefined;
+}
 
 /** See the module comment. */
 export class MtlsService {
@@ -130,6 +138,21 @@ export class MtlsService {
     const d = this.#d;
     d.report.answer('PublishVersion', callback, async (): Promise<PublishVersionResponse> => {
       const peer = await this.#peerOrAudit(call, 'publish-version');
+      const leadership = d.leadership();
+      if (!leadership.leading) {
+        const refusal = notLeaderError(leadership.leader);
+        await d.audit.access({
+          operation: 'publish-version',
+          decision: 'deny',
+          reason: refusal.reason,
+          peer: peer.address,
+          verified: true,
+          workload: workloadOf(peer),
+          artifact: null,
+          detail: refusal.message,
+        });
+        throw refusal;
+      }
       const result = await publishVersion(peer, call.request, {
         view: d.view,
         policy: d.policy,

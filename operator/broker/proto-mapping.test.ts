@@ -1,7 +1,7 @@
 /** The broker's results and refusals as proto messages and gRPC statuses. */
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { BrokerError } from './errors.ts';
+import { BrokerError, notLeaderError } from './errors.ts';
 import { attestResponse, callerStatus, protoTimestamp, releaseKeyResponse } from './proto-mapping.ts';
 
 describe('proto mapping', () => {
@@ -47,5 +47,15 @@ describe('proto mapping', () => {
       code: grpc.status.INTERNAL,
       details: 'internal error',
     });
+  });
+
+  it("marks a follower's refusal of PublishVersion as retryable (nothing was written), naming the leader", () => {
+    const answer = callerStatus(notLeaderError('op-0'));
+    expect(answer.code).toBe(grpc.status.UNAVAILABLE);
+    expect(answer.details).toMatch(/^this replica is not the leader \(the leader is op-0\);.*retry$/);
+    expect(answer.metadata?.get('strongroom-retry')).toEqual(['not-leader']);
+    expect(callerStatus(notLeaderError(undefined)).details).toMatch(/no leader is known yet/);
+    // Any other UNAVAILABLE carries no such mark: its outcome may be unknown.
+    expect(callerStatus(new BrokerError('UNAVAILABLE', 'audit-unavailable', 'x')).metadata).toBeUndefined();
   });
 });

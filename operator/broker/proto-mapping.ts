@@ -9,7 +9,7 @@ import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1
 import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
 import type { ReleaseKeyResponse } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
 import type { AttestResult } from './attest.ts';
-import { BrokerError } from './errors.ts';
+import { BrokerError, NOT_LEADER, RETRY_METADATA_KEY } from './errors.ts';
 import type { PublishResult } from './publish.ts';
 import type { ReleaseRequestInput, ReleaseResult } from './release.ts';
 
@@ -72,7 +72,17 @@ export function publishVersionResponse(result: PublishResult): PublishVersionRes
  * The status a failed call answers with: a BrokerError's status and the message the caller may see (the public
  * message when there is one: no other grant, service account or namespace); anything else is INTERNAL.
  */
-export function callerStatus(error: unknown): { code: grpc.status; details: string } {
+export function callerStatus(error: unknown): {
+  code: grpc.status;
+  details: string;
+  metadata?: grpc.Metadata;
+} {
+  if (error instanceof BrokerError && error.reason === NOT_LEADER) {
+    // Tells the client that nothing was written, so that retrying (on another connection) is safe.
+    const metadata = new grpc.Metadata();
+    metadata.set(RETRY_METADATA_KEY, NOT_LEADER);
+    return { code: grpc.status[error.status], details: error.callerMessage, metadata };
+  }
   if (error instanceof BrokerError) return { code: grpc.status[error.status], details: error.callerMessage };
   return { code: grpc.status.INTERNAL, details: 'internal error' };
 }

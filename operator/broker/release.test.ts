@@ -57,10 +57,14 @@ const request: ReleaseRequestInput = {
   fileDigest: '',
 };
 
-/** The fixture grant as the API server returns it (with uid and resourceVersion). */
-function liveGrant(): AccessGrant {
+/** The fixture grant as the API server returns it (with uid and resourceVersion), its status Active. */
+function liveGrant(status: AccessGrant['status'] | null = { phase: 'Active' }): AccessGrant {
   const g = grant();
-  return { ...g, metadata: Object.assign({}, g.metadata, { uid: 'grant-uid-1', resourceVersion: '7' }) };
+  return {
+    ...g,
+    metadata: Object.assign({}, g.metadata, { uid: 'grant-uid-1', resourceVersion: '7' }),
+    ...(status === null ? {} : { status }),
+  };
 }
 
 function view(
@@ -190,6 +194,20 @@ describe('releaseKey', () => {
 
   const denials: [string, Partial<ReleaseDeps>, Partial<ReleaseRequestInput>, string, string][] = [
     ['no grant names the workload', { view: view({ grants: [] }) }, {}, 'PERMISSION_DENIED', 'no-grant'],
+    [
+      'the grant has no status yet (the leader has not evaluated it)',
+      { view: view({ grants: [liveGrant(null)] }) },
+      {},
+      'PERMISSION_DENIED',
+      'grant-not-active',
+    ],
+    [
+      'the grant status records Expired',
+      { view: view({ grants: [liveGrant({ phase: 'Expired' })] }) },
+      {},
+      'PERMISSION_DENIED',
+      'grant-not-active',
+    ],
     [
       'the artifact does not exist',
       { view: view({ artifact: undefined }) },

@@ -182,6 +182,18 @@ export async function releaseKey(
       }),
     );
   }
+  // Fail closed on what the leader has recorded too: every replica serves ReleaseKey from its own caches, and a
+  // grant whose status does not say Active yet (the leader has not evaluated it) releases nothing anywhere.
+  if (decision.grant.status?.phase !== 'Active') {
+    return deny(
+      new BrokerError(
+        DENY_STATUS.GrantNotActive,
+        reasonCode('GrantNotActive'),
+        `AccessGrant ${decision.grant.metadata.namespace ?? ''}/${decision.grant.metadata.name ?? ''} has no Active status yet (phase ${decision.grant.status?.phase ?? 'unset'})`,
+        { publicMessage: callerDenial('GrantNotActive') },
+      ),
+    );
+  }
   // authorizeRelease allowed, so the artifact exists and the version is published and sealed.
   const found = artifact as ModelArtifact;
   const version = decision.version;

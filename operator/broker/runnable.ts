@@ -1,8 +1,12 @@
 /**
- * The key broker as a leader-only runnable (operator/manager/runnable.ts): it runs while this replica leads, one
- * BrokerServer per leadership term. Start-up, in the background (the manager does not wait for it): read (or create)
- * the audit keys in Secret `strongroom-audit-keys`, open the audit log `<audit-log-dir>/<writer>.log`, attach it to
- * the broker's audit trail and to the controllers' governance trail, then listen. If any of that fails the process
+ * The key broker as a runnable on every replica (operator/manager/runnable.ts): Attest, ReleaseKey and
+ * WatchRevocations are served by every ready replica from its own informer caches, so a pod can start while the
+ * leader changes; PublishVersion answers only on the leader (a follower refuses it with a retryable UNAVAILABLE,
+ * mtls-handlers.ts). One BrokerServer for the life of the process. Start-up, in the background (the manager does not
+ * wait for it): read (or create) the audit keys in Secret `strongroom-audit-keys`, open this replica's own audit log
+ * `<audit-log-dir>/<writer>.log` (origin `strongroom.audit/<cluster>/<writer>`, writer = this replica's identity),
+ * attach it to the broker's audit trail and to the controllers' governance trail (the controllers run only while
+ * this replica leads, so governance events land in the leader's log), then listen. If any of that fails the process
  * exits non-zero: no key is ever released unaudited. Stop: the server stops (connections closed, cached DEKs zeroed),
  * the start-up is waited for, the governance trail is detached and the audit log closed.
  */
@@ -19,8 +23,8 @@ import { BrokerServer, type BrokerServerOptions } from './server.ts';
 
 export interface BrokerRunnableOptions {
   /**
-   * The server's options but those this runnable fills in: its audit trail (made anew every term, attached to that
-   * term's log), its observer (metrics) and onRefusedRelease (a Warning Event `KeyReleaseDenied` on the pod).
+   * The server's options but those this runnable fills in: its audit trail (attached to this replica's log once it
+   * is open), its observer (metrics) and onRefusedRelease (a Warning Event `KeyReleaseDenied` on the pod).
    */
   readonly server: Omit<BrokerServerOptions, 'audit' | 'observer' | 'onRefusedRelease'>;
   /** strongroom_broker_calls, strongroom_broker_streams and strongroom_broker_decisions_total. */
@@ -47,7 +51,7 @@ export function writerName(identity: string): string {
   return name === '' ? 'operator' : name;
 }
 
-/** The key broker of one leadership term. */
+/** The key broker of this process. */
 interface BrokerRun {
   readonly server: BrokerServer;
   audit: AuditLog | undefined;
@@ -56,7 +60,7 @@ interface BrokerRun {
 
 export class BrokerRunnable implements Runnable {
   readonly name = 'broker';
-  readonly needsLeader = true;
+  readonly needsLeader = false;
   readonly #o: BrokerRunnableOptions;
   #run: BrokerRun | undefined;
 
@@ -64,9 +68,9 @@ export class BrokerRunnable implements Runnable {
     this.#o = options;
   }
 
-  /** The readiness check `broker`: listening, or not running (this replica does not lead). */
+  /** The readiness check `broker`: both listeners up and the caches synced, on every replica. */
   ready(): boolean {
-    return this.#run === undefined || this.#run.server.ready();
+    return this.#run?.server.ready() === true;
   }
 
   start(context: RunContext): void {

@@ -5,7 +5,7 @@
  *     yet);
  *   - broker: mutual TLS, a client certificate chaining to the operator CA bundle is required at the handshake;
  *     serves `ReleaseKey`, `WatchRevocations` and `PublishVersion` (mtls-handlers.ts) for the peer of each
- *     connection's certificate (connection-peers.ts).
+ *     connection's certificate (connection-peers.ts). Every replica serves; PublishVersion only while it leads.
  * The serving certificate (Secret `strongroom-broker-tls`) and the CA bundle (Secret `strongroom-ca`) are re-read
  * every `credentialRefreshMs` and swapped into both listeners without a restart. Connections live at most
  * `maxConnectionAgeMs` (default 10 minutes), so certificate expiry and CA rollover take effect. Every decision,
@@ -29,13 +29,14 @@ import { DekCache } from './dek-cache.ts';
 import { BrokerServerError } from './errors.ts';
 import { checkTrustDomain } from './identity.ts';
 import { BrokerListeners } from './listeners.ts';
-import { MtlsService } from './mtls-handlers.ts';
+import { MtlsService, type Leadership } from './mtls-handlers.ts';
 import { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
 import { auditRefusedHandshake } from './tls-refusal.ts';
 import type { BrokerView } from './view.ts';
 
 export type { BrokerObserver } from './call-report.ts';
 export { BrokerServerError } from './errors.ts';
+export type { Leadership } from './mtls-handlers.ts';
 
 /** How the broker server is configured. */
 export interface BrokerServerOptions {
@@ -71,6 +72,11 @@ export interface BrokerServerOptions {
   /** Default 5000 ms. */
   readonly heartbeatMs?: number;
   readonly observer?: BrokerObserver;
+  /**
+   * Whether this replica leads now, and which replica does when known: PublishVersion is served only by the leader
+   * (a follower answers UNAVAILABLE `not-leader`, naming the leader). Absent: this replica always serves it.
+   */
+  readonly leadership?: () => Leadership;
   /**
    * Told of every refused ReleaseKey whose caller is a known pod, so the refusal shows in `kubectl describe pod`
    * (the operator records a Warning Event `KeyReleaseDenied`). Called after the refusal is audited.
@@ -127,6 +133,7 @@ export class BrokerServer {
       peers: this.#peers,
       report: this.#report,
       onRefusedRelease: options.onRefusedRelease,
+      leadership: options.leadership ?? (() => ({ leading: true })),
     });
     this.#listeners = new BrokerListeners({
       attestAddress: options.attestAddress,

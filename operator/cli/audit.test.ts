@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyInclusion } from '../../core/audit/index.ts';
+import { AuditLog, verifyInclusion } from '../../core/audit/index.ts';
 import {
   buildLog,
+  releaseEvent,
   lineOfSeq,
   readLines,
   writeLines,
@@ -142,5 +143,94 @@ describe('strongroom audit (the CLI, on real logs)', { timeout: 30_000 }, () => 
       .split('\n')
       .map((l) => (JSON.parse(l) as { seq: number }).seq);
     expect(seqs).toEqual([28, 29, 30]);
+  });
+});
+
+/** A second replica's log: its own origin, the cluster's shared signer (as BrokerRunnable writes them). */
+async function replicaLog(path: string, writer: string, entries: number): Promise<void> {
+  const clock = { t: Date.UTC(2026, 0, 1) };
+  const log = await AuditLog.open({
+    path,
+    origin: `strongroom.audit/test-cluster/${writer}`,
+    signer: built.keys.signer,
+    now: () => clock.t,
+    checkpointIntervalMs: 1e12,
+    heartbeatIntervalMs: 0,
+  });
+  for (let i = 0; i < entries; i++) {
+    clock.t += 1000;
+    await log.append(releaseEvent(i));
+  }
+  await log.checkpoint();
+  await log.close();
+}
+
+describe('strongroom audit verify over one log per replica', { timeout: 30_000 }, () => {
+  let replicas: string;
+  beforeAll(async () => {
+    // A directory of per-replica directories, as collected from each replica's volume.
+    replicas = join(dir, 'replicas');
+    mkdirSync(join(replicas, 'strongroom-0'), { recursive: true });
+    mkdirSync(join(replicas, 'strongroom-1'), { recursive: true });
+    copyFileSync(built.path, join(replicas, 'strongroom-0', 'replica-0.log'));
+    await replicaLog(join(replicas, 'strongroom-1', 'replica-1.log'), 'replica-1', 12);
+  });
+
+  it('verifies each log independently and reports each origin', async () => {
+    const r = await run('audit', 'verify', replicas, '--public-key', vkeyFile);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(
+      /strongroom-0\/replica-0\.log: OK: 31 entries.*origin strongroom\.audit\/test-cluster\/replica-0\)/,
+    );
+    expect(r.stdout).toMatch(
+      /strongroom-1\/replica-1\.log: OK: 13 entries.*origin strongroom\.audit\/test-cluster\/replica-1\)/,
+    );
+    expect(r.stdout).toMatch(/OK: 2 of 2 logs verified\n$/);
+    expect(r.code).toBe(0);
+    const both = await run(
+      'audit',
+      'verify',
+      join(replicas, 'strongroom-0'),
+      join(replicas, 'strongroom-1', 'replica-1.log'),
+      '--json',
+    );
+    const report = JSON.parse(both.stdout) as { ok: boolean; logs: { origin: string; ok: boolean }[] };
+    expect(report.ok).toBe(true);
+    expect(report.logs.map((l) => l.origin)).toEqual([
+      'strongroom.audit/test-cluster/replica-0',
+      'strongroom.audit/test-cluster/replica-1',
+    ]);
+  });
+
+  it("fails when one replica's log is tampered with, naming it; the other still verifies", async () => {
+    const tampered = join(dir, 'tampered');
+    mkdirSync(join(tampered, 'a'), { recursive: true });
+    mkdirSync(join(tampered, 'b'), { recursive: true });
+    copyFileSync(join(replicas, 'strongroom-0', 'replica-0.log'), join(tampered, 'a', 'replica-0.log'));
+    const lines = readLines(join(replicas, 'strongroom-1', 'replica-1.log'));
+    const i = lineOfSeq(lines, 7);
+    lines[i] = (lines[i] as string).replace('"allow"', '"deny"');
+    writeLines(join(tampered, 'b', 'replica-1.log'), lines);
+    const r = await run('audit', 'verify', tampered, '--public-key', vkeyFile);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/a\/replica-0\.log: OK/);
+    expect(r.stdout).toMatch(/b\/replica-1\.log: FAILED/);
+    expect(r.stderr).toMatch(/entry 7 .* was edited/);
+    expect(r.stdout).toMatch(/FAILED: 1 of 2 logs verified/);
+  });
+
+  it('fails when two logs claim the same origin, and refuses --origin with several logs', async () => {
+    const twice = join(dir, 'twice');
+    mkdirSync(twice, { recursive: true });
+    copyFileSync(built.path, join(twice, 'one.log'));
+    copyFileSync(built.path, join(twice, 'two.log'));
+    const r = await run('audit', 'verify', twice);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/more than one log claims origin strongroom\.audit\/test-cluster\/replica-0/);
+    const usage = await run('audit', 'verify', replicas, '--origin', 'x');
+    expect(usage.code).toBe(2);
+    const empty = join(dir, 'empty');
+    mkdirSync(empty, { recursive: true });
+    expect((await run('audit', 'verify', empty)).code).toBe(2);
   });
 });

@@ -2,7 +2,8 @@
  * `strongroom audit …`: verify a log offline, print inclusion proofs and checkpoints, follow a log.
  * Exit codes: 0 verified, 1 tampering or a failed check, 2 bad usage or unreadable input.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import {
   formatFindings,
@@ -89,6 +90,71 @@ async function loadReport(logPath: string, opts: VerifyFlags): Promise<VerifyRep
   });
 }
 
+/** The JSON summary of one log's report. */
+function summary(report: VerifyReport): Record<string, unknown> {
+  return {
+    ok: report.ok,
+    origin: report.origin,
+    entries: report.entries,
+    checkpoints: report.checkpoints,
+    latest:
+      report.latest === undefined
+        ? null
+        : { size: report.latest.size, rootHash: report.latest.rootHash.toString('base64') },
+    findings: report.findings,
+  };
+}
+
+function withoutPath(s: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(s).filter(([key]) => key !== 'path'));
+}
+
+/** Origins claimed by more than one log: every replica has its own origin, so that is a fork or a copy. */
+function duplicateOrigins(reports: readonly { report: VerifyReport }[]): string[] {
+  const counts = new Map<string, number>();
+  for (const { report } of reports)
+    if (report.origin !== undefined) counts.set(report.origin, (counts.get(report.origin) ?? 0) + 1);
+  return [...counts].filter(([, n]) => n > 1).map(([origin]) => origin);
+}
+
+/**
+ * The log files the arguments stand for: a file as given; a directory, the `*.log` files in it and in its
+ * subdirectories (one level: a directory of per-replica directories), sorted. A directory with none is a usage error.
+ */
+async function logFiles(paths: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const path of paths) {
+    let info;
+    try {
+      info = await stat(path);
+    } catch (err) {
+      throw new UsageError(`cannot read log ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    if (!info.isDirectory()) {
+      files.push(path);
+      continue;
+    }
+    const found: string[] = [];
+    const scan = async (dir: string, depth: number): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        throw new UsageError(`cannot read directory ${dir}: ${(err as Error).message}`, { cause: err });
+      }
+      for (const entry of entries) {
+        const child = join(dir, entry.name);
+        if (entry.isFile() && entry.name.endsWith('.log')) found.push(child);
+        else if (entry.isDirectory() && depth < 1) await scan(child, depth + 1);
+      }
+    };
+    await scan(path, 0);
+    if (found.length === 0) throw new UsageError(`no *.log file in ${path} or its subdirectories`);
+    files.push(...found.sort());
+  }
+  return [...new Set(files)];
+}
+
 /** Runs an action, turning UsageError (and other failures) into exit code 2 with a message. */
 function guarded<A extends unknown[]>(
   io: CliIo,
@@ -114,15 +180,17 @@ export function auditCommand(io: CliIo): Command {
   audit
     .command('verify')
     .description(
-      'verify a log offline: signatures, tree vs every checkpoint, consistency, sequence, time, gaps',
+      'verify logs offline: signatures, tree vs every checkpoint, consistency, sequence, time, gaps. Several logs ' +
+        '(one per operator replica) are each verified independently; a directory stands for the *.log files in ' +
+        'it and in its subdirectories',
     )
-    .argument('<log>', 'the log file')
+    .argument('<logs...>', 'log files, or directories of them (e.g. one per replica)')
     .option('--public-key <file>', 'trusted verifier key(s), one `name+hash+key` per line')
     .option(
       '--trusted-checkpoint <file>',
-      'a signed checkpoint the log must extend (detects rollback and forks)',
+      'a signed checkpoint the log must extend (detects rollback and forks); one log only',
     )
-    .option('--origin <origin>', 'the origin the log must have')
+    .option('--origin <origin>', 'the origin the log must have; one log only')
     .option(
       '--max-gap-ms <ms>',
       'largest silence allowed between entries (default: 2 × heartbeat interval)',
@@ -131,38 +199,50 @@ export function auditCommand(io: CliIo): Command {
     .option('--strict', 'treat warnings (unsigned tail, torn tail, restarts) as failures')
     .option('--json', 'print the report as JSON')
     .action(
-      guarded(io, async (log: string, opts: VerifyFlags & { json?: boolean }) => {
-        const report = await loadReport(log, opts);
+      guarded(io, async (paths: string[], opts: VerifyFlags & { json?: boolean }) => {
+        const logs = await logFiles(paths);
+        if (logs.length > 1 && (opts.origin !== undefined || opts.trustedCheckpoint !== undefined))
+          throw new UsageError(
+            `--origin and --trusted-checkpoint name one log, and ${logs.length} were given: verify it alone`,
+          );
+        const reports: { path: string; report: VerifyReport }[] = [];
+        for (const path of logs) reports.push({ path, report: await loadReport(path, opts) });
+        const single = paths.length === 1 && logs.length === 1 && logs[0] === paths[0];
+        const duplicates = duplicateOrigins(reports);
+        const ok = reports.every((r) => r.report.ok) && duplicates.length === 0;
         if (opts.json === true) {
+          const summaries = reports.map(({ path, report }) => ({ path, ...summary(report) }));
+          const [only] = summaries;
           io.out(
             JSON.stringify(
-              {
-                ok: report.ok,
-                origin: report.origin,
-                entries: report.entries,
-                checkpoints: report.checkpoints,
-                latest:
-                  report.latest === undefined
-                    ? null
-                    : { size: report.latest.size, rootHash: report.latest.rootHash.toString('base64') },
-                findings: report.findings,
-              },
+              single && only !== undefined
+                ? withoutPath(only)
+                : { ok, logs: summaries, duplicateOrigins: duplicates },
               null,
               2,
             ) + '\n',
           );
         } else {
-          const findings = formatFindings(report);
-          if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
-          const latest =
-            report.latest === undefined
-              ? 'none'
-              : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
-          io.out(
-            `${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
-          );
+          for (const { path, report } of reports) {
+            const findings = formatFindings(report);
+            const prefix = single ? '' : `${path}: `;
+            if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
+            const latest =
+              report.latest === undefined
+                ? 'none'
+                : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
+            io.out(
+              `${prefix}${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
+            );
+          }
+          for (const origin of duplicates)
+            io.err(`FAILED: more than one log claims origin ${origin}: each replica writes its own\n`);
+          if (!single)
+            io.out(
+              `${ok ? 'OK' : 'FAILED'}: ${reports.filter((r) => r.report.ok).length} of ${reports.length} logs verified\n`,
+            );
         }
-        io.setExitCode(report.ok ? EXIT_OK : EXIT_TAMPERED);
+        io.setExitCode(ok ? EXIT_OK : EXIT_TAMPERED);
       }),
     );
 

@@ -4,7 +4,9 @@
  * - time: the decision says when it can next change by time alone (notBefore, expiresAt), and the reconcile asks the
  *   queue to come back at exactly that instant, so a grant expires on time without polling;
  * - revocation: every change that ends access (Active → anything else, a grant deleted while Active, versions dropped
- *   from an Active grant) is published on the revocation bus before the status is written;
+ *   from an Active grant) is published on the revocation bus before the status is written (through the ledger of
+ *   revocation/derive.ts, which every replica also feeds from its informers once the status is written, and which
+ *   lets each revocation through once);
  * - audit: every governance transition between the recorded status and the one about to be written (created,
  *   approved, denied, activated, expired, revoked, quarantined, lifted; core/audit/governance.ts) is appended to the
  *   audit log before the status is written. If the log is not open the reconcile fails and is retried; a crash between
@@ -35,7 +37,8 @@ import { objectKey, type Informer } from '../kube/informer.ts';
 import type { ReconcileResult } from '../kube/workqueue.ts';
 import { watch, type Controller, type EventSource } from '../manager/controller.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
-import type { RevocationBus, RevocationReason } from '../revocation/bus.ts';
+import type { RevocationReason } from '../revocation/bus.ts';
+import type { RevocationPublisher } from '../revocation/derive.ts';
 import type { GovernanceAudit } from './governance-audit.ts';
 import { writeStatus } from './status-writer.ts';
 
@@ -63,7 +66,8 @@ export interface AccessGrantControllerOptions {
   readonly artifacts: Informer<ModelArtifact>;
   readonly namespaces: Informer<V1Namespace>;
   readonly events: EventRecorder;
-  readonly bus: RevocationBus;
+  /** Where revocations go: the ledger that lets each through once (revocation/derive.ts). */
+  readonly bus: RevocationPublisher;
   readonly metrics: OperatorMetrics;
   readonly logger: winston.Logger;
   /** The classification table in force, read at every reconcile (it can change while the operator runs). */
@@ -235,7 +239,7 @@ export class AccessGrantController {
       namespace: grant?.metadata.namespace ?? '',
       name: grant?.spec.artifactRef.name ?? '',
     };
-    this.#o.bus.publish({
+    const published = this.#o.bus.publish({
       reason: 'grant-deleted',
       artifact: target,
       grant: {
@@ -250,12 +254,16 @@ export class AccessGrantController {
       versions: [],
       message: 'the grant was deleted',
     });
-    this.#o.metrics.revocations.inc({ reason: 'grant-deleted' });
-    this.#o.logger.info('published revocation', {
-      namespace: key.split('/')[0],
-      name: key.split('/')[1],
-      reason: 'grant-deleted',
-    });
+    // Counted once per replica: the ledger drops what the informers already showed (revocation/derive.ts).
+    if (published !== undefined) this.#o.metrics.revocations.inc({ reason: 'grant-deleted' });
+    this.#o.logger[published === undefined ? 'debug' : 'info'](
+      published === undefined ? 'revocation already published' : 'published revocation',
+      {
+        namespace: key.split('/')[0],
+        name: key.split('/')[1],
+        reason: 'grant-deleted',
+      },
+    );
   }
 
   #publish(
@@ -265,7 +273,7 @@ export class AccessGrantController {
     versions: readonly string[],
     message: string,
   ): void {
-    this.#o.bus.publish({
+    const published = this.#o.bus.publish({
       reason,
       artifact,
       grant: {
@@ -280,12 +288,16 @@ export class AccessGrantController {
       versions,
       message,
     });
-    this.#o.metrics.revocations.inc({ reason });
-    this.#o.logger.info('published revocation', {
-      namespace: grant.metadata.namespace,
-      name: grant.metadata.name,
-      reason,
-    });
+    // Counted once per replica: the ledger drops what the informers already showed (revocation/derive.ts).
+    if (published !== undefined) this.#o.metrics.revocations.inc({ reason });
+    this.#o.logger[published === undefined ? 'debug' : 'info'](
+      published === undefined ? 'revocation already published' : 'published revocation',
+      {
+        namespace: grant.metadata.namespace,
+        name: grant.metadata.name,
+        reason,
+      },
+    );
   }
 
   #namespaceFacts(grant: AccessGrant): Map<string, NamespaceFacts> {

@@ -25,7 +25,7 @@ import { objectKey, type Informer, type InformerEvent } from '../kube/informer.t
 import type { ReconcileResult } from '../kube/workqueue.ts';
 import { watch, type Controller, type EventSource } from '../manager/controller.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
-import type { RevocationBus } from '../revocation/bus.ts';
+import type { RevocationPublisher } from '../revocation/derive.ts';
 import {
   ArtifactKeyError,
   decodeWrapped,
@@ -56,7 +56,8 @@ export interface ModelArtifactControllerOptions {
   readonly keyring: ArtifactKeyring;
   readonly artifacts: Informer<ModelArtifact>;
   readonly events: EventRecorder;
-  readonly bus: RevocationBus;
+  /** Where revocations go: the ledger that lets each through once (revocation/derive.ts). */
+  readonly bus: RevocationPublisher;
   readonly metrics: OperatorMetrics;
   readonly logger: winston.Logger;
   readonly rotation: RotationTable;
@@ -344,14 +345,15 @@ export class ModelArtifactController {
     );
     const newly = keys.filter((k) => k.state === 'Withdrawn' && !before.has(k.version)).map((k) => k.version);
     if (newly.length === 0 || !artifact.status?.keys) return;
-    this.#o.bus.publish({
+    const published = this.#o.bus.publish({
       reason: 'version-withdrawn',
       artifact: { namespace: artifact.metadata.namespace ?? '', name: artifact.metadata.name ?? '' },
       subjects: [],
       versions: newly,
       message: `version(s) ${newly.join(', ')} withdrawn`,
     });
-    this.#o.metrics.revocations.inc({ reason: 'version-withdrawn' });
+    // Counted once per replica: the ledger drops what the informers already showed (revocation/derive.ts).
+    if (published !== undefined) this.#o.metrics.revocations.inc({ reason: 'version-withdrawn' });
   }
 
   /** Events for Ready flips that need attention: turning False, and recovering from False. Becoming Ready the
@@ -380,14 +382,15 @@ export class ModelArtifactController {
         classification: artifact.spec.classification,
       });
     }
-    this.#o.bus.publish({
+    const published = this.#o.bus.publish({
       reason: 'artifact-deleted',
       artifact: { namespace: artifact.metadata.namespace ?? '', name: artifact.metadata.name ?? '' },
       subjects: [],
       versions: [],
       message: 'the artifact was deleted and its keys crypto-shredded',
     });
-    this.#o.metrics.revocations.inc({ reason: 'artifact-deleted' });
+    // Counted once per replica: the ledger drops what the informers already showed (revocation/derive.ts).
+    if (published !== undefined) this.#o.metrics.revocations.inc({ reason: 'artifact-deleted' });
     this.#o.metrics.cryptoShreds.inc();
     this.#o.events.record(
       artifact,

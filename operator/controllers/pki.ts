@@ -49,7 +49,7 @@ export class PkiController {
   /**
    * How the manager runs this controller (operator/manager/controller.ts): its own queue `pki` with one worker and
    * one key, queued on a resync and on any event of the webhook configurations the operator owns (labelled
-   * app.kubernetes.io/managed-by=strongroom), so an edited CA bundle is repaired at once.
+   * strongroom.dev/ca-bundle=operator), so an edited CA bundle is repaired at once.
    */
   controller(sources: { readonly webhookConfigurations: readonly EventSource<unknown>[] }): Controller {
     return {

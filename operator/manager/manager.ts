@@ -4,8 +4,8 @@
  *   awaited; then this replica campaigns for the Lease (or, without leader election, leads at once). A start that
  *   throws stops the sequence and start() rejects; stop() then stops what had started.
  * - leading: each time this replica acquires the Lease, a leadership term begins and the leader-only runnables start,
- *   in order. Losing the Lease ends the term: they stop in reverse order (the key broker before the work queues),
- *   then the replica campaigns again with a fresh elector. A leader-only runnable that cannot start is fatal.
+ *   in order (in the operator: the controllers' work queues; everything else serves on every replica). Losing the
+ *   Lease ends the term: they stop in reverse order, then the replica campaigns again with a fresh elector. A leader-only runnable that cannot start is fatal.
  * - stop(): every started runnable's beforeStop() first (readiness turns false), then the runnables stop in the
  *   reverse of the order they were added, each awaited; the Lease sits where the first leader-only runnable was
  *   added: once the leader-only runnables have stopped it is released (another replica takes over at once), and the

@@ -284,7 +284,7 @@ export class InternalCa {
 
   /**
    * Leader only: sets caBundle (base64 of the current bundle) on every webhook of every Mutating- and
-   * ValidatingWebhookConfiguration labelled app.kubernetes.io/managed-by=strongroom, writing only those that differ.
+   * ValidatingWebhookConfiguration labelled strongroom.dev/ca-bundle=operator, writing only those that differ.
    * Returns "<Kind>/<name>" for each configuration written.
    */
   async syncCaBundles(): Promise<readonly string[]> {

@@ -1,4 +1,5 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import { CA_BUNDLE_LABEL, CA_BUNDLE_LABEL_VALUE } from './webhook-bundles.ts';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -444,7 +445,7 @@ describe('syncCaBundles', () => {
     const config = (kind: string, name: string, labelled: boolean) => ({
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind,
-      metadata: { name, labels: labelled ? { 'app.kubernetes.io/managed-by': 'strongroom' } : {} },
+      metadata: { name, labels: labelled ? { [CA_BUNDLE_LABEL]: CA_BUNDLE_LABEL_VALUE } : {} },
       webhooks: [
         webhook('url.pki.strongroom.dev', { url: 'https://127.0.0.1:1/x' }),
         webhook('svc.pki.strongroom.dev', { service: { namespace, name: 'nowhere', path: '/x', port: 443 } }),

@@ -9,10 +9,14 @@ import { PkiError } from './errors.ts';
 
 /** caBundle upkeep on the webhook configurations Strongroom manages. */
 
-/** The label selecting the webhook configurations whose caBundle Strongroom keeps. */
-export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=strongroom';
-const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-const MANAGED_BY_VALUE = 'strongroom';
+/**
+ * The label marking the webhook configurations whose caBundle Strongroom keeps: `strongroom.dev/ca-bundle: operator`.
+ * A label of Strongroom's own, not `app.kubernetes.io/managed-by`: Helm sets that one to `Helm` on everything it
+ * installs, the chart's webhook configuration included.
+ */
+export const CA_BUNDLE_LABEL = 'strongroom.dev/ca-bundle';
+export const CA_BUNDLE_LABEL_VALUE = 'operator';
+export const CA_BUNDLE_SELECTOR = `${CA_BUNDLE_LABEL}=${CA_BUNDLE_LABEL_VALUE}`;
 
 /** The fields of a webhook configuration this module reads and writes. */
 export interface WebhookConfigurationLike {
@@ -80,7 +84,7 @@ async function replaceWithBundle<T extends WebhookConfigurationLike>(
 ): Promise<boolean> {
   let config = first;
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-    if (config.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) return false;
+    if (config.metadata?.labels?.[CA_BUNDLE_LABEL] !== CA_BUNDLE_LABEL_VALUE) return false;
     if (!needsCaBundle(config, caBundle)) return false;
     setCaBundle(config, caBundle);
     try {
@@ -105,7 +109,7 @@ function mutatingConfigurations(
   return {
     kind: 'MutatingWebhookConfiguration',
     list: async () =>
-      (await api.listMutatingWebhookConfiguration({ labelSelector: MANAGED_BY_SELECTOR })).items,
+      (await api.listMutatingWebhookConfiguration({ labelSelector: CA_BUNDLE_SELECTOR })).items,
     read: async (name) => api.readMutatingWebhookConfiguration({ name }),
     replace: async (name, body) => api.replaceMutatingWebhookConfiguration({ name, body }),
   };
@@ -117,7 +121,7 @@ function validatingConfigurations(
   return {
     kind: 'ValidatingWebhookConfiguration',
     list: async () =>
-      (await api.listValidatingWebhookConfiguration({ labelSelector: MANAGED_BY_SELECTOR })).items,
+      (await api.listValidatingWebhookConfiguration({ labelSelector: CA_BUNDLE_SELECTOR })).items,
     read: async (name) => api.readValidatingWebhookConfiguration({ name }),
     replace: async (name, body) => api.replaceValidatingWebhookConfiguration({ name, body }),
   };

@@ -18,6 +18,7 @@ import {
   LABEL_INJECT,
   LABEL_INJECTION,
 } from '../../core/injection/contract.ts';
+import { CA_BUNDLE_LABEL, CA_BUNDLE_LABEL_VALUE } from '../pki/webhook-bundles.ts';
 import { MUTATE_PODS_PATH } from './server.ts';
 
 /**
@@ -42,7 +43,10 @@ export type WebhookClient =
   | { readonly service: { readonly namespace: string; readonly name: string; readonly port: number } }
   | { readonly url: string };
 
-/** Builds the configuration; `caBundle` (base64 PEM) may be left out: the operator fills it in (managed-by label). */
+/**
+ * Builds the configuration; `caBundle` (base64 PEM) may be left out: the operator fills it in (the configuration
+ * carries the label `strongroom.dev/ca-bundle: operator`, operator/pki/webhook-bundles.ts).
+ */
 export function injectorConfiguration(options: {
   readonly operatorNamespace: string;
   readonly client: WebhookClient;
@@ -58,7 +62,11 @@ export function injectorConfiguration(options: {
     kind: 'MutatingWebhookConfiguration',
     metadata: {
       name: WEBHOOK_CONFIGURATION_NAME,
-      labels: { 'app.kubernetes.io/managed-by': 'strongroom', 'app.kubernetes.io/name': 'strongroom' },
+      labels: {
+        'app.kubernetes.io/managed-by': 'strongroom',
+        'app.kubernetes.io/name': 'strongroom',
+        [CA_BUNDLE_LABEL]: CA_BUNDLE_LABEL_VALUE,
+      },
     },
     webhooks: [
       {

@@ -3,29 +3,58 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BUILD_SCRIPT = join(import.meta.dirname, 'go', 'build.sh');
-export const REQUIRED_BINARIES = [
-  'kube-apiserver',
-  'kube-controller-manager',
-  'kube-scheduler',
-  'kubelet',
-  'kubectl',
-  'etcd',
-  'helm',
-];
+/**
+ * Which binaries build.sh builds (`--for`): 'demo' is what a cluster with a node runs, plus helm 3; 'test' adds
+ * helm4 and the compatibility kube-apiserver (compat/<version>/kube-apiserver).
+ */
+export type BinarySet = 'demo' | 'test';
+
+export const REQUIRED_BINARIES: Readonly<Record<BinarySet, readonly string[]>> = {
+  demo: [
+    'kube-apiserver',
+    'kube-controller-manager',
+    'kube-scheduler',
+    'kubelet',
+    'kubectl',
+    'kube-proxy',
+    'etcd',
+    'coredns',
+    'helm',
+  ],
+  test: [
+    'kube-apiserver',
+    'kube-controller-manager',
+    'kube-scheduler',
+    'kubelet',
+    'kubectl',
+    'kube-proxy',
+    'etcd',
+    'coredns',
+    'helm',
+    'helm4',
+  ],
+};
+
+/** The cluster's binaries could not be built or found. */
+export class BinariesError extends Error {
+  override readonly name = 'BinariesError';
+}
 
 /**
  * The directory holding the cluster's binaries, built from the Go module proxy on first use and cached outside the
- * repo keyed by version (see test/cluster/go/build.sh). STRONGROOM_CLUSTER_BIN overrides it with a prebuilt set.
+ * repo, each part under a key of its own (see test/cluster/go/build.sh). STRONGROOM_CLUSTER_BIN overrides it with a
+ * prebuilt set.
  */
-export async function ensureBinaries(log: (line: string) => void): Promise<string> {
+export async function ensureBinaries(log: (line: string) => void, set: BinarySet = 'demo'): Promise<string> {
   const override = process.env.STRONGROOM_CLUSTER_BIN;
   if (override) {
-    const missing = REQUIRED_BINARIES.filter((b) => !existsSync(join(override, b)));
-    if (missing.length > 0) throw new Error(`STRONGROOM_CLUSTER_BIN=${override} lacks ${missing.join(', ')}`);
+    const missing = REQUIRED_BINARIES[set].filter((b) => !existsSync(join(override, b)));
+    if (missing.length > 0)
+      throw new BinariesError(`STRONGROOM_CLUSTER_BIN=${override} lacks ${missing.join(', ')}`);
     return override;
   }
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', [BUILD_SCRIPT, '--for', set], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -37,7 +66,12 @@ export async function ensureBinaries(log: (line: string) => void): Promise<strin
     child.on('close', (code) => {
       const dir = out.trim().split('\n').pop() ?? '';
       if (code === 0 && dir) resolve(dir);
-      else reject(new Error(`building the cluster binaries failed (exit ${code}):\n${err.slice(-3000)}`));
+      else
+        reject(
+          new BinariesError(
+            `building the cluster binaries failed (exit ${String(code)}):\n${err.slice(-3000)}`,
+          ),
+        );
     });
   });
 }
@@ -48,6 +82,8 @@ export function compatApiserver(binDir: string): { readonly version: string; rea
   const version = existsSync(dir) ? readdirSync(dir).sort().at(0) : undefined;
   const path = version ? join(dir, version, 'kube-apiserver') : '';
   if (!version || !existsSync(path))
-    throw new Error(`no compatibility kube-apiserver under ${dir}: run test/cluster/go/build.sh`);
+    throw new BinariesError(
+      `no compatibility kube-apiserver under ${dir}: run test/cluster/go/build.sh --for test`,
+    );
   return { version, path };
 }

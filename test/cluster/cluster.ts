@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureBinaries } from './binaries.ts';
+import { ensureBinaries, type BinarySet } from './binaries.ts';
 import { startControlPlane } from './controlplane.ts';
 import {
   cniNetworkNamespaces,
@@ -15,7 +15,16 @@ import {
   vethInterfaces,
 } from './host.ts';
 import { kubectl, run, type ClusterInfo } from './kubectl.ts';
-import { DEFAULT_POD_NETWORK, NODE_NAME, nodePaths, startNode, type PodNetwork } from './node.ts';
+import {
+  acquireHostNetwork,
+  DEFAULT_POD_NETWORK,
+  heldByOthers,
+  hostNetworkParts,
+  kubeProxyTables,
+  releaseHostNetwork,
+  type PodNetwork,
+} from './hostnet.ts';
+import { NODE_NAME, nodePaths, startNode } from './node.ts';
 import { pkiPath } from './kubeconfig.ts';
 import { httpsGet } from './net.ts';
 import { startComponent, waitUntil, type Component } from './process.ts';
@@ -30,18 +39,32 @@ interface ClusterState {
   readonly workDir: string;
   readonly binDir: string;
   readonly kubeconfig: string | null;
+  /** The pod network the cluster holds (see hostnet.ts), or null for a control plane on loopback only. */
+  readonly podNetwork: PodNetwork | null;
 }
 
 /** Written to `<workDir>/node.json` while a node runs, so whoever tears down the cluster also stops the node. */
 interface NodeState {
   readonly network: PodNetwork;
-  readonly ipForwardBefore: string;
+}
+
+/** A node could not be attached, or the cluster cannot have one. */
+export class NodeError extends Error {
+  override readonly name = 'NodeError';
 }
 
 export interface StartOptions {
-  /** Also start a real node (containerd + runc + CNI + kubelet). Needs root. */
+  /** Also start a real node (containerd + runc + CNI + kubelet + kube-proxy + CoreDNS). Needs root. */
   readonly node?: boolean;
+  /**
+   * Make the cluster able to run pods: set up (or share) the pod bridge and the host guard first and run the API
+   * server on the bridge's address, so that a node can be attached now or later. Default: with `node`, or as root
+   * without `apiserverBinary`. Needs root.
+   */
+  readonly pods?: boolean;
   readonly network?: PodNetwork;
+  /** Which binaries to build if they are not cached (test/cluster/go/build.sh --for); default 'demo'. */
+  readonly binaries?: BinarySet;
   /** Run this kube-apiserver binary instead, with etcd only (no controller manager, scheduler or node). */
   readonly apiserverBinary?: string;
   /** Progress lines; default: none. */
@@ -69,7 +92,13 @@ export interface Leftovers {
   readonly processes: readonly string[];
   readonly mounts: readonly string[];
   readonly workDirExists: boolean;
+  /** The pod bridge exists and no other live cluster holds it. */
   readonly bridgeExists: boolean;
+  /**
+   * Parts of the host network (bridge, blackhole routes, table 1010, rules 1010/1011, nft table inet srguard) and
+   * kube-proxy's nft tables that exist although no other live cluster holds the host network.
+   */
+  readonly hostNetwork: readonly string[];
   readonly cniNetns: readonly string[];
   readonly veths: readonly string[];
 }
@@ -87,11 +116,14 @@ function ownerAlive(pid: number): boolean {
   }
 }
 
-/** Stops the node recorded in `<workDir>/node.json`, if any: pods first, then kubelet and containerd, then the network. */
+/**
+ * Stops the node recorded in `<workDir>/node.json`, if any: pods first (the kubelet removes them, so CNI removes their
+ * veths and network namespaces), then kube-proxy and its rules, then kubelet and containerd. The bridge and the
+ * guard stay: they belong to the cluster (see releaseHostNetwork).
+ */
 async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | null): Promise<void> {
   const nodeFile = join(workDir, 'node.json');
   if (!existsSync(nodeFile)) return;
-  const node = JSON.parse(readFileSync(nodeFile, 'utf8')) as NodeState;
   const running = (program: string) => processesMatching(workDir).filter((p) => p.program === program);
   const paths = nodePaths(workDir);
   const apiUp = running('kube-apiserver').length > 0 && kubeconfig !== null;
@@ -118,6 +150,16 @@ async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | 
     for (const t of tasks) await run('ctr', [...ctr, 'kill', '-s', 'SIGKILL', t]);
     for (const t of tasks) await run('ctr', [...ctr, 'delete', '-f', t]);
   }
+  // kube-proxy, then its rules: `--cleanup` deletes its nft tables (ip and ip6 kube-proxy).
+  const proxies = running('kube-proxy');
+  await stopProcesses(proxies, 10_000);
+  if (proxies.length > 0 || (await kubeProxyTables()).length > 0) {
+    const cleanup = await run(join(binDir, 'kube-proxy'), ['--cleanup']);
+    if (cleanup.code !== 0 && (await kubeProxyTables()).length > 0)
+      throw new NodeError(
+        `kube-proxy --cleanup failed (exit ${String(cleanup.code)}): ${cleanup.stderr.slice(-2000)}`,
+      );
+  }
   await stopProcesses(running('kubelet'), 15_000);
   await stopProcesses(running('containerd'), 10_000);
   // containerd-shim processes outlive containerd; their command line names the socket under workDir.
@@ -128,8 +170,6 @@ async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | 
   await unmountAll(workDir);
   await removeKubeletChains();
   await removeKubeletCgroups();
-  if (await linkExists(node.network.bridge)) await run('ip', ['link', 'del', node.network.bridge]);
-  writeFileSync('/proc/sys/net/ipv4/ip_forward', node.ipForwardBefore);
   // The node's state (containerd's root, the kubelet's directory, the base images) goes too, so that another node
   // can be attached to the same cluster later (test files attach and stop their own, one after another).
   rmSync(paths.dir, { recursive: true, force: true });
@@ -138,8 +178,10 @@ async function stopNodeIn(workDir: string, binDir: string, kubeconfig: string | 
 
 /**
  * Stops a cluster from its recorded state alone. The order matters (see docs/testing.md): the kubelet removes the
- * pods itself (so CNI DEL removes their veths and network namespaces), containerd kills what is left, then node,
- * then control plane (scheduler, controller manager, API server, etcd), then the bridge, then the directory.
+ * pods itself (so CNI DEL removes their veths and network namespaces), containerd kills what is left, then
+ * kube-proxy (and its rules), kubelet and containerd, then the control plane (scheduler, controller manager, API
+ * server, etcd), and only then the bridge, routes, rules and guard (the API server listens on the bridge's address:
+ * once it is gone, a connection to that address would follow the default route), then the directory.
  */
 async function teardown(state: ClusterState, log: (line: string) => void): Promise<void> {
   const { workDir } = state;
@@ -150,6 +192,7 @@ async function teardown(state: ClusterState, log: (line: string) => void): Promi
   }
   await stopProcesses(processesMatching(workDir), 5_000);
   await unmountAll(workDir);
+  if (state.podNetwork) await releaseHostNetwork(workDir);
   rmSync(workDir, { recursive: true, force: true });
   log(`cluster: stopped and removed ${workDir}`);
 }
@@ -182,11 +225,20 @@ export async function findLeftovers(
   workDir: string,
   network: PodNetwork = DEFAULT_POD_NETWORK,
 ): Promise<Leftovers> {
+  // Another live cluster (the shared test cluster while the demo runs, say) may hold the host network.
+  const others = heldByOthers(workDir);
+  const parts = others
+    ? []
+    : Object.entries(await hostNetworkParts(network)).filter(([, present]) => present);
   return {
     processes: processesMatching(workDir).map((p) => `${p.pid} ${p.command.slice(0, 120)}`),
     mounts: mountsUnder(workDir),
     workDirExists: existsSync(workDir),
-    bridgeExists: await linkExists(network.bridge),
+    bridgeExists: !others && (await linkExists(network.bridge)),
+    hostNetwork: [
+      ...parts.map(([part]) => part),
+      ...(others ? [] : (await kubeProxyTables()).map((t) => `nft ${t}`)),
+    ],
     cniNetns: cniNetworkNamespaces(),
     veths: await vethInterfaces(),
   };
@@ -240,33 +292,48 @@ export interface Node {
   readonly network: PodNetwork;
   readonly containerdSocket: string;
   readonly kubeletVersion: string;
-  /** Deletes every pod, stops kubelet and containerd, unmounts, removes the bridge. Safe to call twice. */
+  /**
+   * Deletes every pod, stops kube-proxy (removing its rules), kubelet and containerd, and unmounts. The bridge and
+   * the guard stay with the cluster. Safe to call twice.
+   */
   stop(): Promise<void>;
 }
 
+function readState(workDir: string): ClusterState {
+  try {
+    return JSON.parse(readFileSync(join(workDir, 'cluster.json'), 'utf8')) as ClusterState;
+  } catch (error) {
+    throw new NodeError(`no cluster state in ${workDir}`, { cause: error });
+  }
+}
+
 /**
- * Starts a real node on a running cluster: containerd + runc + CNI bridge + kubelet. It is recorded in the cluster's
- * work directory, so the cluster's teardown stops it too if its owner never does.
+ * Starts a real node on a running cluster that was started with pods: containerd + runc + CNI bridge + kubelet +
+ * kube-proxy + CoreDNS. It is recorded in the cluster's work directory, so the cluster's teardown stops it too if
+ * its owner never does. One node per machine: kube-proxy's rules and the bridge's addresses are host-wide.
  */
 export async function attachNode(
   cluster: ClusterInfo,
   options: { readonly network?: PodNetwork; readonly log?: (line: string) => void } = {},
 ): Promise<Node> {
   const log = options.log ?? (() => undefined);
-  const network = options.network ?? DEFAULT_POD_NETWORK;
   if (process.getuid?.() !== 0)
-    throw new Error('a test node needs root (containerd, network namespaces, mounts)');
-  if (existsSync(join(cluster.workDir, 'node.json')))
-    throw new Error(`a node already runs on the cluster in ${cluster.workDir}`);
-  if (await linkExists(network.bridge)) {
-    throw new Error(
-      `bridge ${network.bridge} already exists: another test cluster with a node is running on this machine`,
+    throw new NodeError('a test node needs root (containerd, network namespaces, mounts)');
+  const network = readState(cluster.workDir).podNetwork;
+  if (network === null)
+    throw new NodeError(
+      `the cluster in ${cluster.workDir} has no pod network (started without pods, or with apiserverBinary)`,
     );
-  }
-  const state: NodeState = {
-    network,
-    ipForwardBefore: readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(),
-  };
+  if (options.network && JSON.stringify(options.network) !== JSON.stringify(network))
+    throw new NodeError(
+      `the cluster's pod network is ${JSON.stringify(network)}, not ${JSON.stringify(options.network)}`,
+    );
+  if (existsSync(join(cluster.workDir, 'node.json')))
+    throw new NodeError(`a node already runs on the cluster in ${cluster.workDir}`);
+  const tables = await kubeProxyTables();
+  if (tables.length > 0)
+    throw new NodeError(`${tables.join(', ')} exist: another test node (kube-proxy) runs on this machine`);
+  const state: NodeState = { network };
   writeFileSync(join(cluster.workDir, 'node.json'), JSON.stringify(state, null, 2));
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> =>
@@ -282,7 +349,7 @@ export async function attachNode(
     });
     const kubeletVersion = await versionOf(join(cluster.binDir, 'kubelet'), ['--version']);
     log(
-      `cluster: node ${NODE_NAME} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${kubeletVersion})`,
+      `cluster: node ${NODE_NAME} Ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${kubeletVersion}), kube-proxy and CoreDNS answering`,
     );
     return { name: NODE_NAME, network, containerdSocket: node.containerdSocket, kubeletVersion, stop };
   } catch (error) {
@@ -293,24 +360,32 @@ export async function attachNode(
 }
 
 /**
- * Starts a real cluster: control plane always, a node on request. On any failure everything already started is
- * stopped before the error propagates. SIGINT, SIGTERM and SIGHUP stop the cluster before the process exits.
+ * Starts a real cluster: control plane always, a node on request. A cluster with pods (see StartOptions.pods) first
+ * sets up or joins the host network (bridge and guard) and runs its API server on the bridge's address. On any
+ * failure everything already started is stopped before the error propagates. SIGINT, SIGTERM and SIGHUP stop the
+ * cluster before the process exits.
  */
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
   const log = options.log ?? (() => undefined);
-  if (options.apiserverBinary && options.node)
-    throw new Error('a node needs the matching control plane; drop apiserverBinary');
+  if (options.apiserverBinary && (options.node || options.pods))
+    throw new NodeError('a node needs the matching control plane; drop apiserverBinary');
+  const pods =
+    options.pods ?? (options.node === true || (!options.apiserverBinary && process.getuid?.() === 0));
+  if (options.node && !pods) throw new NodeError('a node needs a cluster with pods');
+  const podNetwork = pods ? (options.network ?? DEFAULT_POD_NETWORK) : null;
   await sweepStaleClusters(log);
-  const binDir = await ensureBinaries(log);
+  const binDir = await ensureBinaries(log, options.binaries ?? 'demo');
   const workDir = mkdtempSync(join(tmpdir(), WORKDIR_PREFIX));
-  let state: ClusterState = { ownerPid: process.pid, workDir, binDir, kubeconfig: null };
+  let state: ClusterState = { ownerPid: process.pid, workDir, binDir, kubeconfig: null, podNetwork };
   writeState(state);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   let stopping: Promise<void> | null = null;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       for (const sig of signals) process.off(sig, onSignal);
+      const began = Date.now();
       await teardown(state, log);
+      log(`cluster: teardown took ${((Date.now() - began) / 1000).toFixed(1)} s`);
     })();
     return stopping;
   };
@@ -328,10 +403,14 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
 
   try {
     const started = Date.now();
+    if (podNetwork) {
+      await acquireHostNetwork(workDir, podNetwork);
+      log(`cluster: pod bridge ${podNetwork.bridge} (${podNetwork.gateway}) and host guard in place`);
+    }
     const cp = await startControlPlane({
       binDir,
       workDir,
-      extraServingIps: [(options.network ?? DEFAULT_POD_NETWORK).gateway],
+      ...(podNetwork ? { bindAddress: podNetwork.gateway } : {}),
       ...(options.apiserverBinary ? { apiserverBinary: options.apiserverBinary } : {}),
       onStarted: (c: Component) => {
         log(`cluster: started ${c.name} (pid ${c.pid})`);
@@ -352,9 +431,7 @@ export async function startCluster(options: StartOptions = {}): Promise<Cluster>
       workDir,
       nodeName: null,
     };
-    const node = options.node
-      ? await attachNode(info, { ...(options.network ? { network: options.network } : {}), log })
-      : null;
+    const node = options.node ? await attachNode(info, { log }) : null;
     return {
       ...info,
       nodeName: node?.name ?? null,

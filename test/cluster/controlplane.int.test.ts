@@ -1,6 +1,9 @@
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import { DEFAULT_POD_NETWORK } from './hostnet.ts';
 import { userKubeconfig } from './kubeconfig.ts';
-import { kubectl } from './kubectl.ts';
+import { kubectl, run } from './kubectl.ts';
 
 const cluster = inject('cluster');
 const ns = 'controlplane-checks';
@@ -19,6 +22,51 @@ describe('the real control plane', () => {
     const apis = (await kubectl(cluster, ['api-versions'])).stdout.split('\n');
     expect(apis).toContain('rbac.authorization.k8s.io/v1');
     expect(apis).toContain('authentication.k8s.io/v1');
+  });
+
+  it('listens on the pod bridge address only, and is the kubernetes Service endpoint', async () => {
+    const url = new URL(cluster.server);
+    expect(url.hostname).toBe(DEFAULT_POD_NETWORK.gateway);
+    // Not on loopback (nor on 0.0.0.0, which would include eth0): the same port there is refused.
+    const refused = await new Promise<string>((resolve) => {
+      const socket = connect(Number(url.port), '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve('connected');
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        resolve(error.code ?? error.message);
+      });
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    const endpoint = await kubectl(cluster, [
+      '-n',
+      'default',
+      'get',
+      'endpointslices',
+      '-l',
+      'kubernetes.io/service-name=kubernetes',
+      '-o',
+      'jsonpath={.items[0].endpoints[0].addresses[0]}:{.items[0].ports[0].port}',
+    ]);
+    expect(endpoint.stdout).toBe(`${DEFAULT_POD_NETWORK.gateway}:${url.port}`);
+    const svc = await kubectl(cluster, [
+      '-n',
+      'default',
+      'get',
+      'svc',
+      'kubernetes',
+      '-o',
+      'jsonpath={.spec.clusterIP}',
+    ]);
+    expect(svc.stdout).toBe('10.0.0.1');
+  });
+
+  it('comes with Helm 3 and Helm 4 built for it', async () => {
+    const helm3 = await run(join(cluster.binDir, 'helm'), ['version', '--short']);
+    const helm4 = await run(join(cluster.binDir, 'helm4'), ['version', '--short']);
+    expect(helm3.stdout).toMatch(/^v3\.21\.4\b/);
+    expect(helm4.stdout).toMatch(/^v4\.3\.2\b/);
   });
 
   it('mints users in groups who act through the real API server under real RBAC', async () => {

@@ -5,12 +5,17 @@ import { renderKubeconfig, pkiPath } from './kubeconfig.ts';
 import { freePort, httpGet, httpsGet } from './net.ts';
 import { createCertificateAuthority, createSigningKey, issueCertificate, type KeyPair } from './pki.ts';
 import { startComponent, waitUntil, type Component } from './process.ts';
+import { SERVICE_CIDR } from './hostnet.ts';
 
 export interface ControlPlaneOptions {
   readonly binDir: string;
   readonly workDir: string;
-  /** Extra IP SANs for the API server's certificate (for example the pod bridge's gateway). */
-  readonly extraServingIps?: readonly string[];
+  /**
+   * The address the API server listens on and advertises; default 127.0.0.1. A cluster with pods uses the pod
+   * bridge's gateway (which must exist already): pods reach the API server there through the `kubernetes` Service,
+   * whose endpoint the API server's lease reconciler keeps at this address. On loopback there is no such endpoint.
+   */
+  readonly bindAddress?: string;
   /**
    * Another kube-apiserver binary (say an older release, for compatibility tests). The controller manager and
    * scheduler are then not started: they must never be newer than the API server.
@@ -29,7 +34,9 @@ export interface ControlPlane {
 
 /** The issuer of service-account tokens, as a real cluster names it. */
 export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
-export const SERVICE_CLUSTER_IP_RANGE = '10.0.0.0/24';
+export const SERVICE_CLUSTER_IP_RANGE = SERVICE_CIDR;
+/** The `kubernetes` Service's cluster IP (the first address of the range). */
+export const KUBERNETES_SERVICE_IP = '10.0.0.1';
 
 function writePair(workDir: string, name: string, pair: KeyPair): void {
   writeFileSync(pkiPath(workDir, `${name}.crt`), pair.certPem);
@@ -37,7 +44,7 @@ function writePair(workDir: string, name: string, pair: KeyPair): void {
 }
 
 /** Fresh PKI for one cluster: serving CA, client CA, the API server's certs, and the token signing key. */
-function createPki(workDir: string, extraIps: readonly string[]): { ca: KeyPair; clientCa: KeyPair } {
+function createPki(workDir: string, bindAddress: string): { ca: KeyPair; clientCa: KeyPair } {
   mkdirSync(join(workDir, 'pki'), { recursive: true });
   const ca = createCertificateAuthority('strongroom-test-serving-ca');
   const clientCa = createCertificateAuthority('strongroom-test-client-ca');
@@ -56,7 +63,8 @@ function createPki(workDir: string, extraIps: readonly string[]): { ca: KeyPair;
         'kubernetes.default.svc',
         'kubernetes.default.svc.cluster.local',
       ],
-      ipAddresses: ['127.0.0.1', '10.0.0.1', ...extraIps],
+      // 10.0.0.1: the `kubernetes` Service, which in-cluster clients verify.
+      ipAddresses: [...new Set(['127.0.0.1', KUBERNETES_SERVICE_IP, bindAddress])],
     }),
   );
   // The API server's own client certificate for kubelet calls (logs, exec): without it they answer Unauthorized.
@@ -76,7 +84,8 @@ function createPki(workDir: string, extraIps: readonly string[]): { ca: KeyPair;
 }
 
 /**
- * Starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on random loopback ports with fresh PKI.
+ * Starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler on random ports with fresh PKI: etcd on
+ * loopback, the API server on `bindAddress`.
  * The API server runs RBAC and Node authorization, signs service-account tokens (so TokenRequest and TokenReview
  * work) and has Pod Security admission on.
  */
@@ -84,7 +93,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const { binDir, workDir } = options;
   const logs = join(workDir, 'logs');
   mkdirSync(logs, { recursive: true });
-  const { ca, clientCa } = createPki(workDir, options.extraServingIps ?? []);
+  const bindAddress = options.bindAddress ?? '127.0.0.1';
+  const onLoopback = bindAddress === '127.0.0.1';
+  const { ca, clientCa } = createPki(workDir, bindAddress);
   const components: Component[] = [];
   const started = (c: Component): Component => {
     components.push(c);
@@ -92,7 +103,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     return c;
   };
 
-  const [etcdPort, etcdPeerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+  const [etcdPort, etcdPeerPort] = [await freePort(), await freePort()];
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
   const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
   const etcd = started(
@@ -120,15 +131,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     component: etcd,
   });
 
-  const server = `https://127.0.0.1:${apiPort}`;
+  const apiPort = await freePort(bindAddress);
+  const server = `https://${bindAddress}:${String(apiPort)}`;
   const apiserver = started(
     startComponent(
       'kube-apiserver',
       options.apiserverBinary ?? join(binDir, 'kube-apiserver'),
       [
         `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        `--bind-address=${bindAddress}`,
+        `--advertise-address=${bindAddress}`,
         `--secure-port=${apiPort}`,
         `--cert-dir=${join(workDir, 'pki', 'generated')}`,
         `--tls-cert-file=${pkiPath(workDir, 'apiserver.crt')}`,
@@ -142,7 +154,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         '--authorization-mode=Node,RBAC',
         '--enable-admission-plugins=NodeRestriction,PodSecurity',
         '--allow-privileged=false',
-        '--endpoint-reconciler-type=none',
+        // A loopback address cannot be the `kubernetes` Service's endpoint; elsewhere the default lease reconciler
+        // keeps it at the bind address.
+        ...(onLoopback ? ['--endpoint-reconciler-type=none'] : []),
         '--profiling=false',
         `--kubelet-client-certificate=${pkiPath(workDir, 'apiserver-kubelet-client.crt')}`,
         `--kubelet-client-key=${pkiPath(workDir, 'apiserver-kubelet-client.key')}`,

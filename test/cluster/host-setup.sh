@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Prepares this machine for Strongroom's demo and tests, idempotently; a second run costs a second or two.
-#  1. the Debian packages the real test node needs (containerd, runc, CNI plugins, busybox for test images, ...);
-#  2. the test cluster's binaries (Kubernetes, etcd, helm), built from the Go module proxy into a cache outside the
-#     repo, keyed by version (cold: about 7 minutes on 2 cores; cached: instant).
-# Run as root (the node needs it: containerd, network namespaces, mounts).
+#   usage: host-setup.sh [--for demo|test]      (default: test)
+#  1. the Debian packages the real test node needs (containerd, runc, CNI plugins, busybox for test images,
+#     nftables for kube-proxy and the host guard, tcpdump for the leak test, ...);
+#  2. the test cluster's binaries, built from the Go module proxy into a cache outside the repo, each part keyed on
+#     its own (go/build.sh): `--for demo` builds what the demo runs (Kubernetes, kube-proxy, etcd, CoreDNS, helm 3),
+#     `--for test` also helm 4 and the old kube-apiserver of the CRD compatibility test (cold: about 7 minutes on
+#     2 cores; cached: instant).
+# Run as root (the node needs it: containerd, network namespaces, mounts, the pod bridge and its nft guard).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables tar openssl softhsm2 age)
+MODE=test
+while (($#)); do
+  case "$1" in
+    --for) MODE="${2:-}"; shift 2 ;;
+    --for=*) MODE="${1#--for=}"; shift ;;
+    *) echo "host-setup: unknown argument $1 (usage: host-setup.sh [--for demo|test])" >&2; exit 2 ;;
+  esac
+done
+case "$MODE" in demo | test) ;; *) echo "host-setup: --for must be demo or test, not '$MODE'" >&2; exit 2 ;; esac
+PACKAGES=(containerd runc containernetworking-plugins busybox-static iproute2 iptables nftables tcpdump tar openssl softhsm2 age)
 if [[ "$(id -u)" != 0 ]]; then
   echo "host-setup: the test cluster runs containerd and a kubelet, which need root; run as root" >&2; exit 1
 fi
@@ -22,8 +35,8 @@ fi
 # and the system one is not needed.
 if command -v systemctl >/dev/null && systemctl is-active --quiet containerd 2>/dev/null; then systemctl stop containerd || true; fi
 if ! command -v go >/dev/null; then
-  echo "host-setup: Go 1.25 or newer is needed to build the test cluster (Kubernetes from the Go module proxy); put 'go' on PATH" >&2
+  echo "host-setup: Go 1.26 or newer is needed to build the test cluster (Kubernetes from the Go module proxy); put 'go' on PATH" >&2
   exit 1
 fi
-bin="$("$HERE/go/build.sh" | tail -1)"
+bin="$("$HERE/go/build.sh" --for "$MODE" | tail -1)"
 echo "host-setup: ready (cluster binaries in $bin)" >&2

@@ -108,6 +108,14 @@ const BUSYBOX_APPLETS = [
   'stat',
   'rm',
   'mkdir',
+  // Services and DNS checks (services.int.test.ts), routes (node.int.test.ts).
+  'ip',
+  'nslookup',
+  'httpd',
+  'hostname',
+  'timeout',
+  'date',
+  'seq',
 ];
 
 /**

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { attachNode, findLeftovers, type Node } from './cluster.ts';
+import { kubeProxyTables } from './hostnet.ts';
 import { BUSYBOX_IMAGE } from './image.ts';
 import { kubectl } from './kubectl.ts';
 
@@ -214,21 +215,24 @@ describe('a real node', () => {
       expect(done.code, done.stderr).toBe(0);
       const lines = (await kubectl(cluster, ['-n', ns, 'logs', 'fetch'])).stdout.trim().split('\n');
       expect(lines[0]).toBe(body);
-      // Only the pod subnet is routed: the gateway is the one host address a pod can reach.
+      // Only the pod subnet and the Service range are routed, both through the gateway.
       expect(lines.slice(1).some((l) => l.startsWith('default'))).toBe(false);
       expect(lines.slice(1).join('\n')).toContain('10.244.0.0/24');
+      expect(lines.slice(1).join('\n')).toContain('10.0.0.0/24 via 10.244.0.1');
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
   });
 
-  it('stops cleanly: no kubelet, containerd, mount, bridge, pod namespace or veth left', async () => {
+  it('stops cleanly: no kubelet, containerd, kube-proxy (or its rules), mount, pod namespace or veth left', async () => {
     await node.stop();
     const left = await findLeftovers(cluster.workDir);
-    const nodeProcesses = left.processes.filter((p) => /kubelet|containerd/.test(p));
+    const nodeProcesses = left.processes.filter((p) => /kubelet|containerd|kube-proxy/.test(p));
     expect(nodeProcesses).toEqual([]);
     expect(left.mounts).toEqual([]);
-    expect(left.bridgeExists).toBe(false);
+    expect(await kubeProxyTables()).toEqual([]);
+    // The bridge and the guard belong to the cluster, whose API server listens on the bridge: they stay.
+    expect(left.bridgeExists).toBe(true);
     expect(left.cniNetns.length).toBe(networkBaseline.netns);
     expect(left.veths.length).toBe(networkBaseline.veths);
     // The control plane is untouched.

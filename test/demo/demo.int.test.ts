@@ -15,21 +15,31 @@ function section(stdout: string, title: string): string {
 }
 
 describe('the README demo command (npm run demo)', () => {
-  it('runs the whole path on its own cluster and node, shows each step’s evidence, and cleans up', async () => {
+  it('installs the chart on its own cluster and node, runs the whole path through it, shows each step’s evidence, and cleans up', async () => {
     const r = await run(process.execPath, [join(import.meta.dirname, 'demo.ts'), '--once'], {
-      timeoutMs: 300_000,
+      timeoutMs: 400_000,
       env: { ...process.env, STRONGROOM_CLUSTER_BIN: shared.binDir },
     });
     const out = r.stdout;
     expect(r.code, r.stderr + out.slice(-3000)).toBe(0);
 
-    // 1. A cluster with a real node, the image imported into its containerd, the operator with its broker.
-    expect(out).toMatch(/control plane up at https:\/\/127\.0\.0\.1:\d+/);
-    expect(out).toMatch(/node 127\.0\.0\.1 Ready in/);
-    expect(out).toMatch(
-      /image localhost\/strongroom:\S+ \((cached|built)\): importing into the node's containerd/,
+    // 1. A cluster with a real node, Services and DNS; the image imported into its containerd; Strongroom installed
+    //    with its Helm chart: two replicas Ready, the webhook called through its Service.
+    expect(out).toMatch(/control plane up at https:\/\/10\.244\.0\.1:\d+/);
+    expect(out).toMatch(/node 127\.0\.0\.1 Ready in .*kube-proxy and CoreDNS answering/);
+    const install = section(out, 'Installing Strongroom with its Helm chart');
+    expect(install).toMatch(/image localhost\/strongroom:\S+, imported into the node's containerd/);
+    expect(install).toMatch(
+      /\$ helm install strongroom charts\/strongroom -n strongroom-system --create-namespace/,
     );
-    expect(out).toMatch(/key broker at 10\.244\.0\.1:\d+ on the pod bridge/);
+    expect(install).toMatch(/2 operator replicas Running and Ready [\d.]+ s after helm install/);
+    expect(install).toMatch(/leader \(Lease strongroom-system\/strongroom-operator\): strongroom-[01];/);
+    expect(install).toMatch(/pod\/strongroom-0\s+1\/1\s+Running/);
+    expect(install).toMatch(/pod\/strongroom-1\s+1\/1\s+Running/);
+    expect(install).toMatch(/service\/strongroom-webhook\s+ClusterIP/);
+    expect(install).toMatch(/service\/strongroom-broker\s+ClusterIP/);
+    expect(install).toContain('strongroom-sidecar-injector');
+    expect(install).toContain('strongroom-grant-identity');
 
     // 2. The model encrypted and published: a digest, opaque object names on the volume, no plaintext names.
     const publish = section(out, 'Encrypting a sample model');
@@ -40,6 +50,7 @@ describe('the README demo command (npm run demo)', () => {
     expect(volume).not.toMatch(/config\.json|weights\.bin|vocab\.txt/);
     expect(publish).toContain('ciphertext check: no plaintext name');
     expect(publish).toMatch(/resnet50\s+confidential\s+v1\s+True/);
+    expect(publish).toContain('frank, a publisher, encrypted it and added version v1 in his own name');
 
     // 3. alice requests the grant; her own approval is refused by the API server; bob and carol approve it in
     //    their own names and it becomes Active.
@@ -86,15 +97,18 @@ describe('the README demo command (npm run demo)', () => {
     expect(revocation).toMatch(/trainer\s+1\/2\s+Running/);
     expect(revocation).toMatch(/pod trainer not ready \d+ ms after the delete/);
 
-    // 7. The audit log records both decisions and verifies offline.
-    const audit = section(out, "Verifying the key broker's audit log");
+    // 7. Every replica's audit log: both decisions recorded (each in the log of the replica that served it), and
+    //    all of them verify offline.
+    const audit = section(out, "Verifying every replica's audit log");
+    expect(audit).toMatch(/strongroom-0: strongroom-0\.log on its own volume/);
+    expect(audit).toMatch(/strongroom-1: strongroom-1\.log on its own volume/);
     expect(audit).toMatch(
-      /key release of ml-dev\/resnet50@v1 to pod ml-dev\/trainer \(sa trainer\): allow \(granted\)/,
+      /strongroom-[01] entry #\d+: key release of ml-dev\/resnet50@v1 to pod ml-dev\/trainer \(sa trainer\): allow \(granted\)/,
     );
     expect(audit).toMatch(
-      /key release of ml-dev\/resnet50@v1 to pod ml-dev\/intern \(sa intern\): deny \(no-grant\)/,
+      /strongroom-[01] entry #\d+: key release of ml-dev\/resnet50@v1 to pod ml-dev\/intern \(sa intern\): deny \(no-grant\)/,
     );
-    expect(audit).toMatch(/audit verify [^\n]*\n(\s+WARNING[^\n]*\n)*\s+OK: \d+ entries/);
+    expect(audit).toMatch(/2 of 2 logs verified/);
     expect(audit).toContain("the unauthorized pod's app container still has not run");
 
     // The hints, the total time, and nothing left behind: processes, mounts, work dir, bridge, audit log.
@@ -108,8 +122,8 @@ describe('the README demo command (npm run demo)', () => {
     expect(left.mounts).toEqual([]);
     expect(left.workDirExists).toBe(false);
     expect(left.bridgeExists).toBe(false);
-    const auditLog = /audit verify (\S+) --public-key/.exec(audit)?.[1];
-    expect(auditLog).toBeDefined();
-    expect(existsSync(auditLog ?? '')).toBe(false);
-  }, 320_000);
+    const volumeDir = /strongroom-0: \S+ on its own volume \((\S+)\)/.exec(audit)?.[1];
+    expect(volumeDir).toBeDefined();
+    expect(existsSync(volumeDir ?? '')).toBe(false);
+  }, 420_000);
 });

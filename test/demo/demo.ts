@@ -1,27 +1,44 @@
-// Strongroom's demo on the embedded default, the whole path on a real local cluster: a node (kubelet, containerd,
-// runc, CNI), the Strongroom image built without a daemon, the operator (webhook and key broker), a model encrypted
-// and published, a grant, an authorized pod that reads byte-identical files, an unauthorized pod that never starts,
-// a revocation that wipes the files from the running pod, and the audit log verified offline.
+// Strongroom's demo on the embedded default, the whole path on a real local cluster, installed as users install it:
+// a node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS), the Strongroom image built without a daemon, the Helm
+// chart (charts/strongroom: two operator replicas, the webhook and key broker behind their Services), a model
+// encrypted and published, a grant requested and approved by people, an authorized pod that reads byte-identical
+// files, an unauthorized pod that never starts, a revocation that wipes the files from the running pod, and every
+// replica's audit log verified offline.
 //   npm run demo            keep the cluster until Ctrl-C
 //   npm run demo -- --once  tear down right after (used by the tests)
 import { createCipheriv, createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
-import { attachNode, startCluster, type Cluster } from '../harness/cluster.ts';
+import { attachNode, startCluster, type Cluster, type Node } from '../harness/cluster.ts';
+import {
+  auditLines,
+  auditVerifierKey,
+  createAuditVolumes,
+  helmDeploy,
+  importStrongroomImage,
+  lease,
+  modelsNamespace,
+  publishVersion,
+  replicaAuditLogs,
+  waitForReplicas,
+} from '../harness/chart.ts';
 import { kubectl, run, must } from '../harness/kubectl.ts';
-import { eventually, installCrds } from '../harness/operator.ts';
-import { grantBody } from '../harness/objects.ts';
-import { appNamespace, injectedPod, publishSample, startStack, type Stack } from '../harness/stack.ts';
+import { clients, eventually, installCrds } from '../harness/operator.ts';
+import { artifactBody, grantBody } from '../harness/objects.ts';
+import { injectedPod } from '../harness/stack.ts';
 import { meetThePeople, type Person } from '../governance/people.ts';
 
 const repo = join(import.meta.dirname, '..', '..');
 const { values } = parseArgs({ options: { once: { type: 'boolean', default: false } } });
 const began = performance.timeOrigin;
 const NS = 'ml-dev';
+/** The chart's release and namespace, as the install guide uses them (docs/install.md). */
+const RELEASE = 'strongroom';
+const OP_NS = 'strongroom-system';
 const ARTIFACT = 'resnet50';
 const MOUNT = '/models/resnet50';
 
@@ -114,12 +131,13 @@ function appState(pod: V1Pod): { ran: boolean; words: string } {
   return { ran, words: waiting === undefined ? (ran ? 'started' : 'unknown') : `waiting (${waiting})` };
 }
 
-/** Runs the demo's steps; `started` receives the stack as soon as it runs, so a failure later still stops it. */
-async function runDemo(
-  cluster: Cluster,
-  asRoot: boolean,
-  started: (stack: Stack) => void,
-): Promise<Stack | undefined> {
+/** What the demo started, so that a failure at any step still stops it. */
+interface Started {
+  node?: Node;
+}
+
+/** Runs the demo's steps; `started` is filled in as parts start, so a failure later still stops them. */
+async function runDemo(cluster: Cluster, asRoot: boolean, started: Started): Promise<boolean> {
   if (!asRoot) {
     step('Installing the Strongroom CRDs (no node: pods cannot run without root, so the demo stops here)');
     equivalent('kubectl apply -f crds/');
@@ -129,42 +147,104 @@ async function runDemo(
     fact(
       'run the demo as root to see encryption, injection, denial, revocation and the audit log end to end.',
     );
-    return undefined;
+    return false;
   }
 
-  step('Starting a real node, building the Strongroom image and starting the operator');
+  step('Starting a real node: kubelet, containerd, runc, CNI, kube-proxy and CoreDNS');
   const node = await attachNode(cluster, { log: fact });
+  started.node = node;
+  const { core, custom } = clients(cluster.kubeconfig);
+
+  step(`Installing Strongroom with its Helm chart into ${OP_NS}`);
+  const image = await importStrongroomImage(node, fact);
+  fact(`image ${image.ref}, imported into the node's containerd (no registry, no Docker)`);
+  const volumes = await createAuditVolumes(cluster, node, 'demo');
+  fact(
+    `audit log volumes: StorageClass ${volumes.storageClass} with ${String(volumes.names.length)} local PersistentVolumes (this cluster has no provisioner)`,
+  );
   // The governance table of this cluster: confidential grants need two approvals (the default is one), so the
   // demo shows the classification table is configuration.
-  const stack = await startStack({
-    cluster,
-    node,
-    log: fact,
-    governance: { 'confidential.approvals': '2' },
+  const values = {
+    image: { repository: image.repository, tag: image.tag, pullPolicy: 'Never' },
+    auditLog: { persistence: { storageClassName: volumes.storageClass } },
+    governance: { classifications: { confidential: { approvals: 2 } } },
+  };
+  equivalent(
+    `helm install ${RELEASE} charts/strongroom -n ${OP_NS} --create-namespace --set image.repository=${image.repository} ` +
+      `--set image.tag=${image.tag} --set image.pullPolicy=Never --set auditLog.persistence.storageClassName=${volumes.storageClass} ` +
+      `--set governance.classifications.confidential.approvals=2`,
+  );
+  const installStarted = Date.now();
+  const installed = await helmDeploy(cluster, 'install', {
+    helm: 3,
+    release: RELEASE,
+    namespace: OP_NS,
+    values: [values],
   });
-  started(stack);
-  const ports = await stack.operator.brokerPorts();
-  fact(`operator (node operator/main.ts) runs on the host, pid ${String(stack.operator.pid)}`);
-  fact(`key broker at ${node.network.gateway}:${String(ports.brokerPort)} on the pod bridge (mutual TLS)`);
-  fact(`admission webhook on loopback; every pod labelled strongroom.dev/inject=true goes through it`);
-  fact(`sidecar image ${stack.image}, imported into the node's containerd (no registry, no Docker)`);
-  equivalent('kubectl get mutatingwebhookconfigurations');
-  say(indent(await must(cluster, ['get', 'mutatingwebhookconfigurations'])));
+  if (installed.code !== 0) throw new Error(`helm install failed: ${installed.stderr}`);
+  const replicas = await waitForReplicas(cluster, OP_NS, 2);
+  fact(
+    `${String(replicas.length)} operator replicas Running and Ready ${seconds(Date.now() - installStarted)} after helm install`,
+  );
+  const leader = await eventually('a leader', async () => (await lease(cluster, OP_NS)).holder);
+  fact(
+    `leader (Lease ${OP_NS}/strongroom-operator): ${leader}; every replica serves the webhook and the key broker`,
+  );
+  equivalent(`kubectl -n ${OP_NS} get pods,services`);
+  say(indent(await must(cluster, ['-n', OP_NS, 'get', 'pods,services'])));
+  await eventually('the operator to fill the webhook caBundle', async () => {
+    const got = await must(cluster, [
+      'get',
+      'mutatingwebhookconfiguration',
+      'strongroom-sidecar-injector',
+      '-o',
+      'jsonpath={.webhooks[0].clientConfig.caBundle}',
+    ]);
+    return got.trim() === '' ? undefined : true;
+  });
+  fact(
+    'the API server calls the webhook through Service strongroom-webhook; its caBundle is the operator CA',
+  );
+  equivalent('kubectl get mutatingwebhookconfigurations,validatingadmissionpolicies');
+  say(indent(await must(cluster, ['get', 'mutatingwebhookconfigurations,validatingadmissionpolicies'])));
 
   step(`Encrypting a sample model and publishing it as ${NS}/${ARTIFACT}@v1`);
-  await appNamespace(stack, NS, 'dev', ['trainer', 'intern']);
+  const storageDir = await modelsNamespace(cluster, node, NS, ['trainer', 'intern']);
+  const people = await meetThePeople(cluster, [NS]);
+  fact(
+    'the people act with client certificates of their own and ordinary RBAC (test/governance/people.yaml)',
+  );
+  await mustAs(people.dave, ['label', 'namespace', NS, 'strongroom.dev/environment=dev']);
   fact(`namespace ${NS}: Pod Security "restricted" enforced, service accounts trainer and intern,`);
-  fact(`claim "models" bound to a local PersistentVolume at ${stack.storageDir(NS)}`);
+  fact(
+    `environment dev (labelled by dave, a platform admin), claim "models" on a local volume at ${storageDir}`,
+  );
+  equivalent(`kubectl -n ${NS} create -f modelartifact.yaml   # as alice: resnet50, confidential`);
+  await mustAs(
+    people.alice,
+    ['-n', NS, 'create', '-f', '-'],
+    JSON.stringify(artifactBody(ARTIFACT, 'confidential')),
+  );
   const files = sampleModel();
-  const published = await publishSample(stack, NS, ARTIFACT, 'v1', files, 'confidential');
+  const published = await publishVersion({
+    admin: custom,
+    as: { name: 'frank', custom: people.frank.api.custom },
+    namespace: NS,
+    artifact: ARTIFACT,
+    version: 'v1',
+    storageDir,
+    plaintextDir: join(cluster.workDir, 'plaintext'),
+    files,
+  });
   for (const [path, content] of Object.entries(files))
     fact(
       `plaintext ${path.padEnd(20)} ${String(content.length).padStart(8)} bytes  sha256 ${sha256(content)}`,
     );
-  fact(`digest ${published.version.digest}, ${String(published.version.size)} bytes`);
-  fact(`data key sealed to the artifact's recipient key ${published.version.encryption.keyFingerprint}`);
+  fact(`frank, a publisher, encrypted it and added version v1 in his own name`);
+  fact(`digest ${published.digest}, ${String(published.size)} bytes`);
+  fact(`data key sealed to the artifact's recipient key ${published.encryption.keyFingerprint}`);
   fact(`then rewrapped by the operator under its KEK; the key never touches the volume`);
-  const cipherDir = join(stack.storageDir(NS), ARTIFACT, 'v1');
+  const cipherDir = join(storageDir, ARTIFACT, 'v1');
   const cipherFiles = filesUnder(cipherDir);
   fact(`on the volume (${cipherDir}):`);
   for (const f of cipherFiles)
@@ -185,8 +265,6 @@ async function runDemo(
   say(indent(await must(cluster, ['-n', NS, 'get', 'modelartifact', ARTIFACT])));
 
   step(`alice requests read access for ${NS}/trainer; bob and carol, approvers, approve it`);
-  const people = await meetThePeople(cluster, [NS]);
-  fact('each acts with a client certificate of their own and ordinary RBAC (test/governance/people.yaml)');
   const grant = grantBody('trainer-reads', ARTIFACT, {
     requester: 'alice',
     subjects: [{ namespace: NS, serviceAccount: 'trainer' }],
@@ -234,7 +312,6 @@ async function runDemo(
   }
   await grantStatus('phase', 'Active');
   say(indent(await must(cluster, ['-n', NS, 'get', 'accessgrant', 'trainer-reads'])));
-
   step(`An authorized pod (service account trainer) reads the model at ${MOUNT}`);
   const script = `cd ${MOUNT} && find . -type f | sort | while read -r f; do sha256sum "$f"; done; echo END-OF-LIST; sleep 3600`;
   const trainer = injectedPod({
@@ -251,7 +328,7 @@ async function runDemo(
   const readyPod = await eventually(
     'pod trainer to be Ready',
     async () => {
-      const p = await stack.core.readNamespacedPod({ namespace: NS, name: 'trainer' });
+      const p = await core.readNamespacedPod({ namespace: NS, name: 'trainer' });
       return isReady(p) ? p : undefined;
     },
     90_000,
@@ -292,7 +369,7 @@ async function runDemo(
   const denied = await eventually(
     'the KeyReleaseDenied event',
     async () => {
-      const events = await stack.core.listNamespacedEvent({
+      const events = await core.listNamespacedEvent({
         namespace: NS,
         fieldSelector: 'involvedObject.name=intern,reason=KeyReleaseDenied',
       });
@@ -320,7 +397,7 @@ async function runDemo(
   fact(
     `sidecar: ${String(l.message)} for ${String(l.artifact)}@${String(l.version)}: ${String(l.code)} (${String(l.reason)}); it retries, the app waits`,
   );
-  const internPod = await stack.core.readNamespacedPod({ namespace: NS, name: 'intern' });
+  const internPod = await core.readNamespacedPod({ namespace: NS, name: 'intern' });
   const internApp = appState(internPod);
   if (internApp.ran) throw new Error('the unauthorized pod started its app container');
   fact(`app container: ${internApp.words}, never started; pod Ready=${String(isReady(internPod))}`);
@@ -362,7 +439,7 @@ async function runDemo(
   const notReady = await eventually(
     'pod trainer to turn not-ready',
     async () => {
-      const p = await stack.core.readNamespacedPod({ namespace: NS, name: 'trainer' });
+      const p = await core.readNamespacedPod({ namespace: NS, name: 'trainer' });
       return isReady(p) ? undefined : Date.now() - revoked;
     },
     10_000,
@@ -372,52 +449,61 @@ async function runDemo(
   say(indent(await must(cluster, ['-n', NS, 'get', 'pod', 'trainer'])));
   fact(`pod trainer not ready ${String(notReady)} ms after the delete: its sidecar's readiness probe fails`);
 
-  step("Verifying the key broker's audit log offline (strongroom audit verify)");
-  const vkey = await stack.core.readNamespacedSecret({
-    name: 'strongroom-audit-keys',
-    namespace: 'strongroom-system',
-  });
-  const logDir = stack.operator.auditLogDir;
-  const log = join(logDir, readdirSync(logDir).find((f) => !f.endsWith('.vkey')) ?? '');
-  const vkeyFile = join(logDir, 'audit.vkey');
-  writeFileSync(vkeyFile, Buffer.from(vkey.data?.verifier ?? '', 'base64'));
+  step("Verifying every replica's audit log offline (strongroom audit verify)");
   await sleep(1_200); // the next signed checkpoint covers the last entries
+  const replicaLogs = await replicaAuditLogs(cluster, OP_NS);
+  const logs = replicaLogs.flatMap((r) => r.logs);
+  for (const r of replicaLogs)
+    fact(`${r.pod}: ${r.logs.map((l) => l.slice(r.dir.length + 1)).join(', ')} on its own volume (${r.dir})`);
+  const vkeyFile = await auditVerifierKey(cluster, OP_NS);
   const podNames = new Map<string, string>();
   for (const name of ['trainer', 'intern']) {
-    const p = await stack.core.readNamespacedPod({ namespace: NS, name });
+    const p = await core.readNamespacedPod({ namespace: NS, name });
     podNames.set(p.metadata?.uid ?? '', name);
   }
   const others = new Map<string, number>();
-  for (const line of readFileSync(log, 'utf8').split('\n')) {
-    if (!line.startsWith('{"event"')) continue;
-    const { event, seq } = JSON.parse(line) as AuditLine;
-    const { workload: w, artifact: a } = event;
-    if (event.type !== 'key-release' || w === undefined || a === undefined) {
-      const what = [event.operation ?? event.type, event.decision ?? ''].join(' ').trim();
-      others.set(what, (others.get(what) ?? 0) + 1);
-      continue;
+  for (const log of logs) {
+    const origin = replicaLogs.find((r) => r.logs.includes(log))?.pod ?? '?';
+    for (const line of auditLines([log])) {
+      if (!('event' in line)) continue;
+      const { event, seq } = line as unknown as AuditLine;
+      const { workload: w, artifact: a } = event;
+      if (event.type !== 'key-release' || w === undefined || a === undefined) {
+        const what = [event.operation ?? event.type, event.decision ?? ''].join(' ').trim();
+        others.set(what, (others.get(what) ?? 0) + 1);
+        continue;
+      }
+      const pod = podNames.get(w.podUid) ?? w.podUid;
+      fact(
+        `${origin} entry #${String(seq)}: key release of ${a.namespace}/${a.name}@${a.version} to pod ${w.namespace}/${pod} (sa ${w.serviceAccount}): ${event.decision ?? '?'} (${event.reason ?? '?'})`,
+      );
     }
-    const pod = podNames.get(w.podUid) ?? w.podUid;
-    fact(
-      `entry #${String(seq)}: key release of ${a.namespace}/${a.name}@${a.version} to pod ${w.namespace}/${pod} (sa ${w.serviceAccount}): ${event.decision ?? '?'} (${event.reason ?? '?'})`,
-    );
   }
   const rest = [...others].map(([what, n]) => `${what} ×${String(n)}`).join(', ');
   fact(`other entries: ${rest}`);
   equivalent(
-    `kubectl -n strongroom-system get secret strongroom-audit-keys -o jsonpath='{.data.verifier}' | base64 -d > ${vkeyFile}`,
+    `kubectl -n ${OP_NS} get secret strongroom-audit-keys -o jsonpath='{.data.verifier}' | base64 -d > audit.vkey`,
   );
-  equivalent(`node operator/cli/strongroom.ts audit verify ${log} --public-key ${vkeyFile}`);
+  equivalent(
+    `node operator/cli/strongroom.ts audit verify <each replica's log> --public-key audit.vkey   # docs/audit.md`,
+  );
   say(
     indent(
       execFileSync(
         process.execPath,
-        [join(repo, 'operator', 'cli', 'strongroom.ts'), 'audit', 'verify', log, '--public-key', vkeyFile],
+        [
+          join(repo, 'operator', 'cli', 'strongroom.ts'),
+          'audit',
+          'verify',
+          ...logs,
+          '--public-key',
+          vkeyFile,
+        ],
         { encoding: 'utf8' },
       ),
     ),
   );
-  const stillIntern = appState(await stack.core.readNamespacedPod({ namespace: NS, name: 'intern' }));
+  const stillIntern = appState(await core.readNamespacedPod({ namespace: NS, name: 'intern' }));
   if (stillIntern.ran) throw new Error('the unauthorized pod started its app container later');
   fact(`(the unauthorized pod's app container still has not run: ${stillIntern.words})`);
 
@@ -426,33 +512,34 @@ async function runDemo(
   say(indent(await must(cluster, ['get', 'strongroom', '-A'])));
   equivalent(`kubectl -n ${NS} get pods`);
   say(indent(await must(cluster, ['-n', NS, 'get', 'pods'])));
-  return stack;
+  return true;
 }
 
 step('Starting a local Kubernetes 1.35 cluster (etcd, API server, controller manager, scheduler)');
 const asRoot = process.getuid?.() === 0;
-const cluster = await startCluster({ node: false, log: fact });
-let stack: Stack | undefined;
+const cluster = await startCluster({ log: fact });
+const started: Started = {};
 try {
-  stack = await runDemo(cluster, asRoot, (s) => {
-    stack = s;
-  });
+  const full = await runDemo(cluster, asRoot, started);
 
   step('Use it');
   fact(`export KUBECONFIG=${cluster.kubeconfig}`);
   fact(`export PATH=${cluster.binDir}:$PATH      # kubectl and helm v1.35-matched`);
   fact('kubectl get strongroom -A');
-  if (stack) {
+  if (full) {
+    fact(
+      `helm -n ${OP_NS} status ${RELEASE}                  # the release, and what to do next (NOTES.txt)`,
+    );
     fact(`kubectl -n ${NS} describe pod intern                 # the denial, in the pod's events`);
     fact(`kubectl -n ${NS} get pod trainer -o yaml             # what the webhook injected`);
   }
   fact('kubectl explain modelartifact.spec.versions');
-  if (stack)
+  if (full)
     fact(`kubectl -n ${NS} get modelartifact ${ARTIFACT} -o yaml      # versions, wrapped keys, conditions`);
   else fact('kubectl apply -f docs/examples/          # try editing one to see the CEL rules reject it');
   if (values.once) {
     step('--once: tearing down');
-    await stack?.stop();
+    await started.node?.stop();
     await cluster.stop();
     say(`\nTotal time: ${seconds(Date.now() - began)}`);
     // Everything is stopped and removed; exit now rather than wait for any handle a library left open.
@@ -460,16 +547,19 @@ try {
   } else {
     say(`\nTotal time: ${seconds(Date.now() - began)}`);
     say(
-      '\nThe cluster and the operator run until you press Ctrl-C; then everything they started is stopped and removed.',
+      '\nThe cluster and Strongroom run until you press Ctrl-C; then everything they started is stopped and removed.',
     );
-    const running = stack;
     process.once('SIGINT', () => {
-      void running?.stop();
+      void (async () => {
+        await started.node?.stop();
+        await cluster.stop();
+        process.exit(0);
+      })();
     });
     setInterval(() => undefined, 3_600_000);
   }
 } catch (error) {
-  await stack?.stop();
+  await started.node?.stop();
   await cluster.stop();
   throw error;
 }

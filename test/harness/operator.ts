@@ -1,18 +1,22 @@
 /**
- * Runs the real operator (`node operator/main.ts`) as a child process against the test cluster, with the least
- * privilege of test/operator/rbac.yaml, and gives tests its logs, its health port and its metrics.
+ * Runs the real operator (`node operator/main.ts`) as a child process against the test cluster, with exactly the
+ * least privilege the Helm chart grants (the rules of operator/kube/permissions.ts, bound to a user of its own instead
+ * of the chart's ServiceAccount), and gives tests its logs, its health port and its metrics. Every integration test
+ * that runs the operator therefore also checks that the chart's RBAC is enough.
  *
  * Its ports come from the harness, not from its logs: the harness picks free ports and passes them as flags, then
  * learns that a server is up from the process itself (the kernel's table of the sockets it listens on, see
  * listeningPorts) and that the operator has started from its readiness checks (/readyz?verbose).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { PooledKubeConfig } from '../../operator/kube/kubeconfig.ts';
+import { PERMISSIONS } from '../../operator/kube/permissions.ts';
+import { rule } from '../../charts/generate.ts';
 import { listeningPorts } from '../cluster/host.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, must, type ClusterInfo } from './kubectl.ts';
@@ -41,7 +45,7 @@ export interface OperatorProcess {
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   /** The health server's port, once the operator has started (from its readiness checks, see `started`). */
   healthPort(): Promise<number>;
-  /** The key broker's ports, once it listens (it listens only while this replica leads). */
+  /** The key broker's ports, once it listens (every replica serves it, once the serving certificate exists). */
   brokerPorts(timeoutMs?: number): Promise<{ attestPort: number; brokerPort: number }>;
   /** The sidecar-injecting webhook's port, once it listens (every replica serves it). */
   webhookPort(timeoutMs?: number): Promise<number>;
@@ -72,14 +76,59 @@ export async function installCrds(cluster: ClusterInfo): Promise<void> {
   ]);
 }
 
-/** Creates the operator's namespace and RBAC and returns a kubeconfig that has exactly those rights. */
+/** The user the operator authenticates as in the tests, for its namespace. */
+export function operatorUser(namespace: string): string {
+  return `strongroom-operator-${namespace}`;
+}
+
+/**
+ * The chart's RBAC (operator/kube/permissions.ts, the rules charts/generate.ts renders into templates/rbac.yaml) for
+ * the operator in `namespace`, bound to `user`.
+ */
+export function operatorRbac(namespace: string, user: string): object[] {
+  const granted = PERMISSIONS.filter((p) => p.granted !== false);
+  const name = `strongroom-operator-${namespace}`;
+  const subjects = [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }];
+  const api = 'rbac.authorization.k8s.io/v1';
+  return [
+    {
+      apiVersion: api,
+      kind: 'ClusterRole',
+      metadata: { name },
+      rules: granted.filter((p) => !p.namespaced).map(rule),
+    },
+    {
+      apiVersion: api,
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects,
+    },
+    {
+      apiVersion: api,
+      kind: 'Role',
+      metadata: { name, namespace },
+      rules: granted.filter((p) => p.namespaced).map(rule),
+    },
+    {
+      apiVersion: api,
+      kind: 'RoleBinding',
+      metadata: { name, namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects,
+    },
+  ];
+}
+
+/** Creates the operator's namespace and the chart's RBAC and returns a kubeconfig that has exactly those rights. */
 export async function installOperatorIdentity(cluster: ClusterInfo, namespace: string): Promise<string> {
-  const user = `strongroom-operator-${namespace}`;
+  const user = operatorUser(namespace);
   await kubectl(cluster, ['create', 'namespace', namespace]);
-  const rbac = readFileSync(join(root, 'test', 'operator', 'rbac.yaml'), 'utf8')
-    .replaceAll('${NAMESPACE}', namespace)
-    .replaceAll('${USER}', user);
-  await must(cluster, ['apply', '-f', '-'], rbac);
+  await must(
+    cluster,
+    ['apply', '-f', '-'],
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: operatorRbac(namespace, user) }),
+  );
   return userKubeconfig(cluster, user);
 }
 
@@ -203,7 +252,7 @@ export async function startOperator(options: StartOptions): Promise<OperatorProc
     );
   /**
    * Started, as the operator logs 'operator started': every readiness check passes but the key broker's and the
-   * webhook's, which come up after the start (the broker only while leading, once its certificate exists); the
+   * webhook's, which come up after the start (on every replica, once their certificates exist); the
    * leader-election check passes once the operator campaigns, its last step of starting.
    */
   const started = async (): Promise<true | undefined> => {

@@ -76,7 +76,7 @@ export function uniqueNames<K extends string>(
 
 /**
  * What the operator needs before it starts: the CRDs (established), its namespace and its least-privilege
- * identity (test/operator/rbac.yaml). Returns the kubeconfig of that identity.
+ * identity (the chart's RBAC, see installOperatorIdentity). Returns the kubeconfig of that identity.
  */
 export async function installOperator(cluster: ClusterInfo, namespace: string): Promise<string> {
   await installCrds(cluster);
@@ -236,7 +236,7 @@ export async function installInjector(
   const { policy, binding } = optInPolicy({ operatorNamespace });
   await admission.createValidatingAdmissionPolicy({ body: policy });
   await admission.createValidatingAdmissionPolicyBinding({ body: binding });
-  // The operator fills in caBundle (the configuration carries its managed-by label).
+  // The operator fills in caBundle (the configuration carries its label strongroom.dev/ca-bundle=operator).
   await eventually('the caBundle on the webhook configuration', async () => {
     const config = await admission.readMutatingWebhookConfiguration({ name: WEBHOOK_CONFIGURATION_NAME });
     return (config.webhooks?.[0]?.clientConfig.caBundle ?? '') !== '' ? true : undefined;

@@ -3,6 +3,8 @@
  * its own RBAC: create → Ready, add a version (sealed by a writer, unsealed and wrapped under the KEK by the
  * operator), KEK rotation on schedule → rewrapped, lineage checked, delete → crypto-shredded and the finalizer gone.
  */
+import { CA_BUNDLE_LABEL, CA_BUNDLE_LABEL_VALUE } from '../../operator/pki/webhook-bundles.ts';
+import { WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
 import { describe, expect, inject, it } from 'vitest';
 import { ApiException } from '@kubernetes/client-node';
 import type { ModelArtifact } from '../../core/api/index.ts';
@@ -305,12 +307,13 @@ describe('ModelArtifact lifecycle', () => {
       expect(tls.type).toBe('kubernetes.io/tls');
       expect(tls.data?.['ca.crt']).toBeTruthy();
     }
-    const webhook = `strongroom-test-${suite.suffix}`;
+    // The chart's RBAC lets the operator update only the webhook configuration of that name (resourceNames).
+    const webhook = WEBHOOK_CONFIGURATION_NAME;
     const created = await kubectl(cluster, ['apply', '-f', '-'], {
       input: JSON.stringify({
         apiVersion: 'admissionregistration.k8s.io/v1',
         kind: 'MutatingWebhookConfiguration',
-        metadata: { name: webhook, labels: { 'app.kubernetes.io/managed-by': 'strongroom' } },
+        metadata: { name: webhook, labels: { [CA_BUNDLE_LABEL]: CA_BUNDLE_LABEL_VALUE } },
         webhooks: [
           {
             name: 'inject.strongroom.dev',

@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
-# Build the test cluster's binaries from the Go module proxy into a cache outside the repo, keyed by version:
-#   kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl (Kubernetes from go/kube/go.mod),
-#   etcd (go/etcd/go.mod) and helm; and compat/<version>/kube-apiserver, the oldest API server whose CRD support
-#   Strongroom promises (go/kube-1.30/go.mod), for the CRD compatibility test.
-# Prints the bin dir as the last line of stdout. A second run with the same inputs costs nothing.
+# Build the test cluster's binaries from the Go module proxy into a cache outside the repo.
+#   usage: build.sh [--for demo|test]       (default: test)
+# Each part is built and cached on its own, under a key of its own (the Go version, the part's version and module
+# sums, and the text of its build function below), so that adding or changing one part never rebuilds the others:
+#   kube        kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl (go/kube/go.mod)
+#   kube-proxy  kube-proxy, same module and version (go/kube/go.mod)
+#   etcd        etcd (go/etcd/go.mod)
+#   coredns     coredns (the cluster's DNS, run as a pod)
+#   helm3       helm (Helm 3)
+#   helm4       helm4 (Helm 4; the chart is tested with both)
+#   compat      compat/<version>/kube-apiserver, the oldest API server whose CRD support Strongroom promises
+#               (go/kube-1.30/go.mod), for the CRD compatibility test only
+# `--for demo` builds what a cluster with a node runs (kube, kube-proxy, etcd, coredns) and helm 3, which the demo
+# puts on the PATH it prints; `--for test` adds helm4 and compat. The parts are linked into one directory per mode,
+# whose path is the last line of stdout. A second run with the same inputs costs nothing.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-HELM_VERSION="${STRONGROOM_HELM_VERSION:-v3.21.4}"
+MODE=test
+while (($#)); do
+  case "$1" in
+    --for) MODE="${2:-}"; shift 2 ;;
+    --for=*) MODE="${1#--for=}"; shift ;;
+    *) echo "build.sh: unknown argument $1 (usage: build.sh [--for demo|test])" >&2; exit 2 ;;
+  esac
+done
+case "$MODE" in
+  demo) PARTS=(kube kube-proxy etcd coredns helm3) ;;
+  test) PARTS=(kube kube-proxy etcd coredns helm3 helm4 compat) ;;
+  *) echo "build.sh: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;
+esac
+HELM3_VERSION="${STRONGROOM_HELM_VERSION:-v3.21.4}"
+HELM4_VERSION="${STRONGROOM_HELM4_VERSION:-v4.3.2}"
+COREDNS_VERSION="${STRONGROOM_COREDNS_VERSION:-v1.15.0}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
-command -v go >/dev/null || { echo "build.sh: go is not on PATH (Go 1.25+ is needed to build the test cluster)" >&2; exit 1; }
+command -v go >/dev/null || { echo "build.sh: go is not on PATH (Go 1.26+ is needed to build the test cluster)" >&2; exit 1; }
 K8S_VERSION="$(cd "$HERE/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 ETCD_VERSION="$(cd "$HERE/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 COMPAT_VERSION="$(cd "$HERE/kube-1.30" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
-minor="$(cut -d. -f2 <<<"$K8S_VERSION")"
-key="$( { go env GOVERSION; echo "$K8S_VERSION $ETCD_VERSION $HELM_VERSION"; cat "$HERE"/kube/go.sum "$HERE"/etcd/go.sum "$HERE"/kube-1.30/go.sum "${BASH_SOURCE[0]}"; } | sha256sum | cut -c1-12)"
+GO_VERSION="$(go env GOVERSION)"
 CACHE_ROOT="${STRONGROOM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/strongroom}/cluster-bin"
-BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-$key"
-mkdir -p "$CACHE_ROOT"
+mkdir -p "$CACHE_ROOT/parts"
 exec 9>"$CACHE_ROOT/.lock"; flock 9
-ALL=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd helm "compat/$COMPAT_VERSION/kube-apiserver")
-have_all() { for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done; }
-if have_all; then echo "cluster binaries: cached in $BIN" >&2; echo "$BIN"; exit 0; fi
-TMP="$BIN.tmp.$$"; rm -rf "$TMP"; mkdir -p "$TMP"; trap 'rm -rf "$TMP"' EXIT
-start=$SECONDS
-step() { local s=$SECONDS what=$1; shift; echo ">> $what" >&2; "$@" >&2; echo "   $what: $(( SECONDS - s ))s" >&2; }
+
 # Stamp the version as hack/lib/version.sh does; otherwise /version says v0.0.0-master and helm's checks break.
 stamp() {
   local v=$1 out="-s -w"
@@ -32,21 +50,116 @@ stamp() {
   done
   echo "$out"
 }
-kld="$(stamp "$K8S_VERSION")"
-kbuild() { (cd "$HERE/kube" && go build -trimpath -pgo=off -ldflags "$kld" -o "$TMP/" "$@"); }
-step "kube-apiserver kubectl $K8S_VERSION" kbuild k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
-step "kubelet" kbuild k8s.io/kubernetes/cmd/kubelet
-step "kube-controller-manager kube-scheduler" kbuild k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
-step "etcd $ETCD_VERSION" bash -c "cd '$HERE/etcd' && go build -trimpath -pgo=off -ldflags '-s -w' -o '$TMP/etcd' go.etcd.io/etcd/server/v3"
-hld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do hld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"; done
-step "helm $HELM_VERSION" bash -c "cd '$TMP' && GOFLAGS= GOBIN='$TMP' go install -trimpath -pgo=off -ldflags '$hld' 'helm.sh/helm/v3/cmd/helm@$HELM_VERSION'"
-mkdir -p "$TMP/compat/$COMPAT_VERSION"
-step "kube-apiserver $COMPAT_VERSION (CRD compatibility)" bash -c "cd '$HERE/kube-1.30' && go build -trimpath -pgo=off -ldflags '$(stamp "$COMPAT_VERSION")' -o '$TMP/compat/$COMPAT_VERSION/' k8s.io/kubernetes/cmd/kube-apiserver"
-"$TMP/kube-apiserver" --version >&2
-"$TMP/compat/$COMPAT_VERSION/kube-apiserver" --version >&2
-# sed reads to the end: `head -1` exits early, and under pipefail the SIGPIPE it gives etcd failed the whole build.
-"$TMP/etcd" --version | sed -n 1p >&2
-rm -rf "$BIN"; mv "$TMP" "$BIN"
-echo "cluster binaries: cold build took $(( SECONDS - start ))s -> $BIN" >&2
+
+# One function per part: build_<part> OUTDIR writes the part's files into OUTDIR.
+build_kube() {
+  (cd "$HERE/kube" && go build -trimpath -pgo=off -ldflags "$(stamp "$K8S_VERSION")" -o "$1/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
+  "$1/kube-apiserver" --version
+}
+build_kube_proxy() {
+  (cd "$HERE/kube" && go build -trimpath -pgo=off -ldflags "$(stamp "$K8S_VERSION")" -o "$1/" k8s.io/kubernetes/cmd/kube-proxy)
+  "$1/kube-proxy" --version
+}
+build_etcd() {
+  (cd "$HERE/etcd" && go build -trimpath -pgo=off -ldflags '-s -w' -o "$1/etcd" go.etcd.io/etcd/server/v3)
+  # sed reads to the end: `head -1` exits early, and under pipefail the SIGPIPE it gives etcd failed the whole build.
+  "$1/etcd" --version | sed -n 1p
+}
+build_coredns() {
+  # CoreDNS's go.mod has no replace directives, so `go install pkg@version` builds it as released.
+  (cd "$1" && GOFLAGS= GOBIN="$1" go install -trimpath -pgo=off \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+    "github.com/coredns/coredns@$COREDNS_VERSION")
+  "$1/coredns" -version
+}
+build_helm3() {
+  local minor ld
+  minor="$(cut -d. -f2 <<<"$K8S_VERSION")"
+  ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"; done
+  (cd "$1" && GOFLAGS= GOBIN="$1" go install -trimpath -pgo=off -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION")
+  "$1/helm" version --short
+}
+build_helm4() {
+  # Helm 4 takes its default Kubernetes version from the client-go version in its build info (no ldflags for it).
+  local ld="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  mkdir -p "$1/gobin"
+  (cd "$1" && GOFLAGS= GOBIN="$1/gobin" go install -trimpath -pgo=off -ldflags "$ld" "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION")
+  mv "$1/gobin/helm" "$1/helm4"; rmdir "$1/gobin"
+  "$1/helm4" version --short
+}
+build_compat() {
+  mkdir -p "$1/compat/$COMPAT_VERSION"
+  (cd "$HERE/kube-1.30" && go build -trimpath -pgo=off -ldflags "$(stamp "$COMPAT_VERSION")" \
+    -o "$1/compat/$COMPAT_VERSION/" k8s.io/kubernetes/cmd/kube-apiserver)
+  "$1/compat/$COMPAT_VERSION/kube-apiserver" --version
+}
+
+# What each part provides (paths relative to the mode's bin directory), its version, and the inputs of its key.
+files_of() {
+  case "$1" in
+    kube) echo kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl ;;
+    kube-proxy) echo kube-proxy ;;
+    etcd) echo etcd ;;
+    coredns) echo coredns ;;
+    helm3) echo helm ;;
+    helm4) echo helm4 ;;
+    compat) echo "compat/$COMPAT_VERSION/kube-apiserver" ;;
+  esac
+}
+version_of() {
+  case "$1" in
+    kube | kube-proxy) echo "$K8S_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+    helm3) echo "$HELM3_VERSION" ;;
+    helm4) echo "$HELM4_VERSION" ;;
+    compat) echo "$COMPAT_VERSION" ;;
+  esac
+}
+key_of() {
+  local fn="build_${1//-/_}" sums=()
+  case "$1" in
+    kube | kube-proxy | helm3) sums=("$HERE/kube/go.sum") ;; # helm 3 is stamped with the Kubernetes minor
+    etcd) sums=("$HERE/etcd/go.sum") ;;
+    compat) sums=("$HERE/kube-1.30/go.sum") ;;
+  esac
+  { echo "$GO_VERSION $1 $(version_of "$1")"; declare -f stamp "$fn"; ((${#sums[@]})) && cat "${sums[@]}"; true; } |
+    sha256sum | cut -c1-12
+}
+
+start=$SECONDS
+links=()
+for part in "${PARTS[@]}"; do
+  dir="$CACHE_ROOT/parts/$part-$(version_of "$part")-$(key_of "$part")"
+  have=1
+  for f in $(files_of "$part"); do [[ -x "$dir/$f" ]] || have=0; done
+  if ((have)); then
+    echo "cluster binaries: $part cached in $dir" >&2
+  else
+    tmp="$dir.tmp.$$"; rm -rf "$tmp"; mkdir -p "$tmp"
+    trap 'rm -rf "$tmp"' EXIT
+    s=$SECONDS
+    echo ">> building $part $(version_of "$part")" >&2
+    "build_${part//-/_}" "$tmp" >&2
+    rm -rf "$dir"; mv "$tmp" "$dir"; trap - EXIT
+    echo "   $part: $((SECONDS - s))s -> $dir" >&2
+  fi
+  for f in $(files_of "$part"); do links+=("$f=$dir/$f"); done
+done
+
+# The mode's bin directory: a symlink per file into the parts, named by the parts it links.
+set_key="$(printf '%s\n' "${links[@]}" | sha256sum | cut -c1-12)"
+BIN="$CACHE_ROOT/$MODE-k8s-$K8S_VERSION-$set_key"
+if [[ ! -d "$BIN" ]]; then
+  tmp="$BIN.tmp.$$"; rm -rf "$tmp"; trap 'rm -rf "$tmp"' EXIT
+  for l in "${links[@]}"; do
+    mkdir -p "$(dirname "$tmp/${l%%=*}")"
+    ln -s "${l#*=}" "$tmp/${l%%=*}"
+  done
+  mv "$tmp" "$BIN"; trap - EXIT
+fi
+echo "cluster binaries ($MODE): ready in $((SECONDS - start))s -> $BIN" >&2
 echo "$BIN"
