@@ -277,7 +277,8 @@ describe('publishOutput', () => {
     answers = [{ status: grpc.status.UNAVAILABLE, details: 'not the leader; retry', notLeader: true }];
     const outcome = await publishOutput(plan(), client, logger, fast);
     expect(outcome).toMatchObject({ published: false, reason: 'refused', code: grpc.status.UNAVAILABLE });
-    expect(received).toHaveLength(6);
+    // The first attempt and 15 retries, each refused by a follower.
+    expect(received).toHaveLength(16);
     expect(await readdir(artifactDir())).toEqual([]);
   });
 

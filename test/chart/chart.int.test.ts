@@ -17,7 +17,7 @@ import { ANNOTATION_ARTIFACTS, LABEL_INJECT } from '../../core/injection/contrac
 import { REVOKED_ANNOTATION } from '../../core/policy/grant.ts';
 import { OPT_IN_POLICY_NAME, WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
 import { POLICY_NAMES } from '../../core/governance/admission-policies.ts';
-import { attachNode, type Node } from '../cluster/cluster.ts';
+import { attachNode, startCluster, type Node } from '../cluster/cluster.ts';
 import { farewell, meetThePeople, type Name, type Person } from '../governance/people.ts';
 import {
   auditLines,
@@ -274,12 +274,8 @@ beforeAll(async () => {
 }, 400_000);
 
 afterAll(async () => {
-  for (const [major, ns] of [
-    [3, OP_NS],
-    [4, OP_NS4],
-  ] as const)
-    if (helmBinary(cluster, major)) await helm(cluster, major, ['uninstall', RELEASE, '-n', ns, '--wait']);
-  await scrub([APP, APP4, OP_NS, OP_NS4]);
+  await helm(cluster, 3, ['uninstall', RELEASE, '-n', OP_NS, '--wait']);
+  await scrub([APP, OP_NS]);
   for (const v of volumes) await v.remove({ claims: true });
   await kubectl(cluster, ['delete', 'pv', '-l', 'strongroom.dev/test=chart-models', '--ignore-not-found']);
   await kubectl(cluster, ['delete', 'storageclass', 'strongroom-chart-audit', '--ignore-not-found']);
@@ -692,41 +688,46 @@ describe('helm uninstall', () => {
 });
 
 describe('the chart installed with Helm 4', () => {
+  /**
+   * On a cluster of its own (a fresh API server), not after the Helm 3 release's uninstall on the shared one: on
+   * Kubernetes 1.35.4 we saw the governance policies' bindings keep answering "no params found" for their
+   * ConfigMap after an uninstall and a reinstall into another namespace (docs/install.md, Troubleshooting), and
+   * that is not what this test is about.
+   */
   it('installs, both replicas become Ready, and an injected pod reads its files', async (context) => {
     if (helmBinary(cluster, 4) === undefined) {
       log(`Helm 4 (helm4) is not in ${cluster.binDir}: not tested`);
       context.skip();
     }
-    // A fresh start: the Helm 3 release's namespaces go first (two operators must not serve one cluster).
-    await kubectl(cluster, [
-      '-n',
-      APP,
-      'delete',
-      'pod',
-      '--all',
-      '--grace-period=1',
-      '--wait=true',
-      '--timeout=60s',
-    ]);
-    await scrub([APP, OP_NS]);
-    const v4 = await createAuditVolumes(cluster, node, 'h4');
-    volumes.push(v4);
-    const r = await helmDeploy(cluster, 'install', {
-      helm: 4,
-      release: RELEASE,
-      namespace: OP_NS4,
-      values: [baseValues(image, v4.storageClass)],
-    });
-    expect(r.code, r.stderr).toBe(0);
-    const pods = await waitForReplicas(cluster, OP_NS4, 2);
-    startups.push(...startupSeconds(pods));
-    await filledCaBundle(OP_NS4);
-    await missionSetup(APP4, 'trainer-reads');
-    await readerReads(APP4, 'reader');
-    const u = await helm(cluster, 4, ['uninstall', RELEASE, '-n', OP_NS4, '--wait']);
-    expect(u.code, u.stderr).toBe(0);
-    expect(await must(cluster, ['get', 'mutatingwebhookconfigurations', '-o', 'name'])).not.toContain(
-      WEBHOOK_CONFIGURATION_NAME,
-    );
-  }, 300_000);
+    const shared = { cluster, node, people };
+    await node.stop();
+    const own = await startCluster({ log, binaries: 'test' });
+    try {
+      cluster = own;
+      node = await attachNode(own, { log });
+      image = await importStrongroomImage(node, log);
+      const v4 = await createAuditVolumes(cluster, node, 'h4');
+      const r = await helmDeploy(cluster, 'install', {
+        helm: 4,
+        release: RELEASE,
+        namespace: OP_NS4,
+        values: [baseValues(image, v4.storageClass)],
+      });
+      expect(r.code, r.stderr).toBe(0);
+      const pods = await waitForReplicas(cluster, OP_NS4, 2);
+      startups.push(...startupSeconds(pods));
+      await filledCaBundle(OP_NS4);
+      await missionSetup(APP4, 'trainer-reads');
+      await readerReads(APP4, 'reader');
+      const u = await helm(cluster, 4, ['uninstall', RELEASE, '-n', OP_NS4, '--wait']);
+      expect(u.code, u.stderr).toBe(0);
+      expect(await must(cluster, ['get', 'mutatingwebhookconfigurations', '-o', 'name'])).not.toContain(
+        WEBHOOK_CONFIGURATION_NAME,
+      );
+    } finally {
+      await node.stop();
+      await own.stop();
+      ({ cluster, node, people } = shared);
+    }
+  }, 400_000);
 });

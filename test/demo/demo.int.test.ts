@@ -91,7 +91,7 @@ describe('the README demo command (npm run demo)', () => {
     expect(before).toContain('config.json');
     expect(after).toMatch(/^\s+total 0$/m);
     expect(after).not.toMatch(/weights\.bin|config\.json|tokenizer/);
-    const wiped = /wiped (\d+) ms after kubectl delete/.exec(revocation);
+    const wiped = /wiped (\d+) ms after kubectl delete \(the sidecar's log: /.exec(revocation);
     expect(wiped).not.toBeNull();
     expect(Number(wiped?.[1])).toBeLessThan(1000);
     expect(revocation).toMatch(/trainer\s+1\/2\s+Running/);
