@@ -21,14 +21,13 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { ModelArtifactVersion } from '../../core/api/index.ts';
-import { writeVersion } from '../../core/storage/index.ts';
 import { buildAppImage } from '../cluster/app-image.ts';
 import type { Node } from '../cluster/cluster.ts';
 import { importImage } from '../cluster/node.ts';
 import { kubectl, must, run, type ClusterInfo, type CommandResult } from './kubectl.ts';
 import { clients, eventually, root } from './operator.ts';
-import { appendVersion, getArtifact, rawRecipientKey } from './objects.ts';
+
+export { publishVersion } from './publish.ts';
 
 export const CHART_DIR = join(root, 'charts', 'strongroom');
 /** The StatefulSet the chart installs (and the prefix of its pods' names). */
@@ -502,64 +501,4 @@ export async function modelsNamespace(
     }),
   );
   return dir;
-}
-
-/**
- * What a publisher does by hand (docs/format.md): encrypts `files` as `version` of an existing artifact onto the
- * storage directory behind its claim, sealing the data key to the artifact's recipient key, and adds the version to
- * the artifact as `publisher` with that person's own client (`custom`), so the admission policies see them. Resolves
- * once the operator has sealed the version's key.
- */
-export async function publishVersion(options: {
-  readonly admin: ReturnType<typeof clients>['custom'];
-  readonly as: { readonly name: string; readonly custom: ReturnType<typeof clients>['custom'] };
-  readonly namespace: string;
-  readonly artifact: string;
-  readonly version: string;
-  readonly storageDir: string;
-  readonly plaintextDir: string;
-  readonly files: Readonly<Record<string, string | Buffer>>;
-}): Promise<ModelArtifactVersion> {
-  const { mkdir, writeFile } = await import('node:fs/promises');
-  const keyed = await eventually(
-    `${options.namespace}/${options.artifact}'s recipient key`,
-    async () => {
-      const a = await getArtifact(options.admin, options.namespace, options.artifact);
-      return a.status?.recipientPublicKey ? a : undefined;
-    },
-    60_000,
-  );
-  const source = join(options.plaintextDir, options.namespace, options.artifact, options.version);
-  for (const [path, content] of Object.entries(options.files)) {
-    await mkdir(join(source, path, '..'), { recursive: true });
-    await writeFile(join(source, path), content);
-  }
-  const key = keyed.status?.recipientPublicKey;
-  if (key === undefined) throw new Error('no recipient key');
-  const written = await writeVersion({
-    source,
-    storageRoot: options.storageDir,
-    storagePath: options.artifact,
-    artifact: { uid: keyed.metadata.uid ?? '', name: options.artifact },
-    version: options.version,
-    recipientPublicKey: rawRecipientKey(key.publicKeyPem),
-  });
-  const entry: ModelArtifactVersion = {
-    name: options.version,
-    digest: written.digest,
-    size: written.size,
-    encryption: { format: 'v1', keyFingerprint: written.keyFingerprint, sealedKey: written.sealedKey },
-    publisher: options.as.name,
-    publishedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-  };
-  await appendVersion(options.as.custom, keyed, entry);
-  await eventually(
-    `${options.namespace}/${options.artifact}@${options.version} sealed by the operator`,
-    async () => {
-      const a = await getArtifact(options.admin, options.namespace, options.artifact);
-      return a.status?.keys?.some((k) => k.version === options.version) === true ? a : undefined;
-    },
-    60_000,
-  );
-  return entry;
 }

@@ -15,7 +15,6 @@ import {
 } from '@kubernetes/client-node';
 import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
 import { LABEL_INJECT, ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH } from '../../core/injection/contract.ts';
-import { writeVersion } from '../../core/storage/index.ts';
 import { GOVERNANCE_CONFIGMAP, governancePolicies } from '../../core/governance/admission-policies.ts';
 import { governanceDefaults } from '../../core/governance/defaults.ts';
 import {
@@ -37,7 +36,8 @@ import {
   startOperator,
   type OperatorProcess,
 } from './operator.ts';
-import { appendVersion, artifactBody, createArtifact, getArtifact, rawRecipientKey } from './objects.ts';
+import { artifactBody, createArtifact, getArtifact } from './objects.ts';
+import { publishVersion } from './publish.ts';
 
 export const OPERATOR_NAMESPACE = 'strongroom-system';
 /** The claim every application namespace gets, bound to its own local PersistentVolume. */
@@ -275,41 +275,20 @@ export async function publishSample(
     body.spec.storage = { persistentVolumeClaim: { claimName: MODELS_CLAIM }, path: name };
     await createArtifact(custom, namespace, body);
   }
-  const keyed = await eventually(`${namespace}/${name}'s recipient key`, async () => {
-    const a = await getArtifact(custom, namespace, name);
-    return a.status?.recipientPublicKey ? a : undefined;
-  });
+  // The harness's cluster-admin adds the version, and with the governance policies the publisher must be the user
+  // who adds it.
   const source = join(stack.cluster.workDir, 'plaintext', namespace, name, version);
-  const { mkdir, writeFile } = await import('node:fs/promises');
-  for (const [path, content] of Object.entries(files)) {
-    await mkdir(join(source, path, '..'), { recursive: true });
-    await writeFile(join(source, path), content);
-  }
-  const key = keyed.status?.recipientPublicKey;
-  if (key === undefined) throw new Error('no recipient key');
-  const written = await writeVersion({
-    source,
-    storageRoot: stack.storageDir(namespace),
-    storagePath: name,
-    artifact: { uid: keyed.metadata.uid ?? '', name },
+  const entry = await publishVersion({
+    admin: custom,
+    as: { name: 'strongroom-test-admin', custom },
+    namespace,
+    artifact: name,
     version,
-    recipientPublicKey: rawRecipientKey(key.publicKeyPem),
+    storageDir: stack.storageDir(namespace),
+    plaintextDir: join(stack.cluster.workDir, 'plaintext'),
+    files,
   });
-  const entry: ModelArtifactVersion = {
-    name: version,
-    digest: written.digest,
-    size: written.size,
-    encryption: { format: 'v1', keyFingerprint: written.keyFingerprint, sealedKey: written.sealedKey },
-    // The harness's cluster-admin writes the version, and with the governance policies the publisher must be
-    // the user who adds the version.
-    publisher: 'strongroom-test-admin',
-    publishedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-  };
-  await appendVersion(custom, keyed, entry);
-  const sealed = await eventually(`${namespace}/${name}@${version} sealed by the operator`, async () => {
-    const a = await getArtifact(custom, namespace, name);
-    return a.status?.keys?.some((k) => k.version === version) === true ? a : undefined;
-  });
+  const sealed = await getArtifact(custom, namespace, name);
   return { artifact: sealed, version: entry, source };
 }
 
