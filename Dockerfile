@@ -79,6 +79,7 @@ COPY --from=build /rootfs/ /
 COPY package.json /app/
 COPY core/ /app/core/
 COPY operator/ /app/operator/
+COPY cli/ /app/cli/
 COPY sidecar/ /app/sidecar/
 COPY proto/ /app/proto/
 COPY crds/ /app/crds/

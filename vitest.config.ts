@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{core,operator,sidecar,proto,test,bench}/**/*.test.ts'],
+          include: ['{core,operator,cli,sidecar,proto,test,bench}/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', 'node_modules/**'],
           environment: 'node',
         },
@@ -16,7 +16,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['{core,operator,sidecar,proto,test}/**/*.int.test.ts'],
+          include: ['{core,operator,cli,sidecar,proto,test}/**/*.int.test.ts'],
           globalSetup: ['test/cluster/global-setup.ts'],
           // One real cluster is shared by every file; files run one after another so that they never race
           // for the node, and each test gets generous time because real pods take seconds to start.

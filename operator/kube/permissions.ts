@@ -3,7 +3,7 @@
  * needs it. The Helm chart's ClusterRole and Role are generated from this table (charts/generate.ts), and
  * test/chart/rbac.test.ts checks both directions: a static scan of operator/ and core/ finds exactly the calls listed
  * here (a new API call without an entry fails, and so does an entry whose call is gone), each entry's verbs are
- * exactly those its calls need, and the rendered chart grants exactly these rules. The CLI (operator/cli/) runs as
+ * exactly those its calls need, and the rendered chart grants exactly these rules. The CLI (cli/) runs as
  * the person using it and is not part of this table.
  *
  * `namespaced: true` means the rule is granted by a Role in the operator's own namespace only; otherwise by the

@@ -100,7 +100,7 @@ function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
     .map((e) => relative(REPO, join(e.parentPath, e.name)))
-    .filter((p) => !p.split('/').includes('testdata') && !p.startsWith('operator/cli/'))
+    .filter((p) => !p.split('/').includes('testdata') && !p.startsWith('cli/'))
     .sort();
 }
 

@@ -221,7 +221,7 @@ describe('the Strongroom image, built without a daemon', () => {
         name: 'cli',
         image: image.ref,
         imagePullPolicy: 'Never',
-        command: ['/usr/local/bin/node', '/app/operator/cli/strongroom.ts', '--help'],
+        command: ['/usr/local/bin/node', '/app/cli/strongroom.ts', '--help'],
         securityContext: restricted,
       },
     ]);

@@ -43,7 +43,7 @@ export const IMAGE_APP_DIR = '/app';
 /** The uid and gid the image runs as (the "nonroot" user of distroless images). */
 export const IMAGE_UID = 65532;
 /** The source directories copied into /app, next to package.json. Keep in step with the Dockerfile. */
-export const APP_SOURCE_DIRS: readonly string[] = ['core', 'operator', 'sidecar', 'proto', 'crds'];
+export const APP_SOURCE_DIRS: readonly string[] = ['core', 'operator', 'cli', 'sidecar', 'proto', 'crds'];
 
 /** Bumped whenever this builder changes what it writes, so that cached archives of an older layout are not reused. */
 const BUILDER_VERSION = 2;

@@ -103,7 +103,7 @@ async function mustAs(person: Person, args: string[], input?: string): Promise<s
   return r.stdout;
 }
 
-/** `kubectl strongroom ...` as `person`, through the kubectl plugin (operator/cli/kubectl-strongroom) on PATH. */
+/** `kubectl strongroom ...` as `person`, through the kubectl plugin (cli/kubectl-strongroom) on PATH. */
 function kubectlStrongroom(cluster: Cluster, person: Person, args: string[]) {
   return run(join(cluster.binDir, 'kubectl'), ['strongroom', ...args], {
     env: {
@@ -496,7 +496,7 @@ async function runDemo(cluster: Cluster, asRoot: boolean, started: Started): Pro
     `kubectl -n ${OP_NS} get secret strongroom-audit-keys -o jsonpath='{.data.verifier}' | base64 -d > audit.vkey`,
   );
   equivalent(
-    `node operator/cli/strongroom.ts audit verify <each replica's log> --public-key audit.vkey   # docs/audit.md`,
+    `node cli/strongroom.ts audit verify <each replica's log> --public-key audit.vkey   # docs/audit.md`,
   );
   say(
     indent(

@@ -427,7 +427,7 @@ export function auditVerify(logs: readonly string[], publicKeyFile: string): Pro
   return run(
     process.execPath,
     [
-      join(root, 'operator', 'cli', 'strongroom.ts'),
+      join(root, 'cli', 'strongroom.ts'),
       'audit',
       'verify',
       ...logs,

@@ -138,7 +138,7 @@ export async function auditVerifyCli(log: string, vkey: string): Promise<{ code:
     execFile(
       process.execPath,
       [
-        join(root, 'operator', 'cli', 'strongroom.ts'),
+        join(root, 'cli', 'strongroom.ts'),
         'audit',
         'verify',
         log,

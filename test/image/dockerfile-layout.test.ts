@@ -241,9 +241,9 @@ describe('the Dockerfile and the daemonless image have the same layout', { timeo
         ],
       );
       expect(
-        compare(edited('CMD ["/app/operator/main.ts"]', 'CMD ["/app/operator/cli/strongroom.ts"]')),
+        compare(edited('CMD ["/app/operator/main.ts"]', 'CMD ["/app/cli/strongroom.ts"]')),
       ).toEqual([
-        'CMD: the Dockerfile says ["/app/operator/cli/strongroom.ts"], the image ["/app/operator/main.ts"]',
+        'CMD: the Dockerfile says ["/app/cli/strongroom.ts"], the image ["/app/operator/main.ts"]',
       ]);
       expect(compare(edited('WORKDIR /app\nENTRYPOINT', 'WORKDIR /\nENTRYPOINT'))).toEqual([
         'WORKDIR: the Dockerfile says /, the image /app',

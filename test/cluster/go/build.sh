@@ -9,9 +9,11 @@
 #   coredns     coredns (the cluster's DNS, run as a pod)
 #   helm3       helm (Helm 3)
 #   helm4       helm4 (Helm 4; the chart is tested with both)
+#   versitygw   versitygw (the Versity S3 gateway: the real S3-compatible server that S3 storage is tested against,
+#               docs/adr/0011-s3-test-server.md)
 #   compat      compat/<version>/kube-apiserver, the oldest API server whose CRD support Strongroom promises
 #               (go/kube-1.30/go.mod), for the CRD compatibility test only
-# `--for demo` builds what a cluster with a node runs (kube, kube-proxy, etcd, coredns) and helm 3, which the demo
+# `--for demo` builds what a cluster with a node runs (kube, kube-proxy, etcd, coredns), versitygw and helm 3, which the demo
 # puts on the PATH it prints; `--for test` adds helm4 and compat. The parts are linked into one directory per mode,
 # whose path is the last line of stdout. A second run with the same inputs costs nothing.
 set -euo pipefail
@@ -25,13 +27,14 @@ while (($#)); do
   esac
 done
 case "$MODE" in
-  demo) PARTS=(kube kube-proxy etcd coredns helm3) ;;
-  test) PARTS=(kube kube-proxy etcd coredns helm3 helm4 compat) ;;
+  demo) PARTS=(kube kube-proxy etcd coredns helm3 versitygw) ;;
+  test) PARTS=(kube kube-proxy etcd coredns helm3 helm4 versitygw compat) ;;
   *) echo "build.sh: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;
 esac
 HELM3_VERSION="${STRONGROOM_HELM_VERSION:-v3.21.4}"
 HELM4_VERSION="${STRONGROOM_HELM4_VERSION:-v4.3.2}"
 COREDNS_VERSION="${STRONGROOM_COREDNS_VERSION:-v1.15.0}"
+VERSITYGW_VERSION="${STRONGROOM_VERSITYGW_VERSION:-v1.8.0}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 command -v go >/dev/null || { echo "build.sh: go is not on PATH (Go 1.26+ is needed to build the test cluster)" >&2; exit 1; }
 K8S_VERSION="$(cd "$HERE/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
@@ -90,6 +93,12 @@ build_helm4() {
   mv "$1/gobin/helm" "$1/helm4"; rmdir "$1/gobin"
   "$1/helm4" version --short
 }
+build_versitygw() {
+  # Its go.mod has no replace directives either: `go install pkg@version` builds the release.
+  (cd "$1" && GOFLAGS= GOBIN="$1" go install -trimpath -pgo=off -ldflags "-s -w" \
+    "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION")
+  "$1/versitygw" --version | sed -n 1p
+}
 build_compat() {
   mkdir -p "$1/compat/$COMPAT_VERSION"
   (cd "$HERE/kube-1.30" && go build -trimpath -pgo=off -ldflags "$(stamp "$COMPAT_VERSION")" \
@@ -106,6 +115,7 @@ files_of() {
     coredns) echo coredns ;;
     helm3) echo helm ;;
     helm4) echo helm4 ;;
+    versitygw) echo versitygw ;;
     compat) echo "compat/$COMPAT_VERSION/kube-apiserver" ;;
   esac
 }
@@ -116,6 +126,7 @@ version_of() {
     coredns) echo "$COREDNS_VERSION" ;;
     helm3) echo "$HELM3_VERSION" ;;
     helm4) echo "$HELM4_VERSION" ;;
+    versitygw) echo "$VERSITYGW_VERSION" ;;
     compat) echo "$COMPAT_VERSION" ;;
   esac
 }

@@ -1,10 +1,11 @@
 /**
  * `strongroom audit …`: verify a log offline, print inclusion proofs and checkpoints, follow a log.
- * Exit codes: 0 verified, 1 tampering or a failed check, 2 bad usage or unreadable input.
+ * Exit codes (cli/io.ts): 0 verified, 1 tampering or a failed check, 2 bad usage or unreadable input.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { EXIT_OK, EXIT_TAMPERED, EXIT_USAGE, type CliIo } from './io.ts';
 import {
   formatFindings,
   generateNoteKey,
@@ -14,18 +15,7 @@ import {
   verifyLog,
   type NoteVerifier,
   type VerifyReport,
-} from '../../core/audit/index.ts';
-
-export const EXIT_OK = 0;
-export const EXIT_TAMPERED = 1;
-export const EXIT_USAGE = 2;
-
-/** Where the commands write; tests and the main entry point pass process streams. */
-export interface CliIo {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  readonly setExitCode: (code: number) => void;
-}
+} from '../core/audit/index.ts';
 
 class UsageError extends Error {
   override readonly name = 'UsageError';

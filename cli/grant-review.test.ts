@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AccessGrant } from '../../core/api/index.ts';
+import type { AccessGrant } from '../core/api/index.ts';
 import { approvalPatch, denialPatch, qualifyingGroups, ReviewError, type Caller } from './grant-review.ts';
 
 const now = new Date('2026-12-06T10:11:12.345Z');

@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog, verifyInclusion } from '../../core/audit/index.ts';
+import { AuditLog, verifyInclusion } from '../core/audit/index.ts';
 import {
   buildLog,
   releaseEvent,
@@ -11,7 +11,7 @@ import {
   readLines,
   writeLines,
   type BuiltLog,
-} from '../../core/audit/testdata/fixtures.ts';
+} from '../core/audit/testdata/fixtures.ts';
 
 const CLI = join(import.meta.dirname, 'strongroom.ts');
 

@@ -1,6 +1,6 @@
 /**
  * `strongroom approve` and `strongroom deny` (also `kubectl strongroom approve|deny` through the kubectl plugin
- * `operator/cli/kubectl-strongroom`): an approver signs off on, or refuses, an AccessGrant in their own name.
+ * `cli/kubectl-strongroom`): an approver signs off on, or refuses, an AccessGrant in their own name.
  *
  * The command asks the API server who the caller is (a SelfSubjectReview) and writes exactly that: the approval's
  * approver is the authenticated user name and its groups are the caller's own groups. It proves nothing by itself:
@@ -8,22 +8,13 @@
  * so a hand-written `kubectl patch` with someone else's name is refused all the same. The patch is guarded by the
  * grant's resourceVersion, so an approval always signs off on the spec the approver read.
  */
-import {
-  AuthenticationV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-} from '@kubernetes/client-node';
-import { Command, Option } from 'commander';
-import type { AccessGrant } from '../../core/api/index.ts';
-import type { CliIo } from './audit.ts';
+import { Command } from 'commander';
+import type { AccessGrant } from '../core/api/index.ts';
+import { connect, explainApiError, type Caller, type ClusterFlags } from './cluster.ts';
+import { action, example, flagsOf } from './command.ts';
+import { CliError, EXIT, type CliIo } from './io.ts';
 
-/** Who the API server says the caller is. */
-export interface Caller {
-  readonly username: string;
-  readonly groups: readonly string[];
-}
+export type { Caller } from './cluster.ts';
 
 /** A JSON patch operation. */
 export type PatchOperation =
@@ -122,8 +113,6 @@ function rfc3339(date: Date): string {
 }
 
 interface ReviewOptions {
-  namespace?: string;
-  kubeconfig?: string;
   group: string[];
   comment?: string;
   reason?: string;
@@ -134,27 +123,35 @@ export function reviewCommands(io: CliIo): Command[] {
   const common = (command: Command) =>
     command
       .argument('<grant>', 'name of the AccessGrant')
-      .addOption(
-        new Option('-n, --namespace <namespace>', 'namespace of the grant').env('STRONGROOM_NAMESPACE'),
-      )
-      .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, then ~/.kube/config)')
       .option('--group <group>', 'list only this group of yours on the review (repeatable)', collect, []);
-  const approve = common(new Command('approve'))
-    .description('approve an AccessGrant in your own name (you must be an approver and not its requester)')
-    .option('--comment <text>', 'a remark recorded with the approval')
-    .action(async (name: string, options: ReviewOptions) => {
-      await review(io, name, options, (grant, caller, groups, now) =>
-        approvalPatch(grant, caller, groups, now, options.comment),
-      );
-    });
-  const deny = common(new Command('deny'))
-    .description('deny an AccessGrant for good, in your own name')
-    .requiredOption('--reason <text>', 'why (recorded on the grant and in the audit log)')
-    .action(async (name: string, options: ReviewOptions) => {
-      await review(io, name, options, (grant, caller, groups, now) =>
-        denialPatch(grant, caller, groups, now, options.reason ?? ''),
-      );
-    });
+  const approve = example(
+    common(new Command('approve'))
+      .description('approve an AccessGrant in your own name (you must be an approver and not its requester)')
+      .option('--comment <text>', 'a remark recorded with the approval')
+      .action(
+        action(io, async (name: string, _options: ReviewOptions, command: Command) => {
+          const options = flagsOf<ReviewOptions>(command);
+          await review(io, name, options, (grant, caller, groups, now) =>
+            approvalPatch(grant, caller, groups, now, options.comment),
+          );
+        }),
+      ),
+    'strongroom approve resnet50-eval -n ml-dev --comment "reviewed the eval plan"',
+  );
+  const deny = example(
+    common(new Command('deny'))
+      .description('deny an AccessGrant for good, in your own name')
+      .requiredOption('--reason <text>', 'why (recorded on the grant and in the audit log)')
+      .action(
+        action(io, async (name: string, _options: ReviewOptions, command: Command) => {
+          const options = flagsOf<ReviewOptions>(command);
+          await review(io, name, options, (grant, caller, groups, now) =>
+            denialPatch(grant, caller, groups, now, options.reason ?? ''),
+          );
+        }),
+      ),
+    'strongroom deny resnet50-eval -n ml-dev --reason "no eval plan attached"',
+  );
   return [approve, deny];
 }
 
@@ -165,47 +162,20 @@ function collect(value: string, previous: string[]): string[] {
 async function review(
   io: CliIo,
   name: string,
-  options: ReviewOptions,
+  options: ReviewOptions & ClusterFlags,
   build: (grant: AccessGrant, caller: Caller, groups: string[], now: Date) => PatchOperation[],
 ): Promise<void> {
-  const kc = new KubeConfig();
-  if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
-  else kc.loadFromDefault();
-  const namespace = options.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const target = { group: 'strongroom.dev', version: 'v1alpha1', namespace, plural: 'accessgrants', name };
+  const cluster = connect(options);
+  const namespace = cluster.namespace;
   try {
-    const self = await kc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({
-      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
-    });
-    const user = self.status?.userInfo;
-    if (!user?.username) throw new ReviewError('the API server did not say who you are (SelfSubjectReview)');
-    const caller: Caller = { username: user.username, groups: user.groups ?? [] };
-    const grant = (await custom.getNamespacedCustomObject(target)) as AccessGrant;
+    const caller = await cluster.whoAmI();
+    const grant = await cluster.getGrant(namespace, name);
     const patch = build(grant, caller, qualifyingGroups(caller, options.group), new Date());
-    await custom.patchNamespacedCustomObject(
-      { ...target, body: patch },
-      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-    );
+    await cluster.jsonPatch('accessgrants', namespace, name, patch);
     const verb = patch.some((p) => p.path === '/spec/denial') ? 'denied' : 'approved';
     io.out(`${verb} AccessGrant ${namespace}/${name} as ${caller.username}\n`);
   } catch (error) {
-    io.err(`strongroom: ${describe(error)}\n`);
-    io.setExitCode(1);
+    if (error instanceof ReviewError) throw new CliError(EXIT.refused, error.message, { cause: error });
+    throw explainApiError(error, `AccessGrant ${namespace}/${name}`);
   }
-}
-
-/** The API server's own message (the admission policy's reason) when there is one. */
-function describe(error: unknown): string {
-  if (error instanceof ReviewError) return error.message;
-  const body = (error as { body?: unknown }).body;
-  if (typeof body === 'string') {
-    try {
-      const status = JSON.parse(body) as { message?: unknown };
-      if (typeof status.message === 'string') return status.message;
-    } catch {
-      return body;
-    }
-  }
-  return error instanceof Error ? error.message : String(error);
 }
