@@ -223,3 +223,49 @@ describe('parsePlan', () => {
     expect(error.message).toMatch(message);
   });
 });
+
+describe('an artifact read from S3', () => {
+  const s3 = {
+    endpoint: 'http://10.244.0.1:7070',
+    region: 'us-east-1',
+    bucket: 'models',
+    keyPrefix: 'teams/ml/resnet50/v3/',
+    forcePathStyle: true,
+    credentialsEnv: {
+      accessKeyId: 'STRONGROOM_S3_0_ACCESS_KEY_ID',
+      secretAccessKey: 'STRONGROOM_S3_0_SECRET_ACCESS_KEY',
+    },
+  };
+  const plan = (a: Record<string, unknown>) => JSON.stringify({ version: 'v1', artifacts: [a] });
+
+  it('is parsed with an empty ciphertext path', () => {
+    const parsed = parsePlan(plan(artifact({ ciphertextPath: '', s3 })));
+    expect(parsed.artifacts[0]?.s3).toEqual(s3);
+    expect(parsed.artifacts[0]?.ciphertextPath).toBe('');
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['a ciphertext path as well', { ciphertextPath: '/var/run/strongroom/cipher/0/x', s3 }, /must be empty/],
+    [
+      'credentials from any other variable',
+      { ciphertextPath: '', s3: { ...s3, credentialsEnv: { ...s3.credentialsEnv, accessKeyId: 'HOME' } } },
+      /accessKeyId/,
+    ],
+    [
+      'a key prefix that climbs out',
+      { ciphertextPath: '', s3: { ...s3, keyPrefix: 'a/../b/' } },
+      /keyPrefix/,
+    ],
+    ['a key prefix without the slash', { ciphertextPath: '', s3: { ...s3, keyPrefix: 'a/b' } }, /keyPrefix/],
+    ['a bad bucket', { ciphertextPath: '', s3: { ...s3, bucket: 'Models' } }, /bucket/],
+    ['an endpoint with a path', { ciphertextPath: '', s3: { ...s3, endpoint: 'http://h:1/x' } }, /endpoint/],
+    ['an unknown field', { ciphertextPath: '', s3: { ...s3, acl: 'public' } }, /unknown field\(s\) acl/],
+    [
+      'forcePathStyle as text',
+      { ciphertextPath: '', s3: { ...s3, forcePathStyle: 'yes' } },
+      /forcePathStyle/,
+    ],
+  ])('refuses %s', (_name, overrides, message) => {
+    expect(failure(() => parsePlan(plan(artifact(overrides)))).message).toMatch(message);
+  });
+});

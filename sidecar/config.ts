@@ -5,9 +5,19 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { isAbsolute, normalize } from 'node:path';
-import { isDns1123Label, isDns1123Subdomain, isSha256Digest } from '../core/api/validation.ts';
+import {
+  isDns1123Label,
+  isDns1123Subdomain,
+  isRelativePath,
+  isS3BucketName,
+  isS3Endpoint,
+  isS3Region,
+  isSha256Digest,
+} from '../core/api/validation.ts';
 import {
   ENV,
+  S3_CREDENTIALS_ENV,
+  type PlannedS3Source,
   INJECTION_VERSION,
   PROBE_PORT,
   type PlannedArtifact,
@@ -183,17 +193,52 @@ function parseArtifact(value: unknown, i: number): PlannedArtifact {
     'ciphertextPath',
     'plaintextDir',
     'mountPath',
+    's3',
   ];
   onlyKeys(v, a, keys, where);
+  const s3 = a['s3'] === undefined ? undefined : parseS3(a['s3'], `${where}.s3`);
+  if (s3 !== undefined && a['ciphertextPath'] !== '')
+    throw new ConfigError(v, `${where}.ciphertextPath must be empty when ${where}.s3 is set`);
   return {
     namespace: text(v, a, 'namespace', where, isDns1123Label),
     name: text(v, a, 'name', where, isDns1123Subdomain),
     uid: text(v, a, 'uid', where, UID),
     version: text(v, a, 'version', where, isDns1123Label),
     digest: text(v, a, 'digest', where, isSha256Digest),
-    ciphertextPath: absolutePath(v, a['ciphertextPath'], `${where}.ciphertextPath`),
+    ciphertextPath: s3 === undefined ? absolutePath(v, a['ciphertextPath'], `${where}.ciphertextPath`) : '',
     plaintextDir: absolutePath(v, a['plaintextDir'], `${where}.plaintextDir`),
     mountPath: absolutePath(v, a['mountPath'], `${where}.mountPath`),
+    ...(s3 === undefined ? {} : { s3 }),
+  };
+}
+
+/** An artifact's S3 source: the same rules as the CRD's, and credentials only from the injector's env names. */
+function parseS3(value: unknown, where: string): PlannedS3Source {
+  const v = ENV.plan;
+  const s = object(v, value, where);
+  onlyKeys(v, s, ['endpoint', 'region', 'bucket', 'keyPrefix', 'forcePathStyle', 'credentialsEnv'], where);
+  if (typeof s['forcePathStyle'] !== 'boolean')
+    throw new ConfigError(v, `${where}.forcePathStyle must be a boolean`);
+  const keyPrefix = text(
+    v,
+    s,
+    'keyPrefix',
+    where,
+    (p) => (p.endsWith('/') ? isRelativePath(p.slice(0, -1)) : ['must end with "/"']),
+    1024,
+  );
+  const credentials = object(v, s['credentialsEnv'], `${where}.credentialsEnv`);
+  onlyKeys(v, credentials, ['accessKeyId', 'secretAccessKey'], `${where}.credentialsEnv`);
+  return {
+    ...(s['endpoint'] === undefined ? {} : { endpoint: text(v, s, 'endpoint', where, isS3Endpoint, 2048) }),
+    region: text(v, s, 'region', where, isS3Region),
+    bucket: text(v, s, 'bucket', where, isS3BucketName),
+    keyPrefix,
+    forcePathStyle: s['forcePathStyle'],
+    credentialsEnv: {
+      accessKeyId: text(v, credentials, 'accessKeyId', `${where}.credentialsEnv`, S3_CREDENTIALS_ENV),
+      secretAccessKey: text(v, credentials, 'secretAccessKey', `${where}.credentialsEnv`, S3_CREDENTIALS_ENV),
+    },
   };
 }
 

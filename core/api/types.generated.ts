@@ -419,9 +419,9 @@ export const accessGrantResource = {
 
 /**
  * ModelArtifact is an encrypted, versioned machine-learning artifact (a model or a dataset). Its
- * ciphertext lives on a volume; Strongroom holds the artifact's private key and releases per-version
- * data-encryption keys only to workloads that an AccessGrant authorizes. Versions are append-only:
- * once listed, a version is published and immutable.
+ * ciphertext lives on a volume or in an S3 bucket; Strongroom holds the artifact's private key and
+ * releases per-version data-encryption keys only to workloads that an AccessGrant authorizes. Versions
+ * are append-only: once listed, a version is published and immutable.
  * Rule: metadata.name must be a DNS-1123 label (at most 63 lowercase alphanumeric characters or '-'),
  * because the artifact name is used in label values
  */
@@ -482,8 +482,11 @@ export interface ModelArtifactSpec {
   owner: ModelArtifactOwner;
   /**
    * Where the ciphertext of every version lives. Only encrypted bytes are ever written there. Exactly
-   * one volume source must be set (today only persistentVolumeClaim; host paths are deliberately not
-   * supported). Immutable, because moving storage would orphan published versions.
+   * one storage kind must be set: persistentVolumeClaim (a volume in the artifact's namespace) or s3
+   * (a bucket of an S3-compatible object store); host paths are deliberately not supported. path
+   * places the artifact inside either. Immutable, because moving storage would orphan published
+   * versions.
+   * Rule: exactly one of persistentVolumeClaim or s3 must be set
    * Rule: spec.storage is immutable; create a new artifact to move the ciphertext
    */
   storage: ModelArtifactStorage;
@@ -523,20 +526,30 @@ export interface ModelArtifactOwner {
 
 /**
  * Where the ciphertext of every version lives. Only encrypted bytes are ever written there. Exactly
- * one volume source must be set (today only persistentVolumeClaim; host paths are deliberately not
- * supported). Immutable, because moving storage would orphan published versions.
+ * one storage kind must be set: persistentVolumeClaim (a volume in the artifact's namespace) or s3 (a
+ * bucket of an S3-compatible object store); host paths are deliberately not supported. path places the
+ * artifact inside either. Immutable, because moving storage would orphan published versions.
+ * Rule: exactly one of persistentVolumeClaim or s3 must be set
  * Rule: spec.storage is immutable; create a new artifact to move the ciphertext
  */
 export interface ModelArtifactStorage {
   /**
    * A PersistentVolumeClaim in the artifact's namespace that holds the ciphertext. Readers mount it
-   * read-only; publishers mount it read-write.
+   * read-only; publishers mount it read-write. Exactly one of persistentVolumeClaim and s3.
    */
-  persistentVolumeClaim: ModelArtifactStoragePersistentVolumeClaim;
+  persistentVolumeClaim?: ModelArtifactStoragePersistentVolumeClaim;
   /**
-   * Directory inside the volume that holds this artifact, relative to the volume root (no leading "/"
-   * and no ".." segments). Each version lives in a subdirectory named after the version unless the
-   * version sets its own path.
+   * A bucket of an S3-compatible object store (AWS S3, MinIO, Ceph RGW, ...) that holds the
+   * ciphertext. Objects are read with the access key in credentialsSecretRef; a version's files are
+   * the objects under "<prefix>/<path>/<version path or name>/". Readers' sidecars fetch the objects
+   * themselves (no volume is mounted). Publishing from a pod (strongroom.dev/publish) is not supported
+   * for S3 artifacts; publish with `strongroom publish`. Exactly one of persistentVolumeClaim and s3.
+   */
+  s3?: ModelArtifactStorageS3;
+  /**
+   * Directory of this artifact inside the storage, relative (no leading "/" and no "." or ".."
+   * segments): inside the volume for persistentVolumeClaim, under the key prefix for s3. Each version
+   * lives in a subdirectory named after the version unless the version sets its own path.
    * Constraints: pattern `^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$`; minLength 1; maxLength 1024.
    * Rule: path must not contain "." or ".." segments
    */
@@ -545,7 +558,7 @@ export interface ModelArtifactStorage {
 
 /**
  * A PersistentVolumeClaim in the artifact's namespace that holds the ciphertext. Readers mount it
- * read-only; publishers mount it read-write.
+ * read-only; publishers mount it read-write. Exactly one of persistentVolumeClaim and s3.
  */
 export interface ModelArtifactStoragePersistentVolumeClaim {
   /**
@@ -553,6 +566,83 @@ export interface ModelArtifactStoragePersistentVolumeClaim {
    * Constraints: pattern `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`; minLength 1; maxLength 253.
    */
   claimName: string;
+}
+
+/**
+ * A bucket of an S3-compatible object store (AWS S3, MinIO, Ceph RGW, ...) that holds the ciphertext.
+ * Objects are read with the access key in credentialsSecretRef; a version's files are the objects
+ * under "<prefix>/<path>/<version path or name>/". Readers' sidecars fetch the objects themselves (no
+ * volume is mounted). Publishing from a pod (strongroom.dev/publish) is not supported for S3
+ * artifacts; publish with `strongroom publish`. Exactly one of persistentVolumeClaim and s3.
+ */
+export interface ModelArtifactStorageS3 {
+  /**
+   * Name of the bucket, following S3's bucket naming rules: 3 to 63 lowercase letters, digits, '.' and
+   * '-', starting and ending with a letter or digit, no two adjacent periods, and not formatted as an
+   * IP address (for example "ml-models").
+   * Constraints: pattern `^[a-z0-9][a-z0-9.-]*[a-z0-9]$`; minLength 3; maxLength 63.
+   * Rule: bucket must not be formatted as an IP address
+   * Rule: bucket must not contain two adjacent periods
+   */
+  bucket: string;
+  /**
+   * Key prefix inside the bucket under which path is resolved, relative (no leading "/") and without
+   * "." or ".." segments, like path. Omitted means the bucket's root.
+   * Constraints: pattern `^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$`; minLength 1; maxLength 1024.
+   * Rule: prefix must not contain "." or ".." segments
+   */
+  prefix?: string;
+  /**
+   * URL of the S3 API, for an S3-compatible store or a private endpoint: "http://" or "https://", a
+   * host name, IPv4 address or bracketed IPv6 address, an optional port, and nothing else (no user
+   * name or password, path beyond "/", query or fragment), for example
+   * "https://minio.storage.svc:9000". Omitted means the AWS S3 endpoint of the region.
+   * Constraints: minLength 1; maxLength 512.
+   * Rule: endpoint must be an http:// or https:// URL
+   * Rule: endpoint must not contain a user name or password; the credentials come from
+   * credentialsSecretRef
+   * Rule: endpoint must not have a query or fragment
+   * Rule: endpoint must not have a path beyond "/"; put the key prefix in prefix and path
+   * Rule: endpoint must be scheme://host[:port] with a host name, IPv4 address or bracketed IPv6
+   * address
+   */
+  endpoint?: string;
+  /**
+   * Region of the bucket, used to sign requests (SigV4) and, without endpoint, to pick the AWS
+   * endpoint: lowercase letters, digits and '-', for example "eu-central-1". Defaults to "us-east-1",
+   * which most S3-compatible stores accept.
+   * Constraints: pattern `^[a-z0-9-]{1,32}$`; minLength 1; maxLength 32.
+   * @defaultValue "us-east-1"
+   */
+  region?: string;
+  /**
+   * Address the bucket in the URL path ("https://host/bucket/key") rather than as a subdomain
+   * ("https://bucket.host/key"). Most S3-compatible stores (MinIO, Ceph RGW) need path style; AWS S3
+   * supports both. Defaults to true.
+   * @defaultValue true
+   */
+  forcePathStyle?: boolean;
+  /**
+   * The Secret holding the access key that reads the bucket, with the keys AWS_ACCESS_KEY_ID and
+   * AWS_SECRET_ACCESS_KEY (as KServe's S3 secrets). It is looked up in the namespace of the pod that
+   * reads the artifact, by the injected sidecar only: a pod in another namespace needs a Secret of
+   * this name in its own namespace, and the sidecar does not start without it. Prefer a read-only key.
+   */
+  credentialsSecretRef: ModelArtifactStorageS3CredentialsSecretRef;
+}
+
+/**
+ * The Secret holding the access key that reads the bucket, with the keys AWS_ACCESS_KEY_ID and
+ * AWS_SECRET_ACCESS_KEY (as KServe's S3 secrets). It is looked up in the namespace of the pod that
+ * reads the artifact, by the injected sidecar only: a pod in another namespace needs a Secret of this
+ * name in its own namespace, and the sidecar does not start without it. Prefer a read-only key.
+ */
+export interface ModelArtifactStorageS3CredentialsSecretRef {
+  /**
+   * Name of the Secret, in the reading pod's namespace.
+   * Constraints: pattern `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`; minLength 1; maxLength 253.
+   */
+  name: string;
 }
 
 /**

@@ -6,6 +6,9 @@ import {
   DNS1123_LABEL_MAX_LENGTH,
   DNS1123_SUBDOMAIN_MAX_LENGTH,
   PATTERNS,
+  S3_BUCKET_NAME_MAX_LENGTH,
+  S3_BUCKET_NAME_MIN_LENGTH,
+  S3_ENDPOINT_MAX_LENGTH,
   formatDuration,
   isAbsolutePath,
   isDns1123Label,
@@ -14,6 +17,9 @@ import {
   isLabelValue,
   isQualifiedName,
   isRelativePath,
+  isS3BucketName,
+  isS3Endpoint,
+  isS3Region,
   isSha256Digest,
   parseDuration,
   isSpiffeTrustDomain,
@@ -462,4 +468,142 @@ describe('isSpiffeTrustDomain', () => {
       expect(isSpiffeTrustDomain(value).length).toBeGreaterThan(0);
     },
   );
+});
+
+describe('isS3BucketName', () => {
+  it.each(['abc', 'ml-models', 'models.example.com', 'a1-b2.c3', '1bucket', 'a'.repeat(63), '192.168.5.4a'])(
+    'accepts %j',
+    (value) => {
+      expect(isS3BucketName(value)).toEqual([]);
+    },
+  );
+
+  it.each([
+    ['ab', 'must be 3 to 63 characters'],
+    ['a'.repeat(64), 'must be 3 to 63 characters'],
+    ['ML-Models', 'must consist of lower case alphanumeric characters'],
+    ['ml_models', 'must consist of lower case alphanumeric characters'],
+    ['-models', 'starting and ending with an alphanumeric character'],
+    ['models.', 'starting and ending with an alphanumeric character'],
+    ['ml..models', 'must not contain two adjacent periods'],
+    ['192.168.5.4', 'must not be formatted as an IP address'],
+    ['10.0.0.1', 'must not be formatted as an IP address'],
+  ])('rejects %j: %s', (value, problem) => {
+    expect(isS3BucketName(value).join('; ')).toContain(problem);
+  });
+
+  it('is the CRD’s pattern and length limits plus its two CEL rules', () => {
+    const unit = fc.constantFrom(...'az09.-'.split(''), 'A', '_');
+    const pattern = new RegExp(PATTERNS.s3BucketName);
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 70 }), (value) => {
+        const want =
+          value.length >= 3 &&
+          value.length <= 63 &&
+          pattern.test(value) &&
+          !/^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$/.test(value) &&
+          !value.includes('..');
+        expect(isS3BucketName(value).length === 0).toBe(want);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('isS3Region', () => {
+  it.each(['us-east-1', 'eu-central-1', 'garage', 'a'.repeat(32)])('accepts %j', (value) => {
+    expect(isS3Region(value)).toEqual([]);
+  });
+  it.each(['', 'EU', 'us_east_1', 'a'.repeat(33)])('rejects %j', (value) => {
+    expect(isS3Region(value)).toHaveLength(1);
+  });
+});
+
+describe('isS3Endpoint', () => {
+  it.each([
+    'https://s3.amazonaws.com',
+    'https://minio.storage.svc:9000',
+    'http://minio.storage.svc.cluster.local:9000/',
+    'http://10.96.0.15:9000',
+    'http://[fd00::1]:9000',
+    'https://[::1]/',
+  ])('accepts %j', (value) => {
+    expect(isS3Endpoint(value)).toEqual([]);
+  });
+
+  it.each([
+    ['ftp://s3.example.com', 'must be an http:// or https:// URL'],
+    ['s3.example.com', 'must be an http:// or https:// URL'],
+    ['HTTPS://s3.example.com', 'must be an http:// or https:// URL'],
+    ['https://user:pass@s3.example.com', 'must not contain a user name or password'],
+    ['https://s3.example.com/?x=1', 'must not have a query or fragment'],
+    ['https://s3.example.com#frag', 'must not have a query or fragment'],
+    ['https://s3.example.com/bucket', 'must not have a path beyond "/"'],
+    ['https://s3.example.com//', 'must not have a path beyond "/"'],
+    ['https://', 'must be scheme://host[:port]'],
+    ['https://-bad.example.com', 'must be scheme://host[:port]'],
+    ['https://s3.example.com:', 'must be scheme://host[:port]'],
+    ['https://s3.example.com:123456', 'must be scheme://host[:port]'],
+    ['https://s3 example.com', 'must be scheme://host[:port]'],
+    [`https://${'a'.repeat(510)}`, 'must be no more than 512 characters'],
+  ])('rejects %j: %s', (value, problem) => {
+    const problems = isS3Endpoint(value);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(problem);
+  });
+});
+
+describe('the S3 rules of the ModelArtifact CRD', () => {
+  const ma = crds.find((c) => c.spec.names.kind === 'ModelArtifact');
+  const s3 =
+    ma?.spec.versions[0]?.schema.openAPIV3Schema.properties?.spec?.properties?.storage?.properties?.s3;
+  const rules = (field: string): string[] =>
+    (s3?.properties?.[field]?.['x-kubernetes-validations'] ?? []).map((v) => v.rule.trim());
+  /** A Go regular expression as a CEL string literal in single quotes spells it: backslashes doubled. */
+  const celLiteral = (pattern: string): string => `'${pattern.replaceAll('\\', '\\\\')}'`;
+
+  it('spell the bucket, region and endpoint rules as validation.ts does', () => {
+    expect(s3?.properties?.bucket).toMatchObject({
+      pattern: PATTERNS.s3BucketName,
+      minLength: S3_BUCKET_NAME_MIN_LENGTH,
+      maxLength: S3_BUCKET_NAME_MAX_LENGTH,
+    });
+    expect(rules('bucket')).toEqual([
+      "!self.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$')",
+      "!self.contains('..')",
+    ]);
+    expect(s3?.properties?.region).toMatchObject({ pattern: PATTERNS.s3Region, maxLength: 32 });
+    expect(s3?.properties?.endpoint?.maxLength).toBe(S3_ENDPOINT_MAX_LENGTH);
+    expect(rules('endpoint')).toEqual([
+      "self.matches('^https?://')",
+      "!self.contains('@')",
+      "!self.contains('?') && !self.contains('#')",
+      "!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/]*/.')",
+      `self.matches(${celLiteral(PATTERNS.s3Endpoint)})`,
+    ]);
+    expect(s3?.properties?.prefix?.pattern).toBe(PATTERNS.relativePath);
+    expect(s3?.properties?.credentialsSecretRef?.properties?.name?.pattern).toBe(PATTERNS.dns1123Subdomain);
+  });
+
+  it('accept exactly the endpoints isS3Endpoint accepts (the CEL rules evaluated as the regular expressions they are)', () => {
+    const unit = fc.constantFrom(...'hts:/.a0-@?#[]:'.split(''), 'p', ' ', 'f', '9');
+    const value = fc.oneof(
+      fc.string({ unit, maxLength: 30 }),
+      fc.string({ unit, maxLength: 20 }).map((s) => `https://${s}`),
+      fc.string({ unit, maxLength: 20 }).map((s) => `http://${s}`),
+    );
+    fc.assert(
+      fc.property(value, (v) => {
+        const cel =
+          /^https?:\/\//.test(v) &&
+          !v.includes('@') &&
+          !v.includes('?') &&
+          !v.includes('#') &&
+          !/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*\/./.test(v) &&
+          new RegExp(PATTERNS.s3Endpoint).test(v);
+        expect([v, isS3Endpoint(v).length === 0]).toEqual([v, cel]);
+      }),
+      { numRuns: 3000 },
+    );
+  });
 });

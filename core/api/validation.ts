@@ -38,6 +38,13 @@ export const PATTERNS = {
   /** `/`-separated segments of letters, digits, '.', '_' and '-'. */
   relativePath: '^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$',
   sha256Digest: '^sha256:[0-9a-f]{64}$',
+  /** The characters and ends of an S3 bucket name (the length, '..' and IP-address rules are CEL rules). */
+  s3BucketName: '^[a-z0-9][a-z0-9.-]*[a-z0-9]$',
+  /** An S3 region name as Strongroom accepts it (`us-east-1`, `eu-central-1`, a store's own such as `garage`). */
+  s3Region: '^[a-z0-9-]{1,32}$',
+  /** An S3 endpoint: `http(s)://`, a host name, IPv4 or bracketed IPv6 address, an optional port and `/`. The
+   * CRD spells it in a CEL rule (`self.matches(...)`) with messages for the common mistakes before it. */
+  s3Endpoint: '^https?://([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?/?$',
 } as const;
 
 const DNS1123_LABEL = new RegExp(PATTERNS.dns1123Label);
@@ -45,6 +52,9 @@ const DNS1123_SUBDOMAIN = new RegExp(PATTERNS.dns1123Subdomain);
 const QUALIFIED_NAME = new RegExp(`^${QUALIFIED_NAME_PART}$`);
 const RELATIVE_PATH = new RegExp(PATTERNS.relativePath);
 const SHA256_DIGEST = new RegExp(PATTERNS.sha256Digest);
+const S3_BUCKET_NAME = new RegExp(PATTERNS.s3BucketName);
+const S3_REGION = new RegExp(PATTERNS.s3Region);
+const S3_ENDPOINT = new RegExp(PATTERNS.s3Endpoint);
 
 /** The problems of a value that must be at most `max` characters long and match `pattern`. */
 function lengthAndPattern(value: string, max: number, pattern: RegExp, problem: string): string[] {
@@ -146,6 +156,58 @@ export function isLabelValue(value: string): string[] {
 /** A SHA-256 digest as Strongroom writes it: `sha256:` and 64 lower-case hex digits. */
 export function isSha256Digest(value: string): string[] {
   return SHA256_DIGEST.test(value) ? [] : ['must be "sha256:" followed by 64 lowercase hex digits'];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// S3 (spec.storage.s3)
+
+/** Shortest and longest S3 bucket name. */
+export const S3_BUCKET_NAME_MIN_LENGTH = 3;
+export const S3_BUCKET_NAME_MAX_LENGTH = 63;
+/** Longest `spec.storage.s3.endpoint`. */
+export const S3_ENDPOINT_MAX_LENGTH = 512;
+
+/**
+ * An S3 bucket name (AWS's general purpose bucket naming rules, which S3-compatible stores follow): 3-63 lower-case
+ * letters, digits, '.' and '-', starting and ending with a letter or digit, no two adjacent periods, not formatted
+ * as an IPv4 address (`ml-models`, `models.example.com`).
+ */
+export function isS3BucketName(value: string): string[] {
+  const problems: string[] = [];
+  if (value.length < S3_BUCKET_NAME_MIN_LENGTH || value.length > S3_BUCKET_NAME_MAX_LENGTH)
+    problems.push(
+      `must be ${String(S3_BUCKET_NAME_MIN_LENGTH)} to ${String(S3_BUCKET_NAME_MAX_LENGTH)} characters`,
+    );
+  if (!S3_BUCKET_NAME.test(value))
+    problems.push(
+      "must consist of lower case alphanumeric characters, '.' or '-', starting and ending with an alphanumeric character",
+    );
+  if (value.includes('..')) problems.push('must not contain two adjacent periods');
+  if (/^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/.test(value)) problems.push('must not be formatted as an IP address');
+  return problems;
+}
+
+/** An S3 region name: 1-32 lower-case letters, digits or '-' (`us-east-1`). */
+export function isS3Region(value: string): string[] {
+  return S3_REGION.test(value) ? [] : ["must be 1 to 32 lower case alphanumeric characters or '-'"];
+}
+
+/**
+ * An S3 endpoint URL: `http://` or `https://`, a host name, IPv4 address or bracketed IPv6 address, an optional
+ * port and an optional trailing '/': no user name or password, path, query or fragment
+ * (`https://minio.storage.svc:9000`, `http://[fd00::1]:9000/`). At most {@link S3_ENDPOINT_MAX_LENGTH} characters.
+ * Reports the first problem of: the scheme, userinfo, a query or fragment, a path, the host and port.
+ */
+export function isS3Endpoint(value: string): string[] {
+  if (value.length > S3_ENDPOINT_MAX_LENGTH)
+    return [`must be no more than ${String(S3_ENDPOINT_MAX_LENGTH)} characters`];
+  if (!/^https?:\/\//.test(value)) return ['must be an http:// or https:// URL'];
+  if (value.includes('@')) return ['must not contain a user name or password'];
+  if (value.includes('?') || value.includes('#')) return ['must not have a query or fragment'];
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*\/./.test(value)) return ['must not have a path beyond "/"'];
+  if (!S3_ENDPOINT.test(value))
+    return ['must be scheme://host[:port] with a host name, IPv4 address or bracketed IPv6 address'];
+  return [];
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ export const ANNOTATION_ARTIFACTS = 'strongroom.dev/artifacts';
 export const ANNOTATION_PUBLISH = 'strongroom.dev/publish';
 /** Optional: the PersistentVolumeClaim, in the pod's namespace, that holds the ciphertext. Defaults to the
  * artifact's own `spec.storage.persistentVolumeClaim.claimName` (which a pod can mount only in the artifact's
- * namespace). */
+ * namespace). Refused when the pod reads an artifact stored in S3 (`spec.storage.s3`), which has no claim. */
 export const ANNOTATION_CIPHERTEXT_CLAIM = 'strongroom.dev/ciphertext-claim';
 /** Optional: the size limit of the publish output volume (a Kubernetes quantity), default {@link DEFAULT_OUTPUT_SIZE}. */
 export const ANNOTATION_OUTPUT_SIZE = 'strongroom.dev/output-size';
@@ -85,6 +85,41 @@ export const ENV = {
   logLevel: 'STRONGROOM_LOG_LEVEL',
 } as const;
 
+/** S3 credentials reach the sidecar (never the app containers) as environment variables taken from the Secret
+ * `spec.storage.s3.credentialsSecretRef.name` in the pod's namespace, one pair per distinct Secret, numbered from 0
+ * in the order the pod's artifacts first use them: `STRONGROOM_S3_<i>_ACCESS_KEY_ID` and
+ * `STRONGROOM_S3_<i>_SECRET_ACCESS_KEY`. {@link PlannedS3Source.credentialsEnv} names the pair of each artifact. */
+export const S3_ENV_PREFIX = 'STRONGROOM_S3_';
+export const s3AccessKeyIdEnv = (index: number): string => `${S3_ENV_PREFIX}${String(index)}_ACCESS_KEY_ID`;
+export const s3SecretAccessKeyEnv = (index: number): string =>
+  `${S3_ENV_PREFIX}${String(index)}_SECRET_ACCESS_KEY`;
+/** Exactly the names {@link s3AccessKeyIdEnv} and {@link s3SecretAccessKeyEnv} make. */
+export const S3_CREDENTIALS_ENV = /^STRONGROOM_S3_(0|[1-9][0-9]{0,3})_(ACCESS_KEY_ID|SECRET_ACCESS_KEY)$/;
+/** The keys of the credentials Secret (the names KServe's S3 Secrets and the AWS SDKs use). */
+export const S3_SECRET_KEYS = {
+  accessKeyId: 'AWS_ACCESS_KEY_ID',
+  secretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+} as const;
+/** `spec.storage.s3.region` when unset (the CRD's default). */
+export const S3_DEFAULT_REGION = 'us-east-1';
+
+/** Where an artifact stored in S3 (`spec.storage.s3`) is read from: the sidecar lists and fetches the objects
+ * under `keyPrefix` itself; no volume is mounted. */
+export interface PlannedS3Source {
+  /** `spec.storage.s3.endpoint` (`http(s)://host[:port]`); absent means the AWS endpoint of `region`. */
+  readonly endpoint?: string;
+  /** `spec.storage.s3.region`, default {@link S3_DEFAULT_REGION}. */
+  readonly region: string;
+  readonly bucket: string;
+  /** The version's ciphertext directory as a key prefix: `<s3.prefix>/<spec.storage.path>/<version.path ??
+   * version.name>/`, empty segments dropped, always ending in '/' and never starting with one. */
+  readonly keyPrefix: string;
+  /** `spec.storage.s3.forcePathStyle`, default true. */
+  readonly forcePathStyle: boolean;
+  /** The names of the sidecar's environment variables holding the access key (see {@link S3_ENV_PREFIX}). */
+  readonly credentialsEnv: { readonly accessKeyId: string; readonly secretAccessKey: string };
+}
+
 /** One artifact the sidecar must decrypt. */
 export interface PlannedArtifact {
   readonly namespace: string;
@@ -96,8 +131,11 @@ export interface PlannedArtifact {
   /** The version's recorded digest (`sha256:<hex>`), checked against the decrypted result. */
   readonly digest: string;
   /** The version's ciphertext directory (encryptDirectory's output), absolute path in the sidecar:
-   * `<ciphertext volume>/<spec.storage.path>/<version.path ?? version.name>`. */
+   * `<ciphertext volume>/<spec.storage.path>/<version.path ?? version.name>`. The empty string when the artifact
+   * is stored in S3 ({@link s3} is set): then there is no ciphertext volume. */
   readonly ciphertextPath: string;
+  /** Set when the artifact is stored in S3 (`spec.storage.s3`): where the sidecar fetches the ciphertext from. */
+  readonly s3?: PlannedS3Source;
   /** Where the plaintext goes, absolute path in the sidecar (an emptyDir with medium Memory). */
   readonly plaintextDir: string;
   /** Where the app sees it (for logs and events only). */

@@ -25,6 +25,7 @@ export {
   type GrantLookup,
   type InjectionPlan,
   type MemoryVolume,
+  type S3CredentialsSecret,
 } from './plan.ts';
 export {
   buildPatch,

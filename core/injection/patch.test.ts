@@ -8,12 +8,14 @@ import {
   ENV,
   INJECTION_VERSION,
   PROBE_PORT,
+  S3_ENV_PREFIX,
   SIDECAR_COMMAND,
   SIDECAR_CONTAINER,
   SIDECAR_TOKEN_DIR,
   TOKEN_AUDIENCE,
   TOKEN_EXPIRATION_SECONDS,
   VOLUME_TOKEN,
+  type SidecarPlan,
 } from './contract.ts';
 import { buildPatch, escapePointer, restrictedSecurityContext, type InjectionSettings } from './patch.ts';
 import { SETTINGS } from './testdata/artifacts.ts';
@@ -216,5 +218,82 @@ describe('buildPatch details', () => {
     const a = restrictedSecurityContext();
     a.capabilities?.drop?.push('x');
     expect(restrictedSecurityContext().capabilities?.drop).toEqual(['ALL']);
+  });
+});
+
+describe('buildPatch for artifacts stored in S3', () => {
+  const plan = planFor({ [ANNOTATION_ARTIFACTS]: 'llama@v1:/models/llama,vit@v1:/vit,whisper@v1:/whisper' });
+  const after = inject(pod(true), plan);
+  const sidecar = sidecarOf(after);
+
+  it('mounts no ciphertext volume for them', () => {
+    expect(after.spec?.volumes?.map((v) => v.name)).toEqual([
+      'scratch',
+      VOLUME_TOKEN,
+      'strongroom-plain-0',
+      'strongroom-plain-1',
+      'strongroom-plain-2',
+      'strongroom-tmp',
+    ]);
+    expect(sidecar.volumeMounts?.some((m) => m.name.startsWith('strongroom-cipher-'))).toBe(false);
+  });
+
+  it('gives the sidecar, and only the sidecar, each Secret’s access key through secretKeyRef', () => {
+    const s3 = (sidecar.env ?? []).filter((e) => e.name.startsWith(S3_ENV_PREFIX));
+    expect(s3).toEqual([
+      {
+        name: 'STRONGROOM_S3_0_ACCESS_KEY_ID',
+        valueFrom: { secretKeyRef: { name: 'minio-reader', key: 'AWS_ACCESS_KEY_ID' } },
+      },
+      {
+        name: 'STRONGROOM_S3_0_SECRET_ACCESS_KEY',
+        valueFrom: { secretKeyRef: { name: 'minio-reader', key: 'AWS_SECRET_ACCESS_KEY' } },
+      },
+      {
+        name: 'STRONGROOM_S3_1_ACCESS_KEY_ID',
+        valueFrom: { secretKeyRef: { name: 'aws-reader', key: 'AWS_ACCESS_KEY_ID' } },
+      },
+      {
+        name: 'STRONGROOM_S3_1_SECRET_ACCESS_KEY',
+        valueFrom: { secretKeyRef: { name: 'aws-reader', key: 'AWS_SECRET_ACCESS_KEY' } },
+      },
+    ]);
+    for (const c of [...(after.spec?.containers ?? []), ...(after.spec?.initContainers ?? []).slice(1)]) {
+      expect(c.env).toBeUndefined();
+      expect(c.envFrom).toBeUndefined();
+    }
+  });
+
+  it('names those variables in the plan, which carries no secret', () => {
+    const env = new Map((sidecar.env ?? []).map((e) => [e.name, e]));
+    const sidecarPlan = JSON.parse(env.get(ENV.plan)?.value ?? '') as SidecarPlan;
+    expect(sidecarPlan).toEqual(plan.sidecar);
+    for (const a of sidecarPlan.artifacts) {
+      expect(a.ciphertextPath).toBe('');
+      expect(env.get(a.s3?.credentialsEnv.accessKeyId ?? '')?.valueFrom?.secretKeyRef?.key).toBe(
+        'AWS_ACCESS_KEY_ID',
+      );
+      expect(env.get(a.s3?.credentialsEnv.secretAccessKey ?? '')?.valueFrom?.secretKeyRef?.key).toBe(
+        'AWS_SECRET_ACCESS_KEY',
+      );
+    }
+  });
+
+  it('adds no S3 variables for a pod reading only from claims', () => {
+    expect(
+      sidecarOf(inject(pod(false))).env?.filter((e) => e.name.startsWith(S3_ENV_PREFIX) || e.valueFrom),
+    ).toEqual([]);
+  });
+
+  it('mixes S3 and claims: a ciphertext volume for the claim only', () => {
+    const mixed = inject(pod(false), planFor({ [ANNOTATION_ARTIFACTS]: 'llama@v1:/a,imagenet@latest:/b' }));
+    expect(mixed.spec?.volumes?.map((v) => v.name)).toEqual([
+      VOLUME_TOKEN,
+      'strongroom-cipher-0',
+      'strongroom-plain-0',
+      'strongroom-plain-1',
+      'strongroom-tmp',
+    ]);
+    expect(mixed.spec?.volumes?.[1]?.persistentVolumeClaim?.claimName).toBe('datasets');
   });
 });

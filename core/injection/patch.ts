@@ -1,12 +1,14 @@
 /**
  * Turns an {@link InjectionPlan} into the RFC 6902 JSON patch the webhook returns for a pod: the native sidecar
  * (first init container, `restartPolicy: Always`, probes that hold the app back until every artifact is verified),
- * the token, ciphertext, plaintext, output and scratch volumes, the app containers' read-only mounts and the
+ * the token, ciphertext, plaintext, output and scratch volumes, the S3 credentials (the sidecar's environment,
+ * from the Secrets the plan names), the app containers' read-only mounts and the
  * `injected` and `resolved-versions` annotations. Only `add` operations; anything the pod already uses under one
  * of our names, paths or ports is a conflict error, never silently overwritten.
  */
 import type {
   V1Container,
+  V1EnvVar,
   V1Pod,
   V1ResourceRequirements,
   V1SecurityContext,
@@ -21,6 +23,7 @@ import {
   PROBE_PORT,
   PROBE_READY_PATH,
   PROBE_STARTUP_PATH,
+  S3_SECRET_KEYS,
   SIDECAR_COMMAND,
   SIDECAR_CONTAINER,
   SIDECAR_TMP_DIR,
@@ -118,6 +121,24 @@ function volumes(plan: InjectionPlan): V1Volume[] {
   ];
 }
 
+/**
+ * The sidecar's S3 access keys: for each Secret of the plan, its keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+ * through `secretKeyRef` (resolved by the kubelet in the pod's namespace; not optional, so a missing Secret or key
+ * keeps the sidecar, and with it the app, from starting).
+ */
+function s3Env(plan: InjectionPlan): V1EnvVar[] {
+  return plan.s3Credentials.flatMap((c) => [
+    {
+      name: c.accessKeyIdEnv,
+      valueFrom: { secretKeyRef: { name: c.secretName, key: S3_SECRET_KEYS.accessKeyId } },
+    },
+    {
+      name: c.secretAccessKeyEnv,
+      valueFrom: { secretKeyRef: { name: c.secretName, key: S3_SECRET_KEYS.secretAccessKey } },
+    },
+  ]);
+}
+
 function sidecar(plan: InjectionPlan, settings: InjectionSettings): V1Container {
   const mounts: V1VolumeMount[] = [
     { name: VOLUME_TOKEN, mountPath: SIDECAR_TOKEN_DIR, readOnly: true },
@@ -137,6 +158,7 @@ function sidecar(plan: InjectionPlan, settings: InjectionSettings): V1Container 
     { name: ENV.plan, value: JSON.stringify(plan.sidecar) },
     { name: ENV.probePort, value: String(PROBE_PORT) },
     ...(settings.logLevel === undefined ? [] : [{ name: ENV.logLevel, value: settings.logLevel }]),
+    ...s3Env(plan),
   ];
   return {
     name: SIDECAR_CONTAINER,

@@ -6,20 +6,31 @@
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import { posix } from 'node:path';
-import type { AccessGrant, ModelArtifact, ModelArtifactVersion } from '../api/index.ts';
+import type {
+  AccessGrant,
+  ModelArtifact,
+  ModelArtifactStorageS3,
+  ModelArtifactVersion,
+} from '../api/index.ts';
+import { isRelativePath, isS3BucketName, isS3Endpoint, isS3Region } from '../api/validation.ts';
 import { LATEST, type ArtifactEntry, type InjectionRequest } from './annotation.ts';
 import {
   ANNOTATION_CIPHERTEXT_CLAIM,
+  ANNOTATION_PUBLISH,
   DEFAULT_OUTPUT_SIZE,
   INJECTION_VERSION,
+  S3_DEFAULT_REGION,
   SIDECAR_OUTPUT_DIR,
   VOLUME_CIPHERTEXT_PREFIX,
   VOLUME_OUTPUT,
   VOLUME_PLAINTEXT_PREFIX,
   sidecarCiphertextDir,
+  s3AccessKeyIdEnv,
+  s3SecretAccessKeyEnv,
   sidecarPlaintextDir,
   type PlannedArtifact,
   type PlannedPublish,
+  type PlannedS3Source,
   type SidecarPlan,
 } from './contract.ts';
 import { InjectionError } from './errors.ts';
@@ -50,6 +61,18 @@ export interface CiphertextVolume {
   readonly sidecarPath: string;
 }
 
+/**
+ * The Secret an S3 artifact's access key comes from, in the pod's namespace, and the sidecar's environment
+ * variables that take its two keys (`valueFrom.secretKeyRef`). One per distinct Secret.
+ */
+export interface S3CredentialsSecret {
+  readonly secretName: string;
+  /** Takes the Secret's key `AWS_ACCESS_KEY_ID`. */
+  readonly accessKeyIdEnv: string;
+  /** Takes the Secret's key `AWS_SECRET_ACCESS_KEY`. */
+  readonly secretAccessKeyEnv: string;
+}
+
 /** A memory-backed emptyDir: written by the sidecar, read by the app containers. */
 export interface MemoryVolume {
   readonly name: string;
@@ -65,6 +88,8 @@ export interface MemoryVolume {
 export interface InjectionPlan {
   readonly sidecar: SidecarPlan;
   readonly ciphertext: readonly CiphertextVolume[];
+  /** The Secrets of the artifacts read from S3, one per distinct Secret (the sidecar's environment only). */
+  readonly s3Credentials: readonly S3CredentialsSecret[];
   /** One per read artifact, in annotation order (mounted read-only in the app containers). */
   readonly plaintext: readonly MemoryVolume[];
   /** The publish output directory (mounted read-write in the app containers). */
@@ -226,27 +251,87 @@ class Claims {
   }
 }
 
+/** Collects one {@link S3CredentialsSecret} per distinct Secret, numbered in order of first use. */
+class S3Secrets {
+  readonly credentials: S3CredentialsSecret[] = [];
+  use(secretName: string): S3CredentialsSecret {
+    let found = this.credentials.find((c) => c.secretName === secretName);
+    if (found === undefined) {
+      const i = this.credentials.length;
+      found = {
+        secretName,
+        accessKeyIdEnv: s3AccessKeyIdEnv(i),
+        secretAccessKeyEnv: s3SecretAccessKeyEnv(i),
+      };
+      this.credentials.push(found);
+    }
+    return found;
+  }
+}
+
+/**
+ * The S3 source of a version of an artifact stored in S3. The API server has checked every field (the CRD's
+ * rules); they are checked again here with the same functions so that a plan never carries a key prefix that
+ * climbs out of the artifact's directory or a malformed endpoint, whatever the cache holds.
+ */
+function s3Source(
+  s3: ModelArtifactStorageS3,
+  storagePath: string,
+  versionPath: string,
+  secrets: S3Secrets,
+): PlannedS3Source {
+  const bad = (what: string, value: string, problems: string[]): void => {
+    if (problems.length > 0) fail(`spec.storage.${what} ${JSON.stringify(value)} ${problems.join('; ')}`);
+  };
+  bad('s3.bucket', s3.bucket, isS3BucketName(s3.bucket));
+  if (s3.endpoint !== undefined) bad('s3.endpoint', s3.endpoint, isS3Endpoint(s3.endpoint));
+  const region = s3.region ?? S3_DEFAULT_REGION;
+  bad('s3.region', region, isS3Region(region));
+  if (s3.prefix !== undefined) bad('s3.prefix', s3.prefix, isRelativePath(s3.prefix));
+  bad('path', storagePath, isRelativePath(storagePath));
+  if (isRelativePath(versionPath).length > 0)
+    fail(`the version path ${versionPath} leaves the artifact's directory in the bucket`);
+  const segments = [s3.prefix ?? '', storagePath, versionPath].flatMap((p) => p.split('/')).filter(Boolean);
+  const credentials = secrets.use(s3.credentialsSecretRef.name);
+  return {
+    ...(s3.endpoint === undefined ? {} : { endpoint: s3.endpoint }),
+    region,
+    bucket: s3.bucket,
+    keyPrefix: `${segments.join('/')}/`,
+    forcePathStyle: s3.forcePathStyle ?? true,
+    credentialsEnv: {
+      accessKeyId: credentials.accessKeyIdEnv,
+      secretAccessKey: credentials.secretAccessKeyEnv,
+    },
+  };
+}
+
 function claimFor(
   artifact: ModelArtifact,
   entry: ArtifactEntry,
   podNamespace: string,
   claim: string | undefined,
 ): string {
-  if (claim !== undefined) return claim;
   const namespace = artifact.metadata.namespace ?? '';
+  const pvc = artifact.spec.storage.persistentVolumeClaim;
+  if (pvc === undefined)
+    return fail(`ModelArtifact ${namespace}/${entry.name} has no spec.storage.persistentVolumeClaim`);
+  if (claim !== undefined) return claim;
   if (namespace !== podNamespace)
     fail(
       `ModelArtifact ${namespace}/${entry.name} stores its ciphertext in a claim in namespace ${namespace}, which a pod in ${podNamespace} cannot mount; set ${ANNOTATION_CIPHERTEXT_CLAIM} to a claim in ${podNamespace} that holds it`,
     );
-  return artifact.spec.storage.persistentVolumeClaim.claimName;
+  return pvc.claimName;
 }
 
 /**
  * Resolves the request for a pod in `podNamespace` running as `access.serviceAccount`. Throws
  * {@link InjectionError} (kind `resolution`) naming the entry when an artifact in another namespace is not granted
  * to the pod's service account (one message, whether or not it exists), when an artifact or version is missing,
- * withdrawn or being deleted, when a publish target is not Ready or already has the version, or when the ciphertext
- * claim cannot be mounted from the pod's namespace.
+ * withdrawn or being deleted, when a publish target is not Ready, already has the version or is stored in S3, when
+ * the ciphertext claim cannot be mounted from the pod's namespace, or when the ciphertext-claim annotation is set for
+ * an artifact stored in S3. An artifact stored in S3 gets no ciphertext volume: its plan entry carries the
+ * {@link PlannedS3Source} and the plan the Secret its sidecar's credentials come from ({@link S3CredentialsSecret}).
  */
 export function planInjection(
   request: InjectionRequest,
@@ -255,12 +340,13 @@ export function planInjection(
   access: CrossNamespaceAccess,
 ): InjectionPlan {
   const claims = new Claims();
+  const secrets = new S3Secrets();
   const artifacts: PlannedArtifact[] = [];
   const plaintext: MemoryVolume[] = [];
   for (const [i, entry] of request.artifacts.entries()) {
     const planned = forEntry(entry, () => {
       checkVisible(entry.namespace ?? podNamespace, entry.name, podNamespace, access);
-      return planRead(entry, i, podNamespace, lookup, claims, request);
+      return planRead(entry, i, podNamespace, lookup, claims, secrets, request);
     });
     artifacts.push(planned.artifact);
     plaintext.push(planned.volume);
@@ -285,6 +371,7 @@ export function planInjection(
   return {
     sidecar: { version: INJECTION_VERSION, artifacts, ...(publish === undefined ? {} : { publish }) },
     ciphertext: claims.volumes.map((v) => ({ ...v })),
+    s3Credentials: secrets.credentials,
     plaintext,
     output,
     resolved: artifacts.map((a) => `${a.namespace}/${a.name}@${a.version}`),
@@ -297,12 +384,29 @@ function planRead(
   podNamespace: string,
   lookup: ArtifactLookup,
   claims: Claims,
+  secrets: S3Secrets,
   request: InjectionRequest,
 ): { artifact: PlannedArtifact; volume: MemoryVolume } {
   const namespace = entry.namespace ?? podNamespace;
   const artifact = findArtifact(entry, namespace, lookup);
   const version = resolveVersion(artifact, entry.version) ?? versionMissing(entry, artifact);
-  const dir = claims.use(claimFor(artifact, entry, podNamespace, request.ciphertextClaim), true);
+  const s3 = artifact.spec.storage.s3;
+  if (s3 !== undefined && request.ciphertextClaim !== undefined)
+    fail(
+      `ModelArtifact ${namespace}/${entry.name} stores its ciphertext in S3, not on a PersistentVolumeClaim, so ${ANNOTATION_CIPHERTEXT_CLAIM} cannot apply to it; remove the annotation (an S3 artifact in another namespace needs its credentials Secret ${s3.credentialsSecretRef.name} in ${podNamespace} instead)`,
+    );
+  const source =
+    s3 === undefined
+      ? undefined
+      : s3Source(s3, artifact.spec.storage.path, version.path ?? version.name, secrets);
+  const ciphertextPath =
+    source === undefined
+      ? inside(
+          claims.use(claimFor(artifact, entry, podNamespace, request.ciphertextClaim), true),
+          artifact.spec.storage.path,
+          version.path ?? version.name,
+        )
+      : '';
   const plaintextDir = sidecarPlaintextDir(i);
   return {
     artifact: {
@@ -311,7 +415,8 @@ function planRead(
       uid: artifact.metadata.uid ?? '',
       version: version.name,
       digest: version.digest,
-      ciphertextPath: inside(dir, artifact.spec.storage.path, version.path ?? version.name),
+      ciphertextPath,
+      ...(source === undefined ? {} : { s3: source }),
       plaintextDir,
       mountPath: entry.mountPath,
     },
@@ -333,6 +438,10 @@ function planPublish(
 ): PlannedPublish {
   const namespace = entry.namespace ?? podNamespace;
   const artifact = findArtifact(entry, namespace, lookup);
+  if (artifact.spec.storage.s3 !== undefined)
+    fail(
+      `ModelArtifact ${namespace}/${entry.name} stores its ciphertext in S3; publishing from a pod (${ANNOTATION_PUBLISH}) writes only to a PersistentVolumeClaim; publish it with \`strongroom publish\` instead`,
+    );
   if ((artifact.spec.versions ?? []).some((v) => v.name === entry.version))
     fail(
       `ModelArtifact ${namespace}/${entry.name} already has a version ${entry.version}; published versions are immutable, choose a new version name`,

@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
-import type { V1Container, V1EphemeralContainer, V1Pod, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1EphemeralContainer, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { ANNOTATION_INJECTED, ENV, SIDECAR_CONTAINER } from './contract.ts';
+import { ANNOTATION_ARTIFACTS, ANNOTATION_INJECTED, ENV, SIDECAR_CONTAINER } from './contract.ts';
 import { buildPatch } from './patch.ts';
 import { admit, type AdmissionReview } from './review.ts';
 import { SETTINGS, grantsIn, lookupIn } from './testdata/artifacts.ts';
 import { applyPatch } from './testdata/json-patch.ts';
-import { READ_AND_PUBLISH, appPod } from './testdata/plans.ts';
+import { READ_AND_PUBLISH, appPod, planOf } from './testdata/plans.ts';
 import {
   admissionProblem,
   expectedSidecar,
@@ -457,5 +457,96 @@ describe('admissionProblem and the webhook', () => {
   it('passes a pod that was injected through unchanged', () => {
     const f = review('injected-pod');
     expect(decide(f).response).toEqual({ uid: (f.request as unknown as { uid: string }).uid, allowed: true });
+  });
+});
+
+describe('verifyInjectedPod with S3 credentials', () => {
+  /** A pod as the webhook injects it reading llama and vit from S3 (two Secrets) and resnet50 from a claim. */
+  function s3Pod(): V1Pod {
+    const pod = appPod(false);
+    const plan = planOf({ [ANNOTATION_ARTIFACTS]: 'llama@v1:/a,vit@v1:/b,resnet50@v1:/c' });
+    return applyPatch(pod, buildPatch(pod, plan, SETTINGS));
+  }
+  const s3Env = (p: V1Pod, name: string): V1EnvVar => {
+    const found = sidecar(p).env?.find((e) => e.name === name);
+    if (found === undefined) throw new Error(`no ${name}`);
+    return found;
+  };
+
+  it('accepts the secretKeyRef variables injection sets, and so does its view', () => {
+    const p = s3Pod();
+    expect(sidecar(p).env?.filter((e) => e.valueFrom !== undefined)).toHaveLength(4);
+    expect(verifyInjectedPod(p, EXPECTED)).toBeUndefined();
+    expect(verifyInjectedPod(verificationView(p), EXPECTED)).toBeUndefined();
+    expect(JSON.stringify(verificationView(p))).not.toContain('minio-reader');
+  });
+
+  it.each<[string, (e: V1EnvVar) => void]>([
+    [
+      'a literal value',
+      (e) => {
+        delete e.valueFrom;
+        e.value = 'AKIA...';
+      },
+    ],
+    [
+      'a ConfigMap',
+      (e) => {
+        e.valueFrom = { configMapKeyRef: { name: 'minio-reader', key: 'AWS_ACCESS_KEY_ID' } };
+      },
+    ],
+    [
+      'a field of the pod',
+      (e) => {
+        e.valueFrom = { fieldRef: { fieldPath: 'metadata.name' } };
+      },
+    ],
+    [
+      'another key of the Secret',
+      (e) => {
+        e.valueFrom = { secretKeyRef: { name: 'minio-reader', key: 'AWS_SECRET_ACCESS_KEY' } };
+      },
+    ],
+    [
+      'an optional Secret',
+      (e) => {
+        e.valueFrom = { secretKeyRef: { name: 'minio-reader', key: 'AWS_ACCESS_KEY_ID', optional: true } };
+      },
+    ],
+    [
+      'a Secret without a name',
+      (e) => {
+        e.valueFrom = { secretKeyRef: { name: '', key: 'AWS_ACCESS_KEY_ID' } };
+      },
+    ],
+  ])('refuses an access key id taken from %s', (_, change) => {
+    const p = s3Pod();
+    change(s3Env(p, 'STRONGROOM_S3_0_ACCESS_KEY_ID'));
+    const verdict = verifyInjectedPod(p, EXPECTED);
+    expect(verdict).toContain(
+      'sets STRONGROOM_S3_0_ACCESS_KEY_ID other than from the key AWS_ACCESS_KEY_ID of a Secret',
+    );
+    expect(verifyInjectedPod(verificationView(p), EXPECTED)).toBe(verdict);
+  });
+
+  it('still refuses valueFrom on every other variable, and S3-looking names injection never makes', () => {
+    const p = s3Pod();
+    const attest = s3Env(p, ENV.attestAddress);
+    delete attest.value;
+    attest.valueFrom = { secretKeyRef: { name: 'minio-reader', key: 'AWS_ACCESS_KEY_ID' } };
+    expect(verifyInjectedPod(p, EXPECTED)).toContain(`takes ${ENV.attestAddress} from valueFrom`);
+    for (const name of [
+      'STRONGROOM_S3_0_SESSION_TOKEN',
+      'STRONGROOM_S3_01_ACCESS_KEY_ID',
+      'AWS_ACCESS_KEY_ID',
+    ]) {
+      const q = s3Pod();
+      sidecar(q).env?.push({
+        name,
+        valueFrom: { secretKeyRef: { name: 'minio-reader', key: 'AWS_ACCESS_KEY_ID' } },
+      });
+      expect(verifyInjectedPod(q, EXPECTED)).toContain(`sets environment variable "${name}"`);
+      expect(verifyInjectedPod(verificationView(q), EXPECTED)).toBe(verifyInjectedPod(q, EXPECTED));
+    }
   });
 });

@@ -17,6 +17,8 @@ import {
   ANNOTATION_INJECTED,
   ENV,
   INJECTION_VERSION,
+  S3_CREDENTIALS_ENV,
+  S3_SECRET_KEYS,
   SIDECAR_COMMAND,
   SIDECAR_CONTAINER,
   SIDECAR_ROOT,
@@ -86,13 +88,42 @@ export function pemBodies(text: string): string[] {
   return bodies;
 }
 
+/** The Secret key an S3 credentials variable (`STRONGROOM_S3_<i>_...`) takes its value from; undefined for others. */
+function s3SecretKey(name: string): string | undefined {
+  const m = S3_CREDENTIALS_ENV.exec(name);
+  if (m === null) return undefined;
+  return m[2] === 'ACCESS_KEY_ID' ? S3_SECRET_KEYS.accessKeyId : S3_SECRET_KEYS.secretAccessKey;
+}
+
+/**
+ * Whether an S3 credentials variable is set as injection sets it: only `valueFrom.secretKeyRef` with a Secret name
+ * and the key matching the variable (no literal value, no other source, not optional).
+ */
+function isInjectedS3Env(e: Record<string, unknown>, key: string): boolean {
+  if (e.value !== undefined || !isRecord(e.valueFrom)) return false;
+  const from = e.valueFrom;
+  if (Object.keys(from).some((k) => k !== 'secretKeyRef') || !isRecord(from.secretKeyRef)) return false;
+  const ref = from.secretKeyRef;
+  return (
+    Object.keys(ref).every(
+      (k) => k === 'name' || k === 'key' || (k === 'optional' && ref.optional === false),
+    ) &&
+    typeof ref.name === 'string' &&
+    ref.name !== '' &&
+    ref.key === key
+  );
+}
+
 /** What is wrong with the values of the sidecar's environment, or undefined. */
 function envValueProblem(env: readonly unknown[], expected: ExpectedSidecar, it: string): string | undefined {
   const values = new Map<string, string>();
   for (const e of env) {
     if (!isRecord(e) || typeof e.name !== 'string') return `${it} has a malformed env`;
-    if (e.valueFrom !== undefined)
-      return `${it} takes ${e.name} from valueFrom; injection sets every value literally`;
+    const s3Key = s3SecretKey(e.name);
+    if (s3Key !== undefined && !isInjectedS3Env(e, s3Key))
+      return `${it} sets ${e.name} other than from the key ${s3Key} of a Secret (valueFrom.secretKeyRef), as injection does`;
+    if (s3Key === undefined && e.valueFrom !== undefined)
+      return `${it} takes ${e.name} from valueFrom; injection sets every value literally, except the S3 credentials`;
     if (values.has(e.name)) return `${it} sets ${e.name} twice`;
     values.set(e.name, typeof e.value === 'string' ? e.value : '');
   }
@@ -239,7 +270,12 @@ function sidecarProblem(sidecar: AnyContainer, expected: ExpectedSidecar): strin
   if ((sidecar.envFrom ?? []).length > 0) return `${it} has envFrom, which injection never sets`;
   const env = sidecar.env ?? [];
   if (!Array.isArray(env)) return `${it} has a malformed env`;
-  const foreign = env.find((e) => !isRecord(e) || !SIDECAR_ENV.has(e.name));
+  const foreign = env.find(
+    (e) =>
+      !isRecord(e) ||
+      typeof e.name !== 'string' ||
+      (!SIDECAR_ENV.has(e.name) && s3SecretKey(e.name) === undefined),
+  );
   if (foreign !== undefined)
     return `${it} sets environment variable ${JSON.stringify(isRecord(foreign) ? foreign.name : foreign)}, which injection never sets`;
   const valued = envValueProblem(env, expected, it);
@@ -265,7 +301,8 @@ function sidecarProblem(sidecar: AnyContainer, expected: ExpectedSidecar): strin
  * Whether `pod` is what injection produces, as far as the token goes; undefined when it is, else why not. Required:
  * the annotation `strongroom.dev/injected: v1`; no `shareProcessNamespace` or `hostPID`; an init container
  * `strongroom-sidecar` with `restartPolicy: Always`, the configured image and command, no args, envFrom, foreign
- * environment variables, lifecycle hooks, exec probes or mounts outside `/var/run/strongroom`; every volume that is a
+ * environment variables, `valueFrom` (except exactly a `secretKeyRef` for the S3 credentials
+ * `STRONGROOM_S3_<i>_*`), lifecycle hooks, exec probes or mounts outside `/var/run/strongroom`; every volume that is a
  * projected token of audience `strongroom` (whatever its name), and the sidecar's token, scratch and ciphertext
  * volumes, mounted by no other container, init container or ephemeral container; no ephemeral container targeting
  * the sidecar's process namespace.
@@ -329,7 +366,10 @@ function intern(value: string): string {
 function slimEnv(v: unknown): unknown {
   if (!isRecord(v)) return { name: undefined };
   const kept: Record<string, unknown> = { name: v.name };
-  if (v.valueFrom !== undefined) kept.valueFrom = {};
+  const s3Key = typeof v.name === 'string' ? s3SecretKey(v.name) : undefined;
+  if (s3Key !== undefined && isInjectedS3Env(v, s3Key))
+    kept.valueFrom = { secretKeyRef: { name: '-', key: s3Key } };
+  else if (v.valueFrom !== undefined) kept.valueFrom = {};
   if (typeof v.name === 'string' && KEPT_VALUES.has(v.name) && typeof v.value === 'string')
     kept.value = intern(v.value);
   return kept;

@@ -28,6 +28,7 @@ import {
   type KubeObject,
 } from './fixtures.ts';
 import { WAIT_CRDS_ESTABLISHED } from '../harness/suite.ts';
+import { isS3BucketName, isS3Endpoint } from '../../core/api/validation.ts';
 
 const cluster = inject('cluster');
 const NS = 'strongroom-crds-test';
@@ -223,6 +224,105 @@ describe('invalid manifests are rejected by the API server', () => {
     );
     const back = JSON.parse(await ok(['get', 'ag', name, '-n', NS, '-o', 'json'])) as KubeObject;
     expect(back.spec).toMatchObject({ requester: 'alice@example.com', denial });
+  });
+});
+
+describe('S3 storage', () => {
+  it('accepts an S3 artifact with every field set, and defaults region and forcePathStyle when left out', async () => {
+    const full = inNamespace(loadBase('artifact-s3.yaml', 's3-full'));
+    await k(['delete', 'ma', 's3-full', '-n', NS, '--ignore-not-found', '--wait']);
+    await ok(['create', '--validate=strict', '-f', '-'], JSON.stringify(full));
+    const back = JSON.parse(await ok(['get', 'ma', 's3-full', '-n', NS, '-o', 'json'])) as KubeObject;
+    expect(back.spec?.storage).toEqual(full.spec?.storage);
+
+    const spec = full.spec as { storage: { s3: Record<string, unknown>; path: string } };
+    const minimal = inNamespace(
+      {
+        ...full,
+        spec: {
+          ...spec,
+          storage: {
+            s3: { bucket: 'ml-models', credentialsSecretRef: { name: 'minio-reader' } },
+            path: spec.storage.path,
+          },
+        },
+      },
+      's3-minimal',
+    );
+    await k(['delete', 'ma', 's3-minimal', '-n', NS, '--ignore-not-found', '--wait']);
+    await ok(['create', '--validate=strict', '-f', '-'], JSON.stringify(minimal));
+    const defaulted = JSON.parse(await ok(['get', 'ma', 's3-minimal', '-n', NS, '-o', 'json'])) as KubeObject;
+    expect(defaulted.spec?.storage).toEqual({
+      s3: {
+        bucket: 'ml-models',
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentialsSecretRef: { name: 'minio-reader' },
+      },
+      path: spec.storage.path,
+    });
+  });
+
+  /** Whether the API server accepts `s3` (merged into a valid S3 spec) in a server-side dry run. */
+  async function accepts(s3: Record<string, unknown>): Promise<boolean> {
+    const base = inNamespace(loadBase('artifact-s3.yaml', 's3-probe'));
+    const spec = base.spec as { storage: { s3: Record<string, unknown>; path: string } };
+    const object = {
+      ...base,
+      spec: { ...spec, storage: { ...spec.storage, s3: { ...spec.storage.s3, ...s3 } } },
+    };
+    return (await create(object, '--dry-run=server')).code === 0;
+  }
+
+  it.each([
+    'abc',
+    'ml-models',
+    'models.example.com',
+    '1bucket',
+    'a'.repeat(63),
+    'a'.repeat(64),
+    'ab',
+    'ML-Models',
+    'ml_models',
+    '-models',
+    'models-',
+    'ml..models',
+    '192.168.5.4',
+    '192.168.5.4a',
+    '1.2.3',
+  ])('agrees with isS3BucketName on bucket %j', async (bucket) => {
+    expect(await accepts({ bucket })).toBe(isS3BucketName(bucket).length === 0);
+  });
+
+  it.each([
+    'https://s3.amazonaws.com',
+    'https://minio.storage.svc:9000',
+    'http://minio.storage.svc.cluster.local:9000/',
+    'http://10.96.0.15:9000',
+    'http://[fd00::1]:9000',
+    'ftp://s3.example.com',
+    's3.example.com',
+    'HTTPS://s3.example.com',
+    'https://user:pass@s3.example.com',
+    'https://s3.example.com/?x=1',
+    'https://s3.example.com#f',
+    'https://s3.example.com/bucket',
+    'https://s3.example.com//',
+    'https://',
+    'https://-bad.example.com',
+    'https://s3.example.com:123456',
+    'https://s3 example.com',
+  ])('agrees with isS3Endpoint on endpoint %j', async (endpoint) => {
+    expect(await accepts({ endpoint })).toBe(isS3Endpoint(endpoint).length === 0);
+  });
+
+  it('documents spec.storage.s3 in kubectl explain', async () => {
+    const out = (await ok(['explain', 'ma.spec.storage.s3', '--recursive'])).replace(/\s+/g, ' ');
+    expect(out).toContain('bucket <string> -required-');
+    expect(out).toContain('credentialsSecretRef <Object> -required-');
+    const field = (await ok(['explain', 'ma.spec.storage.s3.credentialsSecretRef'])).replace(/\s+/g, ' ');
+    expect(field).toContain('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+    expect(field).toContain('in the namespace of the pod that reads the artifact');
   });
 });
 

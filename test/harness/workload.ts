@@ -83,6 +83,7 @@ export function asInjected(pod: V1Pod, image?: string): V1Pod {
   const plan = {
     sidecar: { version: 'v1' as const, artifacts: [] },
     ciphertext: [],
+    s3Credentials: [],
     plaintext: [],
     output: undefined,
     resolved: [],

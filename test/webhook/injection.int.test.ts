@@ -14,16 +14,26 @@ import {
   ANNOTATION_PUBLISH,
   ANNOTATION_INJECTED,
   ANNOTATION_RESOLVED,
+  ENV,
   LABEL_INJECT,
   SIDECAR_CONTAINER,
   VOLUME_TOKEN,
+  type SidecarPlan,
 } from '../../core/injection/contract.ts';
 import { OPT_IN_POLICY_NAME, WEBHOOK_NAME } from '../../operator/webhook/configuration.ts';
 import { MUTATE_PODS_PATH } from '../../operator/webhook/server.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, must } from '../harness/kubectl.ts';
 import { clients, eventually } from '../harness/operator.ts';
-import { appendVersion, createGrant, grantBody, sealedVersion } from '../harness/objects.ts';
+import {
+  appendVersion,
+  artifactBody,
+  createArtifact,
+  createGrant,
+  getArtifact,
+  grantBody,
+  sealedVersion,
+} from '../harness/objects.ts';
 import {
   installInjector,
   keyedArtifact,
@@ -295,6 +305,86 @@ describe('the sidecar-injecting webhook on the real API server', () => {
     });
     expect(told).toContain(`ModelArtifact ${SHARED}/bert has no version v9 (available: v1)`);
     expect(await asAlice('granted-bert', `${SHARED}/bert@v1:/models/b`)).toBe('admitted');
+  });
+
+  it('injects an artifact stored in S3: no ciphertext volume, its access key in the sidecar only, and the pod admits again unchanged', async () => {
+    const body = artifactBody('llama');
+    body.spec.storage = {
+      s3: {
+        bucket: 'ml-models',
+        endpoint: 'http://10.88.0.1:9000',
+        credentialsSecretRef: { name: 'minio-reader' },
+      },
+      path: 'llm/llama',
+    };
+    await createArtifact(custom, APPS, body);
+    const keyed = await eventually('llama recipient key', async () => {
+      const a = await getArtifact(custom, APPS, 'llama');
+      return a.status?.recipientPublicKey ? a : undefined;
+    });
+    await appendVersion(custom, keyed, (await sealedVersion(keyed, 'v1')).version);
+    const annotations = { [ANNOTATION_ARTIFACTS]: 'llama@latest:/models/llama,resnet50@v1:/models/r' };
+    const created = await eventually('the webhook to see llama v1', async () =>
+      create(APPS, pod('s3-reader', annotations)).catch(() => undefined),
+    );
+    const sidecar = created.spec?.initContainers?.[0];
+    expect(sidecar?.name).toBe(SIDECAR_CONTAINER);
+    // Only resnet50's claim is mounted; llama is fetched from the bucket.
+    expect(
+      created.spec?.volumes
+        ?.filter((v) => v.persistentVolumeClaim)
+        .map((v) => v.persistentVolumeClaim?.claimName),
+    ).toEqual(['models']);
+    expect(sidecar?.env?.filter((e) => e.valueFrom !== undefined)).toEqual([
+      {
+        name: 'STRONGROOM_S3_0_ACCESS_KEY_ID',
+        valueFrom: { secretKeyRef: { name: 'minio-reader', key: 'AWS_ACCESS_KEY_ID' } },
+      },
+      {
+        name: 'STRONGROOM_S3_0_SECRET_ACCESS_KEY',
+        valueFrom: { secretKeyRef: { name: 'minio-reader', key: 'AWS_SECRET_ACCESS_KEY' } },
+      },
+    ]);
+    expect(created.spec?.containers[0]?.env).toBeUndefined();
+    const plan = JSON.parse(sidecar?.env?.find((e) => e.name === ENV.plan)?.value ?? '') as SidecarPlan;
+    expect(plan.artifacts[0]).toMatchObject({
+      name: 'llama',
+      version: 'v1',
+      ciphertextPath: '',
+      s3: {
+        endpoint: 'http://10.88.0.1:9000',
+        region: 'us-east-1',
+        bucket: 'ml-models',
+        keyPrefix: 'llm/llama/v1/',
+        forcePathStyle: true,
+        credentialsEnv: {
+          accessKeyId: 'STRONGROOM_S3_0_ACCESS_KEY_ID',
+          secretAccessKey: 'STRONGROOM_S3_0_SECRET_ACCESS_KEY',
+        },
+      },
+    });
+    // Admitted again as it is (verifyInjectedPod accepts the secretKeyRef variables), nothing changes.
+    const again = await create(APPS, {
+      metadata: {
+        name: 's3-reader-again',
+        labels: created.metadata?.labels ?? {},
+        annotations: created.metadata?.annotations ?? {},
+      },
+      spec: Object.assign({}, created.spec),
+    });
+    expect(again.spec?.initContainers).toEqual(created.spec?.initContainers);
+    // Publishing to it from a pod, and a ciphertext claim, are refused.
+    expect(await refusal(APPS, pod('s3-publish', { [ANNOTATION_PUBLISH]: 'llama@v2:/out' }))).toContain(
+      `ModelArtifact ${APPS}/llama stores its ciphertext in S3; publishing from a pod`,
+    );
+    expect(
+      await refusal(
+        APPS,
+        pod('s3-claim', { [ANNOTATION_ARTIFACTS]: 'llama@v1:/m', [ANNOTATION_CIPHERTEXT_CLAIM]: 'mirror' }),
+      ),
+    ).toContain(
+      `stores its ciphertext in S3, not on a PersistentVolumeClaim, so ${ANNOTATION_CIPHERTEXT_CLAIM}`,
+    );
   });
 
   it("is timed by the API server's own admission metric", async () => {

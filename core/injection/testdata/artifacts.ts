@@ -2,10 +2,17 @@
  * The ModelArtifacts the injection tests resolve against, and a lookup over them. ml-dev holds resnet50 (v1, v2
  * with its own path, v3 withdrawn), imagenet, finetuned (a publish target that is Ready), fresh (no versions, not
  * Ready) and dying (being deleted); ml-shared holds bert, which an AccessGrant there grants to ml-dev/trainer.
- * The recipient key is a fixed X25519 key.
+ * Stored in S3: llama (MinIO, a prefix, v2 with its own path) and whisper (every optional field left out, the same
+ * Secret as llama) and vit (AWS, virtual-hosted style, its own Secret) in ml-dev, and mistral in ml-shared, granted
+ * to ml-dev/trainer. The recipient key is a fixed X25519 key.
  */
 import { createHash } from 'node:crypto';
-import type { AccessGrant, ModelArtifact, ModelArtifactVersion } from '../../api/index.ts';
+import type {
+  AccessGrant,
+  ModelArtifact,
+  ModelArtifactStorageS3,
+  ModelArtifactVersion,
+} from '../../api/index.ts';
 import type { ArtifactLookup, CrossNamespaceAccess, GrantLookup } from '../plan.ts';
 import type { InjectionSettings } from '../patch.ts';
 
@@ -39,6 +46,8 @@ export function version(name: string, size: number, path?: string): ModelArtifac
 export interface ArtifactFixture {
   namespace?: string;
   claim?: string;
+  /** Stored in S3 instead of the claim. */
+  s3?: ModelArtifactStorageS3;
   path?: string;
   versions?: ModelArtifactVersion[];
   withdrawn?: string[];
@@ -65,7 +74,12 @@ export function artifact(name: string, f: ArtifactFixture = {}): ModelArtifact {
     spec: {
       classification: 'internal',
       owner: { team: 'vision' },
-      storage: { persistentVolumeClaim: { claimName: f.claim ?? 'models' }, path: f.path ?? `store/${name}` },
+      storage: {
+        ...(f.s3 === undefined
+          ? { persistentVolumeClaim: { claimName: f.claim ?? 'models' } }
+          : { s3: f.s3 }),
+        path: f.path ?? `store/${name}`,
+      },
       versions: f.versions ?? [],
       withdrawnVersions: f.withdrawn ?? [],
     },
@@ -98,6 +112,39 @@ export const ARTIFACTS: readonly ModelArtifact[] = [
     namespace: 'ml-shared',
     claim: 'shared-store',
     path: 'nlp/bert',
+    versions: [version('v1', MIB)],
+  }),
+  artifact('llama', {
+    s3: {
+      bucket: 'ml-models',
+      prefix: 'teams/nlp',
+      endpoint: 'https://minio.storage.svc:9000',
+      region: 'eu-central-1',
+      forcePathStyle: true,
+      credentialsSecretRef: { name: 'minio-reader' },
+    },
+    path: 'llm/llama',
+    versions: [version('v1', 10 * MIB), version('v2', 100 * MIB, 'v2-final')],
+  }),
+  artifact('whisper', {
+    s3: { bucket: 'audio-models', credentialsSecretRef: { name: 'minio-reader' } },
+    path: 'speech/whisper',
+    versions: [version('v1', MIB)],
+  }),
+  artifact('vit', {
+    s3: {
+      bucket: 'vision.models.example.com',
+      region: 'us-west-2',
+      forcePathStyle: false,
+      credentialsSecretRef: { name: 'aws-reader' },
+    },
+    path: 'vit',
+    versions: [version('v1', MIB)],
+  }),
+  artifact('mistral', {
+    namespace: 'ml-shared',
+    s3: { bucket: 'shared-models', credentialsSecretRef: { name: 'shared-reader' } },
+    path: 'llm/mistral',
     versions: [version('v1', MIB)],
   }),
 ];
@@ -135,10 +182,11 @@ export function grant(namespace: string, name: string, artifact: string, subject
   } as AccessGrant;
 }
 
-/** ml-shared grants bert to ml-dev/trainer (the fixture pods' service account); ml-dev grants resnet50 to
- * ml-shared/trainer. */
+/** ml-shared grants bert and mistral to ml-dev/trainer (the fixture pods' service account); ml-dev grants resnet50
+ * to ml-shared/trainer. */
 export const GRANTS: readonly AccessGrant[] = [
   grant('ml-shared', 'bert-for-dev', 'bert', ['ml-dev/trainer']),
+  grant('ml-shared', 'mistral-for-dev', 'mistral', ['ml-dev/trainer']),
   grant('ml-dev', 'resnet50-for-shared', 'resnet50', ['ml-shared/trainer']),
 ];
 
