@@ -4,8 +4,9 @@ import { join } from 'node:path';
 
 const BUILD_SCRIPT = join(import.meta.dirname, 'go', 'build.sh');
 /**
- * Which binaries build.sh builds (`--for`): 'demo' is what a cluster with a node runs, plus helm 3; 'test' adds
- * helm4 and the compatibility kube-apiserver (compat/<version>/kube-apiserver).
+ * Which binaries build.sh builds (`--for`): 'demo' is what a cluster with a node runs, plus helm 3 and versitygw (the
+ * S3 test server, test/harness/s3.ts); 'test' adds helm4 and the compatibility kube-apiserver
+ * (compat/<version>/kube-apiserver).
  */
 export type BinarySet = 'demo' | 'test';
 
@@ -20,6 +21,7 @@ export const REQUIRED_BINARIES: Readonly<Record<BinarySet, readonly string[]>> =
     'etcd',
     'coredns',
     'helm',
+    'versitygw',
   ],
   test: [
     'kube-apiserver',
@@ -32,6 +34,7 @@ export const REQUIRED_BINARIES: Readonly<Record<BinarySet, readonly string[]>> =
     'coredns',
     'helm',
     'helm4',
+    'versitygw',
   ],
 };
 
@@ -86,4 +89,17 @@ export function compatApiserver(binDir: string): { readonly version: string; rea
       `no compatibility kube-apiserver under ${dir}: run test/cluster/go/build.sh --for test`,
     );
   return { version, path };
+}
+
+/**
+ * The Versity S3 gateway built by build.sh (part `versitygw`, in both sets): the real S3-compatible server of
+ * test/harness/s3.ts (docs/adr/0011-s3-test-server.md).
+ */
+export function versitygwBinary(binDir: string): string {
+  const path = join(binDir, 'versitygw');
+  if (!existsSync(path))
+    throw new BinariesError(
+      `no versitygw in ${binDir}: run test/cluster/go/build.sh (it builds the versitygw part)`,
+    );
+  return path;
 }
