@@ -80,8 +80,15 @@ describe('bench:crypto options', () => {
       runs: 3,
       json: undefined,
       envelopePath: DEFAULT_ENVELOPE,
+      s3Size: 2 * GiB,
     });
     expect(parseCryptoArgs(['--size', String(64 * MiB)]).size).toBe(64 * MiB);
+  });
+
+  it('sizes the S3 rows like the file unless told, and leaves them out with --no-s3', () => {
+    expect(parseCryptoArgs(['--size', '256MiB']).s3Size).toBe(256 * MiB);
+    expect(parseCryptoArgs(['--s3-size', '512MiB']).s3Size).toBe(512 * MiB);
+    expect(parseCryptoArgs(['--no-s3']).s3Size).toBeNull();
   });
 
   it('refuses less than 64 MiB and runs that are not positive integers', () => {

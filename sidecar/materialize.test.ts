@@ -154,3 +154,56 @@ describe('materialize', () => {
     expect(await readdir(artifact.plaintextDir)).not.toContain('stale');
   });
 });
+
+describe('materialize from S3 (without a server: what fails before or at the first request)', () => {
+  const ENV_ID = 'STRONGROOM_S3_7_ACCESS_KEY_ID';
+  const ENV_SECRET = 'STRONGROOM_S3_7_SECRET_ACCESS_KEY';
+  const s3 = (endpoint: string) => ({
+    ...artifact,
+    ciphertextPath: '',
+    s3: {
+      endpoint,
+      region: 'us-east-1',
+      bucket: 'models',
+      keyPrefix: 'team-a/resnet/v1/',
+      forcePathStyle: true,
+      credentialsEnv: { accessKeyId: ENV_ID, secretAccessKey: ENV_SECRET },
+    },
+  });
+  afterEach(() => {
+    Reflect.deleteProperty(process.env, ENV_ID);
+    Reflect.deleteProperty(process.env, ENV_SECRET);
+  });
+
+  it('fails closed when the credentials are missing or empty, naming the variable, and zeroes the DEK', async () => {
+    await writeFile(join(artifact.plaintextDir, 'stale'), 'old plaintext');
+    for (const [id, secret, missing] of [
+      [undefined, undefined, ENV_ID],
+      ['AKIA', undefined, ENV_SECRET],
+      ['', 'secret', ENV_ID],
+    ] as const) {
+      if (id === undefined) Reflect.deleteProperty(process.env, ENV_ID);
+      else process.env[ENV_ID] = id;
+      if (secret === undefined) Reflect.deleteProperty(process.env, ENV_SECRET);
+      else process.env[ENV_SECRET] = secret;
+      const key = Buffer.from(dek);
+      const error = await materialize(s3('http://127.0.0.1:9'), key).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(MaterializeError);
+      expect((error as MaterializeError).step).toBe('decrypt');
+      expect((error as Error).message).toContain(`s3://models/team-a/resnet/v1/`);
+      expect((error as Error).message).toContain(`environment variable ${missing} is not set`);
+      expect(await readdir(artifact.plaintextDir)).toEqual([]);
+      expect(key.equals(Buffer.alloc(32))).toBe(true);
+    }
+  });
+
+  it('fails closed, naming the bucket and key, when the store cannot be reached', async () => {
+    process.env[ENV_ID] = 'AKIA';
+    process.env[ENV_SECRET] = 'secret';
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    const error = await materialize(s3('http://127.0.0.1:9'), Buffer.from(dek)).catch((e: unknown) => e);
+    expect((error as MaterializeError).step).toBe('decrypt');
+    expect((error as Error).message).toContain('s3://models/team-a/resnet/v1/manifest.sre');
+    expect(await readdir(artifact.plaintextDir)).toEqual([]);
+  });
+});

@@ -2,7 +2,9 @@
  * Turning one planned artifact version into plain files the application can read:
  *
  * 1. whatever is in the plaintext directory is wiped (leftovers of an earlier, interrupted attempt);
- * 2. the version's ciphertext directory is decrypted (core/envelope `decryptDirectory`) into a staging directory
+ * 2. the version's ciphertext directory is decrypted (core/envelope `decryptDirectory`; for an artifact stored in S3,
+ *    `decryptDirectoryFromSource` reading the objects by ranged GETs, credentials from the environment variables the
+ *    plan names, nothing of the ciphertext written to disk) into a staging directory
  *    INSIDE the plaintext directory, so the final moves stay on one file system (the memory volume) and are
  *    renames, never copies; every file is hashed in the same pass (`checkDigests`) and must match the manifest's
  *    size and SHA-256;
@@ -17,10 +19,18 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EnvelopeError, decryptDirectory, type Manifest } from '../core/envelope/index.ts';
+import type { S3Client } from '@aws-sdk/client-s3';
+import {
+  EnvelopeError,
+  decryptDirectory,
+  decryptDirectoryFromSource,
+  type CiphertextDirectorySource,
+  type Manifest,
+} from '../core/envelope/index.ts';
 import type { SegmentPool } from '../core/envelope/pool.ts';
 import { treeDigest } from '../core/envelope/tree-digest.ts';
-import type { PlannedArtifact } from '../core/injection/contract.ts';
+import type { PlannedArtifact, PlannedS3Source } from '../core/injection/contract.ts';
+import { s3Client, s3DirectorySource } from '../core/storage/s3.ts';
 import { wipeDirectory } from './wipe.ts';
 
 /** Staging directories start with this; no artifact may have a top-level entry of that name. */
@@ -82,6 +92,50 @@ async function seal(dir: string, depth = 0): Promise<string[]> {
   return topDirs;
 }
 
+/**
+ * The S3 client and directory source of an artifact stored in S3, with the credentials read now from the sidecar's
+ * environment variables the plan names. Missing or empty credentials fail closed (step `decrypt`) before any request.
+ */
+function s3Reader(planned: PlannedS3Source): { client: S3Client; source: CiphertextDirectorySource } {
+  const where = `s3://${planned.bucket}/${planned.keyPrefix}`;
+  const env = (name: string): string => {
+    const value = process.env[name];
+    if (value === undefined || value === '')
+      throw new MaterializeError(
+        'decrypt',
+        `cannot read ${where}: the S3 credentials are missing (environment variable ${name} is not set)`,
+      );
+    return value;
+  };
+  const credentials = {
+    accessKeyId: env(planned.credentialsEnv.accessKeyId),
+    secretAccessKey: env(planned.credentialsEnv.secretAccessKey),
+  };
+  try {
+    const client = s3Client(
+      {
+        ...(planned.endpoint === undefined ? {} : { endpoint: planned.endpoint }),
+        region: planned.region,
+        bucket: planned.bucket,
+        prefix: '',
+        forcePathStyle: planned.forcePathStyle,
+      },
+      credentials,
+    );
+    try {
+      return {
+        client,
+        source: s3DirectorySource({ client, bucket: planned.bucket, keyPrefix: planned.keyPrefix }),
+      };
+    } catch (error) {
+      client.destroy();
+      throw error;
+    }
+  } catch (cause) {
+    throw new MaterializeError('decrypt', `cannot read ${where}: ${(cause as Error).message}`, { cause });
+  }
+}
+
 function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
@@ -103,20 +157,35 @@ export async function materialize(
     await wipeDirectory(root);
     await mkdir(staging, { mode: 0o700 });
     let manifest: Manifest;
+    const context = { artifactUid: artifact.uid, artifactName: artifact.name, version: artifact.version };
+    const s3 = artifact.s3 === undefined ? null : s3Reader(artifact.s3);
     try {
-      manifest = await decryptDirectory(artifact.ciphertextPath, tree, {
-        dek,
-        keyId: '',
-        context: { artifactUid: artifact.uid, artifactName: artifact.name, version: artifact.version },
-        ...(pool === undefined ? {} : { pool }),
-        checkDigests: true,
-      });
+      manifest =
+        s3 === null
+          ? await decryptDirectory(artifact.ciphertextPath, tree, {
+              dek,
+              keyId: '',
+              context,
+              ...(pool === undefined ? {} : { pool }),
+              checkDigests: true,
+            })
+          : await decryptDirectoryFromSource(s3.source, tree, {
+              dek,
+              context,
+              checkDigests: true,
+              ...(signal === undefined ? {} : { signal }),
+            });
     } catch (cause) {
       if (cause instanceof EnvelopeError && cause.kind === 'digest')
         throw new MaterializeError('verify', cause.message, { cause });
-      throw new MaterializeError('decrypt', `cannot decrypt ${artifact.ciphertextPath}`, { cause });
+      if (isAborted(signal))
+        throw new MaterializeError('aborted', 'access ended while decrypting', { cause });
+      const from = s3 === null ? artifact.ciphertextPath : s3.source.name;
+      const detail = cause instanceof Error ? `: ${cause.message}` : '';
+      throw new MaterializeError('decrypt', `cannot decrypt ${from}${s3 === null ? '' : detail}`, { cause });
     } finally {
       dek.fill(0);
+      s3?.client.destroy();
     }
     verify(manifest, artifact.digest);
     if (isAborted(signal)) throw new MaterializeError('aborted', 'access ended while decrypting');

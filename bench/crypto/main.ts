@@ -3,10 +3,12 @@
  * disk into tmpfs. Method and results: docs/benchmarks.md.
  *
  *   node bench/crypto/main.ts [--size 2GiB] [--runs 3] [--json out.json] [--envelope path/to/envelope/index.ts]
+ *                             [--s3-size <size, default --size>] [--no-s3]
  *
  * Strongroom runs three ways: a fresh `node` per file on the TypeScript source (./child.ts), the same on the
  * envelope compiled as deployed (./build.ts), and in this process with a warm pool. Timing and checks: ./measure.ts;
- * results, targets and the report: ./report.ts.
+ * results, targets and the report: ./report.ts. Then, in the same run, the S3 rows (./s3.ts): decrypting a version
+ * streamed from a real S3 server against a plain download of the same object with the same client.
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +35,7 @@ import {
   timeInProcess,
   type Sample,
 } from './measure.ts';
+import { runS3Bench, s3Report } from './s3.ts';
 import { cryptoReport, cryptoTargets, summarize, type CaseSamples, type Operation } from './report.ts';
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
@@ -283,6 +286,10 @@ async function main(options: CryptoOptions): Promise<void> {
   }
   await pool.close();
 
+  // The S3 rows: their own server and artifact (core/envelope and core/storage as they are, not --envelope).
+  const s3 =
+    options.s3Size === null ? null : await runS3Bench({ size: options.s3Size, runs, workdir: base, log });
+
   const results = summarize(cases, size);
   const targets = cryptoTargets(results);
   const report = cryptoReport({
@@ -297,6 +304,7 @@ async function main(options: CryptoOptions): Promise<void> {
     verification,
   });
   process.stdout.write(`${report}\n\n`);
+  if (s3 !== null) process.stdout.write(`${s3Report(s3)}\n\n`);
 
   const json = {
     date: new Date().toISOString(),
@@ -308,6 +316,7 @@ async function main(options: CryptoOptions): Promise<void> {
     results,
     targets,
     verification,
+    s3,
   };
   const text = `${JSON.stringify(json, null, 2)}\n`;
   process.stdout.write(text);

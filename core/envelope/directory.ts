@@ -11,6 +11,7 @@ import { EnvelopeError } from './errors.ts';
 import { decryptFile, decryptFileOnOneWorker, encryptFile, type DecryptResult } from './file.ts';
 import type { EnvelopeContext } from './format.ts';
 import type { SegmentPool } from './pool.ts';
+import { decryptFromSource, type CiphertextDirectorySource, type RangedReadOptions } from './ranged.ts';
 
 export const MANIFEST_FILE = 'manifest.sre';
 const OBJECTS_DIR = 'objects';
@@ -227,6 +228,11 @@ export async function readManifest(
   const bytes = await readFile(join(source, MANIFEST_FILE)).catch((cause: unknown) => {
     throw new EnvelopeError('manifest', `${source} has no ${MANIFEST_FILE}`, { cause });
   });
+  return openManifest(bytes, options);
+}
+
+/** Decrypts and checks the bytes of a `manifest.sre`. */
+function openManifest(bytes: Buffer, options: Pick<DirectoryOptions, 'dek' | 'context'>): Manifest {
   const { plaintext } = decryptBytes(bytes, {
     dek: options.dek,
     context: { ...options.context, path: MANIFEST_PATH },
@@ -257,29 +263,14 @@ export async function decryptDirectory(
 ): Promise<Manifest> {
   await assertAbsent(target);
   const manifest = await readManifest(source, options);
-  const objects = new Set(
+  matchObjects(
+    manifest,
     (await readdir(join(source, OBJECTS_DIR)).catch(() => [] as string[])).map((o) => `${OBJECTS_DIR}/${o}`),
   );
-  const listed = new Set(manifest.files.map((f) => f.object));
-  const extra = [...objects].filter((o) => !listed.has(o));
-  const missing = [...listed].filter((o) => !objects.has(o));
-  if (extra.length > 0 || missing.length > 0) {
-    throw new EnvelopeError(
-      'manifest',
-      `objects do not match the manifest (missing: ${missing.join(', ') || 'none'}; extra: ${extra.join(', ') || 'none'})`,
-    );
-  }
   const staging = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {
-    const outputs = new Map<ManifestEntry, string>();
-    for (const file of manifest.files) {
-      const out = join(staging, ...file.path.split('/'));
-      if (!out.startsWith(staging + sep))
-        throw new EnvelopeError('manifest', `path escapes the target: ${file.path}`);
-      await mkdir(dirname(out), { recursive: true });
-      outputs.set(file, out);
-    }
+    const outputs = await stagingOutputs(staging, manifest);
     const decryptOne = async (file: ManifestEntry, oneWorker: boolean): Promise<void> => {
       const input = join(source, ...file.object.split('/'));
       const output = outputs.get(file) ?? '';
@@ -293,18 +284,98 @@ export async function decryptDirectory(
           ...(options.pool ? { pool: options.pool } : {}),
           ...(options.checkDigests === true ? { digest: true } : {}),
         });
-      if (result.plaintextLength !== file.size)
-        throw new EnvelopeError(
-          'manifest',
-          `${file.path}: size ${result.plaintextLength} does not match the manifest's ${file.size}`,
-        );
-      if (options.checkDigests === true && result.digest !== file.sha256)
-        throw new EnvelopeError('digest', `${file.path}: its content does not match the manifest's SHA-256`);
+      checkDecrypted(file, result, options.checkDigests === true);
     };
     if (options.checkDigests === true && options.pool && filesPerWorker(manifest.files, options.pool.size)) {
       await decryptConcurrently(manifest.files, options.pool.size, (file) => decryptOne(file, true));
     } else {
       for (const file of manifest.files) await decryptOne(file, false);
+    }
+    await rename(staging, target);
+    return manifest;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Throws EnvelopeError 'manifest' unless the stored objects (`objects/<name>`) are exactly those listed. */
+function matchObjects(manifest: Manifest, stored: Iterable<string>): void {
+  const objects = new Set(stored);
+  const listed = new Set(manifest.files.map((f) => f.object));
+  const extra = [...objects].filter((o) => !listed.has(o));
+  const missing = [...listed].filter((o) => !objects.has(o));
+  if (extra.length > 0 || missing.length > 0) {
+    throw new EnvelopeError(
+      'manifest',
+      `objects do not match the manifest (missing: ${missing.join(', ') || 'none'}; extra: ${extra.join(', ') || 'none'})`,
+    );
+  }
+}
+
+/** Creates the directories of every file under `staging` and returns where each file goes. */
+async function stagingOutputs(staging: string, manifest: Manifest): Promise<Map<ManifestEntry, string>> {
+  const outputs = new Map<ManifestEntry, string>();
+  for (const file of manifest.files) {
+    const out = join(staging, ...file.path.split('/'));
+    if (!out.startsWith(staging + sep))
+      throw new EnvelopeError('manifest', `path escapes the target: ${file.path}`);
+    await mkdir(dirname(out), { recursive: true });
+    outputs.set(file, out);
+  }
+  return outputs;
+}
+
+/** Checks one decrypted file's size (and, when asked, digest) against its manifest entry. */
+function checkDecrypted(file: ManifestEntry, result: DecryptResult, checkDigests: boolean): void {
+  if (result.plaintextLength !== file.size)
+    throw new EnvelopeError(
+      'manifest',
+      `${file.path}: size ${result.plaintextLength} does not match the manifest's ${file.size}`,
+    );
+  if (checkDigests && result.digest !== file.sha256)
+    throw new EnvelopeError('digest', `${file.path}: its content does not match the manifest's SHA-256`);
+}
+
+/** What `decryptDirectoryFromSource` can do: `decryptDirectory`'s options (no pool) and how the source is read. */
+export type SourceDirectoryOptions = Omit<DecryptDirectoryOptions, 'pool' | 'keyId'> &
+  RangedReadOptions & { readonly keyId?: string };
+
+/**
+ * `decryptDirectory` from a ranged source (object storage): the same manifest checks (the stored objects exactly
+ * those listed, safe paths, sizes, and with `checkDigests` each file's SHA-256 in the same pass), the same staging
+ * directory beside `target` renamed into place only when every file verified, and nothing left on any failure.
+ * Files are decrypted one after another, each read in windows (`decryptFromSource`); no ciphertext touches the
+ * disk.
+ *
+ * @throws EnvelopeError as `decryptDirectory` does; errors thrown by the source and the abort reason unchanged.
+ */
+export async function decryptDirectoryFromSource(
+  source: CiphertextDirectorySource,
+  target: string,
+  options: SourceDirectoryOptions,
+): Promise<Manifest> {
+  await assertAbsent(target);
+  if (options.signal?.aborted === true) throw options.signal.reason;
+  const manifest = openManifest(Buffer.from(await source.readManifest(options.signal)), options);
+  const objects = await source.listObjects(options.signal);
+  matchObjects(manifest, objects.keys());
+  const staging = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
+  await mkdir(staging, { mode: 0o700 });
+  try {
+    const outputs = await stagingOutputs(staging, manifest);
+    for (const file of manifest.files) {
+      const object = objects.get(file.object);
+      if (object === undefined) throw new EnvelopeError('manifest', `${file.object} is missing`);
+      const result = await decryptFromSource(object, outputs.get(file) ?? '', {
+        dek: options.dek,
+        context: { ...options.context, path: file.path },
+        digest: options.checkDigests === true,
+        ...(options.windowSegments === undefined ? {} : { windowSegments: options.windowSegments }),
+        ...(options.readsInFlight === undefined ? {} : { readsInFlight: options.readsInFlight }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+      checkDecrypted(file, result, options.checkDigests === true);
     }
     await rename(staging, target);
     return manifest;

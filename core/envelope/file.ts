@@ -136,8 +136,8 @@ async function followInOrder(
   }
 }
 
-/** A fresh temporary file beside `target`, created exclusively and private to the owner. */
-async function createTemp(target: string, size: number, header?: Buffer): Promise<string> {
+/** A fresh temporary file beside `target`, created exclusively and private to the owner. Package-internal. */
+export async function createTemp(target: string, size: number, header?: Buffer): Promise<string> {
   const temp = join(dirname(target), `.${basename(target)}.partial-${randomBytes(6).toString('hex')}`);
   const handle = await open(temp, 'wx', 0o600).catch((cause: unknown) => {
     throw new EnvelopeError('io', `cannot create the output beside ${target}`, { cause });

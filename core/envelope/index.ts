@@ -17,14 +17,27 @@ export {
 export {
   encryptDirectory,
   decryptDirectory,
+  decryptDirectoryFromSource,
   readManifest,
+  MANIFEST_FILE,
   listTree,
   type Manifest,
   type ManifestEntry,
   type DirectoryOptions,
   type EncryptDirectoryOptions,
   type DecryptDirectoryOptions,
+  type SourceDirectoryOptions,
 } from './directory.ts';
+export {
+  decryptFromSource,
+  startsWithEnvelopeMagic,
+  DEFAULT_READS_IN_FLIGHT,
+  DEFAULT_WINDOW_SEGMENTS,
+  type CiphertextSource,
+  type CiphertextDirectorySource,
+  type RangedReadOptions,
+  type SourceDecryptOptions,
+} from './ranged.ts';
 export { treeDigest, assertDigestablePath } from './tree-digest.ts';
 export { encryptBytes, decryptBytes } from './bytes.ts';
 export { SegmentPool } from './pool.ts';

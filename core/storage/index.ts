@@ -1,6 +1,7 @@
 /**
- * The ciphertext of artifact versions on their storage volume (docs/format.md, "Directory versions on disk"): where
- * a version's directory is, and how a publisher writes a new one.
+ * The ciphertext of artifact versions on their storage, a volume or an S3 bucket (docs/format.md, "Directory
+ * versions on disk" and "Reading from object storage"): where a version is, how a publisher writes a new one, and
+ * how it is uploaded to and read from object storage.
  */
 export { StorageError, type StorageErrorKind } from './errors.ts';
 export {
@@ -11,3 +12,17 @@ export {
   type WriteVersionOptions,
   type WrittenVersion,
 } from './version-writer.ts';
+export {
+  isCiphertextFile,
+  isCiphertextObject,
+  s3Client,
+  s3DirectorySource,
+  s3ObjectSource,
+  uploadVersion,
+  versionKeyPrefix,
+  type S3Credentials,
+  type S3Location,
+  type S3ObjectRef,
+  type S3VersionRef,
+  type UploadVersionOptions,
+} from './s3.ts';

@@ -86,7 +86,7 @@ describe('writeVersion', () => {
 
     expect(written.path).toBe(join(dir, 'volume', 'models', 'resnet50', 'v2'));
     expect(written.path).toBe(
-      versionDirectory(join(dir, 'volume'), { storage: { path: 'models/resnet50' } } as never, {
+      versionDirectory(join(dir, 'volume'), { storage: { path: 'models/resnet50' } }, {
         name: 'v2',
       }),
     );
