@@ -142,16 +142,16 @@ export function connect(flags: ClusterFlags): Cluster {
     listArtifacts: (ns) => list<ModelArtifact>('modelartifacts', ns),
     listGrants: (ns) => list<AccessGrant>('accessgrants', ns),
     async jsonPatch(plural, ns, name, patch) {
-      return custom.patchNamespacedCustomObject(
+      return (await custom.patchNamespacedCustomObject(
         { ...target(plural, ns, name), body: patch },
         setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-      );
+      )) as unknown;
     },
     async mergePatch(plural, ns, name, patch) {
-      return custom.patchNamespacedCustomObject(
+      return (await custom.patchNamespacedCustomObject(
         { ...target(plural, ns, name), body: patch },
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
+      )) as unknown;
     },
   };
 }
@@ -214,5 +214,19 @@ export function explainApiError(error: unknown, doing: string): CliError {
     );
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new CliError(EXIT.unavailable, `${doing}: cannot reach the cluster: ${message}`, { cause: error });
+  const code =
+    (error as { code?: unknown; cause?: { code?: unknown } }).cause?.code ??
+    (error as { code?: unknown }).code;
+  const network =
+    typeof code === 'string' &&
+    /^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|EAI_AGAIN|CERT_|ERR_TLS|DEPTH_ZERO|UNABLE_TO)/.test(
+      code,
+    );
+  return new CliError(
+    EXIT.unavailable,
+    network || /fetch failed|socket hang up/.test(message)
+      ? `${doing}: cannot reach the cluster: ${message}`
+      : `${doing}: ${message}`,
+    { cause: error },
+  );
 }

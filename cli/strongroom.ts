@@ -7,8 +7,15 @@
 import { Command } from 'commander';
 import { auditCommand } from './audit.ts';
 import { addClusterFlags } from './cluster.ts';
+import { cryptCommands } from './crypt.ts';
+import { describeCommand } from './describe.ts';
+import { doctorCommand } from './doctor.ts';
+import { getCommand } from './get.ts';
+import { grantCommands } from './grants.ts';
 import { reviewCommands } from './grant-review.ts';
+import { publishCommand } from './publish.ts';
 import { EXIT, type CliIo } from './io.ts';
+import { verifyCommand } from './verify.ts';
 
 /** The program; each command module contributes its commands. */
 export function program(io: CliIo, name = 'strongroom'): Command {
@@ -19,7 +26,17 @@ export function program(io: CliIo, name = 'strongroom'): Command {
       .configureOutput({ writeOut: io.out, writeErr: io.err })
       .showSuggestionAfterError(),
   );
-  const commands: Command[] = [...reviewCommands(io), auditCommand(io)];
+  const commands: Command[] = [
+    publishCommand(io),
+    ...reviewCommands(io),
+    auditCommand(io),
+    getCommand(io),
+    describeCommand(io),
+    ...grantCommands(io),
+    ...cryptCommands(io),
+    verifyCommand(io),
+    doctorCommand(io),
+  ];
   for (const command of commands) strongroom.addCommand(command);
   configureTree(strongroom, io);
   strongroom.addHelpText(

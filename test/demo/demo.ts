@@ -8,11 +8,12 @@
 //   npm run demo -- --once  tear down right after (used by the tests)
 import { createCipheriv, createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
+import type { ModelArtifact } from '../../core/api/index.ts';
 import { attachNode, startCluster, type Cluster, type Node } from '../harness/cluster.ts';
 import {
   auditLines,
@@ -22,13 +23,13 @@ import {
   importStrongroomImage,
   lease,
   modelsNamespace,
-  publishVersion,
   replicaAuditLogs,
   waitForReplicas,
 } from '../harness/chart.ts';
 import { kubectl, run, must } from '../harness/kubectl.ts';
 import { clients, eventually, installCrds } from '../harness/operator.ts';
 import { artifactBody, grantBody } from '../harness/objects.ts';
+import { publisherRbac } from '../harness/publish.ts';
 import { injectedPod } from '../harness/stack.ts';
 import { meetThePeople, type Person } from '../governance/people.ts';
 
@@ -109,7 +110,7 @@ function kubectlStrongroom(cluster: Cluster, person: Person, args: string[]) {
     env: {
       ...process.env,
       KUBECONFIG: person.kubeconfig,
-      PATH: `${join(repo, 'operator', 'cli')}:${process.env.PATH ?? ''}`,
+      PATH: `${join(repo, 'cli')}:${process.env.PATH ?? ''}`,
     },
   });
 }
@@ -226,21 +227,44 @@ async function runDemo(cluster: Cluster, asRoot: boolean, started: Started): Pro
     JSON.stringify(artifactBody(ARTIFACT, 'confidential')),
   );
   const files = sampleModel();
-  const published = await publishVersion({
-    admin: custom,
-    as: { name: 'frank', custom: people.frank.api.custom },
-    namespace: NS,
-    artifact: ARTIFACT,
-    version: 'v1',
-    storageDir,
-    plaintextDir: join(cluster.workDir, 'plaintext'),
-    files,
-  });
+  const laptop = join(cluster.workDir, 'laptop', ARTIFACT);
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(laptop, path, '..'), { recursive: true });
+    writeFileSync(join(laptop, path), content);
+  }
   for (const [path, content] of Object.entries(files))
     fact(
       `plaintext ${path.padEnd(20)} ${String(content.length).padStart(8)} bytes  sha256 ${sha256(content)}`,
     );
-  fact(`frank, a publisher, encrypted it and added version v1 in his own name`);
+  // What a team gives its publishers: the short-lived pod that streams ciphertext into the claim, and a look at
+  // Strongroom's StatefulSet to run that pod from the same image.
+  await must(cluster, ['apply', '-f', '-'], JSON.stringify(publisherRbac(NS, OP_NS, 'frank')));
+  equivalent(`kubectl strongroom publish ${ARTIFACT} ./${ARTIFACT} --version v1 -n ${NS}   # as frank`);
+  const publishing = await kubectlStrongroom(cluster, people.frank, [
+    'publish',
+    ARTIFACT,
+    laptop,
+    '--version',
+    'v1',
+    '-n',
+    NS,
+    '--operator-namespace',
+    OP_NS,
+  ]);
+  if (publishing.code !== 0) throw new Error(`strongroom publish as frank failed:\n${publishing.stderr}`);
+  for (const line of `${publishing.stderr}${publishing.stdout}`.trim().split('\n')) fact(line);
+  const publishedArtifact = (await custom.getNamespacedCustomObject({
+    group: 'strongroom.dev',
+    version: 'v1alpha1',
+    namespace: NS,
+    plural: 'modelartifacts',
+    name: ARTIFACT,
+  })) as ModelArtifact;
+  const published = publishedArtifact.spec.versions?.find((v) => v.name === 'v1');
+  if (published === undefined) throw new Error('v1 is not on the artifact after strongroom publish');
+  fact(
+    `frank, a publisher, encrypted it on his machine and added version v1 in his own name (${published.publisher})`,
+  );
   fact(`digest ${published.digest}, ${String(published.size)} bytes`);
   fact(`data key sealed to the artifact's recipient key ${published.encryption.keyFingerprint}`);
   fact(`then rewrapped by the operator under its KEK; the key never touches the volume`);

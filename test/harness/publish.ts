@@ -68,3 +68,53 @@ export async function publishVersion(options: {
   );
   return entry;
 }
+
+/**
+ * What a team gives a publisher for `strongroom publish` (docs/cli.md): in `namespace`, the short-lived pod that
+ * streams ciphertext into a claim (create, get, delete pods; exec) and the named bucket credentials Secrets; in the
+ * operator's namespace, a look at Strongroom's StatefulSet, whose image that pod runs. Adding versions to artifacts
+ * is the publisher RBAC of test/governance/people.yaml; the classification table decides whether they may.
+ */
+export function publisherRbac(
+  namespace: string,
+  operatorNamespace: string,
+  user: string,
+  secrets: readonly string[] = [],
+): object {
+  const binding = (ns: string, role: string) => ({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: { name: role, namespace: ns },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role },
+    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+  });
+  const role = `strongroom-publisher-${user}`;
+  return {
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: { name: role, namespace },
+        rules: [
+          { apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'delete'] },
+          { apiGroups: [''], resources: ['pods/exec'], verbs: ['create', 'get'] },
+          ...(secrets.length === 0
+            ? []
+            : [{ apiGroups: [''], resources: ['secrets'], resourceNames: [...secrets], verbs: ['get'] }]),
+        ],
+      },
+      binding(namespace, role),
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: { name: role, namespace: operatorNamespace },
+        rules: [
+          { apiGroups: ['apps'], resources: ['statefulsets'], resourceNames: ['strongroom'], verbs: ['get'] },
+        ],
+      },
+      binding(operatorNamespace, role),
+    ],
+  };
+}
