@@ -95,7 +95,7 @@ async function mustAs(person: Person, args: readonly string[], input?: string): 
 function approveAs(person: Person, namespace: string, grant: string) {
   return run(
     process.execPath,
-    [join(root, 'operator', 'cli', 'strongroom.ts'), 'approve', grant, '-n', namespace],
+    [join(root, 'cli', 'strongroom.ts'), 'approve', grant, '-n', namespace],
     { env: { ...process.env, KUBECONFIG: person.kubeconfig }, timeoutMs: 60_000 },
   );
 }

@@ -527,7 +527,7 @@ async function runDemo(cluster: Cluster, asRoot: boolean, started: Started): Pro
       execFileSync(
         process.execPath,
         [
-          join(repo, 'operator', 'cli', 'strongroom.ts'),
+          join(repo, 'cli', 'strongroom.ts'),
           'audit',
           'verify',
           ...logs,

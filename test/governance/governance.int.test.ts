@@ -112,7 +112,7 @@ function kubectlStrongroom(person: Person, args: readonly string[]): Promise<Com
     env: {
       ...process.env,
       KUBECONFIG: person.kubeconfig,
-      PATH: `${join(root, 'operator', 'cli')}:${process.env.PATH ?? ''}`,
+      PATH: `${join(root, 'cli')}:${process.env.PATH ?? ''}`,
     },
   });
 }

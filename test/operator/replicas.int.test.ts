@@ -61,7 +61,7 @@ const workloads: Workload[] = [];
 
 function cli(...argv: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, 'operator', 'cli', 'strongroom.ts'), ...argv], {
+    const child = spawn(process.execPath, [join(root, 'cli', 'strongroom.ts'), ...argv], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
