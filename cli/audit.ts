@@ -5,7 +5,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { EXIT_OK, EXIT_TAMPERED, EXIT_USAGE, type CliIo } from './io.ts';
+import { EXIT, type CliIo } from './io.ts';
 import {
   formatFindings,
   generateNoteKey,
@@ -155,7 +155,7 @@ function guarded<A extends unknown[]>(
       await action(...args);
     } catch (err) {
       io.err(`strongroom: ${(err as Error).message}\n`);
-      io.setExitCode(EXIT_USAGE);
+      io.setExitCode(EXIT.usage);
     }
   };
 }
@@ -232,7 +232,7 @@ export function auditCommand(io: CliIo): Command {
               `${ok ? 'OK' : 'FAILED'}: ${reports.filter((r) => r.report.ok).length} of ${reports.length} logs verified\n`,
             );
         }
-        io.setExitCode(ok ? EXIT_OK : EXIT_TAMPERED);
+        io.setExitCode(ok ? EXIT.ok : EXIT.failed);
       }),
     );
 
@@ -248,14 +248,14 @@ export function auditCommand(io: CliIo): Command {
         const latest = report.latest;
         if (!report.ok || latest === undefined) {
           io.err(`${formatFindings(report)}\nstrongroom: the log does not verify; no proof is printed\n`);
-          io.setExitCode(EXIT_TAMPERED);
+          io.setExitCode(EXIT.failed);
           return;
         }
         if (opts.entry >= latest.size) {
           io.err(
             `strongroom: entry ${opts.entry} is not covered by the latest signed checkpoint (size ${latest.size})\n`,
           );
-          io.setExitCode(EXIT_TAMPERED);
+          io.setExitCode(EXIT.failed);
           return;
         }
         const leaf = report.tree.leaf(opts.entry);
@@ -278,7 +278,7 @@ export function auditCommand(io: CliIo): Command {
             2,
           ) + '\n',
         );
-        io.setExitCode(EXIT_OK);
+        io.setExitCode(EXIT.ok);
       }),
     );
 
@@ -294,11 +294,11 @@ export function auditCommand(io: CliIo): Command {
         const report = await loadReport(log, opts);
         if (!report.ok || report.latest === undefined) {
           io.err(`${formatFindings(report)}\nstrongroom: the log does not verify\n`);
-          io.setExitCode(EXIT_TAMPERED);
+          io.setExitCode(EXIT.failed);
           return;
         }
         io.out(report.latest.note);
-        io.setExitCode(EXIT_OK);
+        io.setExitCode(EXIT.ok);
       }),
     );
 
@@ -329,7 +329,7 @@ export function auditCommand(io: CliIo): Command {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
         }
-        io.setExitCode(EXIT_OK);
+        io.setExitCode(EXIT.ok);
       }),
     );
 
@@ -343,7 +343,7 @@ export function auditCommand(io: CliIo): Command {
       guarded(io, (opts: { name: string }) => {
         const keys = generateNoteKey(opts.name);
         io.out(`${JSON.stringify(keys, null, 2)}\n`);
-        io.setExitCode(EXIT_OK);
+        io.setExitCode(EXIT.ok);
         return Promise.resolve();
       }),
     );

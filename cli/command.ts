@@ -23,6 +23,7 @@ export function action<A extends unknown[]>(
 }
 
 /** The global cluster flags and the command's own options, merged (the command's win). */
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the options' shape, as commander's own optsWithGlobals does
 export function flagsOf<T extends object>(command: Command): T & ClusterFlags {
   return command.optsWithGlobals<T & ClusterFlags>();
 }

@@ -225,6 +225,7 @@ describe('doctor: flags and output', () => {
       'webhook-admission',
       'operator-pods',
       'broker-endpoints',
+      'broker-mtls',
       'kms',
       'certificates',
       'clock-skew',

@@ -12,6 +12,8 @@
  * | webhook-admission | a server-side dry-run create of an opted-in pod: the API server calls the webhook, which must answer |
  * | operator-pods | the operator's pods are Ready (and their /readyz?verbose through the API server's pod proxy) |
  * | broker-endpoints | the Service strongroom-broker has ready endpoints (reachability of the pods behind it, not mTLS) |
+ * | broker-mtls | a TLS handshake with a broker pod through a port-forward: its certificate verifies, and it refuses a
+ *   client without a certificate |
  * | kms | the KMS opened: the operator opens it before it reports ready and before it campaigns for the Lease; and no
  *   ModelArtifact reports a key error |
  * | certificates | the serving certificates (Secrets strongroom-webhook-tls, strongroom-broker-tls) are valid, issued by
@@ -21,6 +23,8 @@
  * Exit 0 when no check fails (warnings included), 1 when one does, 2 bad usage, 5 when the cluster cannot be reached.
  */
 import { X509Certificate } from 'node:crypto';
+import { Duplex, PassThrough } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import {
   AdmissionregistrationV1Api,
@@ -28,6 +32,7 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   DiscoveryV1Api,
+  PortForward,
   type KubeConfig,
   type V1MutatingWebhook,
   type V1Pod,
@@ -644,6 +649,135 @@ const brokerEndpoints: Check = async (ctx) => {
   };
 };
 
+/** The port named `name` of the operator container of `pod`. */
+function containerPort(pod: V1Pod, name: string): number | undefined {
+  for (const c of pod.spec?.containers ?? [])
+    for (const p of c.ports ?? []) if (p.name === name) return p.containerPort;
+  return undefined;
+}
+
+/**
+ * A TLS handshake with the key broker through a port-forward to a Ready operator pod (through the API server, as
+ * `kubectl port-forward` does): the broker must present a certificate for `strongroom-broker.<ns>.svc` that the
+ * operator CA (the webhook's caBundle) verifies, and must then refuse the connection because doctor has no client
+ * certificate (TLS 1.3 alert "certificate required"): mutual TLS is enforced.
+ */
+export async function brokerHandshake(
+  kc: KubeConfig,
+  namespace: string,
+  pod: string,
+  port: number,
+  ca: readonly X509Certificate[],
+  timeoutMs = 10_000,
+): Promise<{ subject: string; verified: boolean; clientCertRequired: boolean; error?: string }> {
+  const fromPod = new PassThrough();
+  const toPod = new PassThrough();
+  const ws = (await new PortForward(kc).portForward(namespace, pod, [port], fromPod, null, toPod)) as {
+    close(): void;
+  };
+  const servername = `${INSTALL.brokerService}.${namespace}.svc`;
+  try {
+    return await new Promise((resolve) => {
+      let subject = '';
+      let verified = false;
+      const done = (clientCertRequired: boolean, error?: string) => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve({ subject, verified, clientCertRequired, ...(error === undefined ? {} : { error }) });
+      };
+      const socket = tlsConnect({
+        socket: Duplex.from({ readable: fromPod, writable: toPod }),
+        servername,
+        ca: ca.map((c) => c.toString()),
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: ['h2'],
+      });
+      const timer = setTimeout(() => {
+        done(false, `no answer within ${String(timeoutMs)} ms`);
+      }, timeoutMs);
+      socket.on('secureConnect', () => {
+        const peer = socket.getPeerX509Certificate();
+        subject = peer?.subject.replace(/\n/g, ', ') ?? '';
+        verified = socket.authorized;
+        // The server decides after our (empty) certificate arrives: wait for its alert, nudging it with a byte.
+        socket.write(Buffer.from([0]));
+      });
+      socket.on('error', (error: NodeJS.ErrnoException) => {
+        done(
+          /CERTIFICATE_REQUIRED|certificate required|alert number 116/i.test(
+            `${error.code ?? ''} ${error.message}`,
+          ),
+          error.message,
+        );
+      });
+      socket.on('close', () => {
+        done(false, 'the broker closed the connection without an alert');
+      });
+    });
+  } finally {
+    ws.close();
+  }
+}
+
+const brokerMtls: Check = async (ctx) => {
+  if (ctx.external === true)
+    return {
+      status: 'warn',
+      detail: 'the operator runs outside the cluster (webhook by URL): no broker pod to reach',
+    };
+  const bundle = ctx.bundle ?? [];
+  if (bundle.length === 0)
+    return {
+      status: 'fail',
+      detail: 'no operator CA to verify the broker with (see webhook-ca)',
+      remedy: 'see webhook-ca',
+    };
+  const pods = await read('operator pods', () =>
+    ctx.core.listNamespacedPod({ namespace: ctx.operatorNamespace, labelSelector: INSTALL.podSelector }),
+  );
+  if (!('found' in pods)) return { status: 'warn', detail: 'cannot list the operator pods' };
+  const pod = pods.found.items.find((p) =>
+    p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
+  if (pod === undefined)
+    return { status: 'fail', detail: 'no Ready operator pod to reach', remedy: 'check operator-pods' };
+  const port = containerPort(pod, 'broker');
+  if (port === undefined)
+    return { status: 'fail', detail: `pod ${pod.metadata?.name ?? ''} has no port named broker` };
+  const name = pod.metadata?.name ?? '';
+  let result;
+  try {
+    result = await brokerHandshake(ctx.kc, ctx.operatorNamespace, name, port, bundle);
+  } catch (error) {
+    const status = apiStatus(error);
+    if (status?.code === 403)
+      return {
+        status: 'warn',
+        detail: `port-forward to ${name} refused: ${status.message}`,
+        remedy: 'run doctor with pods/portforward rights',
+      };
+    return {
+      status: 'fail',
+      detail: `cannot port-forward to ${name}:${String(port)}: ${(error as Error).message}`,
+    };
+  }
+  if (!result.verified)
+    return {
+      status: 'fail',
+      detail: `the broker on ${name}:${String(port)} did not present a certificate the operator CA verifies for ${INSTALL.brokerService}.${ctx.operatorNamespace}.svc (${result.error ?? result.subject})`,
+      remedy: 'check certificates; restart the operator to reissue its serving certificate',
+    };
+  if (!result.clientCertRequired)
+    return {
+      status: 'fail',
+      detail: `the broker on ${name}:${String(port)} accepted a connection without a client certificate (${result.error ?? ''}): mutual TLS is not enforced`,
+    };
+  return {
+    status: 'ok',
+    detail: `${name}:${String(port)} presented ${result.subject} (verified by the operator CA) and refused a client without a certificate`,
+  };
+};
+
 interface LeaseFacts {
   readonly serverDate: Date;
   readonly holder?: string;
@@ -835,6 +969,12 @@ export const CHECKS: readonly { readonly id: string; readonly method: string; re
     id: 'broker-endpoints',
     method: `the Service ${INSTALL.brokerService} and its EndpointSlices: ready endpoints exist. It proves the broker pods pass their readiness probe, not that an mTLS handshake succeeds`,
     run: brokerEndpoints,
+  },
+  {
+    id: 'broker-mtls',
+    method:
+      'a TLS 1.3 handshake with the broker port of a Ready operator pod, through a port-forward: its certificate must verify against the operator CA for strongroom-broker.<ns>.svc, and it must refuse doctor, which has no client certificate (mutual TLS enforced)',
+    run: brokerMtls,
   },
   {
     id: 'kms',

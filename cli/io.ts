@@ -21,11 +21,6 @@ export const EXIT = {
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
-/** @deprecated names kept for the audit commands: use {@link EXIT}. */
-export const EXIT_OK = EXIT.ok;
-export const EXIT_TAMPERED = EXIT.failed;
-export const EXIT_USAGE = EXIT.usage;
-
 /** Where the commands write; tests and the main entry point pass process streams. */
 export interface CliIo {
   readonly out: (text: string) => void;

@@ -36,7 +36,7 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
 }
 
 /** The stream cut into chunks of `size` bytes, as a pipe might deliver it. */
-async function* chunks(bytes: Buffer, size: number): AsyncGenerator<Buffer> {
+function* chunks(bytes: Buffer, size: number): Generator<Buffer> {
   for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
 }
 

@@ -58,7 +58,7 @@ export function parseFileHeader(line: string): FileHeader | { end: true; sha256:
 
 /** Reads the stream from `input` into `target` (which must not exist). Returns the files and bytes installed. */
 export async function receive(
-  input: AsyncIterable<Buffer>,
+  input: AsyncIterable<Buffer> | Iterable<Buffer>,
   target: string,
 ): Promise<{ files: number; bytes: number }> {
   if (await exists(target)) throw new ReceiveError(`${target} already exists: versions are immutable`);
@@ -82,7 +82,7 @@ export async function receive(
 }
 
 async function readInto(
-  input: AsyncIterable<Buffer>,
+  input: AsyncIterable<Buffer> | Iterable<Buffer>,
   staging: string,
 ): Promise<{ files: number; bytes: number }> {
   const hash = createHash('sha256');

@@ -93,11 +93,10 @@ async function mustAs(person: Person, args: readonly string[], input?: string): 
 
 /** `strongroom approve NAME -n NS` (the kubectl plugin's command) as `person`. */
 function approveAs(person: Person, namespace: string, grant: string) {
-  return run(
-    process.execPath,
-    [join(root, 'cli', 'strongroom.ts'), 'approve', grant, '-n', namespace],
-    { env: { ...process.env, KUBECONFIG: person.kubeconfig }, timeoutMs: 60_000 },
-  );
+  return run(process.execPath, [join(root, 'cli', 'strongroom.ts'), 'approve', grant, '-n', namespace], {
+    env: { ...process.env, KUBECONFIG: person.kubeconfig },
+    timeoutMs: 60_000,
+  });
 }
 
 async function podAs(person: Person, namespace: string, pod: V1Pod): Promise<void> {
@@ -373,6 +372,33 @@ describe('the chart installed with Helm 3', () => {
     const held = await eventually('a leader', async () => (await lease(cluster, OP_NS)).holder);
     expect([`${RELEASE}-0`, `${RELEASE}-1`]).toContain(held);
   }, 300_000);
+
+  it('strongroom doctor finds the installed chart healthy, every check ok', async () => {
+    const r = await run(
+      process.execPath,
+      [join(root, 'cli', 'strongroom.ts'), 'doctor', '--operator-namespace', OP_NS, '-o', 'json'],
+      { env: { ...process.env, KUBECONFIG: cluster.kubeconfig }, timeoutMs: 120_000 },
+    );
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      checks: { id: string; status: string; detail: string }[];
+    };
+    expect(
+      report.checks.filter((c) => c.status !== 'ok'),
+      r.stdout,
+    ).toEqual([]);
+    expect(report.checks.map((c) => c.id)).toEqual(
+      expect.arrayContaining([
+        'operator-pods',
+        'broker-endpoints',
+        'certificates',
+        'clock-skew',
+        'webhook-admission',
+      ]),
+    );
+    expect(report.ok).toBe(true);
+    expect(r.code).toBe(0);
+  }, 180_000);
 });
 
 describe('the mission through the installed chart, as the people', () => {

@@ -231,6 +231,7 @@ describe('strongroom doctor on the real API server', () => {
       'webhook-admission': 'ok',
       'operator-pods': 'warn',
       'broker-endpoints': 'warn',
+      'broker-mtls': 'warn',
       // The broken artifact reports KeysReady False: a warning, the KMS itself opened.
       kms: 'warn',
       certificates: 'ok',
