@@ -86,9 +86,13 @@ describe('writeVersion', () => {
 
     expect(written.path).toBe(join(dir, 'volume', 'models', 'resnet50', 'v2'));
     expect(written.path).toBe(
-      versionDirectory(join(dir, 'volume'), { storage: { path: 'models/resnet50' } }, {
-        name: 'v2',
-      }),
+      versionDirectory(
+        join(dir, 'volume'),
+        { storage: { path: 'models/resnet50' } },
+        {
+          name: 'v2',
+        },
+      ),
     );
     expect(written.size).toBe([...files.values()].reduce((n, b) => n + b.length, 0));
     // Nothing else beside the version: no staging directory left behind.

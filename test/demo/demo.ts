@@ -526,14 +526,7 @@ async function runDemo(cluster: Cluster, asRoot: boolean, started: Started): Pro
     indent(
       execFileSync(
         process.execPath,
-        [
-          join(repo, 'cli', 'strongroom.ts'),
-          'audit',
-          'verify',
-          ...logs,
-          '--public-key',
-          vkeyFile,
-        ],
+        [join(repo, 'cli', 'strongroom.ts'), 'audit', 'verify', ...logs, '--public-key', vkeyFile],
         { encoding: 'utf8' },
       ),
     ),

@@ -426,14 +426,7 @@ export async function auditVerifierKey(cluster: ClusterInfo, namespace: string):
 export function auditVerify(logs: readonly string[], publicKeyFile: string): Promise<CommandResult> {
   return run(
     process.execPath,
-    [
-      join(root, 'cli', 'strongroom.ts'),
-      'audit',
-      'verify',
-      ...logs,
-      '--public-key',
-      publicKeyFile,
-    ],
+    [join(root, 'cli', 'strongroom.ts'), 'audit', 'verify', ...logs, '--public-key', publicKeyFile],
     { timeoutMs: 60_000 },
   );
 }

@@ -137,14 +137,7 @@ export async function auditVerifyCli(log: string, vkey: string): Promise<{ code:
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [
-        join(root, 'cli', 'strongroom.ts'),
-        'audit',
-        'verify',
-        log,
-        '--public-key',
-        join(dir, 'audit.vkey'),
-      ],
+      [join(root, 'cli', 'strongroom.ts'), 'audit', 'verify', log, '--public-key', join(dir, 'audit.vkey')],
       (error, stdout, stderr) => {
         resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr });
       },

@@ -240,9 +240,7 @@ describe('the Dockerfile and the daemonless image have the same layout', { timeo
           'ENTRYPOINT: the Dockerfile says ["/bin/sh","-c","/usr/local/bin/node"], the image ["/usr/local/bin/node"]',
         ],
       );
-      expect(
-        compare(edited('CMD ["/app/operator/main.ts"]', 'CMD ["/app/cli/strongroom.ts"]')),
-      ).toEqual([
+      expect(compare(edited('CMD ["/app/operator/main.ts"]', 'CMD ["/app/cli/strongroom.ts"]'))).toEqual([
         'CMD: the Dockerfile says ["/app/cli/strongroom.ts"], the image ["/app/operator/main.ts"]',
       ]);
       expect(compare(edited('WORKDIR /app\nENTRYPOINT', 'WORKDIR /\nENTRYPOINT'))).toEqual([
