@@ -23,6 +23,9 @@ async function run(...args: string[]): Promise<{ code: number; out: string; err:
   return { code, out, err };
 }
 
+/** `grant create` with what it needs but `--purpose`. */
+const grantCreate = ['grant', 'create', 'g', '--artifact', 'a', '--service-account', 'sa'];
+
 // No cluster is reached by any of these: a kubeconfig that does not exist would fail differently (exit 2 too, but
 // with "cannot load the kubeconfig"), so each expectation names its own message.
 const cases: [string, string[], RegExp][] = [
@@ -43,61 +46,22 @@ const cases: [string, string[], RegExp][] = [
   ],
   [
     'bad duration',
-    [
-      'grant',
-      'create',
-      'g',
-      '--artifact',
-      'a',
-      '--service-account',
-      'sa',
-      '--purpose',
-      'p',
-      '--duration',
-      'a week',
-    ],
+    [...grantCreate, '--purpose', 'p', '--duration', 'a week'],
     /--duration: invalid duration "a week"/,
   ],
   [
     'conflicting flags: --duration and --expires-at',
-    [
-      'grant',
-      'create',
-      'g',
-      '--artifact',
-      'a',
-      '--service-account',
-      'sa',
-      '--purpose',
-      'p',
-      '--duration',
-      '1h',
-      '--expires-at',
-      '2027-01-01T00:00:00Z',
-    ],
+    [...grantCreate, '--purpose', 'p', '--duration', '1h', '--expires-at', '2027-01-01T00:00:00Z'],
     /--duration and --expires-at both set the end of the grant/,
   ],
   [
     'conflicting flags: --versions and --all-versions',
-    [
-      'grant',
-      'create',
-      'g',
-      '--artifact',
-      'a',
-      '--service-account',
-      'sa',
-      '--purpose',
-      'p',
-      '--versions',
-      'v1',
-      '--all-versions',
-    ],
+    [...grantCreate, '--purpose', 'p', '--versions', 'v1', '--all-versions'],
     /give only one of them/,
   ],
   [
     'conflicting flags: --purpose and --reason',
-    ['grant', 'create', 'g', '--artifact', 'a', '--service-account', 'sa', '--purpose', 'p', '--reason', 'q'],
+    [...grantCreate, '--purpose', 'p', '--reason', 'q'],
     /--purpose and --reason are the same field/,
   ],
   [
@@ -106,11 +70,7 @@ const cases: [string, string[], RegExp][] = [
     /a name and -A\/--all-namespaces do not go together/,
   ],
   ['missing required option', ['revoke', 'g'], /required option '--reason <text>' not specified/],
-  [
-    'missing --purpose',
-    ['grant', 'create', 'g', '--artifact', 'a', '--service-account', 'sa'],
-    /--purpose <text>/,
-  ],
+  ['missing --purpose', grantCreate, /--purpose <text>/],
   [
     'bad --dry-run value',
     ['grant', 'create', 'g', '--artifact', 'a', '--dry-run', 'maybe'],

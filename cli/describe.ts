@@ -20,7 +20,7 @@ import type {
 } from '../core/api/index.ts';
 import { parseVerifierKey, verifyLog, type NoteVerifier } from '../core/audit/index.ts';
 import { QUARANTINE_ANNOTATION, REVOKED_ANNOTATION } from '../core/policy/grant.ts';
-import { connect, explainApiError } from './cluster.ts';
+import { connect, explainApiError, type Cluster } from './cluster.ts';
 import { action, example, flagsOf } from './command.ts';
 import { CliError, EXIT, usageError, type CliIo } from './io.ts';
 import {
@@ -349,12 +349,31 @@ function grantRow(grant: AccessGrant) {
   };
 }
 
-/** The inputs of `describe artifact`. `sources` undefined: no `--audit-log` given. */
-export interface ArtifactFacts {
+/** What `--audit-log` and `--releases` add to the inputs of `describe`. `sources` undefined: no `--audit-log` given. */
+export interface AuditFacts {
+  readonly sources?: readonly AuditSource[] | undefined;
+  /** How many records to list (10 when not given). */
+  readonly releases?: number;
+}
+
+/** The inputs of `describe artifact`. */
+export interface ArtifactFacts extends AuditFacts {
   readonly artifact: ModelArtifact;
   readonly grants: readonly AccessGrant[];
-  readonly sources?: readonly AuditSource[] | undefined;
-  readonly releases?: number;
+}
+
+/** The last key releases of the artifact in the audit logs, if any were given. */
+function artifactRecords(facts: ArtifactFacts, limit: number): AuditRecord[] {
+  const { artifact } = facts;
+  return facts.sources === undefined
+    ? []
+    : lastRecords(
+        facts.sources,
+        (r) =>
+          isArtifactRecord(r, artifact.metadata.namespace ?? '', artifact.metadata.name ?? '') &&
+          r.event.type === 'key-release',
+        limit,
+      );
 }
 
 export function describeArtifactText(facts: ArtifactFacts, now = new Date()): string {
@@ -404,16 +423,7 @@ export function describeArtifactText(facts: ArtifactFacts, now = new Date()): st
             ],
           ),
         )}`;
-  const records =
-    facts.sources === undefined
-      ? []
-      : lastRecords(
-          facts.sources,
-          (r) =>
-            isArtifactRecord(r, artifact.metadata.namespace ?? '', artifact.metadata.name ?? '') &&
-            r.event.type === 'key-release',
-          limit,
-        );
+  const records = artifactRecords(facts, limit);
   return [
     head,
     conditionsSection(artifact.status?.conditions, now),
@@ -424,12 +434,22 @@ export function describeArtifactText(facts: ArtifactFacts, now = new Date()): st
 }
 
 /** The inputs of `describe grant`. */
-export interface GrantFacts {
+export interface GrantFacts extends AuditFacts {
   readonly grant: AccessGrant;
   /** The artifact it names, if it exists and could be read. */
   readonly artifact?: ModelArtifact | undefined;
-  readonly sources?: readonly AuditSource[] | undefined;
-  readonly releases?: number;
+}
+
+/** The last key releases and governance events of the grant in the audit logs, if any were given. */
+function grantRecords(facts: GrantFacts, limit: number): AuditRecord[] {
+  const { grant } = facts;
+  return facts.sources === undefined
+    ? []
+    : lastRecords(
+        facts.sources,
+        (r) => isGrantRecord(r, grant.metadata.namespace ?? '', grant.metadata.name ?? ''),
+        limit,
+      );
 }
 
 export function describeGrantText(facts: GrantFacts, now = new Date()): string {
@@ -505,14 +525,7 @@ export function describeGrantText(facts: GrantFacts, now = new Date()): string {
         ]),
       )}`
     : '';
-  const records =
-    facts.sources === undefined
-      ? []
-      : lastRecords(
-          facts.sources,
-          (r) => isGrantRecord(r, grant.metadata.namespace ?? '', grant.metadata.name ?? ''),
-          limit,
-        );
+  const records = grantRecords(facts, limit);
   return [
     head,
     conditionsSection(grant.status?.conditions, now),
@@ -546,16 +559,7 @@ export function describeArtifactDocument(facts: ArtifactFacts): Record<string, u
   const { artifact } = facts;
   const limit = facts.releases ?? 10;
   const grants = facts.grants.filter((g) => g.spec.artifactRef.name === artifact.metadata.name);
-  const records =
-    facts.sources === undefined
-      ? []
-      : lastRecords(
-          facts.sources,
-          (r) =>
-            isArtifactRecord(r, artifact.metadata.namespace ?? '', artifact.metadata.name ?? '') &&
-            r.event.type === 'key-release',
-          limit,
-        );
+  const records = artifactRecords(facts, limit);
   return {
     kind: 'ArtifactDescription',
     artifact: withoutManagedFields(artifact),
@@ -578,14 +582,7 @@ export function describeArtifactDocument(facts: ArtifactFacts): Record<string, u
 export function describeGrantDocument(facts: GrantFacts): Record<string, unknown> {
   const { grant } = facts;
   const limit = facts.releases ?? 10;
-  const records =
-    facts.sources === undefined
-      ? []
-      : lastRecords(
-          facts.sources,
-          (r) => isGrantRecord(r, grant.metadata.namespace ?? '', grant.metadata.name ?? ''),
-          limit,
-        );
+  const records = grantRecords(facts, limit);
   return {
     kind: 'GrantDescription',
     grant: withoutManagedFields(grant),
@@ -648,6 +645,30 @@ function print(io: CliIo, format: DescribeOptions['output'], text: () => string,
   else io.out(text());
 }
 
+/**
+ * The action of `describe <kind> <name>`: reads `--audit-log` first (a bad flag fails before any API call), then
+ * the object with `load`, and prints `text` or, with `-o json|yaml`, `doc`.
+ */
+function describeAction<F>(
+  io: CliIo,
+  load: (cluster: Cluster, name: string) => Promise<F>,
+  text: (facts: F & AuditFacts) => string,
+  doc: (facts: F & AuditFacts) => unknown,
+): (name: string, _o: DescribeOptions, command: Command) => Promise<void> {
+  return action(io, async (name: string, _o: DescribeOptions, command: Command) => {
+    const options = flagsOf<DescribeOptions>(command);
+    const sources = await audit(options);
+    const cluster = connect(options);
+    const facts = { ...(await load(cluster, name)), sources, releases: options.releases };
+    print(
+      io,
+      options.output,
+      () => text(facts),
+      () => doc(facts),
+    );
+  });
+}
+
 /** `describe`, added to the `strongroom` program. */
 export function describeCommand(io: CliIo): Command {
   const describe = new Command('describe').description(
@@ -660,31 +681,27 @@ export function describeCommand(io: CliIo): Command {
         .description('show a ModelArtifact: spec, conditions, versions, the grants naming it, last releases')
         .argument('<name>', 'the ModelArtifact')
         .action(
-          action(io, async (name: string, _o: DescribeOptions, command: Command) => {
-            const options = flagsOf<DescribeOptions>(command);
-            const sources = await audit(options);
-            const cluster = connect(options);
-            const ns = cluster.namespace;
-            let artifact: ModelArtifact;
-            let grants: AccessGrant[];
-            try {
-              artifact = await cluster.getArtifact(ns, name);
-            } catch (error) {
-              throw explainApiError(error, `ModelArtifact ${ns}/${name}`);
-            }
-            try {
-              grants = await cluster.listGrants(ns);
-            } catch (error) {
-              throw explainApiError(error, `listing the AccessGrants of ${ns}`);
-            }
-            const facts = { artifact, grants, sources, releases: options.releases };
-            print(
-              io,
-              options.output,
-              () => describeArtifactText(facts),
-              () => describeArtifactDocument(facts),
-            );
-          }),
+          describeAction(
+            io,
+            async (cluster, name) => {
+              const ns = cluster.namespace;
+              let artifact: ModelArtifact;
+              let grants: AccessGrant[];
+              try {
+                artifact = await cluster.getArtifact(ns, name);
+              } catch (error) {
+                throw explainApiError(error, `ModelArtifact ${ns}/${name}`);
+              }
+              try {
+                grants = await cluster.listGrants(ns);
+              } catch (error) {
+                throw explainApiError(error, `listing the AccessGrants of ${ns}`);
+              }
+              return { artifact, grants };
+            },
+            describeArtifactText,
+            describeArtifactDocument,
+          ),
         ),
       'strongroom describe artifact resnet50 -n ml-dev --audit-log audit/ --public-key audit.vkey',
     ),
@@ -696,29 +713,25 @@ export function describeCommand(io: CliIo): Command {
         .description('show an AccessGrant: subjects, versions, approvals, denial, conditions, last releases')
         .argument('<name>', 'the AccessGrant')
         .action(
-          action(io, async (name: string, _o: DescribeOptions, command: Command) => {
-            const options = flagsOf<DescribeOptions>(command);
-            const sources = await audit(options);
-            const cluster = connect(options);
-            const ns = cluster.namespace;
-            let grant: AccessGrant;
-            try {
-              grant = await cluster.getGrant(ns, name);
-            } catch (error) {
-              throw explainApiError(error, `AccessGrant ${ns}/${name}`);
-            }
-            // The artifact is context only: a grant for a missing artifact (or one the user cannot read) still shows.
-            const artifact = await cluster
-              .getArtifact(ns, grant.spec.artifactRef.name)
-              .catch(() => undefined);
-            const facts = { grant, artifact, sources, releases: options.releases };
-            print(
-              io,
-              options.output,
-              () => describeGrantText(facts),
-              () => describeGrantDocument(facts),
-            );
-          }),
+          describeAction(
+            io,
+            async (cluster, name) => {
+              const ns = cluster.namespace;
+              let grant: AccessGrant;
+              try {
+                grant = await cluster.getGrant(ns, name);
+              } catch (error) {
+                throw explainApiError(error, `AccessGrant ${ns}/${name}`);
+              }
+              // The artifact is context only: a grant for a missing artifact (or one the user cannot read) still shows.
+              const artifact = await cluster
+                .getArtifact(ns, grant.spec.artifactRef.name)
+                .catch(() => undefined);
+              return { grant, artifact };
+            },
+            describeGrantText,
+            describeGrantDocument,
+          ),
         ),
       'strongroom describe grant resnet50-eval -n ml-dev',
       'strongroom describe grant resnet50-eval -n ml-dev --audit-log audit/ --public-key audit.vkey --releases 20',

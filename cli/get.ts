@@ -7,7 +7,7 @@
  */
 import { Command } from 'commander';
 import type { AccessGrant, ModelArtifact, ModelArtifactVersion } from '../core/api/index.ts';
-import { connect, explainApiError } from './cluster.ts';
+import { connect, explainApiError, type Cluster } from './cluster.ts';
 import { action, example, flagsOf } from './command.ts';
 import { usageError, type CliIo } from './io.ts';
 import { age, outputOption, printObjects, type Column, type OutputFormat } from './output.ts';
@@ -199,6 +199,51 @@ function checkScope(name: string | undefined, options: GetOptions): void {
     );
 }
 
+/** How `get artifacts|grants` reads one kind of object. */
+interface Listable<T> {
+  /** `ModelArtifact`: in messages, and `listing ModelArtifacts`. */
+  readonly kind: string;
+  /** `artifacts`: in `No artifacts found.` */
+  readonly plural: string;
+  get(cluster: Cluster, namespace: string, name: string): Promise<T>;
+  list(cluster: Cluster, namespace: string | undefined): Promise<T[]>;
+  columns(allNamespaces: boolean): Column<T>[];
+}
+
+/** The action of `get <kind> [name]`: the named object of the namespace, or the list (of all namespaces with -A). */
+function listOrShow<T>(
+  io: CliIo,
+  kind: Listable<T>,
+): (name: string | undefined, _o: GetOptions, command: Command) => Promise<void> {
+  return action(io, async (name: string | undefined, _o: GetOptions, command: Command) => {
+    const options = flagsOf<GetOptions>(command);
+    checkScope(name, options);
+    const cluster = connect(options);
+    const all = options.allNamespaces === true;
+    try {
+      if (name !== undefined) {
+        const object = await kind.get(cluster, cluster.namespace, name);
+        printObjects(io, options.output, withoutManagedFields(object), [object], kind.columns(false));
+      } else {
+        const items = await kind.list(cluster, all ? undefined : cluster.namespace);
+        printObjects(
+          io,
+          options.output,
+          listOf(items),
+          items,
+          kind.columns(all),
+          all ? `No ${kind.plural} found.` : `No ${kind.plural} found in namespace ${cluster.namespace}.`,
+        );
+      }
+    } catch (error) {
+      throw explainApiError(
+        error,
+        name === undefined ? `listing ${kind.kind}s` : `${kind.kind} ${cluster.namespace}/${name}`,
+      );
+    }
+  });
+}
+
 /** `get`, added to the `strongroom` program. */
 export function getCommand(io: CliIo): Command {
   const get = new Command('get').description(
@@ -214,38 +259,12 @@ export function getCommand(io: CliIo): Command {
         .description('list ModelArtifacts (or show one)')
         .argument('[name]', 'one artifact')
         .action(
-          action(io, async (name: string | undefined, _o: GetOptions, command: Command) => {
-            const options = flagsOf<GetOptions>(command);
-            checkScope(name, options);
-            const cluster = connect(options);
-            const all = options.allNamespaces === true;
-            try {
-              if (name !== undefined) {
-                const artifact = await cluster.getArtifact(cluster.namespace, name);
-                printObjects(
-                  io,
-                  options.output,
-                  withoutManagedFields(artifact),
-                  [artifact],
-                  artifactColumns(false),
-                );
-              } else {
-                const items = await cluster.listArtifacts(all ? undefined : cluster.namespace);
-                printObjects(
-                  io,
-                  options.output,
-                  listOf(items),
-                  items,
-                  artifactColumns(all),
-                  all ? 'No artifacts found.' : `No artifacts found in namespace ${cluster.namespace}.`,
-                );
-              }
-            } catch (error) {
-              throw explainApiError(
-                error,
-                name === undefined ? 'listing ModelArtifacts' : `ModelArtifact ${cluster.namespace}/${name}`,
-              );
-            }
+          listOrShow(io, {
+            kind: 'ModelArtifact',
+            plural: 'artifacts',
+            get: (cluster, namespace, name) => cluster.getArtifact(namespace, name),
+            list: (cluster, namespace) => cluster.listArtifacts(namespace),
+            columns: artifactColumns,
           }),
         ),
       'strongroom get artifacts -n ml-dev',
@@ -260,32 +279,12 @@ export function getCommand(io: CliIo): Command {
         .description('list AccessGrants (or show one): phase, approvals counted/needed, expiry')
         .argument('[name]', 'one grant')
         .action(
-          action(io, async (name: string | undefined, _o: GetOptions, command: Command) => {
-            const options = flagsOf<GetOptions>(command);
-            checkScope(name, options);
-            const cluster = connect(options);
-            const all = options.allNamespaces === true;
-            try {
-              if (name !== undefined) {
-                const grant = await cluster.getGrant(cluster.namespace, name);
-                printObjects(io, options.output, withoutManagedFields(grant), [grant], grantColumns(false));
-              } else {
-                const items = await cluster.listGrants(all ? undefined : cluster.namespace);
-                printObjects(
-                  io,
-                  options.output,
-                  listOf(items),
-                  items,
-                  grantColumns(all),
-                  all ? 'No grants found.' : `No grants found in namespace ${cluster.namespace}.`,
-                );
-              }
-            } catch (error) {
-              throw explainApiError(
-                error,
-                name === undefined ? 'listing AccessGrants' : `AccessGrant ${cluster.namespace}/${name}`,
-              );
-            }
+          listOrShow(io, {
+            kind: 'AccessGrant',
+            plural: 'grants',
+            get: (cluster, namespace, name) => cluster.getGrant(namespace, name),
+            list: (cluster, namespace) => cluster.listGrants(namespace),
+            columns: grantColumns,
           }),
         ),
       'strongroom get grants -n ml-dev',

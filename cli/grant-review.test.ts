@@ -1,26 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { AccessGrant } from '../core/api/index.ts';
 import { approvalPatch, denialPatch, qualifyingGroups, ReviewError, type Caller } from './grant-review.ts';
+import { testGrant } from './testdata/grants.ts';
 
 const now = new Date('2026-12-06T10:11:12.345Z');
 const bob: Caller = { username: 'bob', groups: ['strongroom:approvers', 'system:authenticated'] };
 
 function grant(spec: Partial<AccessGrant['spec']> = {}): AccessGrant {
-  return {
-    apiVersion: 'strongroom.dev/v1alpha1',
-    kind: 'AccessGrant',
-    metadata: { name: 'g', namespace: 'ml-dev', resourceVersion: '42' },
-    spec: {
-      requester: 'alice',
-      artifactRef: { name: 'resnet50' },
-      versions: { match: 'latest' },
-      mode: 'read',
-      subjects: [{ namespace: 'ml-dev', serviceAccount: 'trainer' }],
-      expiresAt: '2027-01-01T00:00:00Z',
-      purpose: 'p',
-      ...spec,
-    },
-  };
+  return testGrant({ resourceVersion: '42' }, spec);
 }
 
 describe('approvalPatch', () => {

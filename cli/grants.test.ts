@@ -11,6 +11,7 @@ import {
   type GrantRequest,
 } from './grants.ts';
 import { EXIT } from './io.ts';
+import { testGrant } from './testdata/grants.ts';
 
 const now = new Date('2026-12-06T10:11:12.345Z');
 const base: GrantRequest = {
@@ -23,20 +24,7 @@ const base: GrantRequest = {
 };
 
 function grant(annotations?: Record<string, string>): AccessGrant {
-  return {
-    apiVersion: 'strongroom.dev/v1alpha1',
-    kind: 'AccessGrant',
-    metadata: { name: 'g', namespace: 'ml-dev', ...(annotations ? { annotations } : {}) },
-    spec: {
-      requester: 'alice',
-      artifactRef: { name: 'resnet50' },
-      versions: { match: 'latest' },
-      mode: 'read',
-      subjects: [{ namespace: 'ml-dev', serviceAccount: 'trainer' }],
-      expiresAt: '2027-01-01T00:00:00Z',
-      purpose: 'p',
-    },
-  };
+  return testGrant(annotations ? { annotations } : {});
 }
 
 describe('buildGrant', () => {

@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION_ARTIFACTS, LABEL_INJECT } from '../../core/injection/contract.ts';
@@ -398,6 +399,15 @@ describe('the chart installed with Helm 3', () => {
     );
     expect(report.ok).toBe(true);
     expect(r.code).toBe(0);
+    // Its checks (a dry-run pod, a TLS handshake refused for want of a client certificate) leave both replicas Ready.
+    await sleep(3000);
+    const after = await replicaPods(cluster, OP_NS);
+    expect(
+      after.map((p) => [p.metadata?.name, p.status?.conditions?.find((c) => c.type === 'Ready')?.status]),
+    ).toEqual([
+      [`${RELEASE}-0`, 'True'],
+      [`${RELEASE}-1`, 'True'],
+    ]);
   }, 180_000);
 });
 
@@ -512,6 +522,8 @@ describe('the mission through the installed chart, as the people', () => {
 
 describe('leader failover across real pods', () => {
   it('moves the Lease to the other replica within the lease duration; a pod starting meanwhile gets its files', async () => {
+    // The survivor must be Ready before the leader goes, or there is nothing to fail over to.
+    await waitForReplicas(cluster, OP_NS, 2);
     const before = await lease(cluster, OP_NS);
     const leader = before.holder ?? '';
     const pods = (await replicaPods(cluster, OP_NS)).map((p) => p.metadata?.name ?? '');

@@ -67,6 +67,11 @@ function strongroom(
   });
 }
 
+/** `strongroom publish on-claim <model dir> --version v1 --image <the stack's image>` as `person`. */
+function publishOnClaim(person: Person): ReturnType<typeof strongroom> {
+  return strongroom(person, ['publish', 'on-claim', modelDir, '--version', 'v1', '--image', stack.image]);
+}
+
 async function apply(person: Person, object: object): Promise<void> {
   const r = await person.kubectl(['apply', '-f', '-'], JSON.stringify(object));
   if (r.code !== 0) throw new Error(`${person.name}: kubectl apply: ${r.stderr}`);
@@ -201,15 +206,7 @@ async function grantTrainer(name: string, model: string): Promise<void> {
 
 describe('strongroom publish, then a pod reads the model', () => {
   it("refuses a user who may not publish before writing anything, with the API server's reason", async () => {
-    const r = await strongroom(people.alice, [
-      'publish',
-      'on-claim',
-      modelDir,
-      '--version',
-      'v1',
-      '--image',
-      stack.image,
-    ]);
+    const r = await publishOnClaim(people.alice);
     expect(r.code).toBe(3);
     expect(r.err).toMatch(
       /you may not publish to ModelArtifact cli-dev\/on-claim \(checked before writing anything\)/,
@@ -218,15 +215,7 @@ describe('strongroom publish, then a pod reads the model', () => {
   });
 
   it('publishes to a PersistentVolumeClaim through a restricted pod: only ciphertext lands on the claim', async () => {
-    const r = await strongroom(people.frank, [
-      'publish',
-      'on-claim',
-      modelDir,
-      '--version',
-      'v1',
-      '--image',
-      stack.image,
-    ]);
+    const r = await publishOnClaim(people.frank);
     expect(r.err).toMatch(/encrypt on-claim@v1: .* MiB\/s\)/);
     expect(r.err).toMatch(/stream into pvc models: .* MiB\/s\)/);
     expect(r.code).toBe(0);
@@ -252,15 +241,7 @@ describe('strongroom publish, then a pod reads the model', () => {
   }, 300_000);
 
   it('refuses to publish the same version twice', async () => {
-    const r = await strongroom(people.frank, [
-      'publish',
-      'on-claim',
-      modelDir,
-      '--version',
-      'v1',
-      '--image',
-      stack.image,
-    ]);
+    const r = await publishOnClaim(people.frank);
     expect(r.code).toBe(3);
     expect(r.err).toMatch(/already has a version v1/);
   });
