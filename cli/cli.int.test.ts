@@ -8,7 +8,8 @@
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster } from '../test/cluster/cluster.ts';
 import type { AccessGrant } from '../core/api/index.ts';
 import {
   ENVIRONMENT_LABEL,
@@ -25,7 +26,15 @@ import { auditVerifierKey, grantWhen, operatorSuite } from '../test/harness/suit
 import { EXIT } from './io.ts';
 import { main } from './strongroom.ts';
 
-const cluster = inject('cluster');
+// A control plane of its own, not the shared one: this file installs Strongroom's governance policies (parameterized
+// ValidatingAdmissionPolicies) with their params ConfigMap in its own operator namespace, and on Kubernetes 1.35.4 the
+// API server kept answering "no params found" when files sharing it did so one after another (docs/install.md,
+// Troubleshooting). Registered first, so that it is stopped last.
+const own = await startCluster({ log: () => undefined, binaries: 'test' });
+afterAll(async () => {
+  await own.stop();
+}, 120_000);
+const cluster = own;
 const suite = operatorSuite(cluster, {
   operatorNamespace: 'strongroom-cli',
   namespaces: { dev: { name: 'cli-dev' }, prod: { name: 'cli-prod' } },

@@ -18,7 +18,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster } from '../cluster/cluster.ts';
 import { governancePolicies, POLICY_NAMES } from '../../core/governance/admission-policies.ts';
 import { governanceDefaults } from '../../core/governance/defaults.ts';
 import { GOVERNANCE_CONFIGMAP } from '../../core/policy/classification.ts';
@@ -43,7 +44,15 @@ import {
   sealedArtifact,
 } from '../harness/suite.ts';
 
-const cluster = inject('cluster');
+// A control plane of its own, not the shared one: this file installs Strongroom's governance policies (parameterized
+// ValidatingAdmissionPolicies) with their params ConfigMap in its own operator namespace, and on Kubernetes 1.35.4 the
+// API server kept answering "no params found" when files sharing it did so one after another (docs/install.md,
+// Troubleshooting). Registered first, so that it is stopped last.
+const own = await startCluster({ log: () => undefined, binaries: 'test' });
+afterAll(async () => {
+  await own.stop();
+}, 120_000);
+const cluster = own;
 const suite = operatorSuite(cluster, {
   operatorNamespace: 'vd-system',
   namespaces: { apps: { name: 'vd-apps', environment: 'dev' } },

@@ -50,7 +50,15 @@ describe('the README demo command (npm run demo)', () => {
     expect(volume).not.toMatch(/config\.json|weights\.bin|vocab\.txt/);
     expect(publish).toContain('ciphertext check: no plaintext name');
     expect(publish).toMatch(/resnet50\s+confidential\s+v1\s+True/);
-    expect(publish).toContain('frank, a publisher, encrypted it and added version v1 in his own name');
+    expect(publish).toContain(
+      'kubectl strongroom publish resnet50 ./resnet50 --version v1 -n ml-dev   # as frank',
+    );
+    expect(publish).toMatch(/encrypt resnet50@v1: .* MiB\/s\)/);
+    expect(publish).toMatch(/stream into pvc models: .* MiB\/s\)/);
+    expect(publish).toContain('key: sealed by the operator');
+    expect(publish).toContain(
+      'frank, a publisher, encrypted it on his machine and added version v1 in his own name (frank)',
+    );
 
     // 3. alice requests the grant; her own approval is refused by the API server; bob and carol approve it in
     //    their own names and it becomes Active.

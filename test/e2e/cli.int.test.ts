@@ -9,9 +9,9 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
-import { attachNode, type Node } from '../cluster/cluster.ts';
+import { attachNode, startCluster, type Cluster, type Node } from '../cluster/cluster.ts';
 import { farewell, meetThePeople, type Name, type Person } from '../governance/people.ts';
 import { must, type ClusterInfo } from '../harness/kubectl.ts';
 import { grantBody } from '../harness/objects.ts';
@@ -43,6 +43,7 @@ const SHOW_AND_WAIT =
   'cd /models/m && find . -type f | sort | while read -r f; do sha256sum "$f"; done; echo END-OF-LIST; sleep 3600';
 
 let cluster: ClusterInfo;
+let own: Cluster | undefined;
 let node: Node;
 let stack: Stack;
 let s3: S3Server;
@@ -87,7 +88,12 @@ function artifact(name: string, storage: ModelArtifact['spec']['storage']): obje
 }
 
 beforeAll(async () => {
-  cluster = inject('cluster');
+  // A control plane of its own, not the shared one: this file installs Strongroom's governance policies (parameterized
+  // ValidatingAdmissionPolicies) with their params ConfigMap in its own operator namespace, and on Kubernetes 1.35.4 the
+  // API server kept answering "no params found" when files sharing it did so one after another (docs/install.md,
+  // Troubleshooting). Registered first, so that it is stopped last.
+  own = await startCluster({ log: (l) => process.stderr.write(`[cli] ${l}\n`), binaries: 'test' });
+  cluster = own;
   node = await attachNode(cluster, { log: (l) => process.stderr.write(`[node] ${l}\n`) });
   stack = await startStack({
     cluster,
@@ -156,6 +162,7 @@ afterAll(async () => {
   await s3.stop();
   await stack.stop();
   await node.stop();
+  await own?.stop();
 }, 300_000);
 
 async function readByPod(name: string, model: string): Promise<string[]> {
