@@ -6,7 +6,8 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from './io.ts';
-import { main } from './strongroom.ts';
+import type { Command } from 'commander';
+import { main, program } from './strongroom.ts';
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -145,5 +146,24 @@ describe('the real process', () => {
     const badOutput = await spawn(['get', 'artifacts', '-o', 'xml']);
     expect(badOutput.code).toBe(2);
     expect(badOutput.stderr).toMatch(/argument 'xml' is invalid/);
+  });
+});
+
+describe('every command documents itself', () => {
+  /** Every command path of the program, groups included (commander's own `help` left out). */
+  function paths(command: Command, prefix: string[] = []): string[][] {
+    return command.commands
+      .filter((c) => c.name() !== 'help')
+      .flatMap((c) => [[...prefix, c.name()], ...paths(c, [...prefix, c.name()])]);
+  }
+
+  it('--help of every command and group exits 0 and shows an example of it', async () => {
+    const all = paths(program({ out: () => undefined, err: () => undefined, setExitCode: () => undefined }));
+    expect(all.length).toBeGreaterThan(20);
+    for (const path of all) {
+      const r = await run(...path, '--help');
+      expect(r.code, path.join(' ')).toBe(EXIT.ok);
+      expect(r.out, path.join(' ')).toMatch(/\nExample:\n {2}strongroom /);
+    }
   });
 });

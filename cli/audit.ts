@@ -163,12 +163,17 @@ function guarded<A extends unknown[]>(
 export function auditCommand(io: CliIo): Command {
   // Set before the subcommands are defined, so that they inherit it: usage errors throw instead of exiting.
   const audit = new Command('audit')
+    .addHelpText('after', '\nExample:\n  strongroom audit verify audit/ --public-key audit.vkey\n')
     .description('tamper-evident audit log: verify, prove, tail')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
 
   audit
     .command('verify')
+    .addHelpText(
+      'after',
+      '\nExample:\n  strongroom audit verify audit/ --public-key audit.vkey --trusted-checkpoint last.checkpoint\n',
+    )
     .description(
       'verify logs offline: signatures, tree vs every checkpoint, consistency, sequence, time, gaps. Several logs ' +
         '(one per operator replica) are each verified independently; a directory stands for the *.log files in ' +
@@ -238,6 +243,10 @@ export function auditCommand(io: CliIo): Command {
 
   audit
     .command('prove')
+    .addHelpText(
+      'after',
+      '\nExample:\n  strongroom audit prove audit/strongroom-0.log --entry 42 --public-key audit.vkey\n',
+    )
     .description('print the inclusion proof of an entry against the latest signed checkpoint')
     .argument('<log>', 'the log file')
     .requiredOption('--entry <n>', 'the entry (seq)', nonNegativeInt)
@@ -284,6 +293,10 @@ export function auditCommand(io: CliIo): Command {
 
   audit
     .command('checkpoint')
+    .addHelpText(
+      'after',
+      '\nExample:\n  strongroom audit checkpoint audit/strongroom-0.log --public-key audit.vkey > last.checkpoint\n',
+    )
     .description(
       'print the latest signed checkpoint of a verified log (save it to pass as --trusted-checkpoint later)',
     )
@@ -304,6 +317,7 @@ export function auditCommand(io: CliIo): Command {
 
   audit
     .command('tail')
+    .addHelpText('after', '\nExample:\n  strongroom audit tail audit/strongroom-0.log --from 100\n')
     .description('print entries (one JSON line each) as they are written')
     .argument('<log>', 'the log file')
     .option('--from <seq>', 'start at this entry', nonNegativeInt)
@@ -335,6 +349,7 @@ export function auditCommand(io: CliIo): Command {
 
   audit
     .command('keygen')
+    .addHelpText('after', '\nExample:\n  strongroom audit keygen --name strongroom.example/audit\n')
     .description(
       'generate an Ed25519 checkpoint key pair for an origin (prints the signer and verifier keys)',
     )

@@ -671,9 +671,14 @@ function describeAction<F>(
 
 /** `describe`, added to the `strongroom` program. */
 export function describeCommand(io: CliIo): Command {
-  const describe = new Command('describe').description(
-    'show an artifact or a grant in full: conditions, versions, approvals, who may read it, last releases',
-  );
+  const describe = new Command('describe')
+    .addHelpText(
+      'after',
+      '\nExample:\n  strongroom describe grant resnet50-eval -n ml-dev --audit-log audit/\n',
+    )
+    .description(
+      'show an artifact or a grant in full: conditions, versions, approvals, who may read it, last releases',
+    );
   describe.addCommand(
     example(
       describeOptions(new Command('artifact'))

@@ -246,9 +246,9 @@ function listOrShow<T>(
 
 /** `get`, added to the `strongroom` program. */
 export function getCommand(io: CliIo): Command {
-  const get = new Command('get').description(
-    'list artifacts, grants or the versions of an artifact (like kubectl get)',
-  );
+  const get = new Command('get')
+    .addHelpText('after', '\nExample:\n  strongroom get grants -A -o yaml\n')
+    .description('list artifacts, grants or the versions of an artifact (like kubectl get)');
   const allNamespaces = (c: Command) =>
     c.option('-A, --all-namespaces', 'list across all namespaces').addOption(outputOption());
 

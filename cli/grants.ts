@@ -520,7 +520,12 @@ async function annotate(
 
 /** `grant create` (under `grant`), `revoke`, `quarantine`, `unquarantine`, added to the `strongroom` program. */
 export function grantCommands(io: CliIo): Command[] {
-  const grant = new Command('grant').description('request access to an artifact (grant create)');
+  const grant = new Command('grant')
+    .addHelpText(
+      'after',
+      '\nExample:\n  strongroom grant create resnet50-eval --artifact resnet50 --service-account trainer --duration 24h --purpose eval -n ml-dev\n',
+    )
+    .description('request access to an artifact (grant create)');
   grant.addCommand(grantCreateCommand(io));
 
   const withReason = (command: Command) =>
