@@ -33,6 +33,7 @@ import {
   listTree,
   MANIFEST_FILE,
   newDek,
+  recipientKeyFromPem,
   SEAL_SUITE,
   sealDek,
   SegmentPool,
@@ -49,9 +50,8 @@ import { formatBytes, startProgress, type Progress } from './progress.ts';
 
 /** The line of an identity file that holds the private key. */
 export const IDENTITY_PREFIX = 'STRONGROOM-X25519-IDENTITY:';
-/** DER prefixes of X25519 keys: PKCS#8 private key and SubjectPublicKeyInfo, each followed by the 32 raw bytes. */
+/** The DER prefix of an X25519 PKCS#8 private key, followed by the 32 raw bytes. */
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 
 /** The raw public key (base64) of a raw X25519 private key. */
 export function publicKeyOf(privateKey: Uint8Array): string {
@@ -60,8 +60,7 @@ export function publicKeyOf(privateKey: Uint8Array): string {
     format: 'der',
     type: 'pkcs8',
   });
-  const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
-  return spki.subarray(SPKI_X25519.length).toString('base64');
+  return recipientKeyFromPem(createPublicKey(key).export({ format: 'pem', type: 'spki' }).toString());
 }
 
 /** The text of an identity file. */
@@ -115,13 +114,10 @@ export function recipientFromText(text: string, path: string): string {
   if (text.includes(IDENTITY_PREFIX)) return publicKeyOf(parseIdentity(text, path));
   if (text.includes('-----BEGIN PUBLIC KEY-----')) {
     try {
-      const spki = createPublicKey(text).export({ format: 'der', type: 'spki' });
-      if (spki.length === SPKI_X25519.length + 32 && spki.subarray(0, SPKI_X25519.length).equals(SPKI_X25519))
-        return spki.subarray(SPKI_X25519.length).toString('base64');
-    } catch {
-      // fall through to the error below
+      return recipientKeyFromPem(text);
+    } catch (cause) {
+      throw usageError(`${path} holds a PEM public key that is not an X25519 key`, { cause });
     }
-    throw usageError(`${path} holds a PEM public key that is not an X25519 key`);
   }
   const line = text
     .split('\n')

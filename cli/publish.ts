@@ -28,7 +28,7 @@ import {
 import { Command, Option } from 'commander';
 import type { ModelArtifact, ModelArtifactVersion } from '../core/api/index.ts';
 import { isDns1123Label } from '../core/api/validation.ts';
-import { listTree } from '../core/envelope/index.ts';
+import { listTree, recipientKeyFromPem } from '../core/envelope/index.ts';
 import { s3Client, uploadVersion, versionKeyPrefix, writeVersion } from '../core/storage/index.ts';
 import { connect, explainApiError, GROUP, VERSION, type Cluster, type ClusterFlags } from './cluster.ts';
 import { action, example, flagsOf } from './command.ts';
@@ -168,7 +168,7 @@ async function publish(io: CliIo, name: string, dir: string, flags: PublishFlags
         storagePath: '',
         artifact: { uid: artifact.metadata.uid ?? '', name },
         version,
-        recipientPublicKey: rawX25519(key.publicKeyPem),
+        recipientPublicKey: recipientKeyFromPem(key.publicKeyPem),
       });
     } catch (error) {
       encrypting.stop();
@@ -241,13 +241,6 @@ async function checkSource(dir: string): Promise<{ files: number; bytes: number 
   let bytes = 0;
   for (const f of files) bytes += (await stat(join(dir, ...f.split('/')))).size;
   return { files: files.length, bytes };
-}
-
-/** The raw X25519 key (base64) inside the SubjectPublicKeyInfo PEM of `status.recipientPublicKey`. */
-function rawX25519(pem: string): string {
-  const der = Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
-  if (der.length !== 44) throw new CliError(EXIT.failed, 'the recipient public key is not an X25519 key');
-  return der.subarray(12).toString('base64');
 }
 
 /** Calls `update` with the bytes under `root` every 200 ms (the encryption's progress). */

@@ -74,9 +74,23 @@ export async function main(io: CliIo, argv: readonly string[], name?: string): P
   }
 }
 
-if (import.meta.main) {
+/**
+ * Runs the program as this process: its streams, its argv, its exit code. The name it was invoked as decides the
+ * usage line: `kubectl-strongroom` (npm's second bin name, kubectl's plugin lookup, or the checkout's plugin script,
+ * which says so in STRONGROOM_INVOKED_AS) prints `kubectl strongroom`.
+ */
+export async function runAsProcess(): Promise<void> {
+  // `strongroom get grants -A | head`: a closed pipe ends the output quietly, as it does for kubectl.
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+      throw error;
+    });
   const invokedAs =
-    process.argv[1]?.includes('kubectl-strongroom') === true ? 'kubectl strongroom' : 'strongroom';
+    /kubectl-strongroom(\.m?js)?$/.test(process.argv[1] ?? '') ||
+    process.env['STRONGROOM_INVOKED_AS'] === 'kubectl-strongroom'
+      ? 'kubectl strongroom'
+      : 'strongroom';
   await main(
     {
       out: (text) => process.stdout.write(text),
@@ -90,3 +104,5 @@ if (import.meta.main) {
     invokedAs,
   );
 }
+
+if (import.meta.main) await runAsProcess();

@@ -47,6 +47,7 @@ export {
   generateRecipientKeyPair,
   sealDek,
   unsealDek,
+  recipientKeyFromPem,
   type SealedDek,
   type SealContext,
   type RecipientKeyPair,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EnvelopeError } from './errors.ts';
-import { generateRecipientKeyPair, newDek, sealDek, unsealDek } from './seal.ts';
+import { generateRecipientKeyPair, newDek, recipientKeyFromPem, sealDek, unsealDek } from './seal.ts';
 
 const context = { artifactUid: 'uid-1', artifactName: 'resnet50', version: 'v4' };
 
@@ -43,5 +43,26 @@ describe('sealing a DEK to a recipient public key (HPKE X25519 / HKDF-SHA256 / A
     await expect(sealDek('not-a-key', newDek(), context)).rejects.toThrow(/not a base64 32-byte X25519 key/);
     const recipient = await generateRecipientKeyPair();
     await expect(sealDek(recipient.publicKey, randomBytes(16), context)).rejects.toThrow(/a DEK is 32 bytes/);
+  });
+});
+
+describe('recipientKeyFromPem', () => {
+  it('returns the raw key inside an X25519 SubjectPublicKeyInfo, and refuses anything else', async () => {
+    const { createPublicKey, generateKeyPairSync } = await import('node:crypto');
+    const { publicKey } = await generateRecipientKeyPair();
+    const pem = createPublicKey({
+      key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(publicKey, 'base64').toString('base64url') },
+      format: 'jwk',
+    })
+      .export({ type: 'spki', format: 'pem' })
+      .toString();
+    expect(recipientKeyFromPem(pem)).toBe(publicKey);
+    const ed25519 = generateKeyPairSync('ed25519')
+      .publicKey.export({ type: 'spki', format: 'pem' })
+      .toString();
+    expect(() => recipientKeyFromPem(ed25519)).toThrow(/not an X25519 key/);
+    expect(() => recipientKeyFromPem('-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')).toThrow(
+      /not a valid PEM public key/,
+    );
   });
 });

@@ -3,7 +3,7 @@
  * with HPKE (RFC 9180, base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM). Only the key service,
  * holding the recipient private key, can unseal it, after which it rewraps the DEK under the KMS KEK.
  */
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from '@hpke/core';
 import { EnvelopeError } from './errors.ts';
 import { DEK_LENGTH } from './format.ts';
@@ -110,4 +110,28 @@ export async function unsealDek(
     throw new EnvelopeError('invalid', 'the sealed key is not a 32-byte DEK');
   }
   return dek;
+}
+
+/** The DER SubjectPublicKeyInfo prefix of an X25519 public key (RFC 8410); the raw 32-byte key follows it. */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+/**
+ * The raw X25519 public key (base64, what `sealDek` takes) inside a PEM SubjectPublicKeyInfo, such as a
+ * ModelArtifact's `status.recipientPublicKey.publicKeyPem`.
+ *
+ * @throws EnvelopeError kind 'invalid' when the PEM does not parse or holds another kind of key.
+ */
+export function recipientKeyFromPem(pem: string): string {
+  let der: Buffer;
+  try {
+    der = createPublicKey(pem).export({ type: 'spki', format: 'der' });
+  } catch (cause) {
+    throw new EnvelopeError('invalid', 'the recipient key is not a valid PEM public key', { cause });
+  }
+  if (
+    der.length !== X25519_SPKI_PREFIX.length + 32 ||
+    !der.subarray(0, X25519_SPKI_PREFIX.length).equals(X25519_SPKI_PREFIX)
+  )
+    throw new EnvelopeError('invalid', 'the recipient key is not an X25519 key');
+  return der.subarray(X25519_SPKI_PREFIX.length).toString('base64');
 }

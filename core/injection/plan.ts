@@ -4,7 +4,6 @@
  * releasable, and each artifact gets a memory-backed plaintext volume sized from its recorded size. Pure: the
  * caller passes a lookup over its informer cache.
  */
-import { createHash, createPublicKey } from 'node:crypto';
 import { posix } from 'node:path';
 import type {
   AccessGrant,
@@ -33,6 +32,8 @@ import {
   type PlannedS3Source,
   type SidecarPlan,
 } from './contract.ts';
+import { recipientKeyFromPem } from '../envelope/index.ts';
+import { recipientKeyFingerprint } from '../storage/index.ts';
 import { InjectionError } from './errors.ts';
 
 /** Finds a ModelArtifact by namespace and name (for example in an informer cache); undefined when absent. */
@@ -102,8 +103,6 @@ const MI = 1024n * 1024n;
 /** Head room for the plaintext volume: 10 % plus 16 MiB on top of the recorded size (file system overhead). */
 const PLAINTEXT_OVERHEAD = 16n * MI;
 /** DER prefix of an X25519 SubjectPublicKeyInfo; the raw key follows. */
-const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
-
 const fail = (message: string, cause?: unknown): never => {
   throw new InjectionError('resolution', message, cause === undefined ? undefined : { cause });
 };
@@ -214,21 +213,20 @@ function recipientKey(artifact: ModelArtifact): string {
   const key = artifact.status?.recipientPublicKey;
   if (key === undefined)
     return fail(`${ref} has no status.recipientPublicKey yet (not Ready); retry when it is Ready`);
-  let der: Buffer;
+  let raw: string;
   try {
-    der = createPublicKey(key.publicKeyPem).export({ type: 'spki', format: 'der' });
+    raw = recipientKeyFromPem(key.publicKeyPem);
   } catch (error) {
-    return fail(`the recipient public key of ${ref} is not a valid PEM public key`, error);
+    return fail(
+      /X25519/.test((error as Error).message)
+        ? `the recipient public key of ${ref} is not an X25519 key`
+        : `the recipient public key of ${ref} is not a valid PEM public key`,
+      error,
+    );
   }
-  const fingerprint = `sha256:${createHash('sha256').update(der).digest('hex')}`;
-  if (
-    der.length !== X25519_SPKI_PREFIX.length + 32 ||
-    !der.subarray(0, X25519_SPKI_PREFIX.length).equals(X25519_SPKI_PREFIX)
-  )
-    fail(`the recipient public key of ${ref} is not an X25519 key`);
-  if (fingerprint !== key.fingerprint)
+  if (recipientKeyFingerprint(raw) !== key.fingerprint)
     fail(`the recipient public key of ${ref} does not match its fingerprint ${key.fingerprint}`);
-  return der.subarray(X25519_SPKI_PREFIX.length).toString('base64');
+  return raw;
 }
 
 /** Collects one ciphertext volume per distinct claim; read-write if any use needs it. */
