@@ -58,6 +58,8 @@ export {
   type AuditLogOptions,
   type AuditExporter,
   type AuditMetrics,
+  type AuditObservers,
+  type AppendedEntry,
   type AppendReceipt,
 } from './log.ts';
 export {

@@ -35,6 +35,26 @@ export interface AuditMetrics {
   onFailure?(error: AuditError, stage: 'append' | 'export'): void;
 }
 
+/** A durable entry, as the log's observers see it (after fdatasync, in seq order). */
+export interface AppendedEntry {
+  readonly origin: string;
+  readonly seq: number;
+  /** RFC 3339 with milliseconds, as written. */
+  readonly time: string;
+  readonly event: AuditEvent;
+}
+
+/**
+ * Observers of the log, called synchronously after the bytes are durable, in order. A throwing observer is counted
+ * as an export failure and never fails an append: the file is the record.
+ */
+export interface AuditObservers {
+  /** Every durable entry. */
+  onAppended?(entry: AppendedEntry): void;
+  /** Every signed checkpoint once it is durable in the file (the signed note text). */
+  onCheckpoint?(note: string): void;
+}
+
 export interface AuditLogOptions {
   readonly path: string;
   readonly origin: string;
@@ -42,6 +62,7 @@ export interface AuditLogOptions {
   readonly signer: NoteSigner;
   readonly exporter?: AuditExporter;
   readonly metrics?: AuditMetrics;
+  readonly observers?: AuditObservers;
   /** Default 1000 ms; intervals over 2^31 − 1 ms (24.8 days, the longest timer Node has) are that long. */
   readonly checkpointIntervalMs?: number;
   /** Default 60000 ms; 0 disables heartbeats. */
@@ -75,6 +96,7 @@ export class AuditLog {
   readonly #signer: NoteSigner;
   readonly #tree: CompactMerkleTree;
   readonly #exporter: AuditExporter | undefined;
+  readonly #observers: AuditObservers;
   readonly #metrics: AuditMetrics;
   readonly #now: () => number;
   readonly #checkpointIntervalMs: number;
@@ -104,6 +126,7 @@ export class AuditLog {
     this.#signer = options.signer;
     this.#tree = tree;
     this.#exporter = options.exporter;
+    this.#observers = options.observers ?? {};
     this.#metrics = options.metrics ?? {};
     this.#now = options.now ?? Date.now;
     this.#checkpointIntervalMs = options.checkpointIntervalMs ?? 1000;
@@ -331,6 +354,7 @@ export class AuditLog {
           this.#lastNote = note;
         }
         this.#acknowledge(batch);
+        if (note !== undefined) this.#observe(() => this.#observers.onCheckpoint?.(note));
         for (const w of waiters) w.resolve(this.#lastNote);
       }
     } finally {
@@ -346,11 +370,23 @@ export class AuditLog {
     );
   }
 
+  #observe(call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#metrics.onFailure?.(new AuditError('io', 'an audit log observer failed', { cause: err }), 'export');
+    }
+  }
+
   #acknowledge(batch: readonly Pending[]): void {
     const done = performance.now();
     for (const p of batch) {
       p.resolve(p.receipt);
       this.#metrics.onAppend?.({ seq: p.receipt.seq, latencyMs: done - p.started, batchSize: batch.length });
+      if (this.#observers.onAppended !== undefined) {
+        const entry = { origin: this.origin, seq: p.receipt.seq, time: p.receipt.time, event: p.event };
+        this.#observe(() => this.#observers.onAppended?.(entry));
+      }
       if (this.#exporter !== undefined) {
         try {
           this.#exporter.info('audit', {
