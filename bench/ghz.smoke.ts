@@ -127,6 +127,9 @@ async function startServer(pki: ReturnType<typeof makePki>): Promise<{
     PublishVersion: (_call, callback) => {
       callback(unimplemented);
     },
+    ReportWipe: (_call, callback) => {
+      callback(unimplemented);
+    },
     WatchRevocations: (call) => {
       call.emit('error', unimplemented);
     },

@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +14,7 @@ import {
   writeLines,
   type BuiltLog,
 } from '../core/audit/testdata/fixtures.ts';
+import { kubeConfigFor } from '../test/harness/fake-kubeconfig.ts';
 
 const CLI = join(import.meta.dirname, 'strongroom.ts');
 
@@ -234,3 +237,195 @@ describe('strongroom audit verify over one log per replica', { timeout: 30_000 }
     expect((await run('audit', 'verify', empty)).code).toBe(2);
   });
 });
+
+describe(
+  'strongroom audit verify: a rolled-back log, and the published checkpoint',
+  { timeout: 60_000 },
+  () => {
+    /** A live log: 10 entries, the auditor saves its checkpoint, then 10 more entries; checkpoints every 3 entries. */
+    let live: string;
+    let saved: string;
+    let rolledBack: string;
+    const clock = { t: Date.UTC(2026, 0, 1) };
+    beforeAll(async () => {
+      live = join(dir, 'live.log');
+      const log = await AuditLog.open({
+        path: live,
+        origin: 'strongroom.audit/test-cluster/replica-0',
+        signer: built.keys.signer,
+        now: () => clock.t,
+        checkpointIntervalMs: 1e12,
+        heartbeatIntervalMs: 0,
+      });
+      const append = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) {
+          clock.t += 1000;
+          await log.append(releaseEvent(i));
+          if (log.size % 3 === 0) await log.checkpoint();
+        }
+      };
+      await append(10);
+      await log.checkpoint();
+      // The auditor (or a witness) keeps the checkpoint the log had then.
+      const cp = await run('audit', 'checkpoint', live, '--public-key', vkeyFile);
+      expect(cp.code).toBe(0);
+      expect(cp.stdout).toMatch(/^strongroom\.audit\/test-cluster\/replica-0\n11\n/);
+      saved = join(dir, 'saved.checkpoint');
+      writeFileSync(saved, cp.stdout);
+      await append(10);
+      await log.close();
+      // Rolled back: cut just after the checkpoint of size 6, an earlier state the writer really signed.
+      rolledBack = join(dir, 'rolled-back.log');
+      const lines = readLines(live);
+      writeLines(rolledBack, lines.slice(0, lines.findIndex((l) => l.includes('replica-0\\n6\\n')) + 1));
+    });
+
+    it('plain verify passes the rolled-back copy: a valid prefix that verifies alone with the pinned key', async () => {
+      const r = await run('audit', 'verify', rolledBack, '--public-key', vkeyFile);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toMatch(/^OK: 6 entries, \d+ signed checkpoints, latest size 6/);
+      expect(r.code).toBe(0);
+    });
+
+    it('--trusted-checkpoint refuses it (rollback, exit 1) and accepts the live log', async () => {
+      const r = await run(
+        'audit',
+        'verify',
+        rolledBack,
+        '--public-key',
+        vkeyFile,
+        '--trusted-checkpoint',
+        saved,
+      );
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        'ERROR rollback entry=6: the trusted checkpoint signs 11 entries but the log holds 6 (6 signed): rolled back or truncated',
+      );
+      expect(r.stdout).toMatch(/^FAILED: 6 entries/);
+      const ok = await run('audit', 'verify', live, '--public-key', vkeyFile, '--trusted-checkpoint', saved);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+    });
+
+    it('--max-checkpoint-age: stale-checkpoint, a warning, an error under --strict', async () => {
+      // The live log's newest checkpoint covers its last entry, written at 2026-01-01T00:00:20Z: long ago.
+      const r = await run('audit', 'verify', live, '--public-key', vkeyFile, '--max-checkpoint-age', '24h');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(
+        /WARNING stale-checkpoint entry=20: the newest signed checkpoint \(size 21\) covers entries up to 2026-01-01T00:00:20\.000Z/,
+      );
+      const strict = await run(
+        'audit',
+        'verify',
+        live,
+        '--public-key',
+        vkeyFile,
+        '--max-checkpoint-age',
+        '24h',
+        '--strict',
+      );
+      expect(strict.code).toBe(1);
+      expect(strict.stderr).toMatch(/ERROR stale-checkpoint entry=20/);
+      const bad = await run('audit', 'verify', live, '--max-checkpoint-age', 'soon');
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/--max-checkpoint-age.*not a duration/);
+    });
+
+    describe('--fetch-checkpoint (the API server stood in for by a local HTTP server)', () => {
+      let server: Server;
+      let kubeconfig: string;
+      let answer: { status: number; body: unknown } = { status: 404, body: {} };
+      const requests: string[] = [];
+      beforeAll(async () => {
+        server = createServer((req, res) => {
+          requests.push(`${req.method ?? ''} ${req.url ?? ''}`);
+          res.writeHead(answer.status, { 'Content-Type': 'application/json' });
+          res.end(JSON.stringify(answer.body));
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        const { port } = server.address() as AddressInfo;
+        kubeconfig = join(dir, 'kubeconfig');
+        writeFileSync(kubeconfig, kubeConfigFor(`http://127.0.0.1:${port}`).exportConfig());
+      });
+      afterAll(async () => {
+        await new Promise((resolve) => server.close(resolve));
+      });
+      const configMap = (data: Record<string, string>) => ({
+        status: 200,
+        body: {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'strongroom-audit-checkpoints' },
+          data,
+        },
+      });
+      const latest = (): string => readFileSync(saved, 'utf8');
+
+      it("checks each log against its writer's published checkpoint, from -n's ConfigMap", async () => {
+        answer = configMap({ 'replica-0': latest(), 'replica-1': 'another writer' });
+        requests.length = 0;
+        const args = [
+          '--kubeconfig',
+          kubeconfig,
+          '-n',
+          'strongroom-system',
+          'audit',
+          'verify',
+          '--fetch-checkpoint',
+        ];
+        const refused = await run(...args, rolledBack, '--public-key', vkeyFile);
+        expect(requests).toEqual([
+          'GET /api/v1/namespaces/strongroom-system/configmaps/strongroom-audit-checkpoints',
+        ]);
+        expect(refused.code).toBe(1);
+        expect(refused.stderr).toContain('ERROR rollback entry=6: the trusted checkpoint signs 11 entries');
+        const ok = await run(...args, live, '--public-key', vkeyFile);
+        expect(ok.stderr).toBe('');
+        expect(ok.code).toBe(0);
+        // A writer that published nothing cannot be checked: that fails too.
+        answer = configMap({ 'replica-1': 'another writer' });
+        const none = await run(...args, live, '--public-key', vkeyFile);
+        expect(none.code).toBe(1);
+        expect(none.stderr).toContain(
+          'ERROR no-trusted-checkpoint: no checkpoint of writer replica-0 in ConfigMap strongroom-system/strongroom-audit-checkpoints',
+        );
+      });
+
+      it('exit 3 when RBAC refuses the read, 4 without the ConfigMap, 2 with --trusted-checkpoint too', async () => {
+        const args = ['--kubeconfig', kubeconfig, '-n', 'ops', 'audit', 'verify', '--fetch-checkpoint', live];
+        answer = {
+          status: 403,
+          body: {
+            kind: 'Status',
+            apiVersion: 'v1',
+            status: 'Failure',
+            reason: 'Forbidden',
+            code: 403,
+            message:
+              'configmaps "strongroom-audit-checkpoints" is forbidden: User "eve" cannot get resource "configmaps" in API group "" in the namespace "ops"',
+          },
+        };
+        const forbidden = await run(...args);
+        expect(forbidden.code).toBe(3);
+        expect(forbidden.stderr).toMatch(/strongroom-audit-checkpoints/);
+        answer = {
+          status: 404,
+          body: {
+            kind: 'Status',
+            apiVersion: 'v1',
+            status: 'Failure',
+            reason: 'NotFound',
+            code: 404,
+            message: 'not found',
+          },
+        };
+        const missing = await run(...args);
+        expect(missing.code).toBe(4);
+        expect(missing.stderr).toContain('ConfigMap ops/strongroom-audit-checkpoints');
+        const both = await run(...args, '--trusted-checkpoint', saved);
+        expect(both.code).toBe(2);
+        expect(both.stderr).toMatch(/--fetch-checkpoint and --trusted-checkpoint/);
+      });
+    });
+  },
+);

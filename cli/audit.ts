@@ -5,20 +5,32 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { EXIT, type CliIo } from './io.ts';
+import { parseDuration } from '../core/api/validation.ts';
+import { explainApiError, loadKubeConfig, type ClusterFlags } from './cluster.ts';
+import { CliError, EXIT, type CliIo } from './io.ts';
 import {
+  AUDIT_CHECKPOINTS_CONFIGMAP,
   formatFindings,
   generateNoteKey,
   parseVerifierKey,
   tailLog,
   verifyInclusion,
   verifyLog,
+  writerOf,
   type NoteVerifier,
   type VerifyReport,
 } from '../core/audit/index.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
 
 class UsageError extends Error {
   override readonly name = 'UsageError';
+}
+
+/** A Go-style duration (`90s`, `15m`, `1h30m`) in ms. */
+function durationMs(value: string): number {
+  const ms = /^(?:0|(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+)$/.test(value) ? parseDuration(value) : [];
+  if (Array.isArray(ms)) throw new InvalidArgumentError('not a duration such as 90s, 15m or 1h30m');
+  return Math.round(ms);
 }
 
 function nonNegativeInt(value: string): number {
@@ -57,9 +69,14 @@ interface VerifyFlags {
   readonly origin?: string;
   readonly maxGapMs?: number;
   readonly strict?: boolean;
+  readonly maxCheckpointAge?: number;
 }
 
-async function loadReport(logPath: string, opts: VerifyFlags): Promise<VerifyReport> {
+async function loadReport(
+  logPath: string,
+  opts: VerifyFlags,
+  fetched?: (bytes: Buffer) => string | undefined,
+): Promise<VerifyReport> {
   let bytes: Buffer;
   try {
     bytes = await readFile(logPath);
@@ -69,15 +86,52 @@ async function loadReport(logPath: string, opts: VerifyFlags): Promise<VerifyRep
   const verifiers = await loadVerifiers(opts.publicKey);
   const trusted =
     opts.trustedCheckpoint === undefined
-      ? undefined
+      ? fetched?.(bytes)
       : await readText(opts.trustedCheckpoint, 'trusted checkpoint');
   return verifyLog(bytes, {
     ...(verifiers === undefined ? {} : { verifiers }),
     ...(trusted === undefined ? {} : { trustedCheckpoint: trusted }),
     ...(opts.origin === undefined ? {} : { origin: opts.origin }),
     ...(opts.maxGapMs === undefined ? {} : { maxGapMs: opts.maxGapMs }),
+    ...(opts.maxCheckpointAge === undefined ? {} : { maxCheckpointAgeMs: opts.maxCheckpointAge }),
     strict: opts.strict === true,
   });
+}
+
+/** The origin a log's header names (undefined when there is no readable header). */
+function headerOrigin(bytes: Buffer): string | undefined {
+  const end = bytes.indexOf(10);
+  try {
+    const header = JSON.parse(bytes.toString('utf8', 0, end < 0 ? bytes.length : end)) as {
+      origin?: unknown;
+    };
+    return typeof header.origin === 'string' ? header.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The checkpoints published in ConfigMap strongroom-audit-checkpoints (data: writer → signed note), read as the user
+ * through their kubeconfig; `-n` is the operator's namespace.
+ */
+async function fetchPublished(flags: ClusterFlags): Promise<{ where: string; data: Record<string, string> }> {
+  let kc;
+  try {
+    kc = loadKubeConfig(flags);
+  } catch (err) {
+    throw new CliError(EXIT.usage, `cannot load the kubeconfig: ${(err as Error).message}`, { cause: err });
+  }
+  const namespace = flags.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+  const where = `ConfigMap ${namespace}/${AUDIT_CHECKPOINTS_CONFIGMAP}`;
+  try {
+    const cm = await kc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedConfigMap({ namespace, name: AUDIT_CHECKPOINTS_CONFIGMAP });
+    return { where, data: cm.data ?? {} };
+  } catch (error) {
+    throw explainApiError(error, `reading ${where} (-n is the operator's namespace)`);
+  }
 }
 
 /** The JSON summary of one log's report. */
@@ -155,7 +209,7 @@ function guarded<A extends unknown[]>(
       await action(...args);
     } catch (err) {
       io.err(`strongroom: ${(err as Error).message}\n`);
-      io.setExitCode(EXIT.usage);
+      io.setExitCode(err instanceof CliError ? err.exitCode : EXIT.usage);
     }
   };
 }
@@ -185,60 +239,119 @@ export function auditCommand(io: CliIo): Command {
       '--trusted-checkpoint <file>',
       'a signed checkpoint the log must extend (detects rollback and forks); one log only',
     )
+    .option(
+      '--fetch-checkpoint',
+      "use as the trusted checkpoint of each log the one its writer published in ConfigMap strongroom-audit-checkpoints (read with your kubeconfig; -n is the operator's namespace)",
+    )
+    .option(
+      '--max-checkpoint-age <duration>',
+      'warn stale-checkpoint (an error with --strict) when the newest signed checkpoint covers no entry younger than this (e.g. 10m)',
+      durationMs,
+    )
     .option('--origin <origin>', 'the origin the log must have; one log only')
     .option(
       '--max-gap-ms <ms>',
       'largest silence allowed between entries (default: 2 × heartbeat interval)',
       nonNegativeInt,
     )
-    .option('--strict', 'treat warnings (unsigned tail, torn tail, restarts) as failures')
+    .option('--strict', 'treat warnings (unsigned tail, torn tail, restarts, a stale checkpoint) as failures')
     .option('--json', 'print the report as JSON')
     .action(
-      guarded(io, async (paths: string[], opts: VerifyFlags & { json?: boolean }) => {
-        const logs = await logFiles(paths);
-        if (logs.length > 1 && (opts.origin !== undefined || opts.trustedCheckpoint !== undefined))
-          throw new UsageError(
-            `--origin and --trusted-checkpoint name one log, and ${logs.length} were given: verify it alone`,
-          );
-        const reports: { path: string; report: VerifyReport }[] = [];
-        for (const path of logs) reports.push({ path, report: await loadReport(path, opts) });
-        const single = paths.length === 1 && logs.length === 1 && logs[0] === paths[0];
-        const duplicates = duplicateOrigins(reports);
-        const ok = reports.every((r) => r.report.ok) && duplicates.length === 0;
-        if (opts.json === true) {
-          const summaries = reports.map(({ path, report }) => ({ path, ...summary(report) }));
-          const [only] = summaries;
-          io.out(
-            JSON.stringify(
-              single && only !== undefined
-                ? withoutPath(only)
-                : { ok, logs: summaries, duplicateOrigins: duplicates },
-              null,
-              2,
-            ) + '\n',
-          );
-        } else {
-          for (const { path, report } of reports) {
-            const findings = formatFindings(report);
-            const prefix = single ? '' : `${path}: `;
-            if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
-            const latest =
-              report.latest === undefined
-                ? 'none'
-                : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
-            io.out(
-              `${prefix}${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
+      guarded(
+        io,
+        async (
+          paths: string[],
+          opts: VerifyFlags & { json?: boolean; fetchCheckpoint?: boolean },
+          command: Command,
+        ) => {
+          const logs = await logFiles(paths);
+          if (logs.length > 1 && (opts.origin !== undefined || opts.trustedCheckpoint !== undefined))
+            throw new UsageError(
+              `--origin and --trusted-checkpoint name one log, and ${logs.length} were given: verify it alone`,
             );
+          if (opts.fetchCheckpoint === true && opts.trustedCheckpoint !== undefined)
+            throw new UsageError(
+              '--fetch-checkpoint and --trusted-checkpoint both name the trusted checkpoint: give one',
+            );
+          const published =
+            opts.fetchCheckpoint === true
+              ? await fetchPublished(command.optsWithGlobals<ClusterFlags>())
+              : undefined;
+          /** Logs whose writer published nothing: with --fetch-checkpoint they fail (nothing to check them against). */
+          const unpublished = new Map<string, string>();
+          const reports: { path: string; report: VerifyReport }[] = [];
+          for (const path of logs) {
+            const fetched =
+              published === undefined
+                ? undefined
+                : (bytes: Buffer): string | undefined => {
+                    const origin = opts.origin ?? headerOrigin(bytes);
+                    const writer = origin === undefined ? undefined : writerOf(origin);
+                    const note = writer === undefined ? undefined : published.data[writer];
+                    if (note === undefined)
+                      unpublished.set(
+                        path,
+                        writer === undefined
+                          ? `the log's origin ${origin ?? '(none)'} names no writer: no published checkpoint to check it against`
+                          : `no checkpoint of writer ${writer} in ${published.where}: nothing to check the log against`,
+                      );
+                    return note;
+                  };
+            const report = await loadReport(path, opts, fetched);
+            const missing = unpublished.get(path);
+            reports.push({
+              path,
+              report:
+                missing === undefined
+                  ? report
+                  : {
+                      ...report,
+                      ok: false,
+                      findings: [
+                        ...report.findings,
+                        { kind: 'no-trusted-checkpoint', severity: 'error', message: missing },
+                      ],
+                    },
+            });
           }
-          for (const origin of duplicates)
-            io.err(`FAILED: more than one log claims origin ${origin}: each replica writes its own\n`);
-          if (!single)
+          const single = paths.length === 1 && logs.length === 1 && logs[0] === paths[0];
+          const duplicates = duplicateOrigins(reports);
+          const ok = reports.every((r) => r.report.ok) && duplicates.length === 0;
+          if (opts.json === true) {
+            const summaries = reports.map(({ path, report }) => ({ path, ...summary(report) }));
+            const [only] = summaries;
             io.out(
-              `${ok ? 'OK' : 'FAILED'}: ${reports.filter((r) => r.report.ok).length} of ${reports.length} logs verified\n`,
+              JSON.stringify(
+                single && only !== undefined
+                  ? withoutPath(only)
+                  : { ok, logs: summaries, duplicateOrigins: duplicates },
+                null,
+                2,
+              ) + '\n',
             );
-        }
-        io.setExitCode(ok ? EXIT.ok : EXIT.failed);
-      }),
+          } else {
+            for (const { path, report } of reports) {
+              const findings = formatFindings(report);
+              const prefix = single ? '' : `${path}: `;
+              if (findings.length > 0) (report.ok ? io.out : io.err)(findings + '\n');
+              const latest =
+                report.latest === undefined
+                  ? 'none'
+                  : `size ${report.latest.size}, root ${report.latest.rootHash.toString('base64')}`;
+              io.out(
+                `${prefix}${report.ok ? 'OK' : 'FAILED'}: ${report.entries} entries, ${report.checkpoints} signed checkpoints, latest ${latest} (origin ${report.origin ?? 'unknown'})\n`,
+              );
+            }
+            for (const origin of duplicates)
+              io.err(`FAILED: more than one log claims origin ${origin}: each replica writes its own\n`);
+            if (!single)
+              io.out(
+                `${ok ? 'OK' : 'FAILED'}: ${reports.filter((r) => r.report.ok).length} of ${reports.length} logs verified\n`,
+              );
+          }
+          io.setExitCode(ok ? EXIT.ok : EXIT.failed);
+        },
+      ),
     );
 
   audit

@@ -11,6 +11,7 @@ const DEFAULT_BROKER: OperatorConfig['broker'] = {
   attestAddress: { host: '0.0.0.0', port: 9443 },
   trustDomain: 'cluster.local',
   clusterName: 'kubernetes',
+  auditCheckpointConfigMap: true,
   dekCacheTtlMs: 5000,
   maxConnectionAgeMs: 600_000,
   credentialRefreshMs: 30_000,
@@ -62,6 +63,7 @@ describe('parseConfig defaults', () => {
       broker: DEFAULT_BROKER,
       injection: defaultInjection('strongroom-system'),
       auditLogDir: '/var/lib/strongroom/audit',
+      auditSigner: 'secret',
     } satisfies Omit<OperatorConfig, 'identity'>);
     expect(identity).toMatch(
       new RegExp(`^${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_[0-9a-f]{8}$`),
@@ -142,6 +144,7 @@ describe('every flag', () => {
       broker: DEFAULT_BROKER,
       injection: defaultInjection('ops'),
       auditLogDir: '/data/audit',
+      auditSigner: 'secret',
     } satisfies OperatorConfig);
   });
 
@@ -231,6 +234,7 @@ describe('every environment variable', () => {
       broker: DEFAULT_BROKER,
       injection: defaultInjection('from-env'),
       auditLogDir: '/srv/audit',
+      auditSigner: 'secret',
     } satisfies OperatorConfig);
   });
 
@@ -280,6 +284,7 @@ describe('every environment variable', () => {
       broker: DEFAULT_BROKER,
       injection: defaultInjection('flag-ns'),
       auditLogDir: '/flag/audit',
+      auditSigner: 'secret',
     } satisfies OperatorConfig);
   });
 
@@ -560,6 +565,20 @@ describe('KMS', () => {
     expect(fails([...NS, '--kms', 'pkcs11', ...flags]).message).toContain(message);
   });
 
+  it('--audit-signer: secret by default; kms with gcp or pkcs11; refused with local', () => {
+    expect(parseConfig(NS, {}).auditSigner).toBe('secret');
+    const gcp = [...NS, '--kms', 'gcp', '--gcp-key-ring', RING];
+    expect(parseConfig([...gcp, '--audit-signer', 'kms'], {}).auditSigner).toBe('kms');
+    expect(parseConfig(gcp, { STRONGROOM_AUDIT_SIGNER: 'kms' }).auditSigner).toBe('kms');
+    const local = fails([...NS, '--audit-signer=kms']);
+    expect(local.message).toMatch(/^--audit-signer=kms needs --kms gcp or pkcs11/);
+    expect(local.setting).toBe('--audit-signer');
+    expect(fails(NS, { STRONGROOM_AUDIT_SIGNER: 'kms' }).setting).toBe('STRONGROOM_AUDIT_SIGNER');
+    expect(fails([...NS, '--audit-signer', 'hsm']).message).toBe(
+      '--audit-signer="hsm" is invalid: expected secret or kms',
+    );
+  });
+
   it('rejects an unknown provider', () => {
     expect(fails([...NS, '--kms', 'aws']).message).toBe(
       '--kms="aws" is invalid: expected local, gcp or pkcs11',
@@ -610,6 +629,7 @@ describe('parseConfig: the key broker', () => {
         '--broker-max-connection-age=90s',
         '--broker-credential-refresh=5s',
         '--pod-certificate-validity=1m',
+        '--no-audit-checkpoint-configmap',
       ],
       {},
     );
@@ -618,6 +638,7 @@ describe('parseConfig: the key broker', () => {
       attestAddress: { host: '::1', port: 7443 },
       trustDomain: 'prod.example.com',
       clusterName: 'eu-1',
+      auditCheckpointConfigMap: false,
       dekCacheTtlMs: 0,
       maxConnectionAgeMs: 90_000,
       credentialRefreshMs: 5000,

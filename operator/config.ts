@@ -76,6 +76,11 @@ export interface OperatorConfig {
   shutdownTimeoutMs: number;
   /** --audit-log-dir: absolute directory of the tamper-evident audit log. */
   auditLogDir: string;
+  /**
+   * --audit-signer: where the key that signs audit checkpoints lives: the Secret strongroom-audit-keys, or the KMS
+   * (--kms gcp or pkcs11; docs/kms.md#checkpoint-signing-keys).
+   */
+  auditSigner: 'secret' | 'kms';
   broker: BrokerConfig;
   injection: InjectionConfig;
 }
@@ -105,6 +110,11 @@ export interface BrokerConfig {
   trustDomain: string;
   /** --cluster-name: cluster name in the audit log origin. */
   clusterName: string;
+  /**
+   * --audit-checkpoint-configmap: publish this replica's audit checkpoints to ConfigMap strongroom-audit-checkpoints
+   * and refuse to open a log behind the published one (docs/audit.md#published-checkpoints).
+   */
+  auditCheckpointConfigMap: boolean;
   /** --dek-cache-ttl: how long an unwrapped DEK may stay cached. */
   dekCacheTtlMs: number;
   /** --broker-max-connection-age: connections are closed after this long. */
@@ -234,7 +244,7 @@ export const OPERATOR_FLAGS = new FlagSet(
     }),
     flag('health-address', hostPort, {
       default: '0.0.0.0:8080',
-      help: 'listener of /healthz, /readyz and /metrics',
+      help: 'listener of /healthz, /readyz, /metrics and /audit/checkpoint',
     }),
     flag('log-level', oneOf('<level>', LOG_LEVELS), { default: 'info', help: 'log level' }),
     flag('leader-elect', bool, {
@@ -305,6 +315,11 @@ export const OPERATOR_FLAGS = new FlagSet(
       default: '/var/lib/strongroom/audit',
       help: 'audit log directory',
     }),
+    flag('audit-signer', oneOf('<where>', ['secret', 'kms']), {
+      default: 'secret',
+      help: 'where the audit checkpoint signing key lives: Secret strongroom-audit-keys, or the KMS',
+      doc: '`kms` needs `--kms` gcp or pkcs11; [kms.md](kms.md#checkpoint-signing-keys)',
+    }),
     flag('broker-address', hostPort, {
       default: '0.0.0.0:9444',
       help: 'key broker mutual-TLS listener: ReleaseKey, WatchRevocations, PublishVersion',
@@ -321,6 +336,13 @@ export const OPERATOR_FLAGS = new FlagSet(
       default: 'kubernetes',
       help: 'cluster name in the audit log origin',
       doc: 'the origin is `strongroom.audit/<cluster>/<writer>`',
+    }),
+    flag('audit-checkpoint-configmap', bool, {
+      default: 'true',
+      negation:
+        'neither publish audit checkpoints nor check the log against the published one (an audit log that does not outlive its pod)',
+      help: 'publish audit checkpoints to ConfigMap strongroom-audit-checkpoints; refuse to open a log behind them',
+      doc: '[audit.md](audit.md#published-checkpoints)',
     }),
     flag('dek-cache-ttl', duration({ min: '0s', max: '60s' }), {
       default: '5s',
@@ -406,11 +428,13 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Op
     watchStallTimeoutMs: v['watch-stall-timeout'],
     shutdownTimeoutMs: v['shutdown-timeout'],
     auditLogDir: v['audit-log-dir'],
+    auditSigner: auditSigner(parsed),
     broker: {
       address: v['broker-address'],
       attestAddress: v['attest-address'],
       trustDomain: v['trust-domain'],
       clusterName: v['cluster-name'],
+      auditCheckpointConfigMap: v['audit-checkpoint-configmap'],
       dekCacheTtlMs: v['dek-cache-ttl'],
       maxConnectionAgeMs: v['broker-max-connection-age'],
       credentialRefreshMs: v['broker-credential-refresh'],
@@ -452,6 +476,19 @@ function leaderElection({ values: v, from }: ParsedFlags<OperatorFlags>): Leader
     );
   }
   return config;
+}
+
+/** --audit-signer kms needs a KMS that can hold an Ed25519 signing key: the local provider cannot. */
+function auditSigner({ values: v, from }: ParsedFlags<OperatorFlags>): 'secret' | 'kms' {
+  const signer = v['audit-signer'];
+  if (signer === 'kms' && v.kms === 'local') {
+    throw new ConfigError(
+      '--audit-signer=kms needs --kms gcp or pkcs11: the local KMS keeps its keys in a Secret, so a key in it would ' +
+        'protect nothing more than --audit-signer=secret',
+      { setting: from['audit-signer'] ?? from.kms },
+    );
+  }
+  return signer;
 }
 
 /** The chosen provider's options; the flag set has already required them and refused other providers'. */

@@ -1,12 +1,14 @@
 /**
  * The composition root: builds every part of the operator from its configuration and hands them to the manager
- * (manager/manager.ts) in start order. Only the work queues (the controllers) need the leader: they run only while
- * this replica holds the Lease, one leadership term at a time: they start when it acquires the Lease (with a full
- * resync) and stop when it loses it, and the replica campaigns again. Everything else runs on every replica: the
+ * (manager/manager.ts) in start order. Only the work queues (the controllers) and the audit of quarantine changes
+ * need the leader: they run only while this replica holds the Lease, one leadership term at a time: they start when
+ * it acquires the Lease (with a full resync) and stop when it loses it, and the replica campaigns again. Everything else runs on every replica: the
  * informers, the injection webhook, and the key broker, which serves Attest, ReleaseKey and WatchRevocations from
  * this replica's own caches and audits into this replica's own log (PublishVersion only while leading); every
- * replica also derives revocations from its informers (revocation/derive.ts). Start order: health/metrics server →
- * KMS → informers → webhook, key broker and timers → leader election → (when leading) the work queues. Shutdown
+ * replica also derives revocations from its informers (revocation/derive.ts), and runs the anomaly detector over its
+ * own audit log, quarantining identities through ConfigMap strongroom-quarantines (detection/runnable.ts; the leader
+ * audits lifts, quarantine/auditor.ts). Start order: health/metrics server → KMS → informers → webhook, key broker
+ * and timers → leader election → (when leading) the work queues. Shutdown
  * order, each step waiting for the previous (the manager stops the parts in reverse):
  *   1. readiness turns false (load balancers stop sending traffic), the injection webhook stops listening;
  *   2. the key broker stops (connections closed, cached DEKs zeroed, audit log closed), then the work queues stop
@@ -37,6 +39,7 @@ import {
   type ModelArtifact,
 } from '../core/api/index.ts';
 import { expectedSidecar } from '../core/injection/verify.ts';
+import { CHECKPOINT_SIGNING_KEY_ID } from '../core/kms/signing.ts';
 import { parseKekRotationOverrides } from '../core/policy/rotation.ts';
 import { trackTrustedCa } from './broker/ca-trust.ts';
 import { BrokerRunnable } from './broker/runnable.ts';
@@ -49,6 +52,11 @@ import { KekRotationController } from './controllers/kek-rotation.ts';
 import { ModelArtifactController } from './controllers/modelartifact.ts';
 import { PkiController } from './controllers/pki.ts';
 import { GovernanceTable } from './governance/table.ts';
+import { AnomalyDetection } from './detection/runnable.ts';
+import { DETECTION_CONFIGMAP, DetectionSettings } from './detection/settings.ts';
+import { DetectionTrail } from './detection/trail.ts';
+import { QuarantineAuditor } from './quarantine/auditor.ts';
+import { QUARANTINES_CONFIGMAP, QuarantineStore } from './quarantine/store.ts';
 import { ArtifactKeyring } from './keys/artifact-keys.ts';
 import { KEYSET_SECRET, KmsRunnable, openKms } from './keys/open-kms.ts';
 import { EventRecorder } from './kube/events.ts';
@@ -200,6 +208,12 @@ export class Operator {
     const governanceConfig = informers.for<V1ConfigMap>(
       v1('configmaps', { ...own, fieldSelector: `metadata.name=${config.governanceConfig}` }),
     );
+    const quarantinesConfig = informers.for<V1ConfigMap>(
+      v1('configmaps', { ...own, fieldSelector: `metadata.name=${QUARANTINES_CONFIGMAP}` }),
+    );
+    const detectionConfig = informers.for<V1ConfigMap>(
+      v1('configmaps', { ...own, fieldSelector: `metadata.name=${DETECTION_CONFIGMAP}` }),
+    );
     const webhookConfigurations = [
       informers.for<V1MutatingWebhookConfiguration>(managed('mutatingwebhookconfigurations')),
       informers.for<V1ValidatingWebhookConfiguration>(managed('validatingwebhookconfigurations')),
@@ -227,6 +241,44 @@ export class Operator {
     /** The controllers' audit sink: attached to the broker's audit log while it is open (docs/audit.md). */
     const governance = new GovernanceAuditTrail();
 
+    // Identity quarantine and anomaly detection (docs/detection.md): the quarantined identities from their
+    // ConfigMap's informer (read by the grant controller and the broker); the detector on every replica, fed by this
+    // replica's audit log; lifts audited by the leader.
+    const quarantines = new QuarantineStore({
+      core,
+      namespace: config.namespace,
+      informer: quarantinesConfig,
+    });
+    const detectionTrail = new DetectionTrail();
+    const quarantineAuditor = new QuarantineAuditor({
+      store: quarantines,
+      informer: quarantinesConfig,
+      audit: detectionTrail,
+      metrics: this.metrics,
+      logger: log('quarantine'),
+    });
+    const detection = new AnomalyDetection({
+      trail: detectionTrail,
+      audit: detectionTrail,
+      settings: new DetectionSettings({
+        namespace: config.namespace,
+        logger: log('detection-config'),
+        warn: (configMap, reason, message) => {
+          events.record(
+            { apiVersion: 'v1', kind: 'ConfigMap', metadata: configMap.metadata ?? {} },
+            'Warning',
+            reason,
+            message,
+          );
+        },
+      }),
+      config: detectionConfig,
+      quarantines,
+      events,
+      metrics: this.metrics,
+      logger: log('detection'),
+    });
+
     // Revocations on every replica: derived from this replica's informers, and the ledger through which the leader's
     // controllers publish too, so that each revocation goes out once (revocation/derive.ts).
     const revocations = new RevocationDeriver({
@@ -248,6 +300,7 @@ export class Operator {
       artifacts,
       logger: log('modelartifact-controller'),
       rotation: table.rotation,
+      retention: (c) => table.current.classifications[c].kekVersionRetentionMs,
       scopes: table.kekScopes,
       audit: governance,
     });
@@ -259,15 +312,19 @@ export class Operator {
       logger: log('accessgrant-controller'),
       policy: () => table.current,
       audit: governance,
+      quarantines: () => quarantines.current(),
     });
     const rotationController = new KekRotationController({
       kms: kms.provider,
       artifacts,
+      recipientKeys,
       rotation: table.rotation,
+      retention: (c) => table.current.classifications[c].kekVersionRetentionMs,
       scopes: table.kekScopes,
       metrics: this.metrics,
       logger: log('kek-rotation'),
       ensureKek: (keyId) => keyring.ensureKek(keyId),
+      destroyRetiredVersions: (keyId, options) => keyring.destroyRetiredVersions(keyId, options),
       enqueueArtifact: (key) => {
         artifactQueue.enqueue(key);
       },
@@ -296,7 +353,13 @@ export class Operator {
     );
     const controllers = [
       artifactQueue,
-      queue(grantController.controller({ workers: config.workers, tableChanged })),
+      queue(
+        grantController.controller({
+          workers: config.workers,
+          tableChanged,
+          quarantinesChanged: quarantinesConfig,
+        }),
+      ),
       queue(rotationController.controller({ tableChanged })),
       queue(pki.controller({ webhookConfigurations })),
       queue(environmentAuditor.controller()),
@@ -326,6 +389,7 @@ export class Operator {
         kms: kms.provider,
         keyring,
         policy: () => table.current,
+        quarantine: (identity) => quarantines.lookup(identity),
         bus: this.bus,
         dekCacheTtlMs: config.broker.dekCacheTtlMs,
         maxConnectionAgeMs: config.broker.maxConnectionAgeMs,
@@ -339,6 +403,12 @@ export class Operator {
       auditLogDir: config.auditLogDir,
       identity: config.identity,
       governance,
+      // --audit-signer kms: checkpoints are signed by an Ed25519 key in the KMS (docs/kms.md#checkpoint-signing-keys).
+      ...(config.auditSigner === 'kms'
+        ? { auditSigningKey: () => kms.checkpointSigningKey(CHECKPOINT_SIGNING_KEY_ID) }
+        : {}),
+      publishCheckpoints: config.broker.auditCheckpointConfigMap,
+      tap: detectionTrail,
     });
 
     // The webhook runs on every replica: its decisions read only the caches. It waits for the serving certificate,
@@ -366,6 +436,7 @@ export class Operator {
       port: config.healthAddress.port,
       registry: this.metrics.registry,
       logger: log('health'),
+      auditCheckpoint: () => broker.latestCheckpoint(),
       readiness: () => [
         ...informers
           .all()
@@ -392,6 +463,8 @@ export class Operator {
         },
       }),
       new RunnableGroup('queues', controllers), // leader only
+      quarantineAuditor, // leader only
+      detection, // every replica (stops after the broker, which feeds it)
       broker, // every replica (stops before the queues)
       webhook,
       new Periodic('resync', config.resyncPeriodMs, () => {

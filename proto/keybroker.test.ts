@@ -59,7 +59,7 @@ describe('loadKeyBroker', () => {
     expect(broker.Client.service).toBe(service);
   });
 
-  it('returns exactly the four methods with their paths, streaming flags and message types', () => {
+  it('returns exactly the five methods with their paths, streaming flags and message types', () => {
     const types = broker.grpcObject.strongroom.v1;
     const typeName = (t: { type: object }): string => (t.type as { name: string }).name;
     const shape = Object.fromEntries(
@@ -85,19 +85,26 @@ describe('loadKeyBroker', () => {
         requestStream: false,
         responseStream: false,
       },
+      ReportWipe: {
+        path: '/strongroom.v1.KeyBroker/ReportWipe',
+        requestStream: false,
+        responseStream: false,
+      },
     });
-    const { Attest, ReleaseKey, WatchRevocations, PublishVersion } = service;
+    const { Attest, ReleaseKey, WatchRevocations, PublishVersion, ReportWipe } = service;
     const messageTypes = {
       Attest: [typeName(Attest.requestType), typeName(Attest.responseType)],
       ReleaseKey: [typeName(ReleaseKey.requestType), typeName(ReleaseKey.responseType)],
       WatchRevocations: [typeName(WatchRevocations.requestType), typeName(WatchRevocations.responseType)],
       PublishVersion: [typeName(PublishVersion.requestType), typeName(PublishVersion.responseType)],
+      ReportWipe: [typeName(ReportWipe.requestType), typeName(ReportWipe.responseType)],
     };
     expect(messageTypes).toEqual({
       Attest: ['AttestRequest', 'AttestResponse'],
       ReleaseKey: ['ReleaseKeyRequest', 'ReleaseKeyResponse'],
       WatchRevocations: ['WatchRevocationsRequest', 'WatchRevocationsResponse'],
       PublishVersion: ['PublishVersionRequest', 'PublishVersionResponse'],
+      ReportWipe: ['ReportWipeRequest', 'ReportWipeResponse'],
     });
     expect(service.ReleaseKey.requestType.type).toEqual(types.ReleaseKeyRequest.type);
     expect(service.WatchRevocations.responseType.type).toEqual(types.WatchRevocationsResponse.type);
@@ -162,6 +169,23 @@ describe('serializers round-trip every message', () => {
     });
   });
 
+  it('ReportWipe, with the revocation it answered and the wipe duration', () => {
+    const m = service.ReportWipe;
+    const request = {
+      revocation: { seq: '42', epoch: 'e1', endedAt: timestamp },
+      artifact,
+      version: 'v1',
+      filesRemoved: '3',
+      wipeDuration: { seconds: '0', nanos: 4_000_000 },
+      trigger: 'revocation',
+    };
+    expect(m.requestDeserialize(m.requestSerialize(request))).toEqual(request);
+    expect(m.responseDeserialize(m.responseSerialize({ recorded: true, auditIndex: '17' }))).toEqual({
+      recorded: true,
+      auditIndex: '17',
+    });
+  });
+
   it('WatchRevocations, with proto3 optional presence and the oneof discriminator', () => {
     const m = service.WatchRevocations;
     expect(m.requestDeserialize(m.requestSerialize({}))).toEqual({ epoch: '' });
@@ -179,6 +203,7 @@ describe('serializers round-trip every message', () => {
       versions: ['v1', 'v2'],
       message: 'revoked by admin',
       timestamp,
+      endedAt: timestamp,
     };
     expect(m.responseDeserialize(m.responseSerialize({ revocation }))).toEqual({
       revocation,
@@ -343,6 +368,9 @@ describe('over a real grpc-js channel (loopback, no TLS: transport security is t
         call.end();
       },
       PublishVersion: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED });
+      },
+      ReportWipe: (_call, callback) => {
         callback({ code: grpc.status.UNIMPLEMENTED });
       },
     };

@@ -6,10 +6,14 @@
  * - startup: 200 only when every planned artifact is decrypted, verified and in place;
  * - ready: 200 only when started and no artifact has been revoked, denied or let expire since; 503 with a short
  *   text otherwise. Anything else is 404; methods other than GET and HEAD are 405.
+ *
+ * With a registry, `GET /metrics` serves the sidecar's Prometheus metrics (metrics.ts) on the same port.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
 import { PROBE_READY_PATH, PROBE_STARTUP_PATH } from '../core/injection/contract.ts';
+import { METRICS_PATH } from './metrics.ts';
 
 /** What the probes look at. */
 export interface ProbeState {
@@ -53,8 +57,28 @@ export async function startProbeServer(options: {
   readonly port: number;
   readonly host?: string;
   readonly state: () => ProbeState;
+  /** Served at {@link METRICS_PATH} when given. */
+  readonly metrics?: Pick<Registry, 'metrics' | 'contentType'>;
 }): Promise<ProbeServer> {
+  const metrics = options.metrics;
   const server: Server = createServer((request, response) => {
+    if (metrics !== undefined && request.url?.split('?')[0] === METRICS_PATH && request.method === 'GET') {
+      metrics.metrics().then(
+        (body) => {
+          response.writeHead(200, {
+            'content-type': metrics.contentType,
+            'cache-control': 'no-store',
+            'content-length': Buffer.byteLength(body),
+          });
+          response.end(body);
+        },
+        () => {
+          response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+          response.end('collecting metrics failed\n');
+        },
+      );
+      return;
+    }
     const answer = probeAnswer(request.method ?? 'GET', request.url ?? '/', options.state());
     response.writeHead(answer.status, {
       'content-type': 'text/plain; charset=utf-8',

@@ -15,6 +15,7 @@ function revocation(overrides: Partial<Revocation__Output> = {}): Revocation__Ou
     versions: [],
     message: 'grant deleted',
     timestamp: null,
+    endedAt: null,
     ...overrides,
   };
 }

@@ -2,7 +2,9 @@
  * The sidecar runtime, wired: probe server first (so the kubelet gets 503s rather than refused connections), then
  * attestation, the revocation stream (opened before any key is released, so no revocation can fall between a
  * release and the stream), then every planned artifact in parallel, each under its {@link ArtifactSupervisor}.
- * {@link Sidecar.shutdown} wipes every plaintext directory and the output directory.
+ * {@link Sidecar.shutdown} wipes every plaintext directory and the output directory. Metrics (metrics.ts) are served at
+ * `/metrics` on the probe port; a wipe that answered a revocation is reported to the broker in the background
+ * (wipe-report.ts).
  */
 import { SegmentPool } from '../core/envelope/pool.ts';
 import type winston from 'winston';
@@ -11,10 +13,12 @@ import type { Revocation__Output } from '../proto/generated/strongroom/v1/Revoca
 import type { KeyBroker, KeyBrokerClient } from '../proto/keybroker.ts';
 import type { SidecarConfig } from './config.ts';
 import { WorkloadIdentity, type WorkloadKeyPair } from './identity.ts';
+import { SidecarMetrics } from './metrics.ts';
 import { startProbeServer, type ProbeServer, type ProbeState } from './probe.ts';
 import { revocationConcerns, RevocationWatcher } from './revocation.ts';
 import { ArtifactSupervisor } from './supervisor.ts';
 import { wipeDirectory } from './wipe.ts';
+import { WipeReporter } from './wipe-report.ts';
 
 export interface SidecarOptions {
   readonly config: SidecarConfig;
@@ -35,6 +39,9 @@ export class Sidecar {
   #probe: ProbeServer | undefined;
   #started = false;
   readonly #pool: SegmentPool | undefined;
+  readonly #reporter: WipeReporter;
+  /** This sidecar's metrics (served at /metrics on the probe port). */
+  readonly metrics = new SidecarMetrics();
 
   constructor(options: SidecarOptions) {
     this.#o = options;
@@ -50,6 +57,12 @@ export class Sidecar {
     // One pool of decrypting worker threads for every artifact, so that parallel artifacts share the cores.
     this.#pool = config.plan.artifacts.length > 0 ? new SegmentPool() : undefined;
     const pool = this.#pool;
+    const reporter = new WipeReporter({
+      client,
+      logger: componentLogger(logger, 'sidecar/wipe-report'),
+      metrics: this.metrics,
+    });
+    this.#reporter = reporter;
     this.#supervisors = config.plan.artifacts.map(
       (artifact) =>
         new ArtifactSupervisor({
@@ -59,6 +72,10 @@ export class Sidecar {
           logger: componentLogger(logger, 'sidecar/artifact', { mountPath: artifact.mountPath }),
           onChange: () => {
             this.#onChange();
+          },
+          metrics: this.metrics,
+          onWipe: (wipe) => {
+            reporter.report(artifact, wipe);
           },
         }),
     );
@@ -98,7 +115,11 @@ export class Sidecar {
 
   /** Starts everything; resolves once the artifacts' work has begun (not when they are in place). */
   async start(): Promise<void> {
-    this.#probe = await startProbeServer({ port: this.#o.config.probePort, state: () => this.state() });
+    this.#probe = await startProbeServer({
+      port: this.#o.config.probePort,
+      state: () => this.state(),
+      metrics: this.metrics.registry,
+    });
     this.#log.info('sidecar starting', {
       probePort: this.#probe.port,
       artifacts: this.#o.config.plan.artifacts.map((a) => `${a.namespace}/${a.name}@${a.version}`),
@@ -106,9 +127,13 @@ export class Sidecar {
         ? `${this.#o.config.plan.publish.namespace}/${this.#o.config.plan.publish.name}@${this.#o.config.plan.publish.version}`
         : undefined,
     });
+    const attesting = Date.now();
     await this.#identity.start();
+    this.metrics.phase('attest', Date.now() - attesting);
     if (this.#supervisors.length === 0) return;
+    const watching = Date.now();
     await this.#watcher.start();
+    this.metrics.phase('watch', Date.now() - watching);
     for (const s of this.#supervisors) s.start();
   }
 
@@ -125,6 +150,7 @@ export class Sidecar {
   /** Stops the revocation stream and every supervisor, wipes all plaintext and the output directory, closes. */
   async shutdown(): Promise<void> {
     await this.#watcher.stop();
+    this.#reporter.stop();
     const dirs = this.#o.config.plan.publish ? [this.#o.config.plan.publish.outputDir] : [];
     const results = await Promise.allSettled([
       ...this.#supervisors.map((s) => s.wipeForShutdown()),
@@ -168,6 +194,7 @@ export class Sidecar {
       return;
     }
     this.#log.warn('revocation', { ...fields, affected: hit.length });
-    for (const s of hit) s.revoke(`${revocation.reason}: ${revocation.message}`);
+    for (const s of hit)
+      s.revoke(`${revocation.reason}: ${revocation.message}`, { reason: 'revocation', revocation });
   }
 }

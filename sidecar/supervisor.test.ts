@@ -11,7 +11,9 @@ import { encryptDirectory, newDek } from '../core/envelope/index.ts';
 import { treeDigest } from '../core/envelope/tree-digest.ts';
 import type { PlannedArtifact } from '../core/injection/contract.ts';
 import { loadKeyBroker, type KeyBrokerClient, type KeyBrokerHandlers } from '../proto/keybroker.ts';
-import { ArtifactSupervisor, leaseRenewalTime } from './supervisor.ts';
+import type { Revocation__Output } from '../proto/generated/strongroom/v1/Revocation.ts';
+import { SidecarMetrics } from './metrics.ts';
+import { ArtifactSupervisor, leaseRenewalTime, type CompletedWipe } from './supervisor.ts';
 
 type Mode =
   | { kind: 'grant'; leaseMs: number }
@@ -57,6 +59,7 @@ beforeAll(async () => {
   const handlers: KeyBrokerHandlers = {
     Attest: unimplemented,
     PublishVersion: unimplemented,
+    ReportWipe: unimplemented,
     WatchRevocations: (call) => {
       call.end();
     },
@@ -108,13 +111,16 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function supervisor(): Promise<{ s: ArtifactSupervisor; dir: string }> {
+async function supervisor(
+  extra: { metrics?: SidecarMetrics; onWipe?: (wipe: CompletedWipe) => void } = {},
+): Promise<{ s: ArtifactSupervisor; dir: string }> {
   const dir = await mkdtemp(join(work, 'plain-'));
   const s = new ArtifactSupervisor({
     artifact: { ...base, plaintextDir: dir },
     client: () => client,
     logger,
     onChange: () => undefined,
+    ...extra,
     pendingBackoff: { baseMs: 50, maxMs: 100 },
     wipedRetryMs: 200,
   });
@@ -190,10 +196,102 @@ describe('ArtifactSupervisor', () => {
     s.recheck('test resync'); // a renewal now hangs for 3 s
     await until('the renewal is in flight', () => calls > before);
     const t0 = Date.now();
-    s.revoke('test revocation');
+    s.revoke('test revocation', { reason: 'renewal-denied' });
     expect(s.phase).toBe('wiped');
     const gone = await until('files gone', async () => (await readdir(dir)).length === 0, 2000);
     expect(gone - t0).toBeLessThan(1000);
+  });
+});
+
+function revocation(seq: string, grantUid = 'g1'): Revocation__Output {
+  return {
+    seq,
+    epoch: 'e1',
+    reason: 'REVOCATION_REASON_GRANT_DELETED',
+    artifact: { namespace: 'ml', name: 'resnet' },
+    grant: { namespace: 'ml', name: 'readers', uid: grantUid },
+    versions: [],
+    message: 'test',
+    timestamp: null,
+    endedAt: { seconds: '1', nanos: 0 },
+  };
+}
+
+async function count(metrics: SidecarMetrics, name: string, labels: Record<string, string> = {}) {
+  const { values } = await (metrics.registry.getSingleMetric(name)?.get() ?? Promise.resolve({ values: [] }));
+  return values
+    .filter((v) => Object.entries(labels).every(([k, l]) => String(v.labels[k]) === l))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('ArtifactSupervisor metrics and wipe reports', () => {
+  it('counts the start-up phases of the first materialization, the bytes decrypted and each wipe by reason', async () => {
+    mode = { kind: 'grant', leaseMs: 60_000 };
+    const metrics = new SidecarMetrics();
+    const wipes: CompletedWipe[] = [];
+    const { s, dir } = await supervisor({ metrics, onWipe: (w) => wipes.push(w) });
+    s.start();
+    await until('materialized', () => s.phase === 'materialized');
+    const text = await metrics.registry.metrics();
+    for (const phase of ['release', 'decrypt', 'verify', 'install'])
+      expect(text).toContain(`strongroom_sidecar_startup_phase_seconds_count{phase="${phase}"} 1\n`);
+    expect(text).toContain('strongroom_sidecar_decrypted_bytes_total 4096\n');
+    const r = revocation('5');
+    s.revoke('test', { reason: 'revocation', revocation: r });
+    await until('reported', () => wipes.length === 1);
+    expect(await readdir(dir)).toEqual([]);
+    expect(wipes[0]).toMatchObject({
+      reason: 'revocation',
+      report: { files: 1, bytes: 4096 },
+      revocation: r,
+    });
+    expect(wipes[0]?.durationMs).toBeGreaterThanOrEqual(0);
+    expect(await count(metrics, 'strongroom_sidecar_wipes_total', { reason: 'revocation' })).toBe(1);
+    // Back after the retry: a return is not a start-up, but its bytes count.
+    await until('materialized again', () => s.phase === 'materialized');
+    const again = await metrics.registry.metrics();
+    expect(again).toContain('strongroom_sidecar_startup_phase_seconds_count{phase="decrypt"} 1\n');
+    expect(again).toContain('strongroom_sidecar_decrypted_bytes_total 8192\n');
+    await s.wipeForShutdown();
+    expect(await count(metrics, 'strongroom_sidecar_wipes_total', { reason: 'shutdown' })).toBe(1);
+  });
+
+  it('answers the first revocation after a lease-end wipe with that wipe, once, and never one of another grant', async () => {
+    mode = { kind: 'grant', leaseMs: 700 };
+    const metrics = new SidecarMetrics();
+    const wipes: CompletedWipe[] = [];
+    const { s } = await supervisor({ metrics, onWipe: (w) => wipes.push(w) });
+    s.start();
+    await until('materialized', () => s.phase === 'materialized');
+    mode = { kind: 'unavailable' };
+    await until('wiped at the lease end', () => wipes.length === 1, 3000);
+    expect(wipes[0]).toMatchObject({ reason: 'lease-expired', revocation: undefined, report: { files: 1 } });
+    s.revoke('another grant ended', { reason: 'revocation', revocation: revocation('6', 'g2') });
+    await until('its wipe', () => wipes.length === 2);
+    expect(wipes[1]?.revocation).toBeUndefined(); // the grant the files were held under is not g2
+    const r = revocation('7');
+    s.revoke('the grant ended', { reason: 'revocation', revocation: r });
+    await until('answered', () => wipes.some((w) => w.revocation === r));
+    expect(wipes.find((w) => w.revocation === r)).toMatchObject({
+      reason: 'lease-expired',
+      report: { files: 1 },
+    });
+    s.revoke('the grant ended again', { reason: 'revocation', revocation: revocation('8') });
+    await until('its wipe', () => wipes.length === 5);
+    expect(wipes.filter((w) => w.revocation !== undefined)).toHaveLength(1);
+    expect(await count(metrics, 'strongroom_sidecar_wipes_total', { reason: 'lease-expired' })).toBe(1);
+    expect(await count(metrics, 'strongroom_sidecar_wipes_total', { reason: 'revocation' })).toBe(3);
+  });
+
+  it('does not report a revocation that finds nothing materialized yet', async () => {
+    mode = { kind: 'deny' };
+    const wipes: CompletedWipe[] = [];
+    const { s } = await supervisor({ onWipe: (w) => wipes.push(w) });
+    s.start();
+    await until('a denial', () => s.lastError !== undefined);
+    s.revoke('test', { reason: 'revocation', revocation: revocation('9') });
+    await until('its wipe', () => wipes.length === 1);
+    expect(wipes[0]?.revocation).toBeUndefined();
   });
 });
 

@@ -15,16 +15,22 @@
  * materialization in progress is aborted: it checks its signal after installing and wipes again if access ended
  * meanwhile, so a rename racing the wipe cannot leave files behind. Materializations and renewals of one artifact
  * never overlap: they run one after another.
+ *
+ * Every completed wipe is counted (metrics.ts) and told to `onWipe`; a wipe of files in place that a revocation
+ * caused carries that revocation (the sidecar reports it to the broker, sidecar.ts). A revocation that finds the
+ * files already wiped for another reason (the lease ended, a renewal was denied) is answered once with that wipe.
  */
 import type { SegmentPool } from '../core/envelope/pool.ts';
 import * as grpc from '@grpc/grpc-js';
 import type winston from 'winston';
 import type { PlannedArtifact } from '../core/injection/contract.ts';
+import type { Revocation__Output } from '../proto/generated/strongroom/v1/Revocation.ts';
 import type { KeyBrokerClient } from '../proto/keybroker.ts';
 import { backoffDelay, type BackoffPolicy } from './backoff.ts';
 import { materialize } from './materialize.ts';
+import type { SidecarMetrics, WipeReason } from './metrics.ts';
 import { isDenial, ReleaseError, releaseKey, type ReleasedKey } from './release.ts';
-import { wipeDirectory } from './wipe.ts';
+import { wipeDirectory, type WipeReport } from './wipe.ts';
 
 /** How often a wiped artifact asks ReleaseKey again; only a release that succeeds brings the files back. */
 export const WIPED_RETRY_MS = 10_000;
@@ -32,6 +38,21 @@ export const WIPED_RETRY_MS = 10_000;
 const PENDING_BACKOFF: BackoffPolicy = { baseMs: 1000, maxMs: 30_000 };
 
 export type ArtifactPhase = 'pending' | 'materialized' | 'wiped';
+
+/** Why access ended, as {@link ArtifactSupervisor.revoke} is told. */
+export type RevokeCause =
+  | { readonly reason: 'revocation'; readonly revocation: Revocation__Output }
+  | { readonly reason: 'lease-expired' | 'renewal-denied' };
+
+/** A completed wipe of the artifact's plaintext directory (not at shutdown). */
+export interface CompletedWipe {
+  /** Why the files were wiped. */
+  readonly reason: Exclude<WipeReason, 'shutdown'>;
+  readonly report: WipeReport;
+  readonly durationMs: number;
+  /** The revocation this wipe answers: the one that caused it, or the first that came after it, once. */
+  readonly revocation: Revocation__Output | undefined;
+}
 
 /** Read through a function: a revocation aborts while a task awaits, which narrowing cannot see. */
 function isAborted(controller: AbortController): boolean {
@@ -51,6 +72,10 @@ export interface SupervisorOptions {
   readonly logger: winston.Logger;
   /** Called on every phase change. */
   readonly onChange: () => void;
+  /** Start-up phases, decrypted bytes and wipes are counted here when given. */
+  readonly metrics?: SidecarMetrics;
+  /** Told of every completed wipe (see the module comment). */
+  readonly onWipe?: (wipe: CompletedWipe) => void;
   readonly pendingBackoff?: BackoffPolicy;
   readonly wipedRetryMs?: number;
 }
@@ -74,6 +99,9 @@ export class ArtifactSupervisor {
   #lastError: ReleaseError | undefined;
   /** Wipes in progress (never rejects). */
   #wiping: Promise<void> = Promise.resolve();
+  /** The last completed wipe of files that were in place, until a revocation has been answered with it. */
+  #lastWipe:
+    { readonly wipe: CompletedWipe; readonly heldUnder: string | undefined; answered: boolean } | undefined;
 
   constructor(options: SupervisorOptions) {
     this.#o = options;
@@ -106,15 +134,23 @@ export class ArtifactSupervisor {
   }
 
   /** Access ended: turns to `wiped` now, wipes, and retries ReleaseKey every WIPED_RETRY_MS. */
-  revoke(why: string): void {
+  revoke(why: string, cause: RevokeCause): void {
     if (this.#stopped) return;
     const was = this.#phase;
+    const heldUnder = was === 'materialized' ? this.#heldUnder : undefined;
     this.#inflight?.abort();
     this.#clearLease();
     clearTimeout(this.#retryTimer);
     this.#setPhase('wiped');
     this.#o.logger.warn('access ended; wiping', { ...this.#fields, why, was });
-    this.#wiping = this.#wiping.then(() => this.#wipe(why));
+    const revocation = cause.reason === 'revocation' ? cause.revocation : undefined;
+    this.#wiping = this.#wiping.then(async () => {
+      // Already wiped for another reason: that wipe (done by now, it ran first) answers this revocation.
+      if (was === 'wiped' && revocation !== undefined) this.#answerWith(revocation);
+      // Only a wipe of files in place answers a revocation itself, or is kept to answer a later one.
+      const inPlace = was === 'materialized' ? { heldUnder } : undefined;
+      await this.#wipe(why, cause.reason, inPlace === undefined ? undefined : revocation, inPlace);
+    });
   }
 
   /** Events may have been missed: ask ReleaseKey again; a denial wipes. */
@@ -141,8 +177,26 @@ export class ArtifactSupervisor {
   async wipeForShutdown(): Promise<void> {
     await this.stop();
     this.#setPhase('wiped');
-    const report = await wipeDirectory(this.#o.artifact.plaintextDir);
+    let report: WipeReport;
+    try {
+      report = await wipeDirectory(this.#o.artifact.plaintextDir);
+    } catch (error) {
+      this.#o.metrics?.wipeFailures.inc({ reason: 'shutdown' });
+      throw error;
+    }
+    this.#o.metrics?.wipes.inc({ reason: 'shutdown' });
     this.#o.logger.info('wiped on shutdown', { ...this.#fields, ...report });
+  }
+
+  /** Answers `revocation` with the last wipe, if no revocation was answered with it yet and it concerns that grant. */
+  #answerWith(revocation: Revocation__Output): void {
+    const last = this.#lastWipe;
+    if (last === undefined || last.answered) return;
+    const ended = revocation.grant?.uid ?? '';
+    if (last.heldUnder !== undefined && last.heldUnder !== '' && ended !== '' && ended !== last.heldUnder)
+      return;
+    last.answered = true;
+    this.#o.onWipe?.({ ...last.wipe, revocation });
   }
 
   // Read through methods: these change while a task awaits, which type narrowing cannot see.
@@ -198,15 +252,31 @@ export class ArtifactSupervisor {
     const inflight = new AbortController();
     this.#inflight = inflight;
     try {
+      const asked = Date.now();
       const key = await this.#release();
+      // Start-up phases are those of the first materialization (from pending), not of a return after a wipe.
+      const startup = from === 'pending' ? this.#o.metrics : undefined;
+      startup?.phase('release', Date.now() - asked);
       if (isAborted(inflight) || this.#isStopped()) {
         key.dek.fill(0);
         return;
       }
       const started = Date.now();
-      const result = await materialize(this.#o.artifact, key.dek, inflight.signal, this.#o.pool);
+      const result = await materialize(
+        this.#o.artifact,
+        key.dek,
+        inflight.signal,
+        this.#o.pool,
+        startup === undefined
+          ? undefined
+          : (step, ms) => {
+              startup.phase(step, ms);
+            },
+      );
       // Revoked right after the last check inside materialize: the revocation's wipe removes what was installed.
       if (isAborted(inflight) || this.#isStopped()) return;
+      this.#o.metrics?.decryptedBytes.inc(result.bytes);
+      this.#lastWipe = undefined; // the files are back: the next revocation is answered by the next wipe
       this.#attempts = 0;
       this.#o.logger.info('materialized', {
         ...this.#fields,
@@ -250,7 +320,7 @@ export class ArtifactSupervisor {
     const now = Date.now();
     this.#leaseTimer = setTimeout(
       () => {
-        this.revoke('the key lease ended without renewal');
+        this.revoke('the key lease ended without renewal', { reason: 'lease-expired' });
       },
       Math.max(0, end - now),
     );
@@ -280,7 +350,9 @@ export class ArtifactSupervisor {
     } catch (error) {
       if (this.#currentPhase() !== 'materialized') return;
       if (isDenial(error)) {
-        this.revoke(`the broker refused the renewal (${(error as ReleaseError).codeName})`);
+        this.revoke(`the broker refused the renewal (${(error as ReleaseError).codeName})`, {
+          reason: 'renewal-denied',
+        });
         return;
       }
       // Not an answer: try again before the lease ends (the lease timer wipes if it does end).
@@ -289,12 +361,29 @@ export class ArtifactSupervisor {
     }
   }
 
-  async #wipe(why: string): Promise<void> {
+  /**
+   * Wipes; counts it; tells onWipe of a completed wipe, with `revocation` when it answers one. A wipe of files that
+   * were in place (`inPlace`, with the grant they were held under) is kept to answer a later revocation when none
+   * caused it.
+   */
+  async #wipe(
+    why: string,
+    reason: CompletedWipe['reason'],
+    revocation: Revocation__Output | undefined,
+    inPlace: { readonly heldUnder: string | undefined } | undefined,
+  ): Promise<void> {
     const started = Date.now();
     try {
       const report = await wipeDirectory(this.#o.artifact.plaintextDir);
-      this.#o.logger.warn('wiped', { ...this.#fields, why, ...report, tookMs: Date.now() - started });
+      const durationMs = Date.now() - started;
+      this.#o.logger.warn('wiped', { ...this.#fields, why, ...report, tookMs: durationMs });
+      this.#o.metrics?.wipes.inc({ reason });
+      const wipe: CompletedWipe = { reason, report, durationMs, revocation };
+      if (inPlace !== undefined)
+        this.#lastWipe = { wipe, heldUnder: inPlace.heldUnder, answered: revocation !== undefined };
+      this.#o.onWipe?.(wipe);
     } catch (error) {
+      this.#o.metrics?.wipeFailures.inc({ reason });
       this.#o.logger.error('wipe failed', { ...this.#fields, why, err: error });
     }
     if (!this.#stopped) this.#scheduleRetry(this.#o.wipedRetryMs ?? WIPED_RETRY_MS);

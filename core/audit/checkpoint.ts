@@ -9,6 +9,8 @@ import {
   NoteError,
   openNote,
   signNote,
+  signNoteAsync,
+  type AnyNoteSigner,
   type NoteSigner,
   type NoteVerifier,
   type OpenedNote,
@@ -68,6 +70,11 @@ export function signCheckpoint(cp: Checkpoint, signer: NoteSigner): string {
   return signNote(formatCheckpoint(cp), [signer]);
 }
 
+/** Signs a checkpoint with a signer that may sign asynchronously (a key in a KMS); see signNoteAsync. */
+export async function signCheckpointAsync(cp: Checkpoint, signer: AnyNoteSigner): Promise<string> {
+  return await signNoteAsync(formatCheckpoint(cp), [signer]);
+}
+
 export interface OpenedCheckpoint extends Checkpoint {
   readonly note: OpenedNote;
 }
@@ -92,4 +99,16 @@ export function originFor(cluster: string, writer: string): string {
     throw new NoteError('malformed', `invalid cluster name ${JSON.stringify(cluster)}`);
   if (!label.test(writer)) throw new NoteError('malformed', `invalid writer name ${JSON.stringify(writer)}`);
   return `strongroom.audit/${cluster}/${writer}`;
+}
+
+/**
+ * The ConfigMap, in the operator's namespace, where every writer publishes its latest signed checkpoint: data key =
+ * the writer name, value = the signed note (operator/broker/checkpoint-publisher.ts, docs/audit.md).
+ */
+export const AUDIT_CHECKPOINTS_CONFIGMAP = 'strongroom-audit-checkpoints';
+
+/** The writer of an origin `strongroom.audit/<cluster>/<writer>` (its last segment), or undefined for another form. */
+export function writerOf(origin: string): string | undefined {
+  const match = /^strongroom\.audit\/[^/]+\/([a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?)$/.exec(origin);
+  return match?.[1];
 }

@@ -6,6 +6,11 @@ export type AuditErrorKind =
   | 'io'
   /** The log on disk does not verify; the writer refuses to extend it. */
   | 'corrupt'
+  /**
+   * The log on disk is shorter than, or inconsistent with, a checkpoint published earlier (`trustedCheckpoint`): it
+   * was rolled back or rewritten; the writer refuses to extend it.
+   */
+  | 'rollback'
   /** An earlier write failed, so the log refuses every further append until it is reopened. */
   | 'failed'
   /** The log was closed. */

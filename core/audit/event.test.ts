@@ -1,12 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { canonicalize, CanonicalJsonError } from './canonical-json.ts';
 import { AuditError } from './errors.ts';
 import {
   AuditKey,
   brokerAccessEvent,
   validateEvent,
+  type AnomalyAlertEvent,
   type AuditEvent,
   type BrokerAccessEvent,
+  type IdentityLiftedEvent,
+  type IdentityQuarantinedEvent,
+  type KeyReleaseEvent,
   type EnvironmentEvent,
   type GrantEvent,
   type VersionEvent,
@@ -97,5 +102,129 @@ describe('governance events', () => {
     expect(() => {
       validateEvent(event as AuditEvent);
     }).toThrow(AuditError);
+  });
+});
+
+describe('detection events', () => {
+  const alert: AnomalyAlertEvent = {
+    type: 'anomaly-alert',
+    alert: {
+      id: 'a-0123456789abcdef',
+      rule: 'release-rate-spike',
+      severity: 'high',
+      identity: { namespace: 'ml-prod', serviceAccount: 'trainer' },
+      artifact: null,
+      observed: 14,
+      baseline: 1,
+      threshold: 6,
+      windowMs: 60_000,
+      from: 1_765_000_000_000,
+      to: 1_765_000_042_000,
+      message: 'sa ml-prod/trainer was released 14 keys in 60 s; its baseline is 1.2 per 60 s (threshold 5x)',
+    },
+    evidence: [{ origin: 'strongroom.audit/op-0', seq: 41 }],
+  };
+  const quarantined: IdentityQuarantinedEvent = {
+    type: 'identity-quarantined',
+    identity: { namespace: 'ml-prod', serviceAccount: 'trainer' },
+    actor: 'strongroom-operator',
+    reason: 'AnomalyAlert',
+    alertId: 'a-0123456789abcdef',
+    severity: 'high',
+    detail: '',
+  };
+  const lifted: IdentityLiftedEvent = {
+    type: 'identity-lifted',
+    identity: { namespace: 'ml-prod', serviceAccount: 'trainer' },
+    actor: 'unknown',
+    reason: 'QuarantineLifted',
+  };
+  const good: [string, AuditEvent][] = [
+    ['an anomaly alert', alert],
+    [
+      'an alert about an artifact only',
+      { ...alert, alert: { ...alert.alert, identity: null, artifact: { namespace: 'a', name: 'b' } } },
+    ],
+    [
+      '32 pieces of evidence',
+      { ...alert, evidence: Array.from({ length: 32 }, (_, seq) => ({ origin: 'o', seq })) },
+    ],
+    ['an automatic quarantine', quarantined],
+    [
+      'a manual quarantine (no alert id)',
+      { ...quarantined, alertId: '', actor: 'unknown', detail: 'by hand' },
+    ],
+    ['a lifted quarantine', lifted],
+  ];
+  it.each(good)('accept %s', (_what, event) => {
+    expect(() => {
+      validateEvent(event);
+    }).not.toThrow();
+  });
+
+  const withAlert = (change: Record<string, unknown>) => ({ ...alert, alert: { ...alert.alert, ...change } });
+  const bad: [string, object][] = [
+    ['a float count (canonical JSON has none)', withAlert({ baseline: 1.2 })],
+    ['a negative count', withAlert({ observed: -1 })],
+    ['an unsafe integer', withAlert({ to: 2 ** 53 })],
+    ['a window that ends before it starts', withAlert({ from: 2, to: 1 })],
+    ['a string where a count goes', withAlert({ threshold: '6' })],
+    ['an unknown severity', withAlert({ severity: 'severe' })],
+    ['a rule name that is not kebab-case', withAlert({ rule: 'Release Rate' })],
+    ['no message', withAlert({ message: '' })],
+    ['no id', withAlert({ id: undefined })],
+    ['neither identity nor artifact', withAlert({ identity: null })],
+    ['an identity without a service account', withAlert({ identity: { namespace: 'a' } })],
+    ['no evidence', { ...alert, evidence: [] }],
+    [
+      '33 pieces of evidence',
+      { ...alert, evidence: Array.from({ length: 33 }, (_, seq) => ({ origin: 'o', seq })) },
+    ],
+    ['evidence with a float seq', { ...alert, evidence: [{ origin: 'o', seq: 1.5 }] }],
+    ['evidence without an origin', { ...alert, evidence: [{ seq: 1 }] }],
+    ['a quarantine without an identity', { ...quarantined, identity: undefined }],
+    ['a quarantine with an unknown severity', { ...quarantined, severity: 'urgent' }],
+    ['a quarantine with a null alert id', { ...quarantined, alertId: null }],
+    ['a quarantine with a detail over 1024 characters', { ...quarantined, detail: 'x'.repeat(1025) }],
+    ['a quarantine without an actor', { ...quarantined, actor: '' }],
+    ['a lift without a reason', { ...lifted, reason: undefined }],
+    ['a lift with an empty namespace', { ...lifted, identity: { namespace: '', serviceAccount: 'x' } }],
+  ];
+  it.each(bad)('refuse %s', (_what, event) => {
+    expect(() => {
+      validateEvent(event as AuditEvent);
+    }).toThrow(AuditError);
+  });
+
+  it('cannot be written with a float count: canonical JSON refuses it too', () => {
+    expect(() => canonicalize(withAlert({ baseline: 1.2 }))).toThrow(CanonicalJsonError);
+  });
+});
+
+describe('key-release workload environment', () => {
+  const release: KeyReleaseEvent = {
+    type: 'key-release',
+    decision: 'deny',
+    reason: 'cross-environment-not-allowed',
+    workload: { namespace: 'dev', serviceAccount: 'reader', podUid: 'u', certificateSerial: '01' },
+    artifact: {
+      namespace: 'prod',
+      name: 'm',
+      version: 'v1',
+      classification: 'internal',
+      environment: 'prod',
+    },
+    key: { id: 'none', version: 'none' },
+    grant: null,
+    secrets: {},
+  };
+  it('is optional', () => {
+    validateEvent(release);
+    validateEvent({ ...release, workload: { ...release.workload, environment: 'dev' } });
+  });
+  it('is a non-empty string when present', () => {
+    expect(() => {
+      validateEvent({ ...release, workload: { ...release.workload, environment: '' } });
+    }).toThrow(/workload.environment/);
   });
 });

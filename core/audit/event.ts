@@ -14,6 +14,12 @@ export interface WorkloadIdentity {
   readonly serviceAccount: string;
   readonly podUid: string;
   readonly certificateSerial: string;
+  /**
+   * The strongroom.dev/environment label of the workload's namespace when the decision was made, when the writer
+   * records it (optional: entries written before it existed lack it). The anomaly detector's cross-environment rule
+   * compares it with `artifact.environment`.
+   */
+  readonly environment?: string;
 }
 
 export interface ArtifactRef {
@@ -154,12 +160,13 @@ export interface WriterStartedEvent {
 }
 
 /** What a {@link BrokerAccessEvent} records. */
-export type BrokerOperation = 'connect' | 'attest' | 'watch-revocations' | 'publish-version';
+export type BrokerOperation = 'connect' | 'attest' | 'watch-revocations' | 'publish-version' | 'report-wipe';
 export const BROKER_OPERATIONS: readonly BrokerOperation[] = [
   'connect',
   'attest',
   'watch-revocations',
   'publish-version',
+  'report-wipe',
 ];
 
 /**
@@ -187,6 +194,79 @@ export interface BrokerAccessEvent {
   readonly secrets: Readonly<Record<string, string>>;
 }
 
+/** Alert severities, lowest first (docs/detection.md). */
+export type Severity = 'info' | 'low' | 'medium' | 'high' | 'critical';
+export const SEVERITIES: readonly Severity[] = ['info', 'low', 'medium', 'high', 'critical'];
+
+/** A workload identity as the detector and quarantine know it: a namespace and a service account. */
+export interface IdentityRef {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}
+
+/** An audit entry cited as evidence: the writer's origin and the entry's seq in that writer's log. */
+export interface EvidenceRef {
+  readonly origin: string;
+  readonly seq: number;
+}
+
+/** The most evidence an alert cites (the first entries of its window; the count is in `observed`). */
+export const MAX_EVIDENCE = 32;
+
+/**
+ * What an anomaly alert says (docs/detection.md#alerts). Every number is a safe integer: counts are per window,
+ * times are ms since the epoch, `baseline` is rounded to the nearest integer (the message carries one decimal).
+ */
+export interface AlertRecord {
+  /** Deterministic from the rule, the subject and the entry that triggered it: `a-<16 hex>`. */
+  readonly id: string;
+  readonly rule: string;
+  readonly severity: Severity;
+  readonly identity: IdentityRef | null;
+  readonly artifact: { readonly namespace: string; readonly name: string } | null;
+  readonly observed: number;
+  readonly baseline: number;
+  readonly threshold: number;
+  readonly windowMs: number;
+  readonly from: number;
+  readonly to: number;
+  /** One human sentence, ≤ 1024 characters. */
+  readonly message: string;
+}
+
+/** An alert of the anomaly detector, with the audit entries that were its evidence (≤ {@link MAX_EVIDENCE}). */
+export interface AnomalyAlertEvent {
+  readonly type: 'anomaly-alert';
+  readonly alert: AlertRecord;
+  readonly evidence: readonly EvidenceRef[];
+}
+
+/**
+ * An identity put in quarantine, automatically by an alert (`alertId` names it, `actor` is `strongroom-operator`)
+ * or manually (`alertId` is the empty string).
+ */
+export interface IdentityQuarantinedEvent {
+  readonly type: 'identity-quarantined';
+  readonly identity: IdentityRef;
+  readonly actor: string;
+  readonly reason: string;
+  readonly alertId: string;
+  readonly severity: Severity;
+  /** Free text (≤ 1024 characters, may be empty). */
+  readonly detail: string;
+}
+
+/** An identity's quarantine lifted (its key removed from the quarantine ConfigMap; who did it is not known). */
+export interface IdentityLiftedEvent {
+  readonly type: 'identity-lifted';
+  readonly identity: IdentityRef;
+  readonly actor: string;
+  readonly reason: string;
+}
+
+/** The events of anomaly detection and identity quarantine (the detector ignores them). */
+export type DetectionEvent = AnomalyAlertEvent | IdentityQuarantinedEvent | IdentityLiftedEvent;
+
 export type AuditEvent =
   | KeyReleaseEvent
   | GrantEvent
@@ -194,7 +274,10 @@ export type AuditEvent =
   | EnvironmentEvent
   | HeartbeatEvent
   | WriterStartedEvent
-  | BrokerAccessEvent;
+  | BrokerAccessEvent
+  | AnomalyAlertEvent
+  | IdentityQuarantinedEvent
+  | IdentityLiftedEvent;
 
 const HMAC_PREFIX = 'hmac-sha256:';
 
@@ -310,6 +393,58 @@ interface Loose {
 }
 
 const GRANT_FIELDS = ['namespace', 'name', 'uid', 'resourceVersion'] as const;
+
+const RULE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+function requireCount(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new AuditError('invalid', `${where} must be a non-negative safe integer`);
+  }
+  return value;
+}
+
+function requireSeverity(value: unknown, where: string): void {
+  if (!(SEVERITIES as readonly unknown[]).includes(value)) {
+    throw new AuditError('invalid', `${where} must be one of ${SEVERITIES.join(', ')}`);
+  }
+}
+
+function requireText(value: unknown, where: string): void {
+  if (typeof value !== 'string' || value.length > 1024) {
+    throw new AuditError('invalid', `${where} must be a string of at most 1024 characters`);
+  }
+}
+
+function validateAlert(a: Partial<AnomalyAlertEvent>): void {
+  const alert = a.alert as Partial<Record<keyof AlertRecord, unknown>> | undefined;
+  requireStrings(alert, ['id', 'rule', 'message'], 'alert');
+  const checked = alert as Record<string, unknown>;
+  if (!RULE_NAME.test(checked.rule as string)) {
+    throw new AuditError('invalid', 'alert.rule must be a lowercase kebab-case name');
+  }
+  requireSeverity(checked.severity, 'alert.severity');
+  for (const field of ['observed', 'baseline', 'threshold', 'windowMs'] as const) {
+    requireCount(checked[field], `alert.${field}`);
+  }
+  const from = requireCount(checked.from, 'alert.from');
+  const to = requireCount(checked.to, 'alert.to');
+  if (from > to) throw new AuditError('invalid', 'alert.from is after alert.to');
+  if (checked.identity !== null) {
+    requireStrings(checked.identity, ['namespace', 'serviceAccount'], 'alert.identity');
+  }
+  if (checked.artifact !== null) requireStrings(checked.artifact, ['namespace', 'name'], 'alert.artifact');
+  if (checked.identity === null && checked.artifact === null) {
+    throw new AuditError('invalid', 'an alert names an identity, an artifact or both');
+  }
+  const evidence = a.evidence as unknown;
+  if (!Array.isArray(evidence) || evidence.length === 0 || evidence.length > MAX_EVIDENCE) {
+    throw new AuditError('invalid', `evidence must be a list of 1 to ${MAX_EVIDENCE} entries`);
+  }
+  evidence.forEach((ref: unknown, i) => {
+    requireStrings(ref, ['origin'], `evidence[${i}]`);
+    requireCount((ref as Record<string, unknown>).seq, `evidence[${i}].seq`);
+  });
+}
 const APPROVAL_FIELDS = ['uid', 'resourceVersion', 'approver'] as const;
 
 /** Throws AuditError('invalid') unless `event` is a well-formed AuditEvent. Fail closed on caller bugs. */
@@ -328,6 +463,12 @@ export function validateEvent(input: AuditEvent): void {
         ['namespace', 'serviceAccount', 'podUid', 'certificateSerial'],
         'workload',
       );
+      if (
+        (event.workload as { environment?: unknown }).environment !== undefined &&
+        !isString((event.workload as { environment?: unknown }).environment)
+      ) {
+        throw new AuditError('invalid', 'workload.environment must be a non-empty string when present');
+      }
       requireStrings(
         event.artifact,
         ['namespace', 'name', 'version', 'classification', 'environment'],
@@ -358,6 +499,24 @@ export function validateEvent(input: AuditEvent): void {
       return;
     case 'writer-started':
       return;
+    case 'anomaly-alert':
+      validateAlert(input as Partial<AnomalyAlertEvent>);
+      return;
+    case 'identity-quarantined': {
+      const q = input as Partial<IdentityQuarantinedEvent>;
+      requireStrings(q.identity, ['namespace', 'serviceAccount'], 'identity');
+      requireStrings(e, ['actor', 'reason'], 'event');
+      requireText(q.alertId, 'event.alertId');
+      requireSeverity(q.severity, 'event.severity');
+      requireText(q.detail, 'event.detail');
+      return;
+    }
+    case 'identity-lifted': {
+      const l = input as Partial<IdentityLiftedEvent>;
+      requireStrings(l.identity, ['namespace', 'serviceAccount'], 'identity');
+      requireStrings(e, ['actor', 'reason'], 'event');
+      return;
+    }
     case 'broker-access': {
       const b = input as Partial<BrokerAccessEvent>;
       if (!(BROKER_OPERATIONS as readonly unknown[]).includes(b.operation)) {

@@ -39,8 +39,12 @@ export {
   parseSignerKey,
   parseVerifierKey,
   signNote,
+  signNoteAsync,
+  noteVerifierFromPublicKey,
   openNote,
   NoteError,
+  type AnyNoteSigner,
+  type AsyncNoteSigner,
   type NoteSigner,
   type NoteVerifier,
 } from './note.ts';
@@ -48,8 +52,12 @@ export {
   formatCheckpoint,
   parseCheckpoint,
   openCheckpoint,
+  peekCheckpoint,
   signCheckpoint,
+  signCheckpointAsync,
   originFor,
+  writerOf,
+  AUDIT_CHECKPOINTS_CONFIGMAP,
   type Checkpoint,
 } from './checkpoint.ts';
 export {

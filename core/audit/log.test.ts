@@ -288,3 +288,194 @@ describe('AuditLog', () => {
     await log.close();
   });
 });
+
+describe('AuditLog observers', () => {
+  it('onCheckpoint gets every durable signed note, in order, each verifying against the file', async () => {
+    const path = join(dir, 'a.log');
+    const notes: { note: string; fileHasIt: boolean }[] = [];
+    const log = await openLog({
+      observers: {
+        // Called after the sync: the note is already in the file when the observer sees it.
+        onCheckpoint: (note) =>
+          notes.push({ note, fileHasIt: readFileSync(path, 'utf8').includes(JSON.stringify(note)) }),
+      },
+      checkpointIntervalMs: 1e12,
+    });
+    expect(notes).toHaveLength(1); // the checkpoint of open
+    await log.append(releaseEvent(0));
+    const second = await log.checkpoint();
+    await log.checkpoint(); // the tree did not grow: no new note, no new call
+    await log.append(releaseEvent(1));
+    await log.close(); // the final checkpoint
+    expect(notes.map((n) => n.fileHasIt)).toEqual([true, true, true]);
+    expect(notes[1]?.note).toBe(second);
+    expect(notes.map((n) => n.note.split('\n')[1])).toEqual(['1', '2', '3']);
+    const report = verifyLog(readFileSync(path), {
+      verifiers: [keys.verifier],
+      trustedCheckpoint: notes[1]?.note ?? '',
+    });
+    expect(report.ok).toBe(true);
+    expect(report.latest?.note).toBe(notes[2]?.note);
+  });
+
+  it('onAppended gets every durable entry once, in seq order, with what the file holds', async () => {
+    const seen: { seq: number; type: string; time: string; origin: string }[] = [];
+    const log = await openLog({
+      observers: {
+        onAppended: (e) => seen.push({ seq: e.seq, type: e.event.type, time: e.time, origin: e.origin }),
+      },
+    });
+    // Concurrent appends are group-committed; the observer still sees them one by one in seq order.
+    const receipts = await Promise.all(Array.from({ length: 40 }, (_, i) => log.append(releaseEvent(i))));
+    await log.close();
+    expect(seen.map((e) => e.seq)).toEqual(Array.from({ length: 41 }, (_, i) => i));
+    expect(seen[0]?.type).toBe('writer-started');
+    expect(seen.slice(1).every((e) => e.type === 'key-release' && e.origin === ORIGIN)).toBe(true);
+    expect(seen.slice(1).map((e) => e.time)).toEqual(receipts.map((r) => r.time));
+  });
+
+  it('an observer sees nothing that is not durable: a failed sync calls neither observer', async () => {
+    const appended: number[] = [];
+    const checkpoints: string[] = [];
+    const log = await openLog({
+      observers: { onAppended: (e) => appended.push(e.seq), onCheckpoint: (n) => checkpoints.push(n) },
+    });
+    const fh = await open(join(dir, 'probe'), 'w');
+    const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void> };
+    await fh.close();
+    vi.spyOn(proto, 'datasync').mockRejectedValueOnce(Object.assign(new Error('EIO'), { code: 'EIO' }));
+    await expect(log.append(releaseEvent(0))).rejects.toMatchObject({ kind: 'io' });
+    await expect(log.checkpoint()).rejects.toMatchObject({ kind: 'failed' });
+    expect(appended).toEqual([0]);
+    expect(checkpoints).toHaveLength(1);
+    await log.close();
+  });
+
+  it('a throwing observer never fails an append or a checkpoint; each throw is an export failure', async () => {
+    const metrics = counting();
+    const after: number[] = [];
+    const log = await openLog({
+      metrics,
+      checkpointIntervalMs: 1e12,
+      observers: {
+        onAppended: (e) => {
+          if (e.seq === 1) throw new Error('detector crashed');
+          after.push(e.seq);
+        },
+        onCheckpoint: () => {
+          throw new Error('publisher crashed');
+        },
+      },
+    });
+    await expect(log.append(releaseEvent(0))).resolves.toMatchObject({ seq: 1 });
+    await expect(log.append(releaseEvent(1))).resolves.toMatchObject({ seq: 2 });
+    await expect(log.checkpoint()).resolves.toContain('\n3\n');
+    await log.close();
+    // open's checkpoint and the explicit one threw; seq 1 threw; the later entries were still observed.
+    expect(after).toEqual([0, 2]);
+    expect(metrics.failures).toEqual([
+      ['io', 'export'],
+      ['io', 'export'],
+      ['io', 'export'],
+    ]);
+    expect(verifyLog(readFileSync(join(dir, 'a.log')), { verifiers: [keys.verifier] }).findings).toEqual([]);
+  });
+});
+
+describe('AuditLog.open with a trusted (published) checkpoint', () => {
+  /** A log with checkpoints at sizes 1 (open), 4, 7 and 8 (close); returns the notes in order. */
+  async function written(): Promise<string[]> {
+    const notes: string[] = [];
+    const log = await openLog({
+      checkpointIntervalMs: 1e12,
+      observers: { onCheckpoint: (n) => notes.push(n) },
+    });
+    for (let i = 0; i < 6; i++) {
+      await log.append(releaseEvent(i));
+      if (i % 3 === 2) await log.checkpoint();
+    }
+    await log.append(releaseEvent(6));
+    await log.close();
+    expect(notes.map((n) => n.split('\n')[1])).toEqual(['1', '4', '7', '8']);
+    return notes;
+  }
+
+  it('opens a log that extends it, and goes on appending', async () => {
+    const notes = await written();
+    const log = await openLog({ trustedCheckpoint: notes[1] as string });
+    expect(log.size).toBe(9);
+    await log.close();
+    const again = await openLog({ trustedCheckpoint: notes.at(-1) as string });
+    await again.close();
+  });
+
+  it('refuses a log cut back to an earlier checkpoint (a valid prefix), and leaves the file as it found it', async () => {
+    const path = join(dir, 'a.log');
+    const notes = await written();
+    const lines = readFileSync(path, 'utf8').split('\n');
+    const cut = lines.findIndex((l) => l.startsWith('{"checkpoint"') && l.includes('\\n4\\n'));
+    const prefix = lines.slice(0, cut + 1).join('\n') + '\n';
+    writeFileSync(path, prefix);
+    // Alone, the prefix verifies with the pinned key: nothing in the file betrays the rollback.
+    expect(verifyLog(readFileSync(path), { verifiers: [keys.verifier] }).ok).toBe(true);
+    const err = await openLog({ trustedCheckpoint: notes.at(-1) as string }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuditError);
+    expect(err).toMatchObject({ kind: 'rollback' });
+    expect((err as AuditError).message).toMatch(/does not extend the published checkpoint \(size 8\)/);
+    expect((err as AuditError).message).toMatch(
+      /ERROR rollback entry=4: the trusted checkpoint signs 8 entries/,
+    );
+    expect(readFileSync(path, 'utf8')).toBe(prefix);
+    // Without the published checkpoint the writer cannot tell, and extends it (what this option prevents).
+    const blind = await openLog();
+    await blind.close();
+  });
+
+  it('refuses an empty (deleted and recreated) log', async () => {
+    const path = join(dir, 'a.log');
+    const notes = await written();
+    writeFileSync(path, '');
+    await expect(openLog({ trustedCheckpoint: notes[0] as string })).rejects.toMatchObject({
+      kind: 'rollback',
+      message: expect.stringContaining('is empty but a checkpoint of size 1 was published') as string,
+    });
+    expect(readFileSync(path, 'utf8')).toBe('');
+  });
+
+  it('refuses a history rewritten under the same key (inconsistent), and a checkpoint of another key', async () => {
+    const path = join(dir, 'a.log');
+    const notes = await written();
+    const lines = readFileSync(path, 'utf8').split('\n');
+    // Rewrite entry 2 and re-sign everything with the writer's key: the file alone verifies.
+    const rewritten = await (async () => {
+      writeFileSync(path, '');
+      const log = await openLog({ checkpointIntervalMs: 1e12 });
+      for (let i = 0; i < 6; i++) await log.append(releaseEvent(i === 1 ? 4 : i));
+      await log.append(releaseEvent(6));
+      await log.close();
+      return readFileSync(path, 'utf8');
+    })();
+    expect(rewritten).not.toBe(lines.join('\n'));
+    expect(verifyLog(readFileSync(path), { verifiers: [keys.verifier] }).ok).toBe(true);
+    await expect(openLog({ trustedCheckpoint: notes[2] as string })).rejects.toMatchObject({
+      kind: 'rollback',
+    });
+    const stranger = makeKeys();
+    writeFileSync(path, lines.join('\n'));
+    const foreign = await (async () => {
+      const other = join(dir, 'b.log');
+      const log = await AuditLog.open({
+        path: other,
+        origin: ORIGIN,
+        signer: stranger.signer,
+        heartbeatIntervalMs: 0,
+      });
+      await log.close();
+      return log.latestCheckpoint;
+    })();
+    await expect(openLog({ trustedCheckpoint: foreign })).rejects.toMatchObject({
+      kind: 'rollback',
+      message: expect.stringContaining('untrusted-signature') as string,
+    });
+  });
+});

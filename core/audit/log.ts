@@ -12,11 +12,11 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { isValidOrigin, signCheckpoint } from './checkpoint.ts';
+import { isValidOrigin, peekCheckpoint, signCheckpointAsync } from './checkpoint.ts';
 import { AuditError } from './errors.ts';
 import { validateEvent, type AuditEvent, type KeyReleaseEvent } from './event.ts';
 import { CompactMerkleTree, leafHash } from './merkle.ts';
-import type { NoteSigner } from './note.ts';
+import type { AnyNoteSigner } from './note.ts';
 import { checkpointLine, entryLine, headerLine } from './record.ts';
 import { formatFindings, verifyLog } from './verify.ts';
 
@@ -58,11 +58,20 @@ export interface AuditObservers {
 export interface AuditLogOptions {
   readonly path: string;
   readonly origin: string;
-  /** Signs checkpoints; its key name should be the origin. */
-  readonly signer: NoteSigner;
+  /**
+   * Signs checkpoints; its key name should be the origin. It may sign asynchronously (a key held in a KMS,
+   * core/kms/signing.ts): a signing failure fails the log closed like a write error.
+   */
+  readonly signer: AnyNoteSigner;
   readonly exporter?: AuditExporter;
   readonly metrics?: AuditMetrics;
   readonly observers?: AuditObservers;
+  /**
+   * A signed checkpoint of this log published earlier outside the file (e.g. the ConfigMap
+   * `strongroom-audit-checkpoints`). On open the file must extend it: a file shorter than it (rolled back, or
+   * deleted and started anew) or inconsistent with it (rewritten) is refused with AuditError `rollback`.
+   */
+  readonly trustedCheckpoint?: string;
   /** Default 1000 ms; intervals over 2^31 − 1 ms (24.8 days, the longest timer Node has) are that long. */
   readonly checkpointIntervalMs?: number;
   /** Default 60000 ms; 0 disables heartbeats. */
@@ -93,7 +102,7 @@ export class AuditLog {
   readonly origin: string;
   readonly path: string;
   readonly #fh: FileHandle;
-  readonly #signer: NoteSigner;
+  readonly #signer: AnyNoteSigner;
   readonly #tree: CompactMerkleTree;
   readonly #exporter: AuditExporter | undefined;
   readonly #observers: AuditObservers;
@@ -172,6 +181,8 @@ export class AuditLog {
   }> {
     const bytes = await fh.readFile();
     const vkey = options.signer.verifier.key;
+    const trusted = options.trustedCheckpoint;
+    if (bytes.length === 0 && trusted !== undefined) refuseEmptyLog(options.path, trusted);
     if (bytes.length === 0) {
       await fh.write(headerLine(options.origin, vkey) + '\n');
       await fh.sync();
@@ -182,7 +193,14 @@ export class AuditLog {
       verifiers: [options.signer.verifier],
       origin: options.origin,
       skipGaps: true,
+      ...(trusted === undefined ? {} : { trustedCheckpoint: trusted }),
     });
+    if (report.trustedVerified === false) {
+      throw new AuditError(
+        'rollback',
+        `${options.path} does not extend the published checkpoint (size ${checkpointSize(trusted)}): it was rolled back or rewritten; refusing to extend it:\n${formatFindings(report)}`,
+      );
+    }
     if (!report.ok) {
       throw new AuditError(
         'corrupt',
@@ -335,10 +353,17 @@ export class AuditLog {
         const forced = this.#forceCheckpoint && (signedSize > this.#checkpointed || this.#lastNote === '');
         this.#forceCheckpoint = false;
         if (forced || this.#checkpointDue()) {
-          note = signCheckpoint(
-            { origin: this.origin, size: signedSize, rootHash: this.#tree.root(), extensions: [] },
-            this.#signer,
-          );
+          // The tree is read now; appends arriving while the signer works go to the next batch.
+          const body = { origin: this.origin, size: signedSize, rootHash: this.#tree.root(), extensions: [] };
+          try {
+            note = await signCheckpointAsync(body, this.#signer);
+          } catch (err) {
+            const error = new AuditError('io', `signing the checkpoint of ${this.path} failed`, {
+              cause: err,
+            });
+            this.#fail(error, batch, waiters);
+            return;
+          }
           text += checkpointLine(note) + '\n';
         }
         try {
@@ -374,7 +399,10 @@ export class AuditLog {
     try {
       call();
     } catch (err) {
-      this.#metrics.onFailure?.(new AuditError('io', 'an audit log observer failed', { cause: err }), 'export');
+      this.#metrics.onFailure?.(
+        new AuditError('io', 'an audit log observer failed', { cause: err }),
+        'export',
+      );
     }
   }
 
@@ -418,6 +446,23 @@ export class AuditLog {
     for (const w of [...waiters, ...this.#checkpointWaiters]) w.reject(error);
     this.#checkpointWaiters = [];
   }
+}
+
+/** The size a checkpoint note claims, for messages ('?' when unreadable). */
+function checkpointSize(note: string | undefined): string {
+  try {
+    return note === undefined ? '?' : String(peekCheckpoint(note).size);
+  } catch {
+    return '?';
+  }
+}
+
+/** An empty (or deleted and recreated) file cannot extend a published checkpoint, which covers at least one entry. */
+function refuseEmptyLog(path: string, trusted: string): void {
+  throw new AuditError(
+    'rollback',
+    `${path} is empty but a checkpoint of size ${checkpointSize(trusted)} was published for it: the log was deleted or rolled back; refusing to start it anew`,
+  );
 }
 
 async function syncDirectory(path: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { createPrivateKey, createPublicKey, sign as edSign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   formatCheckpoint,
@@ -5,15 +6,19 @@ import {
   originFor,
   parseCheckpoint,
   signCheckpoint,
+  signCheckpointAsync,
 } from './checkpoint.ts';
 import { EMPTY_ROOT } from './merkle.ts';
 import {
   generateNoteKey,
   NoteError,
+  noteVerifierFromPublicKey,
   openNote,
   parseSignerKey,
   parseVerifierKey,
   signNote,
+  signNoteAsync,
+  type AsyncNoteSigner,
   type NoteErrorKind,
 } from './note.ts';
 
@@ -155,5 +160,76 @@ describe('checkpoints (c2sp.org/tlog-checkpoint)', () => {
     expect(originFor('c1', 'operator-0')).toBe('strongroom.audit/c1/operator-0');
     expect(kindOf(() => originFor('C1', 'w'))).toBe('malformed');
     expect(kindOf(() => originFor('c1', 'a/b'))).toBe('malformed');
+  });
+});
+
+/** The Go example key as a key held elsewhere: only its raw Ed25519 seed, signing with node crypto on request. */
+function heldElsewhere(skey: string, name: string): { signer: AsyncNoteSigner; calls: Uint8Array[] } {
+  const seed = Buffer.from(skey.split('+').slice(4).join('+'), 'base64').subarray(1);
+  const privateKey = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  const raw = createPublicKey(privateKey).export({ format: 'der', type: 'spki' }).subarray(12);
+  const verifier = noteVerifierFromPublicKey(name, raw);
+  const calls: Uint8Array[] = [];
+  return {
+    calls,
+    signer: {
+      name,
+      keyId: verifier.keyId,
+      verifier,
+      sign: async (text) => {
+        calls.push(text);
+        await new Promise((resolve) => setImmediate(resolve));
+        return edSign(null, text, privateKey);
+      },
+    },
+  };
+}
+
+describe('asynchronous signers (keys held in a KMS)', () => {
+  it('the verifier built from a raw public key is the one the verifier key string encodes', () => {
+    const { signer } = heldElsewhere(GO_SKEY, 'PeterNeumann');
+    expect(signer.verifier.key).toBe(GO_VKEY);
+    expect(signer.keyId).toBe(parseVerifierKey(GO_VKEY).keyId);
+    expect(kindOf(() => noteVerifierFromPublicKey('PeterNeumann', Buffer.alloc(31)))).toBe('malformed');
+    expect(kindOf(() => noteVerifierFromPublicKey('Peter Neumann', Buffer.alloc(32)))).toBe('malformed');
+  });
+
+  it('signs byte for byte what the same key signs in software (Ed25519 is deterministic)', async () => {
+    const { signer, calls } = heldElsewhere(GO_SKEY, 'PeterNeumann');
+    await expect(signNoteAsync(GO_TEXT, [signer])).resolves.toBe(GO_NOTE);
+    expect(Buffer.from(calls[0] ?? []).toString('utf8')).toBe(GO_TEXT);
+    // A software signer goes through the same path, and both kinds mix in one note.
+    await expect(signNoteAsync(GO_TEXT, [parseSignerKey(GO_SKEY)])).resolves.toBe(GO_NOTE);
+    const other = parseSignerKey(generateNoteKey('Other').signerKey);
+    const both = await signNoteAsync(GO_TEXT, [signer, other]);
+    expect(both).toBe(signNote(GO_TEXT, [parseSignerKey(GO_SKEY), other]));
+    const cp = { origin: 'example.com/log', size: 7, rootHash: EMPTY_ROOT, extensions: [] };
+    const held = heldElsewhere(GO_SKEY, 'example.com/log').signer;
+    const software = parseSignerKey(
+      GO_SKEY.replace('PeterNeumann+c74f20a3', `example.com/log+${held.keyId.toString(16).padStart(8, '0')}`),
+    );
+    await expect(signCheckpointAsync(cp, held)).resolves.toBe(signCheckpoint(cp, software));
+    expect(openCheckpoint(await signCheckpointAsync(cp, held), [held.verifier]).size).toBe(7);
+  });
+
+  it('refuses a signature its own verifier rejects, and passes a signing failure on', async () => {
+    const { signer } = heldElsewhere(GO_SKEY, 'PeterNeumann');
+    const foreign = heldElsewhere(generateNoteKey('PeterNeumann').signerKey, 'PeterNeumann').signer;
+    const wrongKey: AsyncNoteSigner = { ...signer, sign: (text) => foreign.sign(text) };
+    await expect(signNoteAsync(GO_TEXT, [wrongKey])).rejects.toMatchObject({ kind: 'bad-signature' });
+    const truncated: AsyncNoteSigner = {
+      ...signer,
+      sign: async (text) => (await signer.sign(text)).subarray(0, 63),
+    };
+    await expect(signNoteAsync(GO_TEXT, [truncated])).rejects.toMatchObject({ kind: 'bad-signature' });
+    const down = new Error('the token is gone');
+    const failing: AsyncNoteSigner = { ...signer, sign: () => Promise.reject(down) };
+    await expect(signNoteAsync(GO_TEXT, [failing])).rejects.toBe(down);
+    await expect(signNoteAsync('no newline', [signer])).rejects.toMatchObject({ kind: 'malformed' });
+    await expect(signNoteAsync(GO_TEXT, [])).rejects.toMatchObject({ kind: 'malformed' });
   });
 });

@@ -57,6 +57,22 @@ export interface NoteSigner {
   sign(text: Uint8Array): Buffer;
 }
 
+/**
+ * A signer whose private key is elsewhere (a PKCS#11 token, Cloud KMS: core/kms/signing.ts), so signing takes a
+ * round trip. Ed25519 is deterministic: the same key signs the same text to the same bytes wherever it is held.
+ */
+export interface AsyncNoteSigner {
+  readonly name: string;
+  readonly keyId: number;
+  /** The matching verifier, built from the public key the key's holder reports. */
+  readonly verifier: NoteVerifier;
+  /** The 64-byte Ed25519 signature of `text`. */
+  sign(text: Uint8Array): Promise<Uint8Array>;
+}
+
+/** Either kind of signer; {@link signNoteAsync} takes both. */
+export type AnyNoteSigner = NoteSigner | AsyncNoteSigner;
+
 export interface NoteSignature {
   readonly name: string;
   readonly keyId: number;
@@ -102,6 +118,13 @@ function hex8(n: number): string {
 function decodeBase64(text: string, what: string): Buffer {
   if (!BASE64.test(text) || text.length % 4 !== 0) throw new NoteError('malformed', `${what} is not base64`);
   return Buffer.from(text, 'base64');
+}
+
+/** The verifier for an Ed25519 public key (32 raw bytes) under key name `name`. */
+export function noteVerifierFromPublicKey(name: string, publicKey: Uint8Array): NoteVerifier {
+  if (!isValidKeyName(name)) throw new NoteError('malformed', `invalid key name ${JSON.stringify(name)}`);
+  if (publicKey.length !== 32) throw new NoteError('malformed', 'an Ed25519 public key is 32 bytes');
+  return verifierFromPublicKey(name, Buffer.from(publicKey));
 }
 
 function verifierFromPublicKey(name: string, raw: Buffer): NoteVerifier {
@@ -204,6 +227,32 @@ export function signNote(text: string, signers: readonly NoteSigner[]): string {
     const id = Buffer.alloc(4);
     id.writeUInt32BE(signer.keyId);
     out += `${SIG_PREFIX}${signer.name} ${Buffer.concat([id, signer.sign(bytes)]).toString('base64')}\n`;
+  }
+  return out;
+}
+
+/**
+ * Signs `text` like {@link signNote}, with signers that may sign asynchronously (one after the other, in order).
+ * Every signature is checked against its signer's verifier before the note is returned: a key holder that answers
+ * with a wrong or foreign signature fails the note ('bad-signature') instead of producing one nobody can verify.
+ */
+export async function signNoteAsync(text: string, signers: readonly AnyNoteSigner[]): Promise<string> {
+  checkText(text);
+  if (!text.endsWith('\n')) throw new NoteError('malformed', 'the note text must end in a newline');
+  if (signers.length === 0) throw new NoteError('malformed', 'a note needs at least one signature');
+  const bytes = Buffer.from(text, 'utf8');
+  let out = `${text}\n`;
+  for (const signer of signers) {
+    const signature = Buffer.from(await signer.sign(bytes));
+    if (!signer.verifier.verify(bytes, signature)) {
+      throw new NoteError(
+        'bad-signature',
+        `the signature by ${keyLabel(signer)} does not verify with its own verifier key`,
+      );
+    }
+    const id = Buffer.alloc(4);
+    id.writeUInt32BE(signer.keyId);
+    out += `${SIG_PREFIX}${signer.name} ${Buffer.concat([id, signature]).toString('base64')}\n`;
   }
   return out;
 }

@@ -351,3 +351,66 @@ describe('verifyLog detects each kind of tampering and names the entry', () => {
     expect(errors(check(built).findings)[0]?.kind).toBe('header');
   });
 });
+
+describe('verifyLog against a trusted checkpoint: trustedVerified', () => {
+  it('is undefined without one, true when the log extends it, false when rolled back, forked or unverifiable', async () => {
+    const built = await build();
+    expect(check(built).trustedVerified).toBeUndefined();
+    expect(check(built, { trustedCheckpoint: built.notes[2] as string }).trustedVerified).toBe(true);
+    expect(check(built, { trustedCheckpoint: built.notes.at(-1) as string }).trustedVerified).toBe(true);
+    const other = await buildLog(dir, { entries: 20, checkpointEvery: 5, name: 'other.log' });
+    // Signed by another key: the trusted checkpoint itself does not verify.
+    const unverifiable = check(built, { trustedCheckpoint: other.notes.at(-1) as string });
+    expect(unverifiable.trustedVerified).toBe(false);
+    expect(errors(unverifiable.findings)).toEqual([{ kind: 'untrusted-signature', entry: undefined }]);
+    const lines = readLines(built.path);
+    const cut = lines.findIndex((l) =>
+      l.includes('"checkpoint":"strongroom.audit/test-cluster/replica-0\\n6\\n'),
+    );
+    writeLines(built.path, lines.slice(0, cut + 1));
+    const rolledBack = check(built, { trustedCheckpoint: built.notes[2] as string });
+    expect(rolledBack.trustedVerified).toBe(false);
+    expect(errors(rolledBack.findings)).toEqual([{ kind: 'rollback', entry: 6 }]);
+    // A finding that has nothing to do with the trusted checkpoint leaves it verified.
+    expect(
+      check(built, { trustedCheckpoint: built.notes[1] as string, strict: true, maxGapMs: 0 })
+        .trustedVerified,
+    ).toBe(true);
+  });
+});
+
+describe('verifyLog --max-checkpoint-age: stale-checkpoint', () => {
+  /** buildLog's entry i is written at 2026-01-01T00:00:00Z + i s; entries 0..20, checkpoints at 1, 6, 11, 16, 21. */
+  const start = Date.UTC(2026, 0, 1);
+
+  it('warns when the last entry the newest checkpoint covers is older than the limit, an error under --strict', async () => {
+    const built = await build();
+    // The newest checkpoint (size 21) covers entry 20, written at start + 20 s.
+    const fresh = check(built, { maxCheckpointAgeMs: 60_000, now: start + 20_000 + 60_000 });
+    expect(fresh.findings).toEqual([]);
+    const stale = check(built, { maxCheckpointAgeMs: 60_000, now: start + 20_000 + 60_001 });
+    expect(stale.ok).toBe(true);
+    expect(stale.findings).toEqual([
+      expect.objectContaining({ kind: 'stale-checkpoint', severity: 'warning', entry: 20 }),
+    ]);
+    expect(stale.findings[0]?.message).toContain(
+      'covers entries up to 2026-01-01T00:00:20.000Z, 60001 ms ago',
+    );
+    const strict = check(built, { maxCheckpointAgeMs: 60_000, now: start + 20_000 + 60_001, strict: true });
+    expect(strict.ok).toBe(false);
+    expect(errors(strict.findings)).toEqual([{ kind: 'stale-checkpoint', entry: 20 }]);
+  });
+
+  it('measures the newest checkpoint, not the newest entry: fresh entries after an old checkpoint are still stale', async () => {
+    const built = await build();
+    const lines = readLines(built.path);
+    // Drop the last checkpoint (size 21): the newest now covers entries 0..15 (entry 15 at start + 15 s).
+    const last = lines.findLastIndex((l) => l.startsWith('{"checkpoint"'));
+    writeLines(built.path, lines.slice(0, last));
+    const report = check(built, { maxCheckpointAgeMs: 10_000, now: start + 26_000 });
+    expect(report.findings.map((f) => [f.kind, f.entry])).toEqual([
+      ['unsigned-tail', 16],
+      ['stale-checkpoint', 15],
+    ]);
+  });
+});

@@ -51,7 +51,14 @@ export type FindingKind =
   /** An incomplete last line, as a crash leaves behind; the writer cuts it off on open (warning). */
   | 'torn-tail'
   /** Signatures were checked against the key the log names for itself, not a pinned key (warning). */
-  | 'key-not-pinned';
+  | 'key-not-pinned'
+  /**
+   * The newest signed checkpoint covers no entry younger than `maxCheckpointAgeMs` (warning): the writer stopped, or
+   * this copy is old. C2SP checkpoints carry no time; the age is that of the last entry the checkpoint covers.
+   */
+  | 'stale-checkpoint'
+  /** A trusted checkpoint was asked for (`--fetch-checkpoint`) but none is published for this log's writer. */
+  | 'no-trusted-checkpoint';
 
 export interface Finding {
   readonly kind: FindingKind;
@@ -76,6 +83,14 @@ export interface VerifyOptions {
   readonly skipGaps?: boolean;
   /** Treat warnings as errors. */
   readonly strict?: boolean;
+  /**
+   * Warn `stale-checkpoint` when the last entry the newest signed checkpoint covers is older than this (ms) at `now`.
+   * A live writer checkpoints every second and writes a heartbeat every minute, so this should exceed the heartbeat
+   * interval plus the checkpoint interval.
+   */
+  readonly maxCheckpointAgeMs?: number;
+  /** The time `maxCheckpointAgeMs` is measured at, ms since the epoch (default: the clock). */
+  readonly now?: number;
 }
 
 export interface VerifyReport {
@@ -92,6 +107,11 @@ export interface VerifyReport {
   readonly completeLength: number;
   /** The last entry's prev-chain value and time, for a writer resuming the log. */
   readonly lastTime: string | undefined;
+  /**
+   * With a trusted checkpoint: true when the log extends it (no finding about it), false when it does not (rolled
+   * back, inconsistent, forked, or the trusted checkpoint itself does not verify). Undefined without one.
+   */
+  readonly trustedVerified: boolean | undefined;
 }
 
 interface ParsedEntry {
@@ -491,9 +511,26 @@ export function verifyLog(bytes: Buffer, options: VerifyOptions = {}): VerifyRep
     });
   }
 
+  // --- the age of the newest checkpoint: C2SP checkpoints have no timestamp, so the time of the last entry it covers
+  if (options.maxCheckpointAgeMs !== undefined && latest !== undefined && latest.size > 0) {
+    const covered = entries[latest.size - 1]?.timeMs;
+    const now = options.now ?? Date.now();
+    if (covered !== undefined && !Number.isNaN(covered) && now - covered > options.maxCheckpointAgeMs) {
+      add({
+        kind: 'stale-checkpoint',
+        severity: 'warning',
+        entry: latest.size - 1,
+        message: `the newest signed checkpoint (size ${latest.size}) covers entries up to ${new Date(covered).toISOString()}, ${now - covered} ms ago (limit ${options.maxCheckpointAgeMs} ms): the writer stopped checkpointing, or this copy is old`,
+      });
+    }
+  }
+
   // --- the trusted checkpoint
+  let trustedVerified: boolean | undefined;
   if (options.trustedCheckpoint !== undefined) {
+    const before = findings.length;
     checkTrusted(options.trustedCheckpoint);
+    trustedVerified = findings.length === before;
   }
   function checkTrusted(note: string): void {
     let trusted: OpenedCheckpoint;
@@ -566,6 +603,7 @@ export function verifyLog(bytes: Buffer, options: VerifyOptions = {}): VerifyRep
     tree,
     completeLength,
     lastTime,
+    trustedVerified,
   };
 }
 

@@ -9,7 +9,7 @@ const policies = governancePolicies({
 });
 
 describe('governancePolicies', () => {
-  it('builds the four documented policies, each with its binding', () => {
+  it('builds the five documented policies, each with its binding', () => {
     expect(policies.map((p) => p.policy.metadata?.name)).toEqual(Object.values(POLICY_NAMES));
     for (const { policy, binding } of policies) {
       expect(binding.spec.policyName).toBe(policy.metadata?.name);
@@ -17,14 +17,16 @@ describe('governancePolicies', () => {
     }
   });
 
-  it('fails closed: failurePolicy Fail, and a missing governance ConfigMap denies', () => {
+  it('fails closed: failurePolicy Fail, and a missing governance ConfigMap denies (but for the quarantines)', () => {
     for (const { policy, binding } of policies) {
       expect(policy.spec?.failurePolicy).toBe('Fail');
       expect(policy.spec?.paramKind).toEqual({ apiVersion: 'v1', kind: 'ConfigMap' });
       expect(binding.spec.paramRef).toEqual({
         name: 'strongroom-governance',
         namespace: 'strongroom-system',
-        parameterNotFoundAction: 'Deny',
+        // The exception: the quarantines ConfigMap shares its namespace with the governance ConfigMap, which a
+        // namespace deletion removes first; denying then would keep the namespace from ever going.
+        parameterNotFoundAction: policy.metadata?.name === POLICY_NAMES.identityQuarantine ? 'Allow' : 'Deny',
       });
     }
   });
@@ -34,6 +36,8 @@ describe('governancePolicies', () => {
       const conditions = JSON.stringify(policy.spec?.matchConditions ?? []);
       if (policy.metadata?.name === POLICY_NAMES.versionPublishing)
         expect(conditions).toContain("'system:serviceaccount:strongroom-system:strongroom'");
+      else if (policy.metadata?.name === POLICY_NAMES.identityQuarantine)
+        expect(conditions).not.toContain('system:serviceaccount');
       else expect(conditions).toBe('[]');
     }
   });
@@ -53,5 +57,34 @@ describe('governancePolicies', () => {
       'namespaces/status',
       'namespaces/finalize',
     ]);
+  });
+
+  it('guards only the quarantines ConfigMap in the operator namespace, on create, update and delete', () => {
+    const q = policies.find((p) => p.policy.metadata?.name === POLICY_NAMES.identityQuarantine);
+    expect(q?.policy.spec?.matchConstraints?.resourceRules).toEqual([
+      {
+        apiGroups: [''],
+        apiVersions: ['*'],
+        operations: ['CREATE', 'UPDATE', 'DELETE'],
+        resources: ['configmaps'],
+      },
+    ]);
+    expect(q?.policy.spec?.matchConditions).toEqual([
+      { name: 'operator-namespace', expression: "request.namespace == 'strongroom-system'" },
+      {
+        name: 'quarantines-configmap',
+        expression:
+          "(object != null && object.metadata.name == 'strongroom-quarantines') || " +
+          "(oldObject != null && oldObject.metadata.name == 'strongroom-quarantines')",
+      },
+    ]);
+    // The operator is named in the rule (it may only add), never exempted from it.
+    const variables = JSON.stringify(q?.policy.spec?.variables);
+    expect(variables).toContain(
+      "request.userInfo.username == 'system:serviceaccount:strongroom-system:strongroom'",
+    );
+    expect(q?.policy.spec?.validations?.[0]?.expression).toBe(
+      'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyAdds)',
+    );
   });
 });

@@ -6,7 +6,8 @@
  * docs/adr/0010-governance-admission.md says why CEL and not a webhook.
  *
  * Every policy reads the governance ConfigMap (core/policy/classification.ts parses the same keys for the operator)
- * as its parameter. A binding whose ConfigMap is missing denies (parameterNotFoundAction: Deny): without the table
+ * as its parameter. A binding whose ConfigMap is missing denies (parameterNotFoundAction: Deny; one exception, see
+ * identityQuarantine): without the table
  * no one can be shown to be an approver, a platform admin or a security officer. A key missing from the ConfigMap
  * falls back to the same default the operator uses; the defaults are compiled into the CEL from
  * {@link GovernanceDefaults} so that one table feeds both.
@@ -26,8 +27,9 @@ import type {
 import { ENVIRONMENT_LABEL } from '../api/index.ts';
 import { GOVERNANCE_CONFIGMAP } from '../policy/classification.ts';
 import { QUARANTINE_ANNOTATION } from '../policy/grant.ts';
+import { QUARANTINES_CONFIGMAP } from '../policy/quarantine.ts';
 
-export { ENVIRONMENT_LABEL, GOVERNANCE_CONFIGMAP, QUARANTINE_ANNOTATION };
+export { ENVIRONMENT_LABEL, GOVERNANCE_CONFIGMAP, QUARANTINE_ANNOTATION, QUARANTINES_CONFIGMAP };
 /** Groups that pass every group rule (see the module comment). */
 export const BREAK_GLASS_GROUPS: readonly string[] = ['system:masters'];
 
@@ -62,6 +64,7 @@ export const POLICY_NAMES = {
   grantQuarantine: 'strongroom-grant-quarantine',
   environmentLabel: 'strongroom-environment-label',
   versionPublishing: 'strongroom-version-publishing',
+  identityQuarantine: 'strongroom-identity-quarantine',
 } as const;
 
 const LABELS = { 'app.kubernetes.io/managed-by': 'strongroom', 'app.kubernetes.io/name': 'strongroom' };
@@ -409,6 +412,77 @@ function versionPublishing(options: GovernancePolicyOptions): GovernancePolicy {
   );
 }
 
+/**
+ * ConfigMap strongroom-quarantines (the quarantined identities, core/policy/quarantine.ts): the security groups may
+ * do anything to it; the operator may only create it or add keys (every key it had stays, with its value) and never
+ * delete it; everyone else may not write it at all (RBAC should not let them, this holds if it does). So lifting a
+ * quarantine (removing its key), rewriting why, or deleting the ConfigMap takes the security team. The namespace
+ * controller may delete it with the namespace.
+ *
+ * The one binding that does not deny without its parameter (parameterNotFoundAction: Allow): the governance
+ * ConfigMap lives in the same namespace and sorts first, so when that namespace is deleted it goes first, and a
+ * denying binding would then refuse the namespace controller the quarantines ConfigMap for ever (the namespace would
+ * never go). Without the governance ConfigMap this rule is off; only those with write access to the operator's
+ * namespace can remove that ConfigMap, and they can read its key material anyway (docs/detection.md).
+ */
+function identityQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
+  const name = lit(QUARANTINES_CONFIGMAP);
+  const groups = `${param(lit('securityGroups'), lit(options.defaults.securityGroups))}.split(',')`;
+  const built = policy(
+    POLICY_NAMES.identityQuarantine,
+    {
+      resources: { group: '', resource: 'configmaps' },
+      operations: ['CREATE', 'UPDATE', 'DELETE'],
+      matchConditions: [
+        { name: 'operator-namespace', expression: `request.namespace == ${lit(options.operatorNamespace)}` },
+        {
+          name: 'quarantines-configmap',
+          expression:
+            `(object != null && object.metadata.name == ${name}) || ` +
+            `(oldObject != null && oldObject.metadata.name == ${name})`,
+        },
+      ],
+      variables: [
+        { name: 'groups', expression: groups },
+        { name: 'security', expression: userIn('variables.groups') },
+        { name: 'operator', expression: `${user} == ${lit(options.operatorUser)}` },
+        {
+          name: 'before',
+          expression: 'oldObject == null || !has(oldObject.data) ? {} : oldObject.data',
+        },
+        { name: 'after', expression: 'object == null || !has(object.data) ? {} : object.data' },
+        {
+          name: 'onlyAdds',
+          expression:
+            "request.operation != 'DELETE' && variables.before.all(k, k in variables.after && " +
+            'variables.after[k] == variables.before[k])',
+        },
+        {
+          name: 'namespaceDeleted',
+          expression:
+            "request.operation == 'DELETE' && namespaceObject != null && has(namespaceObject.metadata.deletionTimestamp)",
+        },
+      ],
+      validations: [
+        {
+          expression:
+            'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyAdds)',
+          messageExpression:
+            `(variables.operator ? 'the operator may only add keys to ConfigMap ${QUARANTINES_CONFIGMAP}' : ` +
+            `'only the security team and the operator may write ConfigMap ${QUARANTINES_CONFIGMAP}') + ` +
+            `'; removing a key (lifting a quarantine), changing one or deleting the ConfigMap is for the security ` +
+            `team (groups ' + variables.groups.join(', ') + ')'`,
+          reason: forbidden,
+        },
+      ],
+    },
+    options,
+  );
+  const paramRef = built.binding.spec.paramRef;
+  if (paramRef !== undefined) paramRef.parameterNotFoundAction = 'Allow';
+  return built;
+}
+
 /** Every governance policy with its binding, in the order they are documented. */
 export function governancePolicies(options: GovernancePolicyOptions): readonly GovernancePolicy[] {
   return [
@@ -416,5 +490,6 @@ export function governancePolicies(options: GovernancePolicyOptions): readonly G
     grantQuarantine(options),
     environmentLabel(options),
     versionPublishing(options),
+    identityQuarantine(options),
   ];
 }

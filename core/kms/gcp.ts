@@ -27,6 +27,7 @@ import {
   type KmsProvider,
   type WrappedKey,
 } from './provider.ts';
+import type { CheckpointSigningKey } from './signing.ts';
 
 type ClientOptions = NonNullable<ConstructorParameters<typeof KeyManagementServiceClient>[0]>;
 /** The part of google-gax's CallOptions used here: the total time of a call, retries included. */
@@ -79,19 +80,19 @@ const CRC32C_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
   return c >>> 0;
 });
 
-function int64(value: protos.google.protobuf.IInt64Value | null | undefined): number | undefined {
+export function int64(value: protos.google.protobuf.IInt64Value | null | undefined): number | undefined {
   if (value?.value === null || value?.value === undefined) return undefined;
   return Number(String(value.value));
 }
 
 /** A copy of a bytes field (gRPC gives Buffers; the REST fallback may give base64 strings). */
-function bytes(value: Uint8Array | string | null | undefined): Buffer {
+export function bytes(value: Uint8Array | string | null | undefined): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'base64');
   return Buffer.from(value ?? new Uint8Array(0));
 }
 
 /** A CryptoKeyVersionState as a name (the gRPC transport gives names; the REST fallback gives numbers). */
-function stateName(state: CryptoKeyVersion['state']): string {
+export function stateName(state: CryptoKeyVersion['state']): string {
   if (typeof state === 'string') return state;
   const names: Record<number, string> = {
     1: 'ENABLED',
@@ -113,19 +114,19 @@ const DESTROYED_STATES = new Set([
   'EXTERNAL_DESTRUCTION_FAILED',
 ]);
 
-function grpcCode(error: unknown): number | undefined {
+export function grpcCode(error: unknown): number | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'number' ? code : undefined;
 }
 
-function errorText(error: unknown): string {
+export function errorText(error: unknown): string {
   const e = error as { details?: unknown; message?: unknown } | null;
   if (typeof e?.details === 'string' && e.details !== '') return e.details;
   return typeof e?.message === 'string' ? e.message : String(error);
 }
 
 /** Maps a Cloud KMS / gRPC failure to a KmsError; `overrides` picks codes that depend on the operation. */
-function mapError(
+export function mapError(
   error: unknown,
   what: string,
   overrides: Partial<Record<number, KmsErrorCode>> = {},
@@ -426,6 +427,22 @@ export class GcpKmsProvider implements KmsProvider {
     for (const v of versions) {
       if (!DESTROYED_STATES.has(stateName(v.state))) await this.#destroy(client, v.name ?? '');
     }
+  }
+
+  /**
+   * The Ed25519 checkpoint signing key `cryptoKeyId` in this key ring (purpose ASYMMETRIC_SIGN, algorithm
+   * EC_SIGN_ED25519), created at first use (gcp-signing.ts).
+   */
+  async checkpointSigningKey(cryptoKeyId: string): Promise<CheckpointSigningKey> {
+    const name = this.keyName(cryptoKeyId);
+    const { GcpCheckpointSigningKey } = await import('./gcp-signing.ts');
+    return new GcpCheckpointSigningKey({
+      client: () => this.#ready(),
+      cryptoKey: name,
+      keyRing: this.keyRing,
+      call: this.#call,
+      protectionLevel: this.#protectionLevel,
+    });
   }
 
   async close(): Promise<void> {

@@ -30,6 +30,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import pkcs11js from 'pkcs11js';
 import type { Handle, Template } from 'pkcs11js';
+import { Pkcs11CheckpointSigningKey, type TokenRun } from './pkcs11-signing.ts';
 import {
   KmsError,
   type KeyVersionInfo,
@@ -37,6 +38,7 @@ import {
   type KmsProvider,
   type WrappedKey,
 } from './provider.ts';
+import type { CheckpointSigningKey } from './signing.ts';
 
 export interface Pkcs11Options {
   /** Path of the PKCS#11 module (.so), e.g. /usr/lib/softhsm/libsofthsm2.so. */
@@ -529,6 +531,19 @@ export class Pkcs11KmsProvider implements KmsProvider {
         ),
       });
     });
+  }
+
+  /**
+   * The Ed25519 checkpoint signing key labelled `label` on this token, generated on the token at first use
+   * (pkcs11-signing.ts). Its operations share this provider's session, login and queue.
+   */
+  checkpointSigningKey(label: string): Promise<CheckpointSigningKey> {
+    try {
+      const run: TokenRun = (op) => this.#run((s) => op(this.#lib, s));
+      return Promise.resolve(new Pkcs11CheckpointSigningKey(run, this.#tokenLabel, label));
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
   }
 
   /** Waits for queued operations, logs out (when no other provider in this process uses the login), finalizes. */

@@ -33,7 +33,7 @@ function problems(data: Record<string, string>): ClassificationConfigError {
 }
 
 describe('the ConfigMap keys', () => {
-  it('are the three governance keys and nine per classification, named <classification>.<field>', () => {
+  it('are the three governance keys and ten per classification, named <classification>.<field>', () => {
     expect(GOVERNANCE_KEYS).toEqual({
       platformAdminGroups: 'platformAdminGroups',
       securityGroups: 'securityGroups',
@@ -49,9 +49,10 @@ describe('the ConfigMap keys', () => {
       'keyLease',
       'kekRotation',
       'dedicatedKek',
+      'kekVersionRetention',
     ]);
     expect(classificationKey('confidential', 'keyLease')).toBe('confidential.keyLease');
-    expect(GOVERNANCE_CONFIG_KEYS).toHaveLength(3 + 4 * 9);
+    expect(GOVERNANCE_CONFIG_KEYS).toHaveLength(3 + 4 * 10);
     expect(Object.keys(DEFAULT_GOVERNANCE_CONFIG)).toEqual(GOVERNANCE_CONFIG_KEYS);
     expect(Object.isFrozen(DEFAULT_GOVERNANCE_CONFIG)).toBe(true);
   });
@@ -72,6 +73,7 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
       'public.keyLease': '24h',
       'public.kekRotation': '365d',
       'public.dedicatedKek': 'false',
+      'public.kekVersionRetention': '7d',
       'internal.approvals': '0',
       'internal.crossEnvironment': 'true',
       'internal.crossEnvironmentApprovals': '1',
@@ -81,6 +83,7 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
       'internal.keyLease': '24h',
       'internal.kekRotation': '180d',
       'internal.dedicatedKek': 'false',
+      'internal.kekVersionRetention': '7d',
       'confidential.approvals': '1',
       'confidential.crossEnvironment': 'true',
       'confidential.crossEnvironmentApprovals': '2',
@@ -89,7 +92,8 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
       'confidential.maxGrantDuration': '30d',
       'confidential.keyLease': '8h',
       'confidential.kekRotation': '90d',
-      'confidential.dedicatedKek': 'false',
+      'confidential.dedicatedKek': 'true',
+      'confidential.kekVersionRetention': '24h',
       'restricted.approvals': '2',
       'restricted.crossEnvironment': 'false',
       'restricted.crossEnvironmentApprovals': '2',
@@ -99,6 +103,7 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
       'restricted.keyLease': '1h',
       'restricted.kekRotation': '30d',
       'restricted.dedicatedKek': 'true',
+      'restricted.kekVersionRetention': '24h',
     });
     const approvers = ['strongroom:approvers'];
     const publishers = ['strongroom:publishers'];
@@ -117,6 +122,7 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
           keyLeaseMs: 24 * H,
           kekRotationMs: 365 * D,
           dedicatedKek: false,
+          kekVersionRetentionMs: 7 * D,
         },
         internal: {
           approvals: 0,
@@ -128,6 +134,7 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
           keyLeaseMs: 24 * H,
           kekRotationMs: 180 * D,
           dedicatedKek: false,
+          kekVersionRetentionMs: 7 * D,
         },
         confidential: {
           approvals: 1,
@@ -138,7 +145,8 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
           maxGrantDurationMs: 30 * D,
           keyLeaseMs: 8 * H,
           kekRotationMs: 90 * D,
-          dedicatedKek: false,
+          dedicatedKek: true,
+          kekVersionRetentionMs: 24 * H,
         },
         restricted: {
           approvals: 2,
@@ -150,6 +158,7 @@ describe('DEFAULT_CLASSIFICATION_TABLE', () => {
           keyLeaseMs: H,
           kekRotationMs: 30 * D,
           dedicatedKek: true,
+          kekVersionRetentionMs: 24 * H,
         },
       },
     });
@@ -249,9 +258,11 @@ describe('parseClassificationConfig: each key, valid values', () => {
       ['keyLease', '1h30m', 90 * M],
       ['kekRotation', '1m', M],
       ['kekRotation', '3650d', 3650 * D],
+      ['kekVersionRetention', '1m', M],
+      ['kekVersionRetention', '90d', 90 * D],
+      ['kekVersionRetention', '1h30m', 90 * M],
     ] as const)('%s %s', (f, value, ms) => {
-      const key =
-        f === 'maxGrantDuration' ? 'maxGrantDurationMs' : f === 'keyLease' ? 'keyLeaseMs' : 'kekRotationMs';
+      const key = `${f}Ms` as const;
       expect(field(c, key, { [k(f)]: value })).toBe(ms);
     });
   });
@@ -350,6 +361,14 @@ describe('parseClassificationConfig: invalid values', () => {
       'restricted.kekRotation="30s" is invalid: expected a duration at least 1m',
     ],
     ['restricted.kekRotation', '30w', 'unknown unit "w"'],
+    [
+      'confidential.kekVersionRetention',
+      '59s',
+      'confidential.kekVersionRetention="59s" is invalid: expected a duration at least 1m',
+    ],
+    ['public.kekVersionRetention', '0', 'expected a duration at least 1m'],
+    ['internal.kekVersionRetention', '', 'empty'],
+    ['restricted.kekVersionRetention', '-1h', 'negative'],
   ])('%s=%j', (key, value, message) => {
     const error = problems({ [key]: value });
     expect(error.problems).toHaveLength(1);
@@ -468,6 +487,8 @@ describe('formatClassificationConfig', () => {
       'confidential.keyLease': '8h',
       'restricted.publisherGroups': '',
       'restricted.dedicatedKek': 'true',
+      'confidential.kekVersionRetention': '1d',
+      'public.kekVersionRetention': '7d',
       'confidential.approverGroups': 'strongroom:approvers',
     });
     expect(parseClassificationConfig(data)).toEqual(DEFAULT_CLASSIFICATION_TABLE);
@@ -488,6 +509,7 @@ describe('formatClassificationConfig', () => {
       keyLeaseMs: ms(M, D),
       kekRotationMs: ms(M, 1000 * D),
       dedicatedKek: fc.boolean(),
+      kekVersionRetentionMs: ms(M, 1000 * D),
     })
     .map(({ extra, ...p }) => ({
       ...p,

@@ -33,6 +33,7 @@ export const CLASSIFICATION_FIELDS = Object.freeze([
   'keyLease',
   'kekRotation',
   'dedicatedKek',
+  'kekVersionRetention',
 ] as const);
 export type ClassificationField = (typeof CLASSIFICATION_FIELDS)[number];
 
@@ -61,6 +62,12 @@ export interface ClassificationPolicy {
   readonly kekRotationMs: number;
   /** The artifact gets a KEK of its own, destroyed with it (crypto-shred). */
   readonly dedicatedKek: boolean;
+  /**
+   * How long a KEK version stays after it was retired (replaced as primary by the next version, which it was at that
+   * version's creation time) before it is destroyed, at least 1m. Nothing is destroyed while any wrapped key still
+   * uses a non-primary version of the KEK (docs/kms.md, "Rotation, retention, destruction").
+   */
+  readonly kekVersionRetentionMs: number;
 }
 
 /** The whole governance table. */
@@ -85,6 +92,9 @@ const DURATION_BOUNDS = {
   maxGrantDuration: { min: HOUR, max: 90 * DAY, text: 'from 1h to 90d' },
   keyLease: { min: MINUTE, max: DAY, text: 'from 1m to 24h' },
   kekRotation: { min: MINUTE, max: undefined, text: 'at least 1m' },
+  // At least 1m: a wrap started under the old primary just before a rotation must have reached status (and the
+  // informers) long before its version can go.
+  kekVersionRetention: { min: MINUTE, max: undefined, text: 'at least 1m' },
 } as const;
 
 /**
@@ -105,6 +115,7 @@ export const DEFAULT_GOVERNANCE_CONFIG: Readonly<Record<string, string>> = Objec
     '24h',
     '365d',
     'false',
+    '7d',
   ]),
   ...classificationDefaults('internal', [
     '0',
@@ -116,6 +127,7 @@ export const DEFAULT_GOVERNANCE_CONFIG: Readonly<Record<string, string>> = Objec
     '24h',
     '180d',
     'false',
+    '7d',
   ]),
   ...classificationDefaults('confidential', [
     '1',
@@ -126,7 +138,8 @@ export const DEFAULT_GOVERNANCE_CONFIG: Readonly<Record<string, string>> = Objec
     '30d',
     '8h',
     '90d',
-    'false',
+    'true',
+    '24h',
   ]),
   ...classificationDefaults('restricted', [
     '2',
@@ -138,6 +151,7 @@ export const DEFAULT_GOVERNANCE_CONFIG: Readonly<Record<string, string>> = Objec
     '1h',
     '30d',
     'true',
+    '24h',
   ]),
 });
 
@@ -297,6 +311,7 @@ export function parseClassificationConfig(data: Readonly<Record<string, string>>
     const keyLeaseMs = duration(k('keyLease'), DURATION_BOUNDS.keyLease);
     const kekRotationMs = duration(k('kekRotation'), DURATION_BOUNDS.kekRotation);
     const dedicatedKek = bool(k('dedicatedKek'));
+    const kekVersionRetentionMs = duration(k('kekVersionRetention'), DURATION_BOUNDS.kekVersionRetention);
     if (
       approvals !== undefined &&
       crossEnvironmentApprovals !== undefined &&
@@ -325,7 +340,8 @@ export function parseClassificationConfig(data: Readonly<Record<string, string>>
       maxGrantDurationMs !== undefined &&
       keyLeaseMs !== undefined &&
       kekRotationMs !== undefined &&
-      dedicatedKek !== undefined
+      dedicatedKek !== undefined &&
+      kekVersionRetentionMs !== undefined
     ) {
       classifications[c] = Object.freeze({
         approvals,
@@ -337,6 +353,7 @@ export function parseClassificationConfig(data: Readonly<Record<string, string>>
         keyLeaseMs,
         kekRotationMs,
         dedicatedKek,
+        kekVersionRetentionMs,
       });
     }
   }
@@ -378,6 +395,7 @@ export function formatClassificationConfig(table: ClassificationTable): Record<s
     data[k('keyLease')] = formatDuration(p.keyLeaseMs);
     data[k('kekRotation')] = formatDuration(p.kekRotationMs);
     data[k('dedicatedKek')] = String(p.dedicatedKek);
+    data[k('kekVersionRetention')] = formatDuration(p.kekVersionRetentionMs);
   }
   return data;
 }

@@ -14,6 +14,7 @@ import { ENVIRONMENT_LABEL } from '../api/index.ts';
 import type { ClassificationPolicy, ClassificationTable } from './classification.ts';
 import { setCondition, type ConditionStatus } from './conditions.ts';
 import { formatDuration } from '../api/validation.ts';
+import { describeQuarantine, quarantineOf, type QuarantineSet } from './quarantine.ts';
 
 /** The lifecycle phase of an AccessGrant (status.phase). */
 export type GrantPhase = 'Pending' | 'Active' | 'Expired' | 'Revoked' | 'Denied';
@@ -44,6 +45,11 @@ export interface GrantInput {
   /** The classification table in force (approvals, environments, the longest window). */
   policy: ClassificationTable;
   now: Date;
+  /**
+   * The quarantined identities (ConfigMap strongroom-quarantines, core/policy/quarantine.ts): a grant naming one as a
+   * subject is Denied/Quarantined. Absent: none.
+   */
+  quarantines?: QuarantineSet;
 }
 
 /** The outcome for one grant. */
@@ -169,6 +175,20 @@ export function evaluateGrant(input: GrantInput): GrantDecision {
       'Denied',
       'Quarantined',
       `${grantRef} is quarantined by a security team${because(quarantine)}. Remove the annotation ${QUARANTINE_ANNOTATION} to restore it.`,
+    );
+  }
+  // 1c. A subject identity in quarantine (automatic anomaly detection, or the security team), reversible.
+  const quarantines = input.quarantines;
+  const held =
+    quarantines === undefined
+      ? []
+      : grant.spec.subjects.map((s) => quarantineOf(quarantines, s)).filter((q) => q !== undefined);
+  const [first] = held;
+  if (first !== undefined) {
+    return decide(
+      'Denied',
+      'Quarantined',
+      `${grantRef} is suspended: its subject ${describeQuarantine(first)}.${held.length > 1 ? ` ${String(held.length - 1)} more of its subjects ${held.length === 2 ? 'is' : 'are'} quarantined too.` : ''}`,
     );
   }
 

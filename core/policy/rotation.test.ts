@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CLASSIFICATION_TABLE, parseClassificationConfig } from './classification.ts';
 import { PolicyError } from './errors.ts';
-import { parseKekRotationOverrides, rotationPeriods, rotationStatus } from './rotation.ts';
+import {
+  parseKekRotationOverrides,
+  retentionPeriods,
+  retiredVersionsDue,
+  rotationPeriods,
+  rotationStatus,
+  type KekVersionState,
+} from './rotation.ts';
 
 const D = 86_400_000;
 
@@ -109,5 +116,99 @@ describe('rotationStatus', () => {
     ['a NaN period', created, Number.NaN, created],
   ])('fails closed on %s', (_what, at, p, now) => {
     expect(rotationStatus(at, p, now).compliant).toBe(false);
+  });
+});
+
+describe('retentionPeriods', () => {
+  it('is the kekVersionRetention of every classification: by default 7d / 7d / 24h / 24h, frozen', () => {
+    const periods = retentionPeriods(DEFAULT_CLASSIFICATION_TABLE);
+    expect(periods).toEqual({ public: 7 * D, internal: 7 * D, confidential: D, restricted: D });
+    expect(Object.isFrozen(periods)).toBe(true);
+    expect(retentionPeriods(parseClassificationConfig({ 'public.kekVersionRetention': '1m' })).public).toBe(
+      60_000,
+    );
+  });
+});
+
+describe('retiredVersionsDue', () => {
+  const H = 3_600_000;
+  const t0 = Date.parse('2026-01-01T00:00:00Z');
+  const at = (ms: number) => new Date(t0 + ms).toISOString();
+  /** v1 at t0, v2 at +1h (v1 retired then), v3 at +3h (v2 retired then), v3 primary. */
+  const v1: KekVersionState = { version: '1', state: 'enabled', primary: false, createdAt: at(0) };
+  const v2: KekVersionState = { version: '2', state: 'enabled', primary: false, createdAt: at(H) };
+  const v3: KekVersionState = { version: '3', state: 'enabled', primary: true, createdAt: at(3 * H) };
+  const versions = [v1, v2, v3];
+  const plan = (nowMs: number, inUse: ReadonlySet<string> | undefined = new Set(['3']), retentionMs = D) =>
+    retiredVersionsDue({ versions, inUse, retentionMs, now: new Date(t0 + nowMs) });
+
+  it('counts retirement from the creation of the version that replaced it, not from its own creation', () => {
+    expect(plan(H + D - 1)).toEqual({ destroy: [], nextDueAt: new Date(t0 + H + D) });
+    expect(plan(H + D)).toEqual({ destroy: ['1'], nextDueAt: new Date(t0 + 3 * H + D) });
+    expect(plan(3 * H + D)).toEqual({ destroy: ['1', '2'] });
+  });
+
+  it('never destroys the primary, nor a version already destroyed', () => {
+    const done = versions.map((v) => (v.version === '1' ? { ...v, state: 'destroyed' as const } : v));
+    expect(
+      retiredVersionsDue({ versions: done, inUse: new Set(), retentionMs: D, now: new Date(t0 + 100 * D) }),
+    ).toEqual({ destroy: ['2'] });
+    expect(
+      retiredVersionsDue({
+        versions: [v3],
+        inUse: new Set(),
+        retentionMs: 1,
+        now: new Date(t0 + D),
+      }),
+    ).toEqual({ destroy: [] });
+  });
+
+  it('destroys nothing while any wrapped key is on a version other than the primary (the rewrap is not done)', () => {
+    expect(plan(100 * D, new Set(['3', '2']))).toEqual({ destroy: [], blocked: 'in-use' });
+    // Even the long-retired version 1, which nothing uses: destruction waits for the whole rewrap.
+    expect(plan(100 * D, new Set(['2']))).toEqual({ destroy: [], blocked: 'in-use' });
+    expect(plan(100 * D, new Set(['1']))).toMatchObject({ destroy: [], blocked: 'in-use' });
+    // Nothing wrapped under the key at all: every retired version can go.
+    expect(plan(100 * D, new Set())).toEqual({ destroy: ['1', '2'] });
+  });
+
+  it.each([
+    ['usage unknown (a cache not synced)', versions, undefined, D, t0 + 100 * D, 'unknown'],
+    ['a zero retention', versions, new Set(['3']), 0, t0 + 100 * D, 'bad-retention'],
+    ['a negative retention', versions, new Set(['3']), -D, t0 + 100 * D, 'bad-retention'],
+    ['a NaN retention', versions, new Set(['3']), Number.NaN, t0 + 100 * D, 'bad-retention'],
+    ['an invalid clock', versions, new Set(['3']), D, Number.NaN, 'bad-retention'],
+    [
+      'no primary',
+      versions.map((v) => ({ ...v, primary: false })),
+      new Set<string>(),
+      D,
+      t0 + 100 * D,
+      'no-primary',
+    ],
+    [
+      'a destroyed primary',
+      versions.map((v) => (v.primary ? { ...v, state: 'destroyed' as const } : v)),
+      new Set<string>(),
+      D,
+      t0 + 100 * D,
+      'no-primary',
+    ],
+  ] as const)('fails closed on %s', (_what, vs, inUse, retentionMs, nowMs, blocked) => {
+    expect(retiredVersionsDue({ versions: vs, inUse, retentionMs, now: new Date(nowMs) })).toEqual({
+      destroy: [],
+      blocked,
+    });
+  });
+
+  it('keeps a version whose successor has an unreadable creation time, and one retired in the future (clock skew)', () => {
+    const odd = [
+      { ...v1, createdAt: at(0) },
+      { ...v2, createdAt: 'not a time' },
+      { ...v3, createdAt: at(200 * D) },
+    ];
+    expect(
+      retiredVersionsDue({ versions: odd, inUse: new Set(), retentionMs: D, now: new Date(t0 + 100 * D) }),
+    ).toEqual({ destroy: [], nextDueAt: new Date(t0 + 201 * D) });
   });
 });

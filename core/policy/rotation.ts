@@ -105,3 +105,72 @@ export function rotationStatus(
   const compliant = periodMs > 0 && ageMs < periodMs;
   return { compliant, ageMs, dueAt };
 }
+
+/** The retention of retired KEK versions of every classification in the table (`<c>.kekVersionRetention`). */
+export function retentionPeriods(table: ClassificationTable): RotationTable {
+  const periods = {} as Record<Classification, number>;
+  for (const c of CLASSIFICATIONS) periods[c] = table.classifications[c].kekVersionRetentionMs;
+  return Object.freeze(periods);
+}
+
+/** One version of a KEK as a provider lists it (core/kms/provider.ts KeyVersionInfo). */
+export interface KekVersionState {
+  readonly version: string;
+  readonly state: 'enabled' | 'destroyed';
+  readonly primary: boolean;
+  /** RFC 3339. */
+  readonly createdAt: string;
+}
+
+/** What {@link retiredVersionsDue} decided for one KEK. */
+export interface RetirementPlan {
+  /** Versions to destroy now, oldest first. */
+  readonly destroy: readonly string[];
+  /**
+   * Why nothing may be destroyed, when that is so: `in-use` (a wrapped key still uses a version that is not the
+   * primary: the rewrap has not finished), `unknown` (nobody can say which versions are in use, e.g. a cache not
+   * synced), `no-primary`, `bad-retention`. Undefined when the plan is made.
+   */
+  readonly blocked?: 'in-use' | 'unknown' | 'no-primary' | 'bad-retention';
+  /** When the next retired version falls due (to come back then), if one is waiting for its retention. */
+  readonly nextDueAt?: Date;
+}
+
+/**
+ * The destruction rule for retired KEK versions (docs/kms.md, "Rotation, retention, destruction"):
+ *
+ * - A version is *retired* from the moment the version that replaced it as primary was created: the next version in
+ *   the provider's list (versions are listed oldest first and each rotation adds one and makes it primary).
+ * - Nothing is destroyed unless every wrapped key known to use this KEK is on its primary version (`inUse` holds only
+ *   the primary, or nothing): a rotation's rewrap must have finished everywhere first. `inUse` undefined means the
+ *   caller cannot tell (fail closed: nothing is destroyed).
+ * - Then each enabled, non-primary version retired at least `retentionMs` ago is destroyed.
+ *
+ * Fails closed: a non-positive or NaN retention, an unreadable creation time, a version in use or a missing primary
+ * destroys nothing (for that version, or at all).
+ */
+export function retiredVersionsDue(input: {
+  readonly versions: readonly KekVersionState[];
+  readonly inUse: ReadonlySet<string> | undefined;
+  readonly retentionMs: number;
+  readonly now: Date;
+}): RetirementPlan {
+  const { versions, inUse, retentionMs, now } = input;
+  if (!(retentionMs > 0) || Number.isNaN(now.getTime())) return { destroy: [], blocked: 'bad-retention' };
+  const primary = versions.find((v) => v.primary && v.state === 'enabled');
+  if (!primary) return { destroy: [], blocked: 'no-primary' };
+  if (inUse === undefined) return { destroy: [], blocked: 'unknown' };
+  if ([...inUse].some((v) => v !== primary.version)) return { destroy: [], blocked: 'in-use' };
+  const destroy: string[] = [];
+  let next: number | undefined;
+  for (const [i, v] of versions.entries()) {
+    if (v.primary || v.state !== 'enabled') continue;
+    const successor = versions[i + 1];
+    const retiredAt = successor ? new Date(successor.createdAt).getTime() : Number.NaN;
+    if (Number.isNaN(retiredAt)) continue;
+    const dueAt = retiredAt + retentionMs;
+    if (now.getTime() >= dueAt) destroy.push(v.version);
+    else next = next === undefined ? dueAt : Math.min(next, dueAt);
+  }
+  return next === undefined ? { destroy } : { destroy, nextDueAt: new Date(next) };
+}

@@ -71,6 +71,7 @@ export function attestPortHandlers(deps: AttestHandlerDeps): KeyBrokerHandlers {
     },
     ReleaseKey: onlyOnBroker('ReleaseKey'),
     PublishVersion: onlyOnBroker('PublishVersion'),
+    ReportWipe: onlyOnBroker('ReportWipe'),
     WatchRevocations: (call) => {
       call.emit('error', {
         code: grpc.status.UNAUTHENTICATED,

@@ -7,11 +7,16 @@ import type * as grpc from '@grpc/grpc-js';
 import type winston from 'winston';
 import { BrokerError } from './errors.ts';
 import { callerStatus } from './proto-mapping.ts';
+import type { WipeReportOutcome } from '../observability/metrics.ts';
 
 /** Observations for metrics. */
 export interface BrokerObserver {
   call?(method: string, code: string, seconds: number): void;
   streams?(delta: number): void;
+  /** A ReleaseKey answered: `allow` when the key left the broker (OperatorMetrics.recordKeyRelease). */
+  released?(decision: 'allow' | 'deny' | 'error'): void;
+  /** A ReportWipe answered, with the time-to-revoke of a recorded one (OperatorMetrics.recordWipeReport). */
+  wipeReport?(outcome: WipeReportOutcome, seconds?: number): void;
 }
 
 /** Reports calls of the broker's methods. */
@@ -77,6 +82,16 @@ export class CallReporter {
   /** A revocation stream opened (+1) or ended (-1). */
   streams(delta: number): void {
     this.#observer?.streams?.(delta);
+  }
+
+  /** A ReleaseKey answer, by decision. */
+  released(decision: 'allow' | 'deny' | 'error'): void {
+    this.#observer?.released?.(decision);
+  }
+
+  /** A ReportWipe answer, by outcome. */
+  wipeReport(outcome: WipeReportOutcome, seconds?: number): void {
+    this.#observer?.wipeReport?.(outcome, seconds);
   }
 
   #observe(method: string, code: string, started: number): void {

@@ -13,6 +13,8 @@ import type { PublishVersionRequest__Output } from '../../proto/generated/strong
 import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1/PublishVersionResponse.ts';
 import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
 import type { ReleaseKeyResponse } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
+import type { ReportWipeRequest__Output } from '../../proto/generated/strongroom/v1/ReportWipeRequest.ts';
+import type { ReportWipeResponse } from '../../proto/generated/strongroom/v1/ReportWipeResponse.ts';
 import type { WatchRevocationsRequest__Output } from '../../proto/generated/strongroom/v1/WatchRevocationsRequest.ts';
 import type { WatchRevocationsResponse } from '../../proto/generated/strongroom/v1/WatchRevocationsResponse.ts';
 import type { KeyBrokerHandlers } from '../../proto/keybroker.ts';
@@ -22,17 +24,26 @@ import type { CallOrigin, ConnectionPeers } from './connection-peers.ts';
 import type { DekCache } from './dek-cache.ts';
 import { BrokerError, notLeaderError } from './errors.ts';
 import { podOf, workloadOf, type Peer } from './peer.ts';
-import { publishVersionResponse, releaseKeyResponse, releaseRequestInput } from './proto-mapping.ts';
+import {
+  publishVersionResponse,
+  releaseKeyResponse,
+  releaseRequestInput,
+  reportWipeResponse,
+  wipeReportInput,
+} from './proto-mapping.ts';
 import { publishVersion, type PublishDeps } from './publish.ts';
-import { releaseKey } from './release.ts';
+import { releaseKey, type ReleaseDeps } from './release.ts';
 import type { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
 import type { BrokerView } from './view.ts';
+import { reportWipe } from './wipe-report.ts';
 
 /** What the broker listener's service needs. */
 export interface MtlsHandlerDeps {
   readonly view: BrokerView;
   /** The classification table in force, read at each decision. */
   readonly policy: () => ClassificationTable;
+  /** Whether an identity is quarantined (ReleaseKey refuses it). */
+  readonly quarantine?: ReleaseDeps['quarantine'] | undefined;
   readonly now: () => Date;
   readonly kms: KmsProvider;
   readonly custom: CustomObjectsApi;
@@ -50,7 +61,7 @@ export interface MtlsHandlerDeps {
     ((pod: { namespace: string; name: string; uid: string }, message: string) => void) | undefined;
 }
 
-type Operation = 'release-key' | 'publish-version' | 'watch-revocations';
+type Operation = 'release-key' | 'publish-version' | 'watch-revocations' | 'report-wipe';
 
 /** Whether this replica leads, and the identity of the leader when one has been observed. */
 export interface Leadership {
@@ -87,6 +98,9 @@ export class MtlsService {
       WatchRevocations: (call) => {
         this.#watchRevocations(call);
       },
+      ReportWipe: (call, callback) => {
+        this.#reportWipe(call, callback);
+      },
     };
   }
 
@@ -119,13 +133,19 @@ export class MtlsService {
         audit: d.audit,
         cache: d.cache,
         leases: d.leases,
+        ...(d.quarantine === undefined ? {} : { quarantine: d.quarantine }),
       });
       return releaseKeyResponse(result);
     };
     d.report.answer('ReleaseKey', callback, run, {
-      // The serializer has copied the key into the HTTP/2 frame; drop ours.
-      sent: (response) => response.dek.fill(0),
+      // The serializer has copied the key into the HTTP/2 frame; drop ours. Counted here, where the key left, and
+      // not where it was audited: strongroom_audit_coverage_ratio compares the two.
+      sent: (response) => {
+        response.dek.fill(0);
+        d.report.released('allow');
+      },
       refused: (error) => {
+        d.report.released(releaseDecision(error));
         this.#tellPod(caller, error, call.request);
       },
     });
@@ -203,6 +223,57 @@ export class MtlsService {
     });
   }
 
+  #reportWipe(
+    call: grpc.ServerUnaryCall<ReportWipeRequest__Output, ReportWipeResponse>,
+    callback: grpc.sendUnaryData<ReportWipeResponse>,
+  ): void {
+    const d = this.#d;
+    d.report.answer('ReportWipe', callback, async (): Promise<ReportWipeResponse> => {
+      let peer: Peer;
+      try {
+        peer = await this.#peerOrAudit(call, 'report-wipe');
+        await this.#reportingPod(peer);
+      } catch (error) {
+        d.report.wipeReport('refused');
+        throw error;
+      }
+      const result = await reportWipe(peer, wipeReportInput(call.request), {
+        audit: d.audit,
+        delivered: d.feed.delivered,
+        epoch: d.feed.epoch,
+        now: d.now,
+        observe: (outcome, seconds) => {
+          d.report.wipeReport(outcome, seconds);
+        },
+      });
+      return reportWipeResponse(result);
+    });
+  }
+
+  /**
+   * The pod behind a wipe report must still exist as the certificate says; unlike the other calls a terminating pod
+   * may report (it wipes on its way out). A refusal is audited before it is thrown.
+   */
+  async #reportingPod(peer: Peer): Promise<void> {
+    try {
+      await podOf(peer, this.#d.view);
+    } catch (error) {
+      if (!(error instanceof BrokerError)) throw error;
+      if (error.reason === 'pod-terminating') return;
+      await this.#d.audit.access({
+        operation: 'report-wipe',
+        decision: 'deny',
+        reason: error.reason,
+        peer: peer.address,
+        verified: true,
+        workload: workloadOf(peer),
+        artifact: null,
+        detail: error.message,
+      });
+      throw error;
+    }
+  }
+
   /** Rejects with AuditUnavailableError when the decision cannot be audited. */
   async #auditWatch(peer: Peer, decision: 'allow' | 'deny', reason: string, detail: string): Promise<void> {
     await this.#d.audit.access({
@@ -251,4 +322,14 @@ export class MtlsService {
       `Strongroom refused the key of ${artifact} to ${peer.spiffeId}: ${error.status} (${error.reason}): ${error.message}`,
     );
   }
+}
+
+/**
+ * The `decision` label of strongroom_key_releases_total for a refused ReleaseKey: `deny` for a refusal the broker
+ * decided (audited), `error` when no decision was made (the audit log or the KMS unavailable, an internal failure).
+ */
+export function releaseDecision(error: unknown): 'deny' | 'error' {
+  return error instanceof BrokerError && error.status !== 'UNAVAILABLE' && error.status !== 'INTERNAL'
+    ? 'deny'
+    : 'error';
 }

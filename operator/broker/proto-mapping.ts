@@ -8,10 +8,13 @@ import type { AttestResponse } from '../../proto/generated/strongroom/v1/AttestR
 import type { PublishVersionResponse } from '../../proto/generated/strongroom/v1/PublishVersionResponse.ts';
 import type { ReleaseKeyRequest__Output } from '../../proto/generated/strongroom/v1/ReleaseKeyRequest.ts';
 import type { ReleaseKeyResponse } from '../../proto/generated/strongroom/v1/ReleaseKeyResponse.ts';
+import type { ReportWipeRequest__Output } from '../../proto/generated/strongroom/v1/ReportWipeRequest.ts';
+import type { ReportWipeResponse } from '../../proto/generated/strongroom/v1/ReportWipeResponse.ts';
 import type { AttestResult } from './attest.ts';
 import { BrokerError, NOT_LEADER, RETRY_METADATA_KEY } from './errors.ts';
 import type { PublishResult } from './publish.ts';
 import type { ReleaseRequestInput, ReleaseResult } from './release.ts';
+import type { WipeReportInput, WipeReportResult } from './wipe-report.ts';
 
 /** A google.protobuf.Timestamp, to the millisecond. */
 export function protoTimestamp(date: Date): { seconds: string; nanos: number } {
@@ -50,6 +53,33 @@ export function releaseKeyResponse(result: ReleaseResult): ReleaseKeyResponse & 
     auditIndex: String(result.auditIndex),
     digest: result.digest,
   };
+}
+
+/** A google.protobuf.Timestamp or Duration as milliseconds; NaN when absent or out of range. */
+function protoMs(value: { seconds: string; nanos: number } | null | undefined): number {
+  if (value === null || value === undefined || !/^-?\d{1,15}$/.test(value.seconds)) return NaN;
+  return Number(value.seconds) * 1000 + Math.floor(value.nanos / 1e6);
+}
+
+/** What ReportWipe checks; absent fields read as empty (and are refused as such). */
+export function wipeReportInput(r: ReportWipeRequest__Output): WipeReportInput {
+  const endedMs = protoMs(r.revocation?.endedAt);
+  return {
+    seq: r.revocation?.seq ?? '',
+    epoch: r.revocation?.epoch ?? '',
+    reportedEndedAt: Number.isFinite(endedMs) ? new Date(endedMs) : undefined,
+    artifactNamespace: r.artifact?.namespace ?? '',
+    artifactName: r.artifact?.name ?? '',
+    version: r.version,
+    filesRemoved: r.filesRemoved,
+    wipeMs: protoMs(r.wipeDuration),
+    trigger: r.trigger,
+  };
+}
+
+/** The recorded report. */
+export function reportWipeResponse(result: WipeReportResult): ReportWipeResponse {
+  return { recorded: result.recorded, auditIndex: String(result.auditIndex) };
 }
 
 /** The version PublishVersion added. */

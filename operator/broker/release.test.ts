@@ -15,6 +15,8 @@ import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
 import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.ts';
 import type { NamespaceFacts } from '../../core/policy/grant.ts';
+import { formatQuarantineRecord, parseQuarantines, quarantineOf } from '../../core/policy/quarantine.ts';
+import type { QuarantineLookup } from '../quarantine/store.ts';
 import { artifact as fixtureArtifact, grant, NAMESPACES, NOW } from '../../core/policy/testdata/objects.ts';
 import { dekAad, encodeWrapped } from '../keys/artifact-keys.ts';
 import { BrokerAuditTrail } from './audit-trail.ts';
@@ -318,5 +320,49 @@ describe('releaseKey', () => {
     expect(error.status).toBe('UNAVAILABLE');
     expect(error.reason).toBe('kms-unwrap-failed');
     expect(entries().at(-1)).toMatchObject({ decision: 'deny', reason: 'kms-unwrap-failed' });
+  });
+});
+
+describe('releaseKey for a quarantined identity (docs/detection.md#automatic-quarantine)', () => {
+  const held = parseQuarantines({
+    'ml-dev.trainer': formatQuarantineRecord({
+      since: '2026-12-10T11:00:00.000Z',
+      alertId: 'a-0123456789abcdef',
+      rule: 'bulk-access',
+      severity: 'high',
+      reason: 'bulk reading',
+    }),
+  });
+  const lookup = (identity: { namespace: string; serviceAccount: string }): QuarantineLookup => {
+    const quarantine = quarantineOf(held, identity);
+    return quarantine === undefined ? { state: 'free' } : { state: 'quarantined', quarantine };
+  };
+
+  it('refuses it (quarantined), audited as a deny, although its grant is still Active', async () => {
+    const error = await refusal(releaseKey(peer, request, deps({ quarantine: lookup })));
+    expect(error.status).toBe('PERMISSION_DENIED');
+    expect(error.reason).toBe('quarantined');
+    expect(error.message).toContain('anomaly alert a-0123456789abcdef (rule bulk-access, severity high)');
+    expect(error.callerMessage).not.toContain('ml-dev');
+    expect(entries().at(-1)).toMatchObject({
+      decision: 'deny',
+      reason: 'quarantined',
+      workload: { namespace: 'ml-dev', serviceAccount: 'trainer' },
+      artifact: { name: 'resnet50', classification: 'internal' },
+      grant: null,
+    });
+  });
+
+  it('releases to other identities, and refuses everyone (UNAVAILABLE) while the quarantines are unknown', async () => {
+    const elsewhere = (identity: { namespace: string; serviceAccount: string }) =>
+      lookup({ ...identity, serviceAccount: `${identity.serviceAccount}-not` });
+    const released = await releaseKey(peer, request, deps({ quarantine: elsewhere }));
+    expect(released.version).toBe('v2');
+    const unknown = await refusal(
+      releaseKey(peer, request, deps({ quarantine: () => ({ state: 'unknown' }) })),
+    );
+    expect(unknown.status).toBe('UNAVAILABLE');
+    expect(unknown.reason).toBe('quarantines-unknown');
+    expect(entries().at(-1)).toMatchObject({ decision: 'deny', reason: 'quarantines-unknown' });
   });
 });

@@ -9,6 +9,8 @@ import type { AppendReceipt, KeyReleaseInput } from '../../core/audit/index.ts';
 import type { KmsProvider } from '../../core/kms/provider.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
 import { authorizeRelease, type ReleaseDenyReason } from '../../core/policy/release.ts';
+import { describeQuarantine } from '../../core/policy/quarantine.ts';
+import type { QuarantineLookup } from '../quarantine/store.ts';
 import { decodeWrapped, dekAad } from '../keys/artifact-keys.ts';
 import type { DekCache } from './dek-cache.ts';
 import { isDns1123Label, isSha256Digest } from '../../core/api/validation.ts';
@@ -39,6 +41,11 @@ export interface ReleaseDeps {
   readonly now: () => Date;
   /** How long to wait for a pod the cache has not seen yet; default 2000 ms. */
   readonly podWaitMs?: number;
+  /**
+   * Whether the caller's identity is quarantined (operator/quarantine/store.ts): a quarantined identity is refused
+   * (`quarantined`), and so is every caller while the quarantines are not known (`quarantines-unknown`). Absent: none.
+   */
+  readonly quarantine?: (identity: { namespace: string; serviceAccount: string }) => QuarantineLookup;
 }
 
 export interface ReleaseRequestInput {
@@ -148,6 +155,24 @@ export async function releaseKey(
   }
   const { artifact, grants, namespaces } = facts;
   seen.artifact = artifact;
+
+  // 2b. A quarantined identity gets nothing, whatever its grants say (their status may not show it yet).
+  const held = deps.quarantine?.({ namespace: peer.namespace, serviceAccount: peer.serviceAccount });
+  if (held?.state === 'unknown')
+    return deny(
+      new BrokerError(
+        'UNAVAILABLE',
+        'quarantines-unknown',
+        'the quarantined identities are not known yet; retry later',
+      ),
+    );
+  if (held?.state === 'quarantined')
+    return deny(
+      new BrokerError('PERMISSION_DENIED', 'quarantined', describeQuarantine(held.quarantine), {
+        publicMessage:
+          "Quarantined: this workload's service account is quarantined by the security team; details are in the pod's events",
+      }),
+    );
 
   // 3. The decision.
   const now = deps.now();

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { WatchRevocationsResponse } from '../../proto/generated/strongroom/v1/WatchRevocationsResponse.ts';
 import { RevocationBus, type RevocationInput } from '../revocation/bus.ts';
 import { BrokerError } from './errors.ts';
-import { concerns, LeaseTracker, RevocationFeed } from './revocation-feed.ts';
+import { concerns, DeliveredRevocations, LeaseTracker, RevocationFeed } from './revocation-feed.ts';
 
 const reader = { namespace: 'ml-prod', serviceAccount: 'reader', podUid: 'pod-1' };
 const grantExpired = (subjects = [{ namespace: 'ml-prod', serviceAccount: 'reader' }]): RevocationInput => ({
@@ -105,5 +105,41 @@ describe('RevocationFeed', () => {
     expect(() => feed.open(reader, { afterSeq: '99999999999999999999', epoch: feed.epoch }, sink())).toThrow(
       /out of range/,
     );
+  });
+});
+
+describe('DeliveredRevocations', () => {
+  it('keeps what was sent to each pod for 15 minutes, and forgets the oldest first', () => {
+    let now = 0;
+    const delivered = new DeliveredRevocations(() => now);
+    const bus = new RevocationBus();
+    const first = bus.publish(grantExpired());
+    const second = bus.publish(grantExpired());
+    delivered.record('pod-1', first, new Date(5));
+    now = 10 * 60_000;
+    delivered.record('pod-1', second, new Date(6));
+    expect(delivered.find('pod-1', first.seq)).toMatchObject({ seq: first.seq, endedAt: new Date(5) });
+    expect(delivered.find('pod-2', first.seq)).toBeUndefined();
+    now = 15 * 60_000;
+    expect(delivered.find('pod-1', first.seq)).toBeUndefined();
+    expect(delivered.find('pod-1', second.seq)?.endedAt).toEqual(new Date(6));
+  });
+
+  it('records each revocation a stream sends, with the ended_at it sent', () => {
+    const bus = new RevocationBus();
+    const feed = new RevocationFeed({
+      bus,
+      leases: new LeaseTracker(),
+      heartbeatMs: 60_000,
+      endedAt: (r) => new Date(r.at.getTime() - 1000),
+    });
+    const s = sink();
+    const end = feed.open(reader, { epoch: '' }, s);
+    const published = bus.publish({ ...grantExpired(), at: new Date(10_000) });
+    bus.publish(grantExpired([{ namespace: 'ml-prod', serviceAccount: 'other' }]));
+    end();
+    expect(s.messages[1]?.revocation?.endedAt).toEqual({ seconds: '9', nanos: 0 });
+    expect(feed.delivered.find('pod-1', published.seq)?.endedAt).toEqual(new Date(9000));
+    expect(feed.delivered.find('pod-1', published.seq + 1)).toBeUndefined();
   });
 });

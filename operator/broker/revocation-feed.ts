@@ -43,6 +43,63 @@ export class LeaseTracker implements LeaseBook {
   }
 }
 
+/** A revocation as this broker sent it to one pod, kept so that the pod's wipe report can be matched to it. */
+export interface DeliveredRevocation {
+  readonly seq: number;
+  readonly reason: Revocation['reason'];
+  readonly artifact: { readonly namespace: string; readonly name: string };
+  readonly grant: { readonly namespace: string; readonly name: string; readonly uid: string } | undefined;
+  /** When access ended, as sent in the revocation's ended_at. */
+  readonly endedAt: Date;
+  /** `<version>` of each wipe already reported for it (one report per wiped version). */
+  readonly reported: Set<string>;
+}
+
+/** How long, and how many, delivered revocations are kept for matching wipe reports. */
+const DELIVERED_TTL_MS = 15 * 60_000;
+const DELIVERED_MAX = 16_384;
+
+/**
+ * The revocations this process sent, per pod: bounded by age ({@link DELIVERED_TTL_MS}) and count
+ * ({@link DELIVERED_MAX}, the oldest dropped first). A wipe report matches only a revocation this very broker sent
+ * that pod, so a caller cannot put a time of its choosing into the time-to-revoke histogram.
+ */
+export class DeliveredRevocations {
+  /** `<podUid>/<seq>` → the revocation and when it was sent; Map order is insertion (sending) order. */
+  readonly #sent = new Map<string, { readonly sentAt: number; readonly revocation: DeliveredRevocation }>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  record(podUid: string, revocation: Revocation, endedAt: Date): void {
+    const now = this.#now();
+    for (const [key, entry] of this.#sent) {
+      if (now - entry.sentAt < DELIVERED_TTL_MS && this.#sent.size < DELIVERED_MAX) break;
+      this.#sent.delete(key);
+    }
+    this.#sent.set(`${podUid}/${String(revocation.seq)}`, {
+      sentAt: now,
+      revocation: {
+        seq: revocation.seq,
+        reason: revocation.reason,
+        artifact: revocation.artifact,
+        grant: revocation.grant,
+        endedAt,
+        reported: new Set(),
+      },
+    });
+  }
+
+  /** The revocation `seq` this process sent `podUid`, if still kept. */
+  find(podUid: string, seq: number): DeliveredRevocation | undefined {
+    const entry = this.#sent.get(`${podUid}/${String(seq)}`);
+    if (entry === undefined || this.#now() - entry.sentAt >= DELIVERED_TTL_MS) return undefined;
+    return entry.revocation;
+  }
+}
+
 /** Who is watching. */
 export interface Watcher {
   readonly namespace: string;
@@ -60,6 +117,31 @@ export interface RevocationFeedOptions {
   readonly leases: LeaseTracker;
   /** Default 5000 ms. */
   readonly heartbeatMs?: number;
+  /**
+   * When access ended for a revocation (sent as ended_at); default its publication time `at`. The server passes
+   * {@link accessEndedAt} over its grant cache.
+   */
+  readonly endedAt?: (revocation: Revocation) => Date;
+  /** Where the revocations sent are kept for wipe reports; default a new one. */
+  readonly delivered?: DeliveredRevocations;
+}
+
+/**
+ * When access ended: for an expired grant, its spec.expiresAt when that is not later than the publication (the
+ * controller publishes at that instant, a follower when it sees the leader's status, later); otherwise the
+ * revocation's publication time.
+ */
+export function accessEndedAt(
+  revocation: Pick<Revocation, 'reason' | 'grant' | 'at'>,
+  grants: (namespace: string) => readonly { metadata: { uid?: string }; spec: { expiresAt?: string } }[],
+): Date {
+  const ref = revocation.grant;
+  if (revocation.reason !== 'grant-expired' || ref === undefined) return revocation.at;
+  const grant = grants(ref.namespace).find((g) => g.metadata.uid === ref.uid);
+  const expiresAt = grant?.spec.expiresAt === undefined ? NaN : Date.parse(grant.spec.expiresAt);
+  return Number.isFinite(expiresAt) && expiresAt <= revocation.at.getTime()
+    ? new Date(expiresAt)
+    : revocation.at;
 }
 
 /** True when the revocation concerns the watcher. */
@@ -85,11 +167,16 @@ export class RevocationFeed {
   readonly #bus: RevocationBus;
   readonly #leases: LeaseTracker;
   readonly #heartbeatMs: number;
+  readonly #endedAt: (revocation: Revocation) => Date;
+  /** The revocations sent, per pod, for matching wipe reports (wipe-report.ts). */
+  readonly delivered: DeliveredRevocations;
 
   constructor(options: RevocationFeedOptions) {
     this.#bus = options.bus;
     this.#leases = options.leases;
     this.#heartbeatMs = options.heartbeatMs ?? 5000;
+    this.#endedAt = options.endedAt ?? ((r) => r.at);
+    this.delivered = options.delivered ?? new DeliveredRevocations();
   }
 
   /**
@@ -110,6 +197,8 @@ export class RevocationFeed {
       resync(`the broker restarted or changed (epoch ${this.epoch}); drop every key and ask again`);
     const listener = (revocation: Revocation): void => {
       if (!concerns(revocation, watcher, this.#leases)) return;
+      const endedAt = this.#endedAt(revocation);
+      this.delivered.record(watcher.podUid, revocation, endedAt);
       sink.write({
         revocation: {
           seq: String(revocation.seq),
@@ -120,6 +209,7 @@ export class RevocationFeed {
           versions: [...revocation.versions],
           message: revocation.message,
           timestamp: timestamp(revocation.at),
+          endedAt: timestamp(endedAt),
         },
       });
     };

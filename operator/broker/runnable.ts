@@ -3,8 +3,11 @@
  * WatchRevocations are served by every ready replica from its own informer caches, so a pod can start while the
  * leader changes; PublishVersion answers only on the leader (a follower refuses it with a retryable UNAVAILABLE,
  * mtls-handlers.ts). One BrokerServer for the life of the process. Start-up, in the background (the manager does not
- * wait for it): read (or create) the audit keys in Secret `strongroom-audit-keys`, open this replica's own audit log
- * `<audit-log-dir>/<writer>.log` (origin `strongroom.audit/<cluster>/<writer>`, writer = this replica's identity),
+ * wait for it): read (or create) the audit keys in Secret `strongroom-audit-keys`, read the checkpoint published for
+ * this writer in ConfigMap `strongroom-audit-checkpoints` (--audit-checkpoint-configmap; checkpoint-publisher.ts), open
+ * this replica's own audit log `<audit-log-dir>/<writer>.log` (origin `strongroom.audit/<cluster>/<writer>`, writer =
+ * this replica's identity), refusing one that does not extend the published checkpoint (a rolled-back log), publish
+ * every checkpoint it writes from then on,
  * attach it to the broker's audit trail and to the controllers' governance trail (the controllers run only while
  * this replica leads, so governance events land in the leader's log), then listen. If any of that fails the process
  * exits non-zero: no key is ever released unaudited. Stop: the server stops (connections closed, cached DEKs zeroed),
@@ -12,12 +15,19 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditLog, originFor } from '../../core/audit/index.ts';
+import { AuditError, AuditLog, originFor, type AppendedEntry } from '../../core/audit/index.ts';
 import type { GovernanceAuditTrail } from '../controllers/governance-audit.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { RunContext, Runnable } from '../manager/runnable.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
+import type { CheckpointSigningKey } from '../../core/kms/signing.ts';
 import { ensureAuditKeys } from './audit-keys.ts';
+import {
+  AUDIT_CHECKPOINTS_CONFIGMAP,
+  CheckpointPublisher,
+  readPublishedCheckpoint,
+  ROLLBACK_EVENT_REASON,
+} from './checkpoint-publisher.ts';
 import { BrokerAuditTrail } from './audit-trail.ts';
 import { BrokerServer, type BrokerServerOptions } from './server.ts';
 
@@ -28,7 +38,18 @@ export interface BrokerRunnableOptions {
    */
   readonly server: Omit<BrokerServerOptions, 'audit' | 'observer' | 'onRefusedRelease'>;
   /** strongroom_broker_calls, strongroom_broker_streams and strongroom_broker_decisions_total. */
-  readonly metrics: Pick<OperatorMetrics, 'brokerCalls' | 'brokerStreams' | 'brokerDecisions'>;
+  readonly metrics: Pick<
+    OperatorMetrics,
+    | 'brokerCalls'
+    | 'brokerStreams'
+    | 'brokerDecisions'
+    | 'recordBrokerDecision'
+    | 'recordKeyRelease'
+    | 'recordWipeReport'
+    | 'auditCheckpointSize'
+    | 'auditCheckpointPublished'
+    | 'auditRollbackDetected'
+  >;
   readonly events: Pick<EventRecorder, 'record'>;
   /** --cluster-name: in the audit keys' name and the log's origin `strongroom.audit/<cluster>/<writer>`. */
   readonly clusterName: string;
@@ -38,6 +59,28 @@ export interface BrokerRunnableOptions {
   readonly identity: string;
   /** The controllers' audit sink, attached to the log while it is open (docs/audit.md). */
   readonly governance: GovernanceAuditTrail;
+  /**
+   * --audit-signer kms: the checkpoint signing key in the KMS (docs/kms.md#checkpoint-signing-keys). Unset: the
+   * signer key in Secret strongroom-audit-keys.
+   */
+  readonly auditSigningKey?: () => Promise<CheckpointSigningKey>;
+  /**
+   * --audit-checkpoint-configmap: publish every checkpoint to ConfigMap strongroom-audit-checkpoints, and refuse to
+   * open a log that does not extend the checkpoint published for this writer (docs/audit.md#published-checkpoints).
+   */
+  readonly publishCheckpoints: boolean;
+  /**
+   * Anomaly detection (operator/detection/): told of every entry this replica's log makes durable, and attached to
+   * the log while it is open so that it can append alerts and quarantines.
+   */
+  readonly tap?: AuditTap;
+}
+
+/** Something that reads every durable entry of this replica's log and may append to it while it is open. */
+export interface AuditTap {
+  observe(entry: AppendedEntry): void;
+  attach(log: Pick<AuditLog, 'append'>): void;
+  detach(): void;
 }
 
 /** A replica identity as an audit log writer name: lower-case letters, digits, "." and "-", at most 63. */
@@ -55,6 +98,7 @@ export function writerName(identity: string): string {
 interface BrokerRun {
   readonly server: BrokerServer;
   audit: AuditLog | undefined;
+  publisher: CheckpointPublisher | undefined;
   started: Promise<void>;
 }
 
@@ -78,7 +122,8 @@ export class BrokerRunnable implements Runnable {
     const log = o.server.logger;
     const { metrics, events } = o;
     const trail = new BrokerAuditTrail((operation, decision, reason) => {
-      metrics.brokerDecisions.inc({ operation, decision, reason });
+      // strongroom_broker_decisions_total, and strongroom_key_releases_audited_total for an allowed release.
+      metrics.recordBrokerDecision(operation, decision, reason);
     });
     const server = new BrokerServer({
       ...o.server,
@@ -98,29 +143,74 @@ export class BrokerRunnable implements Runnable {
         streams: (delta) => {
           metrics.brokerStreams.inc(delta);
         },
+        released: metrics.recordKeyRelease,
+        wipeReport: metrics.recordWipeReport,
       },
     });
-    const run: BrokerRun = { server, audit: undefined, started: Promise.resolve() };
+    const run: BrokerRun = { server, audit: undefined, publisher: undefined, started: Promise.resolve() };
     run.started = (async () => {
       const keys = await ensureAuditKeys(
         o.server.core,
         o.server.namespace,
         `strongroom.audit/${o.clusterName}`,
+        await o.auditSigningKey?.(),
       );
       mkdirSync(o.auditLogDir, { recursive: true, mode: 0o700 });
       const writer = writerName(o.identity);
+      const { core, namespace } = o.server;
+      // The checkpoint published for this writer: the file must extend it (a rolled-back log is refused).
+      const published = o.publishCheckpoints
+        ? await readPublishedCheckpoint(core, namespace, writer)
+        : undefined;
+      const publisher = o.publishCheckpoints
+        ? new CheckpointPublisher({ core, namespace, writer, logger: log, metrics, events })
+        : undefined;
+      run.publisher = publisher;
       const audit = await AuditLog.open({
         path: join(o.auditLogDir, `${writer}.log`),
         origin: originFor(o.clusterName, writer),
         signer: keys.signer,
+        ...(published === undefined ? {} : { trustedCheckpoint: published }),
+        observers: {
+          ...(o.tap === undefined
+            ? {}
+            : {
+                onAppended: (entry: AppendedEntry) => {
+                  o.tap?.observe(entry);
+                },
+              }),
+          ...(publisher === undefined
+            ? {}
+            : {
+                onCheckpoint: (note: string) => {
+                  publisher.publish(note);
+                },
+              }),
+        },
         metrics: {
           onFailure: (error, stage) => {
             log.error('audit append failed', { stage, error: error.message });
           },
         },
+      }).catch((error: unknown) => {
+        if (error instanceof AuditError && error.kind === 'rollback') {
+          metrics.auditRollbackDetected.set({ writer }, 1);
+          events.record(
+            {
+              apiVersion: 'v1',
+              kind: 'ConfigMap',
+              metadata: { name: AUDIT_CHECKPOINTS_CONFIGMAP, namespace },
+            },
+            'Warning',
+            ROLLBACK_EVENT_REASON,
+            `replica ${o.identity} refuses to extend its audit log: ${error.message.split('\n')[0] ?? ''}`,
+          );
+        }
+        throw error;
       });
       trail.attach(audit, keys.hmac);
       o.governance.attach(audit);
+      o.tap?.attach(audit);
       run.audit = audit;
       if (this.#run !== run) return;
       const ports = await server.start();
@@ -142,6 +232,16 @@ export class BrokerRunnable implements Runnable {
     await run.server.stop();
     await run.started;
     this.#o.governance.detach();
+    this.#o.tap?.detach();
     await run.audit?.close();
+    // The final checkpoint (written by close) goes out if the API server takes it; nothing is retried after this.
+    await run.publisher?.idle();
+    await run.publisher?.stop();
+  }
+
+  /** The latest signed checkpoint of this replica's audit log (GET /audit/checkpoint), once it is open. */
+  latestCheckpoint(): string | undefined {
+    const note = this.#run?.audit?.latestCheckpoint;
+    return note === undefined || note === '' ? undefined : note;
   }
 }

@@ -30,8 +30,9 @@ import { BrokerServerError } from './errors.ts';
 import { checkTrustDomain } from './identity.ts';
 import { BrokerListeners } from './listeners.ts';
 import { MtlsService, type Leadership } from './mtls-handlers.ts';
-import { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
+import { accessEndedAt, LeaseTracker, RevocationFeed } from './revocation-feed.ts';
 import { auditRefusedHandshake } from './tls-refusal.ts';
+import type { ReleaseDeps } from './release.ts';
 import type { BrokerView } from './view.ts';
 
 export type { BrokerObserver } from './call-report.ts';
@@ -59,6 +60,8 @@ export interface BrokerServerOptions {
   readonly keyring: Pick<ArtifactKeyring, 'recipientKey' | 'openSealed'>;
   /** The classification table in force, read at each decision (it can change while the broker runs). */
   readonly policy: () => ClassificationTable;
+  /** Whether an identity is quarantined (ReleaseKey refuses it, `quarantined`); absent: none. */
+  readonly quarantine?: ReleaseDeps['quarantine'];
   readonly audit: BrokerAuditTrail;
   readonly bus: RevocationBus;
   /** Default 5000 ms; 0 disables the cache. */
@@ -116,12 +119,14 @@ export class BrokerServer {
       bus: options.bus,
       leases: this.#leases,
       ...(options.heartbeatMs === undefined ? {} : { heartbeatMs: options.heartbeatMs }),
+      endedAt: (revocation) => accessEndedAt(revocation, (namespace) => options.view.grants(namespace)),
     });
     this.#peers = new ConnectionPeers(options.trustDomain, now);
     this.#report = new CallReporter(this.#log, options.observer);
     this.#mtls = new MtlsService({
       view: options.view,
       policy: options.policy,
+      quarantine: options.quarantine,
       now,
       kms: options.kms,
       custom: options.custom,

@@ -24,6 +24,7 @@ import {
 } from '../../core/api/index.ts';
 import { grantTransitions } from '../../core/audit/index.ts';
 import type { ClassificationTable } from '../../core/policy/classification.ts';
+import { quarantineKey, type QuarantineSet } from '../../core/policy/quarantine.ts';
 import { statusEqual } from '../../core/policy/conditions.ts';
 import {
   endsAccess,
@@ -74,6 +75,11 @@ export interface AccessGrantControllerOptions {
   readonly policy: () => ClassificationTable;
   /** Where governance transitions are recorded (the leader's audit log). */
   readonly audit: GovernanceAudit;
+  /**
+   * The quarantined identities (operator/quarantine/store.ts), read at every reconcile; undefined while the cache has
+   * not synced (the reconcile then fails and is retried: no grant is judged without them). Absent: none.
+   */
+  readonly quarantines?: () => QuarantineSet | undefined;
   readonly now?: () => Date;
 }
 
@@ -89,6 +95,8 @@ export class AccessGrantController {
    * stale cache (or a failed status write) shows the same resourceVersion again; those events are not appended twice.
    */
   readonly #audited = new Map<string, { readonly resourceVersion: string; readonly events: Set<string> }>();
+  /** The quarantines seen at the last quarantine event (key → record), to queue only the grants concerned. */
+  #quarantineKeys = new Map<string, string>();
 
   constructor(options: AccessGrantControllerOptions) {
     this.#o = options;
@@ -99,9 +107,15 @@ export class AccessGrantController {
    * How the manager runs this controller (operator/manager/controller.ts): queue `accessgrant`, every grant on a
    * resync, and these watches: a grant's events keep the artifact → grants index and queue the grant; an artifact's
    * events queue the grants that reference it; any namespace event queues every grant (subjects' namespaces and
-   * their environments); a valid change of the classification table queues every grant.
+   * their environments); a valid change of the classification table queues every grant; a change of the
+   * quarantines ConfigMap queues the grants naming an identity quarantined or lifted.
    */
-  controller(sources: { readonly workers: number; readonly tableChanged: EventSource<unknown> }): Controller {
+  controller(sources: {
+    readonly workers: number;
+    readonly tableChanged: EventSource<unknown>;
+    /** Fires when the quarantines ConfigMap changes: the grants naming an identity added or removed are queued. */
+    readonly quarantinesChanged?: EventSource<unknown>;
+  }): Controller {
     const all = (): string[] => this.#o.grants.list().map(objectKey);
     return {
       name: 'accessgrant',
@@ -116,6 +130,9 @@ export class AccessGrantController {
         watch(this.#o.artifacts, (event) => this.grantsFor(event.key)),
         watch(this.#o.namespaces, all),
         watch(sources.tableChanged, all),
+        ...(sources.quarantinesChanged === undefined
+          ? []
+          : [watch(sources.quarantinesChanged, () => this.grantsOfChangedQuarantines())]),
       ],
     };
   }
@@ -128,6 +145,27 @@ export class AccessGrantController {
     else set.add(key);
     if (set.size === 0) this.#byArtifact.delete(artifactKey);
     else this.#byArtifact.set(artifactKey, set);
+  }
+
+  /**
+   * The grants naming an identity whose quarantine key appeared, disappeared or changed since the last call (every
+   * grant when the quarantines are not readable yet).
+   */
+  grantsOfChangedQuarantines(): string[] {
+    const set = this.#o.quarantines?.();
+    if (set === undefined) return this.#o.grants.list().map(objectKey);
+    const now = new Map([...set.byKey].map(([k, q]) => [k, JSON.stringify([q.record, q.problem ?? ''])]));
+    const changed = new Set(
+      [...now.keys(), ...this.#quarantineKeys.keys()].filter(
+        (k) => now.get(k) !== this.#quarantineKeys.get(k),
+      ),
+    );
+    this.#quarantineKeys = now;
+    if (changed.size === 0) return [];
+    return this.#o.grants
+      .list()
+      .filter((g) => g.spec.subjects.some((s) => changed.has(quarantineKey(s))))
+      .map(objectKey);
   }
 
   /** The grants to re-evaluate when an artifact changes. */
@@ -144,12 +182,16 @@ export class AccessGrantController {
     const now = this.#now();
     const namespace = grant.metadata.namespace ?? '';
     const artifact = this.#o.artifacts.get(`${namespace}/${grant.spec.artifactRef.name}`);
+    const quarantines = this.#o.quarantines === undefined ? undefined : this.#o.quarantines();
+    if (this.#o.quarantines !== undefined && quarantines === undefined)
+      throw new Error('the quarantines ConfigMap is not in the cache yet; the grant is judged once it is');
     const decision = evaluateGrant({
       grant,
       artifact,
       namespaces: this.#namespaceFacts(grant),
       policy: this.#o.policy(),
       now,
+      ...(quarantines === undefined ? {} : { quarantines }),
     });
     const status = grantStatus(grant.status, decision, grant, now, artifact);
     const previous = this.#known.get(key);

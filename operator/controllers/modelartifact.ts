@@ -31,6 +31,7 @@ import {
   decodeWrapped,
   encodeWrapped,
   kekIdFor,
+  kekVersionsInUse,
   RECIPIENT_KEY_ALGORITHM,
   type ArtifactKeyring,
   type KekScope,
@@ -61,6 +62,8 @@ export interface ModelArtifactControllerOptions {
   readonly metrics: OperatorMetrics;
   readonly logger: winston.Logger;
   readonly rotation: RotationTable;
+  /** How long a retired version of an artifact's own KEK is kept (`<c>.kekVersionRetention` of the table in force). */
+  readonly retention: (classification: Classification) => number;
   readonly scopes: Readonly<Record<Classification, KekScope>>;
   /** Where published and sealed versions are recorded (the leader's audit log). */
   readonly audit: GovernanceAudit;
@@ -209,10 +212,50 @@ export class ModelArtifactController {
       );
       this.#announce(artifact, status.conditions);
     }
-    if (scope !== 'artifact' || !decision.rotationDueAt) return undefined;
-    return {
-      requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(0, decision.rotationDueAt.getTime() - now.getTime())),
-    };
+    if (scope !== 'artifact') return undefined;
+    // Only now that the status naming every wrapped DEK is stored may the versions nothing uses go.
+    const retireAt = await this.#retireOwnKekVersions(artifact, kekId, keys, recipient, now);
+    const dueAt = Math.min(decision.rotationDueAt?.getTime() ?? Infinity, retireAt ?? Infinity);
+    if (dueAt === Infinity) return undefined;
+    return { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(0, dueAt - now.getTime())) };
+  }
+
+  /**
+   * Destroys the retired versions of the artifact's own KEK that are due (docs/kms.md, "Rotation, retention,
+   * destruction"): only when every key it wraps (the DEKs of the status just stored, the recipient private key) is on
+   * the primary version, and only versions retired longer than the classification's retention. Without a readable
+   * recipient key nothing is destroyed. Returns when the next retired version falls due (ms since the epoch).
+   */
+  async #retireOwnKekVersions(
+    artifact: ModelArtifact,
+    kekId: string,
+    keys: readonly ModelArtifactStatusKey[],
+    recipient: RecipientKey | undefined,
+    now: Date,
+  ): Promise<number | undefined> {
+    const classification = artifact.spec.classification;
+    const stored: ModelArtifact = { ...artifact, status: { ...artifact.status, keys: [...keys] } };
+    const inUse = recipient ? kekVersionsInUse(kekId, [stored], [recipient.wrapped]) : undefined;
+    const retentionMs = this.#o.retention(classification);
+    const result = await this.#o.keyring.destroyRetiredVersions(kekId, { inUse, retentionMs, now });
+    if (result.destroyed.length > 0) {
+      this.#o.metrics.kekVersionsDestroyed.inc({ classification }, result.destroyed.length);
+      this.#o.events.record(
+        artifact,
+        'Normal',
+        'KekVersionsDestroyed',
+        `retired version(s) ${result.destroyed.join(', ')} of KEK ${kekId} destroyed`,
+      );
+      this.#o.logger.info('destroyed retired KEK versions', {
+        namespace: artifact.metadata.namespace,
+        name: artifact.metadata.name,
+        keyId: kekId,
+        classification,
+        kekVersions: result.destroyed,
+        retentionMs,
+      });
+    }
+    return result.nextDueAt?.getTime();
   }
 
   async #rotateOwnKekIfDue(

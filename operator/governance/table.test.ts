@@ -155,12 +155,12 @@ describe('GovernanceTable on a change', () => {
     expect({ ...kekScopes }).toEqual({
       public: 'shared',
       internal: 'shared',
-      confidential: 'shared',
+      confidential: 'artifact',
       restricted: 'artifact',
     });
     expect(rotation.restricted).toBe(30 * D);
-    table.update(configMap({ 'confidential.dedicatedKek': 'true', 'restricted.kekRotation': '7d' }));
-    expect(kekScopes.confidential).toBe('artifact');
+    table.update(configMap({ 'confidential.dedicatedKek': 'false', 'restricted.kekRotation': '7d' }));
+    expect(kekScopes.confidential).toBe('shared');
     expect(rotation.restricted).toBe(7 * D);
     expect(Object.isFrozen(rotation)).toBe(true);
   });

@@ -12,6 +12,8 @@ import type { KmsProvider } from '../../core/kms/provider.ts';
 import {
   ArtifactKeyring,
   DEFAULT_KEK_SCOPES,
+  kekVersionsInUse,
+  recipientWrapOf,
   decodeWrapped,
   dekAad,
   describePublicKey,
@@ -32,9 +34,10 @@ const artifact = (classification: ModelArtifact['spec']['classification'], uid =
 });
 
 describe('artifact key naming', () => {
-  it('shares a KEK per classification, except restricted artifacts, which get their own', () => {
+  it('shares a KEK per classification for public and internal; confidential and restricted artifacts get their own', () => {
+    expect(kekIdFor(artifact('public'), DEFAULT_KEK_SCOPES)).toBe('strongroom-public');
     expect(kekIdFor(artifact('internal'), DEFAULT_KEK_SCOPES)).toBe('strongroom-internal');
-    expect(kekIdFor(artifact('confidential'), DEFAULT_KEK_SCOPES)).toBe('strongroom-confidential');
+    expect(kekIdFor(artifact('confidential', 'def'), DEFAULT_KEK_SCOPES)).toBe('strongroom-artifact-def');
     expect(kekIdFor(artifact('restricted', 'abc'), DEFAULT_KEK_SCOPES)).toBe('strongroom-artifact-abc');
     expect(recipientSecretName('abc')).toBe('strongroom-rk-abc');
   });
@@ -178,5 +181,160 @@ describe('sealed version keys', () => {
       });
     }
     expect(wraps()).toBe(created);
+  });
+});
+
+describe('which KEK versions are still in use', () => {
+  const w = (keyId: string, keyVersion: string) => ({
+    provider: 'local',
+    keyId,
+    keyVersion,
+    ciphertext: 'AAAA',
+  });
+  const withKeys = (
+    a: ModelArtifact,
+    keys: NonNullable<NonNullable<ModelArtifact['status']>['keys']>,
+  ): ModelArtifact => ({
+    ...a,
+    status: { keys },
+  });
+  const entry = (version: string, wrapped: ReturnType<typeof w>) => ({
+    version,
+    keyFingerprint: `sha256:${'a'.repeat(64)}`,
+    wrappedKey: encodeWrapped(wrapped),
+    kekId: wrapped.keyId,
+    kekVersion: wrapped.keyVersion,
+  });
+
+  it('collects the versions of one KEK from status.keys and recipient keys, ignoring other KEKs', () => {
+    const a = withKeys(artifact('internal', 'a'), [entry('v1', w('kek', '1')), entry('v2', w('other', '7'))]);
+    const b = withKeys(artifact('internal', 'b'), [entry('v1', w('kek', '3'))]);
+    expect(kekVersionsInUse('kek', [a, b], [w('kek', '2'), w('other', '9')])).toEqual(
+      new Set(['1', '2', '3']),
+    );
+    expect(kekVersionsInUse('kek', [artifact('internal')], [])).toEqual(new Set());
+  });
+
+  it('counts the kekVersion recorded beside a wrapped key as well as the wrapped key itself', () => {
+    const a = withKeys(artifact('internal'), [{ ...entry('v1', w('kek', '2')), kekVersion: '1' }]);
+    expect(kekVersionsInUse('kek', [a], [])).toEqual(new Set(['1', '2']));
+  });
+
+  it('cannot tell (undefined) for a recipient key that does not read, or a status entry naming no KEK at all', () => {
+    expect(kekVersionsInUse('kek', [], [undefined])).toBeUndefined();
+    const bad = withKeys(artifact('internal'), [
+      { version: 'v1', keyFingerprint: 'x', wrappedKey: 'garbage' },
+    ]);
+    expect(kekVersionsInUse('kek', [bad], [])).toBeUndefined();
+    // An unreadable wrapped key that names the KEK pins the version it names.
+    const named = withKeys(artifact('internal'), [
+      { version: 'v1', keyFingerprint: 'x', wrappedKey: 'garbage', kekId: 'kek', kekVersion: '4' },
+    ]);
+    expect(kekVersionsInUse('kek', [named], [])).toEqual(new Set(['4']));
+  });
+
+  it('reads the wrapped recipient private key of a Secret as the informer or the API gives it', () => {
+    const wrapped = w('kek', '2');
+    const json = JSON.stringify(wrapped);
+    expect(recipientWrapOf({ data: { wrappedPrivateKey: Buffer.from(json).toString('base64') } })).toEqual(
+      wrapped,
+    );
+    expect(recipientWrapOf({ stringData: { wrappedPrivateKey: json } })).toEqual(wrapped);
+    expect(recipientWrapOf({ data: {} })).toBeUndefined();
+    expect(
+      recipientWrapOf({ data: { wrappedPrivateKey: Buffer.from('{}').toString('base64') } }),
+    ).toBeUndefined();
+  });
+});
+
+describe('an artifact KEK: retired versions and crypto-shredding', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strongroom-keyring-retire-'));
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const D = 86_400_000;
+
+  function ring(kms: KmsProvider, deleted: string[] = []): ArtifactKeyring {
+    const core = {
+      createNamespacedSecret: ({ body }: { body: V1Secret }) => Promise.resolve(body),
+      deleteNamespacedSecret: ({ name }: { name: string }) => {
+        deleted.push(name);
+        return Promise.resolve({});
+      },
+    } as unknown as CoreV1Api;
+    return new ArtifactKeyring({
+      kms,
+      core,
+      namespace: 'strongroom',
+      logger: winston.createLogger({ silent: true }),
+      cachedSecret: () => null,
+    });
+  }
+
+  it('destroyRetiredVersions destroys only once the recipient key and every DEK are on the primary, after the retention', async () => {
+    const kms = new LocalKmsProvider(new FileKeySetStore(join(dir, `${randomUUID()}.json`)));
+    const keys = ring(kms);
+    const a = artifact('confidential', 'c-1');
+    const kekId = kekIdFor(a, DEFAULT_KEK_SCOPES);
+    await keys.ensureKek(kekId);
+    const recipient = await keys.ensureRecipientKey(a, kekId);
+    const dek = newDek();
+    const saved = await kms.wrap(kekId, dek, dekAad(a, 'v1'));
+    await kms.rotate(kekId);
+    const retiredAt = Date.parse((await kms.versions(kekId))[1]?.createdAt ?? '');
+    const moved = await keys.rewrapVersion(a, 'v1', saved, kekId);
+    const status = (wrapped: typeof saved) => ({
+      ...a,
+      status: {
+        keys: [{ version: 'v1', keyFingerprint: recipient.fingerprint, wrappedKey: encodeWrapped(wrapped) }],
+      },
+    });
+    const late = new Date(retiredAt + 2 * D);
+
+    // The recipient key is still under version 1.
+    let inUse = kekVersionsInUse(kekId, [status(moved)], [recipient.wrapped]);
+    expect(await keys.destroyRetiredVersions(kekId, { inUse, retentionMs: D, now: late })).toEqual({
+      destroy: [],
+      blocked: 'in-use',
+      destroyed: [],
+    });
+    // Both moved; before the retention: nothing, and when to come back.
+    const recipientMoved = await kms.wrap(kekId, newDek(), Buffer.from('r'));
+    inUse = kekVersionsInUse(kekId, [status(moved)], [recipientMoved]);
+    expect(
+      await keys.destroyRetiredVersions(kekId, { inUse, retentionMs: D, now: new Date(retiredAt) }),
+    ).toEqual({
+      destroy: [],
+      destroyed: [],
+      nextDueAt: new Date(retiredAt + D),
+    });
+    expect(await keys.destroyRetiredVersions(kekId, { inUse, retentionMs: D, now: late })).toEqual({
+      destroy: ['1'],
+      destroyed: ['1'],
+    });
+    await expect(kms.unwrap(saved, dekAad(a, 'v1'))).rejects.toMatchObject({ code: 'destroyed' });
+    expect((await kms.unwrap(moved, dekAad(a, 'v1'))).equals(dek)).toBe(true);
+  });
+
+  it('deleting a confidential artifact destroys its own KEK: a saved wrapped DEK no longer opens', async () => {
+    const kms = new LocalKmsProvider(new FileKeySetStore(join(dir, `${randomUUID()}.json`)));
+    const deleted: string[] = [];
+    const keys = ring(kms, deleted);
+    const a = artifact('confidential', 'c-2');
+    const kekId = kekIdFor(a, DEFAULT_KEK_SCOPES);
+    expect(DEFAULT_KEK_SCOPES.confidential).toBe('artifact');
+    await keys.ensureKek(kekId);
+    const dek = newDek();
+    const saved = await kms.wrap(kekId, dek, dekAad(a, 'v1'));
+    await keys.shred(a, kekId, DEFAULT_KEK_SCOPES.confidential);
+    expect(deleted).toEqual([recipientSecretName('c-2')]);
+    await expect(kms.unwrap(saved, dekAad(a, 'v1'))).rejects.toMatchObject({ code: 'destroyed' });
+    expect((await kms.versions(kekId)).every((v) => v.state === 'destroyed')).toBe(true);
+    // An internal artifact shares its KEK: shredding it only deletes its recipient key.
+    const b = artifact('internal', 'i-1');
+    await keys.ensureKek('strongroom-internal');
+    const other = await kms.wrap('strongroom-internal', dek, dekAad(b, 'v1'));
+    await keys.shred(b, kekIdFor(b, DEFAULT_KEK_SCOPES), DEFAULT_KEK_SCOPES.internal);
+    expect((await kms.unwrap(other, dekAad(b, 'v1'))).equals(dek)).toBe(true);
   });
 });

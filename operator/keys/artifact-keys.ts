@@ -23,6 +23,7 @@ import { DEFAULT_CLASSIFICATION_TABLE, type ClassificationTable } from '../../co
 import { generateRecipientKeyPair, SEAL_SUITE } from '../../core/envelope/index.ts';
 import { KmsError, type KeyVersionInfo, type KmsProvider, type WrappedKey } from '../../core/kms/provider.ts';
 import { withUnsealedDek } from '../../core/kms/sealed.ts';
+import { retiredVersionsDue, type RetirementPlan } from '../../core/policy/rotation.ts';
 
 export type KekScope = 'shared' | 'artifact';
 
@@ -140,6 +141,60 @@ export function decodeWrapped(text: string): WrappedKey {
   )
     throw new KmsError('invalid', 'not a wrapped key record');
   return value as WrappedKey;
+}
+
+/**
+ * The wrapped recipient private key a recipient-key Secret holds (as an informer delivers it: `data`, base64), or
+ * undefined when the Secret does not hold a readable one.
+ */
+export function recipientWrapOf(secret: V1Secret): WrappedKey | undefined {
+  const data = secret.data?.['wrappedPrivateKey'];
+  const json =
+    data === undefined
+      ? secret.stringData?.['wrappedPrivateKey']
+      : Buffer.from(data, 'base64').toString('utf8');
+  if (json === undefined) return undefined;
+  try {
+    return decodeWrapped(Buffer.from(json).toString('base64'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The versions of KEK `keyId` that some wrapped key still needs: the DEKs in the artifacts' `status.keys` (the wrapped
+ * key itself, and the `kekId`/`kekVersion` recorded beside it) and the recipient private keys. Undefined when that
+ * cannot be told for sure (a status entry or a recipient key that does not read): the caller then destroys nothing.
+ */
+export function kekVersionsInUse(
+  keyId: string,
+  artifacts: Iterable<ModelArtifact>,
+  recipientWraps: Iterable<WrappedKey | undefined>,
+): Set<string> | undefined {
+  const used = new Set<string>();
+  for (const artifact of artifacts)
+    for (const entry of artifact.status?.keys ?? []) {
+      let wrapped: WrappedKey | undefined;
+      try {
+        wrapped = entry.wrappedKey ? decodeWrapped(entry.wrappedKey) : undefined;
+      } catch {
+        wrapped = undefined;
+      }
+      if (wrapped === undefined && entry.kekId === undefined) return undefined;
+      if (wrapped?.keyId === keyId) used.add(wrapped.keyVersion);
+      if (entry.kekId === keyId) used.add(entry.kekVersion ?? '');
+    }
+  for (const wrapped of recipientWraps) {
+    if (wrapped === undefined) return undefined;
+    if (wrapped.keyId === keyId) used.add(wrapped.keyVersion);
+  }
+  return used;
+}
+
+/** What {@link ArtifactKeyring.destroyRetiredVersions} did. */
+export interface RetiredVersionsResult extends RetirementPlan {
+  /** The versions destroyed now. */
+  readonly destroyed: readonly string[];
 }
 
 export interface ArtifactKeyringOptions {
@@ -331,6 +386,30 @@ export class ArtifactKeyring {
           throw error;
       }
     }
+  }
+
+  /**
+   * Destroys the versions of `kekId` that the retention rule allows now (core/policy/rotation.ts
+   * retiredVersionsDue): only when every wrapped key of the KEK (`inUse`, from {@link kekVersionsInUse}) is on the
+   * primary version, and only versions retired at least `retentionMs` before `now`. The versions are read from the
+   * KMS at the moment of the decision. A version another worker destroyed meanwhile counts as done.
+   */
+  async destroyRetiredVersions(
+    kekId: string,
+    options: { inUse: ReadonlySet<string> | undefined; retentionMs: number; now: Date },
+  ): Promise<RetiredVersionsResult> {
+    const plan = retiredVersionsDue({ versions: await this.#o.kms.versions(kekId), ...options });
+    const destroyed: string[] = [];
+    for (const version of plan.destroy) {
+      try {
+        await this.#o.kms.destroyVersion(kekId, version);
+      } catch (error) {
+        if (!(error instanceof KmsError && error.code === 'destroyed')) throw error;
+        continue;
+      }
+      destroyed.push(version);
+    }
+    return { ...plan, destroyed };
   }
 
   async #rewrap(wrapped: WrappedKey, kekId: string, aad: Uint8Array): Promise<WrappedKey> {

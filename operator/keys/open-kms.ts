@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import { LocalKmsProvider } from '../../core/kms/local.ts';
 import { KmsError, type KmsProvider } from '../../core/kms/provider.ts';
+import { holdsSigningKeys, type CheckpointSigningKey } from '../../core/kms/signing.ts';
 import type { OperatorConfig } from '../config.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { Runnable } from '../manager/runnable.ts';
@@ -36,10 +37,13 @@ export async function openKms(
     case 'gcp': {
       // Loaded only when chosen: the Cloud KMS client and its protos cost ~25 MiB of memory.
       const { GcpKmsProvider } = await import('../../core/kms/gcp.ts');
-      return new GcpKmsProvider({
-        keyRing: kms.keyRing,
-        ...(kms.endpoint ? { clientOptions: { apiEndpoint: kms.endpoint } } : {}),
-      });
+      const { withShortKeyIds } = await import('./gcp-key-ids.ts');
+      return withShortKeyIds(
+        new GcpKmsProvider({
+          keyRing: kms.keyRing,
+          ...(kms.endpoint ? { clientOptions: { apiEndpoint: kms.endpoint } } : {}),
+        }),
+      );
     }
     case 'pkcs11': {
       const { Pkcs11KmsProvider } = await import('../../core/kms/pkcs11.ts');
@@ -85,6 +89,20 @@ export class KmsRunnable implements Runnable {
 
   async start(): Promise<void> {
     this.#opened = await this.#open();
+  }
+
+  /**
+   * The checkpoint signing key `keyId` in the opened KMS (--audit-signer kms; core/kms/signing.ts), created at first
+   * use. The local KMS cannot hold one (config.ts refuses --audit-signer kms with --kms local).
+   */
+  checkpointSigningKey(keyId: string): Promise<CheckpointSigningKey> {
+    const kms = this.#opened;
+    if (kms === undefined) return Promise.reject(new KmsError('unavailable', 'the KMS is not open'));
+    if (!holdsSigningKeys(kms))
+      return Promise.reject(
+        new KmsError('invalid', `the ${kms.name} KMS cannot hold a checkpoint signing key`),
+      );
+    return kms.checkpointSigningKey(keyId);
   }
 
   async stop(): Promise<void> {

@@ -11,10 +11,13 @@
  * (RBAC cannot narrow `create`, and narrows `list`/`watch` only for requests with a `metadata.name` field selector).
  */
 import { AUDIT_KEYS_SECRET } from '../broker/audit-keys.ts';
+import { AUDIT_CHECKPOINTS_CONFIGMAP } from '../broker/checkpoint-publisher.ts';
 import { ENVIRONMENTS_CONFIGMAP } from '../controllers/environment-audit.ts';
 import { KEYSET_SECRET } from '../keys/open-kms.ts';
 import { WEBHOOK_CONFIGURATION_NAME } from '../webhook/configuration.ts';
 import { GOVERNANCE_CONFIGMAP } from '../../core/policy/classification.ts';
+import { DETECTION_CONFIGMAP } from '../../core/detection/config.ts';
+import { QUARANTINES_CONFIGMAP } from '../../core/policy/quarantine.ts';
 
 /** Where a permission is used: a module (path from the repository root) and the client method it calls there. */
 export interface PermissionUse {
@@ -112,7 +115,9 @@ export const PERMISSIONS: readonly Permission[] = [
     resource: 'events',
     verbs: ['create'],
     namespaced: false,
-    why: 'Events on artifacts and grants in every namespace, and on the governance ConfigMap',
+    why:
+      'Events on artifacts and grants in every namespace, on the service accounts of anomaly alerts and ' +
+      'quarantines, and on the governance and detection ConfigMaps',
     uses: [{ module: 'operator/kube/events.ts', call: 'createNamespacedEvent' }],
   },
   {
@@ -194,16 +199,34 @@ export const PERMISSIONS: readonly Permission[] = [
       { module: 'operator/pki/serving-secret.ts', call: 'readNamespacedSecret' },
       { module: 'operator/broker/audit-keys.ts', call: 'readNamespacedSecret' },
       { module: 'operator/broker/audit-keys.ts', call: 'createNamespacedSecret' },
+      { module: 'operator/broker/audit-keys.ts', call: 'replaceNamespacedSecret' },
     ],
   },
   {
     group: '',
     resource: 'configmaps',
     verbs: ['get', 'list', 'watch'],
-    resourceNames: [GOVERNANCE_CONFIGMAP],
+    resourceNames: [GOVERNANCE_CONFIGMAP, DETECTION_CONFIGMAP, QUARANTINES_CONFIGMAP],
     namespaced: true,
-    why: 'the classification table: read at start-up, then watched with a metadata.name field selector; never written',
-    uses: [informer, { module: 'operator/governance/table.ts', call: 'readNamespacedConfigMap' }],
+    why:
+      'the classification table (read at start-up), the detection configuration and the quarantined identities, ' +
+      'each watched with a metadata.name field selector; the quarantine store reads its ConfigMap before adding a key',
+    uses: [
+      informer,
+      { module: 'operator/governance/table.ts', call: 'readNamespacedConfigMap' },
+      { module: 'operator/quarantine/store.ts', call: 'readNamespacedConfigMap' },
+    ],
+  },
+  {
+    group: '',
+    resource: 'configmaps',
+    verbs: ['update'],
+    resourceNames: [QUARANTINES_CONFIGMAP],
+    namespaced: true,
+    why:
+      'automatic quarantine adds a key to the quarantined identities (optimistic concurrency); the admission policy ' +
+      'strongroom-quarantines refuses the operator any other change',
+    uses: [{ module: 'operator/quarantine/store.ts', call: 'replaceNamespacedConfigMap' }],
   },
   {
     group: '',
@@ -222,8 +245,28 @@ export const PERMISSIONS: readonly Permission[] = [
     resource: 'configmaps',
     verbs: ['create'],
     namespaced: true,
-    why: `creates ${ENVIRONMENTS_CONFIGMAP} the first time (RBAC cannot narrow create by name)`,
-    uses: [{ module: 'operator/controllers/environment-audit.ts', call: 'createNamespacedConfigMap' }],
+    why:
+      `creates ${ENVIRONMENTS_CONFIGMAP}, ${QUARANTINES_CONFIGMAP} and ${AUDIT_CHECKPOINTS_CONFIGMAP} the first time ` +
+      '(RBAC cannot narrow create by name)',
+    uses: [
+      { module: 'operator/controllers/environment-audit.ts', call: 'createNamespacedConfigMap' },
+      { module: 'operator/quarantine/store.ts', call: 'createNamespacedConfigMap' },
+      { module: 'operator/broker/checkpoint-publisher.ts', call: 'createNamespacedConfigMap' },
+    ],
+  },
+  {
+    group: '',
+    resource: 'configmaps',
+    verbs: ['get', 'update'],
+    resourceNames: [AUDIT_CHECKPOINTS_CONFIGMAP],
+    namespaced: true,
+    why:
+      'every replica publishes its latest audit checkpoint under its writer name (optimistic concurrency) and reads ' +
+      'the published one before opening its log (--audit-checkpoint-configmap)',
+    uses: [
+      { module: 'operator/broker/checkpoint-publisher.ts', call: 'readNamespacedConfigMap' },
+      { module: 'operator/broker/checkpoint-publisher.ts', call: 'replaceNamespacedConfigMap' },
+    ],
   },
   {
     group: 'coordination.k8s.io',

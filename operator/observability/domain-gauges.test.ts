@@ -35,4 +35,40 @@ describe('updateDomainGauges', () => {
     expect(after).not.toContain('phase="Active"');
     expect(after).toContain('strongroom_grants{namespace="ml",phase="Expired"} 1');
   });
+
+  it('counts the grants waiting for approvals by classification (their status, else their artifact)', async () => {
+    const metrics = new OperatorMetrics();
+    const model = {
+      metadata: { namespace: 'ml', name: 'llm' },
+      spec: { classification: 'restricted' },
+    } as unknown as ModelArtifact;
+    const waiting = (classification?: string): AccessGrant =>
+      ({
+        metadata: { namespace: 'ml' },
+        spec: { artifactRef: { name: 'llm' } },
+        status: {
+          phase: 'Pending',
+          reason: 'AwaitingApproval',
+          ...(classification === undefined ? {} : { classification }),
+        },
+      }) as unknown as AccessGrant;
+    const notYet = {
+      metadata: { namespace: 'ml' },
+      spec: { artifactRef: { name: 'llm' } },
+      status: { phase: 'Pending', reason: 'NotYetValid' },
+    } as unknown as AccessGrant;
+    updateDomainGauges(
+      metrics,
+      [model],
+      [waiting('confidential'), waiting('confidential'), waiting(), notYet],
+    );
+    let text = await metrics.registry.metrics();
+    expect(text).toContain('strongroom_approvals_pending{classification="confidential"} 2\n');
+    expect(text).toContain('strongroom_approvals_pending{classification="restricted"} 1\n');
+    // Approved: the series goes.
+    updateDomainGauges(metrics, [model], [waiting('confidential')]);
+    text = await metrics.registry.metrics();
+    expect(text).toContain('strongroom_approvals_pending{classification="confidential"} 1\n');
+    expect(text).not.toContain('strongroom_approvals_pending{classification="restricted"}');
+  });
 });

@@ -1,6 +1,7 @@
 /**
- * The domain gauges `strongroom_artifacts{namespace,classification,ready}` and `strongroom_grants{namespace,phase}`,
- * counted from the caches every 5 s on every replica (a follower's numbers come from its own warm caches).
+ * The domain gauges `strongroom_artifacts{namespace,classification,ready}`, `strongroom_grants{namespace,phase}` and
+ * `strongroom_approvals_pending{classification}`, counted from the caches every 5 s on every replica (a follower's
+ * numbers come from its own warm caches, so sum nothing across replicas: take the max).
  */
 import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
 import { Periodic } from '../manager/runnable.ts';
@@ -8,9 +9,21 @@ import type { OperatorMetrics } from './metrics.ts';
 
 const PERIOD_MS = 5_000;
 
-/** Sets both gauges from the objects given (every series not counted now is removed). */
+/** The gauges this module sets; approvalsPending is optional for callers that predate it. */
+type DomainGauges = Pick<OperatorMetrics, 'artifacts' | 'grants'> &
+  Partial<Pick<OperatorMetrics, 'approvalsPending'>>;
+
+/**
+ * Whether a grant waits for approvals: phase Pending with reason AwaitingApproval (core/policy/grant.ts), the state
+ * in which it stays until enough approvers sign off or the pending-approval timeout expires it.
+ */
+export function awaitsApproval(grant: AccessGrant): boolean {
+  return grant.status?.phase === 'Pending' && grant.status.reason === 'AwaitingApproval';
+}
+
+/** Sets the gauges from the objects given (every series not counted now is removed). */
 export function updateDomainGauges(
-  metrics: Pick<OperatorMetrics, 'artifacts' | 'grants'>,
+  metrics: DomainGauges,
   artifacts: readonly ModelArtifact[],
   grants: readonly AccessGrant[],
 ): void {
@@ -35,11 +48,27 @@ export function updateDomainGauges(
   }
   metrics.grants.reset();
   for (const { n, ...labels } of g.values()) metrics.grants.set(labels, n);
+  const pending = metrics.approvalsPending;
+  if (pending === undefined) return;
+  // A grant's classification is in its status once evaluated; else its artifact's, else "unknown".
+  const classOf = new Map(
+    artifacts.map((x) => [`${x.metadata.namespace ?? ''}/${x.metadata.name ?? ''}`, x.spec.classification]),
+  );
+  const p = new Map<string, number>();
+  for (const item of grants.filter(awaitsApproval)) {
+    const classification =
+      item.status?.classification ??
+      classOf.get(`${item.metadata.namespace ?? ''}/${item.spec.artifactRef.name}`) ??
+      'unknown';
+    p.set(classification, (p.get(classification) ?? 0) + 1);
+  }
+  pending.reset();
+  for (const [classification, n] of p) pending.set({ classification }, n);
 }
 
 /** The runnable that refreshes the gauges from the two caches. */
 export function domainGauges(
-  metrics: Pick<OperatorMetrics, 'artifacts' | 'grants'>,
+  metrics: DomainGauges,
   caches: {
     readonly artifacts: { list(): readonly ModelArtifact[] };
     readonly grants: { list(): readonly AccessGrant[] };

@@ -33,6 +33,7 @@ async function start(
     readiness: HealthCheck[];
     registry: Registry;
     port: number;
+    auditCheckpoint: () => string | undefined;
   }> = {},
 ): Promise<{ server: HealthServer; url: (path: string) => string; port: number }> {
   const server = new HealthServer({
@@ -42,6 +43,7 @@ async function start(
     liveness: options.liveness ?? [],
     readiness: options.readiness ?? [],
     logger,
+    ...(options.auditCheckpoint === undefined ? {} : { auditCheckpoint: options.auditCheckpoint }),
   });
   servers.push(server);
   const { port } = await server.start();
@@ -201,6 +203,29 @@ describe('routing', () => {
   it('ignores the query string for routing', async () => {
     const { url } = await start();
     expect((await get(url('/healthz?foo=bar'))).status).toBe(200);
+  });
+});
+
+describe('/audit/checkpoint', () => {
+  it('serves the latest signed checkpoint as text/plain, 404 until the first one, GET only', async () => {
+    const latest: { note?: string } = {};
+    const { url } = await start({ auditCheckpoint: () => latest.note });
+    expect(await get(url('/audit/checkpoint'))).toMatchObject({
+      status: 404,
+      body: 'no audit checkpoint yet\n',
+    });
+    latest.note = 'strongroom.audit/c/w\n3\nAAAA\n\n— strongroom.audit/c abcd\n';
+    const res = await get(url('/audit/checkpoint'));
+    expect(res).toMatchObject({ status: 200, body: latest.note });
+    expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect((await get(url('/audit/checkpoint'), { method: 'POST' })).status).toBe(405);
+  });
+
+  it('is not served without the option', async () => {
+    const { url } = await start();
+    expect((await get(url('/audit/checkpoint'))).status).toBe(404);
+    expect((await get(url('/audit/checkpoint'))).body).toBe('not found\n');
   });
 });
 

@@ -1,6 +1,7 @@
 /**
- * The plain-HTTP health and metrics listener: `GET /healthz` (liveness), `GET /readyz` (readiness) and
- * `GET /metrics` (Prometheus). Nothing else is served. Probes answer `200 ok`, or `503` with one line per failing
+ * The plain-HTTP health and metrics listener: `GET /healthz` (liveness), `GET /readyz` (readiness),
+ * `GET /metrics` (Prometheus) and, when configured, `GET /audit/checkpoint` (the latest signed audit checkpoint, a
+ * C2SP signed note as text/plain). Nothing else is served. Probes answer `200 ok`, or `503` with one line per failing
  * check (`name: detail`); `?verbose` lists every check Kubernetes-style (`[+]name ok` / `[-]name: detail`).
  * A check that throws counts as failing. After {@link HealthServer.setShuttingDown}, `/readyz` answers 503 at once
  * so that endpoints drop the pod before anything else stops.
@@ -30,6 +31,11 @@ export interface HealthServerOptions {
   readonly liveness: readonly HealthCheck[];
   readonly readiness: readonly HealthCheck[];
   readonly logger: winston.Logger;
+  /**
+   * `GET /audit/checkpoint`: the latest signed C2SP checkpoint of this replica's audit log, for outside witnesses;
+   * undefined (404) until the first one. Without this option the path is not served.
+   */
+  readonly auditCheckpoint?: () => string | undefined;
 }
 
 interface CheckResult {
@@ -43,6 +49,8 @@ const SHUTTING_DOWN: CheckResult = {
   ok: false,
   detail: 'the operator is shutting down',
 };
+/** Where the latest audit checkpoint is served (docs/audit.md#published-checkpoints). */
+export const AUDIT_CHECKPOINT_PATH = '/audit/checkpoint';
 /** Probes and scrapes are tiny: a client slower than this is dropped. */
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -127,7 +135,11 @@ export class HealthServer {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://health.invalid');
-    const known = url.pathname === '/healthz' || url.pathname === '/readyz' || url.pathname === '/metrics';
+    const known =
+      url.pathname === '/healthz' ||
+      url.pathname === '/readyz' ||
+      url.pathname === '/metrics' ||
+      (url.pathname === AUDIT_CHECKPOINT_PATH && this.#options.auditCheckpoint !== undefined);
     if (!known) {
       this.#reply(res, 404, 'not found\n');
       return;
@@ -139,6 +151,12 @@ export class HealthServer {
     }
     if (url.pathname === '/metrics') {
       this.#serveMetrics(res);
+      return;
+    }
+    if (url.pathname === AUDIT_CHECKPOINT_PATH) {
+      const note = this.#options.auditCheckpoint?.();
+      if (note === undefined) this.#reply(res, 404, 'no audit checkpoint yet\n');
+      else this.#reply(res, 200, note);
       return;
     }
     const verbose = url.searchParams.has('verbose');

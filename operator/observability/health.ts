@@ -16,6 +16,8 @@ export interface HealthRunnableOptions {
   readonly logger: winston.Logger;
   /** The readiness checks, read once when the server starts (by then every informer has been made). */
   readonly readiness: () => readonly HealthCheck[];
+  /** `GET /audit/checkpoint` (health-server.ts): this replica's latest signed audit checkpoint. */
+  readonly auditCheckpoint?: () => string | undefined;
 }
 
 /** A readiness check that is ok while `ok()` is true, and otherwise says `detail`. */
@@ -55,6 +57,7 @@ export class HealthRunnable implements Runnable {
       logger: o.logger,
       liveness: [{ name: 'event-loop', check: () => ({ ok: true }) }],
       readiness: o.readiness(),
+      ...(o.auditCheckpoint === undefined ? {} : { auditCheckpoint: o.auditCheckpoint }),
     });
     this.#server = server;
     this.#port = (await server.start()).port;

@@ -60,6 +60,13 @@ describe('OperatorMetrics', () => {
       strongroom_leader: 'gauge',
       strongroom_ca_not_after_timestamp_seconds: 'gauge',
       strongroom_certificate_not_after_timestamp_seconds: 'gauge',
+      strongroom_revocation_to_wipe_seconds: 'histogram',
+      strongroom_sidecar_wipe_reports_total: 'counter',
+      strongroom_rotation_compliance_ratio: 'gauge',
+      strongroom_key_releases_total: 'counter',
+      strongroom_key_releases_audited_total: 'counter',
+      strongroom_audit_coverage_ratio: 'gauge',
+      strongroom_approvals_pending: 'gauge',
       strongroom_operator_process_cpu_user_seconds_total: 'counter',
       strongroom_operator_process_resident_memory_bytes: 'gauge',
       strongroom_operator_nodejs_eventloop_lag_seconds: 'gauge',
@@ -100,6 +107,71 @@ describe('OperatorMetrics', () => {
     ]) {
       expect(text.split('\n')).toContain(line);
     }
+  });
+});
+
+describe('evidence metrics (issue 18)', () => {
+  it('computes rotation compliance per classification from the per-key gauge at every scrape', async () => {
+    const metrics = new OperatorMetrics();
+    expect(await metrics.registry.metrics()).not.toContain('strongroom_rotation_compliance_ratio{');
+    const set = (key: string, classification: string, v: number): void => {
+      metrics.kekRotationCompliant.set({ key, classification }, v);
+    };
+    set('r1', 'restricted', 1);
+    set('r2', 'restricted', 0);
+    set('r3', 'restricted', 1);
+    set('r4', 'restricted', 1);
+    set('internal', 'internal', 1);
+    let text = await metrics.registry.metrics();
+    expect(text).toContain('strongroom_rotation_compliance_ratio{classification="restricted"} 0.75\n');
+    expect(text).toContain('strongroom_rotation_compliance_ratio{classification="internal"} 1\n');
+    // A rotation brings r2 within its period; a shredded KEK's series goes, and so does its classification.
+    set('r2', 'restricted', 1);
+    metrics.kekRotationCompliant.remove({ key: 'internal', classification: 'internal' });
+    text = await metrics.registry.metrics();
+    expect(text).toContain('strongroom_rotation_compliance_ratio{classification="restricted"} 1\n');
+    expect(text).not.toContain('classification="internal"');
+  });
+
+  it('audit coverage: 1 with no release, audited over returned, and each side counted on its own', async () => {
+    const metrics = new OperatorMetrics();
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+    metrics.recordKeyRelease('allow');
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(0);
+    metrics.recordBrokerDecision('release-key', 'allow', 'granted');
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+    // Denials and other operations are decisions, not audited releases.
+    metrics.recordBrokerDecision('release-key', 'deny', 'no-grant');
+    metrics.recordBrokerDecision('watch-revocations', 'allow', 'stream-opened');
+    metrics.recordKeyRelease('deny');
+    metrics.recordKeyRelease('error');
+    expect(await valueOf(metrics, 'strongroom_key_releases_audited_total')).toBe(1);
+    expect(await valueOf(metrics, 'strongroom_key_releases_total', { decision: 'deny' })).toBe(1);
+    expect(await valueOf(metrics, 'strongroom_key_releases_total', { decision: 'error' })).toBe(1);
+    expect(
+      await valueOf(metrics, 'strongroom_broker_decisions_total', {
+        operation: 'release-key',
+        decision: 'allow',
+        reason: 'granted',
+      }),
+    ).toBe(1);
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+  });
+
+  it('observes the time-to-revoke of recorded wipe reports only, never a negative one', async () => {
+    const metrics = new OperatorMetrics();
+    metrics.recordWipeReport('recorded', 0.08);
+    metrics.recordWipeReport('recorded', 3);
+    metrics.recordWipeReport('recorded', -1);
+    metrics.recordWipeReport('unmatched');
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('strongroom_revocation_to_wipe_seconds_count 3\n');
+    expect(text).toContain('strongroom_revocation_to_wipe_seconds_bucket{le="0.01"} 1\n');
+    expect(text).toContain('strongroom_revocation_to_wipe_seconds_bucket{le="0.1"} 2\n');
+    expect(text).toContain('strongroom_revocation_to_wipe_seconds_bucket{le="1"} 2\n');
+    expect(text).toContain('strongroom_revocation_to_wipe_seconds_bucket{le="5"} 3\n');
+    expect(text).toContain('strongroom_sidecar_wipe_reports_total{outcome="recorded"} 3\n');
+    expect(text).toContain('strongroom_sidecar_wipe_reports_total{outcome="unmatched"} 1\n');
   });
 });
 

@@ -22,6 +22,16 @@ export interface QueueObserver {
   depth?(queue: string, depth: number): void;
 }
 
+/**
+ * Time-to-revoke from 10 ms to 5 minutes (seconds). The revocation target is 1 s (stretch 200 ms, docs/broker.md), so
+ * 0.2 and 1 are bucket bounds: `le="1"` over the count is the share of wipes within the target.
+ */
+const REVOCATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300];
+
+/** The outcomes of a sidecar's wipe report (operator/broker/wipe-report.ts, docs/metrics.md). */
+export type WipeReportOutcome =
+  'recorded' | 'unmatched' | 'duplicate' | 'invalid' | 'refused' | 'unavailable';
+
 /** Reconcile durations from 5 ms to 2 minutes (seconds). */
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -66,6 +76,11 @@ export class OperatorMetrics {
   readonly keyRewraps: Counter<'classification'>;
   /** `strongroom_crypto_shreds_total`: KEKs destroyed, making what they wrapped unrecoverable. */
   readonly cryptoShreds: Counter<never>;
+  /**
+   * `strongroom_kek_versions_destroyed_total{classification}`: retired KEK versions destroyed after their retention
+   * (shared and artifact KEKs; whole KEKs destroyed on deletion count in cryptoShreds).
+   */
+  readonly kekVersionsDestroyed: Counter<'classification'>;
   /** `strongroom_revocations_published_total{reason}`. */
   readonly revocations: Counter<'reason'>;
   /** `strongroom_leader`: 1 while this replica holds the Lease. */
@@ -83,6 +98,36 @@ export class OperatorMetrics {
   readonly brokerDecisions: Counter<'operation' | 'decision' | 'reason'>;
   /** `strongroom_webhook_admission_duration_seconds{outcome}`: time from request to answer at the webhook. */
   readonly webhookAdmissions: Histogram<'outcome'>;
+  /**
+   * `strongroom_revocation_to_wipe_seconds`: time-to-revoke, from the end of access (as the broker sent it in the
+   * revocation) to this broker's receipt of the sidecar's report that the files are gone (docs/metrics.md).
+   */
+  readonly revocationToWipe: Histogram<never>;
+  /** `strongroom_sidecar_wipe_reports_total{outcome}`: ReportWipe calls by outcome ({@link WipeReportOutcome}). */
+  readonly wipeReports: Counter<'outcome'>;
+  /** `strongroom_rotation_compliance_ratio{classification}`: KEKs within their rotation period / KEKs, at scrape. */
+  readonly rotationCompliance: Gauge<'classification'>;
+  /** `strongroom_key_releases_total{decision}`: ReleaseKey answers: a key returned (allow), refused, or failed. */
+  readonly keyReleases: Counter<'decision'>;
+  /** `strongroom_key_releases_audited_total`: allow entries the audit log made durable for ReleaseKey. */
+  readonly keyReleasesAudited: Counter<never>;
+  /** `strongroom_audit_coverage_ratio`: audited / returned key releases since start; 1 when none was returned. */
+  readonly auditCoverage: Gauge<never>;
+  /** `strongroom_approvals_pending{classification}`: AccessGrants waiting for approvals. */
+  readonly approvalsPending: Gauge<'classification'>;
+  /** Keys returned and allow entries audited since start: the two sides of {@link auditCoverage}. */
+  #releasesReturned = 0;
+  #releasesAudited = 0;
+  /** `strongroom_audit_checkpoint_size{writer}`: tree size of the writer's last published audit checkpoint. */
+  readonly auditCheckpointSize: Gauge<'writer'>;
+  /** `strongroom_audit_checkpoint_published_timestamp_seconds{writer}`: when it was last published (Unix time). */
+  readonly auditCheckpointPublished: Gauge<'writer'>;
+  /** `strongroom_audit_rollback_detected{writer}`: 1 while the publisher refuses a rolled-back or forked checkpoint. */
+  readonly auditRollbackDetected: Gauge<'writer'>;
+  /** `strongroom_quarantines_active`: identities in ConfigMap strongroom-quarantines, as this replica sees it. */
+  readonly quarantinesActive: Gauge<never>;
+  /** `strongroom_anomaly_alerts_total{rule,severity}`: alerts raised by this replica's detector. */
+  readonly anomalyAlerts: Counter<'rule' | 'severity'>;
 
   constructor() {
     const registry = new Registry();
@@ -194,6 +239,12 @@ export class OperatorMetrics {
       help: 'KEKs destroyed (crypto-shredding).',
       registers,
     });
+    this.kekVersionsDestroyed = new Counter({
+      name: 'strongroom_kek_versions_destroyed_total',
+      help: 'Retired KEK versions destroyed once every wrapped key had moved off them and their retention had passed.',
+      labelNames: ['classification'],
+      registers,
+    });
     this.revocations = new Counter({
       name: 'strongroom_revocations_published_total',
       help: 'Revocations published to the brokers, by reason.',
@@ -219,10 +270,84 @@ export class OperatorMetrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
       registers,
     });
+    this.revocationToWipe = new Histogram({
+      name: 'strongroom_revocation_to_wipe_seconds',
+      help: "Time-to-revoke: from the end of access to the broker's receipt of the sidecar's confirmed wipe.",
+      buckets: REVOCATION_BUCKETS,
+      registers,
+    });
+    this.wipeReports = new Counter({
+      name: 'strongroom_sidecar_wipe_reports_total',
+      help: 'Wipe reports (ReportWipe) received from sidecars, by outcome (recorded, unmatched, duplicate, invalid, refused, unavailable).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    const compliant = this.kekRotationCompliant;
+    this.rotationCompliance = new Gauge({
+      name: 'strongroom_rotation_compliance_ratio',
+      help: 'Share of KEKs whose primary version is younger than their classification rotation period (0 to 1).',
+      labelNames: ['classification'],
+      registers,
+      // From strongroom_kek_rotation_compliant at every scrape, so the two never disagree.
+      async collect() {
+        const byClass = new Map<string, { within: number; all: number }>();
+        for (const v of (await compliant.get()).values) {
+          const classification = String(v.labels.classification ?? 'unknown');
+          const c = byClass.get(classification) ?? { within: 0, all: 0 };
+          byClass.set(classification, { within: c.within + (v.value >= 1 ? 1 : 0), all: c.all + 1 });
+        }
+        this.reset();
+        for (const [classification, c] of byClass) this.set({ classification }, c.within / c.all);
+      },
+    });
+    this.keyReleases = new Counter({
+      name: 'strongroom_key_releases_total',
+      help: 'ReleaseKey answers by decision: allow (a key was returned), deny (refused by a decision), error (no decision: audit log or KMS unavailable, internal error).',
+      labelNames: ['decision'],
+      registers,
+    });
+    this.keyReleasesAudited = new Counter({
+      name: 'strongroom_key_releases_audited_total',
+      help: 'Key releases (allow) whose audit entry the audit log made durable.',
+      registers,
+    });
+    this.auditCoverage = new Gauge({
+      name: 'strongroom_audit_coverage_ratio',
+      help: 'Audited key releases / key releases returned since the process started; 1 when none was returned. Anything below 1 is a key that left unaudited.',
+      registers,
+      collect: () => {
+        const returned = this.#releasesReturned;
+        this.auditCoverage.set(returned === 0 ? 1 : this.#releasesAudited / returned);
+      },
+    });
+    this.approvalsPending = new Gauge({
+      name: 'strongroom_approvals_pending',
+      help: 'AccessGrants waiting for approvals (phase Pending, reason AwaitingApproval), by classification.',
+      labelNames: ['classification'],
+      registers,
+    });
     this.brokerDecisions = new Counter({
       name: 'strongroom_broker_decisions_total',
       help: 'Audited key broker decisions by operation, decision and reason.',
       labelNames: ['operation', 'decision', 'reason'],
+      registers,
+    });
+    this.auditCheckpointSize = new Gauge({
+      name: 'strongroom_audit_checkpoint_size',
+      help: "Tree size of the writer's last audit checkpoint published to ConfigMap strongroom-audit-checkpoints.",
+      labelNames: ['writer'],
+      registers,
+    });
+    this.auditCheckpointPublished = new Gauge({
+      name: 'strongroom_audit_checkpoint_published_timestamp_seconds',
+      help: "When the writer's audit checkpoint was last published, Unix seconds.",
+      labelNames: ['writer'],
+      registers,
+    });
+    this.auditRollbackDetected = new Gauge({
+      name: 'strongroom_audit_rollback_detected',
+      help: '1 while the published audit checkpoint is larger than, or forked from, the log (a rollback).',
+      labelNames: ['writer'],
       registers,
     });
     this.leader = new Gauge({
@@ -242,8 +367,48 @@ export class OperatorMetrics {
       labelNames: ['name'],
       registers,
     });
+    this.quarantinesActive = new Gauge({
+      name: 'strongroom_quarantines_active',
+      help: 'Workload identities quarantined now (keys of ConfigMap strongroom-quarantines).',
+      registers,
+    });
+    this.anomalyAlerts = new Counter({
+      name: 'strongroom_anomaly_alerts_total',
+      help: "Anomaly alerts raised by this replica's detector, by rule and severity.",
+      labelNames: ['rule', 'severity'],
+      registers,
+    });
     this.leader.set(0);
   }
+
+  /**
+   * A broker decision made durable in the audit log (BrokerAuditTrail's callback): counts
+   * strongroom_broker_decisions_total and, for an allowed release, strongroom_key_releases_audited_total.
+   */
+  readonly recordBrokerDecision = (operation: string, decision: string, reason: string): void => {
+    this.brokerDecisions.inc({ operation, decision, reason });
+    if (operation === 'release-key' && decision === 'allow') {
+      this.#releasesAudited += 1;
+      this.keyReleasesAudited.inc();
+    }
+  };
+
+  /**
+   * A ReleaseKey answer as it leaves the broker (mtls-handlers.ts): `allow` when the key was handed to the caller.
+   * Counted where the key is returned, not where it is audited, so that a release that skipped the audit shows as
+   * strongroom_audit_coverage_ratio below 1.
+   */
+  readonly recordKeyRelease = (decision: 'allow' | 'deny' | 'error'): void => {
+    this.keyReleases.inc({ decision });
+    if (decision === 'allow') this.#releasesReturned += 1;
+  };
+
+  /** A sidecar's wipe report: its outcome, and for a recorded one the time from the end of access (seconds). */
+  readonly recordWipeReport = (outcome: WipeReportOutcome, seconds?: number): void => {
+    this.wipeReports.inc({ outcome });
+    if (seconds !== undefined && Number.isFinite(seconds))
+      this.revocationToWipe.observe(Math.max(0, seconds));
+  };
 
   /**
    * An observer for the watch layer. `connected` sets strongroom_watch_connected to 1; `error` and any relist but a

@@ -70,6 +70,14 @@ import type {
   ReleaseKeyResponse__Output as _strongroom_v1_ReleaseKeyResponse__Output,
 } from './strongroom/v1/ReleaseKeyResponse.ts';
 import type {
+  ReportWipeRequest as _strongroom_v1_ReportWipeRequest,
+  ReportWipeRequest__Output as _strongroom_v1_ReportWipeRequest__Output,
+} from './strongroom/v1/ReportWipeRequest.ts';
+import type {
+  ReportWipeResponse as _strongroom_v1_ReportWipeResponse,
+  ReportWipeResponse__Output as _strongroom_v1_ReportWipeResponse__Output,
+} from './strongroom/v1/ReportWipeResponse.ts';
+import type {
   Resync as _strongroom_v1_Resync,
   Resync__Output as _strongroom_v1_Resync__Output,
 } from './strongroom/v1/Resync.ts';
@@ -77,6 +85,10 @@ import type {
   Revocation as _strongroom_v1_Revocation,
   Revocation__Output as _strongroom_v1_Revocation__Output,
 } from './strongroom/v1/Revocation.ts';
+import type {
+  RevocationRef as _strongroom_v1_RevocationRef,
+  RevocationRef__Output as _strongroom_v1_RevocationRef__Output,
+} from './strongroom/v1/RevocationRef.ts';
 import type {
   SealedKey as _strongroom_v1_SealedKey,
   SealedKey__Output as _strongroom_v1_SealedKey__Output,
@@ -154,9 +166,21 @@ export interface ProtoGrpcType {
         _strongroom_v1_ReleaseKeyResponse,
         _strongroom_v1_ReleaseKeyResponse__Output
       >;
+      ReportWipeRequest: MessageTypeDefinition<
+        _strongroom_v1_ReportWipeRequest,
+        _strongroom_v1_ReportWipeRequest__Output
+      >;
+      ReportWipeResponse: MessageTypeDefinition<
+        _strongroom_v1_ReportWipeResponse,
+        _strongroom_v1_ReportWipeResponse__Output
+      >;
       Resync: MessageTypeDefinition<_strongroom_v1_Resync, _strongroom_v1_Resync__Output>;
       Revocation: MessageTypeDefinition<_strongroom_v1_Revocation, _strongroom_v1_Revocation__Output>;
       RevocationReason: EnumTypeDefinition;
+      RevocationRef: MessageTypeDefinition<
+        _strongroom_v1_RevocationRef,
+        _strongroom_v1_RevocationRef__Output
+      >;
       SealedKey: MessageTypeDefinition<_strongroom_v1_SealedKey, _strongroom_v1_SealedKey__Output>;
       WatchRevocationsRequest: MessageTypeDefinition<
         _strongroom_v1_WatchRevocationsRequest,

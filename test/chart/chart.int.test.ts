@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANNOTATION_ARTIFACTS, LABEL_INJECT } from '../../core/injection/contract.ts';
+import { ANNOTATION_ARTIFACTS, LABEL_INJECT, PROBE_PORT } from '../../core/injection/contract.ts';
 import { REVOKED_ANNOTATION } from '../../core/policy/grant.ts';
 import { OPT_IN_POLICY_NAME, WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
 import { POLICY_NAMES } from '../../core/governance/admission-policies.ts';
@@ -44,6 +44,7 @@ import {
 import { kubectl, must, run, type ClusterInfo } from '../harness/kubectl.ts';
 import { clients, eventually, root } from '../harness/operator.ts';
 import { artifactBody, getArtifact, getGrant, grantBody } from '../harness/objects.ts';
+import { sample, scrape } from '../harness/metrics.ts';
 import { execInApp, injectedPod } from '../harness/stack.ts';
 
 const RELEASE = 'strongroom';
@@ -516,6 +517,66 @@ describe('the mission through the installed chart, as the people', () => {
     // The other grant, and the reader's files, are untouched.
     expect((await execInApp(cluster, APP, 'reader', `ls ${MOUNT}`)).out).toContain('config.json');
     expect(isReady(await readPod(APP, 'reader'))).toBe(true);
+
+    // The metrics (docs/metrics.md), scraped from the real pods over the pod bridge. The evaluator's sidecar: its
+    // start-up phases, the bytes it decrypted, the wipe.
+    const evaluator = await readPod(APP, 'evaluator');
+    const sidecar = await scrape(`http://${evaluator.status?.podIP ?? ''}:${String(PROBE_PORT)}/metrics`);
+    for (const phase of ['attest', 'watch', 'release', 'decrypt', 'verify', 'install'])
+      expect(sample(sidecar, 'strongroom_sidecar_startup_phase_seconds_count', { phase }), phase).toBe(1);
+    const plainBytes = Object.values(FILES).reduce((n, c) => n + Buffer.byteLength(c), 0);
+    expect(sample(sidecar, 'strongroom_sidecar_decrypted_bytes_total')).toBe(plainBytes);
+    expect(sample(sidecar, 'strongroom_sidecar_wipes_total', { reason: 'revocation' })).toBe(1);
+    expect(sidecar).not.toMatch(/resnet|evaluator|BEGIN|eyJ/);
+    // The operator replicas: the sidecar reported the wipe to the replica whose stream sent the revocation, which
+    // timed it from the end of access; every returned key has its audit entry on both.
+    const replicas = await replicaPods(cluster, OP_NS);
+    const scrapeReplicas = (): Promise<string[]> =>
+      Promise.all(
+        replicas.map((p) => {
+          const port = p.spec?.containers[0]?.ports?.find((q) => q.name === 'health')?.containerPort;
+          return scrape(`http://${p.status?.podIP ?? ''}:${String(port ?? 8080)}/metrics`);
+        }),
+      );
+    const operators = await eventually(
+      'a replica to record the wipe report',
+      async () => {
+        const texts = await scrapeReplicas();
+        const timed = texts.reduce(
+          (n, t) => n + (sample(t, 'strongroom_revocation_to_wipe_seconds_count') ?? 0),
+          0,
+        );
+        return timed >= 1 ? texts : undefined;
+      },
+      30_000,
+      500,
+    );
+    const sum = (name: string, labels: Record<string, string> = {}): number =>
+      operators.reduce((n, t) => n + (sample(t, name, labels) ?? 0), 0);
+    const count = sum('strongroom_revocation_to_wipe_seconds_count');
+    expect(count).toBeGreaterThanOrEqual(1);
+    expect(sum('strongroom_sidecar_wipe_reports_total', { outcome: 'recorded' })).toBe(count);
+    // Within the 2 s this test allows the wipe itself (le="2" is a bucket bound).
+    expect(sum('strongroom_revocation_to_wipe_seconds_bucket', { le: '2' })).toBe(count);
+    log(
+      `time-to-revoke: ${String(count)} wipe(s) reported, ${String(Math.round((sum('strongroom_revocation_to_wipe_seconds_sum') / count) * 1000))} ms on average from the end of access`,
+    );
+    for (const text of operators) expect(sample(text, 'strongroom_audit_coverage_ratio')).toBe(1);
+    // reader, evaluator, and the renewals: keys were returned, each with its audit entry.
+    expect(sum('strongroom_key_releases_total', { decision: 'allow' })).toBeGreaterThanOrEqual(2);
+    expect(sum('strongroom_key_releases_audited_total')).toBe(
+      sum('strongroom_key_releases_total', { decision: 'allow' }),
+    );
+    // The report itself is audited, by the replica that timed it.
+    const uid = evaluator.metadata?.uid ?? '';
+    const reports = auditLines((await replicaAuditLogs(cluster, OP_NS)).flatMap((r) => r.logs)).filter(
+      (e) => {
+        const text = JSON.stringify(e);
+        return text.includes('"report-wipe"') && text.includes(uid);
+      },
+    );
+    expect(reports.length, 'a report-wipe entry for the evaluator pod').toBeGreaterThanOrEqual(1);
+    expect(JSON.stringify(reports[0])).toContain('wipe-confirmed');
     await mustAs(people.alice, ['-n', APP, 'delete', 'pod', 'evaluator', '--wait=false']);
   }, 300_000);
 });

@@ -179,6 +179,7 @@ describe.each(helms.map((h) => [h.name, h] as const))('%s', (_, helm: Helm) => {
             'strongroom-environment-label',
             'strongroom-grant-identity',
             'strongroom-grant-quarantine',
+            'strongroom-identity-quarantine',
             'strongroom-injection-opt-in',
             'strongroom-version-publishing',
           ].flatMap((n) => [`ValidatingAdmissionPolicy/${n}`, `ValidatingAdmissionPolicyBinding/${n}`]),

@@ -6,7 +6,7 @@ const BUILD_SCRIPT = join(import.meta.dirname, 'go', 'build.sh');
 /**
  * Which binaries build.sh builds (`--for`): 'demo' is what a cluster with a node runs, plus helm 3 and versitygw (the
  * S3 test server, test/harness/s3.ts); 'test' adds helm4 and the compatibility kube-apiserver
- * (compat/<version>/kube-apiserver).
+ * (compat/<version>/kube-apiserver) and promtool (the chart's alerting rules are checked with it).
  */
 export type BinarySet = 'demo' | 'test';
 
@@ -35,6 +35,7 @@ export const REQUIRED_BINARIES: Readonly<Record<BinarySet, readonly string[]>> =
     'helm',
     'helm4',
     'versitygw',
+    'promtool',
   ],
 };
 
@@ -100,6 +101,19 @@ export function versitygwBinary(binDir: string): string {
   if (!existsSync(path))
     throw new BinariesError(
       `no versitygw in ${binDir}: run test/cluster/go/build.sh (it builds the versitygw part)`,
+    );
+  return path;
+}
+
+/**
+ * Prometheus's promtool built by build.sh (part `promtool`, in the `test` set): `promtool check rules` and
+ * `promtool test rules` validate the chart's alerting rules (test/chart/observability.test.ts).
+ */
+export function promtoolBinary(binDir: string): string {
+  const path = join(binDir, 'promtool');
+  if (!existsSync(path))
+    throw new BinariesError(
+      `no promtool in ${binDir}: run test/cluster/go/build.sh --for test (part promtool)`,
     );
   return path;
 }

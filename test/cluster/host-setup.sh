@@ -5,8 +5,8 @@
 #     nftables for kube-proxy and the host guard, tcpdump for the leak test, ...);
 #  2. the test cluster's binaries, built from the Go module proxy into a cache outside the repo, each part keyed on
 #     its own (go/build.sh): `--for demo` builds what the demo runs (Kubernetes, kube-proxy, etcd, CoreDNS, helm 3),
-#     `--for test` also helm 4 and the old kube-apiserver of the CRD compatibility test (cold: about 7 minutes on
-#     2 cores; cached: instant).
+#     `--for test` also helm 4, the old kube-apiserver of the CRD compatibility test and promtool, which checks the
+#     chart's alerting rules (cold: about 7 minutes on 2 cores; cached: instant).
 # Run as root (the node needs it: containerd, network namespaces, mounts, the pod bridge and its nft guard).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

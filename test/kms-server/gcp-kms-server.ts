@@ -14,13 +14,26 @@
  *   `destroy_scheduled_duration` (30 days unless set at creation); at that time it becomes DESTROYED and the key
  *   material is erased. A version that is not ENABLED fails Encrypt/Decrypt with FAILED_PRECONDITION
  *   "<version> is not enabled, current state is: <STATE>.";
- * - a ciphertext that does not verify fails with INVALID_ARGUMENT "Decryption failed: the ciphertext is invalid.".
+ * - a ciphertext that does not verify fails with INVALID_ARGUMENT "Decryption failed: the ciphertext is invalid.";
+ * - asymmetric signing keys (purpose ASYMMETRIC_SIGN, algorithm EC_SIGN_ED25519 only) have no primary version:
+ *   GetPublicKey and AsymmetricSign name a CryptoKeyVersion. GetPublicKey answers the SubjectPublicKeyInfo PEM with
+ *   `pem_crc32c`; AsymmetricSign signs `data` itself (pure Ed25519, node crypto), verifies `data_crc32c` (setting
+ *   `verified_data_crc32c`), fills `signature_crc32c`, and refuses a `digest` for Ed25519 as Cloud KMS does.
  *
  * Test hooks: every request is recorded (`requests`), a response can be altered before it is sent
  * (`setResponseHook`), the next call of a method can be made to fail (`failNext`) and the clock can be advanced
- * (`advanceClock`) to let scheduled destructions complete.
+ * (`advanceClock`) to let scheduled destructions complete; `importSigningKey` creates an Ed25519 signing key from key material
+ * the test knows (as Cloud KMS key import would), so a test can compare with the same key in software.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign as cryptoSign,
+} from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -45,6 +58,7 @@ interface FakeVersion {
   readonly id: number;
   /** Random identifier written into every ciphertext this version makes. */
   readonly tag: Buffer;
+  /** AES-256 key (ENCRYPT_DECRYPT) or Ed25519 private key as PKCS#8 DER (ASYMMETRIC_SIGN); null once destroyed. */
   material: Buffer | null;
   state: VersionState;
   readonly createMs: number;
@@ -56,6 +70,9 @@ interface FakeKey {
   readonly createMs: number;
   readonly destroyScheduledMs: number;
   readonly protectionLevel: string;
+  readonly purpose: 'ENCRYPT_DECRYPT' | 'ASYMMETRIC_SIGN';
+  /** GOOGLE_SYMMETRIC_ENCRYPTION or EC_SIGN_ED25519. */
+  readonly algorithm: string;
   readonly versions: FakeVersion[];
   primary: number | null;
 }
@@ -85,6 +102,11 @@ export interface FakeGcpKms {
   setResponseHook(hook: ((method: string, response: Record<string, unknown>) => void) | undefined): void;
   /** Makes the next call of `method` fail with `code` (a grpc status) and `details`. */
   failNext(method: string, code: grpc.status, details: string): void;
+  /**
+   * Creates the ASYMMETRIC_SIGN CryptoKey `name` (EC_SIGN_ED25519) whose version 1 is the given Ed25519 private key
+   * (PKCS#8 DER), as importing a key would.
+   */
+  importSigningKey(name: string, pkcs8: Buffer): void;
   /** Moves the server's clock forward (scheduled destructions that fall due complete on next access). */
   advanceClock(ms: number): void;
   /** The server-side state of a CryptoKeyVersion, or undefined if it does not exist. */
@@ -194,7 +216,7 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
       name: versionName(key, v),
       state: v.state,
       protectionLevel: key.protectionLevel,
-      algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION',
+      algorithm: key.algorithm,
       createTime: timestamp(v.createMs),
       generateTime: timestamp(v.createMs),
       ...(v.destroyAtMs === null ? {} : { destroyTime: timestamp(v.destroyAtMs) }),
@@ -208,9 +230,9 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
     const primary = key.versions.find((v) => v.id === key.primary);
     return {
       name: key.name,
-      purpose: 'ENCRYPT_DECRYPT',
+      purpose: key.purpose,
       createTime: timestamp(key.createMs),
-      versionTemplate: { algorithm: 'GOOGLE_SYMMETRIC_ENCRYPTION', protectionLevel: key.protectionLevel },
+      versionTemplate: { algorithm: key.algorithm, protectionLevel: key.protectionLevel },
       destroyScheduledDuration: { seconds: String(Math.floor(key.destroyScheduledMs / 1000)), nanos: 0 },
       ...(primary ? { primary: versionResource(key, primary) } : {}),
     };
@@ -241,11 +263,24 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
     return v.material;
   };
 
-  const newVersion = (key: FakeKey): FakeVersion => {
+  const requirePurpose = (key: FakeKey, purpose: FakeKey['purpose']): void => {
+    if (key.purpose !== purpose) {
+      throw new Fault(
+        grpc.status.FAILED_PRECONDITION,
+        `${key.name} has purpose ${key.purpose}; this operation needs purpose ${purpose}.`,
+      );
+    }
+  };
+
+  const newVersion = (key: FakeKey, pkcs8?: Buffer): FakeVersion => {
+    const material =
+      key.purpose === 'ENCRYPT_DECRYPT'
+        ? randomBytes(32)
+        : (pkcs8 ?? generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }));
     const v: FakeVersion = {
       id: key.versions.length + 1,
       tag: randomBytes(TAG_BYTES),
-      material: randomBytes(32),
+      material,
       state: 'ENABLED',
       createMs: now(),
       destroyAtMs: null,
@@ -282,16 +317,28 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
         );
       }
       const spec = (req.cryptoKey ?? {}) as Record<string, unknown>;
-      if (spec.purpose !== 'ENCRYPT_DECRYPT') {
-        throw new Fault(grpc.status.INVALID_ARGUMENT, `this server supports only purpose ENCRYPT_DECRYPT`);
+      const purpose = spec.purpose;
+      if (purpose !== 'ENCRYPT_DECRYPT' && purpose !== 'ASYMMETRIC_SIGN') {
+        throw new Fault(
+          grpc.status.INVALID_ARGUMENT,
+          `this server supports only purposes ENCRYPT_DECRYPT and ASYMMETRIC_SIGN`,
+        );
       }
       const template = (spec.versionTemplate ?? {}) as Record<string, unknown>;
       const algorithm = template.algorithm;
       if (
+        purpose === 'ENCRYPT_DECRYPT' &&
         algorithm !== 'GOOGLE_SYMMETRIC_ENCRYPTION' &&
         algorithm !== 'CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED'
       ) {
         throw new Fault(grpc.status.INVALID_ARGUMENT, `unsupported algorithm ${String(algorithm)}`);
+      }
+      // Cloud KMS requires an algorithm for asymmetric keys; this server knows only Ed25519 among them.
+      if (purpose === 'ASYMMETRIC_SIGN' && algorithm !== 'EC_SIGN_ED25519') {
+        throw new Fault(
+          grpc.status.INVALID_ARGUMENT,
+          `unsupported algorithm ${String(algorithm)} for ASYMMETRIC_SIGN (this server knows EC_SIGN_ED25519)`,
+        );
       }
       const name = `${parent}/cryptoKeys/${id}`;
       if (keys.has(name)) throw new Fault(grpc.status.ALREADY_EXISTS, `${name} already exists.`);
@@ -309,11 +356,17 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
         createMs: now(),
         destroyScheduledMs,
         protectionLevel,
+        purpose,
+        algorithm: purpose === 'ASYMMETRIC_SIGN' ? 'EC_SIGN_ED25519' : 'GOOGLE_SYMMETRIC_ENCRYPTION',
         versions: [],
         primary: null,
       };
       keys.set(name, key);
-      if (req.skipInitialVersionCreation !== true) key.primary = newVersion(key).id;
+      if (req.skipInitialVersionCreation !== true) {
+        const first = newVersion(key);
+        // Asymmetric keys have no primary version.
+        if (purpose === 'ENCRYPT_DECRYPT') key.primary = first.id;
+      }
       return keyResource(key);
     },
 
@@ -342,6 +395,7 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
 
     UpdateCryptoKeyPrimaryVersion(req) {
       const key = getKey(req.name);
+      requirePurpose(key, 'ENCRYPT_DECRYPT');
       const version = key.versions.find((v) => String(v.id) === req.cryptoKeyVersionId);
       if (!version) {
         throw new Fault(
@@ -369,6 +423,7 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
 
     Encrypt(req) {
       const key = getKey(req.name);
+      requirePurpose(key, 'ENCRYPT_DECRYPT');
       const plaintext = bytesField(req.plaintext);
       const aad = bytesField(req.additionalAuthenticatedData);
       if (plaintext.length === 0) throw new Fault(grpc.status.INVALID_ARGUMENT, 'plaintext is required.');
@@ -408,6 +463,7 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
 
     Decrypt(req) {
       const key = getKey(req.name);
+      requirePurpose(key, 'ENCRYPT_DECRYPT');
       const ciphertext = bytesField(req.ciphertext);
       const aad = bytesField(req.additionalAuthenticatedData);
       checkCrc('ciphertext_crc32c', ciphertext, req.ciphertextCrc32c);
@@ -439,6 +495,51 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
         plaintext,
         plaintextCrc32c: { value: String(crc32c(plaintext)) },
         usedPrimary: version.id === key.primary,
+        protectionLevel: key.protectionLevel,
+      };
+    },
+
+    GetPublicKey(req) {
+      const { key, version } = getVersion(req.name);
+      requirePurpose(key, 'ASYMMETRIC_SIGN');
+      const material = requireEnabled(key, version);
+      const pem = createPublicKey(createPrivateKey({ key: material, format: 'der', type: 'pkcs8' }))
+        .export({ format: 'pem', type: 'spki' })
+        .toString();
+      return {
+        name: versionName(key, version),
+        pem,
+        pemCrc32c: { value: String(crc32c(Buffer.from(pem, 'utf8'))) },
+        algorithm: key.algorithm,
+        protectionLevel: key.protectionLevel,
+        publicKeyFormat: 'PEM',
+      };
+    },
+
+    AsymmetricSign(req) {
+      const { key, version } = getVersion(req.name);
+      requirePurpose(key, 'ASYMMETRIC_SIGN');
+      if (req.digest !== null && req.digest !== undefined) {
+        throw new Fault(
+          grpc.status.INVALID_ARGUMENT,
+          'EC_SIGN_ED25519 signs data, not a digest: set data instead of digest.',
+        );
+      }
+      const data = bytesField(req.data);
+      if (data.length > 65536) throw new Fault(grpc.status.INVALID_ARGUMENT, 'data is limited to 64 KiB.');
+      const verifiedData = checkCrc('data_crc32c', data, req.dataCrc32c);
+      const material = requireEnabled(key, version);
+      const signature = cryptoSign(
+        null,
+        data,
+        createPrivateKey({ key: material, format: 'der', type: 'pkcs8' }),
+      );
+      return {
+        name: versionName(key, version),
+        signature,
+        signatureCrc32c: { value: String(crc32c(signature)) },
+        verifiedDataCrc32c: verifiedData,
+        verifiedDigestCrc32c: false,
         protectionLevel: key.protectionLevel,
       };
     },
@@ -509,6 +610,23 @@ export async function startFakeGcpKms(options: FakeGcpKmsOptions = {}): Promise<
     failNext(method, code, details) {
       if (!(method in handlers)) throw new Error(`the fake KMS does not implement ${method}`);
       pendingFaults.set(method, { code, details });
+    },
+    importSigningKey(name, pkcs8) {
+      const parent = name.replace(/\/cryptoKeys\/[^/]+$/, '');
+      if (!keyRings.has(parent)) throw new Error(`no key ring ${parent}`);
+      if (keys.has(name)) throw new Error(`${name} exists`);
+      const key: FakeKey = {
+        name,
+        createMs: now(),
+        destroyScheduledMs: 30 * DAY_MS,
+        protectionLevel: 'SOFTWARE',
+        purpose: 'ASYMMETRIC_SIGN',
+        algorithm: 'EC_SIGN_ED25519',
+        versions: [],
+        primary: null,
+      };
+      keys.set(name, key);
+      newVersion(key, Buffer.from(pkcs8));
     },
     advanceClock(ms) {
       clockOffsetMs += ms;

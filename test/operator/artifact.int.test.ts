@@ -1,7 +1,9 @@
 /**
  * The ModelArtifact controller against the real control plane, with the operator as a real process holding only
  * its own RBAC: create → Ready, add a version (sealed by a writer, unsealed and wrapped under the KEK by the
- * operator), KEK rotation on schedule → rewrapped, lineage checked, delete → crypto-shredded and the finalizer gone.
+ * operator), KEK rotation on schedule → rewrapped, the retired KEK version destroyed after the retention set in the
+ * governance ConfigMap, lineage checked, delete → crypto-shredded (restricted and confidential: their own KEK
+ * destroyed) and the finalizer gone.
  */
 import { CA_BUNDLE_LABEL, CA_BUNDLE_LABEL_VALUE } from '../../operator/pki/webhook-bundles.ts';
 import { WEBHOOK_CONFIGURATION_NAME } from '../../operator/webhook/configuration.ts';
@@ -9,7 +11,12 @@ import { describe, expect, inject, it } from 'vitest';
 import { ApiException } from '@kubernetes/client-node';
 import type { ModelArtifact } from '../../core/api/index.ts';
 import { LocalKmsProvider } from '../../core/kms/local.ts';
-import { dekAad, decodeWrapped, recipientSecretName } from '../../operator/keys/artifact-keys.ts';
+import {
+  dekAad,
+  decodeWrapped,
+  encodeWrapped,
+  recipientSecretName,
+} from '../../operator/keys/artifact-keys.ts';
 import { SecretKeySetStore } from '../../operator/keys/secret-keyset-store.ts';
 import { KEYSET_SECRET } from '../../operator/operator.ts';
 import { kubectl } from '../cluster/kubectl.ts';
@@ -62,7 +69,7 @@ describe('ModelArtifact lifecycle', () => {
       }
     });
     expect(keyset.metadata?.labels?.['strongroom.dev/role']).toBe('local-kms-keyset');
-    for (const c of ['public', 'internal', 'confidential']) {
+    for (const c of ['public', 'internal']) {
       const versions = await eventually(`KEK strongroom-${c}`, async () => {
         try {
           return await kms.versions(`strongroom-${c}`);
@@ -72,7 +79,8 @@ describe('ModelArtifact lifecycle', () => {
       });
       expect(versions.find((v) => v.primary)?.state).toBe('enabled');
     }
-    // Restricted artifacts get a KEK each; there is no shared one.
+    // Confidential and restricted artifacts get a KEK each; there is no shared one.
+    await expect(kms.versions('strongroom-confidential')).rejects.toMatchObject({ code: 'not-found' });
     await expect(kms.versions('strongroom-restricted')).rejects.toMatchObject({ code: 'not-found' });
   });
 
@@ -169,14 +177,25 @@ describe('ModelArtifact lifecycle', () => {
     await ready('child');
   });
 
-  it('the KEK rotates on its schedule and every wrapped key moves to the new version, ciphertext untouched', async () => {
+  it('the KEK rotates on its schedule, every wrapped key moves to the new version, and the retired version is destroyed after the retention', async () => {
+    // A retention of 1m for confidential KEK versions (the table's minimum), from the governance ConfigMap.
+    await admin.core.createNamespacedConfigMap({
+      namespace: opNs,
+      body: {
+        metadata: { name: 'strongroom-governance' },
+        data: { 'confidential.kekVersionRetention': '1m' },
+      },
+    });
     await createArtifact(admin.custom, ns, artifactBody('secret-model', 'confidential'));
     const a = await ready('secret-model');
+    const kekId = `strongroom-artifact-${a.metadata.uid ?? ''}`;
     const { version, dek } = await sealedVersion(a, 'v1');
     await appendVersion(admin.custom, a, version);
     const sealed = await ready('secret-model', (x) => x.status?.keys?.[0]?.kekVersion === '1');
-    const firstWrap = sealed.status?.keys?.[0]?.wrappedKey;
-    // confidential=8s: the operator rotates strongroom-confidential and rewraps without any help.
+    // A copy of the wrapped DEK, as an etcd backup or an old status would keep it.
+    const saved = decodeWrapped(sealed.status?.keys?.[0]?.wrappedKey ?? '');
+    expect(saved.keyId).toBe(kekId);
+    // confidential=8s: the operator rotates the artifact's own KEK and rewraps without any help.
     const rotated = await eventually(
       'rewrapped under version 2',
       async () => {
@@ -187,19 +206,56 @@ describe('ModelArtifact lifecycle', () => {
     );
     expect(condition(rotated, 'RotationCompliant')?.status).toBe('True');
     const key = rotated.status?.keys?.[0];
-    expect(key?.wrappedKey).not.toBe(firstWrap);
+    expect(key?.wrappedKey).not.toBe(encodeWrapped(saved));
     expect((await kms.unwrap(decodeWrapped(key?.wrappedKey ?? ''), dekAad(rotated, 'v1'))).equals(dek)).toBe(
       true,
     );
     // The spec (the sealed DEK a writer produced) is untouched: rotation never rewrites what was published.
     expect(rotated.spec.versions?.[0]).toEqual(sealed.spec.versions?.[0]);
-    const versions = await kms.versions('strongroom-confidential');
+    // Within the retention the saved copy still opens: version 1 is retired, not yet destroyed.
+    expect((await kms.unwrap(saved, dekAad(sealed, 'v1'))).equals(dek)).toBe(true);
+    const versions = await kms.versions(kekId);
     expect(versions.find((v) => v.primary)?.version).not.toBe('1');
-    const metrics = (await suite.operator.get('/metrics')).body;
-    expect(metrics).toMatch(
-      /strongroom_kek_rotations_total\{key="strongroom-confidential",classification="confidential"\} [1-9]/,
-    );
+    let metrics = (await suite.operator.get('/metrics')).body;
+    expect(metrics).toContain(`strongroom_kek_rotations_total{key="${kekId}",classification="confidential"}`);
     expect(metrics).toMatch(/strongroom_key_rewraps_total\{classification="confidential"\} [1-9]/);
+
+    // A minute after version 2 was created (and with every key on the primary), version 1 is destroyed.
+    const destroyedAt = await eventually(
+      'version 1 destroyed',
+      async () => {
+        const v1 = (await kms.versions(kekId)).find((v) => v.version === '1');
+        return v1?.state === 'destroyed' ? Date.now() : undefined;
+      },
+      110_000,
+    );
+    const v2 = (await kms.versions(kekId)).find((v) => v.version === '2');
+    expect(destroyedAt - Date.parse(v2?.createdAt ?? '')).toBeGreaterThanOrEqual(60_000);
+    await expect(kms.unwrap(saved, dekAad(sealed, 'v1'))).rejects.toMatchObject({ code: 'destroyed' });
+    // What the status holds now still opens.
+    const current = await getArtifact(admin.custom, ns, 'secret-model');
+    const now = decodeWrapped(current.status?.keys?.[0]?.wrappedKey ?? '');
+    expect((await kms.unwrap(now, dekAad(current, 'v1'))).equals(dek)).toBe(true);
+    metrics = (await suite.operator.get('/metrics')).body;
+    expect(metrics).toMatch(/strongroom_kek_versions_destroyed_total\{classification="confidential"\} [1-9]/);
+    expect(suite.operator.output()).toContain('destroyed retired KEK versions');
+  }, 200_000);
+
+  it('deleting a confidential artifact destroys its own KEK: the current wrapped DEK no longer opens either', async () => {
+    const a = await getArtifact(admin.custom, ns, 'secret-model');
+    const kekId = `strongroom-artifact-${a.metadata.uid ?? ''}`;
+    const current = decodeWrapped(a.status?.keys?.[0]?.wrappedKey ?? '');
+    const deleted = await kubectl(cluster, [
+      'delete',
+      'modelartifact',
+      '-n',
+      ns,
+      'secret-model',
+      '--timeout=30s',
+    ]);
+    expect(deleted.code).toBe(0);
+    await expect(kms.unwrap(current, dekAad(a, 'v1'))).rejects.toMatchObject({ code: 'destroyed' });
+    expect((await kms.versions(kekId)).every((v) => v.state === 'destroyed')).toBe(true);
   });
 
   it('deleting a restricted artifact destroys its own KEK: a saved copy of its wrapped DEK no longer opens', async () => {

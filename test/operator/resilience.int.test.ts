@@ -137,13 +137,9 @@ describe('SIGKILL mid-reconcile', () => {
         keys: Record<string, { versions: unknown[] }>;
       };
       // One KEK per shared classification, each with exactly one version: nothing was created twice. (Any other
-      // key is the own KEK of a restricted artifact some other test file left in the cluster.)
+      // key is the own KEK of a confidential or restricted artifact some other test file left in the cluster.)
       const sharedKeks = Object.keys(stored.keys).filter((k) => !k.startsWith('strongroom-artifact-'));
-      expect(sharedKeks.sort()).toEqual([
-        'strongroom-confidential',
-        'strongroom-internal',
-        'strongroom-public',
-      ]);
+      expect(sharedKeks.sort()).toEqual(['strongroom-internal', 'strongroom-public']);
       for (const k of sharedKeks) expect(stored.keys[k]?.versions).toHaveLength(1);
       await kubectl(shared, ['delete', 'modelartifacts', '--all', '-n', ns, '--timeout=60s']);
     } finally {

@@ -61,6 +61,11 @@ app.kubernetes.io/component: operator
 - {{ print "--broker-address=" "0.0.0.0:" ($v.ports.broker | int) | quote }}
 - {{ print "--attest-address=" "0.0.0.0:" ($v.ports.attest | int) | quote }}
 - {{ print "--audit-log-dir=" (include "strongroom.auditLogDir" .) | quote }}
+- {{ print "--audit-checkpoint-configmap=" ($v.auditLog.persistence.enabled) | quote }}
+{{- if and (eq $v.auditLog.signer "kms") (eq $v.kms.provider "local") }}
+{{- fail "auditLog.signer kms needs kms.provider gcp or pkcs11: the local KMS keeps its keys in a Secret" }}
+{{- end }}
+- {{ print "--audit-signer=" ($v.auditLog.signer) | quote }}
 - {{ print "--cluster-name=" ($v.clusterName) | quote }}
 - {{ print "--trust-domain=" ($v.trustDomain) | quote }}
 - {{ print "--kms=" ($v.kms.provider) | quote }}

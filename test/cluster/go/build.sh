@@ -13,8 +13,10 @@
 #               docs/adr/0011-s3-test-server.md)
 #   compat      compat/<version>/kube-apiserver, the oldest API server whose CRD support Strongroom promises
 #               (go/kube-1.30/go.mod), for the CRD compatibility test only
+#   promtool    promtool (Prometheus's rule checker: `promtool check rules` and `promtool test rules` validate the
+#               chart's alerting rules, test/chart/observability.test.ts)
 # `--for demo` builds what a cluster with a node runs (kube, kube-proxy, etcd, coredns), versitygw and helm 3, which the demo
-# puts on the PATH it prints; `--for test` adds helm4 and compat. The parts are linked into one directory per mode,
+# puts on the PATH it prints; `--for test` adds helm4, compat and promtool. The parts are linked into one directory per mode,
 # whose path is the last line of stdout. A second run with the same inputs costs nothing.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,13 +30,15 @@ while (($#)); do
 done
 case "$MODE" in
   demo) PARTS=(kube kube-proxy etcd coredns helm3 versitygw) ;;
-  test) PARTS=(kube kube-proxy etcd coredns helm3 helm4 versitygw compat) ;;
+  test) PARTS=(kube kube-proxy etcd coredns helm3 helm4 versitygw compat promtool) ;;
   *) echo "build.sh: --for must be demo or test, not '$MODE'" >&2; exit 2 ;;
 esac
 HELM3_VERSION="${STRONGROOM_HELM_VERSION:-v3.21.4}"
 HELM4_VERSION="${STRONGROOM_HELM4_VERSION:-v4.3.2}"
 COREDNS_VERSION="${STRONGROOM_COREDNS_VERSION:-v1.15.0}"
 VERSITYGW_VERSION="${STRONGROOM_VERSITYGW_VERSION:-v1.8.0}"
+# Prometheus v3.x.y is the Go module version v0.3xx.y (v0.316.0 is Prometheus 3.16.0).
+PROMETHEUS_VERSION="${STRONGROOM_PROMETHEUS_VERSION:-v0.316.0}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 command -v go >/dev/null || { echo "build.sh: go is not on PATH (Go 1.26+ is needed to build the test cluster)" >&2; exit 1; }
 K8S_VERSION="$(cd "$HERE/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
@@ -99,6 +103,16 @@ build_versitygw() {
     "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION")
   "$1/versitygw" --version | sed -n 1p
 }
+build_promtool() {
+  # Prometheus's go.mod has no replace directives: `go install pkg@version` builds the release. remove_all_sd leaves
+  # out the service-discovery plugins (every cloud SDK), which the rule commands never use.
+  local m="${PROMETHEUS_VERSION#v0.}" v
+  v="3.$((10#${m%%.*} - 300)).${m#*.}"
+  (cd "$1" && GOFLAGS= GOBIN="$1" go install -trimpath -pgo=off -tags remove_all_sd \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=$v -X github.com/prometheus/common/version.Branch=HEAD" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION")
+  "$1/promtool" --version | sed -n 1p
+}
 build_compat() {
   mkdir -p "$1/compat/$COMPAT_VERSION"
   (cd "$HERE/kube-1.30" && go build -trimpath -pgo=off -ldflags "$(stamp "$COMPAT_VERSION")" \
@@ -117,6 +131,7 @@ files_of() {
     helm4) echo helm4 ;;
     versitygw) echo versitygw ;;
     compat) echo "compat/$COMPAT_VERSION/kube-apiserver" ;;
+    promtool) echo promtool ;;
   esac
 }
 version_of() {
@@ -128,6 +143,7 @@ version_of() {
     helm4) echo "$HELM4_VERSION" ;;
     versitygw) echo "$VERSITYGW_VERSION" ;;
     compat) echo "$COMPAT_VERSION" ;;
+    promtool) echo "$PROMETHEUS_VERSION" ;;
   esac
 }
 key_of() {

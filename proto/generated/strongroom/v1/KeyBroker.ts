@@ -27,6 +27,14 @@ import type {
   ReleaseKeyResponse__Output as _strongroom_v1_ReleaseKeyResponse__Output,
 } from '../../strongroom/v1/ReleaseKeyResponse.ts';
 import type {
+  ReportWipeRequest as _strongroom_v1_ReportWipeRequest,
+  ReportWipeRequest__Output as _strongroom_v1_ReportWipeRequest__Output,
+} from '../../strongroom/v1/ReportWipeRequest.ts';
+import type {
+  ReportWipeResponse as _strongroom_v1_ReportWipeResponse,
+  ReportWipeResponse__Output as _strongroom_v1_ReportWipeResponse__Output,
+} from '../../strongroom/v1/ReportWipeResponse.ts';
+import type {
   WatchRevocationsRequest as _strongroom_v1_WatchRevocationsRequest,
   WatchRevocationsRequest__Output as _strongroom_v1_WatchRevocationsRequest__Output,
 } from '../../strongroom/v1/WatchRevocationsRequest.ts';
@@ -191,6 +199,57 @@ export interface KeyBrokerClient extends grpc.Client {
   ): grpc.ClientUnaryCall;
 
   /**
+   * Confirms that the sidecar wiped an artifact's plaintext in answer to a revocation this stream sent it, so the
+   * broker can measure the time from the end of access to the confirmed wipe (docs/metrics.md). Audited. The wipe
+   * never waits for this call: a sidecar reports after wiping, with a bounded retry, and never re-wipes for it.
+   */
+  ReportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  ReportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    metadata: grpc.Metadata,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  ReportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  ReportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  /**
+   * Confirms that the sidecar wiped an artifact's plaintext in answer to a revocation this stream sent it, so the
+   * broker can measure the time from the end of access to the confirmed wipe (docs/metrics.md). Audited. The wipe
+   * never waits for this call: a sidecar reports after wiping, with a bounded retry, and never re-wipes for it.
+   */
+  reportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  reportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    metadata: grpc.Metadata,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  reportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  reportWipe(
+    argument: _strongroom_v1_ReportWipeRequest,
+    callback: grpc.requestCallback<_strongroom_v1_ReportWipeResponse__Output>,
+  ): grpc.ClientUnaryCall;
+
+  /**
    * Streams the revocations that concern the calling identity, interleaved with periodic heartbeats so the
    * client can tell a quiet stream from a dead one.
    */
@@ -250,6 +309,16 @@ export interface KeyBrokerHandlers extends grpc.UntypedServiceImplementation {
   >;
 
   /**
+   * Confirms that the sidecar wiped an artifact's plaintext in answer to a revocation this stream sent it, so the
+   * broker can measure the time from the end of access to the confirmed wipe (docs/metrics.md). Audited. The wipe
+   * never waits for this call: a sidecar reports after wiping, with a bounded retry, and never re-wipes for it.
+   */
+  ReportWipe: grpc.handleUnaryCall<
+    _strongroom_v1_ReportWipeRequest__Output,
+    _strongroom_v1_ReportWipeResponse
+  >;
+
+  /**
    * Streams the revocations that concern the calling identity, interleaved with periodic heartbeats so the
    * client can tell a quiet stream from a dead one.
    */
@@ -277,6 +346,12 @@ export interface KeyBrokerDefinition extends grpc.ServiceDefinition {
     _strongroom_v1_ReleaseKeyResponse,
     _strongroom_v1_ReleaseKeyRequest__Output,
     _strongroom_v1_ReleaseKeyResponse__Output
+  >;
+  ReportWipe: MethodDefinition<
+    _strongroom_v1_ReportWipeRequest,
+    _strongroom_v1_ReportWipeResponse,
+    _strongroom_v1_ReportWipeRequest__Output,
+    _strongroom_v1_ReportWipeResponse__Output
   >;
   WatchRevocations: MethodDefinition<
     _strongroom_v1_WatchRevocationsRequest,

@@ -54,6 +54,12 @@ export interface Revocation {
    * When the operator published the revocation.
    */
   timestamp?: _google_protobuf_Timestamp | null;
+  /**
+   * When access ended: for an expired grant its expiresAt; otherwise when this broker's operator process published
+   * the revocation (the leader's decision, or a follower's sight of it). Echoed in ReportWipe; the time-to-revoke
+   * histogram counts from it.
+   */
+  endedAt?: _google_protobuf_Timestamp | null;
 }
 
 /**
@@ -92,4 +98,10 @@ export interface Revocation__Output {
    * When the operator published the revocation.
    */
   timestamp: _google_protobuf_Timestamp__Output | null;
+  /**
+   * When access ended: for an expired grant its expiresAt; otherwise when this broker's operator process published
+   * the revocation (the leader's decision, or a follower's sight of it). Echoed in ReportWipe; the time-to-revoke
+   * histogram counts from it.
+   */
+  endedAt: _google_protobuf_Timestamp__Output | null;
 }

@@ -1,0 +1,66 @@
+/**
+ * cross-environment: an attempt to cross environments. A refusal (key-release or broker-access deny) whose reason
+ * is one of `reasons` (by default the policy's `cross-environment-not-allowed` and
+ * `restricted-cannot-cross-environments`), or — when the event records the workload's environment — any attempt
+ * where it differs from the artifact's: refused always, allowed only with includeAllowed (an allowed crossing went
+ * through a cross-environment grant with its extra approvals). One alert per subject (the identity, else the
+ * artifact) per window.
+ */
+import { formatIdentity, type Alert } from '../alert.ts';
+import type { CrossEnvironmentConfig, DetectorLimits } from '../config.ts';
+import { artifactKey, identityKey, type Observation } from '../observation.ts';
+import { Alerter, type Rule } from '../rule.ts';
+
+export class CrossEnvironment implements Rule {
+  readonly name = 'cross-environment' as const;
+  readonly #config: CrossEnvironmentConfig;
+  readonly #alerter: Alerter;
+
+  constructor(config: CrossEnvironmentConfig, limits: DetectorLimits) {
+    this.#config = config;
+    this.#alerter = new Alerter(this.name, config, limits);
+  }
+
+  observe(o: Observation): Alert[] {
+    const artifactEnv = o.artifact?.environment;
+    const differs =
+      o.workloadEnvironment !== undefined &&
+      artifactEnv !== undefined &&
+      artifactEnv !== 'none' &&
+      o.workloadEnvironment !== artifactEnv;
+    const byReason = o.decision === 'deny' && this.#config.reasons.includes(o.reason);
+    const byEnvironment = differs && (o.decision === 'deny' || this.#config.includeAllowed);
+    if (!byReason && !byEnvironment) return [];
+    const subject =
+      o.identity !== null
+        ? `identity:${identityKey(o.identity)}`
+        : o.artifact !== null
+          ? `artifact:${artifactKey(o.artifact)}`
+          : undefined;
+    if (subject === undefined || !this.#alerter.ready(subject, o.time)) return [];
+    const who = o.identity !== null ? formatIdentity(o.identity) : 'an unverified caller';
+    const from = o.workloadEnvironment !== undefined ? ` from environment ${o.workloadEnvironment}` : '';
+    const target =
+      o.artifact !== null
+        ? `artifact ${artifactKey(o.artifact)}${artifactEnv !== undefined ? ` (environment ${artifactEnv})` : ''}`
+        : 'an artifact';
+    const outcome = o.decision === 'deny' ? `refused: ${o.reason}` : 'allowed by a cross-environment grant';
+    return [
+      this.#alerter.raise(subject, o.time, {
+        identity: o.identity,
+        artifact: o.artifact === null ? null : { namespace: o.artifact.namespace, name: o.artifact.name },
+        observed: 1,
+        baseline: 0,
+        threshold: 1,
+        from: o.time,
+        to: o.time,
+        message: `${who} asked for ${target}${from} across environments (${outcome})`,
+        evidence: [o.ref],
+      }),
+    ];
+  }
+
+  sweep(now: number): void {
+    this.#alerter.sweep(now);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * first-restricted-access: the first allowed key release of a restricted artifact (any version) to an identity,
+ * first relative to what this detector has seen. A denied attempt is not a touch (nothing was released; refusals are
+ * denial-burst's and cross-environment's). One alert per identity per window: further first touches by the same
+ * identity within the window are remembered without another alert (bulk-access covers many at once).
+ */
+import { formatIdentity, type Alert } from '../alert.ts';
+import type { DetectorLimits, FirstRestrictedAccessConfig } from '../config.ts';
+import { artifactKey, identityKey, type Observation } from '../observation.ts';
+import { Alerter, type Rule } from '../rule.ts';
+import { SubjectMap } from '../subjects.ts';
+
+export class FirstRestrictedAccess implements Rule {
+  readonly name = 'first-restricted-access' as const;
+  readonly #config: FirstRestrictedAccessConfig;
+  /** identity × artifact pairs already seen released. */
+  readonly #pairs: SubjectMap<true>;
+  readonly #alerter: Alerter;
+
+  constructor(config: FirstRestrictedAccessConfig, limits: DetectorLimits) {
+    this.#config = config;
+    this.#pairs = new SubjectMap(limits);
+    this.#alerter = new Alerter(this.name, config, limits);
+  }
+
+  observe(o: Observation): Alert[] {
+    if (o.source !== 'release' || o.decision !== 'allow' || o.identity === null || o.artifact === null)
+      return [];
+    const classification = o.artifact.classification ?? '';
+    if (!this.#config.classifications.includes(classification)) return [];
+    const identity = identityKey(o.identity);
+    const pair = `${identity} ${artifactKey(o.artifact)}`;
+    const first = !this.#pairs.has(pair);
+    this.#pairs.touch(pair, o.time, () => true);
+    if (!first || !this.#alerter.ready(identity, o.time)) return [];
+    return [
+      this.#alerter.raise(identity, o.time, {
+        identity: o.identity,
+        artifact: { namespace: o.artifact.namespace, name: o.artifact.name },
+        observed: 1,
+        baseline: 0,
+        threshold: 1,
+        from: o.time,
+        to: o.time,
+        message: `${formatIdentity(o.identity)} was released a key of ${classification} artifact ${artifactKey(o.artifact)} (version ${o.artifact.version ?? 'unknown'}) for the first time this detector has seen`,
+        evidence: [o.ref],
+      }),
+    ];
+  }
+
+  sweep(now: number): void {
+    this.#pairs.sweep(now);
+    this.#alerter.sweep(now);
+  }
+}

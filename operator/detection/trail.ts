@@ -1,0 +1,68 @@
+/**
+ * Anomaly detection's side of this replica's audit log (operator/broker/runnable.ts attaches it while the log is
+ * open, on every replica): every durable entry goes to the listeners (the detector), and `record` appends the
+ * detection's own events (anomaly-alert, identity-quarantined, identity-lifted). Until a log is attached, or after it
+ * is detached, `record` rejects after a short wait, so the caller retries instead of losing the record.
+ */
+import { AuditError, type AppendedEntry, type AuditLog } from '../../core/audit/index.ts';
+import type { DetectionEvent } from '../../core/audit/event.ts';
+import type { AuditTap } from '../broker/runnable.ts';
+
+/** Where detection records its events. Resolves once the event is durable. */
+export interface DetectionAudit {
+  record(event: DetectionEvent): Promise<void>;
+}
+
+export class DetectionTrail implements AuditTap, DetectionAudit {
+  #log: Pick<AuditLog, 'append'> | undefined;
+  readonly #listeners: ((entry: AppendedEntry) => void)[] = [];
+  #waiters: (() => void)[] = [];
+  readonly #waitMs: number;
+
+  /** `waitMs`: how long a record waits for a log to be attached before it fails. */
+  constructor(options: { waitMs?: number } = {}) {
+    this.#waitMs = options.waitMs ?? 5_000;
+  }
+
+  /** Calls `listener` with every durable entry of the log, synchronously and in order. */
+  onEntry(listener: (entry: AppendedEntry) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  observe(entry: AppendedEntry): void {
+    for (const listener of this.#listeners) listener(entry);
+  }
+
+  attach(log: Pick<AuditLog, 'append'>): void {
+    this.#log = log;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  detach(): void {
+    this.#log = undefined;
+  }
+
+  async record(event: DetectionEvent): Promise<void> {
+    if (this.#log === undefined) await this.#attached();
+    const log = this.#log;
+    if (log === undefined) throw new AuditError('closed', 'the audit log is not open');
+    await log.append(event);
+  }
+
+  #attached(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== done);
+        resolve();
+      }, this.#waitMs);
+      timer.unref();
+      this.#waiters.push(done);
+    });
+  }
+}
