@@ -169,7 +169,7 @@ describe('releaseKey', () => {
     expect(last).toMatchObject({
       decision: 'allow',
       reason: 'granted',
-      workload: { namespace: 'ml-dev', serviceAccount: 'trainer', podUid: peer.podUid },
+      workload: { namespace: 'ml-dev', serviceAccount: 'trainer', podUid: peer.podUid, environment: 'dev' },
       artifact: { name: 'resnet50', version: 'v2', classification: 'internal', environment: 'dev' },
       key: { id: 'strongroom-internal', version: '1' },
       grant: { name: 'g1' },

@@ -111,7 +111,13 @@ export async function releaseKey(
   request: ReleaseRequestInput,
   deps: ReleaseDeps,
 ): Promise<ReleaseResult> {
-  const workload = workloadOf(peer);
+  // The workload's environment label is recorded so the detector's cross-environment rule sees allowed crossings
+  // too (docs/detection.md); absent when the namespace has none.
+  const workloadEnvironment = deps.view.namespaces([peer.namespace]).get(peer.namespace)?.environment;
+  const workload = {
+    ...workloadOf(peer),
+    ...(workloadEnvironment ? { environment: workloadEnvironment } : {}),
+  };
   const requested = {
     namespace: printable(request.artifactNamespace),
     name: printable(request.artifactName),

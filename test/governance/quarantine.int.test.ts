@@ -7,7 +7,9 @@
  *   remove or change a key or delete the ConfigMap;
  * - alice (a requester) may not lift her own quarantine, nor write the ConfigMap at all;
  * - erin (strongroom:security) lifts a quarantine and may delete the ConfigMap;
- * - other ConfigMaps of the operator namespace are not concerned.
+ * - other ConfigMaps of the operator namespace are not concerned;
+ * - the namespace controller deletes it with the operator namespace (with a binding that denied without its
+ *   parameter, the governance ConfigMap, deleted first, would leave it stuck: tried, it times out).
  */
 import { AdmissionregistrationV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
