@@ -30,6 +30,25 @@ export interface AlertFacts {
 }
 
 /**
+ * The facts of an alert that one entry raises on its own (first restricted access, a cross-environment attempt, an
+ * off-hours release): observed 1 against threshold 1, no baseline, the window is that entry's instant, and the
+ * entry is the whole evidence.
+ */
+export function singleEntryFacts(o: Observation, message: string): AlertFacts {
+  return {
+    identity: o.identity,
+    artifact: o.artifact === null ? null : { namespace: o.artifact.namespace, name: o.artifact.name },
+    observed: 1,
+    baseline: 0,
+    threshold: 1,
+    from: o.time,
+    to: o.time,
+    message,
+    evidence: [o.ref],
+  };
+}
+
+/**
  * Builds a rule's alerts and keeps its cooldowns: after an alert for a subject at time t, the same rule raises no
  * other alert for that subject before t + window.
  */

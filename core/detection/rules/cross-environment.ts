@@ -9,7 +9,7 @@
 import { formatIdentity, type Alert } from '../alert.ts';
 import type { CrossEnvironmentConfig, DetectorLimits } from '../config.ts';
 import { artifactKey, identityKey, type Observation } from '../observation.ts';
-import { Alerter, type Rule } from '../rule.ts';
+import { Alerter, singleEntryFacts, type Rule } from '../rule.ts';
 
 export class CrossEnvironment implements Rule {
   readonly name = 'cross-environment' as const;
@@ -46,17 +46,11 @@ export class CrossEnvironment implements Rule {
         : 'an artifact';
     const outcome = o.decision === 'deny' ? `refused: ${o.reason}` : 'allowed by a cross-environment grant';
     return [
-      this.#alerter.raise(subject, o.time, {
-        identity: o.identity,
-        artifact: o.artifact === null ? null : { namespace: o.artifact.namespace, name: o.artifact.name },
-        observed: 1,
-        baseline: 0,
-        threshold: 1,
-        from: o.time,
-        to: o.time,
-        message: `${who} asked for ${target}${from} across environments (${outcome})`,
-        evidence: [o.ref],
-      }),
+      this.#alerter.raise(
+        subject,
+        o.time,
+        singleEntryFacts(o, `${who} asked for ${target}${from} across environments (${outcome})`),
+      ),
     ];
   }
 

@@ -7,7 +7,7 @@
 import { formatIdentity, type Alert } from '../alert.ts';
 import type { DetectorLimits, FirstRestrictedAccessConfig } from '../config.ts';
 import { artifactKey, identityKey, type Observation } from '../observation.ts';
-import { Alerter, type Rule } from '../rule.ts';
+import { Alerter, singleEntryFacts, type Rule } from '../rule.ts';
 import { SubjectMap } from '../subjects.ts';
 
 export class FirstRestrictedAccess implements Rule {
@@ -34,17 +34,14 @@ export class FirstRestrictedAccess implements Rule {
     this.#pairs.touch(pair, o.time, () => true);
     if (!first || !this.#alerter.ready(identity, o.time)) return [];
     return [
-      this.#alerter.raise(identity, o.time, {
-        identity: o.identity,
-        artifact: { namespace: o.artifact.namespace, name: o.artifact.name },
-        observed: 1,
-        baseline: 0,
-        threshold: 1,
-        from: o.time,
-        to: o.time,
-        message: `${formatIdentity(o.identity)} was released a key of ${classification} artifact ${artifactKey(o.artifact)} (version ${o.artifact.version ?? 'unknown'}) for the first time this detector has seen`,
-        evidence: [o.ref],
-      }),
+      this.#alerter.raise(
+        identity,
+        o.time,
+        singleEntryFacts(
+          o,
+          `${formatIdentity(o.identity)} was released a key of ${classification} artifact ${artifactKey(o.artifact)} (version ${o.artifact.version ?? 'unknown'}) for the first time this detector has seen`,
+        ),
+      ),
     ];
   }
 

@@ -6,7 +6,7 @@
 import { formatIdentity, type Alert } from '../alert.ts';
 import type { DetectorLimits, OffHoursConfig } from '../config.ts';
 import { artifactKey, identityKey, type Observation } from '../observation.ts';
-import { Alerter, type Rule } from '../rule.ts';
+import { Alerter, singleEntryFacts, type Rule } from '../rule.ts';
 
 const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 
@@ -50,17 +50,14 @@ export class OffHours implements Rule {
     const offset = formatOffset(this.#config.utcOffsetMinutes);
     const days = this.#config.days.map((d) => DAY_NAMES[d] ?? '').join(',');
     return [
-      this.#alerter.raise(key, o.time, {
-        identity: o.identity,
-        artifact: o.artifact === null ? null : { namespace: o.artifact.namespace, name: o.artifact.name },
-        observed: 1,
-        baseline: 0,
-        threshold: 1,
-        from: o.time,
-        to: o.time,
-        message: `${formatIdentity(o.identity)} was released a key of ${o.artifact === null ? 'an artifact' : artifactKey(o.artifact)} at ${at} (UTC${offset}), outside working hours ${hhmm(this.#config.startMinute)}-${hhmm(this.#config.endMinute)} ${days}`,
-        evidence: [o.ref],
-      }),
+      this.#alerter.raise(
+        key,
+        o.time,
+        singleEntryFacts(
+          o,
+          `${formatIdentity(o.identity)} was released a key of ${o.artifact === null ? 'an artifact' : artifactKey(o.artifact)} at ${at} (UTC${offset}), outside working hours ${hhmm(this.#config.startMinute)}-${hhmm(this.#config.endMinute)} ${days}`,
+        ),
+      ),
     ];
   }
 
