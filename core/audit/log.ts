@@ -9,6 +9,10 @@
  *   refuses to extend a file that does not verify. Acknowledged entries were complete lines before the sync
  *   returned, so the repair never removes one.
  * - Fail closed: after any write or sync error every further append rejects until the log is reopened.
+ * - A checkpoint that cannot be signed (a KMS that is unreachable, or answers with another key's signature) does not
+ *   fail the log: the batch is written and acknowledged without it (its entries are durable; verify reports them as
+ *   `unsigned-tail` until a later checkpoint covers them), the failure is counted (stage 'sign'), and signing is
+ *   tried again at the next checkpoint interval.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -31,8 +35,12 @@ export interface AuditExporter {
 /** Hooks for metrics, e.g. audit_appends_total and audit_append_failures_total. */
 export interface AuditMetrics {
   onAppend?(info: { readonly seq: number; readonly latencyMs: number; readonly batchSize: number }): void;
-  /** `stage` is 'append' (the caller was refused) or 'export' (the entry is durable, the SIEM copy failed). */
-  onFailure?(error: AuditError, stage: 'append' | 'export'): void;
+  /**
+   * `stage` is 'append' (the caller was refused), 'export' (the entry is durable, the SIEM copy failed) or 'sign'
+   * (a checkpoint could not be signed: the batch was written without it, signing is tried again at the next
+   * checkpoint interval).
+   */
+  onFailure?(error: AuditError, stage: 'append' | 'export' | 'sign'): void;
 }
 
 /** A durable entry, as the log's observers see it (after fdatasync, in seq order). */
@@ -60,7 +68,8 @@ export interface AuditLogOptions {
   readonly origin: string;
   /**
    * Signs checkpoints; its key name should be the origin. It may sign asynchronously (a key held in a KMS,
-   * core/kms/signing.ts): a signing failure fails the log closed like a write error.
+   * core/kms/signing.ts). A signing failure does not fail the log: the batch is written without a checkpoint, the
+   * failure is counted (onFailure stage 'sign'), and checkpoint() callers waiting for that note are rejected.
    */
   readonly signer: AnyNoteSigner;
   readonly exporter?: AuditExporter;
@@ -118,6 +127,8 @@ export class AuditLog {
   #flushing: Promise<void> | undefined;
   #checkpointed: number;
   #lastCheckpointAt: number;
+  /** When signing last failed: the next attempt waits a checkpoint interval from then, not from the last note. */
+  #signFailedAt = Number.NEGATIVE_INFINITY;
   #forceCheckpoint = false;
   #checkpointWaiters: { resolve(note: string): void; reject(e: AuditError): void }[] = [];
   #lastNote = '';
@@ -155,14 +166,21 @@ export class AuditLog {
     } catch (err) {
       throw new AuditError('io', `cannot open ${options.path}`, { cause: err });
     }
+    let log: AuditLog | undefined;
     try {
       const { tree, checkpointed, lastTime, repaired, previousSize } = await AuditLog.#recover(fh, options);
-      const log = new AuditLog(fh, options, tree, checkpointed, lastTime);
+      log = new AuditLog(fh, options, tree, checkpointed, lastTime);
       log.#startTimers(options.heartbeatIntervalMs ?? 60_000);
       await log.append({ type: 'writer-started', previousSize, repairedBytes: repaired });
+      // A writer starts only with a signed checkpoint: a signer that fails now fails the open.
       await log.checkpoint();
       return log;
     } catch (err) {
+      if (log !== undefined) {
+        for (const t of log.#timers) clearInterval(t);
+        log.#state = 'closed';
+        await log.#flushing;
+      }
       await fh.close().catch(() => undefined);
       if (err instanceof AuditError) throw err;
       throw new AuditError('io', `cannot open ${options.path}`, { cause: err });
@@ -302,13 +320,20 @@ export class AuditLog {
     return this.#lastNote;
   }
 
-  /** Stops the timers, writes a final checkpoint and closes the file. */
+  /**
+   * Stops the timers, writes a final checkpoint and closes the file. A final checkpoint that cannot be signed does
+   * not fail the close (the failure is counted; the entries are durable and the next open signs them); a write
+   * error does.
+   */
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     for (const t of this.#timers) clearInterval(t);
     if (this.#state === 'open') {
       try {
         await this.checkpoint();
+      } catch (err) {
+        // A write error failed the log (and is thrown); a signing failure did not (and was counted).
+        if (this.#failure !== undefined) throw err;
       } finally {
         this.#state = 'closed';
         await this.#flushing;
@@ -349,6 +374,7 @@ export class AuditLog {
         const waiters = this.#checkpointWaiters;
         this.#checkpointWaiters = [];
         let note: string | undefined;
+        let signError: AuditError | undefined;
         const signedSize = this.#tree.size;
         const forced = this.#forceCheckpoint && (signedSize > this.#checkpointed || this.#lastNote === '');
         this.#forceCheckpoint = false;
@@ -357,14 +383,14 @@ export class AuditLog {
           const body = { origin: this.origin, size: signedSize, rootHash: this.#tree.root(), extensions: [] };
           try {
             note = await signCheckpointAsync(body, this.#signer);
+            text += checkpointLine(note) + '\n';
           } catch (err) {
-            const error = new AuditError('io', `signing the checkpoint of ${this.path} failed`, {
-              cause: err,
-            });
-            this.#fail(error, batch, waiters);
-            return;
+            // The entries do not wait for the signer: they are written without a checkpoint, and the next interval
+            // tries again (a checkpoint then covers them all).
+            signError = new AuditError('io', `signing the checkpoint of ${this.path} failed`, { cause: err });
+            this.#signFailedAt = this.#now();
+            this.#metrics.onFailure?.(signError, 'sign');
           }
-          text += checkpointLine(note) + '\n';
         }
         try {
           await this.#fh.write(text);
@@ -380,7 +406,10 @@ export class AuditLog {
         }
         this.#acknowledge(batch);
         if (note !== undefined) this.#observe(() => this.#observers.onCheckpoint?.(note));
-        for (const w of waiters) w.resolve(this.#lastNote);
+        for (const w of waiters) {
+          if (signError === undefined) w.resolve(this.#lastNote);
+          else w.reject(signError);
+        }
       }
     } finally {
       this.#flushing = undefined;
@@ -391,7 +420,7 @@ export class AuditLog {
   #checkpointDue(): boolean {
     return (
       this.#tree.size > this.#checkpointed &&
-      this.#now() - this.#lastCheckpointAt >= this.#checkpointIntervalMs
+      this.#now() - Math.max(this.#lastCheckpointAt, this.#signFailedAt) >= this.#checkpointIntervalMs
     );
   }
 

@@ -9,7 +9,7 @@ const policies = governancePolicies({
 });
 
 describe('governancePolicies', () => {
-  it('builds the five documented policies, each with its binding', () => {
+  it('builds the six documented policies, each with its binding', () => {
     expect(policies.map((p) => p.policy.metadata?.name)).toEqual(Object.values(POLICY_NAMES));
     for (const { policy, binding } of policies) {
       expect(binding.spec.policyName).toBe(policy.metadata?.name);
@@ -17,7 +17,7 @@ describe('governancePolicies', () => {
     }
   });
 
-  it('fails closed: failurePolicy Fail, and a missing governance ConfigMap denies (but for the quarantines)', () => {
+  it('fails closed: failurePolicy Fail, and a missing governance ConfigMap denies (but for the quarantines and checkpoints)', () => {
     for (const { policy, binding } of policies) {
       expect(policy.spec?.failurePolicy).toBe('Fail');
       expect(policy.spec?.paramKind).toEqual({ apiVersion: 'v1', kind: 'ConfigMap' });
@@ -26,7 +26,12 @@ describe('governancePolicies', () => {
         namespace: 'strongroom-system',
         // The exception: the quarantines ConfigMap shares its namespace with the governance ConfigMap, which a
         // namespace deletion removes first; denying then would keep the namespace from ever going.
-        parameterNotFoundAction: policy.metadata?.name === POLICY_NAMES.identityQuarantine ? 'Allow' : 'Deny',
+        // The same holds for the audit checkpoints ConfigMap.
+        parameterNotFoundAction: [POLICY_NAMES.identityQuarantine, POLICY_NAMES.auditCheckpoints].includes(
+          policy.metadata?.name as never,
+        )
+          ? 'Allow'
+          : 'Deny',
       });
     }
   });
@@ -36,7 +41,10 @@ describe('governancePolicies', () => {
       const conditions = JSON.stringify(policy.spec?.matchConditions ?? []);
       if (policy.metadata?.name === POLICY_NAMES.versionPublishing)
         expect(conditions).toContain("'system:serviceaccount:strongroom-system:strongroom'");
-      else if (policy.metadata?.name === POLICY_NAMES.identityQuarantine)
+      else if (
+        policy.metadata?.name === POLICY_NAMES.identityQuarantine ||
+        policy.metadata?.name === POLICY_NAMES.auditCheckpoints
+      )
         expect(conditions).not.toContain('system:serviceaccount');
       else expect(conditions).toBe('[]');
     }
@@ -85,6 +93,29 @@ describe('governancePolicies', () => {
     );
     expect(q?.policy.spec?.validations?.[0]?.expression).toBe(
       'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyAdds)',
+    );
+  });
+
+  it('guards only the audit checkpoints ConfigMap in the operator namespace; the operator may only add or grow keys', () => {
+    const c = policies.find((p) => p.policy.metadata?.name === POLICY_NAMES.auditCheckpoints);
+    expect(c?.policy.spec?.matchConstraints?.resourceRules?.[0]?.operations).toEqual([
+      'CREATE',
+      'UPDATE',
+      'DELETE',
+    ]);
+    expect(c?.policy.spec?.matchConditions?.[1]?.expression).toBe(
+      "(object != null && object.metadata.name == 'strongroom-audit-checkpoints') || " +
+        "(oldObject != null && oldObject.metadata.name == 'strongroom-audit-checkpoints')",
+    );
+    const grows = c?.policy.spec?.variables?.find((v) => v.name === 'onlyGrows')?.expression ?? '';
+    // Every key stays, and a changed one keeps its origin (line 0) and grows (line 1), or keeps size and root.
+    expect(grows).toMatch(
+      /^request.operation != 'DELETE' && variables.before.all\(k, k in variables.after && /,
+    );
+    expect(grows).toContain("variables.after[k].split('\\n')[0] == variables.before[k].split('\\n')[0]");
+    expect(grows).toContain("int(variables.after[k].split('\\n')[1])");
+    expect(c?.policy.spec?.validations?.[0]?.expression).toBe(
+      'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyGrows)',
     );
   });
 });

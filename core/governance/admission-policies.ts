@@ -25,11 +25,18 @@ import type {
 } from '@kubernetes/client-node';
 
 import { ENVIRONMENT_LABEL } from '../api/index.ts';
+import { AUDIT_CHECKPOINTS_CONFIGMAP } from '../audit/checkpoint.ts';
 import { GOVERNANCE_CONFIGMAP } from '../policy/classification.ts';
 import { QUARANTINE_ANNOTATION } from '../policy/grant.ts';
 import { QUARANTINES_CONFIGMAP } from '../policy/quarantine.ts';
 
-export { ENVIRONMENT_LABEL, GOVERNANCE_CONFIGMAP, QUARANTINE_ANNOTATION, QUARANTINES_CONFIGMAP };
+export {
+  AUDIT_CHECKPOINTS_CONFIGMAP,
+  ENVIRONMENT_LABEL,
+  GOVERNANCE_CONFIGMAP,
+  QUARANTINE_ANNOTATION,
+  QUARANTINES_CONFIGMAP,
+};
 /** Groups that pass every group rule (see the module comment). */
 export const BREAK_GLASS_GROUPS: readonly string[] = ['system:masters'];
 
@@ -65,6 +72,7 @@ export const POLICY_NAMES = {
   environmentLabel: 'strongroom-environment-label',
   versionPublishing: 'strongroom-version-publishing',
   identityQuarantine: 'strongroom-identity-quarantine',
+  auditCheckpoints: 'strongroom-audit-checkpoints',
 } as const;
 
 const LABELS = { 'app.kubernetes.io/managed-by': 'strongroom', 'app.kubernetes.io/name': 'strongroom' };
@@ -483,6 +491,94 @@ function identityQuarantine(options: GovernancePolicyOptions): GovernancePolicy 
   return built;
 }
 
+/** CEL: line `i` of the signed note `note` (a CEL string expression): 0 the origin, 1 the size, 2 the root hash. */
+function noteLine(note: string, i: number): string {
+  return `${note}.split('\\n')[${String(i)}]`;
+}
+
+/** CEL: the tree size of the signed note `note` (a CEL string expression), or -1 when it is not a checkpoint. */
+function noteSize(note: string): string {
+  return (
+    `(${note}.split('\\n').size() > 2 && ${noteLine(note, 1)}.matches('^[0-9]{1,18}$') ? ` +
+    `int(${noteLine(note, 1)}) : -1)`
+  );
+}
+
+/**
+ * ConfigMap strongroom-audit-checkpoints (each replica's latest signed audit checkpoint under its writer name,
+ * operator/broker/checkpoint-publisher.ts, docs/audit.md#published-checkpoints): the security groups may do anything
+ * to it; the operator may create it, add keys, and change a key only to a checkpoint of the same origin that is
+ * larger (or of the same size and root: the same tree), never remove a key nor delete the ConfigMap; everyone else
+ * may not write it at all. So rewinding a writer's checkpoint (which would let a rolled-back log open), forking it, or
+ * removing it (the next open would be unchecked) takes the security team, not only the operator's ServiceAccount.
+ * Like identityQuarantine, the namespace controller may delete it with the namespace and the binding allows when the
+ * governance ConfigMap is missing (it may be deleted first with the namespace).
+ */
+function auditCheckpoints(options: GovernancePolicyOptions): GovernancePolicy {
+  const name = lit(AUDIT_CHECKPOINTS_CONFIGMAP);
+  const groups = `${param(lit('securityGroups'), lit(options.defaults.securityGroups))}.split(',')`;
+  const before = 'variables.before[k]';
+  const after = 'variables.after[k]';
+  const grows =
+    `(${noteSize(before)} >= 0 && ${noteLine(after, 0)} == ${noteLine(before, 0)} && ` +
+    `(${noteSize(after)} > ${noteSize(before)} || ` +
+    `(${noteSize(after)} == ${noteSize(before)} && ${noteLine(after, 2)} == ${noteLine(before, 2)})))`;
+  const built = policy(
+    POLICY_NAMES.auditCheckpoints,
+    {
+      resources: { group: '', resource: 'configmaps' },
+      operations: ['CREATE', 'UPDATE', 'DELETE'],
+      matchConditions: [
+        { name: 'operator-namespace', expression: `request.namespace == ${lit(options.operatorNamespace)}` },
+        {
+          name: 'checkpoints-configmap',
+          expression:
+            `(object != null && object.metadata.name == ${name}) || ` +
+            `(oldObject != null && oldObject.metadata.name == ${name})`,
+        },
+      ],
+      variables: [
+        { name: 'groups', expression: groups },
+        { name: 'security', expression: userIn('variables.groups') },
+        { name: 'operator', expression: `${user} == ${lit(options.operatorUser)}` },
+        {
+          name: 'before',
+          expression: 'oldObject == null || !has(oldObject.data) ? {} : oldObject.data',
+        },
+        { name: 'after', expression: 'object == null || !has(object.data) ? {} : object.data' },
+        {
+          name: 'onlyGrows',
+          expression:
+            "request.operation != 'DELETE' && variables.before.all(k, k in variables.after && " +
+            `(${after} == ${before} || ${grows}))`,
+        },
+        {
+          name: 'namespaceDeleted',
+          expression:
+            "request.operation == 'DELETE' && namespaceObject != null && has(namespaceObject.metadata.deletionTimestamp)",
+        },
+      ],
+      validations: [
+        {
+          expression:
+            'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyGrows)',
+          messageExpression:
+            `(variables.operator ? 'the operator may only add keys to ConfigMap ${AUDIT_CHECKPOINTS_CONFIGMAP} ` +
+            `and replace a checkpoint by a larger one of the same origin' : ` +
+            `'only the security team and the operator may write ConfigMap ${AUDIT_CHECKPOINTS_CONFIGMAP}') + ` +
+            `'; removing a key, rewinding or rewriting a checkpoint or deleting the ConfigMap is for the security ` +
+            `team (groups ' + variables.groups.join(', ') + ')'`,
+          reason: forbidden,
+        },
+      ],
+    },
+    options,
+  );
+  const paramRef = built.binding.spec.paramRef;
+  if (paramRef !== undefined) paramRef.parameterNotFoundAction = 'Allow';
+  return built;
+}
+
 /** Every governance policy with its binding, in the order they are documented. */
 export function governancePolicies(options: GovernancePolicyOptions): readonly GovernancePolicy[] {
   return [
@@ -491,5 +587,6 @@ export function governancePolicies(options: GovernancePolicyOptions): readonly G
     environmentLabel(options),
     versionPublishing(options),
     identityQuarantine(options),
+    auditCheckpoints(options),
   ];
 }

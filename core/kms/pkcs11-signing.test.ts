@@ -16,7 +16,13 @@ import { createSoftHsmToken, type SoftHsmToken } from '../../test/hsm/softhsm.ts
 import { openCheckpoint, signCheckpoint, signCheckpointAsync } from '../audit/checkpoint.ts';
 import { AuditLog } from '../audit/log.ts';
 import { EMPTY_ROOT } from '../audit/merkle.ts';
-import { parseSignerKey, parseVerifierKey, signNote, signNoteAsync } from '../audit/note.ts';
+import {
+  noteVerifierFromPublicKey,
+  parseSignerKey,
+  parseVerifierKey,
+  signNote,
+  signNoteAsync,
+} from '../audit/note.ts';
 import { releaseEvent } from '../audit/testdata/fixtures.ts';
 import { verifyLog } from '../audit/verify.ts';
 import { Pkcs11KmsProvider } from './pkcs11.ts';
@@ -244,7 +250,7 @@ describe('checkpoint signing key on a SoftHSM2 token', () => {
     }
   });
 
-  it('refuses an extractable key, two pairs with one label, and a key that went away', async () => {
+  it('refuses an extractable key, and a key that went away', async () => {
     const extractable = softwareKey();
     await onToken(token, 'import-extractable', {
       label: 'extractable',
@@ -254,22 +260,6 @@ describe('checkpoint signing key on a SoftHSM2 token', () => {
     const refused = await rejection((await provider.checkpointSigningKey('extractable')).publicKey());
     expect(refused.code).toBe('invalid');
     expect(refused.message).toMatch(/never leave the token/);
-
-    const a = softwareKey();
-    const b = softwareKey();
-    await onToken(token, 'import', {
-      label: 'twice',
-      seed: a.seed.toString('hex'),
-      point: a.publicKey.toString('hex'),
-    });
-    await onToken(token, 'import', {
-      label: 'twice',
-      seed: b.seed.toString('hex'),
-      point: b.publicKey.toString('hex'),
-    });
-    const twice = await rejection((await provider.checkpointSigningKey('twice')).publicKey());
-    expect(twice.code).toBe('invalid');
-    expect(twice.message).toMatch(/exactly one pair/);
 
     const key = await provider.checkpointSigningKey('goes-away');
     await key.publicKey();
@@ -287,16 +277,97 @@ describe('checkpoint signing key on a SoftHSM2 token', () => {
     await expect(provider.checkpointSigningKey('')).rejects.toMatchObject({ code: 'invalid' });
   });
 
-  it('a key that fails to sign fails the audit log closed', async () => {
+  it('two key pairs under one label (two replicas generated one each): every replica picks the same, or the one it is asked for', async () => {
+    const a = softwareKey();
+    const b = softwareKey();
+    for (const k of [a, b])
+      await onToken(token, 'import', {
+        label: 'twice',
+        seed: k.seed.toString('hex'),
+        point: k.publicKey.toString('hex'),
+      });
+    expect(
+      await onToken<Inspection>(token, 'inspect', { label: 'twice' }).then((i) => [
+        i.privateKeys,
+        i.publicKeys,
+      ]),
+    ).toEqual([2, 2]);
+    const [low, high] = [a.publicKey, b.publicKey].sort((x, y) => Buffer.compare(x, y)) as [Buffer, Buffer];
+    const spki = (raw: Buffer) =>
+      createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw]), format: 'der', type: 'spki' });
+    const data = Buffer.from('strongroom.audit/test-cluster/replica-0\n7\nroot\n');
+
+    // Nothing preferred: the lowest public key, and signatures by its own private key.
+    const key = await provider.checkpointSigningKey('twice');
+    expect(Buffer.from(await key.publicKey()).equals(low)).toBe(true);
+    const signature = Buffer.from(await key.sign(data));
+    expect(verify(null, data, spki(low), signature)).toBe(true);
+    // Another replica (its own provider, session and login) picks the same pair.
+    const other = await Pkcs11KmsProvider.open(options());
+    try {
+      const found = await other.checkpointSigningKey('twice');
+      expect(Buffer.from(await found.publicKey()).equals(low)).toBe(true);
+      expect(Buffer.from(await found.sign(data)).equals(signature)).toBe(true);
+    } finally {
+      await other.close();
+    }
+
+    // Asked for the other one (the cluster's verifier key names it): that pair, signing with its own private key.
+    const asked = await provider.checkpointSigningKey('twice');
+    expect(Buffer.from(await asked.publicKey(high)).equals(high)).toBe(true);
+    const byHigh = Buffer.from(await asked.sign(data));
+    expect(verify(null, data, spki(high), byHigh)).toBe(true);
+    expect(verify(null, data, spki(low), byHigh)).toBe(false);
+    // A note signer asked for it writes a log that verifies with that key alone.
+    const signer = await kmsNoteSigner(NAME, await provider.checkpointSigningKey('twice'), high);
+    expect(signer.verifier.key).toBe(noteVerifierFromPublicKey(NAME, high).key);
+    const path = join(dir, 'twice.log');
+    const log = await AuditLog.open({ path, origin: `${NAME}/replica-2`, signer, heartbeatIntervalMs: 0 });
+    await log.append(releaseEvent(0));
+    await log.close();
+    const report = verifyLog(readFileSync(path), { verifiers: [parseVerifierKey(signer.verifier.key)] });
+    expect(report.findings).toEqual([]);
+    expect(report.latest?.size).toBe(2);
+
+    // Asked for a key that is not on the token: the same choice as with nothing asked (the caller refuses it).
+    const stranger = softwareKey().publicKey;
+    expect(
+      Buffer.from(await (await provider.checkpointSigningKey('twice')).publicKey(stranger)).equals(low),
+    ).toBe(true);
+    // Still two pairs: nothing was generated or deleted.
+    expect(
+      await onToken<Inspection>(token, 'inspect', { label: 'twice' }).then((i) => [
+        i.privateKeys,
+        i.publicKeys,
+      ]),
+    ).toEqual([2, 2]);
+  });
+
+  it('a key that fails to sign leaves the entries durable without a checkpoint; the log goes on and counts it', async () => {
     const key = await provider.checkpointSigningKey('removed-mid-run');
     const signer = await kmsNoteSigner(NAME, key);
     const path = join(dir, 'removed.log');
-    const log = await AuditLog.open({ path, origin: `${NAME}/replica-1`, signer, heartbeatIntervalMs: 0 });
-    await onToken(token, 'destroy', { label: 'removed-mid-run' });
-    await expect(log.append(releaseEvent(0)).then(() => log.checkpoint())).rejects.toMatchObject({
-      kind: 'io',
+    const stages: string[] = [];
+    const log = await AuditLog.open({
+      path,
+      origin: `${NAME}/replica-1`,
+      signer,
+      heartbeatIntervalMs: 0,
+      metrics: { onFailure: (_e, stage) => stages.push(stage) },
     });
-    await expect(log.append(releaseEvent(1))).rejects.toMatchObject({ kind: 'failed' });
+    await onToken(token, 'destroy', { label: 'removed-mid-run' });
+    const refused = await log
+      .append(releaseEvent(0))
+      .then(() => log.checkpoint())
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ kind: 'io' });
+    expect((refused as Error).cause).toMatchObject({ code: 'not-found' });
+    expect((await log.append(releaseEvent(1))).seq).toBe(2);
+    expect(stages).toEqual(['sign']);
     await log.close();
+    expect(stages).toEqual(['sign', 'sign']);
+    const report = verifyLog(readFileSync(path), { verifiers: [parseVerifierKey(signer.verifier.key)] });
+    expect(report.findings.map((f) => f.kind)).toEqual(['unsigned-tail']);
+    expect([report.entries, report.latest?.size]).toEqual([3, 1]);
   });
 });

@@ -12,12 +12,20 @@
  * - signing: C_SignInit with CKM_EDDSA and no parameters (pure Ed25519), then C_Sign of the note text.
  *
  * A found key must be an Ed25519 signing key that is sensitive and not extractable; anything else is refused
- * (`invalid`), as are two key pairs with the same label. A key that disappears after start-up is `not-found` at the
- * next signature and never silently replaced: the verifier key published in `strongroom-audit-keys` would not match.
+ * (`invalid`). A key that disappears after start-up is `not-found` at the next signature and never silently replaced
+ * (not even by another pair under the label): the verifier key published in `strongroom-audit-keys` would not match.
+ *
+ * Several key pairs under the label (two replicas that started together on an empty shared token each generated
+ * one) are not an error: publicKey() picks the pair whose public key the caller prefers (the verifier key already in
+ * `strongroom-audit-keys`), else the one with the lowest public key (bytewise), so every replica picks the same one
+ * without talking to the others; sign() then signs with that pair only. The halves of a pair share label and CKA_ID,
+ * so the private key of the chosen public key is found by a test signature that the public key verifies. Nothing is
+ * deleted: the extra pair stays on the token for an administrator to remove (docs/kms.md).
  *
  * The operations run on the pkcs11 provider's session and queue (pkcs11.ts `checkpointSigningKey`), so they share its
  * login, its session recovery and its one-operation-at-a-time discipline.
  */
+import { createPublicKey, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { Handle, Template } from 'pkcs11js';
 import { KmsError } from './provider.ts';
@@ -79,12 +87,33 @@ function ulong(value: Buffer): number {
 interface KeyPair {
   readonly privateKey: Handle;
   readonly publicKey: Handle;
+  /** The raw 32-byte public key. */
+  readonly raw: Buffer;
+}
+
+/** What a private key signs to tell which public key it belongs to (several pairs under one label). */
+const PAIRING_CHALLENGE = Buffer.from('strongroom checkpoint signing key pairing v1\n', 'utf8');
+const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+function verifiesWith(raw: Buffer, data: Buffer, signature: Buffer): boolean {
+  try {
+    const key = createPublicKey({
+      key: Buffer.concat([SPKI_ED25519_PREFIX, raw]),
+      format: 'der',
+      type: 'spki',
+    });
+    return verify(null, data, key, signature);
+  } catch {
+    return false;
+  }
 }
 
 export class Pkcs11CheckpointSigningKey implements CheckpointSigningKey {
   readonly description: string;
   readonly #run: TokenRun;
   readonly #label: Buffer;
+  /** The public key publicKey() chose: sign() signs with that pair only. */
+  #chosen: Buffer | undefined;
 
   constructor(run: TokenRun, tokenLabel: string, label: string) {
     if (typeof label !== 'string' || label === '' || Buffer.byteLength(label, 'utf8') > MAX_LABEL_BYTES)
@@ -97,22 +126,22 @@ export class Pkcs11CheckpointSigningKey implements CheckpointSigningKey {
     this.description = `PKCS#11 token "${tokenLabel}" Ed25519 key "${label}"`;
   }
 
-  /** Finds the key pair, generating it on the token when there is none; returns the raw public key. */
-  publicKey(): Promise<Uint8Array> {
+  /**
+   * Finds the key pair, generating it on the token when there is none; returns the raw public key. With several
+   * pairs under the label, the one whose public key is `preferred`, else the lowest public key (see above).
+   */
+  publicKey(preferred?: Uint8Array): Promise<Uint8Array> {
     return this.#run(async (lib, s) => {
-      const pair = this.#find(lib, s) ?? (await this.#generate(lib, s));
-      const [point] = this.#call('C_GetAttributeValue (CKA_EC_POINT)', () =>
-        lib.C_GetAttributeValue(s, pair.publicKey, [{ type: pkcs11js.CKA_EC_POINT }]),
-      );
-      const raw = point?.value ? ed25519FromEcPoint(point.value) : undefined;
-      if (!raw) throw new KmsError('invalid', `${this.description}: CKA_EC_POINT is not an Ed25519 point`);
-      return raw;
+      const want = preferred === undefined ? undefined : Buffer.from(preferred);
+      const pair = this.#find(lib, s, want, false) ?? (await this.#generate(lib, s));
+      this.#chosen = pair.raw;
+      return Buffer.from(pair.raw);
     });
   }
 
   sign(data: Uint8Array): Promise<Uint8Array> {
     return this.#run(async (lib, s) => {
-      const pair = this.#find(lib, s);
+      const pair = this.#find(lib, s, this.#chosen, true);
       if (!pair) throw new KmsError('not-found', `${this.description} is no longer on the token`);
       this.#call('C_SignInit (CKM_EDDSA)', () => {
         lib.C_SignInit(s, { mechanism: CKM_EDDSA }, pair.privateKey);
@@ -152,19 +181,71 @@ export class Pkcs11CheckpointSigningKey implements CheckpointSigningKey {
     });
   }
 
-  /** The key pair, checked; undefined when the token holds neither half. */
-  #find(lib: pkcs11js.PKCS11, s: Handle): KeyPair | undefined {
+  /** The raw Ed25519 public key of a public key object. */
+  #raw(lib: pkcs11js.PKCS11, s: Handle, publicKey: Handle): Buffer {
+    const [point] = this.#call('C_GetAttributeValue (CKA_EC_POINT)', () =>
+      lib.C_GetAttributeValue(s, publicKey, [{ type: pkcs11js.CKA_EC_POINT }]),
+    );
+    const raw = point?.value ? ed25519FromEcPoint(point.value) : undefined;
+    if (!raw) throw new KmsError('invalid', `${this.description}: CKA_EC_POINT is not an Ed25519 point`);
+    return raw;
+  }
+
+  /**
+   * The key pair, checked; undefined when the token holds neither half. `want` is the public key to use: preferred
+   * (publicKey(): another one is taken when it is not there) or required (`exact`, sign(): then nothing else is).
+   */
+  #find(lib: pkcs11js.PKCS11, s: Handle, want: Buffer | undefined, exact: boolean): KeyPair | undefined {
     const privateKeys = this.#findAll(lib, s, pkcs11js.CKO_PRIVATE_KEY);
     const publicKeys = this.#findAll(lib, s, pkcs11js.CKO_PUBLIC_KEY);
     if (privateKeys.length === 0 && publicKeys.length === 0) return undefined;
-    const [privateKey] = privateKeys;
-    const [publicKey] = publicKeys;
-    if (privateKeys.length !== 1 || publicKeys.length !== 1 || !privateKey || !publicKey) {
+    if (privateKeys.length === 0 || publicKeys.length === 0) {
       throw new KmsError(
         'invalid',
-        `${this.description}: the token holds ${privateKeys.length} private and ${publicKeys.length} public keys with this label; exactly one pair is required`,
+        `${this.description}: the token holds ${privateKeys.length} private and ${publicKeys.length} public keys with this label; a key pair is required`,
       );
     }
+    const candidates = publicKeys
+      .map((publicKey) => ({ publicKey, raw: this.#raw(lib, s, publicKey) }))
+      .sort((a, b) => Buffer.compare(a.raw, b.raw));
+    const wanted = want === undefined ? undefined : candidates.find((c) => c.raw.equals(want));
+    if (exact && want !== undefined && wanted === undefined) return undefined;
+    const chosen = wanted ?? candidates[0];
+    if (chosen === undefined) return undefined;
+    const privateKey =
+      privateKeys.length === 1 && publicKeys.length === 1
+        ? privateKeys[0]
+        : this.#privateKeyOf(lib, s, privateKeys, chosen.raw);
+    if (privateKey === undefined) {
+      throw new KmsError(
+        'invalid',
+        `${this.description}: none of the ${privateKeys.length} private keys with this label belongs to public key ${chosen.raw.toString('base64')}`,
+      );
+    }
+    this.#check(lib, s, privateKey);
+    return { privateKey, publicKey: chosen.publicKey, raw: chosen.raw };
+  }
+
+  /** Which of `privateKeys` signs what `raw` verifies (the halves of a pair share label and CKA_ID). */
+  #privateKeyOf(lib: pkcs11js.PKCS11, s: Handle, privateKeys: Handle[], raw: Buffer): Handle | undefined {
+    for (const privateKey of privateKeys) {
+      let signature: Buffer;
+      try {
+        lib.C_SignInit(s, { mechanism: CKM_EDDSA }, privateKey);
+        signature = lib.C_Sign(s, PAIRING_CHALLENGE, Buffer.alloc(ED25519_SIGNATURE_BYTES));
+      } catch (e) {
+        // Not a key that signs with CKM_EDDSA (C_Sign ends the operation whatever happens): not this pair.
+        if (ckrName(e) === 'CKR_KEY_TYPE_INCONSISTENT' || ckrName(e) === 'CKR_KEY_FUNCTION_NOT_PERMITTED')
+          continue;
+        throw p11('C_Sign (pairing)', e);
+      }
+      if (verifiesWith(raw, PAIRING_CHALLENGE, signature)) return privateKey;
+    }
+    return undefined;
+  }
+
+  /** Refuses a private key that is not an Ed25519 signing key kept on the token. */
+  #check(lib: pkcs11js.PKCS11, s: Handle, privateKey: Handle): void {
     const attributes = this.#call('C_GetAttributeValue', () =>
       lib.C_GetAttributeValue(s, privateKey, [
         { type: pkcs11js.CKA_KEY_TYPE },
@@ -182,7 +263,6 @@ export class Pkcs11CheckpointSigningKey implements CheckpointSigningKey {
         `${this.description} is not sensitive and non-extractable; a checkpoint key must never leave the token`,
       );
     if (canSign?.[0] !== 1) throw new KmsError('invalid', `${this.description} cannot sign (CKA_SIGN false)`);
-    return { privateKey, publicKey };
   }
 
   async #generate(lib: pkcs11js.PKCS11, s: Handle): Promise<KeyPair> {
@@ -206,9 +286,10 @@ export class Pkcs11CheckpointSigningKey implements CheckpointSigningKey {
       { type: pkcs11js.CKA_DERIVE, value: false },
     ];
     let lastError: unknown;
+    let pair: { privateKey: Handle; publicKey: Handle } | undefined;
     for (const params of [ED25519_OID_PARAMS, EDWARDS25519_NAME_PARAMS]) {
       try {
-        const pair = await lib.C_GenerateKeyPairAsync(
+        pair = await lib.C_GenerateKeyPairAsync(
           s,
           { mechanism: CKM_EC_EDWARDS_KEY_PAIR_GEN },
           [
@@ -222,12 +303,18 @@ export class Pkcs11CheckpointSigningKey implements CheckpointSigningKey {
           ],
           privateTemplate,
         );
-        return { privateKey: pair.privateKey, publicKey: pair.publicKey };
+        break;
       } catch (e) {
         lastError = e;
         if (!CURVE_REFUSED.has(ckrName(e) ?? '')) break;
       }
     }
+    if (pair !== undefined)
+      return {
+        privateKey: pair.privateKey,
+        publicKey: pair.publicKey,
+        raw: this.#raw(lib, s, pair.publicKey),
+      };
     const ckr = ckrName(lastError);
     if (ckr === 'CKR_MECHANISM_INVALID')
       throw new KmsError(

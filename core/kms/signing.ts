@@ -27,8 +27,12 @@ export const ED25519_SIGNATURE_BYTES = 64;
 export interface CheckpointSigningKey {
   /** Where the key is, for messages (never a secret). */
   readonly description: string;
-  /** The raw 32-byte Ed25519 public key. */
-  publicKey(): Promise<Uint8Array>;
+  /**
+   * The raw 32-byte Ed25519 public key. Where the KMS may hold several keys under the id (pkcs11: two replicas that
+   * each generated a pair on a shared token), the one whose public key is `preferred` is used when it is there (else
+   * one chosen the same way by every replica), and sign() signs with the key chosen here.
+   */
+  publicKey(preferred?: Uint8Array): Promise<Uint8Array>;
   /** The 64-byte Ed25519 signature of `data` (pure Ed25519: the data itself is signed, not a digest). */
   sign(data: Uint8Array): Promise<Uint8Array>;
 }
@@ -47,10 +51,16 @@ export function holdsSigningKeys(kms: object): kms is CheckpointSigningKeys {
 /**
  * A note signer named `name` (the audit keys' name, `strongroom.audit/<cluster>`) whose signatures come from `key`.
  * The verifier is built from the public key the KMS reports; signNoteAsync checks every signature against it, so a
- * KMS answering with a signature by another key fails the checkpoint (and the log, closed) instead of writing it.
+ * KMS answering with a signature by another key fails the checkpoint instead of writing it (the log then writes the
+ * entries without it and signs again at the next interval, core/audit/log.ts). `preferred`: the public key to use
+ * when the KMS holds several under the id (the one in the cluster's published verifier key).
  */
-export async function kmsNoteSigner(name: string, key: CheckpointSigningKey): Promise<AsyncNoteSigner> {
-  const publicKey = await key.publicKey();
+export async function kmsNoteSigner(
+  name: string,
+  key: CheckpointSigningKey,
+  preferred?: Uint8Array,
+): Promise<AsyncNoteSigner> {
+  const publicKey = await key.publicKey(preferred);
   if (publicKey.length !== ED25519_PUBLIC_KEY_BYTES) {
     throw new KmsError(
       'invalid',

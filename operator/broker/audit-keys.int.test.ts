@@ -3,7 +3,7 @@
  * (--audit-signer kms) or in the Secret (--audit-signer secret): what the Secret holds in each case, that replicas
  * agree on one key, and that a switch between them or a second KMS key is refused rather than guessed at.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { createSoftHsmToken, type SoftHsmToken } from '../../test/hsm/softhsm.ts
 import { AuditLog, parseVerifierKey, verifyLog } from '../../core/audit/index.ts';
 import { releaseEvent } from '../../core/audit/testdata/fixtures.ts';
 import { Pkcs11KmsProvider } from '../../core/kms/pkcs11.ts';
-import { CHECKPOINT_SIGNING_KEY_ID } from '../../core/kms/signing.ts';
+import { CHECKPOINT_SIGNING_KEY_ID, type CheckpointSigningKey } from '../../core/kms/signing.ts';
 import { AUDIT_KEYS_SECRET, AuditKeysError, ensureAuditKeys } from './audit-keys.ts';
 
 const cluster = inject('cluster');
@@ -23,6 +23,11 @@ const core = kc.makeApiClient(CoreV1Api);
 const suffix = randomBytes(3).toString('hex');
 const namespaces: string[] = [];
 const NAME = 'strongroom.audit/test-cluster';
+
+interface TestKey {
+  readonly raw: Buffer;
+  readonly privateKey: KeyObject;
+}
 
 let token: SoftHsmToken;
 let provider: Pkcs11KmsProvider;
@@ -122,6 +127,42 @@ describe('audit keys with the checkpoint signing key in the KMS', () => {
     expect(secret.data?.['hmac']).toBe(hmacBefore);
     expect(secret.metadata?.labels?.['strongroom.dev/role']).toBe('audit-keys');
     expect((await secretData(ns))['verifier']).toBe(after.verifierKey);
+  });
+
+  it('two replicas that each generated a key on a shared token both sign with the one the Secret names', async () => {
+    // A token holding several Ed25519 keys under one label, as pkcs11-signing.ts sees it (tested there on SoftHSM2):
+    // the lowest public key, unless the caller asks for one that is there.
+    const token = (keys: readonly [TestKey, ...TestKey[]]): CheckpointSigningKey => {
+      let chosen = keys[0];
+      return {
+        description: 'a shared test token',
+        publicKey: (preferred) => {
+          chosen = keys.find((k) => preferred !== undefined && k.raw.equals(preferred)) ?? keys[0];
+          return Promise.resolve(chosen.raw);
+        },
+        sign: (data) => Promise.resolve(sign(null, data, chosen.privateKey)),
+      };
+    };
+    const [low, high, stranger] = [0, 1, 2]
+      .map(() => generateKeyPairSync('ed25519'))
+      .map((k) => ({
+        raw: k.publicKey.export({ format: 'der', type: 'spki' }).subarray(12),
+        privateKey: k.privateKey,
+      }))
+      .sort((x, y) => Buffer.compare(x.raw, y.raw)) as [TestKey, TestKey, TestKey];
+    const ns = await namespace();
+    // Replica A saw only the pair it generated (the higher key) and wrote the Secret with it.
+    const a = await ensureAuditKeys(core, ns, NAME, token([high]));
+    // Replica B sees both pairs; left to itself it would take the lower key, but the Secret names the other.
+    const b = await ensureAuditKeys(core, ns, NAME, token([low, high]));
+    expect(b.verifierKey).toBe(a.verifierKey);
+    expect((await secretData(ns))['verifier']).toBe(a.verifierKey);
+    const text = Buffer.from('strongroom.audit/test-cluster/replica-1\n1\nroot\n');
+    expect(parseVerifierKey(a.verifierKey).verify(text, await b.signer.sign(text))).toBe(true);
+    // A token without the Secret's key is still refused.
+    await expect(ensureAuditKeys(core, ns, NAME, token([low, stranger]))).rejects.toThrow(
+      /names checkpoint verifier key .* another key .* signs this cluster/,
+    );
   });
 
   it('refuses to sign with a second KMS key when the Secret names another', async () => {

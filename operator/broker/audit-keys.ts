@@ -9,8 +9,10 @@
  *
  * With `--audit-signer=kms` the checkpoint signing key is an Ed25519 key in the KMS (core/kms/signing.ts): the
  * Secret holds no `signer`, and its `verifier` is the KMS key's verifier key, written by the first replica and
- * checked by every later one (a replica whose KMS key differs refuses to start). A Secret still holding a `signer`
- * (the operator ran with `--audit-signer=secret` before) is refused with the steps to switch (docs/kms.md).
+ * checked by every later one (a replica whose KMS key differs refuses to start; a KMS holding several keys under the
+ * id, as a shared token can after two replicas each generated one, is asked for the Secret's). A Secret still
+ * holding a `signer` (the operator ran with `--audit-signer=secret` before) is refused with the steps to switch
+ * (docs/kms.md).
  */
 import { randomBytes } from 'node:crypto';
 import { ApiException, type CoreV1Api, type V1Secret } from '@kubernetes/client-node';
@@ -115,6 +117,16 @@ export async function ensureAuditKeys(
   }
 }
 
+/** The raw Ed25519 public key of a verifier key text, or undefined when it is not one. */
+function publicKeyOf(verifierKey: string): Uint8Array | undefined {
+  try {
+    parseVerifierKey(verifierKey);
+    return Buffer.from(verifierKey.trim().split('+').slice(2).join('+'), 'base64').subarray(1);
+  } catch {
+    return undefined;
+  }
+}
+
 const KMS_SWITCH_HELP =
   'to switch to a KMS-held key, archive the audit logs with their verifier key, then delete the `signer` and ' +
   '`verifier` fields of the Secret (docs/kms.md#checkpoint-signing-keys)';
@@ -135,7 +147,8 @@ async function ensureKmsAuditKeys(
       cause: error,
     });
   }
-  const verifierKey = signer.verifier.key;
+  let verifierKey = signer.verifier.key;
+  let asked = false;
   // Create, or complete (add the verifier), under optimistic concurrency; a lost race reads the winner's Secret.
   for (let attempt = 0; ; attempt++) {
     let secret: V1Secret | undefined;
@@ -155,6 +168,22 @@ async function ensureKmsAuditKeys(
     const stored =
       data['verifier'] === undefined ? '' : Buffer.from(data['verifier'], 'base64').toString('utf8');
     const hmac = data['hmac'] === undefined ? undefined : Buffer.from(data['hmac'], 'base64');
+    if (stored !== '' && stored !== verifierKey && !asked) {
+      // The KMS may hold several keys under the id (two replicas each generated one on a shared token): use the
+      // cluster's if it is among them. Another key is refused below.
+      asked = true;
+      const preferred = publicKeyOf(stored);
+      if (preferred !== undefined) {
+        try {
+          signer = await kmsNoteSigner(keyName, signingKey, preferred);
+        } catch (error) {
+          throw new AuditKeysError(`cannot use the checkpoint signing key (${signingKey.description})`, {
+            cause: error,
+          });
+        }
+        verifierKey = signer.verifier.key;
+      }
+    }
     if (stored !== '' && hmac !== undefined && hmac.length > 0) {
       if (stored !== verifierKey) {
         throw new AuditKeysError(

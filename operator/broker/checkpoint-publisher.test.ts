@@ -94,7 +94,7 @@ function fakeApi() {
   return api;
 }
 
-function setup(options: { retryMs?: { min: number; max: number } } = {}) {
+function setup(options: { retryMs?: { min: number; max: number }; trusted?: string } = {}) {
   const api = fakeApi();
   const metrics = new OperatorMetrics();
   const { logger, lines } = capturingLogger();
@@ -117,7 +117,18 @@ function setup(options: { retryMs?: { min: number; max: number } } = {}) {
     const metric = await metrics.registry.getSingleMetric(name)?.get();
     return metric?.values.find((v) => v.labels.writer === WRITER)?.value;
   };
-  return { api, metrics, lines, events, publisher, gauge };
+  /** A publisher as a restarted process makes it: the same API and metrics, a fresh refusal state. */
+  const restart = (trusted?: string) =>
+    new CheckpointPublisher({
+      core: api.core,
+      namespace: NS,
+      writer: WRITER,
+      logger,
+      metrics,
+      events: { record: () => undefined },
+      ...(trusted === undefined ? {} : { trusted }),
+    });
+  return { api, metrics, lines, events, publisher, gauge, restart };
 }
 
 afterEach(() => {
@@ -236,7 +247,7 @@ describe('CheckpointPublisher', () => {
     ['an unreadable published value', 'not a note', note(9), /the published value is not a checkpoint/],
   ] as const) {
     it(`never replaces a published checkpoint by ${what}: refuses, logs, sets the gauge, records an Event`, async () => {
-      const { api, publisher, gauge, lines, events } = setup();
+      const { api, publisher, gauge, lines, events, restart } = setup();
       api.put({ [WRITER]: published });
       publisher.publish(candidate);
       await publisher.idle();
@@ -254,15 +265,104 @@ describe('CheckpointPublisher', () => {
           message: expect.stringMatching(reason) as string,
         },
       ]);
-      // Once the published value is gone (an administrator accepted the loss), publishing resumes and the gauge clears.
-      api.put({});
+      // Sticky: nothing more is written, even once the value is gone, and the gauge stays 1 until a restart.
       delete api.stored?.data?.[WRITER];
-      publisher.publish(candidate);
+      publisher.publish(note(20));
       await publisher.idle();
-      expect(api.stored?.data?.[WRITER]).toBe(candidate);
+      await publisher.stop();
+      expect(api.calls).toEqual(['read']);
+      expect(publisher.refused).toMatch(reason);
+      expect(await gauge('strongroom_audit_rollback_detected')).toBe(1);
+      expect(events).toHaveLength(1);
+      // After a restart (an administrator removed the value, accepting the loss) publishing resumes.
+      const again = restart();
       expect(await gauge('strongroom_audit_rollback_detected')).toBe(0);
+      again.publish(candidate);
+      await again.idle();
+      expect(api.stored?.data?.[WRITER]).toBe(candidate);
     });
   }
+
+  it('never replaces a foreign checkpoint by a larger one (a fork that its own log outgrew), and stays refused', async () => {
+    const { api, publisher, gauge, events } = setup({ trusted: note(5) });
+    // Not the checkpoint this log was verified against, nor one it wrote: a fork or a forgery, smaller than this log.
+    const foreign = note(7);
+    api.put({ [WRITER]: foreign });
+    publisher.publish(note(8));
+    await publisher.idle();
+    expect(api.stored?.data?.[WRITER]).toBe(foreign);
+    expect(await gauge('strongroom_audit_rollback_detected')).toBe(1);
+    expect(events).toEqual([
+      expect.objectContaining({
+        reason: ROLLBACK_EVENT_REASON,
+        message: expect.stringMatching(
+          /by size 8: the published checkpoint \(size 7\) is neither the one this log was verified against on open nor one this replica wrote.*stays refused until the replica restarts/,
+        ) as string,
+      }),
+    ]);
+    // This log growing further changes nothing: the foreign value is kept and the gauge stays 1.
+    publisher.publish(note(60));
+    await publisher.idle();
+    expect(api.stored?.data?.[WRITER]).toBe(foreign);
+    expect(api.calls).toEqual(['read']);
+    expect(await gauge('strongroom_audit_rollback_detected')).toBe(1);
+    expect(events).toHaveLength(1);
+  });
+
+  it('replaces the trusted checkpoint of the open, then its own writes', async () => {
+    const trusted = note(5);
+    const { api, publisher, gauge } = setup({ trusted });
+    api.put({ [WRITER]: trusted, 'replica-1': 'theirs' });
+    const first = note(6);
+    publisher.publish(first);
+    await publisher.idle();
+    expect(api.stored?.data).toEqual({ [WRITER]: first, 'replica-1': 'theirs' });
+    const second = note(9);
+    publisher.publish(second);
+    await publisher.idle();
+    expect(api.stored?.data?.[WRITER]).toBe(second);
+    expect(await gauge('strongroom_audit_rollback_detected')).toBe(0);
+    expect(await gauge('strongroom_audit_checkpoint_size')).toBe(9);
+  });
+
+  it('a write whose answer was lost but that was stored is still its own: the next one replaces it', async () => {
+    vi.useFakeTimers();
+    const { api, publisher, gauge } = setup({ retryMs: { min: 1000, max: 1000 } });
+    const replace = api.core.replaceNamespacedConfigMap;
+    let lose = true;
+    api.put({ 'replica-1': 'theirs' });
+    api.core.replaceNamespacedConfigMap = async (p) => {
+      const stored = await replace(p);
+      if (lose) {
+        lose = false;
+        throw apiError(504); // stored, but the client never heard
+      }
+      return stored;
+    };
+    const lost = note(3);
+    publisher.publish(lost);
+    await publisher.idle();
+    expect(api.stored?.data?.[WRITER]).toBe(lost);
+    const next = note(4);
+    publisher.publish(next);
+    await vi.advanceTimersByTimeAsync(1000);
+    await publisher.idle();
+    expect(api.stored?.data?.[WRITER]).toBe(next);
+    expect(await gauge('strongroom_audit_rollback_detected')).toBe(0);
+    await publisher.stop();
+  });
+
+  it('writes a removed key again, with a warning (nothing is overwritten)', async () => {
+    const trusted = note(5);
+    const { api, publisher, lines, gauge } = setup({ trusted });
+    api.put({ 'replica-1': 'theirs' });
+    const n = note(6);
+    publisher.publish(n);
+    await publisher.idle();
+    expect(api.stored?.data).toEqual({ 'replica-1': 'theirs', [WRITER]: n });
+    expect(lines.find((l) => l.level === 'warn')?.message).toMatch(/was removed; publishing it again/);
+    expect(await gauge('strongroom_audit_rollback_detected')).toBe(0);
+  });
 
   it('a failed write is retried after a backoff, with the newest note by then', async () => {
     vi.useFakeTimers();
@@ -289,7 +389,44 @@ describe('CheckpointPublisher', () => {
     await publisher.stop();
   });
 
-  it('stop drops what is pending and publishes nothing more', async () => {
+  it('stop publishes the pending final checkpoint once even during a backoff, and nothing after', async () => {
+    vi.useFakeTimers();
+    const { api, publisher, lines } = setup({ retryMs: { min: 30_000, max: 30_000 } });
+    let failures = 1;
+    api.before = (call) =>
+      call === 'read' && failures-- > 0 ? Promise.reject(apiError(500)) : Promise.resolve();
+    publisher.publish(note(1));
+    await publisher.idle();
+    expect(api.stored).toBeUndefined(); // in a 30 s backoff now
+    const final = note(2); // the checkpoint the log's close writes
+    publisher.publish(final);
+    await publisher.stop();
+    expect(api.stored?.data?.[WRITER]).toBe(final);
+    expect(api.calls).toEqual(['read', 'read', 'create']);
+    publisher.publish(note(3));
+    await vi.advanceTimersByTimeAsync(60_000);
+    await publisher.idle();
+    expect(api.calls).toHaveLength(3);
+    expect(lines.filter((l) => l.level === 'warn')).toHaveLength(1);
+  });
+
+  it('a final checkpoint that still fails at stop is logged, not retried', async () => {
+    vi.useFakeTimers();
+    const { api, publisher, lines } = setup({ retryMs: { min: 1000, max: 1000 } });
+    api.before = () => Promise.reject(apiError(503));
+    publisher.publish(note(1));
+    await publisher.idle();
+    await publisher.stop();
+    expect(api.calls).toEqual(['read', 'read']);
+    expect(lines.at(-1)).toMatchObject({
+      level: 'warn',
+      message: 'the final audit checkpoint could not be published',
+    });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(api.calls).toHaveLength(2);
+  });
+
+  it('stop with nothing pending writes nothing, and nothing is published after it', async () => {
     const { api, publisher } = setup();
     await publisher.stop();
     publisher.publish(note(1));
@@ -313,11 +450,25 @@ describe('readPublishedCheckpoint', () => {
 });
 
 describe('refusal', () => {
-  it('allows a larger checkpoint or the same one, refuses another origin', () => {
-    const root = randomBytes(32);
-    const cp = (size: number, r = root, origin = ORIGIN) => ({ origin, size, rootHash: r, extensions: [] });
-    expect(refusal(note(5, root), cp(5))).toBeUndefined();
-    expect(refusal(note(5, root), cp(6, randomBytes(32)))).toBeUndefined();
-    expect(refusal(note(5, root), cp(6, root, 'strongroom.audit/x/y'))).toMatch(/for origin/);
+  const root = randomBytes(32);
+  const cp = (size: number, r = root, origin = ORIGIN) => ({ origin, size, rootHash: r, extensions: [] });
+
+  it('lets a note replace the same one or a smaller one of its own', () => {
+    expect(refusal(note(5, root), cp(5), true)).toBeUndefined();
+    expect(refusal(note(5, root), cp(6, randomBytes(32)), true)).toBeUndefined();
+  });
+
+  it('refuses a foreign value whatever its size, naming what it looks like', () => {
+    expect(refusal(note(5, root), cp(6), false)).toMatch(/neither the one this log was verified against/);
+    expect(refusal(note(5, root), cp(5), false)).toMatch(/neither/);
+    expect(refusal(note(50), cp(6), false)).toMatch(
+      /has size 50, this log's latest only 6: the log was rolled back/,
+    );
+    expect(refusal(note(6, Buffer.alloc(32)), cp(6), false)).toMatch(/different roots: a forked log/);
+  });
+
+  it('refuses another origin and garbage even when trusted', () => {
+    expect(refusal(note(5, root), cp(6, root, 'strongroom.audit/x/y'), true)).toMatch(/for origin/);
+    expect(refusal('garbage', cp(6), true)).toMatch(/not a checkpoint/);
   });
 });

@@ -32,7 +32,7 @@ import {
   wipeReportInput,
 } from './proto-mapping.ts';
 import { publishVersion, type PublishDeps } from './publish.ts';
-import { releaseKey, type ReleaseDeps } from './release.ts';
+import { releaseKey, type ReleaseDeps, type ReleaseRequestInput } from './release.ts';
 import type { LeaseTracker, RevocationFeed } from './revocation-feed.ts';
 import type { BrokerView } from './view.ts';
 import { reportWipe } from './wipe-report.ts';
@@ -122,10 +122,12 @@ export class MtlsService {
   ): void {
     const d = this.#d;
     let caller: Peer | undefined;
+    let released: { peer: Peer; input: ReleaseRequestInput; version: string; until: Date } | undefined;
     const run = async () => {
       const peer = await this.#peerOrAudit(call, 'release-key');
       caller = peer;
-      const result = await releaseKey(peer, releaseRequestInput(call.request), {
+      const input = releaseRequestInput(call.request);
+      const result = await releaseKey(peer, input, {
         view: d.view,
         policy: d.policy,
         now: d.now,
@@ -135,14 +137,23 @@ export class MtlsService {
         leases: d.leases,
         ...(d.quarantine === undefined ? {} : { quarantine: d.quarantine }),
       });
+      released = { peer, input, version: result.version, until: result.leaseExpiresAt };
       return releaseKeyResponse(result);
     };
     d.report.answer('ReleaseKey', callback, run, {
-      // The serializer has copied the key into the HTTP/2 frame; drop ours. Counted here, where the key left, and
-      // not where it was audited: strongroom_audit_coverage_ratio compares the two.
+      // The serializer has copied the key into the HTTP/2 frame; drop ours. Counted here, where the key left, as
+      // returned and, against an allow entry the audit log made durable, as audited (OperatorMetrics.recordKeyRelease):
+      // strongroom_audit_coverage_ratio compares the two. The version is what a wipe report of the pod may name.
       sent: (response) => {
         response.dek.fill(0);
         d.report.released('allow');
+        if (released !== undefined)
+          d.leases.released(
+            released.peer.podUid,
+            { namespace: released.input.artifactNamespace, name: released.input.artifactName },
+            released.version,
+            released.until,
+          );
       },
       refused: (error) => {
         d.report.released(releaseDecision(error));

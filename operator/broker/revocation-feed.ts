@@ -11,9 +11,14 @@ import type { Revocation, RevocationBus } from '../revocation/bus.ts';
 import { BrokerError } from './errors.ts';
 import type { LeaseBook } from './release.ts';
 
-/** Remembers which artifacts each pod holds a key lease for, until the lease ends. */
+/**
+ * Remembers which artifacts each pod holds a key lease for, until the lease ends, and which versions' keys were sent
+ * to it (what a wipe report may name, wipe-report.ts).
+ */
 export class LeaseTracker implements LeaseBook {
   readonly #byPod = new Map<string, Map<string, number>>();
+  /** `<podUid>` → `<namespace>/<name>` → version → end of its lease. */
+  readonly #versions = new Map<string, Map<string, Map<string, number>>>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -25,6 +30,28 @@ export class LeaseTracker implements LeaseBook {
     const key = `${artifact.namespace}/${artifact.name}`;
     held.set(key, Math.max(held.get(key) ?? 0, until.getTime()));
     this.#byPod.set(podUid, held);
+  }
+
+  /** The key of `version` left the broker for `podUid` (mtls-handlers.ts, once the answer was sent). */
+  released(
+    podUid: string,
+    artifact: { namespace: string; name: string },
+    version: string,
+    until: Date,
+  ): void {
+    const byArtifact = this.#versions.get(podUid) ?? new Map<string, Map<string, number>>();
+    const key = `${artifact.namespace}/${artifact.name}`;
+    const versions = byArtifact.get(key) ?? new Map<string, number>();
+    versions.set(version, Math.max(versions.get(version) ?? 0, until.getTime()));
+    byArtifact.set(key, versions);
+    this.#versions.set(podUid, byArtifact);
+  }
+
+  /** The versions of the artifact whose key was sent to `podUid` under a lease that has not ended (may be none). */
+  versionsHeld(podUid: string, artifact: { namespace: string; name: string }): string[] {
+    const versions = this.#versions.get(podUid)?.get(`${artifact.namespace}/${artifact.name}`);
+    const now = this.#now();
+    return [...(versions ?? [])].filter(([, until]) => until > now).map(([version]) => version);
   }
 
   /** True when `podUid` holds an unexpired lease on the artifact. */
@@ -40,6 +67,13 @@ export class LeaseTracker implements LeaseBook {
       for (const [key, until] of held) if (until <= now) held.delete(key);
       if (held.size === 0) this.#byPod.delete(pod);
     }
+    for (const [pod, byArtifact] of this.#versions) {
+      for (const [key, versions] of byArtifact) {
+        for (const [version, until] of versions) if (until <= now) versions.delete(version);
+        if (versions.size === 0) byArtifact.delete(key);
+      }
+      if (byArtifact.size === 0) this.#versions.delete(pod);
+    }
   }
 }
 
@@ -51,8 +85,34 @@ export interface DeliveredRevocation {
   readonly grant: { readonly namespace: string; readonly name: string; readonly uid: string } | undefined;
   /** When access ended, as sent in the revocation's ended_at. */
   readonly endedAt: Date;
-  /** `<version>` of each wipe already reported for it (one report per wiped version). */
+  /**
+   * The versions a wipe report may name: those the revocation revoked, narrowed to those whose key this broker sent
+   * the pod when it sent any of them ({@link DeliveredRevocations.record}); undefined when the revocation revoked
+   * every version and this broker sent the pod none (any version, see {@link maxReports}).
+   */
+  readonly versions: ReadonlySet<string> | undefined;
+  /** How many reports are timed at most: one per version in {@link versions}, one when that is undefined. */
+  readonly maxReports: number;
+  /**
+   * `<version>` of each wipe reported for it (one report per wiped version). wipe-report.ts marks a version before it
+   * appends the report to the audit log and unmarks it when the append fails, so concurrent reports time it once.
+   */
   readonly reported: Set<string>;
+}
+
+/**
+ * The versions a wipe report may name for a revocation of `revoked` (every version when empty), given the versions
+ * of the artifact whose key this broker sent the pod (`held`, from the LeaseTracker): `revoked` narrowed to `held`
+ * when that leaves any (the pod may also hold versions another replica sent it, which this broker cannot know).
+ * undefined: any version (every version was revoked and `held` is empty).
+ */
+export function reportableVersions(
+  revoked: readonly string[],
+  held: readonly string[],
+): ReadonlySet<string> | undefined {
+  if (revoked.length === 0) return held.length === 0 ? undefined : new Set(held);
+  const narrowed = revoked.filter((v) => held.includes(v));
+  return new Set(narrowed.length > 0 ? narrowed : revoked);
 }
 
 /** How long, and how many, delivered revocations are kept for matching wipe reports. */
@@ -73,12 +133,17 @@ export class DeliveredRevocations {
     this.#now = now;
   }
 
-  record(podUid: string, revocation: Revocation, endedAt: Date): void {
+  /**
+   * `revocation` was sent to `podUid`; `held` are the versions of its artifact whose key this broker sent that pod
+   * ({@link LeaseTracker.versionsHeld}).
+   */
+  record(podUid: string, revocation: Revocation, endedAt: Date, held: readonly string[] = []): void {
     const now = this.#now();
     for (const [key, entry] of this.#sent) {
       if (now - entry.sentAt < DELIVERED_TTL_MS && this.#sent.size < DELIVERED_MAX) break;
       this.#sent.delete(key);
     }
+    const versions = reportableVersions(revocation.versions, held);
     this.#sent.set(`${podUid}/${String(revocation.seq)}`, {
       sentAt: now,
       revocation: {
@@ -87,6 +152,8 @@ export class DeliveredRevocations {
         artifact: revocation.artifact,
         grant: revocation.grant,
         endedAt,
+        versions,
+        maxReports: versions?.size ?? 1,
         reported: new Set(),
       },
     });
@@ -198,7 +265,12 @@ export class RevocationFeed {
     const listener = (revocation: Revocation): void => {
       if (!concerns(revocation, watcher, this.#leases)) return;
       const endedAt = this.#endedAt(revocation);
-      this.delivered.record(watcher.podUid, revocation, endedAt);
+      this.delivered.record(
+        watcher.podUid,
+        revocation,
+        endedAt,
+        this.#leases.versionsHeld(watcher.podUid, revocation.artifact),
+      );
       sink.write({
         revocation: {
           seq: String(revocation.seq),

@@ -2,16 +2,22 @@
  * The key broker as a runnable on every replica (operator/manager/runnable.ts): Attest, ReleaseKey and
  * WatchRevocations are served by every ready replica from its own informer caches, so a pod can start while the
  * leader changes; PublishVersion answers only on the leader (a follower refuses it with a retryable UNAVAILABLE,
- * mtls-handlers.ts). One BrokerServer for the life of the process. Start-up, in the background (the manager does not
- * wait for it): read (or create) the audit keys in Secret `strongroom-audit-keys`, read the checkpoint published for
- * this writer in ConfigMap `strongroom-audit-checkpoints` (--audit-checkpoint-configmap; checkpoint-publisher.ts), open
- * this replica's own audit log `<audit-log-dir>/<writer>.log` (origin `strongroom.audit/<cluster>/<writer>`, writer =
- * this replica's identity), refusing one that does not extend the published checkpoint (a rolled-back log), publish
- * every checkpoint it writes from then on,
- * attach it to the broker's audit trail and to the controllers' governance trail (the controllers run only while
- * this replica leads, so governance events land in the leader's log), then listen. If any of that fails the process
- * exits non-zero: no key is ever released unaudited. Stop: the server stops (connections closed, cached DEKs zeroed),
- * the start-up is waited for, the governance trail is detached and the audit log closed.
+ * mtls-handlers.ts). One BrokerServer for the life of the process. Start-up, awaited by the manager (so this replica
+ * campaigns for the Lease only once its log is open): read (or create) the audit keys in Secret
+ * `strongroom-audit-keys`, read the checkpoint published for this writer in ConfigMap `strongroom-audit-checkpoints`
+ * (--audit-checkpoint-configmap; checkpoint-publisher.ts), open this replica's own audit log
+ * `<audit-log-dir>/<writer>.log` (origin `strongroom.audit/<cluster>/<writer>`, writer = this replica's identity),
+ * refusing one that does not extend the published checkpoint (a rolled-back log), publish every checkpoint it writes
+ * from then on, attach it to the broker's audit trail and to the controllers' governance trail (the controllers run
+ * only while this replica leads, so governance events land in the leader's log). Then, in the background (the server
+ * waits for its certificate, which the leader issues), listen. No key is ever released unaudited:
+ * - a log refused on open as rolled back: the process stays up, failing closed, so that /metrics keeps exporting
+ *   `strongroom_audit_rollback_detected{writer}` 1 for the alert: start() does not return until stop(), so the
+ *   manager starts nothing after the broker and never campaigns (no controllers, no webhook), the broker never
+ *   listens and readiness stays false. A restart (once the log is restored) opens it again;
+ * - any other failure: the process exits non-zero (context.fatal).
+ * Stop: the server stops (connections closed, cached DEKs zeroed), the start-up is waited for, the governance trail
+ * is detached, the audit log closed and its final checkpoint published.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,6 +55,8 @@ export interface BrokerRunnableOptions {
     | 'auditCheckpointSize'
     | 'auditCheckpointPublished'
     | 'auditRollbackDetected'
+    | 'auditCheckpointPublishing'
+    | 'auditSignFailures'
   >;
   readonly events: Pick<EventRecorder, 'record'>;
   /** --cluster-name: in the audit keys' name and the log's origin `strongroom.audit/<cluster>/<writer>`. */
@@ -100,6 +108,8 @@ interface BrokerRun {
   audit: AuditLog | undefined;
   publisher: CheckpointPublisher | undefined;
   started: Promise<void>;
+  /** Ends a start() that is holding the manager back after a failed open (called by stop()). */
+  readonly halt: () => void;
 }
 
 export class BrokerRunnable implements Runnable {
@@ -117,7 +127,7 @@ export class BrokerRunnable implements Runnable {
     return this.#run?.server.ready() === true;
   }
 
-  start(context: RunContext): void {
+  start(context: RunContext): Promise<void> {
     const o = this.#o;
     const log = o.server.logger;
     const { metrics, events } = o;
@@ -147,8 +157,20 @@ export class BrokerRunnable implements Runnable {
         wipeReport: metrics.recordWipeReport,
       },
     });
-    const run: BrokerRun = { server, audit: undefined, publisher: undefined, started: Promise.resolve() };
-    run.started = (async () => {
+    const writer = writerName(o.identity);
+    metrics.auditCheckpointPublishing.set({ writer }, o.publishCheckpoints ? 1 : 0);
+    let halt: () => void = () => undefined;
+    const halted = new Promise<void>((resolve) => {
+      halt = resolve;
+    });
+    const run: BrokerRun = {
+      server,
+      audit: undefined,
+      publisher: undefined,
+      started: Promise.resolve(),
+      halt,
+    };
+    const opened = (async () => {
       const keys = await ensureAuditKeys(
         o.server.core,
         o.server.namespace,
@@ -156,14 +178,21 @@ export class BrokerRunnable implements Runnable {
         await o.auditSigningKey?.(),
       );
       mkdirSync(o.auditLogDir, { recursive: true, mode: 0o700 });
-      const writer = writerName(o.identity);
       const { core, namespace } = o.server;
       // The checkpoint published for this writer: the file must extend it (a rolled-back log is refused).
       const published = o.publishCheckpoints
         ? await readPublishedCheckpoint(core, namespace, writer)
         : undefined;
       const publisher = o.publishCheckpoints
-        ? new CheckpointPublisher({ core, namespace, writer, logger: log, metrics, events })
+        ? new CheckpointPublisher({
+            core,
+            namespace,
+            writer,
+            logger: log,
+            metrics,
+            events,
+            ...(published === undefined ? {} : { trusted: published }),
+          })
         : undefined;
       run.publisher = publisher;
       const audit = await AuditLog.open({
@@ -189,6 +218,15 @@ export class BrokerRunnable implements Runnable {
         },
         metrics: {
           onFailure: (error, stage) => {
+            if (stage === 'sign') {
+              // The entries are durable without a checkpoint; the log signs again at the next interval.
+              metrics.auditSignFailures.inc();
+              log.warn('audit checkpoint not signed; retrying at the next interval', {
+                error: error.message,
+                cause: error.cause instanceof Error ? error.cause.message : String(error.cause),
+              });
+              return;
+            }
             log.error('audit append failed', { stage, error: error.message });
           },
         },
@@ -212,30 +250,46 @@ export class BrokerRunnable implements Runnable {
       o.governance.attach(audit);
       o.tap?.attach(audit);
       run.audit = audit;
+      return audit;
+    })();
+    run.started = (async () => {
+      const audit = await opened;
       if (this.#run !== run) return;
       const ports = await server.start();
       log.info('key broker ready', { ...ports, auditLog: audit.path });
     })().catch((error: unknown) => {
       if (this.#run !== run) return;
-      log.error('the key broker could not start; keys are not released', {
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-      });
+      const described = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      if (error instanceof AuditError && error.kind === 'rollback') {
+        // Fail closed but stay up: the gauge set above is scraped and the alert fires (docs/audit.md).
+        log.error(
+          'the audit log was rolled back: keys are not released and this replica does not lead until it is restarted on a log that extends the published checkpoint',
+          { writer, error: described },
+        );
+        return;
+      }
+      log.error('the key broker could not start; keys are not released', { error: described });
       context.fatal(`the key broker could not start: ${String(error)}`);
     });
     this.#run = run;
+    // The manager goes on once the log is open; after a failed open it is held here until stop().
+    return opened.then(
+      () => undefined,
+      () => halted,
+    );
   }
 
   async stop(): Promise<void> {
     const run = this.#run;
     this.#run = undefined;
     if (run === undefined) return;
+    run.halt();
     await run.server.stop();
     await run.started;
     this.#o.governance.detach();
     this.#o.tap?.detach();
     await run.audit?.close();
-    // The final checkpoint (written by close) goes out if the API server takes it; nothing is retried after this.
-    await run.publisher?.idle();
+    // The final checkpoint (written by close) is tried once more even during a backoff; nothing is retried after.
     await run.publisher?.stop();
   }
 

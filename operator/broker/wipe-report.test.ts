@@ -2,10 +2,13 @@
  * The broker's metrics of what leaves it and what comes back, through the mTLS service's real handlers (the gRPC
  * transport and the certificate are stubbed: a fake call and a fixed peer): a real local KMS, a real durable audit
  * log on disk, the real audit trail wired to OperatorMetrics exactly as runnable.ts wires it.
- *   - audit coverage: a key returned is counted where it leaves, its audit entry where the log made it durable; a
- *     release path that skips the audit trail shows as strongroom_audit_coverage_ratio below 1;
- *   - ReportWipe: matched only against revocations this broker sent the pod; timed from the end of access it sent;
- *     audited; duplicates, strangers and malformed reports are counted and never timed.
+ *   - audit coverage: a key is counted where it leaves, as returned and (against a durable allow entry) as audited;
+ *     a release path that skips the audit trail shows as strongroom_audit_coverage_ratio below 1, and an answer that
+ *     fails after its audit entry cannot lift it above 1;
+ *   - ReportWipe: matched only against revocations this broker sent the pod, for a version they revoked there (and
+ *     the broker released to it, when it released any); timed from the end of access it sent, at most once per
+ *     version however many reports arrive at once; audited with the echoed ended_at; duplicates, strangers, made-up
+ *     versions and malformed reports are counted and never timed.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -14,7 +17,7 @@ import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import winston from 'winston';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AccessGrant, ModelArtifact } from '../../core/api/index.ts';
 import {
   AuditKey,
@@ -39,7 +42,7 @@ import type { ConnectionPeers } from './connection-peers.ts';
 import { DekCache } from './dek-cache.ts';
 import { MtlsService } from './mtls-handlers.ts';
 import type { Peer } from './peer.ts';
-import { accessEndedAt, LeaseTracker, RevocationFeed } from './revocation-feed.ts';
+import { accessEndedAt, LeaseTracker, reportableVersions, RevocationFeed } from './revocation-feed.ts';
 import type { BrokerView, PodFacts } from './view.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'strongroom-wipe-report-'));
@@ -99,14 +102,20 @@ function entries(): Record<string, unknown>[] {
 
 /** One broker's service with its own metrics, bus and audit trail (attached to the shared log unless told). */
 function broker(
-  options: { metrics?: OperatorMetrics; trail?: BrokerAuditTrail; attach?: boolean; view?: BrokerView } = {},
+  options: {
+    metrics?: OperatorMetrics;
+    trail?: BrokerAuditTrail;
+    attach?: boolean;
+    view?: BrokerView;
+    leases?: LeaseTracker;
+  } = {},
 ) {
   const metrics = options.metrics ?? new OperatorMetrics();
   // As runnable.ts wires them.
   const trail = options.trail ?? new BrokerAuditTrail(metrics.recordBrokerDecision);
   if (options.attach !== false) trail.attach(log, new AuditKey(randomBytes(32)));
   const bus = new RevocationBus();
-  const leases = new LeaseTracker(() => NOW.getTime());
+  const leases = options.leases ?? new LeaseTracker(() => NOW.getTime());
   const feed = new RevocationFeed({ bus, leases, heartbeatMs: 60_000 });
   const clock = { now: new Date(NOW) };
   const service = new MtlsService({
@@ -127,7 +136,7 @@ function broker(
     }),
     leadership: () => ({ leading: true }),
   });
-  return { metrics, trail, bus, feed, clock, handlers: service.handlers() };
+  return { metrics, trail, bus, feed, leases, clock, handlers: service.handlers() };
 }
 
 /** Calls a unary handler with a fake call; resolves with the error or the response. */
@@ -262,6 +271,29 @@ describe('audit coverage', () => {
     expect(await value(metrics, 'strongroom_audit_coverage_ratio')).toBe(0.5);
   });
 
+  it('stays at 1 when an answer fails after its allow entry was appended (no key left), and is not lifted above it', async () => {
+    /** A failure between the audit entry and the answer: the lease cannot be recorded. */
+    class Failing extends LeaseTracker {
+      fail = false;
+      override record(...args: Parameters<LeaseTracker['record']>): void {
+        if (this.fail) throw new Error('lease book broken');
+        super.record(...args);
+      }
+    }
+    const leases = new Failing(() => NOW.getTime());
+    const b = broker({ leases });
+    expect((await unary(b.handlers.ReleaseKey as never, releaseRequest)).error).toBeNull();
+    leases.fail = true;
+    const before = entries().length;
+    const failed = await unary(b.handlers.ReleaseKey as never, releaseRequest);
+    expect(failed.error?.code).toBe(13); // INTERNAL
+    expect(entries().slice(before)).toMatchObject([{ type: 'key-release', decision: 'allow' }]);
+    expect(await value(b.metrics, 'strongroom_key_releases_total', { decision: 'allow' })).toBe(1);
+    expect(await value(b.metrics, 'strongroom_key_releases_total', { decision: 'error' })).toBe(1);
+    expect(await value(b.metrics, 'strongroom_key_releases_audited_total')).toBe(1);
+    expect(await value(b.metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+  });
+
   it('counts a refusal without a decision (the audit log down) as error, and nothing as returned', async () => {
     const b = broker({ attach: false });
     const r = await unary(b.handlers.ReleaseKey as never, releaseRequest);
@@ -305,6 +337,9 @@ describe('ReportWipe', () => {
       artifact: { namespace: 'ml-dev', name: 'resnet50', version: 'v2' },
     });
     expect(String(audited?.detail)).toMatch(/wipe confirmed 150 ms later; 3 file\(s\) removed in 4 ms/);
+    // What the sidecar echoed is kept in the detail, as it sent it.
+    const echoed = new Date(Number(lie.endedAt.seconds) * 1000).toISOString();
+    expect(String(audited?.detail)).toContain(`; the sidecar echoed ended_at ${echoed}`);
     expect(Number(r.response && (r.response as { auditIndex: string }).auditIndex)).toBeGreaterThan(0);
 
     // The same wipe again (a retry whose first answer was lost): audited, not timed twice.
@@ -349,6 +384,139 @@ describe('ReportWipe', () => {
     }
     expect(await value(b.metrics, 'strongroom_sidecar_wipe_reports_total', { outcome: 'unmatched' })).toBe(3);
     expect(await b.metrics.registry.metrics()).toContain('strongroom_revocation_to_wipe_seconds_count 0\n');
+  });
+
+  it('does not time a version the revocation did not revoke, however many versions a pod makes up', async () => {
+    const b = broker();
+    // A revocation of v2 only.
+    const one = revoke(b, { versions: ['v2'] }).sent;
+    const made = await unary(b.handlers.ReportWipe as never, report(one, { version: 'v3' }));
+    expect(made.response).toMatchObject({ recorded: false });
+    expect(entries().at(-1)).toMatchObject({
+      operation: 'report-wipe',
+      reason: 'version-not-revoked',
+      artifact: { version: 'v3' },
+    });
+    expect(String(entries().at(-1)?.detail)).toContain('revoked for this pod only version(s) v2: not timed');
+    expect((await unary(b.handlers.ReportWipe as never, report(one))).response).toMatchObject({
+      recorded: true,
+    });
+
+    // A revocation of every version, and nothing this broker released to the pod: one report is timed, no more.
+    const all = revoke(b).sent;
+    const outcomes = [];
+    for (const version of ['v1', 'v2', 'v3', 'made-up-1', 'made-up-2']) {
+      const r = await unary(b.handlers.ReportWipe as never, report(all, { version }));
+      outcomes.push([
+        version,
+        (r.response as { recorded: boolean } | undefined)?.recorded,
+        entries().at(-1)?.reason,
+      ]);
+    }
+    expect(outcomes).toEqual([
+      ['v1', true, 'wipe-confirmed'],
+      ['v2', false, 'reports-exhausted'],
+      ['v3', false, 'reports-exhausted'],
+      ['made-up-1', false, 'reports-exhausted'],
+      ['made-up-2', false, 'reports-exhausted'],
+    ]);
+    expect(await value(b.metrics, 'strongroom_sidecar_wipe_reports_total', { outcome: 'recorded' })).toBe(2);
+    expect(await value(b.metrics, 'strongroom_sidecar_wipe_reports_total', { outcome: 'unmatched' })).toBe(1);
+    expect(await value(b.metrics, 'strongroom_sidecar_wipe_reports_total', { outcome: 'duplicate' })).toBe(4);
+    expect(await b.metrics.registry.metrics()).toContain('strongroom_revocation_to_wipe_seconds_count 2\n');
+  });
+
+  it('narrows a revocation to the versions whose key left this broker for the pod', async () => {
+    const b = broker();
+    expect((await unary(b.handlers.ReleaseKey as never, releaseRequest)).error).toBeNull(); // v2
+    expect(b.leases.versionsHeld(peer.podUid, { namespace: 'ml-dev', name: 'resnet50' })).toEqual(['v2']);
+    for (const versions of [[], ['v1', 'v2']]) {
+      const { sent } = revoke(b, { versions });
+      const other = await unary(b.handlers.ReportWipe as never, report(sent, { version: 'v1' }));
+      expect(other.response, `versions ${versions.join()}`).toMatchObject({ recorded: false });
+      expect(entries().at(-1)).toMatchObject({ reason: 'version-not-revoked' });
+      const held = await unary(b.handlers.ReportWipe as never, report(sent, { version: 'v2' }));
+      expect(held.response, `versions ${versions.join()}`).toMatchObject({ recorded: true });
+    }
+    expect(await b.metrics.registry.metrics()).toContain('strongroom_revocation_to_wipe_seconds_count 2\n');
+    // A released key is not known for another pod, nor once its lease ended.
+    expect(b.leases.versionsHeld('another-pod', { namespace: 'ml-dev', name: 'resnet50' })).toEqual([]);
+    const later = new LeaseTracker(() => NOW.getTime() + 3600_000);
+    later.released(peer.podUid, { namespace: 'ml-dev', name: 'resnet50' }, 'v2', NOW);
+    expect(later.versionsHeld(peer.podUid, { namespace: 'ml-dev', name: 'resnet50' })).toEqual([]);
+  });
+
+  it('which versions a report may name: the revoked ones, narrowed to those released when that leaves any', () => {
+    expect(reportableVersions([], [])).toBeUndefined();
+    expect(reportableVersions([], ['v2'])).toEqual(new Set(['v2']));
+    expect(reportableVersions(['v1', 'v2'], ['v2', 'v3'])).toEqual(new Set(['v2']));
+    // The pod may hold a revoked version another replica released: the revocation's own versions still bound it.
+    expect(reportableVersions(['v1'], ['v3'])).toEqual(new Set(['v1']));
+  });
+
+  it('times two concurrent reports of the same wipe once, while the audit append is slow', async () => {
+    /** Holds every report-wipe append until `open()`. */
+    class Slow extends BrokerAuditTrail {
+      readonly #gate = Promise.withResolvers<undefined>();
+      held = 0;
+      open(): void {
+        this.#gate.resolve(undefined);
+      }
+      override async access(input: Parameters<BrokerAuditTrail['access']>[0]): Promise<AppendReceipt> {
+        if (input.operation === 'report-wipe') {
+          this.held += 1;
+          await this.#gate.promise;
+        }
+        return super.access(input);
+      }
+    }
+    const metrics = new OperatorMetrics();
+    const trail = new Slow(metrics.recordBrokerDecision);
+    const b = broker({ metrics, trail });
+    const { sent } = revoke(b);
+    const before = entries().length;
+    // The sidecar's retry after its 5 s deadline, while the first append is still pending.
+    const first = unary(b.handlers.ReportWipe as never, report(sent));
+    const retry = unary(b.handlers.ReportWipe as never, report(sent));
+    await vi.waitFor(() => {
+      expect(trail.held).toBe(2);
+    });
+    trail.open();
+    const answers = await Promise.all([first, retry]);
+    expect(answers.map((a) => a.response)).toMatchObject([{ recorded: true }, { recorded: false }]);
+    expect(
+      entries()
+        .slice(before)
+        .map((e) => e.reason),
+    ).toEqual(['wipe-confirmed', 'already-reported']);
+    expect(await value(metrics, 'strongroom_sidecar_wipe_reports_total', { outcome: 'recorded' })).toBe(1);
+    expect(await value(metrics, 'strongroom_sidecar_wipe_reports_total', { outcome: 'duplicate' })).toBe(1);
+    expect(await metrics.registry.metrics()).toContain('strongroom_revocation_to_wipe_seconds_count 1\n');
+  });
+
+  it('keeps an echoed ended_at out of range in the detail without failing the report', async () => {
+    const b = broker();
+    const { sent } = revoke(b);
+    const far = { ...sent, endedAt: { seconds: '999999999999999', nanos: 0 } };
+    const r = await unary(b.handlers.ReportWipe as never, report(far));
+    expect(r.error).toBeNull();
+    expect(r.response).toMatchObject({ recorded: true });
+    expect(String(entries().at(-1)?.detail)).toMatch(/; the sidecar echoed ended_at out of range$/);
+    const none = revoke(b).sent;
+    await unary(b.handlers.ReportWipe as never, report({ ...none, endedAt: null }));
+    expect(String(entries().at(-1)?.detail)).toMatch(/; the sidecar echoed no ended_at$/);
+  });
+
+  it('bounds the detail of a report for a version outside many revoked ones', async () => {
+    const b = broker();
+    const versions = Array.from({ length: 10 }, (_, i) => `v${String(i)}-${'x'.repeat(58)}`);
+    const { sent } = revoke(b, { versions });
+    await unary(b.handlers.ReportWipe as never, report(sent, { version: 'v2' }));
+    const detail = String(entries().at(-1)?.detail);
+    expect(entries().at(-1)).toMatchObject({ reason: 'version-not-revoked' });
+    expect(detail).toContain('and 6 more: not timed');
+    expect(detail.length).toBeLessThan(1024);
+    expect(detail).not.toMatch(/\.\.\.$/);
   });
 
   it('refuses a malformed report with INVALID_ARGUMENT, audited as a denial', async () => {

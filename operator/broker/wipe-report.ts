@@ -1,12 +1,16 @@
 /**
  * `ReportWipe` (docs/broker.md § ReportWipe, docs/metrics.md § Time-to-revoke): a sidecar confirms that it wiped one
  * artifact's plaintext in answer to a revocation this broker sent it. Order of work: the request's shape → the
- * revocation matched in this broker's own record of what it sent the caller's pod (revocation-feed.ts) → the report
- * appended to the audit log (`broker-access`, operation `report-wipe`) → only then the time from the end of access
- * to this receipt observed in `strongroom_revocation_to_wipe_seconds`. The time always comes from the broker's own
- * record, never from the request, so a caller cannot put a number of its choosing into the histogram; a report the
- * broker cannot match (another replica's or process's revocation, one forgotten after 15 minutes) is audited and
- * counted as `unmatched`, and a second report of the same wipe as `duplicate`, neither observed.
+ * revocation matched in this broker's own record of what it sent the caller's pod (revocation-feed.ts), for one of
+ * the versions it revoked there → the version marked as reported → the report appended to the audit log
+ * (`broker-access`, operation `report-wipe`; the mark is undone when the append fails) → only then the time from the
+ * end of access to this receipt observed in `strongroom_revocation_to_wipe_seconds`. The time always comes from the
+ * broker's own record, never from the request, so a caller cannot put a number of its choosing into the histogram,
+ * and one revocation gives at most one sample per version it revoked for that pod, however many reports arrive and
+ * however they interleave. A report the broker cannot match (another replica's or process's revocation, one
+ * forgotten after 15 minutes, a version the revocation did not revoke for that pod) is audited and counted as
+ * `unmatched`; a second report of the same wipe, or one beyond the revocation's number of versions, as `duplicate`;
+ * neither is observed. Every audited report's detail carries the `ended_at` the sidecar echoed, as it sent it.
  */
 import type { AppendReceipt, BrokerAccessInput } from '../../core/audit/index.ts';
 import { isDns1123Label } from '../../core/api/validation.ts';
@@ -27,7 +31,7 @@ const MAX_WIPE_DURATION_MS = 3600_000;
 export interface WipeReportInput {
   readonly seq: string;
   readonly epoch: string;
-  /** The revocation's ended_at as the caller echoed it (audited; never measured from). */
+  /** The revocation's ended_at as the caller echoed it (in the audit detail; never measured from). */
   readonly reportedEndedAt: Date | undefined;
   readonly artifactNamespace: string;
   readonly artifactName: string;
@@ -53,6 +57,23 @@ export interface WipeReportDeps {
 export interface WipeReportResult {
   readonly recorded: boolean;
   readonly auditIndex: number;
+}
+
+/** At most this many versions are named in an audit detail (each a DNS-1123 label, so the detail stays short). */
+const MAX_VERSIONS_IN_DETAIL = 4;
+
+/** `at` for an audit detail; a date the caller sent may be out of Date's range. */
+function isoOrRange(at: Date): string {
+  return Number.isFinite(at.getTime()) ? at.toISOString() : 'out of range';
+}
+
+/** `versions` for an audit detail, bounded. */
+function versionList(versions: ReadonlySet<string>): string {
+  const all = [...versions];
+  const shown = all.slice(0, MAX_VERSIONS_IN_DETAIL).join(', ');
+  return all.length > MAX_VERSIONS_IN_DETAIL
+    ? `${shown} and ${String(all.length - MAX_VERSIONS_IN_DETAIL)} more`
+    : shown;
 }
 
 /** Why the report is malformed, or undefined. */
@@ -112,43 +133,53 @@ export async function reportWipe(
 
   const seq = Number(request.seq);
   const sent = request.epoch === deps.epoch ? deps.delivered.find(peer.podUid, seq) : undefined;
-  const sameArtifact =
+  const matched =
     sent !== undefined &&
     sent.artifact.namespace === request.artifactNamespace &&
-    sent.artifact.name === request.artifactName;
-  const duplicate = sameArtifact && sent.reported.has(request.version);
+    sent.artifact.name === request.artifactName
+      ? sent
+      : undefined;
   const files = `${request.filesRemoved} file(s) removed in ${String(Math.round(request.wipeMs))} ms (${request.trigger})`;
-  const said =
-    request.reportedEndedAt === undefined ? 'no end time' : `ended ${request.reportedEndedAt.toISOString()}`;
+  const echoed = `; the sidecar echoed ${request.reportedEndedAt === undefined ? 'no ended_at' : `ended_at ${isoOrRange(request.reportedEndedAt)}`}`;
   const revocation = `revocation ${printable(request.epoch)}/${request.seq}`;
 
   let outcome: WipeReportOutcome;
   let reason: string;
   let detail: string;
   let seconds: number | undefined;
-  if (!sameArtifact) {
+  if (matched === undefined) {
     outcome = 'unmatched';
     reason = 'revocation-unknown';
-    detail = `${revocation} (${said}, as reported) is not one this broker process sent this pod for the artifact: not timed; ${files}`;
-  } else if (duplicate) {
+    detail = `${revocation} is not one this broker process sent this pod for the artifact: not timed; ${files}`;
+  } else if (matched.versions !== undefined && !matched.versions.has(request.version)) {
+    outcome = 'unmatched';
+    reason = 'version-not-revoked';
+    detail = `${revocation} (${matched.reason}) revoked for this pod only version(s) ${versionList(matched.versions)}: not timed; ${files}`;
+  } else if (matched.reported.has(request.version)) {
     outcome = 'duplicate';
     reason = 'already-reported';
-    detail = `${revocation} (${sent.reason}) was already reported for this version: not timed again; ${files}`;
+    detail = `${revocation} (${matched.reason}) was already reported for this version: not timed again; ${files}`;
+  } else if (matched.reported.size >= matched.maxReports) {
+    outcome = 'duplicate';
+    reason = 'reports-exhausted';
+    detail = `${revocation} (${matched.reason}) already had its ${String(matched.maxReports)} report(s) timed, one per version it revoked for this pod: not timed; ${files}`;
   } else {
     outcome = 'recorded';
     reason = 'wipe-confirmed';
-    seconds = Math.max(0, (receivedAt.getTime() - sent.endedAt.getTime()) / 1000);
-    detail = `${revocation} (${sent.reason}), access ended ${sent.endedAt.toISOString()}: wipe confirmed ${String(Math.round(seconds * 1000))} ms later; ${files}`;
+    seconds = Math.max(0, (receivedAt.getTime() - matched.endedAt.getTime()) / 1000);
+    detail = `${revocation} (${matched.reason}), access ended ${matched.endedAt.toISOString()}: wipe confirmed ${String(Math.round(seconds * 1000))} ms later; ${files}`;
+    // Marked before the append, so that a concurrent report of the same wipe (a retry while this append is slow) is a
+    // duplicate; unmarked if the append fails, so that the retry of a report the log refused is recorded.
+    matched.reported.add(request.version);
   }
   let receipt: AppendReceipt;
   try {
-    receipt = await audit('allow', reason, detail);
+    receipt = await audit('allow', reason, detail + echoed);
   } catch (error) {
+    if (outcome === 'recorded') matched?.reported.delete(request.version);
     deps.observe('unavailable');
     throw error;
   }
-  // Marked only once audited: a report the log refused is not recorded, and its retry is not a duplicate.
-  if (outcome === 'recorded') sent?.reported.add(request.version);
   deps.observe(outcome, seconds);
   return { recorded: outcome === 'recorded', auditIndex: receipt.seq };
 }

@@ -68,8 +68,24 @@ export class KekRotationController {
       workers: 1,
       reconcile: () => this.reconcile(),
       resync: () => [KekRotationController.KEY],
+      stopped: () => {
+        this.forgetKekSeries();
+      },
       watches: [watch(sources.tableChanged, () => [KekRotationController.KEY])],
     };
+  }
+
+  /**
+   * Removes the strongroom_kek_age_seconds and strongroom_kek_rotation_compliant series of the shared KEKs. The
+   * manager calls it when the controller stops (this replica stopped leading, every reconcile has returned): only the
+   * leader exports them, so a former leader's last value (a 0 would keep StrongroomKekRotationOverdue firing) goes.
+   */
+  forgetKekSeries(): void {
+    for (const classification of CLASSIFICATIONS) {
+      const labels = { key: `strongroom-${classification}`, classification };
+      this.#o.metrics.kekAgeSeconds.remove(labels);
+      this.#o.metrics.kekRotationCompliant.remove(labels);
+    }
   }
 
   async reconcile(): Promise<ReconcileResult> {

@@ -32,6 +32,7 @@ import {
   encodeWrapped,
   kekIdFor,
   kekVersionsInUse,
+  ownKekId,
   RECIPIENT_KEY_ALGORITHM,
   type ArtifactKeyring,
   type KekScope,
@@ -80,6 +81,12 @@ export class ModelArtifactController {
   readonly #audited = new Map<string, Set<string>>();
   /** Parent artifact key → its lineage children, so that a parent appearing re-checks its children. */
   readonly #lineage = new LineageIndex();
+  /**
+   * The artifact KEKs whose strongroom_kek_age_seconds and strongroom_kek_rotation_compliant series this replica
+   * set (key → classification label): removed when the artifact goes, and all of them when the controller stops
+   * (the replica stopped leading), so that only the leader exports them.
+   */
+  readonly #kekSeries = new Map<string, Classification>();
 
   constructor(options: ModelArtifactControllerOptions) {
     this.#o = options;
@@ -105,6 +112,9 @@ export class ModelArtifactController {
       workers: sources.workers,
       reconcile: (key) => this.reconcile(key),
       resync: all,
+      stopped: () => {
+        this.forgetKekSeries();
+      },
       watches: [
         watch(this.#o.artifacts, (event) => {
           this.#lineage.update(event);
@@ -154,8 +164,13 @@ export class ModelArtifactController {
       kek = await this.#rotateOwnKekIfDue(artifact, kekId, kek, period, now);
       const labels = { key: kekId, classification: artifact.spec.classification };
       const age = now.getTime() - new Date(kek.createdAt).getTime();
+      if (this.#kekSeries.get(kekId) !== labels.classification) this.#forgetOwnKek(artifact);
+      this.#kekSeries.set(kekId, labels.classification);
       this.#o.metrics.kekAgeSeconds.set(labels, age / 1000);
       this.#o.metrics.kekRotationCompliant.set(labels, age < period ? 1 : 0);
+    } else {
+      // The table no longer gives this classification a KEK of its own: its old one is no longer rotated here.
+      this.#forgetOwnKek(artifact);
     }
 
     let recipient: RecipientKey | undefined;
@@ -414,17 +429,33 @@ export class ModelArtifactController {
     );
   }
 
+  /** Removes the KEK gauge series this controller set for the artifact's own KEK, if any. */
+  #forgetOwnKek(artifact: ModelArtifact): void {
+    const key = ownKekId(artifact.metadata.uid ?? '');
+    const classification = this.#kekSeries.get(key);
+    if (classification === undefined) return;
+    this.#kekSeries.delete(key);
+    this.#o.metrics.kekAgeSeconds.remove({ key, classification });
+    this.#o.metrics.kekRotationCompliant.remove({ key, classification });
+  }
+
+  /**
+   * Removes every KEK gauge series this controller set. The manager calls it when the controller stops (the end of a
+   * leadership term, once every reconcile has returned): a former leader must not keep exporting its last values.
+   */
+  forgetKekSeries(): void {
+    for (const [key, classification] of this.#kekSeries) {
+      this.#o.metrics.kekAgeSeconds.remove({ key, classification });
+      this.#o.metrics.kekRotationCompliant.remove({ key, classification });
+    }
+    this.#kekSeries.clear();
+  }
+
   async #shred(artifact: ModelArtifact, finalizers: readonly string[]): Promise<void> {
     const kekId = kekIdFor(artifact, this.#o.scopes);
-    const scope = this.#o.scopes[artifact.spec.classification];
-    await this.#o.keyring.shred(artifact, kekId, scope);
-    if (scope === 'artifact') {
-      this.#o.metrics.kekAgeSeconds.remove({ key: kekId, classification: artifact.spec.classification });
-      this.#o.metrics.kekRotationCompliant.remove({
-        key: kekId,
-        classification: artifact.spec.classification,
-      });
-    }
+    // Its own KEK goes whatever the table says now: dedicatedKek may have been turned off since it was made.
+    await this.#o.keyring.shred(artifact);
+    this.#forgetOwnKek(artifact);
     const published = this.#o.bus.publish({
       reason: 'artifact-deleted',
       artifact: { namespace: artifact.metadata.namespace ?? '', name: artifact.metadata.name ?? '' },

@@ -8,7 +8,8 @@ import winston from 'winston';
 import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
 import { generateRecipientKeyPair, newDek, sealDek } from '../../core/envelope/index.ts';
 import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
-import type { KmsProvider } from '../../core/kms/provider.ts';
+import { KmsError, type KmsProvider } from '../../core/kms/provider.ts';
+import { DEFAULT_CLASSIFICATION_TABLE } from '../../core/policy/classification.ts';
 import {
   ArtifactKeyring,
   DEFAULT_KEK_SCOPES,
@@ -19,6 +20,7 @@ import {
   describePublicKey,
   encodeWrapped,
   kekIdFor,
+  kekScopes,
   recipientSecretName,
 } from './artifact-keys.ts';
 
@@ -326,7 +328,7 @@ describe('an artifact KEK: retired versions and crypto-shredding', () => {
     await keys.ensureKek(kekId);
     const dek = newDek();
     const saved = await kms.wrap(kekId, dek, dekAad(a, 'v1'));
-    await keys.shred(a, kekId, DEFAULT_KEK_SCOPES.confidential);
+    await keys.shred(a);
     expect(deleted).toEqual([recipientSecretName('c-2')]);
     await expect(kms.unwrap(saved, dekAad(a, 'v1'))).rejects.toMatchObject({ code: 'destroyed' });
     expect((await kms.versions(kekId)).every((v) => v.state === 'destroyed')).toBe(true);
@@ -334,7 +336,49 @@ describe('an artifact KEK: retired versions and crypto-shredding', () => {
     const b = artifact('internal', 'i-1');
     await keys.ensureKek('strongroom-internal');
     const other = await kms.wrap('strongroom-internal', dek, dekAad(b, 'v1'));
-    await keys.shred(b, kekIdFor(b, DEFAULT_KEK_SCOPES), DEFAULT_KEK_SCOPES.internal);
+    await keys.shred(b);
     expect((await kms.unwrap(other, dekAad(b, 'v1'))).equals(dek)).toBe(true);
+    expect((await kms.versions('strongroom-internal')).every((v) => v.state === 'enabled')).toBe(true);
+  });
+
+  it('destroys an artifact’s own KEK on deletion even after dedicatedKek was switched off for its classification', async () => {
+    const kms = new LocalKmsProvider(new FileKeySetStore(join(dir, `${randomUUID()}.json`)));
+    const keys = ring(kms);
+    const a = artifact('confidential', 'c-3');
+    // Made while confidential had dedicatedKek: its own KEK wraps a DEK.
+    const own = kekIdFor(a, DEFAULT_KEK_SCOPES);
+    expect(own).toBe('strongroom-artifact-c-3');
+    await keys.ensureKek(own);
+    const dek = newDek();
+    const saved = await kms.wrap(own, dek, dekAad(a, 'v1'));
+    // The table turns dedicatedKek off: the artifact moves to the shared KEK, its own KEK is left behind.
+    const shared = kekScopes({
+      ...DEFAULT_CLASSIFICATION_TABLE,
+      classifications: {
+        ...DEFAULT_CLASSIFICATION_TABLE.classifications,
+        confidential: { ...DEFAULT_CLASSIFICATION_TABLE.classifications.confidential, dedicatedKek: false },
+      },
+    });
+    expect(kekIdFor(a, shared)).toBe('strongroom-confidential');
+    const moved = await keys.rewrapVersion(a, 'v1', saved, kekIdFor(a, shared));
+    expect(moved.keyId).toBe('strongroom-confidential');
+    await keys.shred(a);
+    // The copy wrapped under its own KEK no longer opens; the shared KEK is untouched.
+    await expect(kms.unwrap(saved, dekAad(a, 'v1'))).rejects.toMatchObject({ code: 'destroyed' });
+    expect((await kms.versions(own)).every((v) => v.state === 'destroyed')).toBe(true);
+    expect((await kms.versions('strongroom-confidential')).every((v) => v.state === 'enabled')).toBe(true);
+    // Shredding again (a retried finalizer) is fine, and so is an artifact that never had a KEK of its own.
+    await keys.shred(a);
+    await keys.shred(artifact('public', 'p-1'));
+  });
+
+  it('shred fails on a KMS error other than not-found or destroyed, so the finalizer stays and is retried', async () => {
+    const kms = new LocalKmsProvider(new FileKeySetStore(join(dir, `${randomUUID()}.json`)));
+    const failing = Object.assign(Object.create(kms) as KmsProvider, {
+      destroyKey: () => Promise.reject(new KmsError('unavailable', 'token unreachable')),
+    });
+    await expect(ring(failing).shred(artifact('internal', 'i-2'))).rejects.toMatchObject({
+      code: 'unavailable',
+    });
   });
 });

@@ -78,13 +78,18 @@ function meta(artifact: ModelArtifact): Meta {
   return { uid, namespace, name };
 }
 
+/** The name of the KEK of the artifact with this uid, when it has one of its own. */
+export function ownKekId(uid: string): string {
+  return `strongroom-artifact-${uid}`;
+}
+
 export function kekIdFor(
   artifact: ModelArtifact,
   scopes: Readonly<Record<Classification, KekScope>>,
 ): string {
   const classification = artifact.spec.classification;
   return scopes[classification] === 'artifact'
-    ? `strongroom-artifact-${meta(artifact).uid}`
+    ? ownKekId(meta(artifact).uid)
     : `strongroom-${classification}`;
 }
 
@@ -367,8 +372,13 @@ export class ArtifactKeyring {
     return this.#rewrap(wrapped, kekId, dekAad(artifact, version));
   }
 
-  /** Crypto-shreds the artifact: deletes its recipient key and, for an artifact-scoped KEK, destroys the KEK. */
-  async shred(artifact: ModelArtifact, kekId: string, scope: KekScope): Promise<void> {
+  /**
+   * Crypto-shreds the artifact: deletes its recipient key and destroys its own KEK `strongroom-artifact-<uid>`
+   * whatever the classification table says now (a KEK the artifact got while its classification had dedicatedKek
+   * stays its own after the table turned that off, and goes with it); a KEK that never existed or is already
+   * destroyed is fine. A shared KEK is never touched.
+   */
+  async shred(artifact: ModelArtifact): Promise<void> {
     const m = meta(artifact);
     try {
       await this.#o.core.deleteNamespacedSecret({
@@ -378,13 +388,11 @@ export class ArtifactKeyring {
     } catch (error) {
       if (!(error instanceof ApiException && error.code === 404)) throw error;
     }
-    if (scope === 'artifact') {
-      try {
-        await this.#o.kms.destroyKey(kekId);
-      } catch (error) {
-        if (!(error instanceof KmsError && (error.code === 'not-found' || error.code === 'destroyed')))
-          throw error;
-      }
+    try {
+      await this.#o.kms.destroyKey(ownKekId(m.uid));
+    } catch (error) {
+      if (!(error instanceof KmsError && (error.code === 'not-found' || error.code === 'destroyed')))
+        throw error;
     }
   }
 

@@ -104,4 +104,37 @@ describe('ControllerRunnable', () => {
     await stopping;
     expect(done).toEqual(['k']);
   });
+
+  it('tells the controller it stopped once its last reconcile returned, once per term, never when it did not run', async () => {
+    const gate = Promise.withResolvers<undefined>();
+    const seen: string[] = [];
+    const runnable = new ControllerRunnable(
+      {
+        name: 'leader-metrics',
+        workers: 1,
+        reconcile: async (key) => {
+          seen.push(`start ${key}`);
+          await gate.promise;
+          seen.push(`end ${key}`);
+          return undefined;
+        },
+        resync: () => ['k'],
+        watches: [],
+        stopped: () => seen.push('stopped'),
+      },
+      { logger },
+    );
+    await runnable.stop(); // never started: nothing to tell
+    expect(seen).toEqual([]);
+    runnable.start();
+    await settle();
+    const stopping = runnable.stop();
+    await settle();
+    expect(seen).toEqual(['start k']);
+    gate.resolve(undefined);
+    await stopping;
+    expect(seen).toEqual(['start k', 'end k', 'stopped']);
+    await runnable.stop(); // a second stop of the same term: told once
+    expect(seen).toEqual(['start k', 'end k', 'stopped']);
+  });
 });

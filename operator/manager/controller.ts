@@ -58,6 +58,11 @@ export interface Controller {
   readonly resync: () => Iterable<string>;
   /** Which events queue which keys. */
   readonly watches: readonly Watch[];
+  /**
+   * Called when the queue has stopped and every reconcile has returned (the end of a leadership term, or shutdown):
+   * the place to remove metric series only the leader exports.
+   */
+  readonly stopped?: () => void;
 }
 
 export interface ControllerRunnableOptions {
@@ -113,6 +118,8 @@ export class ControllerRunnable implements Runnable {
   async stop(): Promise<void> {
     const queue = this.#queue;
     this.#queue = undefined;
-    await queue?.shutdown();
+    if (queue === undefined) return;
+    await queue.shutdown();
+    this.#controller.stopped?.();
   }
 }

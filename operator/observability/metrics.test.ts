@@ -1,5 +1,5 @@
 import { register as globalRegistry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { WatchObserver as InformerWatchObserver } from '../kube/informer.ts';
 import type { QueueObserver as WorkQueueObserver } from '../kube/workqueue.ts';
 import { OperatorMetrics } from './metrics.ts';
@@ -133,13 +133,18 @@ describe('evidence metrics (issue 18)', () => {
     expect(text).not.toContain('classification="internal"');
   });
 
-  it('audit coverage: 1 with no release, audited over returned, and each side counted on its own', async () => {
+  it('audit coverage: 1 with no release; a returned key counts as audited only against a durable allow entry', async () => {
     const metrics = new OperatorMetrics();
     expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+    // A key returned with no durable entry (a release that skipped the audit).
     metrics.recordKeyRelease('allow');
     expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(0);
+    // The entry is audited only once its key is returned: both sides are counted where the key leaves.
     metrics.recordBrokerDecision('release-key', 'allow', 'granted');
-    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+    expect(await valueOf(metrics, 'strongroom_key_releases_audited_total')).toBe(0);
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(0);
+    metrics.recordKeyRelease('allow');
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(0.5);
     // Denials and other operations are decisions, not audited releases.
     metrics.recordBrokerDecision('release-key', 'deny', 'no-grant');
     metrics.recordBrokerDecision('watch-revocations', 'allow', 'stream-opened');
@@ -155,7 +160,29 @@ describe('evidence metrics (issue 18)', () => {
         reason: 'granted',
       }),
     ).toBe(1);
-    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+    expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(0.5);
+  });
+
+  it('audit coverage never exceeds 1: an answer that failed after its append counts on neither side', async () => {
+    const metrics = new OperatorMetrics();
+    const at = { ms: 1_000_000 };
+    const clock = vi.spyOn(performance, 'now').mockImplementation(() => at.ms);
+    try {
+      metrics.recordBrokerDecision('release-key', 'allow', 'granted');
+      metrics.recordKeyRelease('allow');
+      // Audited, then the answer failed: no key left.
+      metrics.recordBrokerDecision('release-key', 'allow', 'granted');
+      metrics.recordKeyRelease('error');
+      expect(await valueOf(metrics, 'strongroom_key_releases_audited_total')).toBe(1);
+      expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(1);
+      // Its leftover entry does not cover a key returned unaudited later on.
+      at.ms += 10_001;
+      metrics.recordKeyRelease('allow');
+      expect(await valueOf(metrics, 'strongroom_key_releases_audited_total')).toBe(1);
+      expect(await valueOf(metrics, 'strongroom_audit_coverage_ratio')).toBe(0.5);
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('observes the time-to-revoke of recorded wipe reports only, never a negative one', async () => {

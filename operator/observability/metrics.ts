@@ -32,6 +32,12 @@ const REVOCATION_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 6
 export type WipeReportOutcome =
   'recorded' | 'unmatched' | 'duplicate' | 'invalid' | 'refused' | 'unavailable';
 
+/**
+ * How long a durable ReleaseKey allow entry waits for its key to be returned before it no longer counts: the answer
+ * follows the append within the same chain of promises, so only an answer that failed after the append leaves one.
+ */
+const AUDIT_TO_SEND_MS = 10_000;
+
 /** Reconcile durations from 5 ms to 2 minutes (seconds). */
 const RECONCILE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
@@ -109,21 +115,39 @@ export class OperatorMetrics {
   readonly rotationCompliance: Gauge<'classification'>;
   /** `strongroom_key_releases_total{decision}`: ReleaseKey answers: a key returned (allow), refused, or failed. */
   readonly keyReleases: Counter<'decision'>;
-  /** `strongroom_key_releases_audited_total`: allow entries the audit log made durable for ReleaseKey. */
+  /**
+   * `strongroom_key_releases_audited_total`: keys returned (counted where they leave, like the allow of
+   * {@link keyReleases}) against an allow entry the audit log made durable for ReleaseKey.
+   */
   readonly keyReleasesAudited: Counter<never>;
   /** `strongroom_audit_coverage_ratio`: audited / returned key releases since start; 1 when none was returned. */
   readonly auditCoverage: Gauge<never>;
   /** `strongroom_approvals_pending{classification}`: AccessGrants waiting for approvals. */
   readonly approvalsPending: Gauge<'classification'>;
-  /** Keys returned and allow entries audited since start: the two sides of {@link auditCoverage}. */
+  /** Keys returned, and those of them returned with a durable allow entry, since start: {@link auditCoverage}. */
   #releasesReturned = 0;
   #releasesAudited = 0;
+  /**
+   * When each ReleaseKey allow entry made durable was appended (`performance.now()`, oldest first) while its key has
+   * not been returned: a key returned takes one, younger than {@link AUDIT_TO_SEND_MS}, to count as audited.
+   */
+  readonly #auditedUnsent: number[] = [];
   /** `strongroom_audit_checkpoint_size{writer}`: tree size of the writer's last published audit checkpoint. */
   readonly auditCheckpointSize: Gauge<'writer'>;
   /** `strongroom_audit_checkpoint_published_timestamp_seconds{writer}`: when it was last published (Unix time). */
   readonly auditCheckpointPublished: Gauge<'writer'>;
-  /** `strongroom_audit_rollback_detected{writer}`: 1 while the publisher refuses a rolled-back or forked checkpoint. */
+  /**
+   * `strongroom_audit_rollback_detected{writer}`: 1 once the log was refused on open as rolled back, or the publisher
+   * found a foreign checkpoint; it stays 1 until the process restarts.
+   */
   readonly auditRollbackDetected: Gauge<'writer'>;
+  /** `strongroom_audit_checkpoint_publishing{writer}`: 1 when checkpoints are published (--audit-checkpoint-configmap). */
+  readonly auditCheckpointPublishing: Gauge<'writer'>;
+  /**
+   * `strongroom_audit_sign_failures_total`: audit checkpoints that could not be signed (the entries were written
+   * without one; signing is tried again at the next checkpoint interval).
+   */
+  readonly auditSignFailures: Counter<never>;
   /** `strongroom_quarantines_active`: identities in ConfigMap strongroom-quarantines, as this replica sees it. */
   readonly quarantinesActive: Gauge<never>;
   /** `strongroom_anomaly_alerts_total{rule,severity}`: alerts raised by this replica's detector. */
@@ -308,7 +332,7 @@ export class OperatorMetrics {
     });
     this.keyReleasesAudited = new Counter({
       name: 'strongroom_key_releases_audited_total',
-      help: 'Key releases (allow) whose audit entry the audit log made durable.',
+      help: 'Keys returned by ReleaseKey (allow) with an allow entry the audit log made durable, counted where the key left.',
       registers,
     });
     this.auditCoverage = new Gauge({
@@ -346,8 +370,19 @@ export class OperatorMetrics {
     });
     this.auditRollbackDetected = new Gauge({
       name: 'strongroom_audit_rollback_detected',
-      help: '1 while the published audit checkpoint is larger than, or forked from, the log (a rollback).',
+      help: '1 once the audit log was refused on open as rolled back, or a foreign checkpoint was found published for it; stays 1 until restart.',
       labelNames: ['writer'],
+      registers,
+    });
+    this.auditCheckpointPublishing = new Gauge({
+      name: 'strongroom_audit_checkpoint_publishing',
+      help: '1 when this replica publishes its audit checkpoints to ConfigMap strongroom-audit-checkpoints, 0 when that is off.',
+      labelNames: ['writer'],
+      registers,
+    });
+    this.auditSignFailures = new Counter({
+      name: 'strongroom_audit_sign_failures_total',
+      help: 'Audit checkpoints that could not be signed; their entries were written and acknowledged without a checkpoint, and signing is retried at the next checkpoint interval.',
       registers,
     });
     this.leader = new Gauge({
@@ -383,25 +418,40 @@ export class OperatorMetrics {
 
   /**
    * A broker decision made durable in the audit log (BrokerAuditTrail's callback): counts
-   * strongroom_broker_decisions_total and, for an allowed release, strongroom_key_releases_audited_total.
+   * strongroom_broker_decisions_total; an allowed release is held until its key is returned
+   * ({@link recordKeyRelease}), where it counts as audited.
    */
   readonly recordBrokerDecision = (operation: string, decision: string, reason: string): void => {
     this.brokerDecisions.inc({ operation, decision, reason });
     if (operation === 'release-key' && decision === 'allow') {
-      this.#releasesAudited += 1;
-      this.keyReleasesAudited.inc();
+      this.#dropStaleAudited();
+      this.#auditedUnsent.push(performance.now());
     }
   };
 
   /**
    * A ReleaseKey answer as it leaves the broker (mtls-handlers.ts): `allow` when the key was handed to the caller.
-   * Counted where the key is returned, not where it is audited, so that a release that skipped the audit shows as
-   * strongroom_audit_coverage_ratio below 1.
+   * Both sides of strongroom_audit_coverage_ratio are counted here, where the key is returned: a returned key counts
+   * as audited when it takes a durable allow entry not yet matched to a returned key (appended at most
+   * {@link AUDIT_TO_SEND_MS} before; the answer follows its append at once). So a release that skipped the audit
+   * shows as a ratio below 1, and an answer that failed after its append (no key left) cannot lift it above 1.
    */
   readonly recordKeyRelease = (decision: 'allow' | 'deny' | 'error'): void => {
     this.keyReleases.inc({ decision });
-    if (decision === 'allow') this.#releasesReturned += 1;
+    if (decision !== 'allow') return;
+    this.#releasesReturned += 1;
+    this.#dropStaleAudited();
+    if (this.#auditedUnsent.shift() === undefined) return;
+    this.#releasesAudited += 1;
+    this.keyReleasesAudited.inc();
   };
+
+  /** Forgets durable allow entries whose key was never returned (the answer failed after the append). */
+  #dropStaleAudited(): void {
+    const oldest = performance.now() - AUDIT_TO_SEND_MS;
+    while (this.#auditedUnsent.length > 0 && (this.#auditedUnsent[0] ?? 0) < oldest)
+      this.#auditedUnsent.shift();
+  }
 
   /** A sidecar's wipe report: its outcome, and for a recorded one the time from the end of access (seconds). */
   readonly recordWipeReport = (outcome: WipeReportOutcome, seconds?: number): void => {

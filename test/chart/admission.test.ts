@@ -40,11 +40,11 @@ describe.each(helms.map((h) => [h.name, h] as const))(
         ) as Named[],
       );
       expect(rendered).toEqual(built);
-      // Every policy the operator's code relies on: the opt-in one and the five governance ones, each bound.
+      // Every policy the operator's code relies on: the opt-in one and the six governance ones, each bound.
       const policies = rendered
         .filter((o) => o.kind === 'ValidatingAdmissionPolicy')
         .map((o) => o.metadata.name);
-      expect(policies).toHaveLength(6);
+      expect(policies).toHaveLength(7);
       expect(
         rendered.filter((o) => o.kind === 'ValidatingAdmissionPolicyBinding').map((o) => o.metadata.name),
       ).toEqual(policies);
@@ -79,7 +79,7 @@ describe.each(helms.map((h) => [h.name, h] as const))(
         (o) =>
           o.kind === 'ValidatingAdmissionPolicyBinding' && o.metadata.name !== 'strongroom-injection-opt-in',
       ) as unknown as { spec: { paramRef: { name: string; namespace: string } } }[];
-      expect(bindings).toHaveLength(5);
+      expect(bindings).toHaveLength(6);
       for (const b of bindings)
         expect(b.spec.paramRef).toMatchObject({ name: 'strongroom-governance', namespace: 'sr-gov' });
       expect(objects.some((o) => o.kind === 'ConfigMap' && o.metadata.name === 'strongroom-governance')).toBe(

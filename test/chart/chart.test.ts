@@ -176,6 +176,7 @@ describe.each(helms.map((h) => [h.name, h] as const))('%s', (_, helm: Helm) => {
           'ServiceAccount/strongroom',
           'StatefulSet/strongroom',
           ...[
+            'strongroom-audit-checkpoints',
             'strongroom-environment-label',
             'strongroom-grant-identity',
             'strongroom-grant-quarantine',

@@ -10,10 +10,19 @@
  * - other ConfigMaps of the operator namespace are not concerned;
  * - the namespace controller deletes it with the operator namespace (with a binding that denied without its
  *   parameter, the governance ConfigMap, deleted first, would leave it stuck: tried, it times out).
+ * And the same for the published audit checkpoints (review finding 4 of issue 18): the policy
+ * strongroom-audit-checkpoints guards ConfigMap strongroom-audit-checkpoints, where the operator (through the
+ * CheckpointPublisher it uses) may create it, add keys and replace a checkpoint only by a larger one of the same
+ * origin; rewinding, forking or removing a writer's checkpoint or deleting the ConfigMap takes the security team.
+ * (In this file rather than one of its own: it needs the governance policies on a control plane of its own.)
  */
+import { randomBytes } from 'node:crypto';
 import { AdmissionregistrationV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signCheckpoint } from '../../core/audit/index.ts';
+import { makeKeys } from '../../core/audit/testdata/fixtures.ts';
 import {
+  AUDIT_CHECKPOINTS_CONFIGMAP,
   GOVERNANCE_CONFIGMAP,
   QUARANTINES_CONFIGMAP,
   governancePolicies,
@@ -24,7 +33,10 @@ import {
   parseQuarantines,
   type QuarantineRecord,
 } from '../../core/policy/quarantine.ts';
+import { CheckpointPublisher } from '../../operator/broker/checkpoint-publisher.ts';
+import { OperatorMetrics } from '../../operator/observability/metrics.ts';
 import { QuarantineStore } from '../../operator/quarantine/store.ts';
+import { memoryLogger } from '../harness/logger.ts';
 import { startCluster } from '../cluster/cluster.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { kubectl, must, type CommandResult } from '../harness/kubectl.ts';
@@ -84,6 +96,12 @@ function patchAs(person: Person, ops: unknown[]): Promise<CommandResult> {
 
 async function data(): Promise<Record<string, string>> {
   const cm = await admin.core.readNamespacedConfigMap({ namespace: opNs, name: QUARANTINES_CONFIGMAP });
+  return cm.data ?? {};
+}
+
+/** The data of ConfigMap strongroom-audit-checkpoints. */
+async function checkpoints(): Promise<Record<string, string>> {
+  const cm = await admin.core.readNamespacedConfigMap({ namespace: opNs, name: AUDIT_CHECKPOINTS_CONFIGMAP });
   return cm.data ?? {};
 }
 
@@ -152,6 +170,155 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await farewell(cluster);
+});
+
+describe('ConfigMap strongroom-audit-checkpoints', () => {
+  const keys = makeKeys();
+  const origin = (writer: string): string => `strongroom.audit/kubernetes/${writer}`;
+  /** A signed checkpoint note of `writer`'s log, as the operator publishes them. */
+  const note = (size: number, writer = 'strongroom-0', root: Buffer = randomBytes(32)): string =>
+    signCheckpoint({ origin: origin(writer), size, rootHash: root, extensions: [] }, keys.signer);
+  /** The operator's publisher for `writer`, with the operator's own credentials. */
+  const publisher = (writer: string): CheckpointPublisher =>
+    new CheckpointPublisher({
+      core: operator.core,
+      namespace: opNs,
+      writer,
+      logger: memoryLogger().logger,
+      metrics: new OperatorMetrics(),
+      events: { record: () => undefined },
+    });
+  /** The operator's own write of the ConfigMap as read, with `change` applied. */
+  const operatorWrites = async (change: (data: Record<string, string>) => void): Promise<unknown> => {
+    const cm = await operator.core.readNamespacedConfigMap({
+      namespace: opNs,
+      name: AUDIT_CHECKPOINTS_CONFIGMAP,
+    });
+    cm.data ??= {};
+    change(cm.data);
+    return operator.core
+      .replaceNamespacedConfigMap({ namespace: opNs, name: AUDIT_CHECKPOINTS_CONFIGMAP, body: cm })
+      .then(
+        () => 'accepted',
+        (error: unknown) => error,
+      );
+  };
+  const operatorRefused =
+    /the operator may only add keys to ConfigMap strongroom-audit-checkpoints and replace a checkpoint by a larger one of the same origin; removing a key, rewinding or rewriting a checkpoint or deleting the ConfigMap is for the security team \(groups strongroom:security\)/;
+  const patchCheckpointsAs = (person: Person, ops: unknown[]): Promise<CommandResult> =>
+    person.kubectl([
+      'patch',
+      'configmap',
+      AUDIT_CHECKPOINTS_CONFIGMAP,
+      '-n',
+      opNs,
+      '--type=json',
+      '-p',
+      JSON.stringify(ops),
+    ]);
+  let latest: string;
+
+  beforeAll(async () => {
+    await eventually('the audit-checkpoints policy', async () => {
+      const r = await people.alice.kubectl([
+        'create',
+        'configmap',
+        AUDIT_CHECKPOINTS_CONFIGMAP,
+        '-n',
+        opNs,
+        '--from-literal=x=y',
+        '--dry-run=server',
+      ]);
+      return r.code !== 0 &&
+        /only the security team and the operator may write ConfigMap strongroom-audit-checkpoints/.test(
+          r.stderr,
+        )
+        ? true
+        : undefined;
+    });
+  });
+
+  it('the operator creates it and publishes growing checkpoints of each writer through its publisher', async () => {
+    const zero = publisher('strongroom-0');
+    const one = publisher('strongroom-1');
+    for (const [p, n] of [
+      [zero, note(5)],
+      [one, note(3, 'strongroom-1')],
+      [zero, note(9)],
+    ] as const) {
+      p.publish(n);
+      await p.idle();
+      expect(p.refused).toBeUndefined();
+    }
+    latest = note(12);
+    zero.publish(latest);
+    await zero.stop();
+    await one.stop();
+    const data = await checkpoints();
+    expect(Object.keys(data).sort()).toEqual(['strongroom-0', 'strongroom-1']);
+    expect(data['strongroom-0']).toBe(latest);
+  });
+
+  it('the operator may not rewind, fork, re-origin, garble or remove a checkpoint, nor delete the ConfigMap', async () => {
+    const root = Buffer.from(latest.split('\n')[2] ?? '', 'base64');
+    expect(root).toHaveLength(32);
+    for (const [what, change] of [
+      ['a smaller checkpoint', (d: Record<string, string>) => (d['strongroom-0'] = note(4))],
+      ['the same size with another root', (d: Record<string, string>) => (d['strongroom-0'] = note(12))],
+      ['another origin', (d: Record<string, string>) => (d['strongroom-0'] = note(40, 'strongroom-1'))],
+      ['garbage', (d: Record<string, string>) => (d['strongroom-0'] = 'not a checkpoint')],
+      ['a removed key', (d: Record<string, string>) => delete d['strongroom-1']],
+    ] as const) {
+      const result = await operatorWrites(change);
+      expect(result, what).toMatchObject({ code: 403 });
+      expect(String((result as { body?: unknown }).body), what).toMatch(operatorRefused);
+    }
+    const deleted = await operator.core
+      .deleteNamespacedConfigMap({ namespace: opNs, name: AUDIT_CHECKPOINTS_CONFIGMAP })
+      .then(
+        () => 'accepted',
+        (error: unknown) => error,
+      );
+    expect(deleted).toMatchObject({ code: 403 });
+    expect((await checkpoints())['strongroom-0']).toBe(latest);
+    // The same tree re-signed (same size and root), and a larger one, are what the operator may write.
+    expect(await operatorWrites((d) => (d['strongroom-0'] = note(12, 'strongroom-0', root)))).toBe(
+      'accepted',
+    );
+    latest = note(13);
+    expect(await operatorWrites((d) => (d['strongroom-0'] = latest))).toBe('accepted');
+  });
+
+  it('alice (a requester) may not write it at all', async () => {
+    for (const ops of [
+      [{ op: 'replace', path: '/data/strongroom-0', value: note(99) }],
+      [{ op: 'add', path: '/data/strongroom-9', value: note(1, 'strongroom-9') }],
+      [{ op: 'remove', path: '/data/strongroom-1' }],
+    ])
+      refused(
+        await patchCheckpointsAs(people.alice, ops),
+        /only the security team and the operator may write ConfigMap strongroom-audit-checkpoints/,
+      );
+    refused(
+      await people.alice.kubectl(['delete', 'configmap', AUDIT_CHECKPOINTS_CONFIGMAP, '-n', opNs]),
+      /only the security team/,
+    );
+    expect((await checkpoints())['strongroom-0']).toBe(latest);
+  });
+
+  it('erin (security) may rewind or remove a checkpoint and delete the ConfigMap; the operator creates it again', async () => {
+    accepted(
+      await patchCheckpointsAs(people.erin, [{ op: 'replace', path: '/data/strongroom-0', value: note(2) }]),
+    );
+    accepted(await patchCheckpointsAs(people.erin, [{ op: 'remove', path: '/data/strongroom-1' }]));
+    expect(Object.keys(await checkpoints())).toEqual(['strongroom-0']);
+    accepted(await people.erin.kubectl(['delete', 'configmap', AUDIT_CHECKPOINTS_CONFIGMAP, '-n', opNs]));
+    const again = publisher('strongroom-0');
+    again.publish(note(14));
+    await again.stop();
+    expect(again.refused).toBeUndefined();
+    expect(Object.keys(await checkpoints())).toEqual(['strongroom-0']);
+  });
 });
 
 describe('ConfigMap strongroom-quarantines', () => {
@@ -230,13 +397,21 @@ describe('ConfigMap strongroom-quarantines', () => {
     expect(Object.keys(await data())).toEqual([`${appNs}.trainer`]);
   });
 
-  it('lets the namespace controller delete it with the operator namespace', async () => {
+  it('lets the namespace controller delete it (and strongroom-audit-checkpoints) with the operator namespace', async () => {
+    expect((await checkpoints())['strongroom-0']).toBeDefined();
     accepted(await kubectl(cluster, ['delete', 'namespace', opNs, '--wait=false']));
     const gone = await eventually(
-      'the namespace controller to delete ConfigMap strongroom-quarantines',
+      'the namespace controller to delete ConfigMaps strongroom-quarantines and strongroom-audit-checkpoints',
       async () => {
-        const r = await kubectl(cluster, ['-n', opNs, 'get', 'configmap', QUARANTINES_CONFIGMAP]);
-        return r.code !== 0 && /NotFound/.test(r.stderr) ? true : undefined;
+        const r = await kubectl(cluster, [
+          '-n',
+          opNs,
+          'get',
+          'configmap',
+          QUARANTINES_CONFIGMAP,
+          AUDIT_CHECKPOINTS_CONFIGMAP,
+        ]);
+        return r.code !== 0 && (r.stderr.match(/NotFound/g) ?? []).length === 2 ? true : undefined;
       },
       90_000,
       1000,

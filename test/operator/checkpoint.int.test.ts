@@ -3,7 +3,8 @@
  * operator: it publishes every checkpoint of its log into ConfigMap strongroom-audit-checkpoints (and serves the
  * latest at GET /audit/checkpoint); `strongroom audit verify --fetch-checkpoint`, run as an auditor who may only get
  * that ConfigMap, refuses a rolled-back copy of the log; and an operator restarted on a rolled-back log refuses to
- * open it (and starts again once the real log is back).
+ * open it but stays up, failing closed (not ready, no broker, not leading) while /metrics exports the rollback for the
+ * alert, and starts again once the real log is back.
  */
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { openCheckpoint, parseVerifierKey, verifyLog } from '../../core/audit/index.ts';
 import { userKubeconfig } from '../cluster/kubeconfig.ts';
 import { must } from '../harness/kubectl.ts';
+import { sample, scrape } from '../harness/metrics.ts';
 import { clients, eventually, root, startOperator } from '../harness/operator.ts';
 import { auditVerifierKey, operatorSuite } from '../harness/suite.ts';
 
@@ -146,6 +148,7 @@ describe('published audit checkpoints', () => {
       new RegExp(`strongroom_audit_checkpoint_published_timestamp_seconds\\{writer="${IDENTITY}"\\} \\d+`),
     );
     expect(metrics).toContain(`strongroom_audit_rollback_detected{writer="${IDENTITY}"} 0`);
+    expect(metrics).toContain(`strongroom_audit_checkpoint_publishing{writer="${IDENTITY}"} 1`);
   }, 120_000);
 
   it('`audit verify --fetch-checkpoint`, as an auditor who may only get the ConfigMap, refuses a rolled-back copy', async () => {
@@ -191,7 +194,7 @@ describe('published audit checkpoints', () => {
     expect(forbidden.code, forbidden.stderr).toBe(3);
   }, 60_000);
 
-  it('an operator restarted on a rolled-back log refuses to open it, and starts once the real log is back', async () => {
+  it('an operator restarted on a rolled-back log refuses to open it and stays up failing closed, exporting the rollback; it starts once the real log is back', async () => {
     expect((await suite.operator.stop()).code).toBe(0);
     const real = readFileSync(logPath, 'utf8');
     const note = (await published()) ?? '';
@@ -199,17 +202,49 @@ describe('published audit checkpoints', () => {
     expect(sizeOf(note)).toBe(checkpointSizes(real).at(-1));
     const rolledBack = cutAt(real.split('\n'), checkpointSizes(real)[0] ?? 0);
     writeFileSync(logPath, rolledBack);
-    const refused = await startOperator({
-      namespace: opNs,
-      kubeconfig: suite.kubeconfig,
-      identity: IDENTITY,
-      auditLogDir,
-    });
-    const exit = await refused.exited;
-    expect(exit.code, refused.output().slice(-4000)).not.toBe(0);
-    expect(refused.output()).toMatch(
-      /does not extend the published checkpoint \(size \d+\): it was rolled back/,
-    );
+    /** Starts the operator on the log as it is now and waits until it refused it; it stays up, failing closed. */
+    const refusedStart = async (reason: RegExp) => {
+      const op = await startOperator({
+        namespace: opNs,
+        kubeconfig: suite.kubeconfig,
+        identity: IDENTITY,
+        auditLogDir,
+      });
+      await op.waitForLog((l) => /^the audit log was rolled back/.test(l.message ?? ''), 60_000);
+      expect(op.output()).toMatch(reason);
+      // Prometheus can scrape the alert's series (the process is up, its health listener serves /metrics).
+      const metricsUrl = `http://127.0.0.1:${String(op.ports.health)}/metrics`;
+      const text = await eventually(
+        'strongroom_audit_rollback_detected 1 on /metrics',
+        async () => {
+          const body = await scrape(metricsUrl).catch(() => undefined);
+          return body !== undefined &&
+            sample(body, 'strongroom_audit_rollback_detected', { writer: IDENTITY }) === 1
+            ? body
+            : undefined;
+        },
+        15_000,
+        200,
+      );
+      expect(sample(text, 'strongroom_audit_checkpoint_publishing', { writer: IDENTITY })).toBe(1);
+      expect(sample(text, 'strongroom_leader')).toBe(0);
+      // Not ready: no broker, and it never campaigns for the Lease (so no controllers run on it).
+      const ready = await fetch(`http://127.0.0.1:${String(op.ports.health)}/readyz?verbose`);
+      const body = await ready.text();
+      expect(ready.status, body).toBe(503);
+      expect(body).toMatch(/^\[-\]broker/m);
+      expect(body).toMatch(/^\[-\]leader-election/m);
+      expect(op.output()).not.toContain('key broker ready');
+      expect(op.output()).not.toContain('leading: starting controllers');
+      // Still up a while later (no crash loop).
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const early = await Promise.race([op.exited, Promise.resolve('running')]);
+      expect(early, op.output().slice(-4000)).toBe('running');
+      const stopped = await op.stop();
+      expect(stopped.signal, op.output().slice(-4000)).toBeNull();
+      return op;
+    };
+    await refusedStart(/does not extend the published checkpoint \(size \d+\): it was rolled back/);
     // Nothing was appended to, or cut from, the rolled-back file; the published checkpoint is unchanged.
     expect(readFileSync(logPath, 'utf8')).toBe(rolledBack);
     expect(await published()).toBe(note);
@@ -226,14 +261,8 @@ describe('published audit checkpoints', () => {
     expect(event.involvedObject.name).toBe(CONFIGMAP);
     // A deleted log (started anew, empty) is refused too.
     writeFileSync(logPath, '');
-    const empty = await startOperator({
-      namespace: opNs,
-      kubeconfig: suite.kubeconfig,
-      identity: IDENTITY,
-      auditLogDir,
-    });
-    expect((await empty.exited).code).not.toBe(0);
-    expect(empty.output()).toMatch(/is empty but a checkpoint of size \d+ was published for it/);
+    await refusedStart(/is empty but a checkpoint of size \d+ was published for it/);
+    expect(readFileSync(logPath, 'utf8')).toBe('');
     // The real log back: the operator opens it, extends it, and publishes further.
     writeFileSync(logPath, real);
     await suite.startOperator();
