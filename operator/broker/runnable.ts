@@ -86,6 +86,8 @@ export interface BrokerRunnableOptions {
 
 /** Something that reads every durable entry of this replica's log and may append to it while it is open. */
 export interface AuditTap {
+  /** Reads the log file as it is before the writer opens it (detector state across restarts). */
+  seed?(path: string): Promise<number>;
   observe(entry: AppendedEntry): void;
   attach(log: Pick<AuditLog, 'append'>): void;
   detach(): void;
@@ -195,8 +197,21 @@ export class BrokerRunnable implements Runnable {
           })
         : undefined;
       run.publisher = publisher;
+      const logPath = join(o.auditLogDir, `${writer}.log`);
+      if (o.tap?.seed !== undefined) {
+        // Detection only: a log that cannot be read back seeds nothing (the detector starts empty, which alerts
+        // more, never less); the open below still verifies the file and refuses a bad one.
+        try {
+          const seeded = await o.tap.seed(logPath);
+          log.info('anomaly detector seeded from the audit log', { entries: seeded });
+        } catch (error) {
+          log.warn('could not seed the anomaly detector from the audit log; it starts empty', {
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
+      }
       const audit = await AuditLog.open({
-        path: join(o.auditLogDir, `${writer}.log`),
+        path: logPath,
         origin: originFor(o.clusterName, writer),
         signer: keys.signer,
         ...(published === undefined ? {} : { trustedCheckpoint: published }),

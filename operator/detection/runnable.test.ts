@@ -1,7 +1,10 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { AuditEvent, KeyReleaseEvent } from '../../core/audit/event.ts';
-import type { AppendedEntry } from '../../core/audit/index.ts';
+import { AuditLog, generateNoteKey, parseSignerKey, type AppendedEntry } from '../../core/audit/index.ts';
 import { parseQuarantines, quarantineKey, type QuarantineRecord } from '../../core/policy/quarantine.ts';
 import { capturingLogger } from '../../test/harness/logger.ts';
 import type { InformerEvent } from '../kube/informer.ts';
@@ -288,5 +291,49 @@ describe('AnomalyDetection', () => {
     for (const name of ['a', 'b', 'c']) s.feed(release(name));
     await s.detection.idle();
     expect(s.appended).toEqual([]);
+  });
+
+  it('seeds from the log file written before a restart: a restricted artifact touched then is not "first" again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strongroom-detection-seed-'));
+    try {
+      const path = join(dir, 'op-0.log');
+      const { signerKey } = generateNoteKey(ORIGIN);
+      const before = await AuditLog.open({ path, origin: ORIGIN, signer: parseSignerKey(signerKey) });
+      const restricted = (): KeyReleaseEvent => {
+        const e = release('crown');
+        return {
+          ...e,
+          artifact: { ...e.artifact, classification: 'restricted' },
+          grant: { namespace: 'ml-dev', name: 'g', uid: 'u', resourceVersion: '1', approvals: [] },
+        };
+      };
+      await before.append(restricted());
+      await before.close();
+
+      // Without seeding, the same release after the restart is a first restricted touch.
+      const fresh = setup(undefined);
+      fresh.feed(restricted());
+      await fresh.detection.idle();
+      expect(fresh.appended.filter((e) => e.type === 'anomaly-alert')).toHaveLength(1);
+
+      // Seeded from the file, it is not; a restricted artifact the log never saw still is.
+      const seeded = setup(undefined);
+      expect(await seeded.trail.seed(path)).toBeGreaterThanOrEqual(2);
+      seeded.feed(restricted());
+      await seeded.detection.idle();
+      expect(seeded.appended.filter((e) => e.type === 'anomaly-alert')).toEqual([]);
+      const other = restricted();
+      seeded.feed({ ...other, artifact: { ...other.artifact, name: 'jewels' } }, Date.now() + 2 * 3_600_000);
+      await seeded.detection.idle();
+      const alerts = seeded.appended.filter((e) => e.type === 'anomaly-alert');
+      expect(alerts.map((e) => (e as { alert: { rule: string } }).alert.rule)).toEqual([
+        'first-restricted-access',
+      ]);
+
+      // A missing file seeds nothing.
+      expect(await seeded.trail.seed(join(dir, 'absent.log'))).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -33,7 +33,7 @@ import type { DetectionAudit, DetectionTrail } from './trail.ts';
 export const OPERATOR_ACTOR = 'strongroom-operator';
 
 export interface AnomalyDetectionOptions {
-  readonly trail: Pick<DetectionTrail, 'onEntry'>;
+  readonly trail: Pick<DetectionTrail, 'onEntry' | 'onSeed'>;
   readonly audit: DetectionAudit;
   readonly settings: Pick<DetectionSettings, 'current' | 'update' | 'where'>;
   /** The informer on ConfigMap strongroom-detection. */
@@ -86,6 +86,9 @@ export class AnomalyDetection implements Runnable {
     });
     options.trail.onEntry((entry) => {
       this.observe(entry);
+    });
+    options.trail.onSeed((entry) => {
+      this.#detector.seed(entry);
     });
   }
 

@@ -4,8 +4,10 @@
  * detection's own events (anomaly-alert, identity-quarantined, identity-lifted). Until a log is attached, or after it
  * is detached, `record` rejects after a short wait, so the caller retries instead of losing the record.
  */
+import { existsSync } from 'node:fs';
 import { AuditError, type AppendedEntry, type AuditLog } from '../../core/audit/index.ts';
 import type { DetectionEvent } from '../../core/audit/event.ts';
+import { logEntries, type DetectorEntry } from '../../core/detection/index.ts';
 import type { AuditTap } from '../broker/runnable.ts';
 
 /** Where detection records its events. Resolves once the event is durable. */
@@ -16,6 +18,7 @@ export interface DetectionAudit {
 export class DetectionTrail implements AuditTap, DetectionAudit {
   #log: Pick<AuditLog, 'append'> | undefined;
   readonly #listeners: ((entry: AppendedEntry) => void)[] = [];
+  readonly #seeders: ((entry: DetectorEntry) => void)[] = [];
   #waiters: (() => void)[] = [];
   readonly #waitMs: number;
 
@@ -27,6 +30,26 @@ export class DetectionTrail implements AuditTap, DetectionAudit {
   /** Calls `listener` with every durable entry of the log, synchronously and in order. */
   onEntry(listener: (entry: AppendedEntry) => void): void {
     this.#listeners.push(listener);
+  }
+
+  /** Calls `seeder` with every entry already in the log when it is opened (before any new entry). */
+  onSeed(seeder: (entry: DetectorEntry) => void): void {
+    this.#seeders.push(seeder);
+  }
+
+  /**
+   * Reads the log at `path` as it is before the writer opens it and hands every complete entry to the seeders, so
+   * that the detector's baselines and first touches survive a restart (docs/detection.md). A missing file seeds
+   * nothing. Resolves with the number of entries read.
+   */
+  async seed(path: string): Promise<number> {
+    if (this.#seeders.length === 0 || !existsSync(path)) return 0;
+    let n = 0;
+    for await (const entry of logEntries(path)) {
+      for (const seeder of this.#seeders) seeder(entry);
+      n++;
+    }
+    return n;
   }
 
   observe(entry: AppendedEntry): void {
