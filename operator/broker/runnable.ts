@@ -19,7 +19,7 @@
  * Stop: the server stops (connections closed, cached DEKs zeroed), the start-up is waited for, the governance trail
  * is detached, the audit log closed and its final checkpoint published.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditError, AuditLog, originFor, type AppendedEntry } from '../../core/audit/index.ts';
 import type { GovernanceAuditTrail } from '../controllers/governance-audit.ts';
@@ -91,6 +91,15 @@ export interface AuditTap {
   observe(entry: AppendedEntry): void;
   attach(log: Pick<AuditLog, 'append'>): void;
   detach(): void;
+}
+
+/** True when `path` is a file with at least one byte (a missing file is an empty log). */
+function nonEmpty(path: string): boolean {
+  try {
+    return statSync(path).size > 0;
+  } catch {
+    return false;
+  }
 }
 
 /** A replica identity as an audit log writer name: lower-case letters, digits, "." and "-", at most 63. */
@@ -198,6 +207,21 @@ export class BrokerRunnable implements Runnable {
         : undefined;
       run.publisher = publisher;
       const logPath = join(o.auditLogDir, `${writer}.log`);
+      if (o.publishCheckpoints && published === undefined && nonEmpty(logPath)) {
+        // Nothing to check the file against: the first start after publishing was turned on, or someone removed
+        // this writer's key (only the security groups may). Say so loudly; the publisher writes the key again.
+        log.warn('no published checkpoint for this audit log; it is opened unchecked against a rollback', {
+          writer,
+          configMap: AUDIT_CHECKPOINTS_CONFIGMAP,
+        });
+        events.record(
+          { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: AUDIT_CHECKPOINTS_CONFIGMAP, namespace } },
+          'Warning',
+          'AuditCheckpointMissing',
+          `replica ${o.identity} found no published checkpoint for its non-empty audit log (writer ${writer}); ` +
+            'it was opened without a rollback check and its checkpoint is published again',
+        );
+      }
       if (o.tap?.seed !== undefined) {
         // Detection only: a log that cannot be read back seeds nothing (the detector starts empty, which alerts
         // more, never less); the open below still verifies the file and refuses a bad one.

@@ -284,4 +284,43 @@ describe('published audit checkpoints', () => {
     );
     expect(readdirSync(auditLogDir)).toEqual([`${IDENTITY}.log`]);
   }, 180_000);
+
+  it('an operator whose published checkpoint was removed warns with an Event, opens unchecked and publishes it again', async () => {
+    expect((await suite.operator.stop()).code).toBe(0);
+    const before = (await published()) ?? '';
+    expect(before).not.toBe('');
+    const cm = await admin.core.readNamespacedConfigMap({ namespace: opNs, name: CONFIGMAP });
+    const data = Object.fromEntries(Object.entries(cm.data ?? {}).filter(([writer]) => writer !== IDENTITY));
+    await admin.core.replaceNamespacedConfigMap({
+      namespace: opNs,
+      name: CONFIGMAP,
+      body: { metadata: cm.metadata ?? {}, data },
+    });
+    expect(await published()).toBeUndefined();
+    await suite.startOperator();
+    await suite.operator.waitForLog(
+      (l) => /^no published checkpoint for this audit log/.test(l.message ?? ''),
+      30_000,
+    );
+    const event = await eventually(
+      'a Warning Event AuditCheckpointMissing',
+      async () => {
+        const events = await admin.core.listNamespacedEvent({ namespace: opNs });
+        return events.items.find((e) => e.reason === 'AuditCheckpointMissing');
+      },
+      15_000,
+      200,
+    );
+    expect(event.type).toBe('Warning');
+    expect(event.message).toContain(IDENTITY);
+    await eventually(
+      'the checkpoint published again, at least as large as before',
+      async () => {
+        const now = await published();
+        return now !== undefined && sizeOf(now) >= sizeOf(before) ? now : undefined;
+      },
+      30_000,
+      200,
+    );
+  }, 120_000);
 });
