@@ -117,7 +117,8 @@ beforeAll(async () => {
 }, 400_000);
 
 afterAll(async () => {
-  await stack.stop();
+  // Undefined when beforeAll failed half-way: still stop what did start, the node above all (one per machine).
+  await (stack as Stack | undefined)?.stop();
   await kubectl(cluster, ['delete', 'namespace', NS, '--wait=false']);
   await kubectl(cluster, [
     '-n',
@@ -126,7 +127,9 @@ afterAll(async () => {
     'configmap',
     'strongroom-detection',
     'strongroom-quarantines',
+    '--ignore-not-found',
   ]);
+  await (node as Node | undefined)?.stop();
 }, 120_000);
 
 describe('automatic quarantine', () => {

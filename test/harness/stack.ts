@@ -13,6 +13,7 @@ import {
   type CustomObjectsApi,
   type V1Pod,
 } from '@kubernetes/client-node';
+import { AUDIT_CHECKPOINTS_CONFIGMAP } from '../../core/audit/checkpoint.ts';
 import type { ModelArtifact, ModelArtifactVersion } from '../../core/api/index.ts';
 import { LABEL_INJECT, ANNOTATION_ARTIFACTS, ANNOTATION_PUBLISH } from '../../core/injection/contract.ts';
 import { GOVERNANCE_CONFIGMAP, governancePolicies } from '../../core/governance/admission-policies.ts';
@@ -120,6 +121,16 @@ export async function startStack(options: {
       ...(options.operatorArgs ?? []),
     ],
   };
+  // Each stack's operator starts on a fresh audit log directory, so the checkpoint an earlier stack's operator
+  // published under the same writer ('e2e') in this namespace would rightly be refused as a rollback: forget it.
+  await kubectl(cluster, [
+    '-n',
+    OPERATOR_NAMESPACE,
+    'delete',
+    'configmap',
+    AUDIT_CHECKPOINTS_CONFIGMAP,
+    '--ignore-not-found',
+  ]);
   let operator = await startOperator(operatorOptions);
   const { core, custom, kc } = clients(cluster.kubeconfig);
   const admission = kc.makeApiClient(AdmissionregistrationV1Api);
