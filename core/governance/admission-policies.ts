@@ -434,17 +434,47 @@ function versionPublishing(options: GovernancePolicyOptions): GovernancePolicy {
  * namespace can remove that ConfigMap, and they can read its key material anyway (docs/detection.md).
  */
 function identityQuarantine(options: GovernancePolicyOptions): GovernancePolicy {
-  const name = lit(QUARANTINES_CONFIGMAP);
+  return operatorLedger(options, {
+    policyName: POLICY_NAMES.identityQuarantine,
+    configMap: QUARANTINES_CONFIGMAP,
+    matchName: 'quarantines-configmap',
+    keepName: 'onlyAdds',
+    keeps: (before, after) => `${after} == ${before}`,
+    operatorMay: `the operator may only add keys to ConfigMap ${QUARANTINES_CONFIGMAP}`,
+    securityOnly: 'removing a key (lifting a quarantine), changing one or deleting the ConfigMap',
+  });
+}
+
+/**
+ * The shape the quarantines and the published checkpoints share: a ConfigMap in the operator's namespace that the
+ * operator writes as a ledger. The security groups may do anything to it; the operator may create it and add keys,
+ * and change an existing key only where `keeps(before, after)` holds (CEL over the old and new values); it may never
+ * remove a key nor delete the ConfigMap; everyone else may not write it; the namespace controller may delete it with
+ * the namespace. The binding allows when the governance ConfigMap is missing (see identityQuarantine).
+ */
+function operatorLedger(
+  options: GovernancePolicyOptions,
+  ledger: {
+    readonly policyName: string;
+    readonly configMap: string;
+    readonly matchName: string;
+    readonly keepName: string;
+    readonly keeps: (before: string, after: string) => string;
+    readonly operatorMay: string;
+    readonly securityOnly: string;
+  },
+): GovernancePolicy {
+  const name = lit(ledger.configMap);
   const groups = `${param(lit('securityGroups'), lit(options.defaults.securityGroups))}.split(',')`;
   const built = policy(
-    POLICY_NAMES.identityQuarantine,
+    ledger.policyName,
     {
       resources: { group: '', resource: 'configmaps' },
       operations: ['CREATE', 'UPDATE', 'DELETE'],
       matchConditions: [
         { name: 'operator-namespace', expression: `request.namespace == ${lit(options.operatorNamespace)}` },
         {
-          name: 'quarantines-configmap',
+          name: ledger.matchName,
           expression:
             `(object != null && object.metadata.name == ${name}) || ` +
             `(oldObject != null && oldObject.metadata.name == ${name})`,
@@ -460,10 +490,10 @@ function identityQuarantine(options: GovernancePolicyOptions): GovernancePolicy 
         },
         { name: 'after', expression: 'object == null || !has(object.data) ? {} : object.data' },
         {
-          name: 'onlyAdds',
+          name: ledger.keepName,
           expression:
             "request.operation != 'DELETE' && variables.before.all(k, k in variables.after && " +
-            'variables.after[k] == variables.before[k])',
+            `${ledger.keeps('variables.before[k]', 'variables.after[k]')})`,
         },
         {
           name: 'namespaceDeleted',
@@ -473,12 +503,11 @@ function identityQuarantine(options: GovernancePolicyOptions): GovernancePolicy 
       ],
       validations: [
         {
-          expression:
-            'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyAdds)',
+          expression: `variables.security || variables.namespaceDeleted || (variables.operator && variables.${ledger.keepName})`,
           messageExpression:
-            `(variables.operator ? 'the operator may only add keys to ConfigMap ${QUARANTINES_CONFIGMAP}' : ` +
-            `'only the security team and the operator may write ConfigMap ${QUARANTINES_CONFIGMAP}') + ` +
-            `'; removing a key (lifting a quarantine), changing one or deleting the ConfigMap is for the security ` +
+            `(variables.operator ? '${ledger.operatorMay}' : ` +
+            `'only the security team and the operator may write ConfigMap ${ledger.configMap}') + ` +
+            `'; ${ledger.securityOnly} is for the security ` +
             `team (groups ' + variables.groups.join(', ') + ')'`,
           reason: forbidden,
         },
@@ -515,68 +544,21 @@ function noteSize(note: string): string {
  * governance ConfigMap is missing (it may be deleted first with the namespace).
  */
 function auditCheckpoints(options: GovernancePolicyOptions): GovernancePolicy {
-  const name = lit(AUDIT_CHECKPOINTS_CONFIGMAP);
-  const groups = `${param(lit('securityGroups'), lit(options.defaults.securityGroups))}.split(',')`;
-  const before = 'variables.before[k]';
-  const after = 'variables.after[k]';
-  const grows =
-    `(${noteSize(before)} >= 0 && ${noteLine(after, 0)} == ${noteLine(before, 0)} && ` +
-    `(${noteSize(after)} > ${noteSize(before)} || ` +
-    `(${noteSize(after)} == ${noteSize(before)} && ${noteLine(after, 2)} == ${noteLine(before, 2)})))`;
-  const built = policy(
-    POLICY_NAMES.auditCheckpoints,
-    {
-      resources: { group: '', resource: 'configmaps' },
-      operations: ['CREATE', 'UPDATE', 'DELETE'],
-      matchConditions: [
-        { name: 'operator-namespace', expression: `request.namespace == ${lit(options.operatorNamespace)}` },
-        {
-          name: 'checkpoints-configmap',
-          expression:
-            `(object != null && object.metadata.name == ${name}) || ` +
-            `(oldObject != null && oldObject.metadata.name == ${name})`,
-        },
-      ],
-      variables: [
-        { name: 'groups', expression: groups },
-        { name: 'security', expression: userIn('variables.groups') },
-        { name: 'operator', expression: `${user} == ${lit(options.operatorUser)}` },
-        {
-          name: 'before',
-          expression: 'oldObject == null || !has(oldObject.data) ? {} : oldObject.data',
-        },
-        { name: 'after', expression: 'object == null || !has(object.data) ? {} : object.data' },
-        {
-          name: 'onlyGrows',
-          expression:
-            "request.operation != 'DELETE' && variables.before.all(k, k in variables.after && " +
-            `(${after} == ${before} || ${grows}))`,
-        },
-        {
-          name: 'namespaceDeleted',
-          expression:
-            "request.operation == 'DELETE' && namespaceObject != null && has(namespaceObject.metadata.deletionTimestamp)",
-        },
-      ],
-      validations: [
-        {
-          expression:
-            'variables.security || variables.namespaceDeleted || (variables.operator && variables.onlyGrows)',
-          messageExpression:
-            `(variables.operator ? 'the operator may only add keys to ConfigMap ${AUDIT_CHECKPOINTS_CONFIGMAP} ` +
-            `and replace a checkpoint by a larger one of the same origin' : ` +
-            `'only the security team and the operator may write ConfigMap ${AUDIT_CHECKPOINTS_CONFIGMAP}') + ` +
-            `'; removing a key, rewinding or rewriting a checkpoint or deleting the ConfigMap is for the security ` +
-            `team (groups ' + variables.groups.join(', ') + ')'`,
-          reason: forbidden,
-        },
-      ],
-    },
-    options,
-  );
-  const paramRef = built.binding.spec.paramRef;
-  if (paramRef !== undefined) paramRef.parameterNotFoundAction = 'Allow';
-  return built;
+  return operatorLedger(options, {
+    policyName: POLICY_NAMES.auditCheckpoints,
+    configMap: AUDIT_CHECKPOINTS_CONFIGMAP,
+    matchName: 'checkpoints-configmap',
+    keepName: 'onlyGrows',
+    keeps: (before, after) =>
+      `(${after} == ${before} || ` +
+      `(${noteSize(before)} >= 0 && ${noteLine(after, 0)} == ${noteLine(before, 0)} && ` +
+      `(${noteSize(after)} > ${noteSize(before)} || ` +
+      `(${noteSize(after)} == ${noteSize(before)} && ${noteLine(after, 2)} == ${noteLine(before, 2)}))))`,
+    operatorMay:
+      `the operator may only add keys to ConfigMap ${AUDIT_CHECKPOINTS_CONFIGMAP} ` +
+      'and replace a checkpoint by a larger one of the same origin',
+    securityOnly: 'removing a key, rewinding or rewriting a checkpoint or deleting the ConfigMap',
+  });
 }
 
 /** Every governance policy with its binding, in the order they are documented. */
