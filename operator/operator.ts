@@ -464,8 +464,10 @@ export class Operator {
       }),
       new RunnableGroup('queues', controllers), // leader only
       quarantineAuditor, // leader only
-      detection, // every replica (stops after the broker, which feeds it)
       broker, // every replica (stops before the queues)
+      // Every replica. Started after the broker (which seeds it, then feeds it; alerts before start wait for it) so
+      // that it stops first: it drains its last writes into the still-open audit log (docs/detection.md).
+      detection,
       webhook,
       new Periodic('resync', config.resyncPeriodMs, () => {
         for (const c of controllers) c.resync();

@@ -61,8 +61,15 @@ describe('parseDetectionConfig', () => {
       'off-hours.utcOffset': '-05:30',
       'off-hours.days': 'sat,sun',
       'quarantine.minSeverity': 'off',
+      'bulk-access.liftGrace': '0',
     });
     expect(config.rules['release-rate-spike']).toMatchObject({ factor: 2.5, windowMs: 300_000 });
+    expect(config.rules['bulk-access'].liftGraceMs).toBe(0);
+    expect(DEFAULT_DETECTION_CONFIG.rules['bulk-access'].liftGraceMs).toBe(600_000);
+    expect(DEFAULT_DETECTION_CONFIG.rules['denial-burst'].ignoreReasons).toEqual([
+      'quarantined',
+      'quarantines-unknown',
+    ]);
     expect(config.rules['denial-burst']).toMatchObject({ ignoreReasons: [], perArtifact: 0 });
     expect(config.rules['cross-environment'].includeAllowed).toBe(true);
     expect(config.rules['off-hours']).toMatchObject({
@@ -103,6 +110,7 @@ describe('parseDetectionConfig', () => {
     ['off-hours.days', 'monday', /list of sun, mon/],
     ['detector.maxSubjects', '10', /from 100/],
     ['detector.idle', '1s', /from 1m/],
+    ['bulk-access.liftGrace', '8d', /from 0s to 7d/],
     ['quarantine.minSeverity', 'none', /expected off or one of/],
   ];
   it.each(bad)('refuses %s=%j, naming the key and what is allowed', (key, value, allowed) => {

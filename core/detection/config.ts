@@ -43,7 +43,10 @@ export interface DenialBurstConfig extends RuleConfig {
   readonly perIdentity: number;
   /** Denials for one artifact within the window that fire (0 disables the artifact half). */
   readonly perArtifact: number;
-  /** Denial reason codes that are not counted (an identity already quarantined is refused with `quarantined`). */
+  /**
+   * Denial reason codes that are not counted (an identity already quarantined is refused with `quarantined`, every
+   * caller with `quarantines-unknown` while the quarantines are not known).
+   */
   readonly ignoreReasons: readonly string[];
 }
 
@@ -57,6 +60,11 @@ export interface BulkAccessConfig extends RuleConfig {
   readonly distinctArtifacts: number;
   /** Distinct artifact versions released to one identity within the window that fire (0 disables). */
   readonly distinctVersions: number;
+  /**
+   * After a quarantine of an identity is lifted, for this long its re-fetches of what it had been released before
+   * do not count (its wiped workloads fetch their keys again); 0 disables.
+   */
+  readonly liftGraceMs: number;
 }
 
 export interface CrossEnvironmentConfig extends RuleConfig {
@@ -114,7 +122,7 @@ export const DEFAULT_DETECTION_DATA: Readonly<Record<string, string>> = Object.f
   'denial-burst.window': '1m',
   'denial-burst.perIdentity': '10',
   'denial-burst.perArtifact': '20',
-  'denial-burst.ignoreReasons': 'quarantined',
+  'denial-burst.ignoreReasons': 'quarantined,quarantines-unknown',
   'first-restricted-access.enabled': 'true',
   'first-restricted-access.severity': 'medium',
   'first-restricted-access.window': '1h',
@@ -124,6 +132,7 @@ export const DEFAULT_DETECTION_DATA: Readonly<Record<string, string>> = Object.f
   'bulk-access.window': '10m',
   'bulk-access.distinctArtifacts': '10',
   'bulk-access.distinctVersions': '20',
+  'bulk-access.liftGrace': '10m',
   'cross-environment.enabled': 'true',
   'cross-environment.severity': 'medium',
   'cross-environment.window': '10m',
@@ -304,6 +313,7 @@ export function parseDetectionConfig(data: Readonly<Record<string, string>>): De
     ...base('bulk-access'),
     distinctArtifacts: integer('bulk-access.distinctArtifacts', 0, 10_000),
     distinctVersions: integer('bulk-access.distinctVersions', 0, 10_000),
+    liftGraceMs: duration('bulk-access.liftGrace', 0, MAX_WINDOW_MS),
   };
   const cross = {
     ...base('cross-environment'),

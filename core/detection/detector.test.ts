@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { validateEvent } from '../audit/event.ts';
+import { validateEvent, type AuditEvent } from '../audit/event.ts';
 import { alertEvent, type Alert } from './alert.ts';
 import { parseDetectionConfig } from './config.ts';
 import { AnomalyDetector } from './detector.ts';
@@ -140,6 +140,22 @@ describe('denial-burst', () => {
     ]);
   });
 
+  it('ignores quarantines-unknown refusals by default (the broker refuses everyone while it cannot tell)', () => {
+    const log = new LogBuilder();
+    for (let i = 0; i < 10; i++)
+      log.add(
+        T0 + i,
+        releaseEvent({ sa: `sa${String(i % 2)}`, decision: 'deny', reason: 'quarantines-unknown' }),
+      );
+    expect(detect(config, log.entries)).toEqual([]);
+    const counted = detect({ ...config, 'denial-burst.ignoreReasons': 'quarantined' }, log.entries);
+    expect(counted.map((a) => [a.identity?.serviceAccount ?? null, a.observed])).toEqual([
+      [null, 4],
+      ['sa0', 3],
+      ['sa1', 3],
+    ]);
+  });
+
   it('counts verified broker-access denials, never what an unverified caller claims', () => {
     const log = new LogBuilder();
     for (let i = 0; i < 5; i++) log.add(T0 + i, brokerDenial({ verified: false, sa: 'victim' }));
@@ -170,13 +186,30 @@ describe('first-restricted-access', () => {
     );
   });
 
-  it('folds further first touches within the window into the cooldown, and alerts for the next one after it', () => {
+  it('does not remember a first touch suppressed by the cooldown: its next release after the window alerts', () => {
+    const log = new LogBuilder();
+    log.add(T0, releaseEvent({ classification: 'restricted', artifact: 'harmless' }));
+    log.add(T0 + 1000, releaseEvent({ classification: 'restricted', artifact: 'crown' }));
+    log.add(T0 + 2000, releaseEvent({ classification: 'restricted', artifact: 'harmless' }));
+    log.add(T0 + 3600_000, releaseEvent({ classification: 'restricted', artifact: 'harmless' }));
+    log.add(T0 + 3600_001, releaseEvent({ classification: 'restricted', artifact: 'crown' }));
+    log.add(T0 + 3600_002, releaseEvent({ classification: 'restricted', artifact: 'crown' }));
+    const alerts = detect(config, log.entries);
+    expect(alerts.map((a) => [a.artifact?.name, seqsOf(a)])).toEqual([
+      ['harmless', [0]],
+      ['crown', [4]],
+    ]);
+  });
+
+  it('a suppressed first touch stays first through several cooldowns', () => {
     const log = new LogBuilder();
     log.add(T0, releaseEvent({ classification: 'restricted', artifact: 'a' }));
     log.add(T0 + 1000, releaseEvent({ classification: 'restricted', artifact: 'b' }));
     log.add(T0 + 3600_000, releaseEvent({ classification: 'restricted', artifact: 'c' }));
     log.add(T0 + 3600_001, releaseEvent({ classification: 'restricted', artifact: 'b' }));
-    expect(detect(config, log.entries).map((a) => a.artifact?.name)).toEqual(['a', 'c']);
+    log.add(T0 + 7200_000, releaseEvent({ classification: 'restricted', artifact: 'b' }));
+    log.add(T0 + 7200_001, releaseEvent({ classification: 'restricted', artifact: 'c' }));
+    expect(detect(config, log.entries).map((a) => a.artifact?.name)).toEqual(['a', 'c', 'b']);
   });
 
   it('forgets identities idle longer than detector.idle: a release after that is a first again', () => {
@@ -251,6 +284,22 @@ describe('cross-environment', () => {
     expect(alerts[0]?.message).toBe(
       'sa dev/trainer asked for artifact ml-prod/resnet (environment prod) across environments (refused: cross-environment-not-allowed)',
     );
+  });
+
+  it('keeps one cooldown per identity and target artifact: a harmless attempt does not hide another', () => {
+    const log = new LogBuilder();
+    const cross = { ns: 'dev', decision: 'deny', reason: 'cross-environment-not-allowed' } as const;
+    log.add(T0, releaseEvent({ ...cross, artifact: 'harmless' }));
+    log.add(T0 + 1, releaseEvent({ ...cross, artifact: 'crown' }));
+    log.add(T0 + 2, releaseEvent({ ...cross, artifact: 'harmless' }));
+    log.add(T0 + 3, releaseEvent({ ...cross, artifact: 'crown' }));
+    log.add(T0 + 4, releaseEvent({ ...cross, sa: 'other', artifact: 'crown' }));
+    const alerts = detect(only({ 'cross-environment.window': '10m' }), log.entries);
+    expect(alerts.map((a) => [a.identity?.serviceAccount, a.artifact?.name, seqsOf(a)])).toEqual([
+      ['trainer', 'harmless', [0]],
+      ['trainer', 'crown', [1]],
+      ['other', 'crown', [4]],
+    ]);
   });
 
   it('compares the recorded workload environment with the artifact’s; allowed crossings only with includeAllowed', () => {
@@ -346,6 +395,115 @@ describe('the detector', () => {
     const config = only({ 'denial-burst.perIdentity': '3' });
     expect(detect(config, asText)).toEqual(detect(config, log.entries));
     expect(detect(config, asText)).toHaveLength(1);
+  });
+
+  it('counts an entry a little behind the latest (within the smallest window) as the latest time', () => {
+    const log = new LogBuilder();
+    log.add(T0 + 5000, releaseEvent({ decision: 'deny' }));
+    log.add(T0 + 4000, releaseEvent({ decision: 'deny' }));
+    log.add(T0 + 4500, releaseEvent({ decision: 'deny' }));
+    const alerts = detect(
+      only({ 'denial-burst.perIdentity': '3', 'denial-burst.window': '10s' }),
+      log.entries,
+    );
+    expect(alerts.map((a) => [seqsOf(a), a.from - T0, a.to - T0])).toEqual([[[0, 1, 2], 5000, 5000]]);
+  });
+
+  it('after one entry 2 h ahead, steady traffic is no spike: a large backward step resets the windows', () => {
+    const log = new LogBuilder();
+    const minute = 60_000;
+    for (let i = 0; i < 15; i++) log.add(T0 + i * minute, releaseEvent());
+    log.add(T0 + 15 * minute + 2 * 3600_000, releaseEvent());
+    for (let i = 15; i < 120; i++) log.add(T0 + i * minute + 1, releaseEvent());
+    expect(detect({}, log.entries)).toEqual([]);
+    // The same log with the default release-rate-spike: the steady traffic alone would never alert either, and a
+    // real burst after the step still does.
+    for (let i = 0; i < 30; i++) log.add(T0 + 130 * minute + i, releaseEvent());
+    expect(detect({}, log.entries).map((a) => [a.rule, a.observed])).toEqual([['release-rate-spike', 20]]);
+  });
+
+  it('keeps the first touches seen across a backward step, and drops the cooldowns', () => {
+    const config = only({ 'first-restricted-access.window': '1h' });
+    const log = new LogBuilder();
+    log.add(T0 + 3 * 3600_000, releaseEvent({ classification: 'restricted', artifact: 'a' }));
+    log.add(T0, releaseEvent({ classification: 'restricted', artifact: 'a' }));
+    log.add(T0 + 1, releaseEvent({ classification: 'restricted', artifact: 'b' }));
+    expect(detect(config, log.entries).map((a) => [a.artifact?.name, a.to - T0])).toEqual([
+      ['a', 3 * 3600_000],
+      ['b', 1],
+    ]);
+  });
+
+  it('after a lift, the identity re-fetching what it had raises nothing; new releases after the grace do', () => {
+    const lifted: AuditEvent = {
+      type: 'identity-lifted',
+      identity: { namespace: 'ml-prod', serviceAccount: 'trainer' },
+      actor: 'unknown',
+      reason: 'QuarantineLifted',
+    };
+    const hour = 3600_000;
+    const artifacts = Array.from({ length: 10 }, (_, i) => `m${String(i)}`);
+    const burst = (log: LogBuilder, at: number, names: readonly string[]): void => {
+      names.forEach((artifact, i) => log.add(at + i * 1000, releaseEvent({ artifact })));
+    };
+    const log = new LogBuilder();
+    burst(log, T0, artifacts);
+    for (let i = 0; i < 10; i++)
+      log.add(
+        T0 + 60_000 + i,
+        releaseEvent({ artifact: `m${String(i)}`, decision: 'deny', reason: 'quarantined' }),
+      );
+    const beforeLift = log.entries.length;
+    log.add(T0 + hour, lifted);
+    burst(log, T0 + hour + 1000, artifacts);
+    // Defaults everywhere: only the first bulk alert.
+    expect(detect({}, log.entries).map((a) => [a.rule, a.to - T0])).toEqual([['bulk-access', 9000]]);
+    // Without the lift entry, the re-fetch is a second bulk alert (what the lift prevents).
+    const unlifted = log.entries.filter((_, i) => i !== beforeLift);
+    expect(detect({}, unlifted).map((a) => a.rule)).toEqual(['bulk-access', 'bulk-access']);
+    // Within the grace, new artifacts still count (old ones do not): 9 new ones raise nothing, the 10th does.
+    const during = new LogBuilder();
+    for (const e of log.entries) during.add(e.time as number, e.event);
+    burst(
+      during,
+      T0 + hour + 20_000,
+      artifacts.map((a) => `new-${a}`),
+    );
+    expect(detect({}, during.entries).map((a) => [a.rule, a.observed, a.to - T0])).toEqual([
+      ['bulk-access', 10, 9000],
+      ['bulk-access', 10, hour + 29_000],
+    ]);
+    // After the grace (10 min by default), a burst counts as usual, the old artifacts too.
+    const after = new LogBuilder();
+    for (const e of log.entries) after.add(e.time as number, e.event);
+    burst(after, T0 + hour + 11 * 60_000, artifacts);
+    expect(detect({}, after.entries).map((a) => [a.rule, a.to - T0])).toEqual([
+      ['bulk-access', 9000],
+      ['bulk-access', hour + 11 * 60_000 + 9000],
+    ]);
+    expect(detect({ 'bulk-access.liftGrace': '0' }, log.entries).map((a) => a.rule)).toEqual([
+      'bulk-access',
+      'bulk-access',
+    ]);
+  });
+
+  it('a lift starts the identity’s windows again in every rule', () => {
+    const lifted: AuditEvent = {
+      type: 'identity-lifted',
+      identity: { namespace: 'ml-prod', serviceAccount: 'trainer' },
+      actor: 'unknown',
+      reason: 'QuarantineLifted',
+    };
+    const log = new LogBuilder();
+    log.add(T0, releaseEvent({ decision: 'deny' }));
+    log.add(T0 + 1, releaseEvent({ decision: 'deny' }));
+    log.add(T0 + 2, lifted);
+    log.add(T0 + 3, releaseEvent({ decision: 'deny' }));
+    const config = only({ 'denial-burst.perIdentity': '3', 'denial-burst.perArtifact': '0' });
+    expect(detect(config, log.entries)).toEqual([]);
+    log.add(T0 + 4, releaseEvent({ decision: 'deny' }));
+    log.add(T0 + 5, releaseEvent({ decision: 'deny' }));
+    expect(detect(config, log.entries).map(seqsOf)).toEqual([[3, 4, 5]]);
   });
 
   it('seeds from history without alerting, so a replayed first touch is not first any more', () => {
@@ -445,8 +603,11 @@ describe('properties', () => {
               expect(alert.evidence.every((e) => e.origin === ORIGIN && seen.has(e.seq))).toBe(true);
               expect(alert.evidence.at(-1)?.seq).toBe(entry.seq);
               expect(alert.from).toBeLessThanOrEqual(alert.to);
-              // One alert per rule and subject per window.
-              const subject = `${alert.rule} ${JSON.stringify(alert.identity)} ${alert.rule === 'denial-burst' && alert.identity === null ? JSON.stringify(alert.artifact) : ''}`;
+              // One alert per rule and subject per window (cross-environment: per identity and target artifact).
+              const byArtifact =
+                (alert.rule === 'denial-burst' && alert.identity === null) ||
+                alert.rule === 'cross-environment';
+              const subject = `${alert.rule} ${JSON.stringify(alert.identity)} ${byArtifact ? JSON.stringify(alert.artifact) : ''}`;
               const previous = lastAt.get(subject);
               if (previous !== undefined) expect(alert.to - previous).toBeGreaterThanOrEqual(alert.windowMs);
               lastAt.set(subject, alert.to);

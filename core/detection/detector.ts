@@ -6,7 +6,7 @@
  */
 import type { Alert } from './alert.ts';
 import { RULE_NAMES, type DetectionConfig, type RuleName } from './config.ts';
-import { entryTime, observationOf, type DetectorEntry } from './observation.ts';
+import { entryTime, identityKey, observationOf, type DetectorEntry } from './observation.ts';
 import type { Rule } from './rule.ts';
 import { BulkAccess } from './rules/bulk-access.ts';
 import { CrossEnvironment } from './rules/cross-environment.ts';
@@ -21,6 +21,8 @@ const SWEEP_EVERY = 256;
 export class AnomalyDetector {
   readonly config: DetectionConfig;
   readonly #rules: readonly Rule[];
+  /** How far an entry's time may fall behind the latest one and still count as that latest time (a small skew). */
+  readonly #toleranceMs: number;
   #now = 0;
   #sinceSweep = 0;
 
@@ -35,19 +37,36 @@ export class AnomalyDetector {
       'cross-environment': new CrossEnvironment(rules['cross-environment'], limits),
       'off-hours': new OffHours(rules['off-hours'], limits),
     };
-    this.#rules = RULE_NAMES.filter((name) => rules[name].enabled).map((name) => all[name]);
+    const enabled = RULE_NAMES.filter((name) => rules[name].enabled);
+    this.#rules = enabled.map((name) => all[name]);
+    this.#toleranceMs = Math.min(...enabled.map((name) => rules[name].windowMs));
   }
 
   /**
    * The alerts `entry` raises, in the order of RULE_NAMES. Only key-release and broker-access events are looked at;
-   * the detector's own anomaly-alert and identity-* events, grants, heartbeats and the rest raise nothing. An entry
-   * whose time is earlier than one already seen counts as that later time (time never runs backwards here); an
-   * entry without a usable time is ignored.
+   * the detector's own anomaly-alert and identity-quarantined events, grants, heartbeats and the rest raise nothing.
+   * An identity-lifted entry raises nothing either, but starts the identity's windows again (see Rule.lift).
+   *
+   * Time: an entry whose time is earlier than the latest seen by at most the smallest window of the enabled rules
+   * (a small skew, e.g. between two writers' clocks) counts as that latest time. An entry further back means the
+   * clock was stepped back: pinning every later entry to the old latest time would stop the windows from moving
+   * and turn steady traffic into a spike, so instead every window and cooldown is dropped and time goes on from the
+   * entry's. An entry without a usable time is ignored.
    */
   observe(entry: DetectorEntry): Alert[] {
     const time = entryTime(entry.time);
     if (time === undefined) return [];
-    this.#now = Math.max(this.#now, time);
+    if (time < this.#now - this.#toleranceMs) {
+      this.#now = time;
+      for (const rule of this.#rules) rule.reset(time);
+    } else {
+      this.#now = Math.max(this.#now, time);
+    }
+    if (entry.event.type === 'identity-lifted') {
+      const identity = identityKey(entry.event.identity);
+      for (const rule of this.#rules) rule.lift(identity, this.#now);
+      return [];
+    }
     const o = observationOf({ origin: entry.origin, seq: entry.seq }, this.#now, entry.event);
     if (o === undefined) return [];
     const alerts = this.#rules.flatMap((rule) => rule.observe(o));

@@ -14,6 +14,16 @@ export interface Rule {
   observe(o: Observation): Alert[];
   /** Forgets subjects idle since before `now - idle`. */
   sweep(now: number): void;
+  /**
+   * A quarantine of the identity (`namespace/serviceAccount`) was lifted at `now`: its windows start again empty
+   * (cooldowns stay), so what it did before and during the quarantine does not count towards a new alert.
+   */
+  lift(identity: string, now: number): void;
+  /**
+   * The entries' clock stepped back to `now` by more than the detector tolerates: every window and cooldown is
+   * dropped (they were measured on the other clock); what is not time-based (first touches seen) is kept.
+   */
+  reset(now: number): void;
 }
 
 export interface AlertFacts {
@@ -92,6 +102,11 @@ export class Alerter {
 
   sweep(now: number): void {
     this.#last.sweep(now);
+  }
+
+  /** Drops every cooldown. */
+  reset(): void {
+    this.#last.clear();
   }
 }
 

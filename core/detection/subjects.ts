@@ -1,7 +1,7 @@
 /**
  * Subject maps: the per-identity (or per-artifact, per-pair) state of a rule, bounded in size and forgotten when
- * idle. Entry time only moves forward inside the detector, so a map's insertion order (refreshed on every touch) is
- * also the order of last use: the least recently seen subject is always first, and idle eviction stops at the
+ * idle. Entry time only moves forward inside the detector (a large backward step resets or rebases the maps), so a
+ * map's insertion order (refreshed on every touch) is also the order of last use: the least recently seen subject is always first, and idle eviction stops at the
  * first subject that is still fresh.
  */
 export class SubjectMap<V> {
@@ -43,6 +43,22 @@ export class SubjectMap<V> {
       if (entry.seen > now - this.#idleMs) return;
       this.#map.delete(key);
     }
+  }
+
+  delete(key: string): void {
+    this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+
+  /**
+   * After the clock stepped back to `now`: every subject last seen later than `now` counts as seen at `now`, so the
+   * map stays in order of last use and idle eviction measures from the new time.
+   */
+  rebase(now: number): void {
+    for (const entry of this.#map.values()) entry.seen = Math.min(entry.seen, now);
   }
 
   get size(): number {

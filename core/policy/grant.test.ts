@@ -25,6 +25,12 @@ import {
 } from './testdata/objects.ts';
 import { statusEqual } from './conditions.ts';
 import {
+  EMPTY_QUARANTINES,
+  formatQuarantineRecord,
+  parseQuarantines,
+  type QuarantineSet,
+} from './quarantine.ts';
+import {
   QUARANTINE_ANNOTATION,
   REVOKED_ANNOTATION,
   endsAccess,
@@ -57,6 +63,7 @@ function evaluate(g: AccessGrant, overrides: Partial<Omit<GrantInput, 'grant'>> 
     namespaces: overrides.namespaces ?? NAMESPACES,
     policy: overrides.policy ?? DEFAULT_CLASSIFICATION_TABLE,
     now: overrides.now ?? NOW,
+    ...(overrides.quarantines === undefined ? {} : { quarantines: overrides.quarantines }),
   });
 }
 
@@ -802,6 +809,110 @@ describe('evaluateGrant: each rule', () => {
       const d = evaluate(grant({ mode: 'publish', subjects: [prodSubject] }));
       expect(d.reason).toBe('CrossEnvironmentNotAllowed');
     });
+  });
+});
+
+describe('1c. a quarantined subject identity', () => {
+  const record = formatQuarantineRecord({
+    since: '2026-12-07T10:00:00Z',
+    alertId: 'a-0123456789abcdef',
+    rule: 'bulk-access',
+    severity: 'high',
+    reason: 'ten artifacts in a minute',
+  });
+  /** The quarantines of the identities given (as <namespace>.<serviceAccount>). */
+  const quarantined = (...keys: string[]): QuarantineSet =>
+    parseQuarantines(Object.fromEntries(keys.map((k) => [k, record])));
+  const trainer = { namespace: 'ml-dev', serviceAccount: 'trainer' };
+  const three = [
+    trainer,
+    { namespace: 'ml-dev', serviceAccount: 'batch' },
+    { namespace: 'ml-dev-2', serviceAccount: 'etl' },
+  ];
+
+  it('denies a grant whose only subject is quarantined (Denied/Quarantined), naming the alert and how to lift it', () => {
+    const d = evaluate(grant({ subjects: [trainer] }), { quarantines: quarantined('ml-dev.trainer') });
+    expect(d).toMatchObject({ phase: 'Denied', reason: 'Quarantined', resolvedVersions: [] });
+    expect(d.message).toBe(
+      'AccessGrant ml-dev/g1 is suspended: its subject service account ml-dev/trainer is quarantined by anomaly alert a-0123456789abcdef (rule bulk-access, severity high) since 2026-12-07T10:00:00Z: ten artifacts in a minute. ' +
+        "A member of the security groups lifts it by removing key ml-dev.trainer from ConfigMap strongroom-quarantines in the operator's namespace (kubectl edit).",
+    );
+  });
+
+  it('leaves a grant alone when no subject is quarantined, or none are known, and is not sticky once lifted', () => {
+    const g = grant({ subjects: [trainer] });
+    expect(evaluate(g, { quarantines: quarantined('ml-dev.batch', 'ml-dev.inference') }).phase).toBe(
+      'Active',
+    );
+    expect(evaluate(g, { quarantines: EMPTY_QUARANTINES }).phase).toBe('Active');
+    expect(evaluate(g).phase).toBe('Active');
+    const wasQuarantined = grant(
+      { subjects: [trainer] },
+      { status: { phase: 'Denied', reason: 'Quarantined', message: 'suspended' } },
+    );
+    expect(evaluate(wasQuarantined, { quarantines: EMPTY_QUARANTINES })).toMatchObject({
+      phase: 'Active',
+      reason: 'Granted',
+    });
+  });
+
+  it('quarantines on an unreadable record too (fail closed), and ignores keys that name no identity', () => {
+    const set = parseQuarantines({ 'ml-dev.trainer': 'not json', nodot: record });
+    const d = evaluate(grant({ subjects: [trainer] }), { quarantines: set });
+    expect(d.reason).toBe('Quarantined');
+    expect(d.message).toContain('its record is unreadable: the value is not JSON');
+    const other = evaluate(grant({ subjects: [trainer] }), {
+      quarantines: parseQuarantines({ nodot: record }),
+    });
+    expect(other.phase).toBe('Active');
+  });
+
+  it('with several subjects, one quarantined suspends the whole grant and the others are counted', () => {
+    const g = grant({ subjects: three });
+    const one = evaluate(g, { quarantines: quarantined('ml-dev.batch') });
+    expect(one).toMatchObject({ phase: 'Denied', reason: 'Quarantined' });
+    expect(one.message).toMatch(
+      /^AccessGrant ml-dev\/g1 is suspended: its subject service account ml-dev\/batch is/,
+    );
+    expect(one.message).not.toContain('more of its subjects');
+    const two = evaluate(g, { quarantines: quarantined('ml-dev.batch', 'ml-dev-2.etl') });
+    expect(two.message).toContain('its subject service account ml-dev/batch is quarantined');
+    expect(two.message).toMatch(/\. 1 more of its subjects is quarantined too\.$/);
+    const all = evaluate(g, { quarantines: quarantined('ml-dev.trainer', 'ml-dev.batch', 'ml-dev-2.etl') });
+    expect(all.message).toContain('its subject service account ml-dev/trainer is quarantined');
+    expect(all.message).toMatch(/\. 2 more of its subjects are quarantined too\.$/);
+  });
+
+  it('comes after a revocation, an approver denial and a grant quarantine, and before every other rule', () => {
+    const q = { quarantines: quarantined('ml-dev.trainer') };
+    const reason = (g: AccessGrant, overrides: Partial<Omit<GrantInput, 'grant'>> = {}): string =>
+      evaluate(g, { ...q, ...overrides }).reason;
+    expect(reason(grant({}, { annotations: { [REVOKED_ANNOTATION]: 'leak' } }))).toBe(
+      'RevokedByAdministrator',
+    );
+    expect(reason(grant({ denial: { deniedBy: 'carol', deniedAt: NOT_BEFORE } }))).toBe('DeniedByApprover');
+    const annotated = evaluate(grant({}, { annotations: { [QUARANTINE_ANNOTATION]: 'incident 42' } }), q);
+    expect([annotated.reason, annotated.message]).toEqual([
+      'Quarantined',
+      expect.stringContaining('quarantined by a security team: incident 42') as unknown as string,
+    ]);
+    // Everything the later rules would say gives way to the quarantine.
+    expect(reason(grant(), { artifact: undefined })).toBe('Quarantined');
+    expect(reason(grant(), { artifact: artifact({ deleting: true }) })).toBe('Quarantined');
+    expect(reason(grant(), { now: at(EXPIRES, 1000) })).toBe('Quarantined');
+    expect(reason(grant(), { now: at(NOT_BEFORE, -1) })).toBe('Quarantined');
+    expect(reason(grant({ subjects: [trainer, { namespace: 'gone', serviceAccount: 'x' }] }))).toBe(
+      'Quarantined',
+    );
+    expect(
+      reason(grant({ approvals: approvals(0) }), { artifact: artifact({ classification: 'restricted' }) }),
+    ).toBe('Quarantined');
+    // The same grants without the quarantine say what the later rules say.
+    expect(evaluate(grant(), { artifact: undefined }).reason).toBe('ArtifactNotFound');
+    expect(
+      evaluate(grant({ approvals: approvals(0) }), { artifact: artifact({ classification: 'restricted' }) })
+        .reason,
+    ).toBe('AwaitingApproval');
   });
 });
 

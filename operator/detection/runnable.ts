@@ -2,16 +2,30 @@
  * Anomaly detection in the operator (docs/detection.md). On every replica: the detector (core/detection/) reads
  * every entry this replica's audit log makes durable (DetectionTrail, tapped by the broker runnable), so each
  * replica's detector sees its own log only: the broker on every replica releases keys and audits them in its own
- * log, so a detector on the leader only would miss the followers' traffic. Each alert, in order, one at a time:
- *   1. an `anomaly-alert` audit entry (retried with backoff: the alert must be on the record);
- *   2. `strongroom_anomaly_alerts_total{rule,severity}` and one structured log line `anomaly detected`;
- *   3. a Warning Event `AnomalyDetected` on the identity's ServiceAccount (on the ModelArtifact for an alert that
- *      names no identity);
- *   4. when its severity is at least `quarantine.minSeverity` and it names an identity: the identity is quarantined
+ * log, so a detector on the leader only would miss the followers' traffic. Each alert, on its own (one alert's
+ * failing write never holds up another's):
+ *   1. at once: `strongroom_anomaly_alerts_total{rule,severity}`, one structured log line `anomaly detected`, and a
+ *      Warning Event `AnomalyDetected` on the identity's ServiceAccount (on the ModelArtifact for an alert that names
+ *      no identity);
+ *   2. an `anomaly-alert` audit entry, retried with backoff (the alert must be on the record);
+ *   3. when its severity is at least `quarantine.minSeverity` and it names an identity: the identity is quarantined
  *      (a key added to ConfigMap strongroom-quarantines, operator/quarantine/store.ts), then an
- *      `identity-quarantined` audit entry and a Warning Event `Quarantined` on the ServiceAccount. The write is
- *      retried with backoff until it succeeds (fail closed: every failure is logged at error); an identity already
- *      quarantined is left as it is (idempotent, and a second replica's alert adds nothing).
+ *      `identity-quarantined` audit entry and a Warning Event `Quarantined` on the ServiceAccount. Quarantine writes
+ *      run one per identity (a second alert for an identity whose write is pending merges into it), each with its own
+ *      backoff; a refusal that retrying will not cure (a 4xx other than 409 and 429: RBAC, admission, a ConfigMap
+ *      too large) is logged at error, counted, and retried slowly. An identity already quarantined is left as it is
+ *      (idempotent, and a second replica's alert adds nothing).
+ * Pending writes are bounded (maxPending audit appends, maxIdentities quarantine writes); past that an alert's write
+ * is dropped, logged at error and counted.
+ *
+ * Restarts: alert ids are deterministic, so the alerts the detector raises while it is seeded from the log written
+ * before the restart are checked against that log: those with no `anomaly-alert` entry are handled after start
+ * (they were lost to the stop), and quarantine-level ones with no later `identity-quarantined` or `identity-lifted`
+ * entry for their identity are quarantined (unless quarantined already), for alerts up to catchUpMs older than the
+ * log's last entry. stop() ends every retry loop: each makes one last attempt, all within drainMs; what fails then
+ * is logged as given up (and is caught up at the next start from the log). Detection stops before the broker
+ * (operator.ts), so the log is still open while it drains.
+ *
  * The configuration comes from ConfigMap strongroom-detection (settings.ts); a valid change starts a new detector
  * (its baselines start again). The detector's clock is the entries' time, never the wall clock.
  */
@@ -19,13 +33,19 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import type winston from 'winston';
 import { GROUP, MODEL_ARTIFACT_KIND, VERSION } from '../../core/api/index.ts';
 import type { AppendedEntry } from '../../core/audit/index.ts';
-import { AnomalyDetector, alertEvent, severityAtLeast, type Alert } from '../../core/detection/index.ts';
-import { quarantineKey } from '../../core/policy/quarantine.ts';
+import {
+  AnomalyDetector,
+  alertEvent,
+  severityAtLeast,
+  type Alert,
+  type DetectorEntry,
+} from '../../core/detection/index.ts';
+import { quarantineKey, type WorkloadRef } from '../../core/policy/quarantine.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { Runnable } from '../manager/runnable.ts';
 import type { OperatorMetrics } from '../observability/metrics.ts';
-import type { QuarantineStore } from '../quarantine/store.ts';
+import { QuarantineWriteError, type QuarantineStore } from '../quarantine/store.ts';
 import type { DetectionSettings } from './settings.ts';
 import type { DetectionAudit, DetectionTrail } from './trail.ts';
 
@@ -42,8 +62,18 @@ export interface AnomalyDetectionOptions {
   readonly events: Pick<EventRecorder, 'record'>;
   readonly metrics: Pick<OperatorMetrics, 'anomalyAlerts'>;
   readonly logger: winston.Logger;
-  /** Retry backoff of the audit append and the quarantine write: first and longest delay; default 500 ms, 30 s. */
+  /** Retry backoff of the audit appends and the quarantine writes: first and longest delay; default 500 ms, 30 s. */
   readonly backoffMs?: { readonly initial: number; readonly max: number };
+  /** The delay between attempts of a quarantine write the API server refuses for good; default 300 000 ms. */
+  readonly permanentRetryMs?: number;
+  /** Audit appends pending at once (each alert's, each quarantine's); default 1000. */
+  readonly maxPending?: number;
+  /** Identities whose quarantine write is pending at once; default 1000. */
+  readonly maxIdentities?: number;
+  /** How long stop() waits for the last attempts; default 5000 ms. */
+  readonly drainMs?: number;
+  /** How much older than the log's last entry a seeded alert may be and still be caught up; default 3 600 000 ms. */
+  readonly catchUpMs?: number;
   readonly now?: () => Date;
 }
 
@@ -64,23 +94,61 @@ function eventTarget(alert: Alert) {
   return undefined;
 }
 
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? ` (${error.cause.message})` : '';
+  return `${error.name}: ${error.message}${cause}`;
+}
+
+/** Whether retrying `error` soon cannot help: the API server refused the quarantine write with a 4xx but 409/429. */
+export function permanentWriteError(error: unknown): boolean {
+  if (!(error instanceof QuarantineWriteError)) return false;
+  const cause = error.cause;
+  const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+  return typeof code === 'number' && code >= 400 && code < 500 && code !== 409 && code !== 429;
+}
+
+/** One identity's pending quarantine write; alerts for it while it is pending merge into it. */
+interface QuarantineJob {
+  readonly identity: WorkloadRef;
+  /** The first alert: its record is the one written. */
+  readonly alert: Alert;
+  /** The ids of every alert merged into it. */
+  readonly alertIds: string[];
+}
+
+/** What seeding learned: the alerts raised, and which of them the log shows handled. */
+interface SeededAlert {
+  readonly alert: Alert;
+  audited: boolean;
+  /** An identity-quarantined or identity-lifted entry for its identity follows it in the log. */
+  settled: boolean;
+}
+
+type State = 'new' | 'running' | 'stopping' | 'stopped';
+
 export class AnomalyDetection implements Runnable {
   readonly name = 'anomaly-detection';
   readonly needsLeader = false;
   readonly #o: AnomalyDetectionOptions;
   #detector: AnomalyDetector;
-  #running = false;
-  /** The alerts being handled, one at a time, in order. */
-  #chain: Promise<void> = Promise.resolve();
-  #stopped: () => void = () => undefined;
-  readonly #stopping: Promise<void>;
+  #state: State = 'new';
+  /** Writes in flight (audit appends and quarantine loops). */
+  readonly #work = new Set<Promise<void>>();
+  #appends = 0;
+  readonly #jobs = new Map<string, QuarantineJob>();
+  /** Sleeping retry loops, woken by stop(). */
+  readonly #sleepers = new Set<() => void>();
+  /** Alerts raised by live entries before start(). */
+  #early: Alert[] = [];
+  #seeded = new Map<string, SeededAlert>();
+  #seededUntil = 0;
+  /** Writes dropped (queue full) and quarantine writes refused for good, since start (tests, logs). */
+  readonly failures = { dropped: 0, permanent: 0 };
 
   constructor(options: AnomalyDetectionOptions) {
     this.#o = options;
     this.#detector = new AnomalyDetector(options.settings.current);
-    this.#stopping = new Promise((resolve) => {
-      this.#stopped = resolve;
-    });
     options.config.onEvent((event) => {
       if (this.#o.settings.update(event.type === 'deleted' ? undefined : event.object)) this.#reconfigure();
     });
@@ -88,65 +156,135 @@ export class AnomalyDetection implements Runnable {
       this.observe(entry);
     });
     options.trail.onSeed((entry) => {
-      this.#detector.seed(entry);
+      this.#seed(entry);
     });
   }
 
   start(): void {
     // A change between construction and the first list emits no event: catch up once.
     if (this.#o.settings.update(this.#o.config.get(this.#o.settings.where))) this.#reconfigure();
-    this.#running = true;
+    this.#state = 'running';
+    const early = this.#early;
+    this.#early = [];
+    this.#catchUp();
+    for (const alert of early) this.#raise(alert);
   }
 
+  /** Ends every retry loop: each makes one last attempt; waits for them up to drainMs. */
   async stop(): Promise<void> {
-    this.#running = false;
-    this.#stopped();
-    await this.#chain;
+    if (this.#state === 'stopping' || this.#state === 'stopped') return;
+    this.#state = 'stopping';
+    for (const wake of this.#sleepers) wake();
+    this.#sleepers.clear();
+    const drainMs = this.#o.drainMs ?? 5_000;
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      this.idle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => {
+          resolve(false);
+        }, drainMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!drained)
+      this.#o.logger.error('anomaly detection stopped with writes still in flight', {
+        pending: this.#work.size,
+        drainMs,
+      });
+    this.#state = 'stopped';
   }
 
-  /** Feeds one durable entry to the detector and queues the handling of its alerts. */
+  /** Feeds one durable entry to the detector and handles its alerts. */
   observe(entry: AppendedEntry): void {
-    if (!this.#running) return;
+    if (this.#state === 'stopping' || this.#state === 'stopped') return;
     const time = Date.parse(entry.time);
     if (Number.isNaN(time)) return;
-    let alerts: Alert[];
+    const alerts = this.#detect({ origin: entry.origin, seq: entry.seq, time, event: entry.event });
+    if (this.#state === 'new') {
+      this.#early.push(...alerts);
+      return;
+    }
+    // Seeding after start (an operator wired in the other order): its alerts are caught up at the first entry.
+    this.#catchUp();
+    for (const alert of alerts) this.#raise(alert);
+  }
+
+  /** Resolves once every write started so far has ended (tests). */
+  async idle(): Promise<void> {
+    while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
+  }
+
+  #detect(entry: DetectorEntry): Alert[] {
     try {
-      alerts = this.#detector.observe({ origin: entry.origin, seq: entry.seq, time, event: entry.event });
+      return this.#detector.observe(entry);
     } catch (error) {
       this.#o.logger.error('the anomaly detector failed on an audit entry', {
         origin: entry.origin,
         seq: entry.seq,
         error: error instanceof Error ? error.message : String(error),
       });
-      return;
-    }
-    for (const alert of alerts) {
-      this.#chain = this.#chain.then(() => this.#handle(alert));
+      return [];
     }
   }
 
-  /** Resolves once every alert seen so far is handled (tests). */
-  async idle(): Promise<void> {
-    await this.#chain;
+  /** One entry of the log written before this start: builds the detector's state and notes what it handled. */
+  #seed(entry: DetectorEntry): void {
+    const time = typeof entry.time === 'number' ? entry.time : Date.parse(entry.time);
+    if (!Number.isNaN(time)) this.#seededUntil = Math.max(this.#seededUntil, time);
+    for (const alert of this.#detect(entry))
+      this.#seeded.set(alert.id, { alert, audited: false, settled: false });
+    const event = entry.event;
+    if (event.type === 'anomaly-alert') {
+      const seeded = this.#seeded.get(event.alert.id);
+      if (seeded !== undefined) seeded.audited = true;
+    } else if (event.type === 'identity-quarantined' || event.type === 'identity-lifted') {
+      const key = quarantineKey(event.identity);
+      for (const seeded of this.#seeded.values())
+        if (seeded.alert.identity !== null && quarantineKey(seeded.alert.identity) === key)
+          seeded.settled = true;
+    }
   }
 
-  /** Whether stop() was called (read after an await). */
-  #stoppedNow(): boolean {
-    return !this.#running;
+  /** Handles what the seeded log shows unhandled (see the module comment). */
+  #catchUp(): void {
+    if (this.#seeded.size === 0) return;
+    const seeded = [...this.#seeded.values()];
+    this.#seeded = new Map();
+    const since = this.#seededUntil - (this.#o.catchUpMs ?? 3_600_000);
+    let alerts = 0;
+    let quarantines = 0;
+    for (const { alert, audited, settled } of seeded) {
+      if (alert.to < since) continue;
+      if (!audited) {
+        alerts++;
+        this.#raise(alert, { quarantine: !settled, caughtUp: true });
+      } else if (!settled && this.#quarantineLevel(alert)) {
+        quarantines++;
+        this.#enqueueQuarantine(alert);
+      }
+    }
+    if (alerts + quarantines > 0)
+      this.#o.logger.warn('handling alerts raised before the restart that the audit log shows unhandled', {
+        alerts,
+        quarantines,
+      });
   }
 
   #reconfigure(): void {
     this.#detector = new AnomalyDetector(this.#o.settings.current);
   }
 
-  async #handle(alert: Alert): Promise<void> {
+  #quarantineLevel(alert: Alert): boolean {
+    const minimum = this.#o.settings.current.quarantineMinSeverity;
+    return minimum !== null && alert.identity !== null && severityAtLeast(alert.severity, minimum);
+  }
+
+  /** Reports `alert` at once, and starts its audit append and (at quarantine level) its identity's quarantine. */
+  #raise(alert: Alert, options: { quarantine?: boolean; caughtUp?: boolean } = {}): void {
     const o = this.#o;
-    const fields = { alertId: alert.id, rule: alert.rule, severity: alert.severity };
-    await this.#retry('append the anomaly alert to the audit log', fields, () =>
-      o.audit.record(alertEvent(alert)),
-    );
     o.metrics.anomalyAlerts.inc({ rule: alert.rule, severity: alert.severity });
-    o.logger.warn('anomaly detected', { alert });
+    o.logger.warn('anomaly detected', { alert, ...(options.caughtUp ? { caughtUp: true } : {}) });
     const target = eventTarget(alert);
     if (target !== undefined)
       o.events.record(
@@ -155,11 +293,74 @@ export class AnomalyDetection implements Runnable {
         'AnomalyDetected',
         `${alert.message} (alert ${alert.id}, rule ${alert.rule}, severity ${alert.severity})`,
       );
-    const minimum = o.settings.current.quarantineMinSeverity;
+    const fields = { alertId: alert.id, rule: alert.rule, severity: alert.severity };
+    this.#append('append the anomaly alert to the audit log', fields, alertEvent(alert));
+    if ((options.quarantine ?? true) && this.#quarantineLevel(alert)) this.#enqueueQuarantine(alert);
+  }
+
+  /** Appends `event` to the audit log on its own, retried (bounded by maxPending). */
+  #append(
+    what: string,
+    fields: Record<string, unknown>,
+    event: Parameters<DetectionAudit['record']>[0],
+  ): void {
+    if (this.#appends >= (this.#o.maxPending ?? 1000)) {
+      this.failures.dropped++;
+      this.#o.logger.error(`could not ${what}: too many audit appends pending; dropped`, fields);
+      return;
+    }
+    this.#appends++;
+    this.#track(
+      this.#retry(what, fields, () => this.#o.audit.record(event)).then(
+        () => undefined,
+        () => undefined,
+      ),
+      () => {
+        this.#appends--;
+      },
+    );
+  }
+
+  #track(work: Promise<void>, done?: () => void): void {
+    const tracked = work.finally(() => {
+      this.#work.delete(tracked);
+      done?.();
+    });
+    this.#work.add(tracked);
+  }
+
+  /** Quarantines the alert's identity, merged into its pending write if there is one. */
+  #enqueueQuarantine(alert: Alert): void {
     const identity = alert.identity;
-    if (minimum === null || identity === null || !severityAtLeast(alert.severity, minimum)) return;
-    if (o.quarantines.lookup(identity).state === 'quarantined') return;
+    if (identity === null) return;
+    const key = quarantineKey(identity);
+    const pending = this.#jobs.get(key);
+    if (pending !== undefined) {
+      pending.alertIds.push(alert.id);
+      return;
+    }
+    if (this.#o.quarantines.lookup(identity).state === 'quarantined') return;
     const who = `${identity.namespace}/${identity.serviceAccount}`;
+    if (this.#jobs.size >= (this.#o.maxIdentities ?? 1000)) {
+      this.failures.dropped++;
+      this.#o.logger.error('could not quarantine the identity: too many quarantine writes pending; dropped', {
+        alertId: alert.id,
+        identity: who,
+      });
+      return;
+    }
+    const job: QuarantineJob = { identity, alert, alertIds: [alert.id] };
+    this.#jobs.set(key, job);
+    this.#track(this.#quarantine(job), () => {
+      this.#jobs.delete(key);
+    });
+  }
+
+  async #quarantine(job: QuarantineJob): Promise<void> {
+    const o = this.#o;
+    const { identity, alert } = job;
+    const who = `${identity.namespace}/${identity.serviceAccount}`;
+    const fields = { alertId: alert.id, rule: alert.rule, severity: alert.severity, identity: who };
     const record = {
       since: (o.now?.() ?? new Date()).toISOString(),
       alertId: alert.id,
@@ -167,11 +368,25 @@ export class AnomalyDetection implements Runnable {
       severity: alert.severity,
       reason: alert.message,
     };
-    const added = await this.#retry('quarantine the identity', { ...fields, identity: who }, () =>
-      o.quarantines.add(identity, record),
+    const added = await this.#retry(
+      'quarantine the identity',
+      fields,
+      () =>
+        o.quarantines.lookup(identity).state === 'quarantined'
+          ? Promise.resolve('present' as const)
+          : o.quarantines.add(identity, record),
+      (error) => {
+        if (!permanentWriteError(error)) return undefined;
+        this.failures.permanent++;
+        return o.permanentRetryMs ?? 300_000;
+      },
     );
     if (added !== 'added') return;
-    o.logger.warn('identity quarantined', { ...fields, identity: who, key: quarantineKey(identity) });
+    o.logger.warn('identity quarantined', {
+      ...fields,
+      alertIds: job.alertIds,
+      key: quarantineKey(identity),
+    });
     o.events.record(
       {
         apiVersion: 'v1',
@@ -182,52 +397,63 @@ export class AnomalyDetection implements Runnable {
       'Quarantined',
       `Strongroom quarantined service account ${who} after anomaly alert ${alert.id} (rule ${alert.rule}, severity ${alert.severity}): ${alert.message} Its grants are suspended and its keys revoked; a member of the security groups lifts it by removing key ${quarantineKey(identity)} from ConfigMap strongroom-quarantines.`,
     );
-    await this.#retry('append the quarantine to the audit log', fields, () =>
-      o.audit.record({
-        type: 'identity-quarantined',
-        identity: { namespace: identity.namespace, serviceAccount: identity.serviceAccount },
-        actor: OPERATOR_ACTOR,
-        reason: 'AnomalyDetected',
-        alertId: alert.id,
-        severity: alert.severity,
-        detail: alert.message.slice(0, 1024),
-      }),
-    );
+    this.#append('append the quarantine to the audit log', fields, {
+      type: 'identity-quarantined',
+      identity: { namespace: identity.namespace, serviceAccount: identity.serviceAccount },
+      actor: OPERATOR_ACTOR,
+      reason: 'AnomalyDetected',
+      alertId: alert.id,
+      severity: alert.severity,
+      detail: alert.message.slice(0, 1024),
+    });
   }
 
   /**
-   * Runs `work` until it succeeds, with exponential backoff, logging each failure at error; its result, or
-   * undefined once stopped.
+   * Runs `work` until it succeeds, with exponential backoff (or the delay `slow` names for an error it knows),
+   * logging each failure at error; once stop() is called, one last attempt, then its result or undefined.
    */
   async #retry<T>(
     what: string,
     fields: Record<string, unknown>,
     work: () => Promise<T>,
+    slow: (error: unknown) => number | undefined = () => undefined,
   ): Promise<T | undefined> {
     const { initial, max } = this.#o.backoffMs ?? { initial: 500, max: 30_000 };
     for (let attempt = 0; ; attempt++) {
       try {
         return await work();
       } catch (error) {
-        const delay = Math.min(max, initial * 2 ** Math.min(attempt, 16));
-        this.#o.logger.error(`could not ${what}; retrying`, {
-          ...fields,
-          attempt: attempt + 1,
-          retryInMs: this.#running ? delay : undefined,
-          error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-        });
-        if (!this.#running) return undefined;
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => {
-            timer = setTimeout(resolve, delay);
-          }),
-          this.#stopping,
-        ]);
-        clearTimeout(timer);
-        // One last attempt on the way out would race the log's close; the failure is logged above.
-        if (this.#stoppedNow()) return undefined;
+        const permanent = slow(error);
+        const details = { ...fields, attempt: attempt + 1, error: describeError(error) };
+        if (this.#state === 'stopping' || this.#state === 'stopped') {
+          this.#o.logger.error(
+            `could not ${what}; giving up as the operator stops (caught up from the audit log at the next start)`,
+            details,
+          );
+          return undefined;
+        }
+        const delay = permanent ?? Math.min(max, initial * 2 ** Math.min(attempt, 16));
+        this.#o.logger.error(
+          permanent === undefined
+            ? `could not ${what}; retrying`
+            : `could not ${what}: the API server refuses it, which retrying soon will not cure; retrying slowly`,
+          { ...details, retryInMs: delay },
+        );
+        await this.#sleep(delay);
       }
     }
+  }
+
+  /** Waits `ms`, or until stop() wakes it. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#sleepers.add(wake);
+    });
   }
 }

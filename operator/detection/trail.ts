@@ -1,8 +1,9 @@
 /**
  * Anomaly detection's side of this replica's audit log (operator/broker/runnable.ts attaches it while the log is
  * open, on every replica): every durable entry goes to the listeners (the detector), and `record` appends the
- * detection's own events (anomaly-alert, identity-quarantined, identity-lifted). Until a log is attached, or after it
- * is detached, `record` rejects after a short wait, so the caller retries instead of losing the record.
+ * detection's own events (anomaly-alert, identity-quarantined, identity-lifted). Until a log is attached, `record`
+ * waits a little for it, then rejects, so the caller retries instead of losing the record; once it is detached (the
+ * log closes at shutdown), `record` rejects at once, so that a stopping detection does not wait on a closed log.
  */
 import { existsSync } from 'node:fs';
 import { AuditError, type AppendedEntry, type AuditLog } from '../../core/audit/index.ts';
@@ -17,6 +18,7 @@ export interface DetectionAudit {
 
 export class DetectionTrail implements AuditTap, DetectionAudit {
   #log: Pick<AuditLog, 'append'> | undefined;
+  #detached = false;
   readonly #listeners: ((entry: AppendedEntry) => void)[] = [];
   readonly #seeders: ((entry: DetectorEntry) => void)[] = [];
   #waiters: (() => void)[] = [];
@@ -58,6 +60,7 @@ export class DetectionTrail implements AuditTap, DetectionAudit {
 
   attach(log: Pick<AuditLog, 'append'>): void {
     this.#log = log;
+    this.#detached = false;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w();
@@ -65,10 +68,11 @@ export class DetectionTrail implements AuditTap, DetectionAudit {
 
   detach(): void {
     this.#log = undefined;
+    this.#detached = true;
   }
 
   async record(event: DetectionEvent): Promise<void> {
-    if (this.#log === undefined) await this.#attached();
+    if (this.#log === undefined && !this.#detached) await this.#attached();
     const log = this.#log;
     if (log === undefined) throw new AuditError('closed', 'the audit log is not open');
     await log.append(event);

@@ -1,6 +1,7 @@
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { formatQuarantineRecord, type QuarantineRecord } from '../../core/policy/quarantine.ts';
+import type { InformerEvent } from '../kube/informer.ts';
 import { QuarantineStore, QuarantineWriteError } from './store.ts';
 
 const RECORD: QuarantineRecord = {
@@ -156,6 +157,109 @@ describe('QuarantineStore.lookup', () => {
     expect(store.lookup(TRAINER)).toMatchObject({
       state: 'quarantined',
       quarantine: { problem: 'the value is not JSON' },
+    });
+  });
+});
+
+describe('QuarantineStore.lookup on a stale cache', () => {
+  const cm = (data: Record<string, string>, resourceVersion: string): V1ConfigMap => ({
+    metadata: { name: 'strongroom-quarantines', namespace: 'sr', resourceVersion },
+    data,
+  });
+
+  /** An informer whose cache, health and events the test drives. */
+  function drivenInformer(initial: V1ConfigMap | undefined) {
+    let cached = initial;
+    let healthy = true;
+    const handlers: ((event: InformerEvent<V1ConfigMap>) => void)[] = [];
+    return {
+      informer: {
+        get: () => cached,
+        hasSynced: () => true,
+        healthy: () => healthy,
+        onEvent: (handler: (event: InformerEvent<V1ConfigMap>) => void) => {
+          handlers.push(handler);
+        },
+      },
+      setHealthy: (h: boolean) => {
+        healthy = h;
+      },
+      deliver: (object: V1ConfigMap) => {
+        const type = cached === undefined ? 'added' : 'modified';
+        cached = object;
+        for (const h of handlers) h({ type, key: 'sr/strongroom-quarantines', object });
+      },
+    };
+  }
+
+  it('answers unknown while the watch is not healthy, even with the identity free in the last list', () => {
+    const driven = drivenInformer(cm({}, '5'));
+    const store = new QuarantineStore({
+      core: fakeCore(undefined).core,
+      namespace: 'sr',
+      informer: driven.informer,
+    });
+    expect(store.lookup(TRAINER)).toEqual({ state: 'free' });
+    driven.setHealthy(false);
+    expect(store.lookup(TRAINER)).toEqual({ state: 'unknown' });
+    driven.setHealthy(true);
+    expect(store.lookup(TRAINER)).toEqual({ state: 'free' });
+  });
+
+  it('counts a key it added before its watch delivers it, then follows the cache (a lift is not undone)', async () => {
+    const api = fakeCore(cm({}, '1'));
+    const driven = drivenInformer(cm({}, '1'));
+    const store = new QuarantineStore({ core: api.core, namespace: 'sr', informer: driven.informer });
+    await expect(store.add(TRAINER, RECORD)).resolves.toBe('added');
+    // The watch has not delivered the write: this replica refuses all the same.
+    expect(store.lookup(TRAINER)).toMatchObject({ state: 'quarantined', quarantine: { record: RECORD } });
+    expect(store.lookup({ namespace: 'ml-dev', serviceAccount: 'other' })).toEqual({ state: 'free' });
+    const written = api.stored();
+    if (written === undefined) throw new Error('nothing written');
+    driven.deliver(written);
+    expect(store.lookup(TRAINER)).toMatchObject({ state: 'quarantined' });
+    // The security team lifts it: the cache says free and the local copy is gone.
+    driven.deliver(cm({}, '9'));
+    expect(store.lookup(TRAINER)).toEqual({ state: 'free' });
+  });
+
+  it('forgets a local key once the cache moved past the write, even if the event skipped it', async () => {
+    const api = fakeCore(cm({}, '1'));
+    const driven = drivenInformer(cm({}, '1'));
+    const store = new QuarantineStore({ core: api.core, namespace: 'sr', informer: driven.informer });
+    await store.add(TRAINER, RECORD);
+    // A relist after the write and a lift: the key is not there and the version is past the write's.
+    driven.deliver(cm({}, '50'));
+    expect(store.lookup(TRAINER)).toEqual({ state: 'free' });
+  });
+
+  it('forgets a local key the cache never shows after localTtlMs', async () => {
+    let now = 0;
+    const api = fakeCore(cm({}, '1'));
+    const store = new QuarantineStore({
+      core: api.core,
+      namespace: 'sr',
+      informer: { get: () => cm({}, '1'), hasSynced: () => true },
+      localTtlMs: 1000,
+      now: () => now,
+    });
+    await store.add(TRAINER, RECORD);
+    now = 1000;
+    expect(store.lookup(TRAINER)).toMatchObject({ state: 'quarantined' });
+    now = 1001;
+    expect(store.lookup(TRAINER)).toEqual({ state: 'free' });
+  });
+
+  it('counts a key found present on the server (another replica wrote it) before the cache has it', async () => {
+    const api = fakeCore(
+      cm({ 'ml-dev.trainer': formatQuarantineRecord({ ...RECORD, alertId: 'other' }) }, '3'),
+    );
+    const driven = drivenInformer(cm({}, '1'));
+    const store = new QuarantineStore({ core: api.core, namespace: 'sr', informer: driven.informer });
+    await expect(store.add(TRAINER, RECORD)).resolves.toBe('present');
+    expect(store.lookup(TRAINER)).toMatchObject({
+      state: 'quarantined',
+      quarantine: { record: { alertId: 'other' } },
     });
   });
 });

@@ -2,6 +2,11 @@
  * bulk-access: many distinct artifacts, or many distinct versions, released to one identity within a sliding
  * window. Fires when the window holds distinctArtifacts artifacts (namespace/name) or distinctVersions versions
  * (namespace/name@version), then stays quiet for that identity for one window.
+ *
+ * Lifting a quarantine (an identity-lifted entry) empties the identity's windows and opens a grace period of
+ * liftGrace: within it, a release of an artifact or version the identity had been released before (those of its
+ * last alert and those still in its windows at the lift) does not count, so its wiped workloads fetching their keys
+ * again do not quarantine it again; anything new counts as usual.
  */
 import { formatIdentity, formatWindow, type Alert, type EvidenceRef } from '../alert.ts';
 import type { BulkAccessConfig, DetectorLimits } from '../config.ts';
@@ -44,6 +49,11 @@ class DistinctWindow {
   get refs(): EvidenceRef[] {
     return [...this.#items.values()].map((i) => i.ref);
   }
+
+  /** The keys held, whatever their time. */
+  get keys(): string[] {
+    return [...this.#items.keys()];
+  }
 }
 
 interface IdentityBulk {
@@ -51,15 +61,27 @@ interface IdentityBulk {
   readonly versions: DistinctWindow;
 }
 
+/** What an identity had been released (artifact and version keys) and, once lifted, until when it is forgiven. */
+interface IdentityHeld {
+  keys: Set<string>;
+  graceUntil: number;
+}
+
 export class BulkAccess implements Rule {
   readonly name = 'bulk-access' as const;
   readonly #config: BulkAccessConfig;
   readonly #identities: SubjectMap<IdentityBulk>;
+  /**
+   * The keys of each identity's last alert, and the grace after a lift. Not forgotten when idle (a quarantine may
+   * last longer than detector.idle, and a quarantined identity is only refused); bounded by maxSubjects.
+   */
+  readonly #held: SubjectMap<IdentityHeld>;
   readonly #alerter: Alerter;
 
   constructor(config: BulkAccessConfig, limits: DetectorLimits) {
     this.#config = config;
     this.#identities = new SubjectMap(limits);
+    this.#held = new SubjectMap({ maxSubjects: limits.maxSubjects, idleMs: Number.POSITIVE_INFINITY });
     this.#alerter = new Alerter(this.name, config, limits);
   }
 
@@ -69,13 +91,17 @@ export class BulkAccess implements Rule {
     const { windowMs, distinctArtifacts, distinctVersions } = this.#config;
     if (distinctArtifacts === 0 && distinctVersions === 0) return [];
     const key = identityKey(o.identity);
+    const artifact = artifactKey(o.artifact);
+    const version = `${artifact}@${o.artifact.version ?? ''}`;
+    const held = this.#held.get(key);
+    if (held !== undefined && o.time < held.graceUntil && held.keys.has(artifact) && held.keys.has(version))
+      return [];
     const state = this.#identities.touch(key, o.time, () => ({
       artifacts: new DistinctWindow(windowMs, distinctArtifacts),
       versions: new DistinctWindow(windowMs, distinctVersions),
     }));
-    const artifact = artifactKey(o.artifact);
     state.artifacts.add(artifact, o.time, o.ref);
-    state.versions.add(`${artifact}@${o.artifact.version ?? ''}`, o.time, o.ref);
+    state.versions.add(version, o.time, o.ref);
     const byArtifacts = distinctArtifacts > 0 && state.artifacts.count >= distinctArtifacts;
     const byVersions = !byArtifacts && distinctVersions > 0 && state.versions.count >= distinctVersions;
     if ((!byArtifacts && !byVersions) || !this.#alerter.ready(key, o.time)) return [];
@@ -93,6 +119,10 @@ export class BulkAccess implements Rule {
       message: `${formatIdentity(o.identity)} was released keys of ${String(window.count)} distinct ${what} in ${formatWindow(windowMs)} (threshold ${String(threshold)})`,
       evidence: window.refs,
     });
+    this.#held.touch(key, o.time, () => ({ keys: new Set(), graceUntil: 0 })).keys = new Set([
+      ...state.artifacts.keys,
+      ...state.versions.keys,
+    ]);
     state.artifacts.clear();
     state.versions.clear();
     return [alert];
@@ -101,5 +131,19 @@ export class BulkAccess implements Rule {
   sweep(now: number): void {
     this.#identities.sweep(now);
     this.#alerter.sweep(now);
+  }
+
+  lift(identity: string, now: number): void {
+    const state = this.#identities.get(identity);
+    const held = this.#held.touch(identity, now, () => ({ keys: new Set(), graceUntil: 0 }));
+    held.keys = new Set([...held.keys, ...(state?.artifacts.keys ?? []), ...(state?.versions.keys ?? [])]);
+    held.graceUntil = now + this.#config.liftGraceMs;
+    this.#identities.delete(identity);
+  }
+
+  reset(): void {
+    this.#identities.clear();
+    this.#held.clear();
+    this.#alerter.reset();
   }
 }

@@ -4,7 +4,7 @@
  * `restricted-cannot-cross-environments`), or — when the event records the workload's environment — any attempt
  * where it differs from the artifact's: refused always, allowed only with includeAllowed (an allowed crossing went
  * through a cross-environment grant with its extra approvals). One alert per subject (the identity, else the
- * artifact) per window.
+ * artifact) and target artifact per window: an attempt on one artifact does not hide an attempt on another.
  */
 import { formatIdentity, type Alert } from '../alert.ts';
 import type { CrossEnvironmentConfig, DetectorLimits } from '../config.ts';
@@ -37,7 +37,10 @@ export class CrossEnvironment implements Rule {
         : o.artifact !== null
           ? `artifact:${artifactKey(o.artifact)}`
           : undefined;
-    if (subject === undefined || !this.#alerter.ready(subject, o.time)) return [];
+    if (subject === undefined) return [];
+    const key =
+      o.artifact !== null && o.identity !== null ? `${subject} ${artifactKey(o.artifact)}` : subject;
+    if (!this.#alerter.ready(key, o.time)) return [];
     const who = o.identity !== null ? formatIdentity(o.identity) : 'an unverified caller';
     const from = o.workloadEnvironment !== undefined ? ` from environment ${o.workloadEnvironment}` : '';
     const target =
@@ -47,7 +50,7 @@ export class CrossEnvironment implements Rule {
     const outcome = o.decision === 'deny' ? `refused: ${o.reason}` : 'allowed by a cross-environment grant';
     return [
       this.#alerter.raise(
-        subject,
+        key,
         o.time,
         singleEntryFacts(o, `${who} asked for ${target}${from} across environments (${outcome})`),
       ),
@@ -56,5 +59,13 @@ export class CrossEnvironment implements Rule {
 
   sweep(now: number): void {
     this.#alerter.sweep(now);
+  }
+
+  lift(): void {
+    // No window: nothing to reset.
+  }
+
+  reset(): void {
+    this.#alerter.reset();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * denial-burst: refused key releases and refused broker calls (broker-access deny) for one verified identity, or
  * for one artifact, within a sliding window. Fires when the window holds perIdentity (perArtifact) denials, then
- * stays quiet for that subject for one window. Reasons in ignoreReasons (by default `quarantined`) are not counted.
+ * stays quiet for that subject for one window. Reasons in ignoreReasons (by default `quarantined` and
+ * `quarantines-unknown`: refusals of the quarantine itself, not of the caller's behaviour) are not counted.
  */
 import { formatIdentity, formatWindow, type Alert } from '../alert.ts';
 import type { DenialBurstConfig, DetectorLimits } from '../config.ts';
@@ -77,5 +78,15 @@ export class DenialBurst implements Rule {
     this.#identities.sweep(now);
     this.#artifacts.sweep(now);
     this.#alerter.sweep(now);
+  }
+
+  lift(identity: string): void {
+    this.#identities.delete(`identity:${identity}`);
+  }
+
+  reset(): void {
+    this.#identities.clear();
+    this.#artifacts.clear();
+    this.#alerter.reset();
   }
 }

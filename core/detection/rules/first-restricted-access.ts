@@ -1,8 +1,10 @@
 /**
  * first-restricted-access: the first allowed key release of a restricted artifact (any version) to an identity,
  * first relative to what this detector has seen. A denied attempt is not a touch (nothing was released; refusals are
- * denial-burst's and cross-environment's). One alert per identity per window: further first touches by the same
- * identity within the window are remembered without another alert (bulk-access covers many at once).
+ * denial-burst's and cross-environment's). One alert per identity per window: a first touch by the same identity
+ * within the window raises nothing and is not remembered, so the next release of that pair after the window is a
+ * first touch again and alerts (one harmless first touch cannot hide the others for the rest of the window;
+ * bulk-access covers many at once).
  */
 import { formatIdentity, type Alert } from '../alert.ts';
 import type { DetectorLimits, FirstRestrictedAccessConfig } from '../config.ts';
@@ -30,9 +32,13 @@ export class FirstRestrictedAccess implements Rule {
     if (!this.#config.classifications.includes(classification)) return [];
     const identity = identityKey(o.identity);
     const pair = `${identity} ${artifactKey(o.artifact)}`;
-    const first = !this.#pairs.has(pair);
+    if (this.#pairs.has(pair)) {
+      this.#pairs.touch(pair, o.time, () => true);
+      return [];
+    }
+    // A first touch in the identity's cooldown is not remembered: it stays first until it can alert.
+    if (!this.#alerter.ready(identity, o.time)) return [];
     this.#pairs.touch(pair, o.time, () => true);
-    if (!first || !this.#alerter.ready(identity, o.time)) return [];
     return [
       this.#alerter.raise(
         identity,
@@ -48,5 +54,14 @@ export class FirstRestrictedAccess implements Rule {
   sweep(now: number): void {
     this.#pairs.sweep(now);
     this.#alerter.sweep(now);
+  }
+
+  lift(): void {
+    // The pairs seen are not a window: a lifted identity's known artifacts stay known.
+  }
+
+  reset(now: number): void {
+    this.#pairs.rebase(now);
+    this.#alerter.reset();
   }
 }

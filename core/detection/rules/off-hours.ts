@@ -64,4 +64,12 @@ export class OffHours implements Rule {
   sweep(now: number): void {
     this.#alerter.sweep(now);
   }
+
+  lift(): void {
+    // No window: nothing to reset.
+  }
+
+  reset(): void {
+    this.#alerter.reset();
+  }
 }

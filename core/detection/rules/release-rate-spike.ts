@@ -101,4 +101,14 @@ export class ReleaseRateSpike implements Rule {
     this.#identities.sweep(now);
     this.#alerter.sweep(now);
   }
+
+  /** The identity starts again with no history (it needs minHistory windows before it can fire). */
+  lift(identity: string): void {
+    this.#identities.delete(identity);
+  }
+
+  reset(): void {
+    this.#identities.clear();
+    this.#alerter.reset();
+  }
 }
