@@ -5,7 +5,8 @@
  * the injector's MutatingWebhookConfiguration, application namespaces that enforce Pod Security "restricted", a
  * `local` PersistentVolume per namespace for ciphertext, and sample artifacts encrypted and published to it.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AdmissionregistrationV1Api,
@@ -107,10 +108,15 @@ export async function startStack(options: {
   const [brokerPort, attestPort] = [await freePort(gateway), await freePort(gateway)];
   const broker = `${gateway}:${String(brokerPort)}`;
   const attest = `${gateway}:${String(attestPort)}`;
+  // The stack owns the audit log directory (the operator harness deletes a directory it created when the process
+  // stops), so a restarted operator reopens the same log, as a replica on its claim does; a fresh one would rightly be
+  // refused as rolled back below its published checkpoint.
+  const auditLogDir = mkdtempSync(join(tmpdir(), 'strongroom-audit-e2e-'));
   const operatorOptions = {
     namespace: OPERATOR_NAMESPACE,
     kubeconfig,
     identity: 'e2e',
+    auditLogDir,
     brokerHost: gateway,
     ports: { broker: brokerPort, attest: attestPort },
     args: [
@@ -156,6 +162,7 @@ export async function startStack(options: {
     });
   } catch (error) {
     await operator.stop();
+    rmSync(auditLogDir, { recursive: true, force: true });
     throw error;
   }
   const storageRoot = join(cluster.workDir, 'storage');
@@ -170,10 +177,9 @@ export async function startStack(options: {
     image: image.ref,
     storageDir: (namespace) => join(storageRoot, namespace),
     restartOperator: async (whileDown) => {
-      const auditLogDir = operator.auditLogDir;
       await operator.stop();
       await whileDown?.();
-      operator = await startOperator({ ...operatorOptions, auditLogDir });
+      operator = await startOperator(operatorOptions);
       const webhookPort = await operator.webhookPort();
       await operator.brokerPorts();
       // The operator keeps caBundle current; only the URL moves with the new port.
@@ -199,6 +205,7 @@ export async function startStack(options: {
         await admission.deleteValidatingAdmissionPolicy({ name }).catch(() => undefined);
       }
       await operator.stop();
+      rmSync(auditLogDir, { recursive: true, force: true });
     },
   };
 }
