@@ -397,6 +397,13 @@ describe('AnomalyDetection: one stuck write holds up nothing else', () => {
     refuse = false;
     await s.detection.idle();
     expect(s.quarantined.has('ml-dev.stuck')).toBe(true);
+    // Every refusal is exported, and nothing was dropped.
+    const exported = await counter(s.metrics, 'strongroom_anomaly_response_failures_total');
+    expect(s.detection.failures.permanent).toBeGreaterThanOrEqual(1);
+    expect(exported).toContain(
+      `strongroom_anomaly_response_failures_total{kind="refused"} ${s.detection.failures.permanent}`,
+    );
+    expect(exported).toContain('strongroom_anomaly_response_failures_total{kind="dropped"} 0');
   });
 
   it('merges repeated alerts for an identity into its one pending write', async () => {
@@ -429,6 +436,9 @@ describe('AnomalyDetection: one stuck write holds up nothing else', () => {
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect(s.appended.filter((e) => e.type === 'anomaly-alert')).toHaveLength(2);
     expect(s.detection.failures.dropped).toBe(1);
+    expect(await counter(s.metrics, 'strongroom_anomaly_response_failures_total')).toContain(
+      'strongroom_anomaly_response_failures_total{kind="dropped"} 1',
+    );
     expect(s.lines.find((l) => l.message.includes('too many quarantine writes pending'))).toMatchObject({
       level: 'error',
       identity: 'ml-dev/two',

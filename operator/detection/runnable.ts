@@ -60,7 +60,7 @@ export interface AnomalyDetectionOptions {
   readonly config: Pick<Informer<V1ConfigMap>, 'onEvent' | 'get'>;
   readonly quarantines: Pick<QuarantineStore, 'add' | 'lookup'>;
   readonly events: Pick<EventRecorder, 'record'>;
-  readonly metrics: Pick<OperatorMetrics, 'anomalyAlerts'>;
+  readonly metrics: Pick<OperatorMetrics, 'anomalyAlerts' | 'anomalyResponseFailures'>;
   readonly logger: winston.Logger;
   /** Retry backoff of the audit appends and the quarantine writes: first and longest delay; default 500 ms, 30 s. */
   readonly backoffMs?: { readonly initial: number; readonly max: number };
@@ -143,7 +143,10 @@ export class AnomalyDetection implements Runnable {
   #early: Alert[] = [];
   #seeded = new Map<string, SeededAlert>();
   #seededUntil = 0;
-  /** Writes dropped (queue full) and quarantine writes refused for good, since start (tests, logs). */
+  /**
+   * Writes dropped (queue full) and quarantine writes refused for good, since start (tests); exported as
+   * strongroom_anomaly_response_failures_total{kind="dropped"|"refused"}.
+   */
   readonly failures = { dropped: 0, permanent: 0 };
 
   constructor(options: AnomalyDetectionOptions) {
@@ -305,7 +308,7 @@ export class AnomalyDetection implements Runnable {
     event: Parameters<DetectionAudit['record']>[0],
   ): void {
     if (this.#appends >= (this.#o.maxPending ?? 1000)) {
-      this.failures.dropped++;
+      this.#failed('dropped');
       this.#o.logger.error(`could not ${what}: too many audit appends pending; dropped`, fields);
       return;
     }
@@ -319,6 +322,13 @@ export class AnomalyDetection implements Runnable {
         this.#appends--;
       },
     );
+  }
+
+  /** Counts a response to an alert that was dropped or refused, in failures and the metric. */
+  #failed(kind: 'dropped' | 'refused'): void {
+    if (kind === 'dropped') this.failures.dropped++;
+    else this.failures.permanent++;
+    this.#o.metrics.anomalyResponseFailures.inc({ kind });
   }
 
   #track(work: Promise<void>, done?: () => void): void {
@@ -342,7 +352,7 @@ export class AnomalyDetection implements Runnable {
     if (this.#o.quarantines.lookup(identity).state === 'quarantined') return;
     const who = `${identity.namespace}/${identity.serviceAccount}`;
     if (this.#jobs.size >= (this.#o.maxIdentities ?? 1000)) {
-      this.failures.dropped++;
+      this.#failed('dropped');
       this.#o.logger.error('could not quarantine the identity: too many quarantine writes pending; dropped', {
         alertId: alert.id,
         identity: who,
@@ -377,7 +387,7 @@ export class AnomalyDetection implements Runnable {
           : o.quarantines.add(identity, record),
       (error) => {
         if (!permanentWriteError(error)) return undefined;
-        this.failures.permanent++;
+        this.#failed('refused');
         return o.permanentRetryMs ?? 300_000;
       },
     );

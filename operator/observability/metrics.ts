@@ -152,6 +152,11 @@ export class OperatorMetrics {
   readonly quarantinesActive: Gauge<never>;
   /** `strongroom_anomaly_alerts_total{rule,severity}`: alerts raised by this replica's detector. */
   readonly anomalyAlerts: Counter<'rule' | 'severity'>;
+  /**
+   * `strongroom_anomaly_response_failures_total{kind}`: responses to alerts (audit appends, quarantine writes) this
+   * replica dropped (`dropped`: too many pending) or the API server refused (`refused`: retried slowly).
+   */
+  readonly anomalyResponseFailures: Counter<'kind'>;
 
   constructor() {
     const registry = new Registry();
@@ -413,6 +418,14 @@ export class OperatorMetrics {
       labelNames: ['rule', 'severity'],
       registers,
     });
+    this.anomalyResponseFailures = new Counter({
+      name: 'strongroom_anomaly_response_failures_total',
+      help: 'Responses to anomaly alerts (audit entries, quarantine writes) dropped because too many were pending (kind="dropped") or refused by the API server and retried slowly (kind="refused").',
+      labelNames: ['kind'],
+      registers,
+    });
+    // Both series exist from the start, so that increase() sees the first failure.
+    for (const kind of ['dropped', 'refused']) this.anomalyResponseFailures.inc({ kind }, 0);
     this.leader.set(0);
   }
 
