@@ -18,7 +18,7 @@ export default class SummaryLineReporter implements Reporter {
         else if (state === 'failed') counts.failed++;
         else counts.skipped++;
       }
-      // A file that failed to load, or whose worker died, is a failure even when none of its tests failed.
+      // A file that failed to load or in a hook (beforeAll, afterAll) is a failure even when no test of it failed.
       if (module.state() === 'failed' && !tests.some((test) => test.result().state === 'failed'))
         counts.failed++;
     }
