@@ -22,7 +22,8 @@ import { parseSignerKey, parseVerifierKey } from '../audit/note.ts';
 import { releaseEvent } from '../audit/testdata/fixtures.ts';
 import { verifyLog } from '../audit/verify.ts';
 import { GcpKmsProvider } from './gcp.ts';
-import { KmsError, type KmsErrorCode } from './provider.ts';
+import { expectKmsError } from './conformance.ts';
+import { KmsError } from './provider.ts';
 import { CHECKPOINT_SIGNING_KEY_ID, kmsNoteSigner } from './signing.ts';
 
 const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
@@ -42,17 +43,6 @@ function localProvider(fake: FakeGcpKms): GcpKmsProvider {
     },
     timeoutMs: 5000,
   });
-}
-
-async function kmsError(promise: Promise<unknown>, code: KmsErrorCode, message?: RegExp): Promise<KmsError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(KmsError);
-  expect((error as KmsError).code, (error as Error).message).toBe(code);
-  if (message) expect((error as Error).message).toMatch(message);
-  return error as KmsError;
 }
 
 describe('checkpoint signing key in Cloud KMS (real client → local KMS server)', () => {
@@ -152,7 +142,7 @@ describe('checkpoint signing key in Cloud KMS (real client → local KMS server)
         if (m === method) alter(response);
       });
       try {
-        await kmsError(call === 'sign' ? key.sign(data) : key.publicKey(), 'unavailable', message);
+        await expectKmsError(call === 'sign' ? key.sign(data) : key.publicKey(), 'unavailable', message);
       } finally {
         fake.setResponseHook(undefined);
       }
@@ -184,7 +174,7 @@ describe('checkpoint signing key in Cloud KMS (real client → local KMS server)
 
   it('refuses a key that is not an Ed25519 signing key, and a key with no enabled version', async () => {
     await provider.createKey(provider.keyName('symmetric'));
-    await kmsError(
+    await expectKmsError(
       (await provider.checkpointSigningKey('symmetric')).publicKey(),
       'invalid',
       /ASYMMETRIC_SIGN/,
@@ -205,9 +195,9 @@ describe('checkpoint signing key in Cloud KMS (real client → local KMS server)
     } finally {
       await client.close();
     }
-    await kmsError(key.sign(Buffer.from('x')), 'unavailable', /not enabled/);
+    await expectKmsError(key.sign(Buffer.from('x')), 'unavailable', /not enabled/);
     const fresh = await provider.checkpointSigningKey('destroyed-signer');
-    await kmsError(fresh.publicKey(), 'unavailable', /no ENABLED EC_SIGN_ED25519 version/);
-    await kmsError(provider.checkpointSigningKey('not/an/id'), 'invalid');
+    await expectKmsError(fresh.publicKey(), 'unavailable', /no ENABLED EC_SIGN_ED25519 version/);
+    await expectKmsError(provider.checkpointSigningKey('not/an/id'), 'invalid');
   });
 });

@@ -14,9 +14,9 @@ import {
   startFakeGcpKms,
   type FakeGcpKms,
 } from '../../test/kms-server/gcp-kms-server.ts';
-import { describeKmsProvider } from './conformance.ts';
+import { describeKmsProvider, expectKmsError } from './conformance.ts';
 import { crc32c, GcpKmsProvider, type GcpKmsProviderOptions } from './gcp.ts';
-import { KmsError, type KmsErrorCode } from './provider.ts';
+import { KmsError } from './provider.ts';
 
 const DAY_S = 86_400;
 let counter = 0;
@@ -44,17 +44,6 @@ function localProvider(fake: FakeGcpKms, extra: Partial<GcpKmsProviderOptions> =
     clientOptions: localClientOptions(fake),
     ...extra,
   });
-}
-
-async function kmsError(promise: Promise<unknown>, code: KmsErrorCode, message?: RegExp): Promise<KmsError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(KmsError);
-  expect((error as KmsError).code, (error as Error).message).toBe(code);
-  if (message) expect((error as Error).message).toMatch(message);
-  return error as KmsError;
 }
 
 describe('crc32c', () => {
@@ -203,20 +192,20 @@ describe('gcp provider against the local Cloud KMS server', () => {
       `${DEFAULT_TEST_KEY_RING}/cryptoKeys/`,
       `${DEFAULT_TEST_KEY_RING}/cryptoKeys/a/b`,
     ]) {
-      await kmsError(provider.createKey(keyId), 'invalid', /key id is a CryptoKey name/);
-      await kmsError(provider.wrap(keyId, randomBytes(32), aad), 'invalid');
-      await kmsError(provider.versions(keyId), 'invalid');
-      await kmsError(provider.rotate(keyId), 'invalid');
-      await kmsError(provider.destroyKey(keyId), 'invalid');
+      await expectKmsError(provider.createKey(keyId), 'invalid', /key id is a CryptoKey name/);
+      await expectKmsError(provider.wrap(keyId, randomBytes(32), aad), 'invalid');
+      await expectKmsError(provider.versions(keyId), 'invalid');
+      await expectKmsError(provider.rotate(keyId), 'invalid');
+      await expectKmsError(provider.destroyKey(keyId), 'invalid');
     }
     const keyId = provider.keyName('kx');
     const good = { provider: 'gcp', keyId, keyVersion: '1', ciphertext: randomBytes(40).toString('base64') };
-    await kmsError(provider.unwrap({ ...good, keyId: otherRing }, aad), 'invalid');
-    await kmsError(provider.unwrap({ ...good, keyVersion: '0' }, aad), 'invalid');
-    await kmsError(provider.unwrap({ ...good, keyVersion: '1/../2' }, aad), 'invalid');
-    await kmsError(provider.unwrap({ ...good, ciphertext: 'not base64!' }, aad), 'invalid');
-    await kmsError(provider.unwrap({ ...good, ciphertext: '' }, aad), 'invalid');
-    await kmsError(provider.destroyVersion(keyId, 'latest'), 'invalid');
+    await expectKmsError(provider.unwrap({ ...good, keyId: otherRing }, aad), 'invalid');
+    await expectKmsError(provider.unwrap({ ...good, keyVersion: '0' }, aad), 'invalid');
+    await expectKmsError(provider.unwrap({ ...good, keyVersion: '1/../2' }, aad), 'invalid');
+    await expectKmsError(provider.unwrap({ ...good, ciphertext: 'not base64!' }, aad), 'invalid');
+    await expectKmsError(provider.unwrap({ ...good, ciphertext: '' }, aad), 'invalid');
+    await expectKmsError(provider.destroyVersion(keyId, 'latest'), 'invalid');
     expect(() => provider.keyName('has/slash')).toThrow(KmsError);
     expect(() => provider.keyName('x'.repeat(64))).toThrow(KmsError);
     expect(fake.requests.length).toBe(before);
@@ -239,19 +228,19 @@ describe('gcp provider against the local Cloud KMS server', () => {
 
   it('maps Cloud KMS NOT_FOUND for missing keys, versions and key rings to not-found', async () => {
     const missing = provider.keyName(uniqueId());
-    await kmsError(provider.versions(missing), 'not-found');
-    await kmsError(provider.rotate(missing), 'not-found');
-    await kmsError(provider.destroyVersion(missing, '1'), 'not-found');
-    await kmsError(provider.destroyKey(missing), 'not-found');
+    await expectKmsError(provider.versions(missing), 'not-found');
+    await expectKmsError(provider.rotate(missing), 'not-found');
+    await expectKmsError(provider.destroyVersion(missing, '1'), 'not-found');
+    await expectKmsError(provider.destroyKey(missing), 'not-found');
     const keyId = provider.keyName(uniqueId());
     await provider.createKey(keyId);
-    await kmsError(provider.destroyVersion(keyId, '7'), 'not-found');
+    await expectKmsError(provider.destroyVersion(keyId, '7'), 'not-found');
     const noRing = new GcpKmsProvider({
       keyRing: 'projects/strongroom-test/locations/global/keyRings/never-created',
       clientOptions: localClientOptions(fake),
     });
     try {
-      const error = await kmsError(noRing.createKey(noRing.keyName('k')), 'not-found', /never-created/);
+      const error = await expectKmsError(noRing.createKey(noRing.keyName('k')), 'not-found', /never-created/);
       expect(grpcCodeOf(error.cause)).toBe(grpc.status.NOT_FOUND);
     } finally {
       await noRing.close();
@@ -266,7 +255,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
         if (method === 'Encrypt') flipBit(response.ciphertext, 20);
       },
       () =>
-        kmsError(
+        expectKmsError(
           provider.wrap(keyId, randomBytes(32), aad),
           'unavailable',
           /does not match its CRC32C checksum/,
@@ -276,7 +265,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
       (method, response) => {
         if (method === 'Encrypt') response.ciphertextCrc32c = null;
       },
-      () => kmsError(provider.wrap(keyId, randomBytes(32), aad), 'unavailable', /CRC32C/),
+      () => expectKmsError(provider.wrap(keyId, randomBytes(32), aad), 'unavailable', /CRC32C/),
     );
     // Sanity: without the hook the same call succeeds.
     expect((await provider.wrap(keyId, randomBytes(32), aad)).keyVersion).toBe('1');
@@ -291,7 +280,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
           if (method === 'Encrypt') response[field] = false;
         },
         () =>
-          kmsError(
+          expectKmsError(
             provider.wrap(keyId, randomBytes(32), aad),
             'unavailable',
             /did not confirm the request checksums/,
@@ -309,7 +298,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
         if (method === 'Decrypt') flipBit(response.plaintext, 0);
       },
       () =>
-        kmsError(
+        expectKmsError(
           provider.unwrap(wrapped, aad),
           'unavailable',
           /plaintext from Cloud KMS does not match its CRC32C/,
@@ -320,7 +309,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
         if (method === 'Decrypt')
           response.plaintextCrc32c = { value: String((crc32c(response.plaintext as Buffer) + 1) >>> 0) };
       },
-      () => kmsError(provider.unwrap(wrapped, aad), 'unavailable', /CRC32C/),
+      () => expectKmsError(provider.unwrap(wrapped, aad), 'unavailable', /CRC32C/),
     );
     expect((await provider.unwrap(wrapped, aad)).length).toBe(32);
   });
@@ -333,7 +322,8 @@ describe('gcp provider against the local Cloud KMS server', () => {
         if (method === 'Encrypt')
           response.name = `${DEFAULT_TEST_KEY_RING}/cryptoKeys/other/cryptoKeyVersions/1`;
       },
-      () => kmsError(provider.wrap(keyId, randomBytes(32), aad), 'unavailable', /unexpected key version/),
+      () =>
+        expectKmsError(provider.wrap(keyId, randomBytes(32), aad), 'unavailable', /unexpected key version/),
     );
   });
 
@@ -343,13 +333,13 @@ describe('gcp provider against the local Cloud KMS server', () => {
     await provider.createKey(a);
     await provider.createKey(b);
     const wrapped = await provider.wrap(a, randomBytes(32), aad);
-    const error = await kmsError(
+    const error = await expectKmsError(
       provider.unwrap({ ...wrapped, keyId: b }, aad),
       'unwrap-failed',
       /ciphertext is invalid/,
     );
     expect(grpcCodeOf(error.cause)).toBe(grpc.status.INVALID_ARGUMENT);
-    await kmsError(provider.unwrap(wrapped, Buffer.alloc(0)), 'unwrap-failed');
+    await expectKmsError(provider.unwrap(wrapped, Buffer.alloc(0)), 'unwrap-failed');
   });
 
   it('destroy schedules destruction in Cloud KMS; the version is reported destroyed at once and erased later', async () => {
@@ -361,7 +351,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
     const v1 = `${keyId}/cryptoKeyVersions/1`;
     expect(last('DestroyCryptoKeyVersion').request.name).toBe(v1);
     expect(fake.inspectVersion(v1)).toEqual({ state: 'DESTROY_SCHEDULED', hasKeyMaterial: true });
-    await kmsError(provider.unwrap(wrapped, aad), 'destroyed', /DESTROY_SCHEDULED/);
+    await expectKmsError(provider.unwrap(wrapped, aad), 'destroyed', /DESTROY_SCHEDULED/);
     // Destroying again is not an error: the goal is already reached.
     await provider.destroyKey(keyId);
     await provider.destroyKey(keyId);
@@ -371,7 +361,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
       ['1', 'destroyed', false],
       ['2', 'destroyed', false],
     ]);
-    await kmsError(provider.unwrap(wrapped, aad), 'destroyed', /state DESTROYED/);
+    await expectKmsError(provider.unwrap(wrapped, aad), 'destroyed', /state DESTROYED/);
   });
 
   it('sets destroy_scheduled_duration on new keys when configured', async () => {
@@ -403,18 +393,18 @@ describe('gcp provider against the local Cloud KMS server', () => {
       grpc.status.FAILED_PRECONDITION,
       `${keyId}/cryptoKeyVersions/1 is not enabled, current state is: DESTROYED.`,
     );
-    await kmsError(provider.unwrap(wrapped, aad), 'destroyed');
+    await expectKmsError(provider.unwrap(wrapped, aad), 'destroyed');
     fake.failNext(
       'Decrypt',
       grpc.status.FAILED_PRECONDITION,
       `${keyId}/cryptoKeyVersions/1 is not enabled, current state is: DISABLED.`,
     );
-    await kmsError(provider.unwrap(wrapped, aad), 'unavailable', /DISABLED/);
+    await expectKmsError(provider.unwrap(wrapped, aad), 'unavailable', /DISABLED/);
     await withHook(
       (method, response) => {
         if (method === 'GetCryptoKeyVersion') response.state = 'DISABLED';
       },
-      () => kmsError(provider.unwrap(wrapped, aad), 'unavailable', /is DISABLED, not ENABLED/),
+      () => expectKmsError(provider.unwrap(wrapped, aad), 'unavailable', /is DISABLED, not ENABLED/),
     );
   });
 
@@ -426,7 +416,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
       grpc.status.PERMISSION_DENIED,
       "Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied",
     );
-    const error = await kmsError(
+    const error = await expectKmsError(
       provider.wrap(keyId, randomBytes(32), aad),
       'unavailable',
       /useToEncrypt.*IAM/,
@@ -469,7 +459,7 @@ describe('gcp provider against the local Cloud KMS server', () => {
     const p = localProvider(fake);
     await p.close();
     await p.close();
-    await kmsError(p.versions(p.keyName('k')), 'unavailable', /closed/);
+    await expectKmsError(p.versions(p.keyName('k')), 'unavailable', /closed/);
   });
 });
 
@@ -491,7 +481,7 @@ describe('gcp provider when Cloud KMS cannot be reached', () => {
     });
     const started = Date.now();
     try {
-      const error = await kmsError(
+      const error = await expectKmsError(
         provider.wrap(provider.keyName('k'), randomBytes(32), Buffer.from('x')),
         'unavailable',
       );
@@ -514,7 +504,7 @@ describe('gcp provider when Cloud KMS cannot be reached', () => {
     });
     const started = Date.now();
     try {
-      await kmsError(provider.versions(provider.keyName('k')), 'unavailable');
+      await expectKmsError(provider.versions(provider.keyName('k')), 'unavailable');
     } finally {
       await provider.close();
       for (const socket of sockets) socket.destroy();
@@ -540,7 +530,7 @@ describe('gcp provider when Cloud KMS cannot be reached', () => {
       timeoutMs: 1500,
     });
     try {
-      await kmsError(provider.createKey(provider.keyName('k')), 'unavailable');
+      await expectKmsError(provider.createKey(provider.keyName('k')), 'unavailable');
       expect(fake.requests).toHaveLength(0);
     } finally {
       await provider.close();

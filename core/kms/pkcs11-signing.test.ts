@@ -26,7 +26,7 @@ import {
 import { releaseEvent } from '../audit/testdata/fixtures.ts';
 import { verifyLog } from '../audit/verify.ts';
 import { Pkcs11KmsProvider } from './pkcs11.ts';
-import { KmsError } from './provider.ts';
+import { expectKmsError } from './conformance.ts';
 import { CHECKPOINT_SIGNING_KEY_ID, kmsNoteSigner } from './signing.ts';
 
 const run = promisify(execFile);
@@ -124,15 +124,6 @@ function softwareKey(): { seed: Buffer; publicKey: Buffer } {
     seed: privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_ED25519.length),
     publicKey: publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_ED25519.length),
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<KmsError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(KmsError);
-  return error as KmsError;
 }
 
 describe('checkpoint signing key on a SoftHSM2 token', () => {
@@ -257,14 +248,14 @@ describe('checkpoint signing key on a SoftHSM2 token', () => {
       seed: extractable.seed.toString('hex'),
       point: extractable.publicKey.toString('hex'),
     });
-    const refused = await rejection((await provider.checkpointSigningKey('extractable')).publicKey());
+    const refused = await expectKmsError((await provider.checkpointSigningKey('extractable')).publicKey());
     expect(refused.code).toBe('invalid');
     expect(refused.message).toMatch(/never leave the token/);
 
     const key = await provider.checkpointSigningKey('goes-away');
     await key.publicKey();
     await onToken(token, 'destroy', { label: 'goes-away' });
-    const gone = await rejection(key.sign(Buffer.from('x')));
+    const gone = await expectKmsError(key.sign(Buffer.from('x')));
     expect(gone.code).toBe('not-found');
     // It is not silently replaced by a new key at the next signature.
     const seen = await onToken<{ privateKeys: number }>(token, 'inspect', { label: 'goes-away' }).catch(

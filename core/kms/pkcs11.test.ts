@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSoftHsmToken, type SoftHsmToken } from '../../test/hsm/softhsm.ts';
-import { describeKmsProvider } from './conformance.ts';
+import { describeKmsProvider, expectKmsError } from './conformance.ts';
 import { kekObjectId, Pkcs11KmsProvider } from './pkcs11.ts';
 import { KmsError } from './provider.ts';
 
@@ -99,15 +99,6 @@ async function onToken<T>(token: SoftHsmToken, action: string, args: Record<stri
   return JSON.parse(stdout) as T;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<KmsError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(KmsError);
-  return error as KmsError;
-}
-
 describe('pkcs11 provider on a SoftHSM2 token', () => {
   let token: SoftHsmToken;
   let provider: Pkcs11KmsProvider;
@@ -189,14 +180,14 @@ describe('pkcs11 provider on a SoftHSM2 token', () => {
   it('refuses a wrong PIN with a clear error that does not contain the PIN', async () => {
     const wrongPin = `wrong-${randomBytes(6).toString('hex')}`;
     // While another provider of this process is logged in, PKCS#11 itself would not check the PIN.
-    const whileLoggedIn = await rejection(Pkcs11KmsProvider.open({ ...options(), pin: wrongPin }));
+    const whileLoggedIn = await expectKmsError(Pkcs11KmsProvider.open({ ...options(), pin: wrongPin }));
     expect(whileLoggedIn.code).toBe('unavailable');
     expect(whileLoggedIn.message).toMatch(/wrong PIN/);
     expect(whileLoggedIn.message).not.toContain(wrongPin);
     // With nobody logged in, the token's own check answers.
     await provider.close();
     try {
-      const alone = await rejection(Pkcs11KmsProvider.open({ ...options(), pin: wrongPin }));
+      const alone = await expectKmsError(Pkcs11KmsProvider.open({ ...options(), pin: wrongPin }));
       expect(alone.code).toBe('unavailable');
       expect(alone.message).toMatch(/PIN.*CKR_PIN_INCORRECT/);
       expect(alone.message).not.toContain(wrongPin);
@@ -204,11 +195,11 @@ describe('pkcs11 provider on a SoftHSM2 token', () => {
     } finally {
       provider = await Pkcs11KmsProvider.open(options());
     }
-    const unknownToken = await rejection(
+    const unknownToken = await expectKmsError(
       Pkcs11KmsProvider.open({ ...options(), tokenLabel: 'no-such-token' }),
     );
     expect(unknownToken.message).toMatch(/no PKCS#11 token labelled "no-such-token".*"pkcs11-specific"/);
-    const noModule = await rejection(
+    const noModule = await expectKmsError(
       Pkcs11KmsProvider.open({ ...options(), module: '/nonexistent/libpkcs11.so' }),
     );
     expect(noModule.code).toBe('unavailable');
@@ -242,7 +233,7 @@ describe('pkcs11 provider on a SoftHSM2 token', () => {
       ['1', 'destroyed', false],
       ['2', 'enabled', true],
     ]);
-    expect((await rejection(provider.unwrap(v1, aad))).code).toBe('destroyed');
+    expect((await expectKmsError(provider.unwrap(v1, aad))).code).toBe('destroyed');
     expect((await provider.unwrap(await provider.wrap(keyId, dek, aad), aad)).equals(dek)).toBe(true);
     // The destroyed version's secret key is really gone from the token.
     expect(await onToken(token, 'count', { keyId, kekId: kekObjectId('1').toString('hex') })).toEqual({
@@ -288,6 +279,6 @@ describe('pkcs11 provider on a SoftHSM2 token', () => {
     const other = await Pkcs11KmsProvider.open(options());
     await other.close();
     await other.close();
-    expect((await rejection(other.versions('anything'))).code).toBe('unavailable');
+    expect((await expectKmsError(other.versions('anything'))).code).toBe('unavailable');
   });
 });

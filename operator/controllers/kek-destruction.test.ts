@@ -21,6 +21,7 @@ import { CLASSIFICATIONS, type Classification, type ModelArtifact } from '../../
 import { GcpKmsProvider } from '../../core/kms/gcp.ts';
 import { FileKeySetStore, LocalKmsProvider } from '../../core/kms/local.ts';
 import { Pkcs11KmsProvider } from '../../core/kms/pkcs11.ts';
+import { expectKmsError } from '../../core/kms/conformance.ts';
 import { KmsError, type KmsProvider, type WrappedKey } from '../../core/kms/provider.ts';
 import { createSoftHsmToken } from '../../test/hsm/softhsm.ts';
 import { DEFAULT_TEST_KEY_RING, startFakeGcpKms } from '../../test/kms-server/gcp-kms-server.ts';
@@ -194,15 +195,6 @@ async function opens(kms: KmsProvider, wrapped: WrappedKey, aad: Buffer, dek: Bu
   }
 }
 
-async function kmsErrorCode(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(KmsError);
-  return (error as KmsError).code;
-}
-
 async function createdAt(kms: KmsProvider, keyId: string, version: string): Promise<number> {
   const found = (await kms.versions(keyId)).find((v) => v.version === version);
   if (!found) throw new Error(`no version ${version} of ${keyId}`);
@@ -258,7 +250,7 @@ describe.each(BACKENDS)('retired KEK versions are destroyed after the retention:
 
     h.state.clock = new Date(retiredAt + RETENTION);
     await h.controller.reconcile();
-    expect(await kmsErrorCode(kms.unwrap(saved, aad))).toBe('destroyed');
+    await expectKmsError(kms.unwrap(saved, aad), 'destroyed');
     expect(await opens(kms, rewrapped, aad, dek)).toBe(true);
     const versions = await kms.versions(h.keyId);
     expect(versions.map((v) => [v.version, v.state, v.primary])).toEqual([
@@ -292,7 +284,7 @@ describe.each(BACKENDS)('retired KEK versions are destroyed after the retention:
     // Everything on the primary: now version 1 goes.
     h.state.secrets = [recipientSecret('u-internal', recipient)];
     await h.controller.reconcile();
-    expect(await kmsErrorCode(kms.unwrap(saved, aad))).toBe('destroyed');
+    await expectKmsError(kms.unwrap(saved, aad), 'destroyed');
     expect(await h.destroyedCount()).toBe(1);
   });
 });
@@ -328,7 +320,7 @@ describe('retired KEK versions: failing closed (local KMS)', () => {
 
     h.state.secrets = [];
     await h.controller.reconcile();
-    expect(await kmsErrorCode(kms.unwrap(saved, aad))).toBe('destroyed');
+    await expectKmsError(kms.unwrap(saved, aad), 'destroyed');
   });
 
   it('a KMS failure while destroying does not hold up the rotation that is due', async () => {
